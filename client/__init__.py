@@ -1,0 +1,1 @@
+"""FedHydra client package."""

@@ -1,0 +1,103 @@
+"""Typed exceptions shared by every FedHydra package.
+
+Every error raised on bad input names the place it comes from (a file, an item's index, a field, a
+value), so that a user can fix the input without reading the code.
+
+Example:
+    >>> from shared.errors import DataFormatError
+    >>> str(DataFormatError("q.json", "expected a string", index=3, field="input"))
+    "q.json: item 3, field 'input': expected a string"
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FedHydraError",
+    "ConfigError",
+    "DataFormatError",
+    "UnknownTaskError",
+    "LLMError",
+    "LLMConnectionError",
+    "LLMTimeoutError",
+    "LLMHTTPError",
+    "LLMResponseError",
+    "LLMRetriesExhausted",
+    "LLMServerError",
+]
+
+
+class FedHydraError(Exception):
+    """Base class of every error FedHydra raises on purpose."""
+
+
+class ConfigError(FedHydraError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range (names the key)."""
+
+
+class DataFormatError(FedHydraError, ValueError):
+    """An input file does not follow the expected layout.
+
+    The message names the file, and where known the item's index and the field.
+    """
+
+    def __init__(self, path: object, message: str, *, index: int | None = None, field: str | None = None):
+        self.path = str(path)
+        self.index = index
+        self.field = field
+        self.reason = message
+        where = []
+        if index is not None:
+            where.append(f"item {index}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        place = f"{self.path}: {', '.join(where)}" if where else self.path
+        super().__init__(f"{place}: {message}")
+
+
+class UnknownTaskError(FedHydraError, KeyError):
+    """A task name that the registry does not know."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(known)}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class LLMError(FedHydraError):
+    """Base class of errors talking to the black-box LLM."""
+
+
+class LLMConnectionError(LLMError):
+    """The endpoint could not be reached (refused, reset, DNS)."""
+
+
+class LLMTimeoutError(LLMError):
+    """The endpoint did not answer within the timeout."""
+
+
+class LLMHTTPError(LLMError):
+    """The endpoint answered with an HTTP error status."""
+
+    def __init__(self, status: int, body: str):
+        self.status = status
+        self.body = body
+        super().__init__(f"LLM endpoint answered HTTP {status}: {body[:200]}")
+
+
+class LLMResponseError(LLMError):
+    """The endpoint answered 200 but the body is not a usable chat completion."""
+
+
+class LLMRetriesExhausted(LLMError):
+    """Every retry of a retryable failure failed; ``last`` is the final error."""
+
+    def __init__(self, attempts: int, last: LLMError):
+        self.attempts = attempts
+        self.last = last
+        super().__init__(f"LLM call failed after {attempts} attempts: {last}")
+
+
+class LLMServerError(LLMError):
+    """The embedded LLM server could not be started, found or stopped."""

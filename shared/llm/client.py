@@ -1,0 +1,316 @@
+"""A client for any OpenAI-compatible ``/v1/chat/completions`` endpoint: the black-box LLM.
+
+- Configured by base URL, model and API key, from arguments or the environment
+  (``FEDHYDRA_LLM_BASE_URL``, ``FEDHYDRA_LLM_MODEL``, ``FEDHYDRA_LLM_API_KEY`` or ``OPENAI_API_KEY``).
+- Timeouts; retries with exponential backoff and full jitter on connection errors, timeouts, HTTP 429
+  and 5xx (a ``Retry-After`` header is honoured, capped at the maximum backoff); typed errors for the
+  rest (:mod:`shared.errors`).
+- N candidates are N requests with seeds ``seed, seed+1, ...`` (llama.cpp's server ignores ``n``).
+- Every answer goes through a persistent :class:`~shared.llm.cache.ResponseCache` keyed by the
+  endpoint's identity, the model, the messages and the sampling parameters; with temperature 0 the seed
+  is not part of the key (greedy answers do not depend on it).
+- :class:`CallBudget` caps the network calls spent on one user; cache hits are free.
+- :attr:`LLMClient.stats` counts network calls, cache hits, retries and failures.
+
+Example (needs a running server, so not a doctest)::
+
+    client = LLMClient(LLMConfig(base_url="http://127.0.0.1:8080/v1"))
+    client.complete([{"role": "user", "content": "Say hi"}], max_tokens=8)   # 'Hi!'
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import requests
+
+from shared.errors import (
+    ConfigError,
+    LLMConnectionError,
+    LLMError,
+    LLMHTTPError,
+    LLMResponseError,
+    LLMRetriesExhausted,
+    LLMTimeoutError,
+)
+from shared.llm.cache import ResponseCache, request_key
+from shared.paths import llm_cache_path
+
+__all__ = ["LLMConfig", "LLMStats", "LLMClient", "CallBudget", "BudgetExhausted", "Message"]
+
+Message = Mapping[str, str]
+
+
+class BudgetExhausted(LLMError):
+    """A :class:`CallBudget` has no network calls left (cached answers are still served)."""
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """How to reach the black-box LLM.
+
+    Attributes:
+        base_url: the API root, e.g. ``http://127.0.0.1:8080/v1`` (``/chat/completions`` is appended).
+        model: the model name sent in each request.
+        api_key: sent as ``Authorization: Bearer``; never written to the cache or logs.
+        endpoint_id: the endpoint's identity in cache keys; defaults to ``base_url``. The embedded server
+            sets it to its model file, so that a restart on another port still hits the cache.
+        timeout_s: per-request timeout (connect and read).
+        max_retries: retries after the first attempt for retryable failures.
+        backoff_s, backoff_max_s: the first backoff and its cap; attempt ``i`` waits up to
+            ``min(backoff_max_s, backoff_s * 2**i)``, uniformly jittered.
+        cache_path: the SQLite cache file; ``None`` uses :func:`shared.paths.llm_cache_path`; ``""`` disables it.
+    """
+
+    base_url: str
+    model: str = "default"
+    api_key: str | None = field(default=None, repr=False)
+    endpoint_id: str | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 0.5
+    backoff_max_s: float = 8.0
+    cache_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.base_url or not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"llm base_url must start with http:// or https://, got {self.base_url!r}")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"llm timeout_s must be > 0, got {self.timeout_s}")
+        if self.max_retries < 0:
+            raise ConfigError(f"llm max_retries must be >= 0, got {self.max_retries}")
+        if self.backoff_s < 0 or self.backoff_max_s < 0:
+            raise ConfigError("llm backoff_s and backoff_max_s must be >= 0")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "LLMConfig":
+        """Build from ``FEDHYDRA_LLM_*`` variables; keyword arguments that are not None win."""
+        env = {
+            "base_url": os.environ.get("FEDHYDRA_LLM_BASE_URL"),
+            "model": os.environ.get("FEDHYDRA_LLM_MODEL"),
+            "api_key": os.environ.get("FEDHYDRA_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY"),
+        }
+        values = {k: v for k, v in env.items() if v}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "base_url" not in values:
+            raise ConfigError("no LLM endpoint: set FEDHYDRA_LLM_BASE_URL or pass base_url")
+        return cls(**values)
+
+    @property
+    def identity(self) -> str:
+        return self.endpoint_id or self.base_url.rstrip("/")
+
+
+@dataclass
+class LLMStats:
+    """Counters of one client (shared by its budgets)."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    attempts: int = 0
+    retries: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"llm_calls": self.calls, "llm_cache_hits": self.cache_hits, "llm_retries": self.retries,
+                "llm_failures": self.failures, "llm_seconds": round(self.seconds, 3)}
+
+
+class LLMClient:
+    """Cached, retrying chat-completions client; see the module docstring."""
+
+    def __init__(self, config: LLMConfig, *, cache: ResponseCache | None = None,
+                 session: requests.Session | None = None, sleep=time.sleep):
+        self.config = config
+        if cache is None and config.cache_path != "":
+            cache = ResponseCache(Path(config.cache_path) if config.cache_path else llm_cache_path())
+        self.cache = cache
+        self.stats = LLMStats()
+        self._session = session or requests.Session()
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._rng = random.Random()
+
+    # -- public API -------------------------------------------------------------------------------
+    def request(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
+                seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None) -> dict[str, Any]:
+        """The request body (without the API key) that :meth:`complete` sends and caches."""
+        return {
+            "model": self.config.model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "temperature": float(temperature),
+            "top_p": float(top_p),
+            "max_tokens": int(max_tokens),
+            "seed": int(seed) if temperature > 0 else 0,
+            **({"stop": list(stop)} if stop else {}),
+        }
+
+    def cache_key(self, body: Mapping[str, Any]) -> str:
+        return request_key({"endpoint": self.config.identity, **body})
+
+    def cached(self, messages: Sequence[Message], **params: Any) -> str | None:
+        """The cached answer for these arguments, without any network call."""
+        if self.cache is None:
+            return None
+        return self.cache.get(self.cache_key(self.request(messages, **params)))
+
+    def complete(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
+                 seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None,
+                 budget: "CallBudget | None" = None) -> str:
+        """One chat completion's text (cached).
+
+        Raises:
+            LLMRetriesExhausted: retryable failures outlasted ``max_retries``.
+            LLMHTTPError: a non-retryable HTTP status (e.g. 400, 401, 404).
+            LLMResponseError: a 200 answer that is not a chat completion (bad JSON, no choices).
+            BudgetExhausted: the answer is not cached and ``budget`` has no calls left.
+        """
+        body = self.request(messages, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                            top_p=top_p, stop=stop)
+        key = self.cache_key(body)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                with self._lock:
+                    self.stats.cache_hits += 1
+                return hit
+        if budget is not None:
+            budget.spend()
+        text = self._post_with_retries(body)
+        if self.cache is not None:
+            self.cache.put(key, body, text)
+        return text
+
+    def sample(self, messages: Sequence[Message], n: int, *, temperature: float = 1.0, max_tokens: int = 64,
+               seed: int = 0, top_p: float = 1.0, budget: "CallBudget | None" = None) -> list[str]:
+        """``n`` candidates as ``n`` requests seeded ``seed .. seed+n-1`` (one greedy answer if temperature is 0)."""
+        if temperature <= 0:
+            return [self.complete(messages, temperature=0.0, max_tokens=max_tokens, budget=budget)] * n
+        return [self.complete(messages, temperature=temperature, max_tokens=max_tokens, seed=seed + i,
+                              top_p=top_p, budget=budget) for i in range(n)]
+
+    def with_budget(self, max_calls: int | None) -> "CallBudget":
+        """A budget of network calls for one unit of work (one user, say)."""
+        return CallBudget(max_calls)
+
+    # -- transport --------------------------------------------------------------------------------
+    def _post_with_retries(self, body: Mapping[str, Any]) -> str:
+        url = self.config.base_url.rstrip("/") + "/chat/completions"
+        headers = {"Content-Type": "application/json"}
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        last: LLMError | None = None
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                with self._lock:
+                    self.stats.retries += 1
+                self._sleep(self._backoff(attempt - 1, last))
+            started = time.monotonic()
+            with self._lock:
+                self.stats.attempts += 1
+            try:
+                response = self._session.post(url, json=body, headers=headers, timeout=self.config.timeout_s)
+            except requests.Timeout as exc:
+                last = LLMTimeoutError(f"no answer from {url} within {self.config.timeout_s}s ({type(exc).__name__})")
+                continue
+            except requests.ConnectionError as exc:
+                last = LLMConnectionError(f"cannot reach {url}: {exc.__class__.__name__}")
+                continue
+            except requests.RequestException as exc:
+                with self._lock:
+                    self.stats.failures += 1
+                raise LLMConnectionError(f"request to {url} failed: {exc}") from exc
+            finally:
+                with self._lock:
+                    self.stats.seconds += time.monotonic() - started
+            status = response.status_code
+            if status == 429 or status >= 500:
+                last = LLMHTTPError(status, response.text)
+                last.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+                continue
+            if status != 200:
+                with self._lock:
+                    self.stats.failures += 1
+                raise LLMHTTPError(status, response.text)
+            text = self._parse(response)
+            with self._lock:
+                self.stats.calls += 1
+            return text
+        with self._lock:
+            self.stats.failures += 1
+        raise LLMRetriesExhausted(self.config.max_retries + 1, last or LLMError("no attempt was made"))
+
+    def _backoff(self, retry: int, last: LLMError | None) -> float:
+        cap = min(self.config.backoff_max_s, self.config.backoff_s * (2 ** retry))
+        hinted = getattr(last, "retry_after", None)
+        if hinted is not None:
+            return min(self.config.backoff_max_s, max(hinted, 0.0))
+        return self._rng.uniform(0.0, cap)
+
+    def _parse(self, response: requests.Response) -> str:
+        try:
+            data = response.json()
+        except ValueError:
+            with self._lock:
+                self.stats.failures += 1
+            raise LLMResponseError(f"answer is not JSON: {response.text[:200]!r}") from None
+        try:
+            choices = data["choices"]
+            if not choices:
+                raise LLMResponseError("answer has no choices")
+            content = choices[0]["message"]["content"]
+        except LLMResponseError:
+            with self._lock:
+                self.stats.failures += 1
+            raise
+        except (KeyError, IndexError, TypeError):
+            with self._lock:
+                self.stats.failures += 1
+            raise LLMResponseError(f"answer is not a chat completion: {str(data)[:200]!r}") from None
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            with self._lock:
+                self.stats.failures += 1
+            raise LLMResponseError(f"message content is {type(content).__name__}, not text")
+        return content
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class CallBudget:
+    """At most ``max_calls`` network calls (None = unlimited); thread-safe.
+
+    >>> b = CallBudget(1); b.spend(); b.remaining
+    0
+    """
+
+    def __init__(self, max_calls: int | None):
+        self.max_calls = max_calls
+        self.used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.max_calls is None else self.max_calls - self.used
+
+    def spend(self) -> None:
+        with self._lock:
+            if self.max_calls is not None and self.used >= self.max_calls:
+                raise BudgetExhausted(f"LLM call budget of {self.max_calls} calls is spent")
+            self.used += 1

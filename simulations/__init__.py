@@ -1,0 +1,1 @@
+"""FedHydra simulations package."""

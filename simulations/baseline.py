@@ -1,0 +1,216 @@
+"""Baselines on LaMP-format data: the non-LLM ones a careful reviewer asks for, and the LLM's own.
+
+Methods (a registry; each is valid for some task kinds only):
+
+- ``input``: the input returned unchanged (rewrite tasks such as LaMP-7, whose input is a draft).
+- ``majority``: the most frequent label over every selected user's profile (label tasks).
+- ``user-mean``: the user's mean profile score, rounded (LaMP-3); for classification the user's most
+  frequent label.
+- ``zero-shot``: the official input as the only user message, greedy.
+- ``rag``: the ``k`` best BM25 records of the user's profile in the prompt (see :mod:`shared.prompts`),
+  greedy; run as ``rag-k1``, ``rag-k4``, ...
+
+Golds are only read to score; no method sees them.
+
+Example:
+    >>> from shared.tasks import get_task
+    >>> methods_for(get_task("LaMP-7"))
+    ['input', 'zero-shot', 'rag']
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from shared.data import Dataset, Question, group_by_user, write_outputs
+from shared.errors import ConfigError
+from shared.llm.client import LLMClient
+from shared.metrics import evaluate, primary_metric
+from shared.prompts import PromptBudget, build_messages
+from shared.retrieval import bm25_top_k
+from shared.tasks import TaskKind, TaskSpec
+
+__all__ = ["BaselineContext", "METHODS", "methods_for", "run_baselines", "select_users", "MethodResult",
+           "write_table"]
+
+
+@dataclass
+class BaselineContext:
+    """What a method may use: the task, the LLM (or None), prompt settings and the users' profiles."""
+
+    task: TaskSpec
+    llm: LLMClient | None
+    k: int = 4
+    style: str = "turns"
+    budget: PromptBudget = field(default_factory=PromptBudget)
+    global_majority: str | None = None
+
+
+def _input(ctx: BaselineContext, q: Question) -> str:
+    return q.query
+
+
+def _majority(ctx: BaselineContext, q: Question) -> str:
+    return ctx.global_majority or ctx.task.labels[-1]
+
+
+def _user_mean(ctx: BaselineContext, q: Question) -> str:
+    answers = [ctx.task.item_output(item) for item in q.profile] if ctx.task.item_output else []
+    if not answers:
+        return _majority(ctx, q)
+    if ctx.task.kind is TaskKind.RATING:
+        mean = statistics.fmean(float(a) for a in answers)
+        return str(int(min(5, max(1, mean + 0.5))))  # round half up, like a person would
+    return Counter(answers).most_common(1)[0][0]
+
+
+def _require_llm(ctx: BaselineContext) -> LLMClient:
+    if ctx.llm is None:
+        raise ConfigError("this method needs an LLM")
+    return ctx.llm
+
+
+def _zero_shot(ctx: BaselineContext, q: Question) -> str:
+    answer = _require_llm(ctx).complete(build_messages(ctx.task, q.input, budget=ctx.budget),
+                                        max_tokens=ctx.task.max_new_tokens)
+    return ctx.task.parse_answer(answer)
+
+
+def _rag(ctx: BaselineContext, q: Question) -> str:
+    top = bm25_top_k(q.query, q.profile_texts(ctx.task), ctx.k)
+    records = [q.profile[i] for i in top]
+    messages = build_messages(ctx.task, q.input, records, style=ctx.style, budget=ctx.budget)
+    return ctx.task.parse_answer(_require_llm(ctx).complete(messages, max_tokens=ctx.task.max_new_tokens))
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[BaselineContext, Question], str]
+    applies: Callable[[TaskSpec], bool]
+    uses_llm: bool
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("input", _input, lambda t: t.rewrite, False),
+    Method("majority", _majority, lambda t: bool(t.labels), False),
+    Method("user-mean", _user_mean, lambda t: bool(t.labels) and t.item_output is not None, False),
+    Method("zero-shot", _zero_shot, lambda t: True, True),
+    Method("rag", _rag, lambda t: True, True),
+]}
+
+
+def methods_for(task: TaskSpec) -> list[str]:
+    """The baseline methods that apply to ``task``."""
+    return [name for name, m in METHODS.items() if m.applies(task)]
+
+
+def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list[Question]:
+    """The questions of users ``offset .. offset+n_users`` in order of first appearance (all if None)."""
+    groups = list(group_by_user(dataset.questions).values())
+    chosen = groups[offset: None if n_users is None else offset + n_users]
+    return [q for group in chosen for q in group]
+
+
+@dataclass
+class MethodResult:
+    """Predictions and figures of one method."""
+
+    name: str
+    predictions: dict[str, str]
+    metrics: dict[str, float]
+    seconds: float
+    llm_calls: int
+    cache_hits: int
+    llm_failures: int = 0
+
+    def row(self) -> dict[str, float | str]:
+        return {"method": self.name, **{k: round(v, 4) for k, v in self.metrics.items()},
+                "n": len(self.predictions), "llm_calls": self.llm_calls, "cache_hits": self.cache_hits,
+                "llm_failures": self.llm_failures, "seconds": round(self.seconds, 1)}
+
+
+def _majority_label(task: TaskSpec, questions: Sequence[Question]) -> str | None:
+    if not task.labels or task.item_output is None:
+        return None
+    counts = Counter(task.item_output(item) for q in questions for item in q.profile)
+    counts = Counter({k: v for k, v in counts.items() if k in task.labels})
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequence[str], *,
+                  llm: LLMClient | None, ks: Sequence[int] = (4,), style: str = "turns",
+                  out_dir: str | Path | None = None, progress: bool = True) -> list[MethodResult]:
+    """Run each method on ``questions`` and score it; write predictions per method when ``out_dir`` is set.
+
+    A method that needs the LLM and whose call fails for one question records an empty answer for it (the
+    metric scores that as wrong) and counts the failure, so one bad call does not sink the run.
+    """
+    from tqdm import tqdm
+
+    task = dataset.task
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown baseline method(s) {unknown}; known: {list(METHODS)}")
+    invalid = [m for m in methods if not METHODS[m].applies(task)]
+    if invalid:
+        raise ConfigError(f"method(s) {invalid} do not apply to {task.name}; use {methods_for(task)}")
+    if any(METHODS[m].uses_llm for m in methods) and llm is None:
+        raise ConfigError("an LLM is needed for " + ", ".join(m for m in methods if METHODS[m].uses_llm))
+    golds = {q.id: dataset.golds[q.id] for q in questions}
+    ctx = BaselineContext(task=task, llm=llm, style=style, global_majority=_majority_label(task, questions))
+    runs = [(f"rag-k{k}", "rag", k) if m == "rag" else (m, m, ctx.k) for m in methods for k in (ks if m == "rag" else [0])]
+    results = []
+    for label, name, k in runs:
+        ctx.k = k
+        method = METHODS[name]
+        before = (llm.stats.calls, llm.stats.cache_hits, llm.stats.failures) if llm else (0, 0, 0)
+        started = time.perf_counter()
+        predictions: dict[str, str] = {}
+        failures = 0
+        for q in tqdm(questions, desc=label, unit="q", disable=not progress, leave=False):
+            try:
+                predictions[q.id] = method.run(ctx, q)
+            except Exception as exc:  # noqa: BLE001 - a failed LLM call costs one answer, not the run
+                from shared.errors import LLMError
+
+                if not isinstance(exc, LLMError):
+                    raise
+                predictions[q.id] = ""
+                failures += 1
+        seconds = time.perf_counter() - started
+        after = (llm.stats.calls, llm.stats.cache_hits, llm.stats.failures) if llm else (0, 0, 0)
+        result = MethodResult(label, predictions, evaluate(task, predictions, golds), seconds,
+                              after[0] - before[0], after[1] - before[1], failures)
+        results.append(result)
+        if out_dir is not None:
+            write_outputs(Path(out_dir) / f"{label}_outputs.json", task, predictions)
+    return results
+
+
+def write_table(results: Sequence[MethodResult], task: TaskSpec, out_dir: str | Path, *,
+                title: str, extra: Mapping[str, object] | None = None) -> str:
+    """Write ``metrics.json`` and ``metrics.md`` (a markdown table, best primary metric marked); return the markdown."""
+    import json
+
+    from shared.io import atomic_write_text
+
+    rows = [r.row() for r in results]
+    metric, higher = primary_metric(task)
+    best = (max if higher else min)(rows, key=lambda r: r[metric])["method"] if rows else None
+    columns = list(rows[0]) if rows else []
+    lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [f"**{v}**" if (c == metric and r["method"] == best) else str(v) for c, v in r.items()]
+        lines.append("| " + " | ".join(cells) + " |")
+    markdown = "\n".join(lines) + "\n"
+    out = Path(out_dir)
+    atomic_write_text(out / "metrics.md", markdown)
+    atomic_write_text(out / "metrics.json", json.dumps({"task": task.name, "primary_metric": metric, "rows": rows,
+                                                        **(extra or {})}, indent=1))
+    return markdown

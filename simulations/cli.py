@@ -1,0 +1,175 @@
+"""The ``fedhydra`` command line.
+
+Subcommands: ``eval`` (official metrics), ``baseline`` (non-LLM and LLM baselines), ``synth`` (write
+synthetic LaMP-format users), ``llm serve|stop|status`` (the embedded LLM server).
+
+Example:
+    >>> build_parser().parse_args(["eval", "--golds", "g.json", "--preds", "p.json"]).command
+    'eval'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from shared.errors import FedHydraError
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_llm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM (default: FEDHYDRA_LLM_BASE_URL, else the embedded server, started on demand)")
+    g.add_argument("--llm-url", help="base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument("--llm-model", help="model name sent to that API")
+    g.add_argument("--llm-cache", help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
+    g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default 60)")
+
+
+def _llm_config(args: argparse.Namespace):
+    from shared.llm.client import LLMConfig
+
+    if args.llm_url:
+        return LLMConfig.from_env(base_url=args.llm_url, model=args.llm_model, cache_path=args.llm_cache,
+                                  timeout_s=args.llm_timeout)
+    return None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from shared.data import load_outputs
+    from shared.metrics import evaluate
+    from shared.tasks import get_task, MOVIE_TAGS, NEWS_CATEGORIES
+
+    task_id, golds = load_outputs(args.golds)
+    _, preds = load_outputs(args.preds)
+    name = args.task or task_id
+    if name is None:
+        raise FedHydraError(f"{args.golds}: no 'task' field; pass --task")
+    task = get_task(name)
+    if task.official_id == "LaMP_2" and not args.task:  # LaMP_2 names the movie task and the old news task
+        values = set(golds.values())
+        if values <= set(NEWS_CATEGORIES) and not values <= set(MOVIE_TAGS):
+            task = get_task("LaMP-2N")
+    result = evaluate(task, preds, golds, preds_name=str(args.preds), golds_name=str(args.golds))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from shared.data import load_split
+    from shared.llm.client import LLMClient
+    from shared.llm.embedded import ensure_llm
+    from shared.tasks import get_task
+    from simulations.baseline import METHODS, methods_for, run_baselines, select_users, write_table
+
+    task = get_task(args.task)
+    dataset = load_split(args.data, task, args.split)
+    questions = select_users(dataset, args.users, args.offset)
+    methods = methods_for(task) if "all" in args.method else list(dict.fromkeys(args.method))
+    out = Path(args.out)
+    started = time.perf_counter()
+    needs_llm = any(METHODS[m].uses_llm for m in methods if m in METHODS)
+    if needs_llm:
+        with ensure_llm(_llm_config(args), cache_path=args.llm_cache, timeout_s=args.llm_timeout) as config:
+            llm = LLMClient(config)
+            results = run_baselines(dataset, questions, methods, llm=llm, ks=args.k, style=args.style, out_dir=out)
+    else:
+        results = run_baselines(dataset, questions, methods, llm=None, ks=args.k, style=args.style, out_dir=out)
+    n_users = len({q.user_id for q in questions})
+    wall = time.perf_counter() - started
+    table = write_table(results, task, out, title=f"{task.name}: {len(questions)} questions, {n_users} users",
+                        extra={"data": str(args.data), "users": n_users, "questions": len(questions),
+                               "wall_seconds": round(wall, 1), "style": args.style})
+    print(table)
+    print(f"wall time {wall:.1f} s; LLM calls {sum(r.llm_calls for r in results)}, "
+          f"cache hits {sum(r.cache_hits for r in results)}; written to {out}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from shared.synthetic import write_synthetic
+
+    out = write_synthetic(args.out, args.task, n_users=args.users, items_per_user=args.items,
+                          questions_per_user=args.questions, seed=args.seed)
+    print(f"wrote {args.users} synthetic {args.task} users to {out}")
+    return 0
+
+
+def cmd_llm(args: argparse.Namespace) -> int:
+    from shared.llm.embedded import running_server, start_server, stop_server
+
+    if args.action == "serve":
+        info = start_server(port=args.port, threads=args.threads, n_ctx=args.ctx)
+        print(info.url)
+        print(f"pid {info.pid}; log {info.log}; stop with: fedhydra llm stop", file=sys.stderr)
+    elif args.action == "stop":
+        info = stop_server()
+        print(f"stopped pid {info.pid} ({info.url})" if info else "no embedded LLM server was running")
+    else:
+        info = running_server()
+        print(info.url if info else "not running")
+        return 0 if info else 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedhydra", description="Federated on-device HYDRA for black-box LLMs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("eval", help="score predictions with the official LaMP metrics (prints JSON)")
+    p.add_argument("--golds", required=True, help="official *_outputs.json with the golds")
+    p.add_argument("--preds", required=True, help="predictions in the same layout")
+    p.add_argument("--task", help="task name when the golds file does not say it (or to force LaMP-2N)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("baseline", help="run baselines and write predictions plus a metrics table")
+    p.add_argument("--data", required=True, help="directory with *_questions.json and *_outputs.json")
+    p.add_argument("--task", required=True, help="LaMP-1, 2, 2N, 3, 4, 5, 6 or 7")
+    p.add_argument("--split", help="file prefix when the directory holds several splits (e.g. dev)")
+    p.add_argument("--users", type=int, help="number of users (default: all)")
+    p.add_argument("--offset", type=int, default=0, help="skip this many users first")
+    p.add_argument("--method", action="append", required=True,
+                   help="input, majority, user-mean, zero-shot, rag or all (repeatable)")
+    p.add_argument("--k", type=int, action="append", help="records in the RAG prompt (repeatable; default 4)")
+    p.add_argument("--style", default="turns", choices=["turns", "inline"], help="RAG prompt style")
+    p.add_argument("--out", required=True, help="output directory")
+    _add_llm_args(p)
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("synth", help="write synthetic LaMP-format users with planted personal structure")
+    p.add_argument("--task", default="LaMP-7", help="LaMP-3 or LaMP-7")
+    p.add_argument("--users", type=int, default=20)
+    p.add_argument("--items", type=int, default=30, help="history items per user")
+    p.add_argument("--questions", type=int, default=1, help="questions per user")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("llm", help="the embedded LLM server (llama.cpp + SmolLM2-135M-Instruct)")
+    p.add_argument("action", choices=["serve", "stop", "status"])
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ctx", type=int, default=2048, help="context length in tokens")
+    p.set_defaults(func=cmd_llm)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fedhydra`` console script; errors print one line and exit with status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "k", None) is None and args.command == "baseline":
+        args.k = [4]
+    try:
+        return int(args.func(args) or 0)
+    except FedHydraError as exc:
+        print(f"fedhydra {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

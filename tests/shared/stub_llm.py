@@ -1,0 +1,78 @@
+"""A local OpenAI-compatible stub that misbehaves on purpose (only for testing HTTP fault handling)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class StubLLM:
+    """Serves ``/v1/chat/completions`` following a script of behaviours, one per request.
+
+    Behaviours: ``ok`` (echoes the last user message), ``500``, ``503``, ``429`` (with ``Retry-After: 0``),
+    ``400``, ``slow`` (sleeps ``slow_s`` before answering), ``badjson``, ``nochoices``, ``drop`` (closes the
+    connection without an answer). When the script runs out, it answers ``ok``.
+    """
+
+    def __init__(self, script=(), slow_s: float = 1.0):
+        self.script = list(script)
+        self.slow_s = slow_s
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stub.requests.append(body)
+                stub.headers.append(dict(self.headers))
+                action = stub.script.pop(0) if stub.script else "ok"
+                if action == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if action == "slow":
+                    time.sleep(stub.slow_s)
+                    action = "ok"
+                if action in ("500", "503", "429", "400"):
+                    payload = b'{"error": "scripted"}'
+                    self.send_response(int(action))
+                    if action == "429":
+                        self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if action == "badjson":
+                    payload = b"{not json"
+                elif action == "nochoices":
+                    payload = json.dumps({"choices": []}).encode()
+                else:
+                    text = f"echo:{body['messages'][-1]['content']}:seed={body.get('seed')}"
+                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        class QuietServer(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):  # dropped connections are on purpose
+                pass
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+from rank_bm25 import BM25Okapi
+
+from shared.retrieval import bm25_scores, bm25_top_k, tokenize
+
+DOCS = ["I love my cat and my dog", "The stock market fell today", "cats are better than dogs",
+        "my dog ate my homework", "", "Dogs! Dogs? DOGS."]
+
+
+def test_tokenizer_is_documented_behaviour():
+    assert tokenize("Can't wait!! #bgt_2day") == ["can", "t", "wait", "bgt", "2day"]
+    assert tokenize("Ünïcode café") == ["ünïcode", "café"]
+    assert tokenize("...") == []
+
+
+@pytest.mark.parametrize("query", ["my dog", "cats dogs", "stock", "homework dog cat", "unseen words"])
+def test_scores_match_rank_bm25_called_directly(query):
+    reference = BM25Okapi([tokenize(d) for d in DOCS]).get_scores(tokenize(query))
+    assert bm25_scores(query, DOCS) == pytest.approx(list(reference))
+
+
+def test_top_k_is_ordered_and_stable_on_ties():
+    scores = bm25_scores("my dog", DOCS)
+    top = bm25_top_k("my dog", DOCS, 3)
+    assert [scores[i] for i in top] == sorted(scores, reverse=True)[:3]
+    assert bm25_top_k("nothing matches", DOCS, 3) == [0, 1, 2]
+
+
+def test_edge_cases():
+    assert bm25_top_k("x", [], 4) == []
+    assert bm25_top_k("x", ["only one"], 4) == [0]
+    assert bm25_top_k("", ["a", "b"], 1) == [0]
+    assert bm25_top_k("a", ["", ""], 2) == [0, 1]
+    assert bm25_top_k("a", ["a"], 0) == []
