@@ -32,11 +32,11 @@ from shared.errors import ConfigError
 from shared.llm.client import LLMClient
 from shared.metrics import evaluate, primary_metric
 from shared.prompts import PromptBudget, build_messages
+from simulations.report import MethodResult, write_table
 from shared.retrieval import bm25_top_k
 from shared.tasks import TaskKind, TaskSpec
 
-__all__ = ["BaselineContext", "METHODS", "methods_for", "run_baselines", "select_users", "MethodResult",
-           "write_table"]
+__all__ = ["BaselineContext", "METHODS", "methods_for", "run_baselines", "select_users"]
 
 
 @dataclass
@@ -117,24 +117,6 @@ def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list
     return [q for group in chosen for q in group]
 
 
-@dataclass
-class MethodResult:
-    """Predictions and figures of one method."""
-
-    name: str
-    predictions: dict[str, str]
-    metrics: dict[str, float]
-    seconds: float
-    llm_calls: int
-    cache_hits: int
-    llm_failures: int = 0
-
-    def row(self) -> dict[str, float | str]:
-        return {"method": self.name, **{k: round(v, 4) for k, v in self.metrics.items()},
-                "n": len(self.predictions), "llm_calls": self.llm_calls, "cache_hits": self.cache_hits,
-                "llm_failures": self.llm_failures, "seconds": round(self.seconds, 1)}
-
-
 def _majority_label(task: TaskSpec, questions: Sequence[Question]) -> str | None:
     if not task.labels or task.item_output is None:
         return None
@@ -191,26 +173,3 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
         if out_dir is not None:
             write_outputs(Path(out_dir) / f"{label}_outputs.json", task, predictions)
     return results
-
-
-def write_table(results: Sequence[MethodResult], task: TaskSpec, out_dir: str | Path, *,
-                title: str, extra: Mapping[str, object] | None = None) -> str:
-    """Write ``metrics.json`` and ``metrics.md`` (a markdown table, best primary metric marked); return the markdown."""
-    import json
-
-    from shared.io import atomic_write_text
-
-    rows = [r.row() for r in results]
-    metric, higher = primary_metric(task)
-    best = (max if higher else min)(rows, key=lambda r: r[metric])["method"] if rows else None
-    columns = list(rows[0]) if rows else []
-    lines = [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [f"**{v}**" if (c == metric and r["method"] == best) else str(v) for c, v in r.items()]
-        lines.append("| " + " | ".join(cells) + " |")
-    markdown = "\n".join(lines) + "\n"
-    out = Path(out_dir)
-    atomic_write_text(out / "metrics.md", markdown)
-    atomic_write_text(out / "metrics.json", json.dumps({"task": task.name, "primary_metric": metric, "rows": rows,
-                                                        **(extra or {})}, indent=1))
-    return markdown

@@ -90,6 +90,78 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mapping(args: argparse.Namespace) -> dict:
+    """pyproject's [tool.flwr.app.config], then --run-config, then the explicit flags (kebab-case keys)."""
+    from shared.config import default_mapping, parse_overrides
+
+    mapping = {**default_mapping(), **parse_overrides(args.run_config or "")}
+    for flag, key in (("data", "data"), ("task", "task"), ("split", "split"), ("train_users", "train-users"),
+                      ("test_users", "test-users"), ("protocol", "protocol"), ("seed", "seed"),
+                      ("llm_url", "llm-url"), ("llm_model", "llm-model"), ("num_rounds", "num-rounds")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            mapping[key] = str(value) if flag == "data" else value
+    return mapping
+
+
+def _run_config(args: argparse.Namespace):
+    from shared.config import RunConfig
+
+    return RunConfig.from_mapping(_mapping(args))
+
+
+def _load_data(cfg, out: Path):
+    """The configured dataset, or synthetic users written under ``out/data`` when ``data`` is empty."""
+    from shared.data import load_split
+    from shared.synthetic import write_synthetic
+
+    if cfg.data:
+        return load_split(cfg.data, cfg.task, cfg.split or None)
+    folder = write_synthetic(out / "data", cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items,
+                             seed=cfg.seed)
+    return load_split(folder, cfg.task)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from shared.llm.client import LLMClient, LLMConfig
+    from shared.llm.embedded import ensure_llm
+    from simulations.hydra_run import run_central
+
+    cfg = _run_config(args)
+    out = Path(args.out)
+    dataset = _load_data(cfg, out)
+    explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
+                                  cache_path=args.llm_cache) if cfg.llm_url else None
+    with ensure_llm(explicit, cache_path=args.llm_cache, timeout_s=cfg.llm_timeout) as config:
+        llm = LLMClient(config)
+        summary = run_central(dataset, cfg, llm, out, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    print(summary.pop("table"))
+    print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']} "
+          f"(cache hits {summary['llm']['llm_cache_hits']}); pool oracle {summary['pool_oracle']}; written to {out}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from shared.config import RunConfig
+    from simulations.federated import simulate
+
+    mapping = _mapping(args)
+    cfg = RunConfig.from_mapping(mapping)  # validates flags and overrides before anything starts
+    explicit = None
+    if cfg.llm_url:
+        from shared.llm.client import LLMConfig
+
+        explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout)
+    summary = simulate(mapping, args.out, llm_config=explicit,
+                       progress=lambda s: print(s, file=sys.stderr, flush=True))
+    print(summary.get("round_table", ""))
+    print(summary.pop("table"))
+    print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']}; upload per client per round "
+          f"{summary.get('bytes_up_per_client_round', 0):,} B (full encoder {summary.get('full_model_bytes', 0):,} B); "
+          f"written to {args.out}")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from shared.synthetic import write_synthetic
 
@@ -116,6 +188,21 @@ def cmd_llm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="LaMP-format directory (default from pyproject: synthetic users)")
+    p.add_argument("--task", help="LaMP task (default from pyproject)")
+    p.add_argument("--split", help="file prefix when the directory holds several splits")
+    p.add_argument("--train-users", type=int, help="users whose questions train the base")
+    p.add_argument("--test-users", type=int, help="new users who fit heads and answer their questions")
+    p.add_argument("--protocol", choices=["disjoint", "history"], help="user protocol (see pyproject)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-config", help='more settings, e.g. "n-samples=4 epochs=2" (keys of [tool.flwr.app.config])')
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--llm-url", help="OpenAI-compatible base URL (default: env, else the embedded server)")
+    p.add_argument("--llm-model", help="model name for that endpoint")
+    p.add_argument("--llm-cache", help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedhydra", description="Federated on-device HYDRA for black-box LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     _add_llm_args(p)
     p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("run", help="the centralized HYDRA reference: baselines and HYDRA variants on the same users")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("simulate", help="the main job: federated HYDRA as a Flower simulation (one SuperNode per user)")
+    _add_run_args(p)
+    p.add_argument("--num-rounds", type=int, help="federated rounds")
+    p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("synth", help="write synthetic LaMP-format users with planted personal structure")
     p.add_argument("--task", default="LaMP-7", help="LaMP-3 or LaMP-7")

@@ -1,0 +1,69 @@
+"""The Flower ClientApp: translates messages into calls of :class:`client.node.ClientNode`."""
+
+from __future__ import annotations
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import fixedclipping_mod
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
+
+from client.audit import audit_mod
+from client.node import ClientNode, make_llm, resolve_user
+from server.strategies import DP_WEIGHT_KEY
+from shared.config import RunConfig
+
+
+def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
+    """Flower's client-side clipping when the server asks for it (DP runs), else nothing."""
+    config = msg.content.config_records.get("config") if msg.has_content() else None
+    if config is not None and KEY_CLIPPING_NORM in config:
+        return fixedclipping_mod(msg, ctx, call_next)
+    return call_next(msg, ctx)
+
+
+app = ClientApp(mods=[audit_mod, _dp_mod])
+
+
+def _node(context: Context) -> ClientNode:
+    mapping = dict(context.run_config)
+    for key in ("data", "split", "store-dir", "llm-url", "llm-model"):
+        if key in context.node_config:
+            mapping[key] = context.node_config[key]
+    cfg = RunConfig.from_mapping(mapping, complete=True)
+    user, role = resolve_user(cfg, context.node_config)
+    return ClientNode(cfg=cfg, user=user, role=role, llm=make_llm(cfg))
+
+
+def _arrays(msg: Message) -> dict:
+    return {k: v.numpy() for k, v in msg.content["arrays"].items()}
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    node = _node(context)
+    return Message(content=RecordDict({"config": ConfigRecord({"role": node.role.value})}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    node = _node(context)
+    config = msg.content["config"]
+    arrays, metrics = node.train(_arrays(msg), proximal_mu=float(config.get("proximal-mu", 0.0)))
+    if KEY_CLIPPING_NORM in config:
+        metrics[DP_WEIGHT_KEY] = 1
+    content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                          "metrics": MetricRecord(metrics)})
+    return Message(content=content, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    node = _node(context)
+    config = msg.content["config"]
+    methods = None if str(config.get("methods", "hydra")) == "all" else ["hydra"]
+    from client.node import _dataset
+
+    metrics = node.evaluate(_arrays(msg), methods=methods, golds=_dataset(node.cfg).golds)
+    if not node.cfg.federation.report_metrics:
+        metrics = {"num-examples": metrics["num-examples"]}
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -1,0 +1,206 @@
+"""What one FedHydra client does, without Flower: the ClientApp only translates messages into these calls.
+
+A *training* client builds its episodes through the LLM on first contact (kept in its store), loads the
+received shared base, trains it together with its personal heads on its own data, keeps the heads, and
+returns the shared tensors and its example count. A *test* client (a new user) fits fresh heads on its
+history with the received base frozen, answers its questions, keeps its predictions locally and returns
+only scalar metrics (or nothing but a count when metric reporting is off).
+
+Example:
+    >>> NodeRole.from_index(3, train_users=2).value
+    'test'
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from client.store import UserStore
+from shared.config import RunConfig
+from shared.errors import ConfigError
+from shared.paths import fedhydra_home
+
+__all__ = ["NodeRole", "ClientNode", "resolve_user", "make_llm", "shared_base", "store_root"]
+
+
+class NodeRole(str, Enum):
+    TRAIN = "train"
+    TEST = "test"
+
+    @classmethod
+    def from_index(cls, index: int, *, train_users: int) -> "NodeRole":
+        return cls.TRAIN if index < train_users else cls.TEST
+
+
+_BASES: dict[str, Any] = {}
+_DATASETS: dict[tuple[str, str, str], Any] = {}
+
+
+def shared_base(model_config):
+    """The process's HydraBase for this architecture (loading MiniLM once per process, not per message)."""
+    from shared.hydra.model import HydraBase
+
+    key = model_config.to_json()
+    if key not in _BASES:
+        _BASES[key] = HydraBase(model_config)
+    return _BASES[key]
+
+
+def store_root(cfg: RunConfig) -> Path:
+    return Path(cfg.store_dir) if cfg.store_dir else fedhydra_home() / "clients"
+
+
+def _dataset(cfg: RunConfig):
+    from shared.data import load_split
+
+    if not cfg.data:
+        raise ConfigError("a client needs `data` (a LaMP-format directory) in its run or node config")
+    key = (cfg.data, cfg.task, cfg.split)
+    if key not in _DATASETS:
+        _DATASETS[key] = load_split(cfg.data, cfg.task, cfg.split or None)
+    return _DATASETS[key]
+
+
+def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
+    """This node's user and role: ``partition-id`` (simulation: the run's user split) or ``user-id`` + ``role``."""
+    from simulations.users import split_users
+
+    dataset = _dataset(cfg)
+    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
+                              protocol=cfg.protocol, offset=cfg.user_offset)
+    if "user-id" in node_config:
+        wanted = str(node_config["user-id"])
+        role = NodeRole(str(node_config.get("role", "test")))
+        pool = train if role is NodeRole.TRAIN else test
+        for user in pool:
+            if user.user_id == wanted:
+                return user, role
+        raise ConfigError(f"node config user-id {wanted!r} is not a {role.value} user of {cfg.data}")
+    index = int(node_config.get("partition-id", -1))
+    users = train + ([] if cfg.protocol == "history" else test)
+    if not 0 <= index < len(users):
+        raise ConfigError(f"partition-id {index} is outside the {len(users)} users of this run")
+    return users[index], NodeRole.from_index(index, train_users=len(train))
+
+
+def make_llm(cfg: RunConfig):
+    """The device's LLM client: the configured endpoint, else FEDHYDRA_LLM_BASE_URL, else the embedded server."""
+    from shared.llm.client import LLMClient, LLMConfig
+    from shared.llm.embedded import embedded_config, running_server, start_server
+
+    if cfg.llm_url:
+        return LLMClient(LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout))
+    if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
+        return LLMClient(LLMConfig.from_env(timeout_s=cfg.llm_timeout))
+    info = running_server() or start_server()
+    return LLMClient(embedded_config(info.url, timeout_s=cfg.llm_timeout))
+
+
+@dataclass
+class ClientNode:
+    """A client's work for one message (see the module docstring)."""
+
+    cfg: RunConfig
+    user: Any
+    role: NodeRole
+    llm: Any
+
+    @property
+    def task(self):
+        from shared.tasks import get_task
+
+        return get_task(self.cfg.task)
+
+    @property
+    def store(self) -> UserStore:
+        return UserStore(store_root(self.cfg), self.user.user_id, task=self.task.name)
+
+    def episodes(self) -> tuple[list, dict[str, int]]:
+        """The user's labelled episodes: from the store, or built through the LLM on first contact."""
+        from shared.hydra.episodes import build_user_episodes
+
+        store = self.store
+        cached = store.read_episodes()
+        if cached is not None:
+            return cached, {"llm_calls": 0, "skipped": 0}
+        questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []
+        episodes, report = build_user_episodes(self.task, self.user.user_id, self.user.history, questions, self.llm,
+                                               self.cfg.episodes)
+        store.write_history(self.user.history)
+        store.write_episodes(episodes)
+        store.update_meta(episodes=len(episodes), episode_llm_calls=report.llm_calls, skipped=report.skipped)
+        return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped}
+
+    def _trainer(self, arrays: Mapping[str, np.ndarray]):
+        from shared.hydra.train import Trainer
+
+        base = shared_base(self.cfg.model)
+        base.load_shared_state(arrays)
+        return Trainer(base, self.cfg.train)
+
+    def train(self, arrays: Mapping[str, np.ndarray], *, proximal_mu: float = 0.0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Local training on this user's data; returns (shared tensors, metrics with ``num-examples``)."""
+        from shared.hydra.context import UserContext
+        from shared.hydra.model import PersonalHeads
+        from shared.hydra.stages import train_stage
+
+        if self.role is not NodeRole.TRAIN:
+            raise ConfigError(f"user {self.user.user_id} is a test user and does not train")
+        started = time.perf_counter()
+        calls0 = self.llm.stats.calls
+        episodes, built = self.episodes()
+        trainer = self._trainer(arrays)
+        heads = PersonalHeads.from_shared(trainer.base)
+        stored = self.store.read_heads(self.cfg.model)
+        if stored is not None:
+            heads.load_state(stored)
+        ctx = UserContext.build(self.task, self.user.history)
+        report = train_stage(trainer, self.task, {self.user.user_id: (ctx, episodes)}, {self.user.user_id: heads},
+                             epochs=self.cfg.federation.local_epochs, proximal_mu=proximal_mu)
+        self.store.write_heads(heads.state(), self.cfg.model)
+        out = {k: v.numpy().astype(np.float32) for k, v in trainer.base.shared_state().items()}
+        n = sum(report.examples.values())
+        losses = [l[-1] for l in report.losses.values() if l]
+        metrics = {"num-examples": max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
+                   "llm-calls": self.llm.stats.calls - calls0, "seconds": time.perf_counter() - started}
+        return out, metrics
+
+    def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str]) -> dict[str, float]:
+        """Fit fresh heads (base frozen), answer every question, keep predictions; return scalar metrics.
+
+        ``methods`` None answers with every method of the centralized run (baselines and HYDRA variants).
+        """
+        from shared.hydra.context import UserContext
+        from shared.hydra.stages import TorchScorer, fit_stage
+        from shared.metrics import evaluate
+        from simulations.hydra_run import evaluate_users
+
+        started = time.perf_counter()
+        calls0 = self.llm.stats.calls
+        episodes, _ = self.episodes()
+        trainer = self._trainer(arrays)
+        ctx = UserContext.build(self.task, self.user.history)
+        heads, _ = fit_stage(trainer, self.task, self.user.user_id, ctx, episodes)
+        self.store.write_heads(heads.state(), self.cfg.model)
+        preds = evaluate_users(self.task, [self.user], {self.user.user_id: heads}, TorchScorer(trainer),
+                               trainer.base.editor, self.llm, self.cfg, golds,
+                               methods=methods, progress=False)
+        self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
+                                      "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures})
+        n = len(self.user.questions)
+        metrics: dict[str, float] = {"num-examples": n}
+        mine = {q.id: golds[q.id] for q in self.user.questions if q.id in golds}
+        if mine:
+            for method, predictions in preds.by_method.items():
+                for name, value in evaluate(self.task, predictions, mine).items():
+                    metrics[f"{method}/{name}"] = float(value)
+        metrics["llm-calls"] = self.llm.stats.calls - calls0
+        metrics["seconds"] = time.perf_counter() - started
+        return metrics

@@ -1,0 +1,194 @@
+"""The federated rounds on a Flower Grid: validated aggregation of the shared base, checkpoints, per-round figures.
+
+- :class:`ValidatingStrategy` wraps any Flower strategy: every training reply is checked by
+  :func:`server.validation.validate_update` (exactly the shared keys that were sent, right shapes and
+  dtypes, finite values, a positive example count); a bad reply or a client error is logged and dropped
+  while the round goes on with the others. It also counts bytes sent and received per client.
+- :class:`RoleGrid` shows a strategy only the training nodes (or only the test nodes) of the grid.
+- :func:`run_rounds` asks every node its role (a string, nothing else), then runs the rounds: train on
+  training nodes, aggregate, checkpoint the global base, evaluate on test nodes (their scalar metrics only).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from logging import INFO, WARNING
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.common import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from server.checkpoint import save_checkpoint
+from server.validation import InvalidUpdate, expected_spec, validate_update
+
+__all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles"]
+
+
+def to_numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
+    """An ArrayRecord as {key: numpy array}."""
+    return {k: v.numpy() for k, v in record.items()}
+
+
+def _nbytes(record: ArrayRecord) -> int:
+    return int(sum(v.numpy().nbytes for v in record.values()))
+
+
+class RoleGrid:
+    """A view of a Grid that lists only some node ids (everything else is delegated)."""
+
+    def __init__(self, grid: Grid, node_ids: Iterable[int]):
+        self._grid = grid
+        self._ids = list(node_ids)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._ids)
+
+    def __getattr__(self, name: str):
+        return getattr(self._grid, name)
+
+
+@dataclass
+class RoundLog:
+    """Figures of one round."""
+
+    server_round: int
+    accepted: int = 0
+    rejected: list[str] = field(default_factory=list)
+    failed: int = 0
+    bytes_down_per_client: int = 0
+    bytes_up_per_client: list[int] = field(default_factory=list)
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    privacy: dict[str, float] | None = None
+
+
+class ValidatingStrategy(Strategy):
+    """Drop invalid replies before the wrapped strategy aggregates (see the module docstring)."""
+
+    def __init__(self, inner: Strategy, spec: Mapping[str, tuple[tuple[int, ...], str]], *,
+                 weight_key: str = "num-examples"):
+        self.inner = inner
+        self.spec = dict(spec)
+        self.weight_key = weight_key
+        self.current: RoundLog | None = None
+
+    def summary(self) -> None:
+        log(INFO, "\t├──> Validation of every reply: %d shared tensors", len(self.spec))
+        self.inner.summary()
+
+    def configure_train(self, server_round, arrays, config, grid):
+        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        if self.current is not None:
+            self.current.bytes_down_per_client = _nbytes(arrays)
+        return messages
+
+    def aggregate_train(self, server_round, replies):
+        valid: list[Message] = []
+        for msg in replies:
+            node = msg.metadata.src_node_id
+            if msg.has_error():
+                log(WARNING, "round %d: node %d failed: %s", server_round, node, msg.error.reason)
+                if self.current is not None:
+                    self.current.failed += 1
+                continue
+            try:
+                content = msg.content
+                if len(content.array_records) != 1 or len(content.metric_records) != 1:
+                    raise InvalidUpdate("a reply must hold one ArrayRecord and one MetricRecord")
+                arrays = to_numpy(next(iter(content.array_records.values())))
+                metrics = next(iter(content.metric_records.values()))
+                validate_update(arrays, self.spec, num_examples=metrics.get(self.weight_key))
+            except (InvalidUpdate, KeyError, TypeError, ValueError) as exc:
+                log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, node, exc)
+                if self.current is not None:
+                    self.current.rejected.append(f"node {node}: {exc}")
+                continue
+            if self.current is not None:
+                self.current.accepted += 1
+                self.current.bytes_up_per_client.append(int(sum(a.nbytes for a in arrays.values())))
+            valid.append(msg)
+        if not valid:
+            log(WARNING, "round %d: no valid reply; the global base is unchanged", server_round)
+            return None, None
+        return self.inner.aggregate_train(server_round, valid)
+
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round, replies):
+        ok = [m for m in replies if not m.has_error()]
+        for m in replies:
+            if m.has_error():
+                log(WARNING, "round %d: evaluation on node %d failed: %s", server_round, m.metadata.src_node_id,
+                    m.error.reason)
+        return self.inner.aggregate_evaluate(server_round, ok) if ok else None
+
+
+def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict[int, str]:
+    """Wait for ``expected`` nodes, then ask each its role ("train" or "test"); nodes that fail are left out."""
+    deadline = time.monotonic() + timeout
+    while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
+        time.sleep(1)
+    ids = list(grid.get_node_ids())
+    messages = [Message(content=RecordDict({"config": ConfigRecord({"ask": "role"})}), message_type=MessageType.QUERY,
+                        dst_node_id=n) for n in ids]
+    roles: dict[int, str] = {}
+    for reply in grid.send_and_receive(messages, timeout=timeout):
+        if reply.has_error():
+            log(WARNING, "node %d did not say its role: %s", reply.metadata.src_node_id, reply.error.reason)
+            continue
+        role = str(reply.content["config"].get("role", ""))
+        if role in ("train", "test"):
+            roles[reply.metadata.src_node_id] = role
+    return roles
+
+
+def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *, num_rounds: int, start_round: int,
+               roles: Mapping[int, str], out_dir: Path, checkpoint_dir: Path, model, task: str, accountant=None,
+               final_methods: str = "", timeout: float = 3600.0) -> ArrayRecord:
+    """Rounds ``start_round+1 .. num_rounds``; writes ``rounds.jsonl`` and a checkpoint per round."""
+    train_grid = RoleGrid(grid, [n for n, r in roles.items() if r == "train"])
+    test_grid = RoleGrid(grid, [n for n, r in roles.items() if r == "test"])
+    arrays = initial
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "rounds.jsonl"
+    for rnd in range(start_round + 1, num_rounds + 1):
+        started = time.perf_counter()
+        record = RoundLog(server_round=rnd)
+        strategy.current = record
+        log(INFO, "[ROUND %d/%d] training on %d clients", rnd, num_rounds, len(train_grid.get_node_ids()))
+        messages = strategy.configure_train(rnd, arrays, ConfigRecord({"final": False}), train_grid)
+        replies = grid.send_and_receive(messages, timeout=timeout)
+        new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+        if new_arrays is not None:
+            arrays = new_arrays
+        record.train_metrics = dict(train_metrics or {})
+        save_checkpoint(checkpoint_dir, rnd, to_numpy(arrays), model=model, task=task)
+        if accountant is not None and accountant.num_releases:
+            spent = accountant.get_privacy_spent()
+            record.privacy = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}
+        if test_grid.get_node_ids():
+            final = rnd == num_rounds
+            cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra"})
+            eval_messages = strategy.configure_evaluate(rnd, arrays, cfg, test_grid)
+            eval_replies = grid.send_and_receive(eval_messages, timeout=timeout)
+            record.eval_metrics = dict(strategy.aggregate_evaluate(rnd, eval_replies) or {})
+        record.seconds = time.perf_counter() - started
+        with open(log_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record.__dict__) + "\n")
+        quality = {k: round(v, 4) for k, v in record.eval_metrics.items() if k.startswith("hydra/")}
+        log(INFO, "[ROUND %d/%d] accepted %d, rejected %d, failed %d; up %s B/client; %s; %.1f s", rnd, num_rounds,
+            record.accepted, len(record.rejected), record.failed,
+            max(record.bytes_up_per_client, default=0), quality, record.seconds)
+    return arrays
+
+
+def expected_from(initial: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]:
+    return expected_spec(to_numpy(initial))

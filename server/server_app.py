@@ -1,0 +1,44 @@
+"""The Flower ServerApp: translates the run into calls of :mod:`server.federation` and friends."""
+
+from __future__ import annotations
+
+import json
+from logging import INFO
+
+from flwr.app import Array, ArrayRecord, Context
+from flwr.common import log
+from flwr.serverapp import Grid, ServerApp
+
+from server.federation import ValidatingStrategy, discover_roles, expected_from, run_rounds
+from server.plan import paths, starting_point
+from server.strategies import DP_WEIGHT_KEY, build_strategy
+from shared.config import RunConfig
+from shared.io import atomic_write_text
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    cfg = RunConfig.from_mapping(context.run_config, complete=True)
+    out_dir, checkpoint_dir = paths(cfg)
+    done, arrays = starting_point(cfg)
+    initial = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+    expected = cfg.train_users + (0 if cfg.protocol == "history" else cfg.test_users)
+    roles = discover_roles(grid, expected)
+    n_train = sum(r == "train" for r in roles.values())
+    log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train,
+        len(roles) - n_train, done)
+    strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))
+    validating = ValidatingStrategy(strategy, expected_from(initial),
+                                    weight_key=DP_WEIGHT_KEY if cfg.federation.dp_noise > 0 else "num-examples")
+    validating.summary()
+    run_rounds(grid, validating, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
+               out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
+               final_methods="all")
+    summary = {"train_clients": n_train, "test_clients": len(roles) - n_train, "rounds": cfg.federation.num_rounds,
+               "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise}
+    if accountant is not None and accountant.num_releases:
+        spent = accountant.get_privacy_spent()
+        summary["privacy"] = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}
+    atomic_write_text(out_dir / "server_summary.json", json.dumps(summary, indent=1))

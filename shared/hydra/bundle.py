@@ -1,0 +1,83 @@
+"""Versioned safetensors files for the shared base and personal heads.
+
+A file holds named float32 tensors plus string metadata: ``format`` ("fedhydra-base" or
+"fedhydra-heads"), ``version`` (:data:`FORMAT_VERSION`), the model architecture as JSON (``model``), and
+free fields (the round, the task). Loading checks the format, the version, the naming rule (a base file
+holds only ``base.`` keys, a heads file only ``head.`` keys) and the architecture. Writes are atomic.
+
+Example:
+    >>> import tempfile, pathlib, numpy as np
+    >>> from shared.hydra.model import ModelConfig
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "h.safetensors"
+    >>> _ = save_tensors(p, {"head.adapter.bias": np.zeros(1, np.float32)}, kind="heads", model=ModelConfig())
+    >>> tensors, meta = load_tensors(p, kind="heads")
+    >>> list(tensors), meta["format"]
+    (['head.adapter.bias'], 'fedhydra-heads')
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from shared.errors import FedHydraError
+from shared.hydra.naming import is_personal_key, is_shared_key
+from shared.io import atomic_write_bytes
+
+__all__ = ["FORMAT_VERSION", "BundleError", "save_tensors", "load_tensors"]
+
+FORMAT_VERSION = "1"
+_FORMATS = {"base": ("fedhydra-base", is_shared_key), "heads": ("fedhydra-heads", is_personal_key)}
+
+
+class BundleError(FedHydraError):
+    """A model file is not what it should be (format, version, keys or architecture)."""
+
+
+def save_tensors(path: str | Path, tensors: Mapping[str, object], *, kind: str, model, **meta: object) -> Path:
+    """Write ``tensors`` (numpy arrays or torch tensors) as a ``kind`` file ("base" or "heads")."""
+    from safetensors.numpy import save
+
+    name, rule = _FORMATS[kind]
+    bad = [k for k in tensors if not rule(k)]
+    if bad:
+        raise BundleError(f"{path}: a {kind} file may not hold {bad[:3]}")
+    arrays = {k: np.ascontiguousarray(_numpy(v), dtype=np.float32) for k, v in tensors.items()}
+    metadata = {"format": name, "version": FORMAT_VERSION, "model": model.to_json(),
+                **{k: str(v) for k, v in meta.items()}}
+    return atomic_write_bytes(path, save(arrays, metadata=metadata))
+
+
+def load_tensors(path: str | Path, *, kind: str, model=None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read a ``kind`` file; with ``model`` its architecture must match."""
+    from safetensors import safe_open
+
+    name, rule = _FORMATS[kind]
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(f"{path}: not found")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise BundleError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != name:
+        raise BundleError(f"{path}: format {meta.get('format')!r}, expected {name!r}")
+    if meta.get("version") != FORMAT_VERSION:
+        raise BundleError(f"{path}: version {meta.get('version')!r}, this FedHydra reads version {FORMAT_VERSION}")
+    bad = [k for k in tensors if not rule(k)]
+    if bad:
+        raise BundleError(f"{path}: unexpected keys {bad[:3]}")
+    if model is not None and meta.get("model") != model.to_json():
+        raise BundleError(f"{path}: model architecture {meta.get('model')} differs from {model.to_json()}")
+    return tensors, meta
+
+
+def _numpy(value: object) -> np.ndarray:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()  # type: ignore[union-attr]
+    return np.asarray(value)

@@ -1,0 +1,124 @@
+"""The candidate pool the adapter chooses from, and the LLM calls that fill it.
+
+For label tasks (LaMP-1/2/2N/3) the pool is the label set itself; the LLM's greedy answer and samples,
+asked with the retrieved records in the prompt, become votes (a feature of each label). For generation
+tasks the pool is the LLM's greedy answer and samples; for rewrite tasks (LaMP-7) also the input itself,
+edits of it by the :class:`~shared.hydra.editor.InputEditor` (a few compression levels), and the input
+and the middle edit rewritten with the quirks the user's history favours (:mod:`shared.style`).
+Duplicates (same ROUGE tokens) keep their first source.
+
+Example:
+    >>> from shared.tasks import get_task
+    >>> from shared.hydra.context import UserContext
+    >>> t = get_task("LaMP-3")
+    >>> pool = build_pool(t, UserContext.build(t, []), "nice", greedy="5", samples=["4", "x"], editor=None)
+    >>> pool.texts, pool.sources[0]
+    (['1', '2', '3', '4', '5'], 'label')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from shared.hydra.context import UserContext
+from shared.hydra.editor import InputEditor, f1_optimal_keep, word_tokens
+from shared.hydra.features import adapter_extras
+from shared.llm.client import CallBudget, LLMClient
+from shared.prompts import PromptBudget, build_messages
+from shared.style import apply_rules
+from shared.tasks import TaskSpec
+
+__all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "EDIT_LEVELS"]
+
+EDIT_LEVELS = (0.6, 0.8, 1.0)
+"""Expected gold length, as a fraction of the input's length, of the editor's candidates."""
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How many LLM answers make a pool, and how they are sampled."""
+
+    n_samples: int = 3
+    temperature: float = 0.7
+    k: int = 4
+    style: str = "turns"
+    seed: int = 0
+
+
+@dataclass
+class Pool:
+    """Candidates of one query with their sources and adapter features."""
+
+    texts: list[str]
+    sources: list[str]
+    extras: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 12), np.float32))
+    greedy: str | None = None
+    llm: list[str] = field(default_factory=list)
+
+
+def llm_answers(task: TaskSpec, input_text: str, records: Sequence[Mapping[str, str]], llm: LLMClient,
+                config: PoolConfig, *, budget: CallBudget | None = None,
+                prompt_budget: PromptBudget = PromptBudget()) -> tuple[str, list[str]]:
+    """The parsed greedy answer and ``n_samples`` parsed samples, with ``records`` in the prompt."""
+    messages = build_messages(task, input_text, records, style=config.style, budget=prompt_budget)
+    greedy = task.parse_answer(llm.complete(messages, max_tokens=task.max_new_tokens, budget=budget))
+    samples = [task.parse_answer(s) for s in llm.sample(messages, config.n_samples, temperature=config.temperature,
+                                                         max_tokens=task.max_new_tokens, seed=config.seed,
+                                                         budget=budget)] if config.n_samples else []
+    return greedy, samples
+
+
+def _key(text: str) -> tuple[str, ...]:
+    return tuple(word_tokens(text)) or (text.strip(),)
+
+
+def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | None, samples: Sequence[str],
+               editor: InputEditor | None, record_answers: Sequence[str] = (),
+               record_weights: Sequence[float] | None = None) -> Pool:
+    """Assemble the candidates of one query and compute their adapter features."""
+    texts: list[str] = []
+    sources: list[str] = []
+    strength: list[float] = []
+    styled: list[bool] = []
+    seen: set[tuple[str, ...]] = set()
+
+    def add(text: str, source: str, removed: float = 0.0, is_styled: bool = False) -> None:
+        key = _key(text)
+        if not text.strip() or key in seen:
+            return
+        seen.add(key)
+        texts.append(text)
+        sources.append(source)
+        strength.append(removed)
+        styled.append(is_styled)
+
+    if task.labels:
+        for label in task.labels:
+            add(label, "label")
+    else:
+        if task.rewrite:
+            add(query, "input")
+            words = query.split()
+            if editor is not None and words:
+                p = editor.keep_probabilities(words, ctx.counts)
+                edits = []
+                for level in EDIT_LEVELS:
+                    edited = f1_optimal_keep(words, p, level * len(words))
+                    edits.append(edited)
+                    add(edited, "edit", 1.0 - len(edited.split()) / len(words))
+                if ctx.style_rules:
+                    add(apply_rules(query, ctx.style_rules), "input", 0.0, True)
+                    middle = edits[len(edits) // 2]
+                    add(apply_rules(middle, ctx.style_rules), "edit", 1.0 - len(middle.split()) / len(words), True)
+        if greedy is not None:
+            add(greedy, "llm")
+        for s in samples:
+            add(s, "llm")
+    answers = [a for a in ([greedy] if greedy is not None else []) + list(samples)]
+    extras = adapter_extras(task, query, texts, sources, llm_answers=answers, greedy=greedy,
+                            record_answers=record_answers, record_weights=record_weights, prior=ctx.label_prior,
+                            user_mean=ctx.mean_score, edit_strength=strength, styled=styled)
+    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers)

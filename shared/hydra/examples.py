@@ -1,0 +1,107 @@
+"""Turn episodes into the reranker's and the adapter's examples (texts, extra features, targets).
+
+Targets follow HYDRA: a reranker record is positive when the LLM's answer with that record alone scores
+above the user's mean (the task metric against the gold); an adapter candidate's target is a softmax of
+its score against the gold (temperature per metric: sharp for ROUGE, softer for ratings), so that the best
+candidates carry the mass. At inference the same assembly runs without a gold.
+
+Example:
+    >>> [round(float(x), 3) for x in soft_target([0.2, 0.5, 0.5], temperature=0.05)]
+    [0.001, 0.499, 0.499]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from shared.hydra.candidates import Pool, build_pool
+from shared.hydra.context import UserContext
+from shared.hydra.editor import InputEditor
+from shared.hydra.episodes import Episode
+from shared.hydra.features import reranker_extras
+from shared.metrics import example_score
+from shared.tasks import TaskSpec
+
+__all__ = ["RoleExample", "soft_target", "reranker_example", "adapter_example", "record_answer", "TARGET_TEMPERATURE",
+           "user_rerank_baseline"]
+
+TARGET_TEMPERATURE = {"rouge": 0.05, "rating": 0.5, "classification": 0.2}
+
+
+@dataclass
+class RoleExample:
+    """One query with its items (records or candidates) for one role."""
+
+    user: str
+    query: str
+    items: list[str]
+    extras: np.ndarray
+    target: np.ndarray | None = None
+    utilities: np.ndarray | None = None
+
+
+def soft_target(utilities: Sequence[float], temperature: float) -> np.ndarray:
+    """Softmax of utilities / temperature."""
+    u = np.asarray(utilities, dtype=np.float64) / temperature
+    e = np.exp(u - u.max())
+    return (e / e.sum()).astype(np.float32)
+
+
+def record_answer(task: TaskSpec, item: Mapping[str, str]) -> str:
+    """What a record says about the answer: its label or output when it has one, else its text."""
+    return task.item_output(item) if task.item_output else task.item_text(item)
+
+
+def _rerank_utilities(task: TaskSpec, ep: Episode) -> list[float]:
+    return [example_score(task, a, ep.gold) if a is not None else float("nan") for a in ep.rerank_answers]
+
+
+def user_rerank_baseline(task: TaskSpec, episodes: Sequence[Episode]) -> float:
+    """The user's mean utility over every labelled record (the positive/negative threshold)."""
+    values = [u for ep in episodes if ep.gold is not None for u in _rerank_utilities(task, ep) if u == u]
+    return float(np.mean(values)) if values else 0.0
+
+
+def reranker_example(task: TaskSpec, user: str, ep: Episode, *, threshold: float | None,
+                     n_records: int | None = None) -> RoleExample | None:
+    """The reranker's example for an episode; with ``threshold`` (training) a target, else none.
+
+    Returns None for a training episode whose records are all positive or all negative (no signal).
+    """
+    idx = ep.top[: n_records or len(ep.top)]
+    if threshold is not None:
+        idx = idx[: len(ep.rerank_answers)]
+    if not idx:
+        return None
+    items = [task.item_text(ep.corpus[i]) for i in idx]
+    extras = reranker_extras(ep.bm25[: len(idx)], [len(t) for t in items], idx, profile_size=len(ep.corpus))
+    example = RoleExample(user=user, query=ep.query, items=items, extras=extras)
+    if threshold is None:
+        return example
+    utilities = np.asarray(_rerank_utilities(task, ep)[: len(idx)], dtype=np.float32)
+    positive = (utilities > threshold).astype(np.float32)
+    if positive.sum() == 0 or positive.sum() == len(positive) or np.isnan(utilities).any():
+        return None
+    example.target = positive / positive.sum()
+    example.utilities = utilities
+    return example
+
+
+def adapter_example(task: TaskSpec, user: str, ep: Episode, ctx: UserContext, editor: InputEditor | None, *,
+                    records: Sequence[int] | None = None, greedy: str | None = None,
+                    samples: Sequence[str] | None = None, with_target: bool = True) -> tuple[RoleExample, Pool]:
+    """The adapter's example: the pool built from the episode's LLM answers (or those given), with targets."""
+    top = list(records) if records is not None else ep.top[:4]
+    record_answers = [record_answer(task, ep.corpus[i]) for i in top]
+    pool = build_pool(task, ctx, ep.query, greedy=ep.greedy if greedy is None else greedy,
+                      samples=ep.samples if samples is None else samples, editor=editor,
+                      record_answers=record_answers)
+    example = RoleExample(user=user, query=ep.query, items=pool.texts, extras=pool.extras)
+    if with_target and ep.gold is not None:
+        utilities = np.asarray([example_score(task, c, ep.gold) for c in pool.texts], dtype=np.float32)
+        example.utilities = utilities
+        example.target = soft_target(utilities, TARGET_TEMPERATURE[task.metric])
+    return example, pool

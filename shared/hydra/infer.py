@@ -1,0 +1,123 @@
+"""Answering a query with HYDRA: BM25 top-m, the reranker's top-k in the prompt, the LLM's candidates,
+the adapter's pick.
+
+The scorer is abstract (:class:`Scorer`): the torch :class:`~shared.hydra.train.Trainer` during research
+runs, the ONNX runtime on a device; both give the same answers.
+
+Decision rule: the adapter's scores become a softmax distribution over candidates; for ratings the answer
+is its weighted median (the choice that minimizes expected absolute error, the task's metric), otherwise
+the top candidate.
+
+Example:
+    >>> weighted_median(["1", "2", "3", "4", "5"], [0.1, 0.1, 0.2, 0.3, 0.3])
+    '4'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from shared.hydra.candidates import PoolConfig, build_pool, llm_answers
+from shared.hydra.context import UserContext
+from shared.hydra.editor import InputEditor
+from shared.hydra.episodes import Episode, top_records
+from shared.hydra.examples import RoleExample, adapter_example, record_answer, reranker_example
+from shared.llm.client import CallBudget, LLMClient
+from shared.prompts import PromptBudget
+from shared.tasks import TaskKind, TaskSpec
+
+__all__ = ["Scorer", "Answer", "InferenceConfig", "rerank", "answer", "weighted_median", "decide"]
+
+
+class Scorer(Protocol):
+    """Scores an example's items for a role under a head (None: the shared head)."""
+
+    def score(self, role: str, example: RoleExample, head: object | None) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Retrieval and pool sizes at inference."""
+
+    m: int = 5
+    k: int = 4
+    pool: PoolConfig = PoolConfig()
+
+
+@dataclass
+class Answer:
+    """An answer with what explains it: the records used and every candidate's score."""
+
+    output: str
+    records: list[dict[str, object]] = field(default_factory=list)
+    candidates: list[dict[str, object]] = field(default_factory=list)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - np.max(x))
+    return e / e.sum()
+
+
+def weighted_median(values: Sequence[str], weights: Sequence[float]) -> str:
+    """The value at which the cumulative weight of the numerically sorted values reaches one half."""
+    pairs = sorted(zip((float(v) for v in values), weights, values))
+    total = float(sum(weights))
+    acc = 0.0
+    for _, w, v in pairs:
+        acc += w
+        if acc >= total / 2:
+            return v
+    return pairs[-1][2]
+
+
+def decide(task: TaskSpec, texts: Sequence[str], scores: np.ndarray) -> str:
+    """The adapter's choice among candidates (weighted median for ratings, argmax otherwise)."""
+    if task.kind is TaskKind.RATING:
+        labelled = [(t, p) for t, p in zip(texts, softmax(scores)) if t in task.labels]
+        if labelled:
+            return weighted_median([t for t, _ in labelled], [p for _, p in labelled])
+    return texts[int(np.argmax(scores))]
+
+
+def rerank(task: TaskSpec, scorer: Scorer, ep: Episode, head: object | None, k: int) -> tuple[list[int], np.ndarray]:
+    """The reranker's top-``k`` corpus indices among the BM25 top-m, and the scores of all m."""
+    example = reranker_example(task, "", ep, threshold=None)
+    if example is None:
+        return [], np.zeros(0)
+    scores = scorer.score("reranker", example, head)
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [ep.top[i] for i in order], scores
+
+
+def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient | None, scorer: Scorer,
+           editor: InputEditor | None, *, heads: Mapping[str, object] | None, config: InferenceConfig = InferenceConfig(),
+           use_reranker: bool = True, use_adapter: bool = True, budget: CallBudget | None = None,
+           prompt_budget: PromptBudget = PromptBudget()) -> Answer:
+    """Answer one question from the user's profile (``ctx.items``); ``heads`` None means shared heads."""
+    heads = heads or {}
+    query = task.extract_query(question_input)
+    top, bm25 = top_records(task, query, ctx.items, config.m)
+    ep = Episode(qid="", input=question_input, query=query, gold=None, corpus=ctx.items, top=top, bm25=bm25)
+    if use_reranker and top:
+        chosen, rscores = rerank(task, scorer, ep, heads.get("reranker"), config.k)
+    else:
+        chosen, rscores = top[: config.k], np.asarray(bm25[: config.k])
+    records = [ctx.items[i] for i in chosen]
+    greedy, samples = (None, [])
+    if llm is not None:
+        greedy, samples = llm_answers(task, question_input, records, llm,
+                                      config.pool if use_adapter else PoolConfig(**{**config.pool.__dict__, "n_samples": 0}),
+                                      budget=budget, prompt_budget=prompt_budget)
+    used = [{"id": r.get("id"), "text": task.item_text(r), "score": float(s)} for r, s in zip(records, rscores)]
+    if not use_adapter:
+        output = greedy if greedy is not None else query
+        return Answer(output=output, records=used, candidates=[{"text": output, "source": "llm", "score": 1.0}])
+    ep.greedy, ep.samples = greedy, samples
+    example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False)
+    scores = scorer.score("adapter", example, heads.get("adapter"))
+    output = decide(task, pool.texts, scores)
+    return Answer(output=output, records=used,
+                  candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(pool.texts, pool.sources, scores)])

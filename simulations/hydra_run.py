@@ -1,0 +1,233 @@
+"""The centralized HYDRA reference run: ``fedhydra run``.
+
+One run, same LLM, same users, fixed seeds: build each user's episodes through the LLM (cached), train the
+shared base with the training users' heads, fit every new user's heads on their history only (base
+frozen), then answer each test question with every method and score it:
+
+| method | what |
+|---|---|
+| ``input`` / ``majority`` / ``user-mean`` | the non-LLM baselines that apply to the task |
+| ``zero-shot``, ``rag-k{k}`` | the LLM alone; with the BM25 top-k records |
+| ``hydra-reranker`` | the reranker's top-k records in the prompt, the LLM's greedy answer |
+| ``hydra-adapter`` | BM25 top-k in the prompt, the adapter picks among the candidates |
+| ``hydra-shared-head`` | reranker and adapter with the shared heads (no personal fit) |
+| ``hydra`` | reranker and adapter with the user's personal heads |
+
+Writes ``<method>_outputs.json`` (official layout), ``metrics.{md,json}``, ``metrics.png`` and
+``summary.json`` (stage times, LLM calls, the candidate pool's oracle, relative gains).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from shared.config import RunConfig
+from shared.data import Dataset, Question, write_outputs
+from shared.hydra.context import UserContext
+from shared.hydra.episodes import Episode, build_user_episodes
+from shared.hydra.infer import Answer, answer
+from shared.hydra.model import HydraBase, PersonalHeads
+from shared.hydra.stages import TorchScorer, fit_stage, train_stage
+from shared.hydra.train import Trainer
+from shared.io import atomic_write_text
+from shared.llm.client import LLMClient
+from shared.metrics import evaluate, example_score, primary_metric
+from shared.tasks import TaskSpec
+from simulations.baseline import METHODS, BaselineContext
+from simulations.report import MethodResult, plot_methods, relative_gain, write_table
+from simulations.users import User, split_users
+
+__all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "evaluate_users", "finish_run"]
+
+HYDRA_METHODS = ("hydra-reranker", "hydra-adapter", "hydra-shared-head", "hydra")
+
+
+def _say(progress: Callable[[str], None] | None, text: str) -> None:
+    if progress:
+        progress(text)
+
+
+def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient, cfg: RunConfig, *, with_golds: bool,
+                   progress: bool = True) -> tuple[dict[str, list[Episode]], dict[str, int]]:
+    """Every user's episodes (their golds only if ``with_golds``), with a progress bar; returns stats too."""
+    from tqdm import tqdm
+
+    out: dict[str, list[Episode]] = {}
+    stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
+    for user in tqdm(users, desc="episodes", unit="user", disable=not progress, leave=False):
+        questions = user.training_questions() if with_golds else []
+        eps, report = build_user_episodes(task, user.user_id, user.history, questions, llm, cfg.episodes)
+        out[user.user_id] = eps
+        stats["episodes"] += report.episodes
+        stats["skipped"] += report.skipped
+        stats["llm_calls"] += report.llm_calls
+    return out, stats
+
+
+def _heads_map(heads: PersonalHeads | None) -> dict[str, object] | None:
+    return None if heads is None else {r: heads.heads[r] for r in heads.heads}
+
+
+@dataclass
+class Predictions:
+    """Per method: predictions; plus the HYDRA pool's oracle and the explanations of the full method."""
+
+    by_method: dict[str, dict[str, str]] = field(default_factory=dict)
+    oracle: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def evaluate_users(task: TaskSpec, users: Sequence[User], heads: Mapping[str, PersonalHeads], scorer, editor,
+                   llm: LLMClient, cfg: RunConfig, golds: Mapping[str, str], *,
+                   methods: Sequence[str] | None = None, progress: bool = True) -> Predictions:
+    """Answer every test question with every method (golds are read only for the oracle, after answering)."""
+    from tqdm import tqdm
+
+    from shared.errors import LLMError
+
+    k = cfg.inference.k
+    baseline_names = [m for m in ("input", "majority", "user-mean") if METHODS[m].applies(task)] + ["zero-shot", "rag"]
+    wanted = list(methods) if methods is not None else baseline_names + list(HYDRA_METHODS)
+    preds = Predictions()
+    bctx = BaselineContext(task=task, llm=llm, k=k, style=cfg.pool.style)
+    if task.labels and task.item_output:
+        from collections import Counter
+
+        counts = Counter(task.item_output(it) for u in users for it in u.history)
+        bctx.global_majority = next((l for l, _ in counts.most_common() if l in task.labels), None)
+    runs: list[tuple[str, Callable[[User, Question, UserContext], str | Answer]]] = []
+    for name in wanted:
+        if name in METHODS:
+            label = f"rag-k{k}" if name == "rag" else name
+            runs.append((label, lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
+    flags = {"hydra-reranker": (True, False, True), "hydra-adapter": (False, True, True),
+             "hydra-shared-head": (True, True, False), "hydra": (True, True, True)}
+    for name in wanted:
+        if name in flags:
+            rr, ad, personal = flags[name]
+            runs.append((name, lambda u, q, c, rr=rr, ad=ad, personal=personal: answer(
+                task, q.input, c, llm, scorer, editor, heads=_heads_map(heads.get(u.user_id)) if personal else None,
+                config=cfg.inference, use_reranker=rr, use_adapter=ad)))
+    for label, _ in runs:
+        preds.by_method[label] = {}
+        preds.seconds[label] = 0.0
+        preds.calls[label] = 0
+        preds.failures[label] = 0
+    for user in tqdm(users, desc="answer", unit="user", disable=not progress, leave=False):
+        for q in user.questions:
+            ctx = UserContext.build(task, q.profile)
+            for label, run in runs:
+                before = llm.stats.calls
+                started = time.perf_counter()
+                try:
+                    result = run(user, q, ctx)
+                except LLMError:
+                    result = ""
+                    preds.failures[label] += 1
+                preds.seconds[label] += time.perf_counter() - started
+                preds.calls[label] += llm.stats.calls - before
+                output = result.output if isinstance(result, Answer) else result
+                preds.by_method[label][q.id] = output
+                if label == "hydra" and isinstance(result, Answer) and q.id in golds and result.candidates:
+                    preds.oracle[q.id] = max((c["text"] for c in result.candidates),
+                                             key=lambda t: example_score(task, str(t), golds[q.id]))
+    return preds
+
+
+def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out: Path, *, title: str,
+               summary: dict, groups: Mapping[str, str] | None = None) -> dict:
+    """Write predictions, the metrics table, the plot and the summary; return the summary."""
+    results = []
+    for label, predictions in preds.by_method.items():
+        write_outputs(out / f"{label}_outputs.json", task, predictions)
+        metrics = evaluate(task, predictions, {k: golds[k] for k in predictions})
+        results.append(MethodResult(label, predictions, metrics, preds.seconds[label], preds.calls[label], 0,
+                                    preds.failures[label]))
+    metric, higher = primary_metric(task)
+    rows = [r.row() for r in results]
+    oracle = evaluate(task, preds.oracle, {k: golds[k] for k in preds.oracle})[metric] if preds.oracle else None
+    baselines = [r for r in rows if not str(r["method"]).startswith(("hydra", "fed"))]
+    strongest = (max if higher else min)(baselines, key=lambda r: r[metric]) if baselines else None
+    rag = next((r for r in rows if str(r["method"]).startswith("rag")), None)
+    gains = {}
+    for r in rows:
+        if str(r["method"]).startswith(("hydra", "fed")):
+            gains[str(r["method"])] = {
+                "vs_rag": round(relative_gain(float(r[metric]), float(rag[metric]), higher), 4) if rag else None,
+                "vs_strongest_baseline": round(relative_gain(float(r[metric]), float(strongest[metric]), higher), 4)
+                if strongest else None}
+    summary = {**summary, "primary_metric": metric, "pool_oracle": oracle,
+               "strongest_baseline": strongest["method"] if strongest else None, "relative_gain": gains}
+    table = write_table(results, task, out, title=title, extra=summary)
+    plot_methods(rows, task, out / "metrics.png", title=title, oracle=oracle,
+                 groups=groups or {r["method"]: ("hydra" if str(r["method"]).startswith("hydra") else "baseline")
+                                   for r in rows})
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    summary["table"] = table
+    return summary
+
+
+def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str | Path, *,
+                progress: Callable[[str], None] | None = print, bars: bool = True) -> dict:
+    """The whole centralized reference run; returns the summary (also written to ``out_dir``)."""
+    task = dataset.task
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    train_users, test_users = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
+                                          protocol=cfg.protocol, offset=cfg.user_offset)
+    history = cfg.protocol == "history"
+    stage_s: dict[str, float] = {}
+    calls0 = llm.stats.calls
+
+    t = time.perf_counter()
+    _say(progress, f"[1/4] episodes of {len(train_users)} training users through the LLM")
+    train_eps, train_stats = build_episodes(task, train_users, llm, cfg, with_golds=not history, progress=bars)
+    test_eps, test_stats = ({}, {"episodes": 0, "skipped": 0, "llm_calls": 0})
+    if not history:
+        _say(progress, f"      and of {len(test_users)} new users (history only)")
+        test_eps, test_stats = build_episodes(task, test_users, llm, cfg, with_golds=False, progress=bars)
+    stage_s["episodes"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _say(progress, "[2/4] training the shared base with the training users' heads")
+    base = HydraBase(cfg.model)
+    trainer = Trainer(base, cfg.train)
+    contexts = {u.user_id: UserContext.build(task, u.history) for u in train_users + test_users}
+    heads = {u.user_id: PersonalHeads.from_shared(base) for u in train_users}
+    report = train_stage(trainer, task, {u.user_id: (contexts[u.user_id], train_eps[u.user_id]) for u in train_users},
+                         heads, progress=(lambda s: _say(progress, "      " + s)))
+    stage_s["train"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    fitted: dict[str, PersonalHeads] = {}
+    if history:
+        _say(progress, "[3/4] training users answer with the heads trained with the base")
+        fitted = heads
+    else:
+        _say(progress, f"[3/4] fitting {len(test_users)} new users' heads on their history (base frozen)")
+        for u in test_users:
+            fitted[u.user_id], _ = fit_stage(trainer, task, u.user_id, contexts[u.user_id], test_eps[u.user_id])
+    stage_s["fit"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _say(progress, f"[4/4] answering {sum(len(u.questions) for u in test_users)} test questions with every method")
+    preds = evaluate_users(task, test_users, fitted, TorchScorer(trainer), base.editor, llm, cfg, dataset.golds,
+                           progress=bars)
+    stage_s["answer"] = time.perf_counter() - t
+
+    summary = {"task": task.name, "protocol": cfg.protocol, "train_users": len(train_users),
+               "test_users": len(test_users), "test_questions": sum(len(u.questions) for u in test_users),
+               "episodes": {"train": train_stats, "test": test_stats},
+               "examples": report.examples, "losses": report.losses, "editor_loss": report.editor_loss,
+               "stage_seconds": {k: round(v, 1) for k, v in stage_s.items()},
+               "wall_seconds": round(time.perf_counter() - started, 1), "llm_calls": llm.stats.calls - calls0,
+               "llm": llm.stats.as_dict()}
+    title = f"{task.name}: HYDRA, {len(train_users)} training / {len(test_users)} test users"
+    return finish_run(task, preds, dataset.golds, out, title=title, summary=summary)

@@ -1,0 +1,68 @@
+"""Which users train and which are tested, from a LaMP-format dataset and the run's protocol.
+
+- ``disjoint``: after ``user_offset`` users, the next ``train_users`` users train (their questions, with
+  golds, and pseudo-questions from their history), the following ``test_users`` users are new users (their
+  history only fits their heads; their questions are answered and scored).
+- ``history``: each of ``test_users`` users trains on pseudo-questions from the history before their first
+  question and is tested on their questions (LaMP-3 here: 6 users, 30 questions).
+
+A user's *history* is the profile of their first question (the shortest, in time-based data), so no
+later question's gold is ever part of it.
+
+Example:
+    >>> from shared.synthetic import generate
+    >>> import json, tempfile, pathlib
+    >>> from shared.synthetic import write_synthetic
+    >>> from shared.data import load_split
+    >>> ds = load_split(write_synthetic(tempfile.mkdtemp(), "LaMP-3", n_users=5, items_per_user=4), "LaMP-3")
+    >>> train, test = split_users(ds, train_users=2, test_users=2, protocol="disjoint")
+    >>> [u.user_id for u in train], [u.user_id for u in test]
+    (['s0u0000', 's0u0001'], ['s0u0002', 's0u0003'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from shared.data import Dataset, Question, group_by_user
+from shared.errors import ConfigError
+
+__all__ = ["User", "split_users"]
+
+
+@dataclass(frozen=True)
+class User:
+    """One user's history and questions; ``golds`` is filled only for training users in the disjoint protocol."""
+
+    user_id: str
+    history: tuple[Mapping[str, str], ...]
+    questions: tuple[Question, ...]
+    golds: Mapping[str, str]
+
+    def training_questions(self) -> list[tuple[str, str, str]]:
+        """(id, input, gold) of the questions whose golds may train the base."""
+        return [(q.id, q.input, self.golds[q.id]) for q in self.questions if q.id in self.golds]
+
+
+def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol: str = "disjoint",
+                offset: int = 0) -> tuple[list[User], list[User]]:
+    """(training users, test users) as described in the module docstring."""
+    groups = list(group_by_user(dataset.questions).items())[offset:]
+
+    def history(questions: list[Question]) -> tuple[Mapping[str, str], ...]:
+        return min(questions, key=lambda q: len(q.profile)).profile
+
+    if protocol == "history":
+        chosen = groups[:test_users] if test_users else groups
+        users = [User(u, history(qs), tuple(qs), {}) for u, qs in chosen]
+        return users, users
+    if protocol != "disjoint":
+        raise ConfigError(f"protocol must be 'disjoint' or 'history', got {protocol!r}")
+    if train_users + test_users > len(groups):
+        raise ConfigError(f"asked for {train_users} training and {test_users} test users, the data has {len(groups)} "
+                          f"(after skipping {offset})")
+    train = [User(u, history(qs), tuple(qs), {q.id: dataset.golds[q.id] for q in qs if q.id in dataset.golds})
+             for u, qs in groups[:train_users]]
+    test = [User(u, history(qs), tuple(qs), {}) for u, qs in groups[train_users: train_users + test_users]]
+    return train, test

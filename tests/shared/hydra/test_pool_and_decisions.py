@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+
+from shared.hydra.candidates import build_pool
+from shared.hydra.context import UserContext
+from shared.hydra.editor import InputEditor
+from shared.hydra.features import ADAPTER_FEATURES
+from shared.hydra.infer import decide, weighted_median
+from shared.tasks import get_task
+
+
+def test_label_pool_with_votes_prior_and_record_evidence():
+    t = get_task("LaMP-3")
+    ctx = UserContext.build(t, [{"text": "a", "score": "5"}, {"text": "b", "score": "5"}, {"text": "c", "score": "4"}])
+    pool = build_pool(t, ctx, "query", greedy="4", samples=["4", "5", "oops"], editor=None,
+                      record_answers=["5", "5", "3"])
+    assert pool.texts == ["1", "2", "3", "4", "5"] and set(pool.sources) == {"label"}
+    f = {name: pool.extras[:, i] for i, name in enumerate(ADAPTER_FEATURES)}
+    assert np.allclose(f["llm_vote"], [0, 0, 0, 0.5, 0.25])
+    assert np.allclose(f["record_vote"], [0, 0, 1 / 3, 0, 2 / 3])
+    assert np.allclose(f["prior"], [0, 0, 0, 1 / 3, 2 / 3])
+    assert f["greedy"].tolist() == [0, 0, 0, 1, 0]
+    assert np.isclose(f["num_b"][4], (5 - ctx.mean_score) / 4)
+
+
+def test_rewrite_pool_has_input_edits_styles_and_llm_without_duplicates():
+    t = get_task("LaMP-7")
+    ctx = UserContext.build(t, [{"text": "u r great, thx"}, {"text": "see u tmrw"}, {"text": "u know"}])
+    assert "u" in ctx.style_rules
+    editor = InputEditor()
+    editor.dense[5] = 3.0  # keep words the user wrote
+    editor.bias[0] = -3.0
+    pool = build_pool(t, ctx, "Thank you, see you tomorrow", greedy="Thank you, see you tomorrow", samples=["bye now"],
+                      editor=editor)
+    assert pool.texts[0] == "Thank you, see you tomorrow" and pool.sources[0] == "input"
+    assert "edit" in pool.sources and "llm" in pool.sources
+    assert any("u" in text.split() for text in pool.texts)  # the user's quirk applied
+    keys = [tuple(x.lower().replace(",", "").split()) for x in pool.texts]
+    assert len(keys) == len(set(keys))  # the greedy answer equal to the input was not added twice
+    assert pool.extras.shape == (len(pool.texts), len(ADAPTER_FEATURES))
+
+
+def test_weighted_median_minimizes_expected_absolute_error():
+    values = ["1", "2", "3", "4", "5"]
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        w = rng.dirichlet(np.ones(5))
+        expected = [sum(wi * abs(int(v) - c) for v, wi in zip(values, w)) for c in range(1, 6)]
+        best = min(expected)
+        choice = int(weighted_median(values, w))
+        assert expected[choice - 1] <= best + 1e-12
+
+
+def test_decide_uses_argmax_for_text_and_median_for_ratings():
+    assert decide(get_task("LaMP-7"), ["a", "b"], np.array([0.1, 2.0])) == "b"
+    assert decide(get_task("LaMP-3"), ["1", "2", "3", "4", "5"], np.log(np.array([0.4, 0.05, 0.05, 0.1, 0.4]))) == "3"
