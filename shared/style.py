@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-__all__ = ["StyleRule", "STYLE_RULES", "RULE_NAMES", "apply_rules", "style_profile", "favoured_rules"]
+__all__ = ["StyleRule", "STYLE_RULES", "RULE_NAMES", "apply_rules", "style_profile", "favoured_rules", "signature"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,16 @@ def style_profile(texts: Sequence[str], prior: float = 1.0) -> dict[str, float]:
 def favoured_rules(profile: Mapping[str, float], threshold: float = 0.5) -> list[str]:
     """The rules a user uses more often than not."""
     return [name for name in RULE_NAMES if profile.get(name, 0.0) > threshold]
+
+
+def signature(texts: Sequence[str], *, min_share: float = 0.3, min_count: int = 3) -> str | None:
+    """The word a user ends their texts with ("lol", "xoxo"), if at least ``min_share`` of them do.
+
+    >>> signature(["so fun lol", "ok lol", "bye lol", "hi there"])
+    'lol'
+    """
+    ends = [t.split()[-1] for t in texts if t.split()]
+    if not ends:
+        return None
+    word, count = max(((w, ends.count(w)) for w in set(ends)), key=lambda x: (x[1], x[0]))
+    return word if count >= min_count and count / len(ends) >= min_share else None

@@ -66,17 +66,17 @@ EXTRAS = ["Shipping was quick.", "It arrived on time.", "I read other reviews fi
           "It came in a nice box.", "I will keep using it."]
 TWEET_TEMPLATES = [
     "I am going to the {place} tomorrow because I love {thing}.",
-    "Thank you for the {thing}, you are the best.",
-    "I do not want to leave the {place} before the {event}.",
-    "Are you coming to the {event} with your friends?",
-    "Please tell me you are watching {thing} tonight.",
-    "I cannot believe people are still talking about the {event}.",
-    "It is too late for {thing}, I am going to sleep.",
-    "I have to finish my work before the {event}, thanks for waiting.",
-    "Do not forget your {thing} for the {event} tomorrow.",
-    "I will love you forever, {thing} at the {place} was perfect.",
-    "Are you going to the {place} because of the {event}?",
-    "I am so happy for you, the {event} was great.",
+    "Thank you for the {thing}, you are the best and I love you.",
+    "I do not want to leave the {place} before the {event}, please wait for me.",
+    "Are you coming to the {event} with your friends tomorrow?",
+    "Please tell me you are watching {thing} tonight because I am.",
+    "I cannot believe people are still talking about the {event}, thanks for the laugh.",
+    "It is too late for {thing}, I am going to sleep before you.",
+    "I have to finish my work before the {event}, thanks for waiting for me.",
+    "Do not forget your {thing} for the {event} tomorrow, you are going to need it.",
+    "I will love you forever because {thing} at the {place} was perfect.",
+    "Are you going to the {place} because of the {event}? Please tell your people.",
+    "I am so happy for you, the {event} was great and people love you.",
 ]
 TWEET_TOPICS = {
     "music": {"place": ["concert hall", "studio", "record store"], "thing": ["new album", "guitar", "that song"],
@@ -120,17 +120,17 @@ def _styled(text: str, truth: dict, rng: random.Random) -> str:
     out = apply_rules(text, truth["quirks"])
     if truth["lowercase"]:
         out = out.lower()
-    if truth["signature"] and rng.random() < 0.7:
+    if truth["signature"] and rng.random() < 0.9:
         out = f"{out.rstrip('.')} {truth['signature']}"
     return out
 
 
 def _rewrite_user(rng: random.Random, uid: str, n_items: int) -> tuple[dict, list[dict], str]:
-    quirks = sorted(rng.sample(QUIRKABLE, rng.randint(1, 5)))
+    quirks = sorted(rng.sample(QUIRKABLE, rng.randint(2, 6)))
     if "contractions" in quirks and rng.random() < 0.5:
         quirks.append("no-apostrophe")
     truth = {"quirks": sorted(quirks), "lowercase": rng.random() < 0.5,
-             "signature": rng.choice(SIGNATURES + [""] * 3), "topics": rng.sample(list(TWEET_TOPICS), 2)}
+             "signature": rng.choice(SIGNATURES + [""] * 5), "topics": rng.sample(list(TWEET_TOPICS), 2)}
     items = [{"id": f"{uid}_h{j}", "text": _styled(_tweet(rng, rng.choice(truth["topics"])), truth, rng)}
              for j in range(n_items)]
     return truth, items, _tweet(rng, rng.choice(truth["topics"]))

@@ -4,7 +4,8 @@ For label tasks (LaMP-1/2/2N/3) the pool is the label set itself; the LLM's gree
 asked with the retrieved records in the prompt, become votes (a feature of each label). For generation
 tasks the pool is the LLM's greedy answer and samples; for rewrite tasks (LaMP-7) also the input itself,
 edits of it by the :class:`~shared.hydra.editor.InputEditor` (a few compression levels), and the input
-and the middle edit rewritten with the quirks the user's history favours (:mod:`shared.style`).
+and the middle edit rewritten with the quirks the user's history favours (:mod:`shared.style`), also
+followed by the word the user habitually signs with, if any.
 Duplicates (same ROUGE tokens) keep their first source.
 
 Example:
@@ -102,17 +103,23 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
         if task.rewrite:
             add(query, "input")
             words = query.split()
+            middle = query
             if editor is not None and words:
                 p = editor.keep_probabilities(words, ctx.counts)
-                edits = []
-                for level in EDIT_LEVELS:
-                    edited = f1_optimal_keep(words, p, level * len(words))
-                    edits.append(edited)
+                edits = [f1_optimal_keep(words, p, level * len(words)) for level in EDIT_LEVELS]
+                for edited in edits:
                     add(edited, "edit", 1.0 - len(edited.split()) / len(words))
-                if ctx.style_rules:
-                    add(apply_rules(query, ctx.style_rules), "input", 0.0, True)
-                    middle = edits[len(edits) // 2]
-                    add(apply_rules(middle, ctx.style_rules), "edit", 1.0 - len(middle.split()) / len(words), True)
+                middle = edits[len(edits) // 2]
+            removed = 1.0 - len(middle.split()) / max(1, len(words))
+            source = "edit" if middle != query else "input"
+            styled_input = apply_rules(query, ctx.style_rules)
+            styled_edit = apply_rules(middle, ctx.style_rules)
+            if ctx.style_rules:
+                add(styled_input, "input", 0.0, True)
+                add(styled_edit, source, removed, True)
+            if ctx.signature:
+                add(f"{styled_input.rstrip('.')} {ctx.signature}", "input", 0.0, True)
+                add(f"{styled_edit.rstrip('.')} {ctx.signature}", source, removed, True)
         if greedy is not None:
             add(greedy, "llm")
         for s in samples:

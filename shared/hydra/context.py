@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from shared.hydra.editor import history_counts
-from shared.style import favoured_rules, style_profile
+from shared.style import favoured_rules, signature, style_profile
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["UserContext"]
@@ -32,6 +32,7 @@ class UserContext:
     answers: tuple[str, ...]
     counts: Mapping[str, int] = field(repr=False)
     style_rules: tuple[str, ...] = ()
+    signature: str | None = None
     label_prior: Mapping[str, float] = field(default_factory=dict)
     mean_score: float | None = None
 
@@ -49,9 +50,11 @@ class UserContext:
             values = [float(a) for a in answers if a in task.labels]
             mean = sum(values) / len(values) if values else None
         writing = [task.item_output(i) for i in items] if (task.item_output and task.kind is TaskKind.GENERATION) else texts
-        rules = tuple(favoured_rules(style_profile(writing))) if task.kind is TaskKind.GENERATION else ()
+        generation = task.kind is TaskKind.GENERATION
+        rules = tuple(favoured_rules(style_profile(writing))) if generation else ()
         return cls(task=task, items=tuple(items), texts=texts, answers=answers, counts=history_counts(writing),
-                   style_rules=rules, label_prior=prior, mean_score=mean)
+                   style_rules=rules, signature=signature(writing) if generation else None, label_prior=prior,
+                   mean_score=mean)
 
     def without_items(self, corpus) -> "UserContext":
         """The context of a pseudo-question's corpus (the profile minus the item the question was made from)."""

@@ -22,11 +22,12 @@ from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode
 from shared.hydra.features import reranker_extras
+from shared.hydra.spec import ROLES
 from shared.metrics import example_score
 from shared.tasks import TaskSpec
 
 __all__ = ["RoleExample", "soft_target", "reranker_example", "adapter_example", "record_answer", "TARGET_TEMPERATURE",
-           "user_rerank_baseline"]
+           "user_rerank_baseline", "role_examples", "editor_examples"]
 
 TARGET_TEMPERATURE = {"rouge": 0.05, "rating": 0.5, "classification": 0.2}
 
@@ -105,3 +106,33 @@ def adapter_example(task: TaskSpec, user: str, ep: Episode, ctx: UserContext, ed
         example.utilities = utilities
         example.target = soft_target(utilities, TARGET_TEMPERATURE[task.metric])
     return example, pool
+
+
+def role_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext | None,
+                  editor: InputEditor | None) -> dict[str, list[RoleExample]]:
+    """Training examples of both roles from one user's labelled episodes."""
+    out: dict[str, list[RoleExample]] = {r: [] for r in ROLES}
+    labelled = [ep for ep in episodes if ep.gold is not None]
+    if not labelled or ctx is None:
+        return out
+    threshold = user_rerank_baseline(task, labelled)
+    for ep in labelled:
+        if ep.rerank_answers:
+            ex = reranker_example(task, user, ep, threshold=threshold)
+            if ex is not None:
+                out["reranker"].append(ex)
+        ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
+        ex, _ = adapter_example(task, user, ep, ep_ctx, editor)
+        if ex.target is not None and len(ex.items) > 1:
+            out["adapter"].append(ex)
+    return out
+
+
+def editor_examples(task: TaskSpec, episodes: Sequence[Episode], ctx: UserContext):
+    """(words, history counts, labels) of the episodes with a gold; real questions only when there are any."""
+    if not task.rewrite:
+        return []
+    labelled = [ep for ep in episodes if ep.gold is not None]
+    real = [ep for ep in labelled if not ep.pseudo]
+    chosen = real or labelled
+    return [(ep.query.split(), ctx.counts, InputEditor.labels(ep.query.split(), ep.gold)) for ep in chosen if ep.query]

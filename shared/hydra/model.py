@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 import numpy as np
@@ -33,42 +31,13 @@ from torch import nn
 from shared.errors import ConfigError
 from shared.hydra.editor import InputEditor
 from shared.hydra.naming import PERSONAL_PREFIX, SHARED_PREFIX, KeyNamingError
+from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, N_EXTRA, ROLES, ModelConfig
 
 __all__ = ["ROLES", "N_EXTRA", "EMBED_DIM", "ModelConfig", "HydraBase", "PersonalHeads", "pair_features",
            "initial_shared_state",
            "load_backbone"]
 
-ROLES = ("reranker", "adapter")
-EMBED_DIM = 384
-N_EXTRA = {"reranker": 4, "adapter": 12}
-EDITOR_PREFIX = f"{SHARED_PREFIX}adapter.editor."
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of the shared base (must match between server and clients)."""
-
-    lora_rank: int = 4
-    lora_alpha: int = 8
-    lora_targets: tuple[str, ...] = ("query", "value")
-    trunk_dim: int = 24
-    max_query_tokens: int = 128
-    max_item_tokens: int = 96
-
-    def __post_init__(self) -> None:
-        if self.lora_rank < 1 or self.trunk_dim < 1:
-            raise ConfigError(f"lora_rank and trunk_dim must be >= 1, got {self.lora_rank}, {self.trunk_dim}")
-        if not self.lora_targets:
-            raise ConfigError("lora_targets must name at least one module (query, key, value, dense)")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
-        data = json.loads(text)
-        data["lora_targets"] = tuple(data["lora_targets"])
-        return cls(**data)
 
 
 def load_backbone(attn_implementation: str = "sdpa"):

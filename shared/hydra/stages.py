@@ -1,15 +1,13 @@
 """HYDRA's stages as plain functions, shared by the centralized reference and the federated clients.
 
-- :func:`role_examples`: a user's episodes -> the reranker's and the adapter's training examples.
 - :func:`train_stage`: train the shared base (the editor, then each role) together with the training users'
   personal heads.
 - :func:`fit_stage`: a new user's heads, fitted on examples from their history only, base frozen.
 - :class:`TorchScorer`: the trainer as the :class:`~shared.hydra.infer.Scorer` used to answer.
 
 Example:
-    >>> from shared.tasks import get_task
-    >>> role_examples(get_task("LaMP-3"), "u", [], None, None)
-    {'reranker': [], 'adapter': []}
+    >>> StageReport().examples
+    {}
 """
 
 from __future__ import annotations
@@ -20,14 +18,13 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from shared.hydra.context import UserContext
-from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode
-from shared.hydra.examples import RoleExample, adapter_example, reranker_example, user_rerank_baseline
+from shared.hydra.examples import RoleExample, editor_examples, role_examples
 from shared.hydra.model import ROLES, PersonalHeads
 from shared.hydra.train import Trainer
 from shared.tasks import TaskSpec
 
-__all__ = ["role_examples", "editor_examples", "train_stage", "fit_stage", "TorchScorer", "StageReport"]
+__all__ = ["train_stage", "fit_stage", "TorchScorer", "StageReport"]
 
 
 @dataclass
@@ -37,36 +34,6 @@ class StageReport:
     examples: dict[str, int] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
     editor_loss: float | None = None
-
-
-def role_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext | None,
-                  editor: InputEditor | None) -> dict[str, list[RoleExample]]:
-    """Training examples of both roles from one user's labelled episodes."""
-    out: dict[str, list[RoleExample]] = {r: [] for r in ROLES}
-    labelled = [ep for ep in episodes if ep.gold is not None]
-    if not labelled or ctx is None:
-        return out
-    threshold = user_rerank_baseline(task, labelled)
-    for ep in labelled:
-        if ep.rerank_answers:
-            ex = reranker_example(task, user, ep, threshold=threshold)
-            if ex is not None:
-                out["reranker"].append(ex)
-        ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
-        ex, _ = adapter_example(task, user, ep, ep_ctx, editor)
-        if ex.target is not None and len(ex.items) > 1:
-            out["adapter"].append(ex)
-    return out
-
-
-def editor_examples(task: TaskSpec, episodes: Sequence[Episode], ctx: UserContext):
-    """(words, history counts, labels) of the episodes with a gold; real questions only when there are any."""
-    if not task.rewrite:
-        return []
-    labelled = [ep for ep in episodes if ep.gold is not None]
-    real = [ep for ep in labelled if not ep.pseudo]
-    chosen = real or labelled
-    return [(ep.query.split(), ctx.counts, InputEditor.labels(ep.query.split(), ep.gold)) for ep in chosen if ep.query]
 
 
 def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[UserContext, Sequence[Episode]]],

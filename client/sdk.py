@@ -1,0 +1,226 @@
+"""The on-device SDK: personalize a black-box LLM for one user, with their data on the device only.
+
+Answering needs neither torch nor Flower: BM25 over the user's history, the reranker and the adapter
+run in onnxruntime from a model bundle, the LLM is any OpenAI-compatible endpoint (or the embedded one).
+
+    >>> import tempfile
+    >>> client = PersonalClient(tempfile.mkdtemp(), task="LaMP-3", llm="http://127.0.0.1:1/v1")
+    >>> client.add_history([{"text": "Loved it", "score": "5"}, {"text": "Broke in a day", "score": "1"}])
+    2
+    >>> len(client.history)
+    2
+
+Typical use (needs a bundle from ``fedhydra export`` or a federated run, and an LLM)::
+
+    client = PersonalClient("store/", task="LaMP-7", llm="http://127.0.0.1:8080/v1", bundle="bundle/")
+    client.add_history([{"id": "1", "text": "omg cant wait 4 the game lol"}])
+    client.fit()                                  # fit this user's heads on their history (base frozen)
+    result = client.answer("Paraphrase the following tweet ...: I am excited about the game.")
+    result.output, result.records, result.candidates
+
+The store (one folder per user, see :mod:`client.store`) holds the history, the LLM-labelled episodes,
+the heads (safetensors and their ONNX scorer graphs), and the current bundle; every write is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from client.device import PERSONAL, DeviceModels, OnnxScorer, fit_head
+from client.store import UserStore
+from shared.errors import ConfigError, DataFormatError
+from shared.hydra.candidates import PoolConfig
+from shared.hydra.context import UserContext
+from shared.hydra.episodes import EpisodeConfig, build_user_episodes
+from shared.hydra.examples import role_examples
+from shared.hydra.infer import Answer, InferenceConfig, answer
+from shared.hydra.spec import ROLES
+from shared.llm.client import LLMClient, LLMConfig
+from shared.tasks import TaskSpec, get_task
+
+__all__ = ["PersonalClient", "FitReport", "Answer"]
+
+
+@dataclass
+class FitReport:
+    """What fitting the heads cost: LLM calls and time apart from the on-device compute."""
+
+    examples: dict[str, int] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+    llm_calls: int = 0
+    llm_seconds: float = 0.0
+    fit_seconds: float = 0.0
+
+
+def _llm(llm: Any, timeout: float) -> LLMClient:
+    if isinstance(llm, LLMClient):
+        return llm
+    if isinstance(llm, LLMConfig):
+        return LLMClient(llm)
+    if isinstance(llm, str):
+
+        return LLMClient(LLMConfig.from_env(base_url=llm, timeout_s=timeout))
+    if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
+        return LLMClient(LLMConfig.from_env(timeout_s=timeout))
+    from shared.llm.embedded import embedded_config, running_server, start_server
+
+    info = running_server() or start_server()
+    return LLMClient(embedded_config(info.url, timeout_s=timeout))
+
+
+class PersonalClient:
+    """One user's personalized assistant on a device (see the module docstring)."""
+
+    def __init__(self, store_dir: str | Path, *, task: str | TaskSpec = "LaMP-7", user: str = "me", llm: Any = None,
+                 bundle: str | Path | None = None, threads: int = 2, quantized: bool = True,
+                 inference: InferenceConfig = InferenceConfig(), episodes: EpisodeConfig | None = None,
+                 fit_steps: int = 200, fit_lr: float = 0.05, head_l2: float = 0.05, llm_timeout: float = 60.0):
+        self.task = task if isinstance(task, TaskSpec) else get_task(task)
+        self.store = UserStore(store_dir, user, task=self.task.name)
+        self._llm_arg = llm
+        self._llm: LLMClient | None = llm if isinstance(llm, LLMClient) else None
+        self.llm_timeout = llm_timeout
+        self.threads = threads
+        self.quantized = quantized
+        self.inference = inference
+        self.episode_config = episodes or EpisodeConfig(pool=inference.pool, rerank_m=inference.m)
+        self.fit_steps, self.fit_lr, self.head_l2 = fit_steps, fit_lr, head_l2
+        self._models: DeviceModels | None = None
+        if bundle is not None:
+            self.update_base(bundle)
+
+    # -- the LLM, lazily (answering from cache or building nothing needs no endpoint) ----------------------
+    @property
+    def llm(self) -> LLMClient:
+        if self._llm is None:
+            self._llm = _llm(self._llm_arg, self.llm_timeout)
+        return self._llm
+
+    # -- history ----------------------------------------------------------------------------------------
+    @property
+    def history(self) -> list[dict[str, str]]:
+        return self.store.read_history()
+
+    def add_history(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Validate and append profile items (the task's fields, e.g. ``text`` and ``score``); returns the total.
+
+        Raises:
+            DataFormatError: naming the item's index and the field that is missing or not text.
+        """
+        current = self.history
+        clean = []
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise DataFormatError("add_history", f"expected an object, got {type(item).__name__}", index=i)
+            row: dict[str, str] = {}
+            for name in self.task.profile_fields:
+                if name not in item:
+                    raise DataFormatError("add_history", "missing", index=i, field=name)
+                value = item[name]
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    raise DataFormatError("add_history", f"expected text, got {type(value).__name__}", index=i, field=name)
+                row[name] = str(value)
+            row["id"] = str(item.get("id", f"h{len(current) + i}"))
+            clean.append(row)
+        if self.task.labels and self.task.item_output:
+            for i, row in enumerate(clean):
+                if self.task.item_output(row) not in self.task.labels:
+                    raise DataFormatError("add_history", f"{self.task.item_output(row)!r} is not one of {list(self.task.labels)}",
+                                          index=i)
+        self.store.write_history(current + clean)
+        return len(current) + len(clean)
+
+    # -- the model bundle ---------------------------------------------------------------------------------
+    @property
+    def bundle_dir(self) -> Path:
+        return self.store.path / "bundle"
+
+    @property
+    def models(self) -> DeviceModels:
+        if self._models is None:
+            if not (self.bundle_dir / "bundle.json").exists():
+                raise ConfigError(f"{self.store.path}: no model bundle yet; call update_base(bundle_dir)")
+            self._models = DeviceModels(self.bundle_dir, threads=self.threads, quantized=self.quantized)
+            self._load_heads()
+        return self._models
+
+    def update_base(self, bundle: str | Path) -> None:
+        """Take a new global base: verify the bundle, swap it in atomically, refit heads if the user has data."""
+        source = Path(bundle)
+        DeviceModels(source, threads=1, quantized=False)  # verifies manifest and hashes before anything moves
+        staging = self.store.path / f".bundle-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(source, staging)
+        old = self.store.path / f".bundle-old-{uuid.uuid4().hex[:8]}"
+        if self.bundle_dir.exists():
+            os.replace(self.bundle_dir, old)
+        os.replace(staging, self.bundle_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        self._models = None
+        for role in ROLES:
+            (self.store.path / f"scorer-{role}.onnx").unlink(missing_ok=True)
+        if self.store.read_episodes():
+            self.fit()
+
+    def _load_heads(self) -> None:
+        assert self._models is not None
+        heads = self.store.read_heads(self._models.config)
+        if heads:
+            for role in ROLES:
+                if f"head.{role}.weight" in heads:
+                    self._models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
+
+    # -- fitting ------------------------------------------------------------------------------------------
+    def fit(self) -> FitReport:
+        """Fit this user's heads on data derived from their history only, with the base frozen (no torch)."""
+        report = FitReport()
+        history = self.history
+        if len(history) < 2:
+            raise ConfigError("fit needs at least two history items")
+        episodes = self.store.read_episodes()
+        if episodes is None:
+            llm = self.llm
+            before_calls, before_s = llm.stats.calls, llm.stats.seconds
+            episodes, built = build_user_episodes(self.task, self.store.user, history, [], llm, self.episode_config)
+            self.store.write_episodes(episodes)
+            report.llm_calls = llm.stats.calls - before_calls
+            report.llm_seconds = llm.stats.seconds - before_s
+        started = time.perf_counter()
+        models = self.models
+        ctx = UserContext.build(self.task, history)
+        examples = role_examples(self.task, self.store.user, episodes, ctx, models.editor)
+        heads: dict[str, np.ndarray] = {}
+        for role in ROLES:
+            shared = models.shared_weights(role)
+            w, b = shared.head_w, shared.head_b
+            usable = [e for e in examples[role] if e.target is not None and len(e.items) > 1]
+            report.examples[role] = len(usable)
+            if usable:
+                inputs = [models.head_inputs(role, e) for e in usable]
+                w, b, report.losses[role] = fit_head(inputs, [e.target for e in usable], w, b, steps=self.fit_steps,
+                                                     lr=self.fit_lr, l2=self.head_l2)
+            heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
+        self.store.write_heads(heads, models.config, bundle=models.id)
+        for role in ROLES:
+            models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
+        report.fit_seconds = time.perf_counter() - started
+        return report
+
+    # -- answering ------------------------------------------------------------------------------------------
+    def answer(self, input: str, *, task: str | None = None, personal: bool = True, use_reranker: bool = True,
+               use_adapter: bool = True) -> Answer:
+        """Answer one query: the output, the records used (with reranker scores) and every candidate's score."""
+        if task is not None and get_task(task).name != self.task.name:
+            raise ConfigError(f"this client is for {self.task.name}, not {get_task(task).name}")
+        models = self.models
+        ctx = UserContext.build(self.task, self.history)
+        heads = {r: PERSONAL for r in ROLES} if personal and any(models.has_personal(r) for r in ROLES) else None
+        return answer(self.task, input, ctx, self.llm, OnnxScorer(models), models.editor, heads=heads,
+                      config=self.inference, use_reranker=use_reranker, use_adapter=use_adapter)

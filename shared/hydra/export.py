@@ -1,0 +1,155 @@
+"""Export HYDRA to a device bundle: ONNX encoders (LoRA merged) and the scorer graphs, no torch needed to use it.
+
+Steps:
+
+1. :func:`template_encoder` exports the frozen MiniLM once (torch, eager attention, dynamic batch and sequence
+   axes, mean pooling and L2 normalization inside the graph, weight names preserved) and caches it under
+   ``$FEDHYDRA_HOME/onnx/``.
+2. :func:`merge_lora` adds a role's LoRA to the template's query/value weights in numpy
+   (``W + alpha/r * B @ A``), so a new global base becomes new ONNX weights without torch.
+3. :func:`export_bundle` writes, per role, ``encoder-<role>.onnx`` (and ``.int8.onnx``: per-channel dynamic
+   int8 quantization), ``scorer-<role>.onnx`` with the shared head (the shared head is the default; a device
+   re-exports the scorer with its own fitted head), ``base.safetensors`` (trunks, shared heads, editor),
+   ``tokenizer.json`` and ``bundle.json`` (format, version, model config, file hashes).
+
+Example::
+
+    export_bundle(shared_arrays, ModelConfig(), "bundle/")      # then PersonalClient(..., bundle="bundle/")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from shared.errors import FedHydraError
+from shared.hydra.bundle import save_tensors
+from shared.hydra.spec import EMBED_DIM, N_EXTRA, ROLES, ModelConfig
+from shared.hydra.scorer_graph import ScorerWeights, build_scorer_model
+from shared.hydra.tokenizer import encoder_path
+from shared.io import atomic_write_bytes, atomic_write_text
+from shared.paths import fedhydra_home
+
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "template_encoder", "merge_lora", "export_bundle", "quantize_int8",
+           "sha256"]
+
+BUNDLE_FORMAT = "fedhydra-bundle"
+BUNDLE_VERSION = "1"
+TEMPLATE_VERSION = "1"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def template_encoder(cache_dir: Path | None = None) -> Path:
+    """The frozen encoder as ONNX fp32 (exported with torch on first use, then cached)."""
+    folder = cache_dir or fedhydra_home() / "onnx"
+    path = folder / f"minilm-template-v{TEMPLATE_VERSION}.onnx"
+    if path.exists():
+        return path
+    import torch
+    from torch import nn
+
+    from shared.hydra.model import load_backbone
+
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = load_backbone("eager")
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(out.dtype)
+            pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return nn.functional.normalize(pooled, dim=-1)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    module = Pooled().eval()
+    ids = torch.tensor([[101, 7592, 2088, 102], [101, 2088, 102, 0]])
+    mask = (ids != 0).long()
+    tmp = path.with_suffix(".tmp.onnx")
+    with torch.no_grad():
+        torch.onnx.export(module, (ids, mask), str(tmp), input_names=["input_ids", "attention_mask"],
+                          output_names=["embedding"], opset_version=17, do_constant_folding=False, dynamo=False,
+                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                                        "embedding": {0: "batch"}})
+    tmp.replace(path)
+    return path
+
+
+def merge_lora(template: Path, shared: Mapping[str, np.ndarray], role: str, config: ModelConfig):
+    """The template ONNX model with ``role``'s LoRA merged into its weights (numpy only)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(template))
+    by_name = {init.name: init for init in model.graph.initializer}
+    scale = config.lora_alpha / config.lora_rank
+    prefix = f"base.{role}.lora."
+    merged = 0
+    for key in shared:
+        if not key.startswith(prefix) or ".lora_A." not in key:
+            continue
+        module = key[len(prefix):].replace(".lora_A.weight", "")  # encoder.layer.0.attention.self.query
+        a = np.asarray(shared[key], np.float32)
+        b = np.asarray(shared[key.replace(".lora_A.", ".lora_B.")], np.float32)
+        name = f"model.{module}.weight"
+        if name not in by_name:
+            raise FedHydraError(f"{template}: no weight {name} to merge {key} into")
+        weight = numpy_helper.to_array(by_name[name]).astype(np.float32)
+        updated = weight + scale * (b @ a)
+        by_name[name].CopyFrom(numpy_helper.from_array(updated.astype(np.float32), name))
+        merged += 1
+    expected = 6 * len(config.lora_targets)
+    if merged != expected:
+        raise FedHydraError(f"merged {merged} LoRA modules for {role}, expected {expected}")
+    return model
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    """Per-channel dynamic int8 quantization of the linear weights (onnxruntime)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = dst.with_suffix(".tmp.onnx")
+    quantize_dynamic(str(src), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+    tmp.replace(dst)
+    return dst
+
+
+def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir: str | Path, *,
+                  quantize: bool = True, template: Path | None = None, **meta: object) -> Path:
+    """Write a device bundle for this global base (see the module docstring); returns its folder."""
+    import onnx
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shared = {k: np.asarray(v, np.float32) for k, v in shared.items()}
+    template = template or template_encoder()
+    files: dict[str, str] = {}
+    for role in ROLES:
+        enc = out / f"encoder-{role}.onnx"
+        atomic_write_bytes(enc, merge_lora(template, shared, role, config).SerializeToString())
+        files[enc.name] = sha256(enc)
+        if quantize:
+            q = quantize_int8(enc, out / f"encoder-{role}.int8.onnx")
+            files[q.name] = sha256(q)
+        weights = ScorerWeights.from_state(shared, shared, role, head_prefix=f"base.{role}.shared_head.")
+        scorer = out / f"scorer-{role}.onnx"
+        atomic_write_bytes(scorer, build_scorer_model(weights, EMBED_DIM, N_EXTRA[role]).SerializeToString())
+        onnx.checker.check_model(str(scorer))
+        files[scorer.name] = sha256(scorer)
+    small = {k: v for k, v in shared.items() if ".lora." not in k}
+    save_tensors(out / "base.safetensors", small, kind="base", model=config)
+    files["base.safetensors"] = sha256(out / "base.safetensors")
+    shutil.copyfile(encoder_path() / "tokenizer.json", out / "tokenizer.json")
+    files["tokenizer.json"] = sha256(out / "tokenizer.json")
+    manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "model": json.loads(config.to_json()),
+                "files": files, **{k: str(v) for k, v in meta.items()}}
+    atomic_write_text(out / "bundle.json", json.dumps(manifest, indent=1))
+    return out

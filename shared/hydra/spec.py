@@ -1,0 +1,48 @@
+"""Architecture constants and :class:`ModelConfig`, importable without torch (the device side uses them).
+
+Example:
+    >>> ModelConfig.from_json(ModelConfig(lora_rank=8).to_json()).lora_rank
+    8
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from shared.errors import ConfigError
+from shared.hydra.naming import SHARED_PREFIX
+
+__all__ = ["ROLES", "EMBED_DIM", "N_EXTRA", "EDITOR_PREFIX", "ModelConfig"]
+
+ROLES = ("reranker", "adapter")
+EMBED_DIM = 384
+N_EXTRA = {"reranker": 4, "adapter": 12}
+EDITOR_PREFIX = f"{SHARED_PREFIX}adapter.editor."
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the shared base (must match between server and clients)."""
+
+    lora_rank: int = 4
+    lora_alpha: int = 8
+    lora_targets: tuple[str, ...] = ("query", "value")
+    trunk_dim: int = 24
+    max_query_tokens: int = 128
+    max_item_tokens: int = 96
+
+    def __post_init__(self) -> None:
+        if self.lora_rank < 1 or self.trunk_dim < 1:
+            raise ConfigError(f"lora_rank and trunk_dim must be >= 1, got {self.lora_rank}, {self.trunk_dim}")
+        if not self.lora_targets:
+            raise ConfigError("lora_targets must name at least one module (query, key, value, dense)")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        data["lora_targets"] = tuple(data["lora_targets"])
+        return cls(**data)

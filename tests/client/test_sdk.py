@@ -1,0 +1,79 @@
+"""The on-device SDK: history validation, bundle updates, fitting and answering without torch or Flower."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from client.device import BundleInvalid
+from client.sdk import PersonalClient
+from shared.errors import ConfigError, DataFormatError
+from shared.synthetic import generate
+
+
+def test_add_history_validates_and_persists(tmp_path):
+    client = PersonalClient(tmp_path, task="LaMP-3", llm="http://127.0.0.1:9/v1")
+    assert client.add_history([{"text": "great", "score": 5}, {"id": "x", "text": "bad", "score": "1"}]) == 2
+    with pytest.raises(DataFormatError, match="item 0, field 'score': missing"):
+        client.add_history([{"text": "no score"}])
+    with pytest.raises(DataFormatError, match="item 1, field 'text': expected text, got list"):
+        client.add_history([{"text": "ok", "score": "3"}, {"text": ["x"], "score": "3"}])
+    with pytest.raises(DataFormatError, match="'7' is not one of"):
+        client.add_history([{"text": "ok", "score": "7"}])
+    reopened = PersonalClient(tmp_path, task="LaMP-3", llm="http://127.0.0.1:9/v1")
+    assert [h["score"] for h in reopened.history] == ["5", "1"] and reopened.history[1]["id"] == "x"
+    with pytest.raises(ConfigError, match="no model bundle"):
+        reopened.answer("What is the score ... review: fine")
+
+
+def test_update_base_verifies_before_swapping(tmp_path, bundle):
+    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm="http://127.0.0.1:9/v1", bundle=bundle)
+    first = client.models.id
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle, bad)
+    (bad / "encoder-adapter.onnx").write_bytes(b"not a model")
+    with pytest.raises(BundleInvalid):
+        client.update_base(bad)
+    assert client.models.id == first  # the installed bundle is untouched
+    assert not [p for p in client.store.path.iterdir() if p.name.startswith(".bundle")]
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    from client.sdk import PersonalClient
+    from shared.llm.embedded import embedded_config
+    from shared.llm.client import LLMClient
+    args = json.loads(sys.argv[1])
+    llm = LLMClient(embedded_config(args["url"], cache_path=args["cache"]))
+    client = PersonalClient(args["store"], task="LaMP-7", llm=llm, bundle=args["bundle"])
+    client.add_history(args["history"])
+    report = client.fit()
+    result = client.answer(args["input"])
+    print(json.dumps({"output": result.output, "records": result.records, "candidates": result.candidates,
+                      "fit": report.examples, "fit_seconds": report.fit_seconds,
+                      "loaded": sorted(m for m in ("torch", "flwr", "transformers", "peft") if m in sys.modules)}))
+""")
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_sdk_fits_and_answers_with_neither_torch_nor_flwr(tmp_path, bundle, llm_server):
+    questions, outputs, _ = generate("LaMP-7", n_users=1, items_per_user=12, seed=5)
+    args = {"url": llm_server.url, "cache": str(tmp_path / "cache.sqlite"), "store": str(tmp_path / "store"),
+            "bundle": str(bundle), "history": questions[0]["profile"], "input": questions[0]["input"]}
+    env = {**os.environ, "FEDHYDRA_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)], capture_output=True, text=True,
+                          timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    assert result["output"] in [c["text"] for c in result["candidates"]]
+    assert 1 <= len(result["records"]) <= 4 and all("score" in r for r in result["records"])
+    assert len(result["candidates"]) >= 3 and all(isinstance(c["score"], float) for c in result["candidates"])
+    assert sum(result["fit"].values()) > 0
