@@ -27,12 +27,15 @@ from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.paths import fedhydra_home
 
-__all__ = ["NodeRole", "ClientNode", "resolve_user", "make_llm", "shared_base", "store_root"]
+__all__ = ["NodeRole", "ClientNode", "resolve_user", "make_llm", "shared_base", "store_root", "device_bundle"]
 
 
 class NodeRole(str, Enum):
+    """A training user, a new (test) user, or both (the "history" protocol: train on history, answer later)."""
+
     TRAIN = "train"
     TEST = "test"
+    BOTH = "both"
 
     @classmethod
     def from_index(cls, index: int, *, train_users: int) -> "NodeRole":
@@ -78,16 +81,17 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
     if "user-id" in node_config:
         wanted = str(node_config["user-id"])
         role = NodeRole(str(node_config.get("role", "test")))
-        pool = train if role is NodeRole.TRAIN else test
+        pool = test if role is NodeRole.TEST else train
         for user in pool:
             if user.user_id == wanted:
                 return user, role
         raise ConfigError(f"node config user-id {wanted!r} is not a {role.value} user of {cfg.data}")
     index = int(node_config.get("partition-id", -1))
-    users = train + ([] if cfg.protocol == "history" else test)
+    history = cfg.protocol == "history"
+    users = train + ([] if history else test)
     if not 0 <= index < len(users):
         raise ConfigError(f"partition-id {index} is outside the {len(users)} users of this run")
-    return users[index], NodeRole.from_index(index, train_users=len(train))
+    return users[index], (NodeRole.BOTH if history else NodeRole.from_index(index, train_users=len(train)))
 
 
 def make_llm(cfg: RunConfig):
@@ -130,7 +134,7 @@ class ClientNode:
         cached = store.read_episodes()
         if cached is not None:
             return cached, {"llm_calls": 0, "skipped": 0}
-        questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []
+        questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []  # golds never for test users
         episodes, report = build_user_episodes(self.task, self.user.user_id, self.user.history, questions, self.llm,
                                                self.cfg.episodes)
         store.write_history(self.user.history)
@@ -151,7 +155,7 @@ class ClientNode:
         from shared.hydra.model import PersonalHeads
         from shared.hydra.stages import train_stage
 
-        if self.role is not NodeRole.TRAIN:
+        if self.role is NodeRole.TEST:
             raise ConfigError(f"user {self.user.user_id} is a test user and does not train")
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
@@ -173,29 +177,22 @@ class ClientNode:
         return out, metrics
 
     def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str]) -> dict[str, float]:
-        """Fit fresh heads (base frozen), answer every question, keep predictions; return scalar metrics.
+        """Fit fresh heads (base frozen) and answer every question through the on-device SDK; keep the
+        predictions in the store; return scalar metrics.
 
         ``methods`` None answers with every method of the centralized run (baselines and HYDRA variants).
         """
-        from shared.hydra.context import UserContext
-        from shared.hydra.stages import TorchScorer, fit_stage
+        from client.evaluation import evaluate_user
         from shared.metrics import evaluate
-        from simulations.hydra_run import evaluate_users
 
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
-        episodes, _ = self.episodes()
-        trainer = self._trainer(arrays)
-        ctx = UserContext.build(self.task, self.user.history)
-        heads, _ = fit_stage(trainer, self.task, self.user.user_id, ctx, episodes)
-        self.store.write_heads(heads.state(), self.cfg.model)
-        preds = evaluate_users(self.task, [self.user], {self.user.user_id: heads}, TorchScorer(trainer),
-                               trainer.base.editor, self.llm, self.cfg, golds,
-                               methods=methods, progress=False)
+        self.episodes()
+        preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg), self.cfg, self.llm,
+                              store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
                                       "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures})
-        n = len(self.user.questions)
-        metrics: dict[str, float] = {"num-examples": n}
+        metrics: dict[str, float] = {"num-examples": len(self.user.questions)}
         mine = {q.id: golds[q.id] for q in self.user.questions if q.id in golds}
         if mine:
             for method, predictions in preds.by_method.items():
@@ -204,3 +201,27 @@ class ClientNode:
         metrics["llm-calls"] = self.llm.stats.calls - calls0
         metrics["seconds"] = time.perf_counter() - started
         return metrics
+
+
+def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig) -> Path:
+    """The device bundle of this global base, exported once per node and base (kept under the store root)."""
+    import hashlib
+    import shutil
+    import uuid
+
+    from shared.hydra.export import export_bundle
+
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(arrays[key], dtype=np.float32).tobytes())
+    folder = store_root(cfg) / "bundles" / digest.hexdigest()[:16]
+    if (folder / "bundle.json").exists():
+        return folder
+    staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
+    export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized)
+    try:
+        os.replace(staging, folder)
+    except OSError:  # another process finished the same export first
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

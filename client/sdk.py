@@ -37,7 +37,6 @@ import numpy as np
 from client.device import PERSONAL, DeviceModels, OnnxScorer, fit_head
 from client.store import UserStore
 from shared.errors import ConfigError, DataFormatError
-from shared.hydra.candidates import PoolConfig
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
@@ -82,7 +81,8 @@ class PersonalClient:
     def __init__(self, store_dir: str | Path, *, task: str | TaskSpec = "LaMP-7", user: str = "me", llm: Any = None,
                  bundle: str | Path | None = None, threads: int = 2, quantized: bool = True,
                  inference: InferenceConfig = InferenceConfig(), episodes: EpisodeConfig | None = None,
-                 fit_steps: int = 200, fit_lr: float = 0.05, head_l2: float = 0.05, llm_timeout: float = 60.0):
+                 fit_steps: int = 200, fit_lr: float = 0.05, head_l2: float = 0.05, llm_timeout: float = 60.0,
+                 bundle_in_place: bool = False):
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
         self.store = UserStore(store_dir, user, task=self.task.name)
         self._llm_arg = llm
@@ -94,7 +94,10 @@ class PersonalClient:
         self.episode_config = episodes or EpisodeConfig(pool=inference.pool, rerank_m=inference.m)
         self.fit_steps, self.fit_lr, self.head_l2 = fit_steps, fit_lr, head_l2
         self._models: DeviceModels | None = None
-        if bundle is not None:
+        self._bundle_in_place: Path | None = None
+        if bundle is not None and bundle_in_place:
+            self._bundle_in_place = Path(bundle)  # a read-only bundle shared by several users (simulations)
+        elif bundle is not None:
             self.update_base(bundle)
 
     # -- the LLM, lazily (answering from cache or building nothing needs no endpoint) ----------------------
@@ -141,7 +144,7 @@ class PersonalClient:
     # -- the model bundle ---------------------------------------------------------------------------------
     @property
     def bundle_dir(self) -> Path:
-        return self.store.path / "bundle"
+        return self._bundle_in_place or self.store.path / "bundle"
 
     @property
     def models(self) -> DeviceModels:
@@ -215,12 +218,15 @@ class PersonalClient:
 
     # -- answering ------------------------------------------------------------------------------------------
     def answer(self, input: str, *, task: str | None = None, personal: bool = True, use_reranker: bool = True,
-               use_adapter: bool = True) -> Answer:
-        """Answer one query: the output, the records used (with reranker scores) and every candidate's score."""
+               use_adapter: bool = True, history: Sequence[Mapping[str, str]] | None = None) -> Answer:
+        """Answer one query: the output, the records used (with reranker scores) and every candidate's score.
+
+        ``history`` answers as of that history instead of the stored one (replaying time-ordered data).
+        """
         if task is not None and get_task(task).name != self.task.name:
             raise ConfigError(f"this client is for {self.task.name}, not {get_task(task).name}")
         models = self.models
-        ctx = UserContext.build(self.task, self.history)
+        ctx = UserContext.build(self.task, self.history if history is None else list(history))
         heads = {r: PERSONAL for r in ROLES} if personal and any(models.has_personal(r) for r in ROLES) else None
         return answer(self.task, input, ctx, self.llm, OnnxScorer(models), models.editor, heads=heads,
                       config=self.inference, use_reranker=use_reranker, use_adapter=use_adapter)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -132,7 +132,7 @@ class ValidatingStrategy(Strategy):
 
 
 def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict[int, str]:
-    """Wait for ``expected`` nodes, then ask each its role ("train" or "test"); nodes that fail are left out."""
+    """Wait for ``expected`` nodes, then ask each its role ("train", "test" or "both"); nodes that fail are left out."""
     deadline = time.monotonic() + timeout
     while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
         time.sleep(1)
@@ -145,7 +145,7 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
             log(WARNING, "node %d did not say its role: %s", reply.metadata.src_node_id, reply.error.reason)
             continue
         role = str(reply.content["config"].get("role", ""))
-        if role in ("train", "test"):
+        if role in ("train", "test", "both"):
             roles[reply.metadata.src_node_id] = role
     return roles
 
@@ -154,8 +154,8 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
                roles: Mapping[int, str], out_dir: Path, checkpoint_dir: Path, model, task: str, accountant=None,
                final_methods: str = "", timeout: float = 3600.0) -> ArrayRecord:
     """Rounds ``start_round+1 .. num_rounds``; writes ``rounds.jsonl`` and a checkpoint per round."""
-    train_grid = RoleGrid(grid, [n for n, r in roles.items() if r == "train"])
-    test_grid = RoleGrid(grid, [n for n, r in roles.items() if r == "test"])
+    train_grid = RoleGrid(grid, [n for n, r in roles.items() if r in ("train", "both")])
+    test_grid = RoleGrid(grid, [n for n, r in roles.items() if r in ("test", "both")])
     arrays = initial
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "rounds.jsonl"

@@ -26,7 +26,7 @@ def main(grid: Grid, context: Context) -> None:
     initial = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     expected = cfg.train_users + (0 if cfg.protocol == "history" else cfg.test_users)
     roles = discover_roles(grid, expected)
-    n_train = sum(r == "train" for r in roles.values())
+    n_train = sum(r in ("train", "both") for r in roles.values())
     log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train,
         len(roles) - n_train, done)
     strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))

@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import importlib.util
 
-from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping, FedAdam, FedAvg, FedMedian, FedProx,
-                                     FedTrimmedAvg, Strategy)
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    Strategy,
+)
 
 from shared.config import FederationConfig
 from shared.errors import ConfigError

@@ -120,6 +120,7 @@ class RunConfig:
     inference: Any
     pool: Any
     store_dir: str
+    device_quantized: bool
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, complete: bool = False) -> "RunConfig":
@@ -209,7 +210,8 @@ class RunConfig:
                    user_offset=positive("user-offset", int, 0), protocol=protocol, seed=get("seed", int),
                    llm_url=get("llm-url", str), llm_model=get("llm-model", str), llm_timeout=get("llm-timeout", float),
                    llm_calls_per_user=positive("llm-calls-per-user", int, 0), federation=federation, model=model,
-                   train=train, episodes=episodes, inference=inference, pool=pool, store_dir=get("store-dir", str))
+                   train=train, episodes=episodes, inference=inference, pool=pool, store_dir=get("store-dir", str),
+                   device_quantized=get("device-quantized", bool))
 
     def field_names(self) -> list[str]:
         return [f.name for f in fields(self)]

@@ -25,16 +25,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 from shared.data import Dataset, Question, group_by_user, write_outputs
 from shared.errors import ConfigError
 from shared.llm.client import LLMClient
-from shared.metrics import evaluate, primary_metric
+from shared.metrics import evaluate
 from shared.prompts import PromptBudget, build_messages
-from simulations.report import MethodResult, write_table
 from shared.retrieval import bm25_top_k
 from shared.tasks import TaskKind, TaskSpec
+from simulations.report import MethodResult
 
 __all__ = ["BaselineContext", "METHODS", "methods_for", "run_baselines", "select_users"]
 

@@ -42,7 +42,7 @@ def _llm_config(args: argparse.Namespace):
 def cmd_eval(args: argparse.Namespace) -> int:
     from shared.data import load_outputs
     from shared.metrics import evaluate
-    from shared.tasks import get_task, MOVIE_TAGS, NEWS_CATEGORIES
+    from shared.tasks import MOVIE_TAGS, NEWS_CATEGORIES, get_task
 
     task_id, golds = load_outputs(args.golds)
     _, preds = load_outputs(args.preds)

@@ -29,9 +29,9 @@ from shared.config import RunConfig
 from shared.data import Dataset, Question, write_outputs
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import Episode, build_user_episodes
-from shared.hydra.infer import Answer, answer
+from shared.hydra.infer import Answer
 from shared.hydra.model import HydraBase, PersonalHeads
-from shared.hydra.stages import TorchScorer, fit_stage, train_stage
+from shared.hydra.stages import train_stage
 from shared.hydra.train import Trainer
 from shared.io import atomic_write_text
 from shared.llm.client import LLMClient
@@ -41,7 +41,8 @@ from simulations.baseline import METHODS, BaselineContext
 from simulations.report import MethodResult, plot_methods, relative_gain, write_table
 from simulations.users import User, split_users
 
-__all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "evaluate_users", "finish_run"]
+__all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "evaluate_users", "finish_run", "Predictions",
+           "merge_predictions"]
 
 HYDRA_METHODS = ("hydra-reranker", "hydra-adapter", "hydra-shared-head", "hydra")
 
@@ -83,9 +84,13 @@ class Predictions:
     failures: dict[str, int] = field(default_factory=dict)
 
 
-def evaluate_users(task: TaskSpec, users: Sequence[User], heads: Mapping[str, PersonalHeads], scorer, editor,
-                   llm: LLMClient, cfg: RunConfig, golds: Mapping[str, str], *,
-                   methods: Sequence[str] | None = None, progress: bool = True) -> Predictions:
+AnswerFn = Callable[..., Answer]
+"""``fn(user, question, ctx, *, use_reranker, use_adapter, personal) -> Answer``: how HYDRA answers."""
+
+
+def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: LLMClient, cfg: RunConfig,
+                   golds: Mapping[str, str], *, methods: Sequence[str] | None = None,
+                   progress: bool = True) -> Predictions:
     """Answer every test question with every method (golds are read only for the oracle, after answering)."""
     from tqdm import tqdm
 
@@ -111,9 +116,8 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], heads: Mapping[str, Pe
     for name in wanted:
         if name in flags:
             rr, ad, personal = flags[name]
-            runs.append((name, lambda u, q, c, rr=rr, ad=ad, personal=personal: answer(
-                task, q.input, c, llm, scorer, editor, heads=_heads_map(heads.get(u.user_id)) if personal else None,
-                config=cfg.inference, use_reranker=rr, use_adapter=ad)))
+            runs.append((name, lambda u, q, c, rr=rr, ad=ad, personal=personal: hydra(
+                u, q, c, use_reranker=rr, use_adapter=ad, personal=personal)))
     for label, _ in runs:
         preds.by_method[label] = {}
         preds.seconds[label] = 0.0
@@ -138,6 +142,19 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], heads: Mapping[str, Pe
                     preds.oracle[q.id] = max((c["text"] for c in result.candidates),
                                              key=lambda t: example_score(task, str(t), golds[q.id]))
     return preds
+
+
+def merge_predictions(parts: Sequence[Predictions]) -> Predictions:
+    """One Predictions from several users' (methods in first-seen order)."""
+    out = Predictions()
+    for part in parts:
+        for method, answers in part.by_method.items():
+            out.by_method.setdefault(method, {}).update(answers)
+            out.seconds[method] = out.seconds.get(method, 0.0) + part.seconds.get(method, 0.0)
+            out.calls[method] = out.calls.get(method, 0) + part.calls.get(method, 0)
+            out.failures[method] = out.failures.get(method, 0) + part.failures.get(method, 0)
+        out.oracle.update(part.oracle)
+    return out
 
 
 def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out: Path, *, title: str,
@@ -197,6 +214,9 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
 
     t = time.perf_counter()
     _say(progress, "[2/4] training the shared base with the training users' heads")
+    import torch
+
+    torch.manual_seed(cfg.seed)
     base = HydraBase(cfg.model)
     trainer = Trainer(base, cfg.train)
     contexts = {u.user_id: UserContext.build(task, u.history) for u in train_users + test_users}
@@ -206,20 +226,30 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     stage_s["train"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    fitted: dict[str, PersonalHeads] = {}
-    if history:
-        _say(progress, "[3/4] training users answer with the heads trained with the base")
-        fitted = heads
-    else:
-        _say(progress, f"[3/4] fitting {len(test_users)} new users' heads on their history (base frozen)")
-        for u in test_users:
-            fitted[u.user_id], _ = fit_stage(trainer, task, u.user_id, contexts[u.user_id], test_eps[u.user_id])
-    stage_s["fit"] = time.perf_counter() - t
+    from dataclasses import replace
+
+    from client.evaluation import evaluate_user
+    from client.node import device_bundle
+    from client.store import UserStore
+
+    device_cfg = replace(cfg, store_dir=str(out / "clients"))
+    _say(progress, "[3/4] exporting the device bundle (ONNX) of the trained base")
+    bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg)
+    stage_s["export"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _say(progress, f"[4/4] answering {sum(len(u.questions) for u in test_users)} test questions with every method")
-    preds = evaluate_users(task, test_users, fitted, TorchScorer(trainer), base.editor, llm, cfg, dataset.golds,
-                           progress=bars)
+    n_questions = sum(len(u.questions) for u in test_users)
+    _say(progress, f"[4/4] {len(test_users)} users fit their heads on their history (base frozen) and answer "
+                   f"{n_questions} questions with every method, on the device runtime")
+    from tqdm import tqdm
+
+    parts = []
+    for u in tqdm(test_users, desc="answer", unit="user", disable=not bars, leave=False):
+        store = UserStore(out / "clients", u.user_id, task=task.name)
+        store.write_history(u.history)
+        store.write_episodes((train_eps if history else test_eps)[u.user_id])
+        parts.append(evaluate_user(task, u, bundle, device_cfg, llm, out / "clients", dataset.golds))
+    preds = merge_predictions(parts)
     stage_s["answer"] = time.perf_counter() - t
 
     summary = {"task": task.name, "protocol": cfg.protocol, "train_users": len(train_users),

@@ -29,8 +29,8 @@ import numpy as np
 
 from shared.errors import FedHydraError
 from shared.hydra.bundle import save_tensors
-from shared.hydra.spec import EMBED_DIM, N_EXTRA, ROLES, ModelConfig
 from shared.hydra.scorer_graph import ScorerWeights, build_scorer_model
+from shared.hydra.spec import EMBED_DIM, N_EXTRA, ROLES, ModelConfig
 from shared.hydra.tokenizer import encoder_path
 from shared.io import atomic_write_bytes, atomic_write_text
 from shared.paths import fedhydra_home

@@ -20,11 +20,11 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from shared.hydra.candidates import PoolConfig, build_pool, llm_answers
+from shared.hydra.candidates import PoolConfig, llm_answers
 from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode, top_records
-from shared.hydra.examples import RoleExample, adapter_example, record_answer, reranker_example
+from shared.hydra.examples import RoleExample, adapter_example, reranker_example
 from shared.llm.client import CallBudget, LLMClient
 from shared.prompts import PromptBudget
 from shared.tasks import TaskKind, TaskSpec

@@ -1,9 +1,10 @@
-"""HYDRA's stages as plain functions, shared by the centralized reference and the federated clients.
+"""HYDRA's training stage as a plain function, shared by the centralized reference and the federated clients.
 
-- :func:`train_stage`: train the shared base (the editor, then each role) together with the training users'
-  personal heads.
-- :func:`fit_stage`: a new user's heads, fitted on examples from their history only, base frozen.
-- :class:`TorchScorer`: the trainer as the :class:`~shared.hydra.infer.Scorer` used to answer.
+:func:`train_stage` trains the shared base (the editor, then each role) together with the training users'
+personal heads.
+
+A new user's heads are fitted on the device (:meth:`client.sdk.PersonalClient.fit`), in numpy on features of
+the frozen ONNX base; :meth:`shared.hydra.train.Trainer.fit_heads` is the same fit in torch.
 
 Example:
     >>> StageReport().examples
@@ -15,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
-
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, editor_examples, role_examples
@@ -24,7 +23,7 @@ from shared.hydra.model import ROLES, PersonalHeads
 from shared.hydra.train import Trainer
 from shared.tasks import TaskSpec
 
-__all__ = ["train_stage", "fit_stage", "TorchScorer", "StageReport"]
+__all__ = ["train_stage", "StageReport"]
 
 
 @dataclass
@@ -56,23 +55,3 @@ def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[User
         report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, proximal_mu=proximal_mu,
                                                  progress=say)
     return report
-
-
-def fit_stage(trainer: Trainer, task: TaskSpec, user: str, ctx: UserContext, episodes: Sequence[Episode]) -> tuple[PersonalHeads, StageReport]:
-    """Fresh heads for a new user, fitted on examples from their own history only (base frozen)."""
-    heads = PersonalHeads.from_shared(trainer.base)
-    examples = role_examples(task, user, episodes, ctx, trainer.base.editor)
-    report = StageReport(examples={r: len(v) for r, v in examples.items()})
-    losses = trainer.fit_heads(heads, examples)
-    report.losses = {r: [v] for r, v in losses.items()}
-    return heads, report
-
-
-class TorchScorer:
-    """Scores with the torch trainer (frozen base); ``head`` is an ``nn.Linear`` or None (shared head)."""
-
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-
-    def score(self, role: str, example: RoleExample, head: object | None) -> np.ndarray:
-        return self.trainer.scores(role, example, head)  # type: ignore[arg-type]

@@ -7,8 +7,14 @@ import socket
 
 import pytest
 
-from shared.errors import (ConfigError, LLMConnectionError, LLMHTTPError, LLMResponseError, LLMRetriesExhausted,
-                           LLMTimeoutError)
+from shared.errors import (
+    ConfigError,
+    LLMConnectionError,
+    LLMHTTPError,
+    LLMResponseError,
+    LLMRetriesExhausted,
+    LLMTimeoutError,
+)
 from shared.llm import BudgetExhausted, CallBudget, LLMClient, LLMConfig, ResponseCache
 
 from .stub_llm import StubLLM

@@ -1,0 +1,44 @@
+"""Answering a user's questions the way a device does: through the SDK, with every method of a run.
+
+Both the centralized reference (:mod:`simulations.hydra_run`) and the federated test clients
+(:mod:`client.node`) evaluate with :func:`evaluate_user`, so the two differ only in how the shared base was
+trained: heads are fitted on the device from the user's history (numpy, base frozen) and every HYDRA answer
+goes through :meth:`client.sdk.PersonalClient.answer` and onnxruntime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from client.sdk import PersonalClient
+from shared.config import RunConfig
+from shared.tasks import TaskSpec
+
+__all__ = ["evaluate_user", "sdk_client"]
+
+
+def sdk_client(task: TaskSpec, user_id: str, bundle: Path, cfg: RunConfig, llm, store_root: Path) -> PersonalClient:
+    """The user's SDK client on a shared, read-only bundle, configured like the run."""
+    train = cfg.train
+    return PersonalClient(store_root, task=task, user=user_id, llm=llm, bundle=bundle, bundle_in_place=True,
+                          quantized=cfg.device_quantized, inference=cfg.inference, episodes=cfg.episodes,
+                          fit_steps=train.fit_steps, fit_lr=train.fit_lr, head_l2=train.head_l2)
+
+
+def evaluate_user(task: TaskSpec, user, bundle: Path, cfg: RunConfig, llm, store_root: Path,
+                  golds: Mapping[str, str], *, methods: Sequence[str] | None = None):
+    """Fit the user's heads on the device and answer their questions with every method; returns Predictions.
+
+    The user's history and episodes must already be in the store (``store_root/<user>``).
+    """
+    from simulations.hydra_run import evaluate_users
+
+    client = sdk_client(task, user.user_id, bundle, cfg, llm, store_root)
+    client.fit()
+
+    def hydra(u, q, ctx, *, use_reranker: bool, use_adapter: bool, personal: bool):
+        return client.answer(q.input, personal=personal, use_reranker=use_reranker, use_adapter=use_adapter,
+                             history=q.profile)
+
+    return evaluate_users(task, [user], hydra, llm, cfg, golds, methods=methods, progress=False)
