@@ -8,6 +8,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
+from client.faults import faults_mod
 from client.node import ClientNode, make_llm, resolve_user
 from server.strategies import DP_WEIGHT_KEY
 from shared.config import RunConfig
@@ -21,7 +22,8 @@ def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
     return call_next(msg, ctx)
 
 
-app = ClientApp(mods=[audit_mod, _dp_mod])
+# audit_mod is outermost: it records exactly what leaves the client
+app = ClientApp(mods=[audit_mod, faults_mod, _dp_mod])
 
 
 def _node(context: Context) -> ClientNode:
