@@ -73,19 +73,18 @@ def _dataset(cfg: RunConfig):
 
 def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
     """This node's user and role: ``partition-id`` (simulation: the run's user split) or ``user-id`` + ``role``."""
-    from simulations.users import split_users
+    from simulations.users import find_user, split_users
 
     dataset = _dataset(cfg)
-    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
-                              protocol=cfg.protocol, offset=cfg.user_offset)
-    if "user-id" in node_config:
+    if "user-id" in node_config:  # a device: its own user, found in its own data (which may hold only that user)
         wanted = str(node_config["user-id"])
         role = NodeRole(str(node_config.get("role", "test")))
-        pool = test if role is NodeRole.TEST else train
-        for user in pool:
-            if user.user_id == wanted:
-                return user, role
-        raise ConfigError(f"node config user-id {wanted!r} is not a {role.value} user of {cfg.data}")
+        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and cfg.protocol != "history")
+        if user is None:
+            raise ConfigError(f"node config user-id {wanted!r} is not a user of {cfg.data}")
+        return user, role
+    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
+                              protocol=cfg.protocol, offset=cfg.user_offset)
     index = int(node_config.get("partition-id", -1))
     history = cfg.protocol == "history"
     users = train + ([] if history else test)
@@ -97,8 +96,10 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
 def make_llm(cfg: RunConfig):
     """The device's LLM client: the configured endpoint, else FEDHYDRA_LLM_BASE_URL, else the embedded server."""
     from shared.llm.client import LLMClient, LLMConfig
-    from shared.llm.embedded import embedded_config, running_server, start_server
+    from shared.llm.embedded import EMBEDDED_MODEL, embedded_config, running_server, start_server
 
+    if cfg.llm_url and cfg.llm_model == EMBEDDED_MODEL:  # the embedded server: cache by model file, not by port
+        return LLMClient(embedded_config(cfg.llm_url, timeout_s=cfg.llm_timeout))
     if cfg.llm_url:
         return LLMClient(LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout))
     if os.environ.get("FEDHYDRA_LLM_BASE_URL"):

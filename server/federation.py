@@ -2,8 +2,9 @@
 
 - :class:`ValidatingStrategy` wraps any Flower strategy: every training reply is checked by
   :func:`server.validation.validate_update` (exactly the shared keys that were sent, right shapes and
-  dtypes, finite values, a positive example count); a bad reply or a client error is logged and dropped
-  while the round goes on with the others. It also counts bytes sent and received per client.
+  dtypes, finite values, a positive example count), and with three replies or more an update far larger
+  than the median update (``norm_factor`` times) is dropped as scaled or poisoned; a bad reply or a client
+  error is logged and dropped while the round goes on with the others. It also counts bytes per client.
 - :class:`RoleGrid` shows a strategy only the training nodes (or only the test nodes) of the grid.
 - :func:`run_rounds` asks every node its role (a string, nothing else), then runs the rounds: train on
   training nodes, aggregate, checkpoint the global base, evaluate on test nodes (their scalar metrics only).
@@ -73,11 +74,13 @@ class ValidatingStrategy(Strategy):
     """Drop invalid replies before the wrapped strategy aggregates (see the module docstring)."""
 
     def __init__(self, inner: Strategy, spec: Mapping[str, tuple[tuple[int, ...], str]], *,
-                 weight_key: str = "num-examples"):
+                 weight_key: str = "num-examples", norm_factor: float = 10.0):
         self.inner = inner
         self.spec = dict(spec)
         self.weight_key = weight_key
+        self.norm_factor = norm_factor
         self.current: RoundLog | None = None
+        self._sent: dict[str, np.ndarray] = {}
 
     def summary(self) -> None:
         log(INFO, "\t├──> Validation of every reply: %d shared tensors", len(self.spec))
@@ -85,6 +88,7 @@ class ValidatingStrategy(Strategy):
 
     def configure_train(self, server_round, arrays, config, grid):
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        self._sent = to_numpy(arrays)
         if self.current is not None:
             self.current.bytes_down_per_client = _nbytes(arrays)
         return messages
@@ -110,14 +114,37 @@ class ValidatingStrategy(Strategy):
                 if self.current is not None:
                     self.current.rejected.append(f"node {node}: {exc}")
                 continue
+            valid.append(msg)
+        valid = self._drop_outliers(server_round, valid)
+        for msg in valid:
             if self.current is not None:
                 self.current.accepted += 1
-                self.current.bytes_up_per_client.append(int(sum(a.nbytes for a in arrays.values())))
-            valid.append(msg)
+                arrays = next(iter(msg.content.array_records.values()))
+                self.current.bytes_up_per_client.append(_nbytes(arrays))
         if not valid:
             log(WARNING, "round %d: no valid reply; the global base is unchanged", server_round)
             return None, None
         return self.inner.aggregate_train(server_round, valid)
+
+    def _drop_outliers(self, server_round: int, replies: list[Message]) -> list[Message]:
+        """Reject updates whose size is more than ``norm_factor`` times the median size (scaled or poisoned)."""
+        if self.norm_factor <= 0 or len(replies) < 3 or not self._sent:
+            return replies
+        norms = []
+        for msg in replies:
+            arrays = to_numpy(next(iter(msg.content.array_records.values())))
+            norms.append(float(np.sqrt(sum(float(np.sum((arrays[k] - self._sent[k]) ** 2)) for k in self._sent))))
+        median = float(np.median(norms))
+        kept = []
+        for msg, norm in zip(replies, norms):
+            if median > 0 and norm > self.norm_factor * median:
+                reason = f"update norm {norm:.3g} is over {self.norm_factor:g} x the median {median:.3g}"
+                log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, msg.metadata.src_node_id, reason)
+                if self.current is not None:
+                    self.current.rejected.append(f"node {msg.metadata.src_node_id}: {reason}")
+                continue
+            kept.append(msg)
+        return kept
 
     def configure_evaluate(self, server_round, arrays, config, grid):
         return self.inner.configure_evaluate(server_round, arrays, config, grid)

@@ -31,7 +31,8 @@ def main(grid: Grid, context: Context) -> None:
         len(roles) - n_train, done)
     strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))
     validating = ValidatingStrategy(strategy, expected_from(initial),
-                                    weight_key=DP_WEIGHT_KEY if cfg.federation.dp_noise > 0 else "num-examples")
+                                    weight_key=DP_WEIGHT_KEY if cfg.federation.dp_noise > 0 else "num-examples",
+                                    norm_factor=cfg.federation.outlier_norm_factor)
     validating.summary()
     run_rounds(grid, validating, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,

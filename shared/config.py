@@ -87,6 +87,7 @@ class FederationConfig:
     proximal_mu: float
     server_lr: float
     trim_beta: float
+    outlier_norm_factor: float
     dp_noise: float
     dp_clip: float
     report_metrics: bool
@@ -201,7 +202,8 @@ class RunConfig:
         federation = FederationConfig(
             num_rounds=positive("num-rounds"), fraction_train=fraction, min_train_nodes=positive("min-train-nodes"),
             local_epochs=positive("local-epochs"), strategy=strategy, proximal_mu=get("proximal-mu", float),
-            server_lr=get("server-lr", float), trim_beta=get("trim-beta", float), dp_noise=get("dp-noise", float),
+            server_lr=get("server-lr", float), trim_beta=get("trim-beta", float),
+            outlier_norm_factor=get("outlier-norm-factor", float), dp_noise=get("dp-noise", float),
             dp_clip=get("dp-clip", float), report_metrics=get("report-metrics", bool),
             checkpoint_dir=get("checkpoint-dir", str), resume=get("resume", bool), out_dir=get("out-dir", str))
         return cls(task=task, data=get("data", str), split=get("split", str),

@@ -22,6 +22,7 @@ __all__ = [
     "LLMHTTPError",
     "LLMResponseError",
     "LLMRetriesExhausted",
+    "LLMUnavailable",
     "LLMServerError",
 ]
 
@@ -97,6 +98,10 @@ class LLMRetriesExhausted(LLMError):
         self.attempts = attempts
         self.last = last
         super().__init__(f"LLM call failed after {attempts} attempts: {last}")
+
+
+class LLMUnavailable(LLMError):
+    """The client stopped calling an endpoint that kept failing (circuit breaker open); try again later."""
 
 
 class LLMServerError(LLMError):

@@ -162,6 +162,32 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from server.checkpoint import latest_checkpoint
+    from shared.hydra.bundle import load_tensors
+    from shared.hydra.export import export_bundle
+    from shared.hydra.model import initial_shared_state
+
+    cfg = _run_config(args)
+    source = "initial base"
+    if args.source:
+        path = Path(args.source)
+        if path.is_dir():
+            found = latest_checkpoint(path, model=cfg.model)
+            if found is None:
+                raise FedHydraError(f"{path}: no readable checkpoint")
+            rnd, arrays = found
+            source = f"{path} round {rnd}"
+        else:
+            arrays, meta = load_tensors(path, kind="base", model=cfg.model)
+            source = f"{path} round {meta.get('round')}"
+    else:
+        arrays = initial_shared_state(cfg.model, cfg.seed)
+    out = export_bundle(arrays, cfg.model, args.out, quantize=not args.no_int8, source=source)
+    print(f"device bundle of the {source} written to {out}")
+    return 0
+
+
 def cmd_synth(args: argparse.Namespace) -> int:
     from shared.synthetic import write_synthetic
 
@@ -235,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     p.add_argument("--num-rounds", type=int, help="federated rounds")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("export", help="write a device bundle (ONNX encoders and scorers) of a global base")
+    p.add_argument("--from", dest="source", help="a checkpoint file, or a checkpoint directory (its latest round); "
+                                                  "default: the seeded initial base")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 quantized encoders")
+    p.add_argument("--run-config", help="model settings, e.g. \"lora-rank=8\" (must match the checkpoint)")
+    p.add_argument("--out", required=True, help="bundle directory")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("synth", help="write synthetic LaMP-format users with planted personal structure")
     p.add_argument("--task", default="LaMP-7", help="LaMP-3 or LaMP-7")

@@ -136,6 +136,8 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
                     preds.failures[label] += 1
                 preds.seconds[label] += time.perf_counter() - started
                 preds.calls[label] += llm.stats.calls - before
+                if isinstance(result, Answer) and result.degraded:
+                    preds.failures[label] += 1
                 output = result.output if isinstance(result, Answer) else result
                 preds.by_method[label][q.id] = output
                 if label == "hydra" and isinstance(result, Answer) and q.id in golds and result.candidates:

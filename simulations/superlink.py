@@ -149,9 +149,13 @@ class LocalSuperLink:
         runs = data.get("runs") or []
         return str(runs[0].get("status", "unknown")) if runs else "unknown"
 
-    def wait(self, run_id: int, *, on_line: Callable[[str], None] | None = None, poll_s: float = 3.0,
+    def wait(self, run_id: int, *, on_line: Callable[[str], None] | None = None, status_every_s: float = 60.0,
              timeout: float = 24 * 3600) -> str:
-        """Follow the run's log until it finishes; return its final status."""
+        """Follow the run's log until it finishes; return its final status.
+
+        Asking the status starts a ``flwr`` process (about a second of CPU), so it is asked when the log stream
+        ends and otherwise once a minute.
+        """
         follower = subprocess.Popen([flwr_executable(), "log", str(run_id), self.FEDERATION, "--stream"], env=self.env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -164,21 +168,32 @@ class LocalSuperLink:
         thread = threading.Thread(target=pump, daemon=True)
         thread.start()
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + status_every_s
         status = "unknown"
         try:
             while time.monotonic() < deadline:
-                status = self.status(run_id)
-                if status.startswith("finished"):
-                    break
                 if self.process is not None and self.process.poll() is not None:
-                    status = "finished:superlink-died"
-                    break
-                time.sleep(poll_s)
+                    return "finished:superlink-died"
+                ended = follower.poll() is not None
+                if ended or time.monotonic() >= next_check:
+                    status = self.status(run_id)
+                    if status.startswith("finished"):
+                        break
+                    if ended:  # the stream broke off early: follow again
+                        follower = subprocess.Popen([flwr_executable(), "log", str(run_id), self.FEDERATION, "--stream"],
+                                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                    text=True)
+                        thread = threading.Thread(target=pump, daemon=True)
+                        thread.start()
+                    next_check = time.monotonic() + status_every_s
+                time.sleep(1.0)
         finally:
             time.sleep(1.0)
-            follower.terminate()
-            try:
-                follower.wait(10)
-            except subprocess.TimeoutExpired:
-                follower.kill()
+            if follower.poll() is None:
+                follower.terminate()
+                try:
+                    follower.wait(10)
+                except subprocess.TimeoutExpired:
+                    follower.kill()
+            thread.join(timeout=5)
         return status

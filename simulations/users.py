@@ -28,7 +28,7 @@ from typing import Mapping
 from shared.data import Dataset, Question, group_by_user
 from shared.errors import ConfigError
 
-__all__ = ["User", "split_users"]
+__all__ = ["User", "split_users", "find_user"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,13 @@ def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol
              for u, qs in groups[:train_users]]
     test = [User(u, history(qs), tuple(qs), {}) for u, qs in groups[train_users: train_users + test_users]]
     return train, test
+
+
+def find_user(dataset: Dataset, user_id: str, *, with_golds: bool) -> User | None:
+    """The user ``user_id`` of ``dataset`` (a device's own data), with golds only when ``with_golds``."""
+    questions = group_by_user(dataset.questions).get(user_id)
+    if not questions:
+        return None
+    history = min(questions, key=lambda q: len(q.profile)).profile
+    golds = {q.id: dataset.golds[q.id] for q in questions if q.id in dataset.golds} if with_golds else {}
+    return User(user_id, history, tuple(questions), golds)

@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
@@ -25,11 +25,12 @@ from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode, top_records
 from shared.hydra.examples import RoleExample, adapter_example, reranker_example
+from shared.errors import LLMError
 from shared.llm.client import CallBudget, LLMClient
 from shared.prompts import PromptBudget
 from shared.tasks import TaskKind, TaskSpec
 
-__all__ = ["Scorer", "Answer", "InferenceConfig", "rerank", "answer", "weighted_median", "decide"]
+__all__ = ["Scorer", "Answer", "InferenceConfig", "rerank", "answer", "weighted_median", "decide", "fallback_output"]
 
 
 class Scorer(Protocol):
@@ -49,11 +50,24 @@ class InferenceConfig:
 
 @dataclass
 class Answer:
-    """An answer with what explains it: the records used and every candidate's score."""
+    """An answer with what explains it: the records used and every candidate's score.
+
+    ``degraded`` says why the answer was made without the LLM's candidates (the endpoint failed), if it was.
+    """
 
     output: str
     records: list[dict[str, object]] = field(default_factory=list)
     candidates: list[dict[str, object]] = field(default_factory=list)
+    degraded: str | None = None
+
+
+def fallback_output(task: TaskSpec, ctx: UserContext, query: str) -> str:
+    """A non-LLM answer: the input for rewrite tasks, the user's usual label, else the query itself."""
+    if task.kind is TaskKind.RATING and ctx.mean_score is not None:
+        return str(int(min(5, max(1, ctx.mean_score + 0.5))))
+    if task.labels:
+        return max(task.labels, key=lambda label: ctx.label_prior.get(label, 0.0)) if ctx.label_prior else task.labels[-1]
+    return query
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -106,18 +120,22 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
     else:
         chosen, rscores = top[: config.k], np.asarray(bm25[: config.k])
     records = [ctx.items[i] for i in chosen]
-    greedy, samples = (None, [])
+    greedy, samples, degraded = None, [], None
     if llm is not None:
-        greedy, samples = llm_answers(task, question_input, records, llm,
-                                      config.pool if use_adapter else PoolConfig(**{**config.pool.__dict__, "n_samples": 0}),
-                                      budget=budget, prompt_budget=prompt_budget)
+        try:
+            greedy, samples = llm_answers(task, question_input, records, llm,
+                                          config.pool if use_adapter else replace(config.pool, n_samples=0),
+                                          budget=budget, prompt_budget=prompt_budget)
+        except LLMError as exc:  # degrade: choose among the candidates that need no LLM
+            degraded = f"no LLM candidates: {type(exc).__name__}: {str(exc)[:120]}"
     used = [{"id": r.get("id"), "text": task.item_text(r), "score": float(s)} for r, s in zip(records, rscores)]
     if not use_adapter:
-        output = greedy if greedy is not None else query
-        return Answer(output=output, records=used, candidates=[{"text": output, "source": "llm", "score": 1.0}])
+        output = greedy if greedy is not None else fallback_output(task, ctx, query)
+        return Answer(output=output, records=used, degraded=degraded,
+                      candidates=[{"text": output, "source": "llm" if greedy is not None else "fallback", "score": 1.0}])
     ep.greedy, ep.samples = greedy, samples
     example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False)
     scores = scorer.score("adapter", example, heads.get("adapter"))
-    output = decide(task, pool.texts, scores)
-    return Answer(output=output, records=used,
+    output = decide(task, pool.texts, scores) if pool.texts else fallback_output(task, ctx, query)
+    return Answer(output=output, records=used, degraded=degraded,
                   candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(pool.texts, pool.sources, scores)])

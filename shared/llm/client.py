@@ -38,6 +38,7 @@ from shared.errors import (
     LLMResponseError,
     LLMRetriesExhausted,
     LLMTimeoutError,
+    LLMUnavailable,
 )
 from shared.llm.cache import ResponseCache, request_key
 from shared.paths import llm_cache_path
@@ -66,6 +67,9 @@ class LLMConfig:
         backoff_s, backoff_max_s: the first backoff and its cap; attempt ``i`` waits up to
             ``min(backoff_max_s, backoff_s * 2**i)``, uniformly jittered.
         cache_path: the SQLite cache file; ``None`` uses :func:`shared.paths.llm_cache_path`; ``""`` disables it.
+        breaker_threshold, breaker_cooldown_s: after this many calls in a row fail for good, calls fail at once
+            (:class:`~shared.errors.LLMUnavailable`, no network) for the cooldown, so a dead endpoint costs a
+            client seconds, not retries times backoff for every call.
     """
 
     base_url: str
@@ -77,6 +81,8 @@ class LLMConfig:
     backoff_s: float = 0.5
     backoff_max_s: float = 8.0
     cache_path: str | None = None
+    breaker_threshold: int = 3
+    breaker_cooldown_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.base_url or not self.base_url.startswith(("http://", "https://")):
@@ -116,11 +122,12 @@ class LLMStats:
     attempts: int = 0
     retries: int = 0
     failures: int = 0
+    refused: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {"llm_calls": self.calls, "llm_cache_hits": self.cache_hits, "llm_retries": self.retries,
-                "llm_failures": self.failures, "llm_seconds": round(self.seconds, 3)}
+                "llm_failures": self.failures, "llm_refused": self.refused, "llm_seconds": round(self.seconds, 3)}
 
 
 class LLMClient:
@@ -137,6 +144,8 @@ class LLMClient:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._rng = random.Random()
+        self._failed_in_a_row = 0
+        self._open_until = 0.0
 
     # -- public API -------------------------------------------------------------------------------
     def request(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
@@ -202,6 +211,25 @@ class LLMClient:
 
     # -- transport --------------------------------------------------------------------------------
     def _post_with_retries(self, body: Mapping[str, Any]) -> str:
+        if time.monotonic() < self._open_until:
+            with self._lock:
+                self.stats.refused += 1
+            raise LLMUnavailable(f"{self.config.base_url} failed {self._failed_in_a_row} calls in a row; not calling it "
+                                 f"for {self._open_until - time.monotonic():.0f} more seconds")
+        try:
+            text = self._post_once_with_retries(body)
+        except LLMError:
+            with self._lock:
+                self._failed_in_a_row += 1
+                if self._failed_in_a_row >= self.config.breaker_threshold:
+                    self._open_until = time.monotonic() + self.config.breaker_cooldown_s
+            raise
+        with self._lock:
+            self._failed_in_a_row = 0
+            self._open_until = 0.0
+        return text
+
+    def _post_once_with_retries(self, body: Mapping[str, Any]) -> str:
         url = self.config.base_url.rstrip("/") + "/chat/completions"
         headers = {"Content-Type": "application/json"}
         if self.config.api_key:

@@ -205,12 +205,13 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
     out_dir = tmp_path / "server" / "out"
     run_config.write_text(tomli_w.dumps({**SMALL, "out-dir": str(out_dir), "llm-url": llm_server.url,
                                          "llm-model": "smollm2-135m-instruct"}))
-    # node 0 finds its user by partition-id (inline node config), node 1 by user-id + role (a TOML file)
+    # node 0 finds its user by partition-id (inline node config), node 1 by user-id + role (a TOML file, which also
+    # names its LLM endpoint: node config overrides the run config's data, store-dir and llm-url)
     stores = {name: tmp_path / name / "store" for name in ("n0", "n1")}
     node1_config = tmp_path / "n1" / "node_config.toml"
     node1_config.parent.mkdir(parents=True, exist_ok=True)
     node1_config.write_text(tomli_w.dumps({"user-id": train[1].user_id, "role": "train", "data": str(data),
-                                           "store-dir": str(stores["n1"])}))
+                                           "store-dir": str(stores["n1"]), "llm-url": llm_server.url}))
     node_configs = {"n0": f"partition-id=0 data='{data}' store-dir='{stores['n0']}'", "n1": str(node1_config)}
 
     logs = tmp_path / "logs"

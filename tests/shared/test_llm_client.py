@@ -174,3 +174,25 @@ def test_cache_is_safe_when_processes_share_it(tmp_path):
     cache = ResponseCache(path)
     assert len(cache) == 300
     assert all(cache.get(f"k{i}") == f"v{i}" for i in range(300))
+
+
+def test_circuit_breaker_fails_fast_on_a_dead_endpoint_then_retries(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from shared.errors import LLMUnavailable
+
+    client = make_client(f"http://127.0.0.1:{port}/v1", tmp_path, max_retries=0, breaker_threshold=2,
+                         breaker_cooldown_s=0.5)
+    for _ in range(2):
+        with pytest.raises(LLMRetriesExhausted):
+            client.complete([{"role": "user", "content": f"q{_}"}])
+    with pytest.raises(LLMUnavailable):
+        client.complete([{"role": "user", "content": "q3"}])
+    assert client.stats.refused == 1 and client.stats.attempts == 2  # no network call while open
+    import time
+
+    time.sleep(0.6)
+    with pytest.raises(LLMRetriesExhausted):  # half-open: it tries the endpoint again
+        client.complete([{"role": "user", "content": "q4"}])
+    assert client.stats.attempts == 3
