@@ -70,7 +70,8 @@ class DeviceModels:
                 if not file.exists() or hashlib.sha256(file.read_bytes()).hexdigest() != digest:
                     raise BundleInvalid(f"{file}: missing or its hash does not match bundle.json")
         self.config = ModelConfig.from_json(json.dumps(self.manifest["model"]))
-        self.id = hashlib.sha256(json.dumps(self.manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+        self.id = str(self.manifest.get("content", ""))[:16] or \
+            hashlib.sha256(json.dumps(self.manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
         self.threads = threads
         self.quantized = quantized and all(f"encoder-{r}.int8.onnx" in self.manifest["files"] for r in ROLES)
         self.tokenizer = TextTokenizer(self.dir / "tokenizer.json", max_length=self.config.max_query_tokens)

@@ -206,17 +206,12 @@ class ClientNode:
 
 def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig) -> Path:
     """The device bundle of this global base, exported once per node and base (kept under the store root)."""
-    import hashlib
     import shutil
     import uuid
 
-    from shared.hydra.export import export_bundle
+    from shared.hydra.export import content_id, export_bundle
 
-    digest = hashlib.sha256()
-    for key in sorted(arrays):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(arrays[key], dtype=np.float32).tobytes())
-    folder = store_root(cfg) / "bundles" / digest.hexdigest()[:16]
+    folder = store_root(cfg) / "bundles" / content_id(arrays)[:16]
     if (folder / "bundle.json").exists():
         return folder
     staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")

@@ -136,8 +136,9 @@ class PersonalClient:
         if self.task.labels and self.task.item_output:
             for i, row in enumerate(clean):
                 if self.task.item_output(row) not in self.task.labels:
+                    field = next((f for f in self.task.profile_fields if row.get(f) == self.task.item_output(row)), None)
                     raise DataFormatError("add_history", f"{self.task.item_output(row)!r} is not one of {list(self.task.labels)}",
-                                          index=i)
+                                          index=i, field=field)
         self.store.write_history(current + clean)
         return len(current) + len(clean)
 

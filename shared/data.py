@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from shared.errors import DataFormatError
-from shared.tasks import TaskSpec, get_task
+from shared.tasks import TaskKind, TaskSpec, get_task
 
 __all__ = [
     "Question",
@@ -87,10 +87,17 @@ def read_json(path: str | Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # an integer beyond Python's digit limit; nesting too deep
+        raise DataFormatError(path, f"invalid JSON: {str(exc).split(';')[0]}") from None
 
 
 def _string(value: Any, path: Path, index: int, field: str, *, allow_number: bool = False) -> str:
     if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a JSON escape of a lone surrogate, e.g. "\ud800"
+            raise DataFormatError(path, f"not valid Unicode: unpaired surrogate {value[exc.start]!r} at character "
+                                        f"{exc.start}", index=index, field=field) from None
         return value[:MAX_INPUT_CHARS]
     if allow_number and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
@@ -111,6 +118,9 @@ def _profile(raw: Any, task: TaskSpec, path: Path, index: int) -> tuple[dict[str
                 raise DataFormatError(path, f"missing (a {task.name} profile item needs {', '.join(task.profile_fields)})",
                                       index=index, field=f"{where}.{name}")
             clean[name] = _string(item[name], path, index, f"{where}.{name}", allow_number=True)
+            if task.kind is TaskKind.RATING and name == "score" and clean[name] not in task.labels:
+                raise DataFormatError(path, f"{clean[name]!r} is not one of {list(task.labels)}", index=index,
+                                      field=f"{where}.{name}")
         for name, value in item.items():
             if name not in clean and isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 clean[name] = str(value)[:MAX_INPUT_CHARS]

@@ -137,6 +137,13 @@ def evaluate(task: TaskSpec, predictions: Mapping[str, str], golds: Mapping[str,
     if task.metric == "classification":
         return classification_metrics(preds, gold_values, task.labels)
     if task.metric == "rating":
+        for k, g in zip(ids, gold_values):
+            try:
+                ok = math.isfinite(float(g))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise DataFormatError(golds_name, f"gold of id {k!r} is {g!r}, not a rating")
         return rating_metrics(preds, gold_values)
     return rouge_metrics(preds, gold_values)
 

@@ -118,8 +118,8 @@ def _label_parser(labels: tuple[str, ...]) -> Callable[[str], str]:
 
 
 def _rating_parser(text: str) -> str:
-    """The first digit 1-5 in the answer, else the stripped answer (which the metric scores as worst case)."""
-    m = re.search(r"(?<![\d.])([1-5])(?:\.0+)?(?![\d.])", text)
+    """The first standalone 1-5 in the answer ("4", "4.", "4.0"), else the stripped answer (scored as the metric does)."""
+    m = re.search(r"(?<![\d.])([1-5])(?:\.0+)?(?!\.?\d)", text)
     return m.group(1) if m else text.strip()
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from shared.errors import FedHydraError
+from shared.errors import DataFormatError, FedHydraError, UnknownTaskError
 
 __all__ = ["main", "build_parser"]
 
@@ -49,7 +49,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     name = args.task or task_id
     if name is None:
         raise FedHydraError(f"{args.golds}: no 'task' field; pass --task")
-    task = get_task(name)
+    try:
+        task = get_task(name)
+    except UnknownTaskError as exc:
+        if args.task:
+            raise
+        raise DataFormatError(args.golds, str(exc), field="task") from None
     if task.official_id == "LaMP_2" and not args.task:  # LaMP_2 names the movie task and the old news task
         values = set(golds.values())
         if values <= set(NEWS_CATEGORIES) and not values <= set(MOVIE_TAGS):
@@ -64,7 +69,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from shared.llm.client import LLMClient
     from shared.llm.embedded import ensure_llm
     from shared.tasks import get_task
-    from simulations.baseline import METHODS, methods_for, run_baselines, select_users, write_table
+    from simulations.baseline import METHODS, methods_for, run_baselines, select_users
+    from simulations.report import write_table
 
     task = get_task(args.task)
     dataset = load_split(args.data, task, args.split)

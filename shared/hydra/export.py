@@ -36,7 +36,7 @@ from shared.io import atomic_write_bytes, atomic_write_text
 from shared.paths import fedhydra_home
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "template_encoder", "merge_lora", "export_bundle", "quantize_int8",
-           "sha256"]
+           "sha256", "content_id"]
 
 BUNDLE_FORMAT = "fedhydra-bundle"
 BUNDLE_VERSION = "1"
@@ -45,6 +45,15 @@ TEMPLATE_VERSION = "1"
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def content_id(shared: Mapping[str, np.ndarray]) -> str:
+    """A digest of the tensors themselves (stable across processes, unlike file bytes with metadata)."""
+    digest = hashlib.sha256()
+    for key in sorted(shared):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(shared[key], dtype=np.float32).tobytes())
+    return digest.hexdigest()
 
 
 def template_encoder(cache_dir: Path | None = None) -> Path:
@@ -150,6 +159,6 @@ def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir
     shutil.copyfile(encoder_path() / "tokenizer.json", out / "tokenizer.json")
     files["tokenizer.json"] = sha256(out / "tokenizer.json")
     manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "model": json.loads(config.to_json()),
-                "files": files, **{k: str(v) for k, v in meta.items()}}
+                "content": content_id(shared), "files": files, **{k: str(v) for k, v in meta.items()}}
     atomic_write_text(out / "bundle.json", json.dumps(manifest, indent=1))
     return out

@@ -17,7 +17,7 @@ import pytest
 
 import shared.io
 from client.sdk import PersonalClient
-from shared.data import load_questions, load_outputs, write_outputs
+from shared.data import load_outputs, load_questions, write_outputs
 from shared.errors import DataFormatError
 from shared.hydra.context import UserContext
 from shared.io import atomic_write_text
@@ -26,7 +26,7 @@ from shared.retrieval import bm25_scores, bm25_top_k
 from shared.tasks import get_task, task_names
 from simulations.cli import main
 
-R3 = "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 without further explanation. review: "
+R3 = get_task("LaMP-3").instruction  # "What is the score of the following review ... review: "
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -57,17 +57,8 @@ def one_error_line(capsys, command: str) -> str:
 
 
 @pytest.fixture
-def cli_baseline(monkeypatch):
-    """``fedhydra baseline`` as ``main`` runs it.
-
-    ``cmd_baseline`` imports ``write_table`` from ``simulations.baseline``, which no longer exports it (it lives
-    in ``simulations.report``; see ``test_baseline_cli_runs_at_all``). The bad-input tests below are about
-    what happens before the table is written, so they provide the name rather than fail on that import.
-    """
-    import simulations.baseline
-    import simulations.report
-
-    monkeypatch.setattr(simulations.baseline, "write_table", simulations.report.write_table, raising=False)
+def cli_baseline():
+    """``fedhydra baseline`` as ``main`` runs it."""
     return lambda *args: main(["baseline", *map(str, args)])
 
 
@@ -122,8 +113,6 @@ def test_eval_with_an_unknown_task_flag(tmp_path, capsys):
     assert "unknown task 'LaMP-9'; known tasks: " + ", ".join(task_names()) in line
 
 
-@pytest.mark.xfail(strict=True, reason="cmd_eval reports an unknown 'task' read from the golds file without "
-                                       "naming the file (get_task's UnknownTaskError is passed through)")
 def test_eval_with_an_unknown_task_in_the_golds_file(tmp_path, capsys):
     golds = outputs_file(tmp_path / "g.json", {"a": "4"}, task="LaMP_9")
     preds = outputs_file(tmp_path / "p.json", {"a": "4"})
@@ -141,8 +130,6 @@ def test_eval_with_missing_files(tmp_path, capsys):
     assert f"{tmp_path}: cannot read" in one_error_line(capsys, "eval")
 
 
-@pytest.mark.xfail(strict=True, reason="a non-numeric LaMP-3 gold escapes as a bare ValueError from "
-                                       "shared.metrics.rating_value (traceback, no file named)")
 def test_eval_with_a_non_numeric_rating_gold(tmp_path, capsys):
     golds = outputs_file(tmp_path / "g.json", {"a": "4", "b": "three"})
     preds = outputs_file(tmp_path / "p.json", {"a": "4", "b": "3"})
@@ -152,8 +139,6 @@ def test_eval_with_a_non_numeric_rating_gold(tmp_path, capsys):
 
 
 # -- fedhydra baseline -----------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="simulations/cli.py cmd_baseline imports write_table from "
-                                       "simulations.baseline, which stopped exporting it in 09fe28c (ImportError)")
 def test_baseline_cli_runs_at_all(tmp_path, capsys):
     data = lamp3_split(tmp_path / "data")
     assert main(["baseline", "--data", str(data), "--task", "LaMP-3", "--method", "majority",
@@ -219,8 +204,6 @@ def test_baseline_with_golds_that_do_not_match_the_questions(tmp_path, cli_basel
     assert not (out / "metrics.json").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="the loader accepts any string as a LaMP-3 profile score; user-mean then "
-                                       "raises a bare ValueError mid-run, after majority_outputs.json was written")
 def test_baseline_with_a_non_numeric_profile_score(tmp_path, cli_baseline, capsys):
     data = lamp3_split(tmp_path / "data", score=lambda i: "great" if i == 2 else "4")
     out = tmp_path / "out"
@@ -232,8 +215,6 @@ def test_baseline_with_a_non_numeric_profile_score(tmp_path, cli_baseline, capsy
 
 
 # -- the loader's JSON layer ----------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="shared.data.read_json only catches JSONDecodeError: a huge integer "
-                                       "(ValueError) or deep nesting (RecursionError) escapes without the file name")
 @pytest.mark.parametrize("blob", [b'[{"id": ' + b"9" * 5000 + b', "input": "x", "profile": []}]',
                                   b"[" * 100_000 + b"]" * 100_000], ids=["huge-integer", "deep-nesting"])
 def test_hostile_json_is_a_data_format_error(tmp_path, blob):
@@ -243,8 +224,6 @@ def test_hostile_json_is_a_data_format_error(tmp_path, blob):
         load_questions(path, "LaMP-7")
 
 
-@pytest.mark.xfail(strict=True, reason="a JSON escape of a lone surrogate (\\ud800) loads as an id that "
-                                       "write_outputs cannot encode (UnicodeEncodeError)")
 def test_lone_surrogate_escapes_are_rejected_or_round_trip(tmp_path):
     path = tmp_path / "dev_questions.json"
     path.write_text('[{"id": "a\\ud800", "input": "x", "profile": []}]', encoding="ascii")
@@ -296,7 +275,7 @@ def client(tmp_path):
     ([{"text": "ok", "score": "3"}, {}], "item 1, field 'text': missing"),
     ([{"text": "ok", "score": "3"}, "just a string"], "item 1: expected an object, got str"),
     ([None], "item 0: expected an object, got NoneType"),
-    ([{"text": "ok", "score": "6"}], "item 0: '6' is not one of"),
+    ([{"text": "ok", "score": "6"}], "item 0, field 'score': '6' is not one of"),
 ])
 def test_add_history_rejects_bad_items_by_index_and_field(client, items, needle):
     client.add_history([{"id": "keep", "text": "kept", "score": "5"}])

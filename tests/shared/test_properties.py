@@ -323,7 +323,17 @@ def test_a_label_decorated_like_an_llm_answer_parses_to_itself(task_name, data):
     shape = data.draw(st.sampled_from(["{}", " {} ", "{}.", "Answer: {}", '"{}"', "{}\nbecause reasons",
                                        "Category: {}!", "  tag : {}  "]))
     case = data.draw(st.sampled_from([str, str.upper, str.title]))
+    if spec.kind is TaskKind.RATING:
+        assume(shape != "{}.")  # a rating that ends a sentence: see test_a_rating_that_ends_a_sentence_parses
     assert spec.parse_answer(shape.format(case(label))) == label
+
+
+@pytest.mark.parametrize("label", ["1", "2", "3", "4", "5"])
+def test_a_rating_that_ends_a_sentence_parses(label):
+    spec = get_task("LaMP-3")
+    answers = [f"{label}.", f"The score is {label}.", f"I would rate it {label}.\nThe product broke.",
+               f"Rating: {label}. Good value."]
+    assert [spec.parse_answer(a) for a in answers] == [label] * len(answers)
 
 
 @FAST

@@ -1,0 +1,53 @@
+"""The centralized reference run end to end, and the guarantee that a test question's gold fits nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from client.store import UserStore
+from shared.config import RunConfig, default_mapping
+from shared.data import load_outputs, load_split
+from shared.llm import LLMClient
+from shared.synthetic import write_synthetic
+from simulations.hydra_run import HYDRA_METHODS, run_central
+
+pytestmark = [pytest.mark.slow, pytest.mark.llm]
+
+SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 2, "pseudo-questions": 2, "n-samples": 1,
+         "label-records": 2, "epochs": 1, "fit-steps": 50}
+
+
+def central(data_dir, out, llm_config):
+    cfg = RunConfig.from_mapping({**default_mapping(), **SMALL, "data": str(data_dir)})
+    dataset = load_split(data_dir, "LaMP-3")
+    return dataset, run_central(dataset, cfg, LLMClient(llm_config), out, progress=None, bars=False)
+
+
+def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path, llm_config):
+    data = write_synthetic(tmp_path / "data", "LaMP-3", n_users=4, items_per_user=10, seed=4)
+    dataset, first = central(data, tmp_path / "a", llm_config)
+    test_ids = [q.id for q in dataset.questions if q.user_id in ("s4u0002", "s4u0003")]
+    outputs = json.loads((data / "synthetic_outputs.json").read_text())
+    for gold in outputs["golds"]:
+        if gold["id"] in test_ids:  # every test question gets another gold
+            gold["output"] = "1" if gold["output"] != "1" else "5"
+    (data / "synthetic_outputs.json").write_text(json.dumps(outputs))
+    _, second = central(data, tmp_path / "b", llm_config)
+
+    from shared.hydra.bundle import load_tensors
+
+    for user in ("s4u0002", "s4u0003"):
+        a, meta_a = load_tensors(UserStore(tmp_path / "a" / "clients", user, task="LaMP-3").heads_path, kind="heads")
+        b, meta_b = load_tensors(UserStore(tmp_path / "b" / "clients", user, task="LaMP-3").heads_path, kind="heads")
+        assert meta_a == meta_b and set(a) == set(b)
+        assert all(np.array_equal(a[k], b[k]) for k in a)  # bit-identical fitted heads, on the same base
+    for method in HYDRA_METHODS:
+        assert load_outputs(tmp_path / "a" / f"{method}_outputs.json") == load_outputs(tmp_path / "b" / f"{method}_outputs.json")
+    assert first["llm_calls"] > 0 and second["llm_calls"] == 0  # the rerun was served by the cache
+    table = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert [r["method"] for r in table["rows"]] == ["majority", "user-mean", "zero-shot", "rag-k4", *HYDRA_METHODS]
+    assert (tmp_path / "a" / "metrics.png").stat().st_size > 1000
+    assert first["pool_oracle"] == 0.0  # the label set always contains the gold
