@@ -189,13 +189,15 @@ class RunConfig:
             model = ModelConfig(lora_rank=positive("lora-rank"), lora_alpha=positive("lora-alpha"),
                                 trunk_dim=positive("trunk-dim"), max_query_tokens=positive("max-query-tokens", int, 8),
                                 max_item_tokens=positive("max-item-tokens", int, 8))
-            train = TrainConfig(epochs=positive("epochs", int, 0), batch_size=positive("batch-size"),
+            train = TrainConfig(epochs=positive("epochs", int, 0), head_epochs=positive("head-epochs", int, 0),
+                                batch_size=positive("batch-size"),
                                 lr=get("lr", float), lora_lr=get("lora-lr", float), train_lora=get("train-lora", bool),
                                 fit_steps=positive("fit-steps", int, 0), fit_lr=get("fit-lr", float),
                                 head_l2=get("head-l2", float), seed=get("seed", int))
         except ConfigError as exc:
             raise ConfigError(f"config: {exc}") from None
-        episodes = EpisodeConfig(pseudo_questions=positive("pseudo-questions", int, 0), rerank_m=positive("retrieve-m"),
+        episodes = EpisodeConfig(pseudo_questions=positive("pseudo-questions", int, 0),
+                                 free_questions=positive("free-questions", int, 0), rerank_m=positive("retrieve-m"),
                                  label_records=positive("label-records"), pool=pool,
                                  calls_per_user=positive("llm-calls-per-user", int, 0), seed=get("seed", int))
         inference = InferenceConfig(m=positive("retrieve-m"), k=positive("prompt-k"), pool=pool)

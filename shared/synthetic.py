@@ -6,8 +6,10 @@ Two task shapes:
 **Rating (LaMP-3 layout).** A review is about a topic (books, kitchen, ...) and carries a latent quality
 ``q`` in 1..5 that its wording reveals (sentiment phrases shared by everyone, right with probability
 ``clarity``). Each user has a *bias* (-1 harsh, 0, +1 generous) and likes one topic (+1) and dislikes
-another (-1). The score is ``clip(q + bias + taste[topic], 1, 5)``. Retrieval can find same-topic
-reviews; a personal model can learn the bias and the tastes from the user's history alone.
+another (-1). The score is ``clip(q + bias + taste[topic], 1, 5)``; a third of the users are *steady*:
+unless the product is terrible, 80% of their scores are their habitual score (4 or 5) whatever the text
+says. Retrieval can find same-topic reviews; a personal model can learn the bias, the tastes and how much
+this user's score follows the text from the user's history alone.
 
 **Rewrite (LaMP-7 layout).** A tweet is a formal sentence from templates about the user's favourite
 topics. Each user has a set of writing quirks drawn from :data:`shared.style.STYLE_RULES` ("you" -> "u",
@@ -21,7 +23,7 @@ model learned them.
 Example:
     >>> qs, outs, truth = generate("LaMP-3", n_users=2, items_per_user=6, seed=1)
     >>> len(qs), len(outs["golds"]), sorted(truth["users"][qs[0]["user_id"]])
-    (2, 2, ['bias', 'dislikes', 'likes'])
+    (2, 2, ['bias', 'dislikes', 'habit', 'likes', 'steadiness'])
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ QUIRKABLE = [name for name in RULE_NAMES if name != "no-apostrophe"]
 def _rating_user(rng: random.Random, uid: str, n_items: int, clarity: float) -> tuple[dict, list[dict]]:
     topics = list(TOPICS)
     likes, dislikes = rng.sample(topics, 2)
-    truth = {"bias": rng.choice([-1, 0, 0, 1]), "likes": likes, "dislikes": dislikes}
+    truth = {"bias": rng.choice([-1, 0, 0, 1]), "likes": likes, "dislikes": dislikes,
+             "habit": rng.choice([4, 5, 5]), "steadiness": rng.choice([0.0, 0.0, 0.8])}
     items = []
     for j in range(n_items):
         topic = rng.choice(topics + [likes, likes])  # users write more about what they like
@@ -107,6 +110,8 @@ def _rating_user(rng: random.Random, uid: str, n_items: int, clarity: float) -> 
                                                    extra=rng.choice(EXTRAS)).strip()
         taste = 1 if topic == likes else -1 if topic == dislikes else 0
         score = min(5, max(1, quality + truth["bias"] + taste))
+        if quality > 1 and rng.random() < truth["steadiness"]:  # a steady user gives their usual score
+            score = truth["habit"]
         items.append({"id": f"{uid}_h{j}", "text": text, "score": str(score), "topic": topic})
     return truth, items
 

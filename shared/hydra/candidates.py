@@ -126,6 +126,6 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
             add(s, "llm")
     answers = [a for a in ([greedy] if greedy is not None else []) + list(samples)]
     extras = adapter_extras(task, query, texts, sources, llm_answers=answers, greedy=greedy,
-                            record_answers=record_answers, record_weights=record_weights, prior=ctx.label_prior,
-                            user_mean=ctx.mean_score, edit_strength=strength, styled=styled)
+                            record_answers=record_answers, record_weights=record_weights,
+                            edit_strength=strength, styled=styled)
     return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers)

@@ -12,7 +12,9 @@ whose items are bare tweets, the LLM writes the formal paraphrase that serves as
 inputs were made).
 
 Every LLM call goes through the cached client and a per-user :class:`~shared.llm.CallBudget`; when a call
-fails or the budget is spent, the example is skipped and counted, never invented.
+fails or the budget is spent, the example is skipped and counted, never invented. For tasks whose pool is the
+label set, ``free_questions`` more pseudo-questions cost no LLM call at all: the adapter learns from them
+without the LLM's votes (as it must answer when the LLM is down).
 
 Example:
     >>> from shared.tasks import get_task
@@ -48,6 +50,7 @@ class EpisodeConfig:
     """How much LLM work one user's training data may take."""
 
     pseudo_questions: int = 4
+    free_questions: int = 0
     rerank_m: int = 5
     label_records: int = 4
     pool: PoolConfig = PoolConfig()
@@ -154,7 +157,7 @@ def label_episode(task: TaskSpec, episode: Episode, llm: LLMClient, config: Epis
 
 
 def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, str]],
-                        questions: Sequence[tuple[str, str, str]], llm: LLMClient, config: EpisodeConfig, *,
+                        questions: Sequence[tuple[str, str, str]], llm: LLMClient | None, config: EpisodeConfig, *,
                         with_reranker: bool = True) -> tuple[list[Episode], BuildReport]:
     """A user's episodes: their real questions with golds (training users only) and pseudo-questions.
 
@@ -162,7 +165,7 @@ def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, 
     """
     budget = CallBudget(config.calls_per_user)
     report = BuildReport()
-    before = llm.stats.calls
+    before = llm.stats.calls if llm is not None else 0
     episodes: list[Episode] = []
     for qid, text, gold in questions:
         query = task.extract_query(text)
@@ -170,15 +173,19 @@ def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, 
         ep = Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores)
         if label_episode(task, ep, llm, config, budget=budget, report=report, with_reranker=with_reranker):
             episodes.append(ep)
-    for idx, text, gold in make_pseudo_questions(task, items, n=config.pseudo_questions, seed=config.seed, user=user,
-                                                 llm=llm, budget=budget, report=report):
+    free = config.free_questions if task.item_input is not None else 0
+    made = make_pseudo_questions(task, items, n=config.pseudo_questions + free, seed=config.seed, user=user, llm=llm,
+                                 budget=budget, report=report)
+    for k, (idx, text, gold) in enumerate(made):
         corpus = tuple(it for j, it in enumerate(items) if j != idx)
         query = task.extract_query(text)
         top, scores = top_records(task, query, corpus, config.rerank_m)
         ep = Episode(qid=f"{user}#p{idx}", input=text, query=query, gold=gold, corpus=corpus, top=top, bm25=scores,
                      pseudo=True)
-        if label_episode(task, ep, llm, config, budget=budget, report=report, with_reranker=with_reranker):
+        if k >= config.pseudo_questions:  # an LLM-free example: the adapter learns from its label pool alone
+            episodes.append(ep)
+        elif label_episode(task, ep, llm, config, budget=budget, report=report, with_reranker=with_reranker):
             episodes.append(ep)
     report.episodes = len(episodes)
-    report.llm_calls = llm.stats.calls - before
+    report.llm_calls = (llm.stats.calls - before) if llm is not None else 0
     return episodes, report

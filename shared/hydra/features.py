@@ -5,8 +5,10 @@ the BM25 rank, the record's length and its position in the profile (recency in t
 
 Adapter, per (query, candidate), :data:`ADAPTER_FEATURES`: where the candidate comes from (the input, an
 edit of it, the LLM, the label set), how many of the LLM's answers agree with it, how the user's best
-records agree with it, the user's prior for it, and task-dependent numeric features (for ratings: its
-distance to the records' and the user's mean score; for text: its length and overlap with the input).
+records agree with it, and task-dependent numeric features (for ratings: its value, its distance to the
+retrieved records' mean score and that distance squared; for text: its length and overlap with the input).
+No feature summarizes the user as a whole (a label prior, a mean score): what is particular to a user is
+left to that user's personal head, which is what the heads are for (see the planted-structure test).
 
 Example:
     >>> [round(float(x), 2) for x in reranker_extras([3.0, 1.0], [10, 20], [0, 5], profile_size=10)[1]]
@@ -16,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -26,7 +28,7 @@ from shared.tasks import TaskKind, TaskSpec
 __all__ = ["RERANKER_FEATURES", "ADAPTER_FEATURES", "reranker_extras", "adapter_extras", "SOURCES"]
 
 RERANKER_FEATURES = ("bm25_rel", "rank", "length", "position")
-ADAPTER_FEATURES = ("src_input", "src_edit", "src_llm", "src_label", "llm_vote", "record_vote", "prior",
+ADAPTER_FEATURES = ("src_input", "src_edit", "src_llm", "src_label", "llm_vote", "record_vote", "value",
                     "num_a", "num_b", "edit_strength", "style", "greedy")
 SOURCES = ("input", "edit", "llm", "label")
 
@@ -56,8 +58,7 @@ def _agreement(task: TaskSpec, candidate: str, others: Sequence[str], weights: S
 
 def adapter_extras(task: TaskSpec, query: str, candidates: Sequence[str], sources: Sequence[str], *,
                    llm_answers: Sequence[str], greedy: str | None, record_answers: Sequence[str],
-                   record_weights: Sequence[float] | None, prior: Mapping[str, float], user_mean: float | None,
-                   edit_strength: Sequence[float], styled: Sequence[bool]) -> np.ndarray:
+                   record_weights: Sequence[float] | None, edit_strength: Sequence[float], styled: Sequence[bool]) -> np.ndarray:
     """``[len(candidates), 12]`` features; see :data:`ADAPTER_FEATURES`."""
     out = np.zeros((len(candidates), len(ADAPTER_FEATURES)), dtype=np.float32)
     rating = task.kind is TaskKind.RATING
@@ -73,11 +74,11 @@ def adapter_extras(task: TaskSpec, query: str, candidates: Sequence[str], source
         row[SOURCES.index(src)] = 1.0
         row[4] = _agreement(task, cand, llm_answers)
         row[5] = _agreement(task, cand, record_answers, record_weights)
-        row[6] = prior.get(cand, 0.0)
         if rating:
             value = float(cand) if cand in task.labels else 3.0
+            row[6] = (value - 3.0) / 2.0
             row[7] = (value - rec_mean) / 4.0 if rec_mean is not None else 0.0
-            row[8] = (value - user_mean) / 4.0 if user_mean is not None else 0.0
+            row[8] = row[7] ** 2
         elif not task.labels:
             row[7] = len(cand.split()) / q_len
             row[8] = rouge_pair(cand, query)[1]

@@ -2,7 +2,8 @@
 
 - :meth:`Trainer.train_role` trains a role's shared base (its LoRA, trunk and shared head) together with
   the personal heads of the training users: each example's loss is the cross-entropy of its user's head
-  plus that of the shared head, against the example's target distribution.
+  plus that of the shared head, against the example's target distribution. A few epochs go through the
+  encoder (LoRA), then many cheap ones train trunk and heads on cached embeddings.
 - :meth:`Trainer.fit_heads` fits a new user's heads with the base frozen: embeddings are computed once
   (cached), and only the head's weights move, pulled toward the shared head by an L2 penalty (so few
   examples give a cautious head, many a personal one).
@@ -36,6 +37,7 @@ class TrainConfig:
     """Optimization settings of base training and head fitting."""
 
     epochs: int = 3
+    head_epochs: int = 40
     batch_size: int = 16
     lr: float = 2e-3
     lora_lr: float = 1e-3
@@ -46,8 +48,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.fit_steps < 0:
-            raise ConfigError("epochs and fit_steps must be >= 0 and batch_size >= 1")
+        if self.epochs < 0 or self.head_epochs < 0 or self.batch_size < 1 or self.fit_steps < 0:
+            raise ConfigError("epochs, head_epochs and fit_steps must be >= 0 and batch_size >= 1")
         if self.lr <= 0 or self.lora_lr <= 0 or self.fit_lr <= 0 or self.head_l2 < 0:
             raise ConfigError("learning rates must be > 0 and head_l2 >= 0")
 
@@ -108,10 +110,12 @@ class Trainer:
 
     # -- base training ------------------------------------------------------------------------------
     def train_role(self, role: str, examples: Sequence[RoleExample], heads: Mapping[str, PersonalHeads], *,
-                   epochs: int | None = None, proximal_mu: float = 0.0,
+                   epochs: int | None = None, head_epochs: int | None = None, proximal_mu: float = 0.0,
                    progress: Callable[[int, int, float], None] | None = None) -> list[float]:
         """Train a role's base and the given users' heads jointly; returns the mean loss of each epoch.
 
+        First ``epochs`` epochs through the encoder (its LoRA trains when ``train_lora``), then ``head_epochs``
+        cheap epochs of the trunk and heads on cached embeddings of the encoder as it now is.
         ``proximal_mu`` > 0 adds FedProx's ``mu/2 * ||w - w_start||^2`` over the role's base parameters.
         """
         examples = [e for e in examples if e.target is not None and len(e.items) > 1]
@@ -123,58 +127,70 @@ class Trainer:
         self.base.use_role(role)
         role_base = self.base.roles[role]
         lora = [p for k, p in self.base._shared_params().items() if k.startswith(f"base.{role}.lora.")]
-        groups = [{"params": list(role_base.parameters()), "lr": cfg.lr}]
-        if cfg.train_lora:
-            groups.append({"params": lora, "lr": cfg.lora_lr})
         users = sorted({e.user for e in examples})
         head_params = [p for u in users if u in heads for p in heads[u].heads[role].parameters()]
-        if head_params:
-            groups.append({"params": head_params, "lr": cfg.lr})
-        optimizer = torch.optim.Adam(groups)
+        anchor_params = list(role_base.parameters()) + (lora if cfg.train_lora else [])
+        anchor = [p.detach().clone() for p in anchor_params] if proximal_mu > 0 else []
+        total_epochs = (cfg.epochs if epochs is None else epochs) + (cfg.head_epochs if head_epochs is None else head_epochs)
+        losses: list[float] = []
+        for through_encoder, n in ((cfg.train_lora, cfg.epochs if epochs is None else epochs),
+                                   (False, cfg.head_epochs if head_epochs is None else head_epochs)):
+            if n <= 0:
+                continue
+            for p in lora:
+                p.requires_grad_(through_encoder)
+            groups = [{"params": list(role_base.parameters()), "lr": cfg.lr}]
+            if through_encoder:
+                groups.append({"params": lora, "lr": cfg.lora_lr})
+            if head_params:
+                groups.append({"params": head_params, "lr": cfg.lr})
+            optimizer = torch.optim.Adam(groups)
+            self.invalidate()
+            for _ in range(n):
+                losses.append(self._epoch(role, examples, heads, optimizer, rng, through_encoder=through_encoder,
+                                          anchor=list(zip(anchor_params, anchor)), proximal_mu=proximal_mu))
+                if progress:
+                    progress(len(losses), total_epochs, losses[-1])
         for p in lora:
-            p.requires_grad_(cfg.train_lora)
-        base_params = list(role_base.parameters()) + (lora if cfg.train_lora else [])
-        anchor = [p.detach().clone() for p in base_params] if proximal_mu > 0 else []
-        ql, il = self._limits()
-        losses = []
-        n_epochs = cfg.epochs if epochs is None else epochs
-        for epoch in range(n_epochs):
-            order = list(range(len(examples)))
-            rng.shuffle(order)
-            total = 0.0
-            for start in range(0, len(order), cfg.batch_size):
-                batch = [examples[i] for i in order[start: start + cfg.batch_size]]
-                self.base.train()
-                queries = list(dict.fromkeys(e.query for e in batch))
-                texts = list(dict.fromkeys(t for e in batch for t in e.items))
-                if cfg.train_lora:
-                    qe = self._embed(role, queries, ql)
-                    ie = self._embed(role, texts, il)
-                else:
-                    qe = self.embed_frozen(role, queries, ql)
-                    ie = self.embed_frozen(role, texts, il)
-                q_index = {t: i for i, t in enumerate(queries)}
-                i_index = {t: i for i, t in enumerate(texts)}
-                loss = torch.zeros(())
-                for e in batch:
-                    z, _ = self._hidden(role, qe[q_index[e.query]], ie[[i_index[t] for t in e.items]], e.extras)
-                    target = torch.from_numpy(e.target)
-                    loss = loss + cross_entropy(role_base.shared_head(z).squeeze(-1), target)
-                    if e.user in heads:
-                        loss = loss + cross_entropy(heads[e.user].heads[role](z).squeeze(-1), target)
-                loss = loss / len(batch)
-                if anchor:
-                    loss = loss + proximal_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(base_params, anchor))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-            losses.append(total / len(examples))
-            if progress:
-                progress(epoch + 1, n_epochs, losses[-1])
+            p.requires_grad_(False)
         self.base.eval()
         self.invalidate()
         return losses
+
+    def _epoch(self, role: str, examples: Sequence[RoleExample], heads: Mapping[str, PersonalHeads], optimizer,
+               rng: random.Random, *, through_encoder: bool, anchor, proximal_mu: float) -> float:
+        cfg = self.config
+        role_base = self.base.roles[role]
+        ql, il = self._limits()
+        order = list(range(len(examples)))
+        rng.shuffle(order)
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            batch = [examples[i] for i in order[start: start + cfg.batch_size]]
+            queries = list(dict.fromkeys(e.query for e in batch))
+            texts = list(dict.fromkeys(t for e in batch for t in e.items))
+            if through_encoder:
+                self.base.train()
+                qe, ie = self._embed(role, queries, ql), self._embed(role, texts, il)
+            else:
+                qe, ie = self.embed_frozen(role, queries, ql), self.embed_frozen(role, texts, il)
+            q_index = {t: i for i, t in enumerate(queries)}
+            i_index = {t: i for i, t in enumerate(texts)}
+            loss = torch.zeros(())
+            for e in batch:
+                z, _ = self._hidden(role, qe[q_index[e.query]], ie[[i_index[t] for t in e.items]], e.extras)
+                target = torch.from_numpy(e.target)
+                loss = loss + cross_entropy(role_base.shared_head(z).squeeze(-1), target)
+                if e.user in heads:
+                    loss = loss + cross_entropy(heads[e.user].heads[role](z).squeeze(-1), target)
+            loss = loss / len(batch)
+            if anchor:
+                loss = loss + proximal_mu / 2 * sum(((p - a) ** 2).sum() for p, a in anchor)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        return total / len(examples)
 
     # -- fitting a new user's heads -------------------------------------------------------------------
     def fit_heads(self, heads: PersonalHeads, examples: Mapping[str, Sequence[RoleExample]], *,

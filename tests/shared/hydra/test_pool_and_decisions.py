@@ -10,7 +10,7 @@ from shared.hydra.infer import decide, weighted_median
 from shared.tasks import get_task
 
 
-def test_label_pool_with_votes_prior_and_record_evidence():
+def test_label_pool_with_votes_and_record_evidence():
     t = get_task("LaMP-3")
     ctx = UserContext.build(t, [{"text": "a", "score": "5"}, {"text": "b", "score": "5"}, {"text": "c", "score": "4"}])
     pool = build_pool(t, ctx, "query", greedy="4", samples=["4", "5", "oops"], editor=None,
@@ -19,9 +19,14 @@ def test_label_pool_with_votes_prior_and_record_evidence():
     f = {name: pool.extras[:, i] for i, name in enumerate(ADAPTER_FEATURES)}
     assert np.allclose(f["llm_vote"], [0, 0, 0, 0.5, 0.25])
     assert np.allclose(f["record_vote"], [0, 0, 1 / 3, 0, 2 / 3])
-    assert np.allclose(f["prior"], [0, 0, 0, 1 / 3, 2 / 3])
+    assert np.allclose(f["value"], [-1, -0.5, 0, 0.5, 1])
     assert f["greedy"].tolist() == [0, 0, 0, 1, 0]
-    assert np.isclose(f["num_b"][4], (5 - ctx.mean_score) / 4)
+    assert np.isclose(f["num_a"][4], (5 - 13 / 3) / 4) and np.isclose(f["num_b"][4], f["num_a"][4] ** 2)
+    # nothing summarizes the user (their label prior, their mean score): that is the personal head's job
+    other = UserContext.build(t, [{"text": "a", "score": "1"}, {"text": "b", "score": "1"}])
+    again = build_pool(t, other, "query", greedy="4", samples=["4", "5", "oops"], editor=None,
+                       record_answers=["5", "5", "3"])
+    assert np.array_equal(again.extras, pool.extras)
 
 
 def test_rewrite_pool_has_input_edits_styles_and_llm_without_duplicates():
