@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -294,12 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fedhydra`` console script; errors print one line and exit with status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "k", None) is None and args.command == "baseline":
         args.k = [4]
+    # SIGTERM unwinds like Ctrl-C, so what a command started (an embedded LLM server, a SuperLink) is stopped
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
     except FedHydraError as exc:
