@@ -19,7 +19,11 @@ Typical use (needs a bundle from ``fedhydra export`` or a federated run, and an 
     result.output, result.records, result.candidates
 
 The store (one folder per user, see :mod:`client.store`) holds the history, the LLM-labelled episodes,
-the heads (safetensors and their ONNX scorer graphs), and the current bundle; every write is atomic.
+the heads (safetensors and their ONNX scorer graphs), the current bundle, and the encoder's embeddings of
+the history records: records never change once added, so they are encoded once (by ``add_history``,
+``fit`` or ``update_base``, whichever comes first with a bundle installed) under the identity of the encoder
+(:func:`client.device.embedding_id`; a new base makes them stale and they are encoded again), and answering
+encodes only the query and the candidates. Every write is atomic.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from client.device import PERSONAL, DeviceModels, OnnxScorer, fit_head
-from client.store import UserStore
+from client.device import PERSONAL, DeviceModels, OnnxScorer, embedding_id, fit_head, read_manifest, uses_int8
+from client.store import UserStore, text_digest
 from shared.errors import ConfigError, DataFormatError
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
@@ -45,7 +49,10 @@ from shared.hydra.spec import ROLES
 from shared.llm.client import LLMClient, LLMConfig
 from shared.tasks import TaskSpec, get_task
 
-__all__ = ["PersonalClient", "FitReport", "Answer"]
+__all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE"]
+
+HISTORY_ROLE = "reranker"
+"""The role whose encoder sees the history records (as the reranker's items); the adapter scores candidates."""
 
 
 @dataclass
@@ -94,6 +101,7 @@ class PersonalClient:
         self.episode_config = episodes or EpisodeConfig(pool=inference.pool, rerank_m=inference.m)
         self.fit_steps, self.fit_lr, self.head_l2 = fit_steps, fit_lr, head_l2
         self._models: DeviceModels | None = None
+        self._ctx: tuple[tuple[int, ...] | None, UserContext] | None = None
         self._bundle_in_place: Path | None = None
         if bundle is not None and bundle_in_place:
             self._bundle_in_place = Path(bundle)  # a read-only bundle shared by several users (simulations)
@@ -140,26 +148,54 @@ class PersonalClient:
                     raise DataFormatError("add_history", f"{self.task.item_output(row)!r} is not one of {list(self.task.labels)}",
                                           index=i, field=field)
         self.store.write_history(current + clean)
+        self._ctx = None
+        if self._models is not None or self._has_bundle():
+            self._sync_history(self.models, compute=True)
         return len(current) + len(clean)
+
+    def _sync_history(self, models: DeviceModels, *, compute: bool) -> None:
+        """Pin the history records' embeddings in ``models``: the ones the store has cached for this encoder as
+        they are; with ``compute`` the others are encoded now and the cache is written back."""
+        texts = list(dict.fromkeys(self.task.item_text(item) for item in self.history))
+        if not texts:
+            return
+        ident = models.embedding_id(HISTORY_ROLE)
+        stored = self.store.read_embeddings(ident)
+        digests = {t: text_digest(t) for t in texts}
+        known = [t for t in texts if digests[t] in stored]
+        if known:
+            models.pin_history(HISTORY_ROLE, known, np.stack([stored[digests[t]] for t in known]))
+        missing = [t for t in texts if digests[t] not in stored]
+        if compute and missing:
+            vectors = models.pin_history(HISTORY_ROLE, missing)
+            cache = {digests[t]: stored[digests[t]] for t in known}
+            cache.update({digests[t]: v for t, v in zip(missing, vectors)})
+            self.store.write_embeddings(ident, cache)
 
     # -- the model bundle ---------------------------------------------------------------------------------
     @property
     def bundle_dir(self) -> Path:
         return self._bundle_in_place or self.store.path / "bundle"
 
+    def _has_bundle(self) -> bool:
+        return (self.bundle_dir / "bundle.json").exists()
+
     @property
     def models(self) -> DeviceModels:
         if self._models is None:
-            if not (self.bundle_dir / "bundle.json").exists():
+            if not self._has_bundle():
                 raise ConfigError(f"{self.store.path}: no model bundle yet; call update_base(bundle_dir)")
             self._models = DeviceModels(self.bundle_dir, threads=self.threads, quantized=self.quantized)
             self._load_heads()
+            self._sync_history(self._models, compute=False)
         return self._models
 
     def update_base(self, bundle: str | Path) -> None:
-        """Take a new global base: verify the bundle, swap it in atomically, refit heads if the user has data."""
+        """Take a new global base: verify the bundle, swap it in atomically, drop the history embeddings made
+        by another encoder, refit heads if the user has data (re-encoding the history), else re-encode it."""
         source = Path(bundle)
-        DeviceModels(source, threads=1, quantized=False)  # verifies manifest and hashes before anything moves
+        manifest = read_manifest(source)  # verifies format, version and every file's hash before anything moves
+        new_id = embedding_id(manifest, HISTORY_ROLE, uses_int8(manifest, self.quantized))
         staging = self.store.path / f".bundle-{uuid.uuid4().hex[:8]}"
         shutil.copytree(source, staging)
         old = self.store.path / f".bundle-old-{uuid.uuid4().hex[:8]}"
@@ -170,8 +206,12 @@ class PersonalClient:
         self._models = None
         for role in ROLES:
             (self.store.path / f"scorer-{role}.onnx").unlink(missing_ok=True)
+        if self.store.embeddings_model() != new_id:
+            self.store.clear_embeddings()
         if self.store.read_episodes():
             self.fit()
+        elif self.history:
+            self._sync_history(self.models, compute=True)
 
     def _load_heads(self) -> None:
         assert self._models is not None
@@ -198,6 +238,7 @@ class PersonalClient:
             report.llm_seconds = llm.stats.seconds - before_s
         started = time.perf_counter()
         models = self.models
+        self._sync_history(models, compute=True)
         ctx = UserContext.build(self.task, history)
         examples = role_examples(self.task, self.store.user, episodes, ctx, models.editor)
         heads: dict[str, np.ndarray] = {}
@@ -207,6 +248,7 @@ class PersonalClient:
             usable = [e for e in examples[role] if e.target is not None and len(e.items) > 1]
             report.examples[role] = len(usable)
             if usable:
+                models.prefetch(role, usable)
                 inputs = [models.head_inputs(role, e) for e in usable]
                 w, b, report.losses[role] = fit_head(inputs, [e.target for e in usable], w, b, steps=self.fit_steps,
                                                      lr=self.fit_lr, l2=self.head_l2)
@@ -218,6 +260,18 @@ class PersonalClient:
         return report
 
     # -- answering ------------------------------------------------------------------------------------------
+    def _context(self) -> UserContext:
+        """The stored history's context (style, word counts, label prior), rebuilt only when the history file
+        changed (every write replaces it: a new inode), not on every answer."""
+        try:
+            stat = (self.store.path / "history.json").stat()
+            key: tuple[int, ...] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            key = None
+        if self._ctx is None or self._ctx[0] != key:
+            self._ctx = (key, UserContext.build(self.task, self.history))
+        return self._ctx[1]
+
     def answer(self, input: str, *, task: str | None = None, personal: bool = True, use_reranker: bool = True,
                use_adapter: bool = True, history: Sequence[Mapping[str, str]] | None = None) -> Answer:
         """Answer one query: the output, the records used (with reranker scores) and every candidate's score.
@@ -227,7 +281,7 @@ class PersonalClient:
         if task is not None and get_task(task).name != self.task.name:
             raise ConfigError(f"this client is for {self.task.name}, not {get_task(task).name}")
         models = self.models
-        ctx = UserContext.build(self.task, self.history if history is None else list(history))
+        ctx = self._context() if history is None else UserContext.build(self.task, list(history))
         heads = {r: PERSONAL for r in ROLES} if personal and any(models.has_personal(r) for r in ROLES) else None
         return answer(self.task, input, ctx, self.llm, OnnxScorer(models), models.editor, heads=heads,
                       config=self.inference, use_reranker=use_reranker, use_adapter=use_adapter)

@@ -5,9 +5,10 @@
 - rating (LaMP-3): ``MAE`` and ``RMSE``; an unparsable prediction is replaced by whichever of 1 or 5 is
   farther from the gold (the official worst case). "nan" and "inf" count as unparsable too (the
   official code would turn them into a NaN metric).
-- rouge (LaMP-4..7): ``rouge-1`` and ``rouge-L`` F-measure from Google's ``rouge-score`` without
-  stemming. The official script reports the bootstrap "mid" of these per-example scores; we report
-  their plain mean, which the bootstrap estimates (they agree to about 1e-3).
+- rouge (LaMP-4..7): ``rouge-1`` and ``rouge-L`` F-measure as Google's ``rouge-score`` computes them
+  without stemming (same tokenizer and formulas, reimplemented: see :func:`rouge_pair`). The official
+  script reports the bootstrap "mid" of these per-example scores; we report their plain mean, which the
+  bootstrap estimates (they agree to about 1e-3).
 
 :func:`example_score` gives the per-example utility (higher is better) used to label training data.
 
@@ -22,7 +23,8 @@ Example:
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import re
+from collections import Counter
 from typing import Mapping, Sequence
 
 from shared.errors import DataFormatError
@@ -95,17 +97,51 @@ def rating_metrics(preds: Sequence[str], golds: Sequence[str]) -> dict[str, floa
     return {"MAE": sum(abs(e) for e in errors) / n, "RMSE": math.sqrt(sum(e * e for e in errors) / n)}
 
 
-@lru_cache(maxsize=1)
-def _scorer():
-    from rouge_score import rouge_scorer
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
-    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)
+
+def rouge_tokens(text: str) -> list[str]:
+    """rouge-score's tokenizer without stemming: lowercase, runs of non-[a-z0-9] become spaces, split."""
+    return _NON_ALNUM.sub(" ", text.lower()).split()
+
+
+def _fmeasure(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
 def rouge_pair(pred: str, gold: str) -> tuple[float, float]:
-    """(ROUGE-1 F, ROUGE-L F) of one prediction against one gold, both stripped."""
-    scores = _scorer().score(str(gold).strip(), str(pred).strip())
-    return scores["rouge1"].fmeasure, scores["rougeL"].fmeasure
+    """(ROUGE-1 F, ROUGE-L F) of one prediction against one gold, both stripped.
+
+    The same tokens and formulas as ``rouge_score.rouge_scorer.RougeScorer(["rouge1", "rougeL"],
+    use_stemmer=False)`` (the tests check equality), without importing rouge-score: it pulls in nltk, scipy
+    and scikit-learn (about 120 MB), which the on-device SDK, whose candidate features use this, must not carry.
+    """
+    target, prediction = rouge_tokens(str(gold).strip()), rouge_tokens(str(pred).strip())
+    counts = Counter(prediction)
+    overlap = sum(min(n, counts[t]) for t, n in Counter(target).items())
+    rouge1 = _fmeasure(overlap / max(len(prediction), 1), overlap / max(len(target), 1))
+    if not target or not prediction:
+        return rouge1, 0.0
+    lcs = _lcs_length(target, prediction)
+    return rouge1, _fmeasure(lcs / len(prediction), lcs / len(target))
+
+
+def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence, bit-parallel (Crochemore et al. 2001): bit ``i`` of ``v`` is
+    cleared when ``a[i]`` ends a longer common subsequence; one big-integer step per token of ``b``.
+
+    >>> _lcs_length("the cat sat on the mat".split(), "a cat on a mat".split())
+    3
+    """
+    masks: dict[str, int] = {}
+    for i, token in enumerate(a):
+        masks[token] = masks.get(token, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for token in b:
+        u = v & masks.get(token, 0)
+        v = ((v + u) | (v - u)) & full
+    return len(a) - bin(v).count("1")
 
 
 def rouge_metrics(preds: Sequence[str], golds: Sequence[str]) -> dict[str, float]:

@@ -8,8 +8,9 @@ Steps:
 2. :func:`merge_lora` adds a role's LoRA to the template's query/value weights in numpy
    (``W + alpha/r * B @ A``), so a new global base becomes new ONNX weights without torch.
 3. :func:`export_bundle` writes, per role, ``encoder-<role>.onnx`` (and ``.int8.onnx``: per-channel dynamic
-   int8 quantization), ``scorer-<role>.onnx`` with the shared head (the shared head is the default; a device
-   re-exports the scorer with its own fitted head), ``base.safetensors`` (trunks, shared heads, editor),
+   int8 quantization of every linear layer, see :func:`fold_weight_transposes`), ``scorer-<role>.onnx`` with
+   the shared head (the shared head is the default; a device re-exports the scorer with its own fitted head),
+   ``base.safetensors`` (trunks, shared heads, editor),
    ``tokenizer.json`` and ``bundle.json`` (format, version, model config, file hashes).
 
 Example::
@@ -36,7 +37,7 @@ from shared.io import atomic_write_bytes, atomic_write_text
 from shared.paths import fedhydra_home
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "template_encoder", "merge_lora", "export_bundle", "quantize_int8",
-           "sha256", "content_id"]
+           "fold_weight_transposes", "sha256", "content_id"]
 
 BUNDLE_FORMAT = "fedhydra-bundle"
 BUNDLE_VERSION = "1"
@@ -121,12 +122,63 @@ def merge_lora(template: Path, shared: Mapping[str, np.ndarray], role: str, conf
     return model
 
 
+def fold_weight_transposes(model) -> int:
+    """Replace each ``MatMul(x, Transpose(W))`` whose ``W`` is an initializer by ``MatMul(x, W.T)`` (in place).
+
+    The template is exported without constant folding (to keep the weight names LoRA merging needs), so
+    every linear layer reads its weight through a Transpose; the quantizer only quantizes a MatMul whose
+    weight is an initializer, so without this no linear layer would be int8. Returns how many were folded.
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    made_by = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers[name] = readers.get(name, 0) + 1
+    folded, dead = 0, []
+    for n in graph.node:
+        src = made_by.get(n.input[1]) if n.op_type == "MatMul" and len(n.input) > 1 else None
+        if src is None or src.op_type != "Transpose" or src.input[0] not in inits:
+            continue
+        weight = numpy_helper.to_array(inits[src.input[0]])
+        perm = next((list(a.ints) for a in src.attribute if a.name == "perm"), None)
+        name = f"{src.input[0]}.T"
+        if name not in inits:
+            inits[name] = numpy_helper.from_array(np.ascontiguousarray(np.transpose(weight, perm)), name)
+            graph.initializer.append(inits[name])
+        readers[n.input[1]] -= 1
+        if readers[n.input[1]] == 0:
+            dead.append(src)
+        n.input[1] = name
+        folded += 1
+    for node in dead:
+        graph.node.remove(node)
+    used = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return folded
+
+
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """Per-channel dynamic int8 quantization of the linear weights (onnxruntime)."""
+    """Per-channel dynamic int8 quantization of the linear weights (onnxruntime), after
+    :func:`fold_weight_transposes` so that every linear layer's weight is quantized."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    model = onnx.load(str(src))
+    if not fold_weight_transposes(model):
+        raise FedHydraError(f"{src}: no linear weight to quantize")
+    folded = dst.with_suffix(".folded.onnx")
     tmp = dst.with_suffix(".tmp.onnx")
-    quantize_dynamic(str(src), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+    try:
+        onnx.save(model, str(folded))
+        quantize_dynamic(str(folded), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+    finally:
+        folded.unlink(missing_ok=True)
     tmp.replace(dst)
     return dst
 

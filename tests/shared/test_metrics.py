@@ -12,7 +12,7 @@ from rouge_score import rouge_scorer
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
 from shared.errors import DataFormatError
-from shared.metrics import evaluate, example_score, rating_value
+from shared.metrics import evaluate, example_score, rating_value, rouge_pair
 from shared.tasks import get_task
 from simulations.cli import main
 
@@ -103,6 +103,17 @@ WORDS = "the a cat dog sat on mat big news today I love it can't won't café 42 
 
 def random_text(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 12))) + rng.choice(["", "!", " .", "  "])
+
+
+def test_rouge_pair_equals_rouge_score_exactly():
+    """rouge_pair reimplements rouge-score (no import of it on the device): equal, pair by pair, bit for bit."""
+    rng = random.Random(7)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)
+    odd = ["", "  ", "!!!", "İstanbul ÇA ß straße", "x\ny\tz", "a-b_c d.e", "ＡＢＣ 123", "naïve café"]
+    pairs = [(random_text(rng), random_text(rng)) for _ in range(300)] + [(a, b) for a in odd for b in odd]
+    for pred, gold in pairs:
+        official = scorer.score(gold.strip(), pred.strip())
+        assert rouge_pair(pred, gold) == (official["rouge1"].fmeasure, official["rougeL"].fmeasure), (pred, gold)
 
 
 @pytest.mark.parametrize("seed", range(5))
