@@ -1,28 +1,56 @@
 """Fault injection for reliability tests and the fault-injection script (a ClientApp mod).
 
-``FEDHYDRA_FAULTS`` holds JSON mapping a node's ``partition-id`` (as a string) to a fault applied to its
-training replies: ``raise`` (the client fails), ``nan`` (a NaN in one tensor), ``scale`` (the update times
-1e3), ``poison`` (the update's sign flipped and scaled by 10), ``unknown-key``, ``personal-key``,
-``wrong-shape``, ``wrong-dtype``. With the variable unset the mod does nothing.
+``FEDHYDRA_FAULTS`` holds JSON. A key that is a node's ``partition-id`` (as a string) maps to a fault applied
+to that node's training replies:
+
+| fault | what the client does |
+|---|---|
+| ``raise`` | fails before training (an exception: Flower sends the server an error reply) |
+| ``crash-after-train`` | trains (its store is written) and then fails, so the server never gets the update |
+| ``kill`` | SIGKILLs its own process part-way through the round (a time drawn from 0 to ``kill-within-s``, default 3 s, seeded by round) |
+| ``nan`` | sends a NaN in one tensor |
+| ``scale`` | sends the update times 1e3 |
+| ``poison`` | sends the update with its sign flipped and scaled by 10 |
+| ``unknown-key``, ``personal-key``, ``wrong-shape``, ``wrong-dtype`` | sends a malformed reply |
+| ``extra-metric`` | sends a metric the other clients do not (Flower would refuse to aggregate the round) |
+
+Two more keys apply to every training node:
+
+- ``"dropout": f`` makes ``round(f * train-users)`` training partitions fail in every round (an error reply,
+  as Flower reports a ClientApp that died); which ones is drawn afresh each round from the run's ``seed`` and
+  the round (:func:`dropped_partitions`), so that everyone agrees without talking.
+- ``"kill-within-s": s`` bounds the delay of ``kill``.
+
+With the variable unset the mod does nothing.
 
 Example:
     >>> import numpy as np
     >>> corrupt({"base.a": np.ones(2, np.float32)}, {"base.a": np.zeros(2, np.float32)}, "poison")["base.a"].tolist()
     [-10.0, -10.0]
+    >>> sorted(dropped_partitions(10, 0.3, server_round=1, seed=0)) == sorted(dropped_partitions(10, 0.3, 1, 0))
+    True
+    >>> len(dropped_partitions(10, 0.3, server_round=2, seed=0))
+    3
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
+import signal
+import threading
 from typing import Mapping
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
-__all__ = ["faults_mod", "corrupt", "FAULTS"]
+__all__ = ["faults_mod", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS", "InjectedFault"]
 
-FAULTS = ("raise", "nan", "scale", "poison", "unknown-key", "personal-key", "wrong-shape", "wrong-dtype")
+UPDATE_FAULTS = ("nan", "scale", "poison", "unknown-key", "personal-key", "wrong-shape", "wrong-dtype")
+"""Faults that alter the update a client sends."""
+FAULTS = ("raise", "crash-after-train", "kill", "extra-metric") + UPDATE_FAULTS
 
 
 class InjectedFault(RuntimeError):
@@ -52,17 +80,57 @@ def corrupt(update: Mapping[str, np.ndarray], sent: Mapping[str, np.ndarray], fa
     return out
 
 
+def dropped_partitions(n_train: int, fraction: float, server_round: int, seed: int = 0) -> set[int]:
+    """The ``round(fraction * n_train)`` training partitions that drop out of ``server_round`` (deterministic)."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"dropout fraction must be in [0, 1], got {fraction}")
+    k = int(round(fraction * n_train))
+    order = sorted(range(n_train), key=lambda p: hashlib.sha256(f"{seed}:{server_round}:{p}".encode()).hexdigest())
+    return set(order[:k])
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _schedule_kill(partition: str, server_round: int, within_s: float) -> threading.Timer:
+    """SIGKILL this process after a seeded delay (the process dies wherever it is: training, writing its store)."""
+    delay = random.Random(f"kill:{partition}:{server_round}").uniform(0.0, within_s)
+    timer = threading.Timer(delay, _die)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
     spec = os.environ.get("FEDHYDRA_FAULTS")
     if not spec or msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, ctx)
-    fault = json.loads(spec).get(str(ctx.node_config.get("partition-id", "")))
+    faults = json.loads(spec)
+    partition = str(ctx.node_config.get("partition-id", ""))
+    config = msg.content.config_records.get("config") if msg.has_content() else None
+    server_round = int(config.get("server-round", 0)) if config is not None else 0
+    dropout = float(faults.get("dropout", 0) or 0)
+    if dropout and partition.isdigit():
+        n_train = int(ctx.run_config.get("train-users", 0))
+        if int(partition) in dropped_partitions(n_train, dropout, server_round, int(ctx.run_config.get("seed", 0))):
+            raise InjectedFault(f"partition {partition} dropped out of round {server_round}")
+    fault = faults.get(partition)
     if fault is None:
         return call_next(msg, ctx)
     if fault == "raise":
-        raise InjectedFault(f"injected failure on partition {ctx.node_config.get('partition-id')}")
+        raise InjectedFault(f"injected failure on partition {partition}")
+    if fault == "kill":  # dies in this round for sure: at the drawn time, or before replying if training was faster
+        _schedule_kill(partition, server_round, float(faults.get("kill-within-s", 3.0)))
+        call_next(msg, ctx)
+        _die()
     reply = call_next(msg, ctx)
+    if fault == "crash-after-train":
+        raise InjectedFault(f"injected crash after training on partition {partition}")
     if reply.has_error():
+        return reply
+    if fault == "extra-metric":
+        reply.content["metrics"]["injected-metric"] = 1.0
         return reply
     sent = {k: v.numpy() for k, v in msg.content["arrays"].items()}
     update = {k: v.numpy() for k, v in reply.content["arrays"].items()}

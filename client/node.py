@@ -23,11 +23,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from client.store import UserStore
+from server.validation import FAULT_COUNTERS
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.paths import fedhydra_home
 
-__all__ = ["NodeRole", "ClientNode", "resolve_user", "make_llm", "shared_base", "store_root", "device_bundle"]
+__all__ = ["NodeRole", "ClientNode", "resolve_user", "make_llm", "shared_base", "store_root", "device_bundle",
+           "FAULT_COUNTERS", "llm_faults", "offlabel_answers"]
 
 
 class NodeRole(str, Enum):
@@ -134,14 +136,16 @@ class ClientNode:
         store = self.store
         cached = store.read_episodes()
         if cached is not None:
-            return cached, {"llm_calls": 0, "skipped": 0}
+            return cached, {"llm_calls": 0, "skipped": 0, "offlabel": 0}
         questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []  # golds never for test users
         episodes, report = build_user_episodes(self.task, self.user.user_id, self.user.history, questions, self.llm,
                                                self.cfg.episodes)
+        offlabel = offlabel_answers(self.task, episodes)
         store.write_history(self.user.history)
         store.write_episodes(episodes)
-        store.update_meta(episodes=len(episodes), episode_llm_calls=report.llm_calls, skipped=report.skipped)
-        return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped}
+        store.update_meta(episodes=len(episodes), episode_llm_calls=report.llm_calls, skipped=report.skipped,
+                          offlabel_answers=offlabel)
+        return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped, "offlabel": offlabel}
 
     def _trainer(self, arrays: Mapping[str, np.ndarray]):
         from shared.hydra.train import Trainer
@@ -160,6 +164,7 @@ class ClientNode:
             raise ConfigError(f"user {self.user.user_id} is a test user and does not train")
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
+        faults0 = llm_faults(self.llm)
         episodes, built = self.episodes()
         trainer = self._trainer(arrays)
         heads = PersonalHeads.from_shared(trainer.base)
@@ -174,7 +179,9 @@ class ClientNode:
         n = sum(report.examples.values())
         losses = [l[-1] for l in report.losses.values() if l]
         metrics = {"num-examples": max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
-                   "llm-calls": self.llm.stats.calls - calls0, "seconds": time.perf_counter() - started}
+                   "llm-calls": self.llm.stats.calls - calls0, "seconds": time.perf_counter() - started,
+                   "skipped-examples": built["skipped"], "offlabel-answers": built["offlabel"],
+                   **_delta(llm_faults(self.llm), faults0)}
         return out, metrics
 
     def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str]) -> dict[str, float]:
@@ -188,7 +195,8 @@ class ClientNode:
 
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
-        self.episodes()
+        faults0 = llm_faults(self.llm)
+        _, built = self.episodes()
         preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg), self.cfg, self.llm,
                               store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
@@ -201,7 +209,38 @@ class ClientNode:
                     metrics[f"{method}/{name}"] = float(value)
         metrics["llm-calls"] = self.llm.stats.calls - calls0
         metrics["seconds"] = time.perf_counter() - started
+        # what the LLM's faults cost here: HYDRA answers made without the LLM's candidates (a non-personalized
+        # fallback), baseline answers left empty, examples of the user's history skipped
+        metrics["degraded-answers"] = sum(n for m, n in preds.failures.items() if m.startswith("hydra"))
+        metrics["failed-answers"] = sum(n for m, n in preds.failures.items() if not m.startswith("hydra"))
+        metrics["skipped-examples"] = built["skipped"]
+        metrics.update(_delta(llm_faults(self.llm), faults0))
         return metrics
+
+
+def llm_faults(llm) -> dict[str, int]:
+    """The LLM client's fault counters: calls that failed for good, retries, calls refused by the circuit breaker."""
+    stats = getattr(llm, "stats", None)
+    if stats is None:
+        return {"llm-failures": 0, "llm-retries": 0, "llm-refused": 0}
+    return {"llm-failures": stats.failures, "llm-retries": stats.retries, "llm-refused": stats.refused}
+
+
+def _delta(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
+    return {k: int(after[k] - before.get(k, 0)) for k in after}
+
+
+def offlabel_answers(task, episodes) -> int:
+    """LLM answers kept in ``episodes`` that are outside the task's label set (0 for tasks without labels).
+
+    They are kept as the LLM gave them: an answer outside the labels is a vote for no label and a reranker label
+    of "wrong", never mapped onto a label.
+    """
+    if not task.labels:
+        return 0
+    labels = set(task.labels)
+    answers = [a for ep in episodes for a in [*ep.rerank_answers, ep.greedy, *ep.samples] if a is not None]
+    return sum(str(a) not in labels for a in answers)
 
 
 def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig) -> Path:

@@ -1,7 +1,8 @@
 """Checkpoints of the global base: one versioned safetensors file per round, written atomically (Flower-free).
 
-``<dir>/round-0007.safetensors`` holds the shared tensors after round 7 and, as metadata, the round and
-the run's task; :func:`latest_checkpoint` finds the newest readable one so that a run can resume.
+``<dir>/round-0007.safetensors`` holds the shared tensors after round 7 and, as metadata, the round, the
+run's task and (differential privacy runs) the privacy accountant's ledger; :func:`latest_checkpoint` finds the
+newest readable one so that a run can resume, :func:`checkpoint_meta` reads its metadata.
 
 Example:
     >>> import tempfile, pathlib, numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 
 from shared.hydra.bundle import BundleError, load_tensors, save_tensors
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "checkpoint_path"]
+__all__ = ["save_checkpoint", "latest_checkpoint", "checkpoint_path", "checkpoint_meta"]
 
 _NAME = re.compile(r"^round-(\d{4,})\.safetensors$")
 
@@ -52,3 +53,8 @@ def latest_checkpoint(directory: str | Path, *, model=None) -> tuple[int, dict[s
             continue  # a damaged file: fall back to the one before
         return rnd, arrays
     return None
+
+
+def checkpoint_meta(directory: str | Path, server_round: int, *, model=None) -> dict[str, str]:
+    """The metadata of the checkpoint of ``server_round`` (raises BundleError if it is missing or damaged)."""
+    return load_tensors(checkpoint_path(directory, server_round), kind="base", model=model)[1]

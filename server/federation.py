@@ -8,11 +8,18 @@
 - :class:`RoleGrid` shows a strategy only the training nodes (or only the test nodes) of the grid.
 - :func:`run_rounds` asks every node its role (a string, nothing else), then runs the rounds: train on
   training nodes, aggregate, checkpoint the global base, evaluate on test nodes (their scalar metrics only).
+  It writes one line per round to ``rounds.jsonl``; a fresh run starts that file anew, a resumed one keeps the
+  lines of the rounds it resumes after.
+
+Every round also sums the fault counters clients report (:data:`server.validation.FAULT_COUNTERS`: training
+examples skipped and answers degraded because the LLM failed, LLM calls failed or retried) and keeps the reason
+of every failed or rejected client, so that what a fault cost is in ``rounds.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
@@ -26,9 +33,24 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from server.checkpoint import save_checkpoint
-from server.validation import InvalidUpdate, expected_spec, validate_update
+from server.validation import FAULT_COUNTERS, InvalidUpdate, expected_spec, validate_update
+from shared.io import atomic_write_text
 
-__all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles"]
+__all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
+           "short_reason"]
+
+
+def short_reason(reason: object, limit: int = 300) -> str:
+    """A failed client's error in one line: the error's type and its final message (Flower's are tracebacks)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(reason)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    kind = re.match(r"<class '([^']+)'>", lines[0])
+    last = re.sub(r"^Exception \w+ occurred\. Message: ", "", lines[-1].removesuffix("'>"))
+    if kind and len(lines) == 1:
+        last = re.sub(r"^<class '[^']+'>:<'", "", last)
+    return (f"{kind.group(1)}: {last}" if kind else last)[:limit]
 
 
 def to_numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
@@ -62,12 +84,25 @@ class RoundLog:
     accepted: int = 0
     rejected: list[str] = field(default_factory=list)
     failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    eval_failed: int = 0
+    faults: dict[str, float] = field(default_factory=dict)
     bytes_down_per_client: int = 0
     bytes_up_per_client: list[int] = field(default_factory=list)
     train_metrics: dict[str, float] = field(default_factory=dict)
     eval_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     privacy: dict[str, float] | None = None
+
+    def count_faults(self, msg: Message) -> None:
+        """Add the fault counters of a reply (if it has metrics) to this round's."""
+        if msg.has_error() or not msg.has_content():
+            return
+        for record in msg.content.metric_records.values():
+            for key in FAULT_COUNTERS:
+                value = record.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value >= 0:
+                    self.faults[key] = self.faults.get(key, 0) + value
 
 
 class ValidatingStrategy(Strategy):
@@ -101,7 +136,10 @@ class ValidatingStrategy(Strategy):
                 log(WARNING, "round %d: node %d failed: %s", server_round, node, msg.error.reason)
                 if self.current is not None:
                     self.current.failed += 1
+                    self.current.failures.append(f"node {node}: {short_reason(msg.error.reason)}")
                 continue
+            if self.current is not None:
+                self.current.count_faults(msg)
             try:
                 content = msg.content
                 if len(content.array_records) != 1 or len(content.metric_records) != 1:
@@ -115,6 +153,7 @@ class ValidatingStrategy(Strategy):
                     self.current.rejected.append(f"node {node}: {exc}")
                 continue
             valid.append(msg)
+        valid = self._same_layout(server_round, valid, "train")
         valid = self._drop_outliers(server_round, valid)
         for msg in valid:
             if self.current is not None:
@@ -125,6 +164,40 @@ class ValidatingStrategy(Strategy):
             log(WARNING, "round %d: no valid reply; the global base is unchanged", server_round)
             return None, None
         return self.inner.aggregate_train(server_round, valid)
+
+    def _same_layout(self, server_round: int, replies: list[Message], stage: str) -> list[Message]:
+        """Keep the replies laid out like most of the round's (record names, metric keys); reject the others.
+
+        Flower's strategies refuse to aggregate replies whose records or metric keys differ, which would sink the
+        whole round for one odd client; such a client is rejected instead (a tie goes to the earliest layout).
+        """
+        def layout(msg: Message) -> tuple:
+            content = msg.content
+            return (tuple(sorted(content.array_records)), tuple(sorted(content.metric_records)),
+                    tuple(sorted(k for r in content.metric_records.values() for k in r)))
+
+        if len(replies) < 2:
+            return replies
+        layouts = [layout(m) for m in replies]
+        common = max(layouts, key=lambda l: (layouts.count(l), -layouts.index(l)))
+        kept = []
+        for msg, lay in zip(replies, layouts):
+            if lay == common:
+                kept.append(msg)
+                continue
+            extra = sorted(set(lay[2]) - set(common[2]))
+            missing = sorted(set(common[2]) - set(lay[2]))
+            reason = (f"reply laid out unlike the round's others (records {list(lay[0] + lay[1])}; metric keys "
+                      f"extra {extra[:3]}, missing {missing[:3]})")
+            log(WARNING, "round %d: rejected the %s reply of node %d: %s", server_round, stage, msg.metadata.src_node_id,
+                reason)
+            if self.current is not None:
+                if stage == "train":
+                    self.current.rejected.append(f"node {msg.metadata.src_node_id}: {reason}")
+                else:
+                    self.current.eval_failed += 1
+                    self.current.failures.append(f"node {msg.metadata.src_node_id} (evaluate): {reason}")
+        return kept
 
     def _drop_outliers(self, server_round: int, replies: list[Message]) -> list[Message]:
         """Reject updates whose size is more than ``norm_factor`` times the median size (scaled or poisoned)."""
@@ -150,11 +223,23 @@ class ValidatingStrategy(Strategy):
         return self.inner.configure_evaluate(server_round, arrays, config, grid)
 
     def aggregate_evaluate(self, server_round, replies):
-        ok = [m for m in replies if not m.has_error()]
+        ok = []
         for m in replies:
+            node = m.metadata.src_node_id
             if m.has_error():
-                log(WARNING, "round %d: evaluation on node %d failed: %s", server_round, m.metadata.src_node_id,
-                    m.error.reason)
+                reason = short_reason(m.error.reason)
+            elif len(m.content.metric_records) != 1:
+                reason = f"an evaluation reply must hold one MetricRecord, not {len(m.content.metric_records)}"
+            else:
+                if self.current is not None:
+                    self.current.count_faults(m)
+                ok.append(m)
+                continue
+            log(WARNING, "round %d: evaluation on node %d failed: %s", server_round, node, reason)
+            if self.current is not None:
+                self.current.eval_failed += 1
+                self.current.failures.append(f"node {node} (evaluate): {reason}")
+        ok = self._same_layout(server_round, ok, "evaluate")
         return self.inner.aggregate_evaluate(server_round, ok) if ok else None
 
 
@@ -186,6 +271,7 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
     arrays = initial
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "rounds.jsonl"
+    reset_round_log(log_path, start_round)
     for rnd in range(start_round + 1, num_rounds + 1):
         started = time.perf_counter()
         record = RoundLog(server_round=rnd)
@@ -197,7 +283,8 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
         if new_arrays is not None:
             arrays = new_arrays
         record.train_metrics = dict(train_metrics or {})
-        save_checkpoint(checkpoint_dir, rnd, to_numpy(arrays), model=model, task=task)
+        ledger = {"privacy": json.dumps(accountant.state_dict())} if accountant is not None else {}
+        save_checkpoint(checkpoint_dir, rnd, to_numpy(arrays), model=model, task=task, **ledger)
         if accountant is not None and accountant.num_releases:
             spent = accountant.get_privacy_spent()
             record.privacy = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}
@@ -211,10 +298,31 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record.__dict__) + "\n")
         quality = {k: round(v, 4) for k, v in record.eval_metrics.items() if k.startswith("hydra/")}
-        log(INFO, "[ROUND %d/%d] accepted %d, rejected %d, failed %d; up %s B/client; %s; %.1f s", rnd, num_rounds,
+        log(INFO, "[ROUND %d/%d] accepted %d, rejected %d, failed %d; up %s B/client; %s; %.1f s%s", rnd, num_rounds,
             record.accepted, len(record.rejected), record.failed,
-            max(record.bytes_up_per_client, default=0), quality, record.seconds)
+            max(record.bytes_up_per_client, default=0), quality, record.seconds,
+            "; faults " + json.dumps({k: v for k, v in record.faults.items() if v}) if any(record.faults.values()) else "")
     return arrays
+
+
+def reset_round_log(path: Path, start_round: int) -> list[dict]:
+    """Keep the lines of ``rounds.jsonl`` for rounds up to ``start_round`` (none for a fresh run); return them.
+
+    A resumed run continues the file of the run it resumes; a fresh run in the same folder does not inherit the
+    rounds of an earlier one. A line cut short by a crash is dropped.
+    """
+    kept: list[dict] = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("server_round"), int) and row["server_round"] <= start_round:
+                kept.append(row)
+    if path.exists() or kept:
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
 
 
 def expected_from(initial: ArrayRecord) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -9,15 +9,16 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
-from server.checkpoint import latest_checkpoint
+from server.checkpoint import checkpoint_meta, latest_checkpoint
 from shared.config import RunConfig
 from shared.paths import fedhydra_home
 
-__all__ = ["paths", "starting_point"]
+__all__ = ["paths", "starting_point", "restore_accountant"]
 
 
 def paths(cfg: RunConfig) -> tuple[Path, Path]:
@@ -37,3 +38,19 @@ def starting_point(cfg: RunConfig) -> tuple[int, dict[str, np.ndarray]]:
         if found is not None:
             return found
     return 0, initial_shared_state(cfg.model, cfg.seed)
+
+
+def restore_accountant(cfg: RunConfig, done: int, accountant) -> bool:
+    """Give a resumed DP run's accountant the ledger of the rounds before ``done`` (saved in their checkpoint).
+
+    Returns False when there is nothing to restore (a fresh run, no accountant, or a checkpoint without a
+    ledger, in which case the reported epsilon covers the resumed rounds only and the caller should say so).
+    """
+    if not done or accountant is None:
+        return False
+    _, ckpt = paths(cfg)
+    ledger = checkpoint_meta(ckpt, done, model=cfg.model).get("privacy")
+    if not ledger:
+        return False
+    accountant.load_state_dict(json.loads(ledger))
+    return True

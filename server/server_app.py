@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from logging import INFO
+from logging import INFO, WARNING
 
 from flwr.app import Array, ArrayRecord, Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
 from server.federation import ValidatingStrategy, discover_roles, expected_from, run_rounds
-from server.plan import paths, starting_point
+from server.plan import paths, restore_accountant, starting_point
 from server.strategies import DP_WEIGHT_KEY, build_strategy
 from shared.config import RunConfig
 from shared.io import atomic_write_text
@@ -24,12 +24,21 @@ def main(grid: Grid, context: Context) -> None:
     out_dir, checkpoint_dir = paths(cfg)
     done, arrays = starting_point(cfg)
     initial = ArrayRecord({k: Array(v) for k, v in arrays.items()})
-    expected = cfg.train_users + (0 if cfg.protocol == "history" else cfg.test_users)
+    # history protocol: every one of the `test-users` users trains and is tested on one node
+    expected = cfg.test_users if cfg.protocol == "history" else cfg.train_users + cfg.test_users
     roles = discover_roles(grid, expected)
     n_train = sum(r in ("train", "both") for r in roles.values())
     log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train,
         len(roles) - n_train, done)
     strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))
+    if done and accountant is not None:
+        try:
+            restored = restore_accountant(cfg, done, accountant)
+        except ValueError as exc:  # another population or noise: the old ledger does not apply
+            log(WARNING, "the privacy ledger of round %d does not apply to this run: %s", done, exc)
+            restored = False
+        if not restored:
+            log(WARNING, "resuming a DP run without its privacy ledger: epsilon counts the resumed rounds only")
     validating = ValidatingStrategy(strategy, expected_from(initial),
                                     weight_key=DP_WEIGHT_KEY if cfg.federation.dp_noise > 0 else "num-examples",
                                     norm_factor=cfg.federation.outlier_norm_factor)

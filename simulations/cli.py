@@ -78,6 +78,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     questions = select_users(dataset, args.users, args.offset)
     methods = methods_for(task) if "all" in args.method else list(dict.fromkeys(args.method))
     out = Path(args.out)
+    _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
     started = time.perf_counter()
     needs_llm = any(METHODS[m].uses_llm for m in methods if m in METHODS)
     if needs_llm:
@@ -136,6 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _run_config(args)
     out = Path(args.out)
+    _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
     dataset = _load_data(cfg, out)
     explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
                                   cache_path=args.llm_cache) if cfg.llm_url else None
@@ -293,6 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctx", type=int, default=2048, help="context length in tokens")
     p.set_defaults(func=cmd_llm)
     return parser
+
+
+def _clear_results(out: Path) -> None:
+    from simulations.federated import clear_results
+
+    clear_results(out)
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -25,7 +25,7 @@ from simulations.hydra_run import Predictions, finish_run
 from simulations.superlink import LocalSuperLink, SimulationError
 from simulations.users import split_users
 
-__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "FULL_MODEL_BYTES"]
+__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "FULL_MODEL_BYTES"]
 
 FULL_MODEL_BYTES = 22_713_216 * 4
 """all-MiniLM-L6-v2 in float32: what sending the whole encoder each round would cost."""
@@ -54,13 +54,17 @@ def _dataset(cfg: RunConfig, mapping: dict[str, Any], out: Path) -> Dataset:
 def round_table(rounds: list[dict], task, out: Path) -> str:
     """``rounds.md`` and ``rounds.png`` from the server's ``rounds.jsonl``."""
     metric, _ = primary_metric(task)
-    lines = ["| round | hydra " + metric + " | clients ok | rejected | failed | up B/client | down B/client | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| round | hydra " + metric + " | clients ok | rejected | failed | up B/client | down B/client | seconds "
+             "| examples skipped | answers degraded | LLM calls failed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rounds:
         up = max(r["bytes_up_per_client"], default=0)
         quality = r["eval_metrics"].get(f"hydra/{metric}")
+        faults = r.get("faults") or {}
         lines.append(f"| {r['server_round']} | {quality if quality is None else round(quality, 4)} | {r['accepted']} | "
-                     f"{len(r['rejected'])} | {r['failed']} | {up:,} | {r['bytes_down_per_client']:,} | {r['seconds']:.1f} |")
+                     f"{len(r['rejected'])} | {r['failed']} | {up:,} | {r['bytes_down_per_client']:,} | {r['seconds']:.1f} | "
+                     f"{int(faults.get('skipped-examples', 0))} | {int(faults.get('degraded-answers', 0))} | "
+                     f"{int(faults.get('llm-failures', 0))} |")
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "rounds.md", table)
     import matplotlib
@@ -116,6 +120,13 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
         summary["full_model_bytes"] = FULL_MODEL_BYTES
         summary["rejected_replies"] = sum(len(r["rejected"]) for r in rounds)
         summary["failed_clients"] = sum(r["failed"] for r in rounds)
+        summary["failed_evaluations"] = sum(r.get("eval_failed", 0) for r in rounds)
+        summary["rounds_logged"] = [r["server_round"] for r in rounds]
+        faults: dict[str, float] = {}
+        for r in rounds:
+            for key, value in (r.get("faults") or {}).items():
+                faults[key] = faults.get(key, 0) + value
+        summary["faults"] = faults
         if rounds[-1].get("privacy"):
             summary["privacy"] = rounds[-1]["privacy"]
     # every method answered by every test client is compared exactly as in the centralized run
@@ -128,6 +139,31 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     return finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups)
 
 
+def clear_results(out: Path) -> list[Path]:
+    """Remove the result files of an earlier run in ``out`` (they are written only once a run completes).
+
+    A run that fails then leaves nothing that looks complete: no ``summary.json``, ``metrics.*``, ``rounds.*``,
+    predictions (``<method>_outputs.json``) or ``server/server_summary.json`` of another run. The clients'
+    stores and the server's checkpoints and ``rounds.jsonl`` stay (a resumed run continues from them).
+    """
+    from simulations.baseline import METHODS
+
+    names = ["summary.json", "metrics.md", "metrics.json", "metrics.png", "rounds.md", "rounds.png",
+             "server/server_summary.json"]
+    removed = []
+    for name in names:
+        path = out / name
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    for path in out.glob("*_outputs.json"):
+        method = path.name[: -len("_outputs.json")]
+        if method in METHODS or method.startswith(("rag-k", "fed-hydra", "hydra")):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None,
              progress: Callable[[str], None] = print) -> dict:
     """Run the whole federated simulation and gather its results (see the module docstring)."""
@@ -137,6 +173,7 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None
     out.mkdir(parents=True, exist_ok=True)
     values = dict(mapping)
     cfg = RunConfig.from_mapping(values)
+    clear_results(out)
     dataset = _dataset(cfg, values, out)
     store_dir = Path(cfg.store_dir).resolve() if cfg.store_dir else out / "clients"
     values.update({"store-dir": str(store_dir), "out-dir": str(out / "server")})

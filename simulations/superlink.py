@@ -3,7 +3,10 @@
 :class:`LocalSuperLink` starts ``flower-superlink --simulation`` on free loopback ports with its own
 ``FLWR_HOME`` (so runs never share state or ports), writes the federation into ``$FLWR_HOME/config.toml``,
 submits the app with ``flwr run``, follows its log, reads its final status (``flwr run --stream`` exits 0
-even for a failed run, so the status is what counts), and stops what it started by pid on exit.
+even for a failed run, so the status is what counts), and stops what it started by pid on exit. Its pid is in
+``$FLWR_HOME/superlink.pid`` while it runs. A home left by a SuperLink that was killed (its pid file names a
+dead process) is reused: the dead run's Flower state (``state.db``) is discarded, FedHydra's own files (the
+server's checkpoints, the clients' stores) are elsewhere and stay.
 
 Example::
 
@@ -29,7 +32,7 @@ from typing import Callable
 
 from shared.errors import FedHydraError
 
-__all__ = ["LocalSuperLink", "SimulationError", "flwr_executable"]
+__all__ = ["LocalSuperLink", "SimulationError", "flwr_executable", "descendants", "kill_tree"]
 
 
 class SimulationError(FedHydraError):
@@ -51,6 +54,83 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "superlink"  # cannot tell (no /proc): assume it is
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children first), found by walking ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_tree(pid: int, *, timeout: float = 30.0) -> list[int]:
+    """SIGKILL ``pid`` and all its descendants at once, as a machine crash would; returns the pids killed.
+
+    Processes are first stopped (SIGSTOP) so that none can start another or notice its parent dying, then
+    killed. Processes that left the tree before (re-parented elsewhere) are not found.
+    """
+    frozen: list[int] = []
+    seen: set[int] = set()
+    while True:
+        batch = [p for p in [pid, *descendants(pid)] if p not in seen]
+        if not batch:
+            break
+        for p in batch:
+            seen.add(p)
+            try:
+                os.kill(p, signal.SIGSTOP)
+                frozen.append(p)
+            except ProcessLookupError:
+                pass
+    for p in frozen:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in frozen):
+        try:  # reap our own child if it is one
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    return frozen
 
 
 def _port_open(port: int) -> bool:
@@ -83,8 +163,27 @@ class LocalSuperLink:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "superlink.pid"
+
+    def _discard_stale_state(self) -> None:
+        """Refuse a home whose SuperLink is alive; forget the Flower state of one that died without stopping."""
+        try:
+            old = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            old = 0
+        if old and _alive(old) and "superlink" in _cmdline(old):  # (a reused pid is not our SuperLink)
+            raise SimulationError(f"{self.home} is in use by a running flower-superlink (pid {old})")
+        for name in ("state.db", "state.db-wal", "state.db-shm", "superlink.pid"):
+            try:
+                (self.home / name).unlink()
+            except FileNotFoundError:
+                pass
+
     def start(self, timeout: float = 60.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        self._discard_stale_state()
         # Flower 1.41 serves the Control, Fleet and Runtime APIs on one HTTP port
         self.control_port = api_port = _free_port()
         (self.home / "config.toml").write_text(
@@ -99,6 +198,7 @@ class LocalSuperLink:
                "--port", str(api_port), "--database", str(self.home / "state.db")]
         self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid_file.write_text(str(self.process.pid))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -112,18 +212,26 @@ class LocalSuperLink:
     def stop(self, grace: float = 15.0) -> None:
         """Stop the SuperLink and everything it started (its process group), by pid."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
+        try:
+            if proc.poll() is not None:
                 return
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    return
+                try:
+                    proc.wait(timeout=grace)
+                    return
+                except subprocess.TimeoutExpired:
+                    continue
+        finally:
             try:
-                proc.wait(timeout=grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+                self.pid_file.unlink()
+            except FileNotFoundError:
+                pass
 
     # -- runs ----------------------------------------------------------------------------------------------
     def _flwr(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:

@@ -5,6 +5,13 @@
 - Timeouts; retries with exponential backoff and full jitter on connection errors, timeouts, HTTP 429
   and 5xx (a ``Retry-After`` header is honoured, capped at the maximum backoff); typed errors for the
   rest (:mod:`shared.errors`).
+- A retry budget per client: retries may number at most ``retry_budget_min`` plus ``retry_budget_ratio``
+  times the calls sent, so an endpoint that fails often is not hammered with retries (a call whose retry is
+  refused fails with :class:`~shared.errors.LLMRetriesExhausted`, like one that used up its retries).
+- A circuit breaker: after ``breaker_threshold`` calls in a row found the endpoint unavailable (their retries
+  exhausted), calls fail at once with :class:`~shared.errors.LLMUnavailable` for ``breaker_cooldown_s``. An
+  endpoint that answers, even with an error status or a malformed body, is available: such answers are not
+  retried (they raise at once) and close the breaker.
 - N candidates are N requests with seeds ``seed, seed+1, ...`` (llama.cpp's server ignores ``n``).
 - Every answer goes through a persistent :class:`~shared.llm.cache.ResponseCache` keyed by the
   endpoint's identity, the model, the messages and the sampling parameters; with temperature 0 the seed
@@ -67,9 +74,12 @@ class LLMConfig:
         backoff_s, backoff_max_s: the first backoff and its cap; attempt ``i`` waits up to
             ``min(backoff_max_s, backoff_s * 2**i)``, uniformly jittered.
         cache_path: the SQLite cache file; ``None`` uses :func:`shared.paths.llm_cache_path`; ``""`` disables it.
-        breaker_threshold, breaker_cooldown_s: after this many calls in a row fail for good, calls fail at once
+        breaker_threshold, breaker_cooldown_s: after this many calls in a row find the endpoint unavailable
+            (retries exhausted: connection errors, timeouts, 429 or 5xx every time), calls fail at once
             (:class:`~shared.errors.LLMUnavailable`, no network) for the cooldown, so a dead endpoint costs a
             client seconds, not retries times backoff for every call.
+        retry_budget_min, retry_budget_ratio: the client may retry at most ``retry_budget_min +
+            retry_budget_ratio * calls sent`` times in all (``retry_budget_ratio`` < 0: no budget).
     """
 
     base_url: str
@@ -83,6 +93,8 @@ class LLMConfig:
     cache_path: str | None = None
     breaker_threshold: int = 3
     breaker_cooldown_s: float = 30.0
+    retry_budget_min: int = 10
+    retry_budget_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.base_url or not self.base_url.startswith(("http://", "https://")):
@@ -93,6 +105,8 @@ class LLMConfig:
             raise ConfigError(f"llm max_retries must be >= 0, got {self.max_retries}")
         if self.backoff_s < 0 or self.backoff_max_s < 0:
             raise ConfigError("llm backoff_s and backoff_max_s must be >= 0")
+        if self.retry_budget_min < 0:
+            raise ConfigError(f"llm retry_budget_min must be >= 0, got {self.retry_budget_min}")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "LLMConfig":
@@ -123,11 +137,14 @@ class LLMStats:
     retries: int = 0
     failures: int = 0
     refused: int = 0
+    retries_denied: int = 0
+    sent: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {"llm_calls": self.calls, "llm_cache_hits": self.cache_hits, "llm_retries": self.retries,
-                "llm_failures": self.failures, "llm_refused": self.refused, "llm_seconds": round(self.seconds, 3)}
+                "llm_failures": self.failures, "llm_refused": self.refused, "llm_retries_denied": self.retries_denied,
+                "llm_seconds": round(self.seconds, 3)}
 
 
 class LLMClient:
@@ -218,11 +235,16 @@ class LLMClient:
                                  f"for {self._open_until - time.monotonic():.0f} more seconds")
         try:
             text = self._post_once_with_retries(body)
-        except LLMError:
+        except LLMRetriesExhausted:  # the endpoint is unavailable (or too flaky to be worth retrying)
             with self._lock:
                 self._failed_in_a_row += 1
                 if self._failed_in_a_row >= self.config.breaker_threshold:
                     self._open_until = time.monotonic() + self.config.breaker_cooldown_s
+            raise
+        except LLMError:  # it answered (an error status, a malformed body): it is up
+            with self._lock:
+                self._failed_in_a_row = 0
+                self._open_until = 0.0
             raise
         with self._lock:
             self._failed_in_a_row = 0
@@ -235,10 +257,21 @@ class LLMClient:
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         last: LLMError | None = None
+        with self._lock:
+            self.stats.sent += 1
         for attempt in range(self.config.max_retries + 1):
             if attempt:
                 with self._lock:
-                    self.stats.retries += 1
+                    allowed = self._retry_allowed()
+                    if allowed:
+                        self.stats.retries += 1
+                    else:
+                        self.stats.retries_denied += 1
+                        self.stats.failures += 1
+                if not allowed:
+                    error = LLMRetriesExhausted(attempt, last or LLMError("no attempt was made"))
+                    error.args = (f"{error} (the client's retry budget is spent)",)
+                    raise error
                 self._sleep(self._backoff(attempt - 1, last))
             started = time.monotonic()
             with self._lock:
@@ -274,6 +307,12 @@ class LLMClient:
         with self._lock:
             self.stats.failures += 1
         raise LLMRetriesExhausted(self.config.max_retries + 1, last or LLMError("no attempt was made"))
+
+    def _retry_allowed(self) -> bool:
+        """Whether the retry budget allows one more retry (call with the lock held)."""
+        if self.config.retry_budget_ratio < 0:
+            return True
+        return self.stats.retries < self.config.retry_budget_min + self.config.retry_budget_ratio * self.stats.sent
 
     def _backoff(self, retry: int, last: LLMError | None) -> float:
         cap = min(self.config.backoff_max_s, self.config.backoff_s * (2 ** retry))

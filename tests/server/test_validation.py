@@ -40,6 +40,7 @@ def test_missing_tensors_and_bad_counts_are_rejected():
 
 
 def test_fault_catalogue_is_complete():
-    assert set(FAULTS) == {"raise", "nan", "scale", "poison", "unknown-key", "personal-key", "wrong-shape", "wrong-dtype"}
+    assert set(FAULTS) == {"raise", "crash-after-train", "kill", "extra-metric", "nan", "scale", "poison", "unknown-key", "personal-key",
+                           "wrong-shape", "wrong-dtype"}
     with pytest.raises(ValueError, match="unknown fault"):
         corrupt(good(), SENT, "gremlins")

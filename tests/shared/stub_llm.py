@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,12 +14,19 @@ class StubLLM:
 
     Behaviours: ``ok`` (echoes the last user message), ``500``, ``503``, ``429`` (with ``Retry-After: 0``),
     ``400``, ``slow`` (sleeps ``slow_s`` before answering), ``badjson``, ``nochoices``, ``drop`` (closes the
-    connection without an answer). When the script runs out, it answers ``ok``.
+    connection without an answer), ``empty`` (an empty message content), ``offlabel`` (a fixed answer with no
+    label of any task in it). When the script runs out, it answers ``ok``, or with ``mix`` (behaviour ->
+    probability) a behaviour drawn by a generator seeded with ``seed`` (``ok`` for the remaining probability).
+    ``counts`` tallies the behaviours served.
     """
 
-    def __init__(self, script=(), slow_s: float = 1.0):
+    def __init__(self, script=(), slow_s: float = 1.0, mix=None, seed: int = 0):
         self.script = list(script)
         self.slow_s = slow_s
+        self.mix = dict(mix or {})
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
         self.requests: list[dict] = []
         self.headers: list[dict] = []
         stub = self
@@ -31,7 +39,7 @@ class StubLLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append(body)
                 stub.headers.append(dict(self.headers))
-                action = stub.script.pop(0) if stub.script else "ok"
+                action = stub.next_action()
                 if action == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -52,6 +60,9 @@ class StubLLM:
                     payload = b"{not json"
                 elif action == "nochoices":
                     payload = json.dumps({"choices": []}).encode()
+                elif action in ("empty", "offlabel"):
+                    text = "" if action == "empty" else "Sorry, I cannot tell."
+                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
                 else:
                     text = f"echo:{body['messages'][-1]['content']}:seed={body.get('seed')}"
                     payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
@@ -68,6 +79,20 @@ class StubLLM:
         self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def next_action(self) -> str:
+        with self._lock:
+            if self.script:
+                action = self.script.pop(0)
+            else:
+                action, draw = "ok", self._rng.random()
+                for name, p in self.mix.items():
+                    if draw < p:
+                        action = name
+                        break
+                    draw -= p
+            self.counts[action] = self.counts.get(action, 0) + 1
+            return action
 
     def __enter__(self):
         self.thread.start()

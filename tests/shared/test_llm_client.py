@@ -196,3 +196,62 @@ def test_circuit_breaker_fails_fast_on_a_dead_endpoint_then_retries(tmp_path):
     with pytest.raises(LLMRetriesExhausted):  # half-open: it tries the endpoint again
         client.complete([{"role": "user", "content": "q4"}])
     assert client.stats.attempts == 3
+
+
+def test_the_retry_budget_caps_retries_across_calls_then_calls_fail_at_once(tmp_path):
+    from shared.errors import LLMError
+
+    with StubLLM(["500"] * 100) as stub:
+        client = make_client(stub.url, tmp_path, max_retries=3, retry_budget_min=4, retry_budget_ratio=0.5,
+                             breaker_threshold=100)
+        failures = 0
+        for i in range(6):
+            with pytest.raises(LLMRetriesExhausted) as err:
+                client.complete([{"role": "user", "content": f"q{i}"}])
+            failures += isinstance(err.value, LLMError)
+        # at most 4 + 0.5 * 6 = 7 retries in all, not 6 * 3 = 18
+        assert client.stats.retries == 7 and len(stub.requests) == 6 + 7
+        assert client.stats.retries_denied == 6 - 1  # the first calls retried, the later ones could not
+        assert "retry budget is spent" in str(err.value)
+        assert client.stats.failures == 6 and failures == 6
+
+
+def test_the_retry_budget_refills_as_calls_succeed(tmp_path):
+    with StubLLM(["500"] * 2 + ["ok"] * 20 + ["500", "ok"]) as stub:
+        client = make_client(stub.url, tmp_path, max_retries=3, retry_budget_min=2, retry_budget_ratio=0.1)
+        client.complete([{"role": "user", "content": "a"}])  # two retries: the reserve is spent
+        for i in range(20):
+            client.complete([{"role": "user", "content": f"b{i}"}])
+        assert client.complete([{"role": "user", "content": "c"}]).startswith("echo")  # 2 + 0.1 * 22 > 2: retried
+        assert client.stats.retries == 3 and client.stats.retries_denied == 0
+    assert make_client("http://127.0.0.1:9/v1", tmp_path, retry_budget_ratio=-1)._retry_allowed()
+
+
+@pytest.mark.parametrize("fault,error", [("badjson", LLMResponseError), ("nochoices", LLMResponseError),
+                                         ("400", LLMHTTPError)])
+def test_an_endpoint_that_answers_badly_is_not_cut_off_by_the_breaker(tmp_path, fault, error):
+    with StubLLM([fault] * 5) as stub:
+        client = make_client(stub.url, tmp_path, breaker_threshold=2)
+        for i in range(5):
+            with pytest.raises(error):
+                client.complete([{"role": "user", "content": f"q{i}"}])
+        assert client.complete(MSG).startswith("echo") and client.stats.refused == 0
+        assert len(stub.requests) == 6
+
+
+def test_empty_and_offlabel_answers_come_back_as_text(tmp_path):
+    with StubLLM(["empty", "offlabel"]) as stub:
+        client = make_client(stub.url, tmp_path)
+        assert client.complete(MSG) == ""
+        assert client.complete([{"role": "user", "content": "x"}]) == "Sorry, I cannot tell."
+        assert stub.counts == {"empty": 1, "offlabel": 1}
+
+
+def test_the_stub_mix_is_seeded():
+    draws = []
+    for _ in range(2):
+        stub = StubLLM(mix={"500": 0.3, "429": 0.2}, seed=7)
+        draws.append([stub.next_action() for _ in range(200)])
+        stub.server.server_close()
+    assert draws[0] == draws[1]
+    assert 40 < draws[0].count("500") < 80 and 20 < draws[0].count("429") < 60

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from server.validation import FAULT_COUNTERS
 from shared.config import default_mapping
 from shared.hydra.model import ModelConfig, initial_shared_state
 from simulations.federated import simulate
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.llm]
 SMALL = {"task": "LaMP-7", "synthetic-users": 5, "synthetic-items": 10, "train-users": 4, "test-users": 1,
          "num-rounds": 1, "pseudo-questions": 1, "n-samples": 1, "label-records": 2, "epochs": 1, "local-epochs": 1,
          "min-train-nodes": 2}
-TRAIN_METRICS = {"num-examples", "train-loss", "llm-calls", "seconds"}
+TRAIN_METRICS = {"num-examples", "train-loss", "llm-calls", "seconds", *FAULT_COUNTERS}
 
 
 def run(tmp: Path, monkeypatch, llm_config, **overrides) -> tuple[dict, list[dict]]:
@@ -72,7 +73,8 @@ def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run)
                 if r["type"] == "train":
                     assert set(rec["items"]) <= TRAIN_METRICS
                 else:
-                    assert all(k in ("num-examples", "llm-calls", "seconds") or "/" in k for k in rec["items"])
+                    assert all(k in ("num-examples", "llm-calls", "seconds", *FAULT_COUNTERS) or "/" in k
+                               for k in rec["items"])
             else:
                 assert r["type"] == "query" and rec["items"] == {"role": rec["items"]["role"]}
                 assert rec["items"]["role"] in ("train", "test")

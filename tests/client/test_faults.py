@@ -1,0 +1,84 @@
+"""The fault-injection mod: which clients fail, when, and how (the federated runs are in tests/simulations)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+
+from client.faults import InjectedFault, dropped_partitions, faults_mod
+from client.node import offlabel_answers
+from shared.hydra.episodes import Episode
+from shared.tasks import get_task
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+def test_dropout_takes_the_same_exact_fraction_each_round_and_varies_who():
+    for n, f in ((10, 0.3), (3, 1 / 3), (8, 0.5), (5, 0.0), (4, 1.0)):
+        rounds = [dropped_partitions(n, f, server_round=r, seed=0) for r in range(1, 21)]
+        assert all(len(d) == round(f * n) and d <= set(range(n)) for d in rounds)
+        assert rounds == [dropped_partitions(n, f, r, 0) for r in range(1, 21)]  # everyone agrees
+    assert len({frozenset(dropped_partitions(10, 0.3, r, 0)) for r in range(1, 21)}) > 5  # not always the same
+    with pytest.raises(ValueError, match="dropout fraction"):
+        dropped_partitions(10, 1.5, 1)
+
+
+def train_message(server_round: int) -> Message:
+    arrays = ArrayRecord({"base.a": Array(np.zeros(2, np.float32))})
+    return Message(content=RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})}),
+                   dst_node_id=1, message_type=MessageType.TRAIN)
+
+
+def context(partition: int) -> Context:
+    return Context(run_id=1, node_id=1, node_config={"partition-id": partition}, state=RecordDict(),
+                   run_config={"train-users": 3, "seed": 0})
+
+
+def trained(msg: Message, ctx: Context) -> Message:
+    trained.calls += 1
+    content = RecordDict({"arrays": ArrayRecord({"base.a": Array(np.ones(2, np.float32))}),
+                          "metrics": MetricRecord({"num-examples": 4})})
+    return Message(content=content, reply_to=msg)
+
+
+def test_the_mod_drops_exactly_the_chosen_partitions(monkeypatch):
+    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"dropout": 1 / 3}))
+    for rnd in (1, 2, 3):
+        dropped = dropped_partitions(3, 1 / 3, rnd, 0)
+        for p in range(3):
+            trained.calls = 0
+            if p in dropped:
+                with pytest.raises(InjectedFault, match=f"dropped out of round {rnd}"):
+                    faults_mod(train_message(rnd), context(p), trained)
+                assert trained.calls == 0
+            else:
+                assert faults_mod(train_message(rnd), context(p), trained).content["arrays"]["base.a"].numpy()[0] == 1
+
+
+def test_crash_after_train_does_the_work_and_loses_the_reply(monkeypatch):
+    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"1": "crash-after-train", "2": "scale"}))
+    trained.calls = 0
+    with pytest.raises(InjectedFault, match="after training"):
+        faults_mod(train_message(1), context(1), trained)
+    assert trained.calls == 1
+    reply = faults_mod(train_message(1), context(2), trained)
+    assert reply.content["arrays"]["base.a"].numpy().tolist() == [1000.0, 1000.0]
+    assert faults_mod(train_message(1), context(0), trained).content["arrays"]["base.a"].numpy()[0] == 1.0
+
+
+def test_offlabel_answers_are_counted_for_label_tasks_only():
+    ep = Episode(qid="q", input="x", query="x", gold="3", corpus=(), top=[], bm25=[],
+                 rerank_answers=["3", "Sorry, I cannot tell.", None], greedy="", samples=["5", "banana"])
+    assert offlabel_answers(get_task("LaMP-3"), [ep]) == 3  # the sorry, the empty greedy answer, the banana
+    assert offlabel_answers(get_task("LaMP-7"), [ep]) == 0

@@ -1,0 +1,101 @@
+"""The server's round log: fault counters summed per round, failure reasons kept, and rounds.jsonl on resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, Error, Message, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg
+
+from server.checkpoint import save_checkpoint
+from server.federation import RoundLog, ValidatingStrategy, expected_from, reset_round_log
+from server.plan import restore_accountant
+from server.strategies import build_strategy
+from shared.config import RunConfig, default_mapping
+
+SENT = {"base.adapter.trunk.weight": np.zeros((3, 4), np.float32)}
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+COUNTERS = {"skipped-examples": 0, "llm-retries": 0, "llm-failures": 0}
+
+
+def reply(metrics: dict) -> Message:
+    content = RecordDict({"arrays": ArrayRecord({k: Array(v + 0.01) for k, v in SENT.items()}),
+                          "metrics": MetricRecord({"num-examples": 4, **COUNTERS, **metrics})})
+    return Message(content=content, dst_node_id=0, message_type="train")
+
+
+def test_fault_counters_are_summed_and_failures_kept_with_their_reason():
+    strategy = ValidatingStrategy(FedAvg(), expected_from(ArrayRecord({k: Array(v) for k, v in SENT.items()})))
+    strategy.current = record = RoundLog(server_round=1)
+    failed = Message(Error(code=0, reason="partition 2 dropped out of round 1"), reply_to=reply({}))
+    replies = [reply({"skipped-examples": 2, "llm-retries": 5}), reply({"skipped-examples": 1, "llm-failures": 3}),
+               reply({"llm-retries": float("nan"), "num-examples": 0}), failed]
+    strategy.aggregate_train(1, replies)
+    assert record.accepted == 2 and record.failed == 1 and len(record.rejected) == 1
+    assert record.faults == {"skipped-examples": 3, "llm-retries": 5, "llm-failures": 3}  # NaN is not a count
+    assert record.failures == [f"node {failed.metadata.src_node_id}: partition 2 dropped out of round 1"]
+
+
+def test_a_reply_with_other_metric_keys_is_rejected_not_the_whole_round():
+    strategy = ValidatingStrategy(FedAvg(), expected_from(ArrayRecord({k: Array(v) for k, v in SENT.items()})))
+    strategy.current = record = RoundLog(server_round=1)
+    odd = reply({"injected-metric": 1.0})
+    arrays, _ = strategy.aggregate_train(1, [reply({}), odd, reply({})])
+    assert arrays is not None and record.accepted == 2
+    assert len(record.rejected) == 1 and "extra ['injected-metric']" in record.rejected[0]
+    renamed = Message(RecordDict({"weights": reply({}).content["arrays"], "metrics": reply({}).content["metrics"]}),
+                      dst_node_id=0, message_type="train")
+    strategy.current = record = RoundLog(server_round=2)
+    assert strategy.aggregate_train(2, [renamed, reply({}), reply({})])[0] is not None and record.accepted == 2
+    evals = [Message(RecordDict({"metrics": MetricRecord({"num-examples": 2, **extra})}), dst_node_id=0,
+                     message_type="evaluate") for extra in ({}, {"x": 1.0}, {})]
+    assert strategy.aggregate_evaluate(2, evals) is not None and record.eval_failed == 1
+
+
+def test_evaluation_counters_and_failures():
+    strategy = ValidatingStrategy(FedAvg(), expected_from(ArrayRecord({k: Array(v) for k, v in SENT.items()})))
+    strategy.current = record = RoundLog(server_round=1)
+    eval_ok = Message(RecordDict({"metrics": MetricRecord({"num-examples": 2, "degraded-answers": 4})}), dst_node_id=0,
+                      message_type="evaluate")
+    strategy.aggregate_evaluate(1, [eval_ok, Message(Error(code=0, reason="boom"), reply_to=eval_ok)])
+    assert record.faults["degraded-answers"] == 4 and record.eval_failed == 1
+
+
+def test_a_fresh_run_starts_the_round_log_anew_and_a_resumed_one_keeps_its_rounds(tmp_path):
+    log = tmp_path / "rounds.jsonl"
+    assert reset_round_log(log, 0) == [] and not log.exists()
+    log.write_text("".join(json.dumps({"server_round": r}) + "\n" for r in (1, 2, 3)) + '{"server_round": 4, "acc')
+    assert [r["server_round"] for r in reset_round_log(log, 2)] == [1, 2]
+    assert log.read_text().splitlines() == ['{"server_round": 1}', '{"server_round": 2}']
+    reset_round_log(log, 0)
+    assert log.read_text() == ""
+
+
+def test_a_resumed_dp_run_gets_the_privacy_ledger_of_its_checkpoint(tmp_path):
+    from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
+
+    cfg = RunConfig.from_mapping({**default_mapping(), "out-dir": str(tmp_path), "dp-noise": 1.0, "resume": True})
+    _, before = build_strategy(cfg.federation, n_train=4)
+    before.compose(GaussianPrivacyEvent(noise_multiplier=1.0, sample_size=4, population_size=4), count=3)
+    save_checkpoint(tmp_path / "checkpoints", 3, SENT, model=cfg.model, task=cfg.task,
+                    privacy=json.dumps(before.state_dict()))
+    _, after = build_strategy(cfg.federation, n_train=4)
+    assert restore_accountant(cfg, 3, after)
+    assert after.num_releases == before.num_releases == 3
+    assert after.get_privacy_spent().epsilon == pytest.approx(before.get_privacy_spent().epsilon)
+    save_checkpoint(tmp_path / "checkpoints", 4, SENT, model=cfg.model, task=cfg.task)  # no ledger in it
+    _, fresh = build_strategy(cfg.federation, n_train=4)
+    assert not restore_accountant(cfg, 4, fresh) and not restore_accountant(cfg, 0, fresh)

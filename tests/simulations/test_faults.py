@@ -1,0 +1,168 @@
+"""Faults injected into real (small) Flower simulations: the LLM misbehaving, clients dropping out, the server
+killed mid-run. Each run must complete, report what the faults cost, and lose nothing.
+
+The LLM is the misbehaving stub of ``tests/shared/stub_llm.py`` (fault handling needs no real model); the
+clients train the real models. LaMP-3 (ratings) is used because its answers have a label set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from client.faults import dropped_partitions
+from client.store import UserStore
+from server.checkpoint import latest_checkpoint
+from shared.config import default_mapping
+from shared.hydra.spec import ModelConfig
+from shared.llm.client import LLMConfig
+from simulations.cli import main
+from simulations.federated import clear_results, simulate
+from simulations.superlink import _alive, kill_tree
+from tests.shared.stub_llm import StubLLM
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
+         "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1, "label-records": 2,
+         "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20}
+HYDRA_METHODS = 4  # hydra-reranker, hydra-adapter, hydra-shared-head, hydra
+LLM_BASELINES = 2  # zero-shot, rag-k4
+MIX = {"500": 0.08, "503": 0.04, "429": 0.08, "drop": 0.04, "slow": 0.04, "badjson": 0.04, "nochoices": 0.02,
+       "empty": 0.04, "offlabel": 0.1}
+
+
+def run(tmp: Path, url: str, **overrides) -> dict:
+    return simulate({**default_mapping(), **SMALL, **overrides}, tmp / "out",
+                    llm_config=LLMConfig(base_url=url, model="stub"), progress=lambda s: None)
+
+
+def stores_intact(out: Path, task: str = "LaMP-3") -> int:
+    """Every client store under ``out/clients`` loads completely; returns how many there are."""
+    users = [p.name for p in (out / "clients").iterdir() if (p / "meta.json").exists()]
+    for user in users:
+        store = UserStore(out / "clients", user, task=task)
+        assert store.read_history() and store.read_episodes() is not None
+        store.read_heads(ModelConfig())
+        store.read_predictions()
+    return len(users)
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_failed_rerun_leaves_no_result_of_the_earlier_run_looking_complete(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "server" / "checkpoints").mkdir(parents=True)
+    (out / "clients" / "u1").mkdir(parents=True)
+    results = ["summary.json", "metrics.md", "metrics.json", "metrics.png", "rounds.md", "rounds.png",
+               "fed-hydra_outputs.json", "rag-k4_outputs.json", "majority_outputs.json", "server/server_summary.json"]
+    kept = ["notes_outputs.json", "server/rounds.jsonl", "server/checkpoints/round-0001.safetensors",
+            "clients/u1/history.json", "run_config.toml"]
+    for name in results + kept:
+        (out / name).write_text("{}")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "dev_questions.json").write_text('[{"id": "0", "inp')
+    (bad / "dev_outputs.json").write_text('{"task": "LaMP_3", "golds": []}')
+    status = main(["simulate", "--data", str(bad), "--task", "LaMP-3", "--out", str(out),
+                   "--llm-url", "http://127.0.0.1:9/v1"])
+    assert status == 2 and f"{bad / 'dev_questions.json'}: invalid JSON" in capsys.readouterr().err
+    assert not [n for n in results if (out / n).exists()]
+    assert all((out / n).exists() for n in kept)  # stores, checkpoints and the round log stay (resume needs them)
+    assert clear_results(out) == []
+
+
+@pytest.mark.slow
+def test_a_misbehaving_llm_costs_examples_and_retries_but_the_run_completes(tmp_path):
+    with StubLLM(mix=MIX, slow_s=1.5, seed=3) as stub:
+        summary = run(tmp_path, stub.url, **{"llm-timeout": 0.5})
+    assert summary["status"] == "finished:completed"
+    assert summary["failed_clients"] == 0 and summary["rejected_replies"] == 0
+    assert summary["test_users_without_predictions"] == []
+    faults = summary["faults"]
+    served = {k: v for k, v in stub.counts.items() if k != "ok"}
+    assert set(served) >= {"500", "429", "badjson", "offlabel"}, served
+    assert faults["llm-retries"] >= served.get("500", 0) // 2  # retryable faults were retried
+    assert faults["skipped-examples"] >= 1  # malformed answers cost their example, nothing was invented
+    assert faults["offlabel-answers"] >= 1  # answers outside 1..5 were kept as such and counted
+    assert stores_intact(tmp_path / "out") == 4
+    assert "| examples skipped | answers degraded | LLM calls failed |" in summary["round_table"]
+
+
+@pytest.mark.slow
+def test_an_llm_endpoint_that_is_down_degrades_every_answer_and_the_run_completes(tmp_path):
+    summary = run(tmp_path, f"http://127.0.0.1:{dead_port()}/v1")
+    assert summary["status"] == "finished:completed"
+    assert summary["failed_clients"] == 0 and summary["rejected_replies"] == 0  # LLM-free examples still train
+    questions = summary["test_questions"]
+    faults = summary["faults"]
+    assert faults["degraded-answers"] == HYDRA_METHODS * questions  # non-personalized fallback answers
+    assert faults["failed-answers"] == LLM_BASELINES * questions  # the LLM-only baselines had nothing to say
+    assert faults["skipped-examples"] >= 3 * SMALL["pseudo-questions"]  # every LLM-labelled example, counted
+    assert faults["llm-refused"] > 0  # the circuit breaker stopped the calls to the dead endpoint
+    assert "fed-hydra" in summary["table"]  # the fallback answers are scored like any other
+    assert stores_intact(tmp_path / "out") == 4
+
+
+@pytest.mark.slow
+def test_a_third_of_the_clients_drop_out_every_round(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"dropout": 1 / 3}))
+    with StubLLM() as stub:
+        summary = run(tmp_path, stub.url, **{"num-rounds": 2})
+    assert summary["status"] == "finished:completed"
+    rounds = [json.loads(l) for l in (tmp_path / "out" / "server" / "rounds.jsonl").read_text().splitlines()]
+    assert [(r["accepted"], r["failed"]) for r in rounds] == [(2, 1), (2, 1)]
+    assert all("dropped out of round" in f for r in rounds for f in r["failures"])
+    assert summary["test_users_without_predictions"] == []
+    trained = {p for p in range(3) for r in (1, 2) if p not in dropped_partitions(3, 1 / 3, r, seed=0)}
+    assert stores_intact(tmp_path / "out") == len(trained) + 1  # (a client dropped in every round has no store)
+
+
+def simulate_process(out: Path, url: str, *, rounds: int, resume: bool, home: Path) -> subprocess.Popen:
+    config = " ".join(f"{k}={json.dumps(v)}" for k, v in {**SMALL, "num-rounds": rounds, "resume": resume}.items())
+    return subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", "--out", str(out), "--llm-url", url,
+                             "--llm-model", "stub", "--run-config", config], cwd=REPO,
+                            env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_the_server_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
+    out, home = tmp_path / "out", tmp_path / "home"
+    log = out / "server" / "rounds.jsonl"
+    with StubLLM() as stub:
+        proc = simulate_process(out, stub.url, rounds=2, resume=False, home=home)
+        try:
+            deadline = time.monotonic() + 600
+            while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.2)
+            # round 1 is checkpointed and logged: the server is starting round 2 (killed at once, as round 2 can be
+            # over within seconds)
+        finally:
+            killed = kill_tree(proc.pid)
+            proc.wait(30)
+        assert len(killed) > 3 and not any(_alive(p) for p in killed)  # the driver, SuperLink, ServerApp, clients
+        assert not (out / "summary.json").exists()  # a killed run leaves nothing that looks complete
+        found = latest_checkpoint(out / "server" / "checkpoints", model=ModelConfig())
+        assert found is not None and found[0] == 1
+
+        again = simulate_process(out, stub.url, rounds=2, resume=True, home=home)
+        _, err = again.communicate(timeout=900)
+        assert again.returncode == 0, err.decode()[-3000:]
+    server = json.loads((out / "server" / "server_summary.json").read_text())
+    assert server["resumed_after"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished:completed" and summary["rounds_logged"] == [1, 2]
+    assert summary["test_users_without_predictions"] == []
+    assert stores_intact(out) == 4
