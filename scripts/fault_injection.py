@@ -200,7 +200,8 @@ def simulate_process(out: Path, url: str, *, home: Path, resume: bool) -> subpro
 
 def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
     """Kill the whole simulation (driver, SuperLink, ServerApp, clients) in round 2, then run it again with resume."""
-    from simulations.superlink import _alive, kill_tree
+    from shared.procs import pid_alive
+    from simulations.superlink import kill_tree
     from tests.shared.stub_llm import StubLLM
 
     out, home = work / "out", work / "home"
@@ -214,7 +215,7 @@ def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
         killed_in = checkpoint_round(out)  # round 1 is checkpointed and logged: round 2 is starting
         killed = kill_tree(first.pid)
         first.wait(30)
-        survivors = [p for p in killed if _alive(p)]
+        survivors = [p for p in killed if pid_alive(p)]
         say(f"killed {len(killed)} processes after the checkpoint of round {killed_in}; {len(survivors)} survived")
         again = simulate_process(out, stub.url, home=home, resume=True)
         _, err = again.communicate(timeout=1800)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from shared.errors import FedHydraError
+from shared.procs import free_port, pid_alive
 
 __all__ = ["LocalSuperLink", "SimulationError", "flwr_executable", "descendants", "kill_tree"]
 
@@ -48,27 +49,6 @@ def flwr_executable(name: str = "flwr") -> str:
     if not found:
         raise SimulationError(f"{name} not found; install flwr[simulation]==1.41.0")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists (and is not a zombie)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _cmdline(pid: int) -> str:
@@ -124,7 +104,7 @@ def kill_tree(pid: int, *, timeout: float = 30.0) -> list[int]:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in frozen):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in frozen):
         try:  # reap our own child if it is one
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
@@ -173,7 +153,7 @@ class LocalSuperLink:
             old = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             old = 0
-        if old and _alive(old) and "superlink" in _cmdline(old):  # (a reused pid is not our SuperLink)
+        if old and pid_alive(old) and "superlink" in _cmdline(old):  # (a reused pid is not our SuperLink)
             raise SimulationError(f"{self.home} is in use by a running flower-superlink (pid {old})")
         for name in ("state.db", "state.db-wal", "state.db-shm", "superlink.pid"):
             try:
@@ -185,7 +165,7 @@ class LocalSuperLink:
         self.home.mkdir(parents=True, exist_ok=True)
         self._discard_stale_state()
         # Flower 1.41 serves the Control, Fleet and Runtime APIs on one HTTP port
-        self.control_port = api_port = _free_port()
+        self.control_port = api_port = free_port()
         (self.home / "config.toml").write_text(
             "[superlink]\n"
             f'default = "{self.FEDERATION}"\n\n'

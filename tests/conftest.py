@@ -51,3 +51,14 @@ def llm_config(llm_server, tmp_path):
     from shared.llm.embedded import embedded_config
 
     return embedded_config(llm_server.url, cache_path=str(tmp_path / "cache.sqlite"))
+
+
+@pytest.fixture
+def flower_task_identity():
+    """Flower messages built outside a Flower process need a task identity; restored afterwards."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved

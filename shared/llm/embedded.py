@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from shared.errors import LLMServerError
 from shared.io import atomic_write_text
 from shared.llm.client import LLMConfig
 from shared.paths import llm_state_dir
+from shared.procs import free_port, pid_alive
 
 __all__ = ["ServerInfo", "gguf_path", "start_server", "stop_server", "running_server", "ensure_llm",
            "EMBEDDED_MODEL", "embedded_config"]
@@ -83,26 +83,6 @@ def _state_file(state_dir: Path | None) -> Path:
     return (state_dir or llm_state_dir()) / "server.json"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child counts as dead
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
-
-
 def _answers(url: str, timeout: float = 2.0) -> bool:
     try:
         return requests.get(url.rstrip("/") + "/models", timeout=timeout).status_code == 200
@@ -119,7 +99,7 @@ def running_server(state_dir: Path | None = None) -> ServerInfo | None:
         return None
     # A busy server may not answer /models promptly (it serves one request at a time): trust a live
     # process whose command line is ours rather than probing it.
-    if _alive(info.pid) and _is_llama_server(info.pid):
+    if pid_alive(info.pid) and _is_llama_server(info.pid):
         return info
     return None
 
@@ -148,7 +128,7 @@ def start_server(*, port: int = 0, threads: int = 2, n_ctx: int = 2048, state_di
     gguf = gguf_path()
     folder = state_dir or llm_state_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    port = port or _free_port()
+    port = port or free_port()
     log_path = folder / f"server-{port}.log"
     cmd = [python or sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", EMBEDDED_MODEL,
            "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(n_ctx), "--verbose", "False"]
@@ -193,7 +173,7 @@ def _terminate(pid: int, grace_s: float = 10.0) -> None:
                 if done:
                     return
             except ChildProcessError:
-                if not _alive(pid):
+                if not pid_alive(pid):
                     return
             time.sleep(0.1)
 
@@ -205,7 +185,7 @@ def stop_server(state_dir: Path | None = None) -> ServerInfo | None:
         info = ServerInfo(**json.loads(path.read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    stopped = info if _alive(info.pid) else None
+    stopped = info if pid_alive(info.pid) else None
     if stopped is not None:
         _terminate(info.pid)
     path.unlink(missing_ok=True)

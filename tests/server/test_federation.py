@@ -18,14 +18,7 @@ from shared.config import RunConfig, default_mapping
 SENT = {"base.adapter.trunk.weight": np.zeros((3, 4), np.float32)}
 
 
-@pytest.fixture(autouse=True)
-def task_identity():
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
 COUNTERS = {"skipped-examples": 0, "llm-retries": 0, "llm-failures": 0}

@@ -39,15 +39,7 @@ def reply(arrays: dict[str, np.ndarray], node: int) -> Message:
     return Message(content=content, dst_node_id=0, message_type="train")
 
 
-@pytest.fixture(autouse=True)
-def task_identity():
-    """Messages made outside a Flower process need a task identity."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ from shared.hydra.spec import ModelConfig
 from shared.llm.client import LLMConfig
 from simulations.cli import main
 from simulations.federated import clear_results, simulate
-from simulations.superlink import _alive, kill_tree
+from shared.procs import pid_alive
+from simulations.superlink import kill_tree
 from tests.shared.stub_llm import StubLLM
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,7 +153,7 @@ def test_the_server_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
         finally:
             killed = kill_tree(proc.pid)
             proc.wait(30)
-        assert len(killed) > 3 and not any(_alive(p) for p in killed)  # the driver, SuperLink, ServerApp, clients
+        assert len(killed) > 3 and not any(pid_alive(p) for p in killed)  # the driver, SuperLink, ServerApp, clients
         assert not (out / "summary.json").exists()  # a killed run leaves nothing that looks complete
         found = latest_checkpoint(out / "server" / "checkpoints", model=ModelConfig())
         assert found is not None and found[0] == 1
