@@ -1,6 +1,6 @@
 """Benchmark of the on-device SDK (issue 5, item 5): answer latency, process memory, a new user's fit time.
 
-Run from the repository root (about 6 minutes on 2 shared cores; ``--quick`` about 4)::
+Run from the repository root (about 3 minutes on 2 idle cores, longer on busy ones; ``--quick`` about 1)::
 
     .venv/bin/python scripts/bench_sdk.py [--quick] [--reps N] [--markdown FILE]
 
@@ -470,7 +470,8 @@ def report(v: dict[str, Any]) -> list[str]:
     command = ".venv/bin/python scripts/bench_sdk.py" + (" --quick" if args.quick else "") + \
         (f" --reps {args.reps}" if args.reps else "")
     out(f"Machine: {os.cpu_count()} cores ({cpu}); {THREADS} threads; {v['versions']}. Load average (1 min) "
-        f"{v['load'][0]:.1f} at the start, {v['load'][1]:.1f} at the end: other processes shared the cores.")
+        f"{v['load'][0]:.1f} at the start, {v['load'][1]:.1f} at the end"
+        + (": other processes shared the cores." if v['load'][0] > 0.5 else " (the benchmark's own processes)."))
     out(f"Command: `{command}`: {v['reps']} timed repetitions per variant (after 3 untimed), in interleaved blocks.")
     out(f"Data: {v['data'][0]}; {v['data'][1]}.")
     out()

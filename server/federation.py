@@ -264,8 +264,12 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
 
 def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *, num_rounds: int, start_round: int,
                roles: Mapping[int, str], out_dir: Path, checkpoint_dir: Path, model, task: str, accountant=None,
-               final_methods: str = "", timeout: float = 3600.0) -> ArrayRecord:
-    """Rounds ``start_round+1 .. num_rounds``; writes ``rounds.jsonl`` and a checkpoint per round."""
+               final_methods: str = "", timeout: float = 3600.0, eval_every: int = 1) -> ArrayRecord:
+    """Rounds ``start_round+1 .. num_rounds``; writes ``rounds.jsonl`` and a checkpoint per round.
+
+    Test users evaluate after every ``eval_every``-th round and after the last (``eval_every=0``: the last only);
+    ``timeout`` is how long one round's training, or its evaluation, waits for replies.
+    """
     train_grid = RoleGrid(grid, [n for n, r in roles.items() if r in ("train", "both")])
     test_grid = RoleGrid(grid, [n for n, r in roles.items() if r in ("test", "both")])
     arrays = initial
@@ -288,8 +292,8 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
         if accountant is not None and accountant.num_releases:
             spent = accountant.get_privacy_spent()
             record.privacy = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}
-        if test_grid.get_node_ids():
-            final = rnd == num_rounds
+        final = rnd == num_rounds
+        if test_grid.get_node_ids() and (final or (eval_every > 0 and rnd % eval_every == 0)):
             cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra"})
             eval_messages = strategy.configure_evaluate(rnd, arrays, cfg, test_grid)
             eval_replies = grid.send_and_receive(eval_messages, timeout=timeout)

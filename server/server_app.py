@@ -45,7 +45,7 @@ def main(grid: Grid, context: Context) -> None:
     validating.summary()
     run_rounds(grid, validating, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
-               final_methods="all")
+               final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every)
     summary = {"train_clients": n_train, "test_clients": len(roles) - n_train, "rounds": cfg.federation.num_rounds,
                "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise}
     if accountant is not None and accountant.num_releases:

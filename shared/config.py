@@ -94,6 +94,8 @@ class FederationConfig:
     checkpoint_dir: str
     resume: bool
     out_dir: str
+    eval_every: int = 1
+    round_timeout: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,8 @@ class RunConfig:
             server_lr=get("server-lr", float), trim_beta=get("trim-beta", float),
             outlier_norm_factor=get("outlier-norm-factor", float), dp_noise=get("dp-noise", float),
             dp_clip=get("dp-clip", float), report_metrics=get("report-metrics", bool),
-            checkpoint_dir=get("checkpoint-dir", str), resume=get("resume", bool), out_dir=get("out-dir", str))
+            checkpoint_dir=get("checkpoint-dir", str), resume=get("resume", bool), out_dir=get("out-dir", str),
+            eval_every=positive("eval-every", int, 0), round_timeout=positive("round-timeout", float, 1.0))
         return cls(task=task, data=get("data", str), split=get("split", str),
                    synthetic_users=positive("synthetic-users"), synthetic_items=positive("synthetic-items", int, 2),
                    train_users=positive("train-users", int, 0), test_users=positive("test-users", int, 0),

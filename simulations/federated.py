@@ -61,7 +61,7 @@ def round_table(rounds: list[dict], task, out: Path) -> str:
         up = max(r["bytes_up_per_client"], default=0)
         quality = r["eval_metrics"].get(f"hydra/{metric}")
         faults = r.get("faults") or {}
-        lines.append(f"| {r['server_round']} | {quality if quality is None else round(quality, 4)} | {r['accepted']} | "
+        lines.append(f"| {r['server_round']} | {'not evaluated' if quality is None else round(quality, 4)} | {r['accepted']} | "
                      f"{len(r['rejected'])} | {r['failed']} | {up:,} | {r['bytes_down_per_client']:,} | {r['seconds']:.1f} | "
                      f"{int(faults.get('skipped-examples', 0))} | {int(faults.get('degraded-answers', 0))} | "
                      f"{int(faults.get('llm-failures', 0))} |")

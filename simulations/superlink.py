@@ -190,28 +190,57 @@ class LocalSuperLink:
         raise SimulationError(f"flower-superlink did not open its Control API within {timeout:.0f}s")
 
     def stop(self, grace: float = 15.0) -> None:
-        """Stop the SuperLink and everything it started (its process group), by pid."""
+        """Stop the SuperLink and everything it started, by pid: its process group (SIGTERM, then SIGKILL after
+        ``grace`` seconds) and, once the SuperLink has exited, whatever of its group or its earlier descendants
+        still lives (a flwr-simulation whose superexec exited is re-parented to init but stays in the group)."""
         proc, self.process = self.process, None
         if proc is None:
             return
         try:
-            if proc.poll() is not None:
-                return
+            started = set(descendants(proc.pid))
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
                     os.killpg(proc.pid, sig)
                 except ProcessLookupError:
-                    return
+                    break
                 try:
                     proc.wait(timeout=grace)
-                    return
+                    break
                 except subprocess.TimeoutExpired:
                     continue
+            self._stop_stragglers(proc.pid, started, grace)
         finally:
             try:
                 self.pid_file.unlink()
             except FileNotFoundError:
                 pass
+
+    @staticmethod
+    def _stop_stragglers(group: int, pids: set[int], grace: float) -> None:
+        """SIGTERM, then SIGKILL, the members of process group ``group`` and the ``pids`` that still live."""
+        def signal_all(sig: int) -> None:
+            try:
+                os.killpg(group, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+        def group_alive() -> bool:
+            try:
+                os.killpg(group, 0)
+                return True
+            except (ProcessLookupError, PermissionError):
+                return False
+
+        signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (group_alive() or any(pid_alive(p) for p in pids)):
+            time.sleep(0.2)
+        signal_all(signal.SIGKILL)
 
     # -- runs ----------------------------------------------------------------------------------------------
     def _flwr(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:

@@ -92,3 +92,56 @@ def test_a_resumed_dp_run_gets_the_privacy_ledger_of_its_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "checkpoints", 4, SENT, model=cfg.model, task=cfg.task)  # no ledger in it
     _, fresh = build_strategy(cfg.federation, n_train=4)
     assert not restore_accountant(cfg, 4, fresh) and not restore_accountant(cfg, 0, fresh)
+
+
+class _RecordingGrid:
+    """A Grid that answers every training message with a valid update and every evaluation with metrics, and
+    records what was sent and with which timeout."""
+
+    def __init__(self, node_ids: list[int]):
+        self.node_ids = node_ids
+        self.sent: list[tuple[str, bool, float]] = []  # (message type, final, timeout)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.node_ids)
+
+    def send_and_receive(self, messages, timeout=None):
+        out = []
+        for m in messages:
+            self.sent.append((m.metadata.message_type, bool(m.content["config"]["final"]), timeout))
+            if m.metadata.message_type.startswith("train"):
+                out.append(Message(reply({}).content, reply_to=m))
+            else:
+                out.append(Message(RecordDict({"metrics": MetricRecord({"num-examples": 1, "hydra/rouge-l": 0.5})}),
+                                   reply_to=m))
+        return out
+
+
+@pytest.mark.parametrize("eval_every, evaluated", [(1, [1, 2, 3, 4]), (2, [2, 4]), (3, [3, 4]), (0, [4])])
+def test_test_users_evaluate_every_n_rounds_and_always_after_the_last(tmp_path, eval_every, evaluated):
+    from server.federation import run_rounds
+    from shared.hydra.model import ModelConfig
+
+    grid = _RecordingGrid([1, 2, 3])
+    initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
+    strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1), expected_from(initial))
+    run_rounds(grid, strategy, initial, num_rounds=4, start_round=0, roles={1: "train", 2: "train", 3: "test"},
+               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7",
+               timeout=12.5, eval_every=eval_every)
+    rounds = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
+    assert [r["server_round"] for r in rounds if r["eval_metrics"]] == evaluated
+    assert all(r["accepted"] == 2 for r in rounds)
+    evaluations = [final for kind, final, _ in grid.sent if kind == "evaluate"]
+    assert len(evaluations) == len(evaluated) and evaluations[-1] is True and evaluations.count(True) == 1
+    assert {t for *_, t in grid.sent} == {12.5}
+
+
+def test_eval_every_and_round_timeout_are_validated():
+    from shared.config import ConfigError
+
+    cfg = RunConfig.from_mapping({**default_mapping(), "eval-every": 0, "round-timeout": 90.0})
+    assert cfg.federation.eval_every == 0 and cfg.federation.round_timeout == 90.0
+    with pytest.raises(ConfigError, match="eval-every"):
+        RunConfig.from_mapping({**default_mapping(), "eval-every": -1})
+    with pytest.raises(ConfigError, match="round-timeout"):
+        RunConfig.from_mapping({**default_mapping(), "round-timeout": 0.0})
