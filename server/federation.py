@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -37,6 +37,7 @@ from server.validation import FAULT_COUNTERS, InvalidUpdate, expected_spec, vali
 from shared.io import atomic_write_text
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
+           "weighted_metrics",
            "short_reason"]
 
 
@@ -240,7 +241,31 @@ class ValidatingStrategy(Strategy):
                 self.current.eval_failed += 1
                 self.current.failures.append(f"node {node} (evaluate): {reason}")
         ok = self._same_layout(server_round, ok, "evaluate")
-        return self.inner.aggregate_evaluate(server_round, ok) if ok else None
+        return weighted_metrics([next(iter(m.content.metric_records.values())) for m in ok]) if ok else None
+
+
+def weighted_metrics(records: Sequence[Mapping[str, object]], weight_key: str = "num-examples") -> MetricRecord:
+    """The mean of each metric over the metric records of evaluation replies, weighted by their ``weight_key`` (questions answered),
+    and the total of ``weight_key``.
+
+    Evaluation is always weighted by the questions each test user answered, whatever key weighs the training
+    updates (with DP every update weighs the same, and evaluation replies do not carry that key).
+
+    >>> dict(weighted_metrics([{"num-examples": 1, "mae": 0.0}, {"num-examples": 3, "mae": 1.0}]))
+    {'num-examples': 4.0, 'mae': 0.75}
+    """
+    sums: dict[str, float] = {}
+    total = 0.0
+    for record in records:
+        weight = float(record.get(weight_key, 0))  # type: ignore[arg-type]
+        if weight <= 0:
+            continue
+        total += weight
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                sums[key] = sums.get(key, 0.0) + weight * float(value)
+    means = {k: v / total for k, v in sums.items() if k != weight_key}
+    return MetricRecord({weight_key: total, **means} if total else {})
 
 
 def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict[int, str]:

@@ -98,8 +98,9 @@ class _RecordingGrid:
     """A Grid that answers every training message with a valid update and every evaluation with metrics, and
     records what was sent and with which timeout."""
 
-    def __init__(self, node_ids: list[int]):
+    def __init__(self, node_ids: list[int], train_extra: dict | None = None):
         self.node_ids = node_ids
+        self.train_extra = train_extra or {}
         self.sent: list[tuple[str, bool, float]] = []  # (message type, final, timeout)
 
     def get_node_ids(self) -> list[int]:
@@ -110,9 +111,10 @@ class _RecordingGrid:
         for m in messages:
             self.sent.append((m.metadata.message_type, bool(m.content["config"]["final"]), timeout))
             if m.metadata.message_type.startswith("train"):
-                out.append(Message(reply({}).content, reply_to=m))
+                out.append(Message(reply(self.train_extra).content, reply_to=m))
             else:
-                out.append(Message(RecordDict({"metrics": MetricRecord({"num-examples": 1, "hydra/rouge-l": 0.5})}),
+                n = 1 + m.metadata.dst_node_id % 2  # questions answered: 2 on node 3, 1 on node 4
+                out.append(Message(RecordDict({"metrics": MetricRecord({"num-examples": n, "hydra/MAE": float(n)})}),
                                    reply_to=m))
         return out
 
@@ -122,17 +124,18 @@ def test_test_users_evaluate_every_n_rounds_and_always_after_the_last(tmp_path, 
     from server.federation import run_rounds
     from shared.hydra.model import ModelConfig
 
-    grid = _RecordingGrid([1, 2, 3])
+    grid = _RecordingGrid([1, 2, 3, 4])
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
     strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1), expected_from(initial))
-    run_rounds(grid, strategy, initial, num_rounds=4, start_round=0, roles={1: "train", 2: "train", 3: "test"},
+    run_rounds(grid, strategy, initial, num_rounds=4, start_round=0, roles={1: "train", 2: "train", 3: "test", 4: "test"},
                out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7",
                timeout=12.5, eval_every=eval_every)
     rounds = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     assert [r["server_round"] for r in rounds if r["eval_metrics"]] == evaluated
     assert all(r["accepted"] == 2 for r in rounds)
     evaluations = [final for kind, final, _ in grid.sent if kind == "evaluate"]
-    assert len(evaluations) == len(evaluated) and evaluations[-1] is True and evaluations.count(True) == 1
+    assert len(evaluations) == 2 * len(evaluated) and evaluations[-2:] == [True, True]
+    assert evaluations.count(True) == 2
     assert {t for *_, t in grid.sent} == {12.5}
 
 
@@ -145,3 +148,25 @@ def test_eval_every_and_round_timeout_are_validated():
         RunConfig.from_mapping({**default_mapping(), "eval-every": -1})
     with pytest.raises(ConfigError, match="round-timeout"):
         RunConfig.from_mapping({**default_mapping(), "round-timeout": 0.0})
+
+
+def test_a_dp_run_weighs_evaluations_by_questions_although_updates_weigh_the_same(tmp_path):
+    """Under DP, training replies carry ``dp-weight`` (every update weighs 1); evaluation replies do not and are
+    weighted by the questions answered (this used to fail the whole run at its evaluation)."""
+    from server.federation import run_rounds
+    from server.strategies import DP_WEIGHT_KEY
+
+    cfg = RunConfig.from_mapping({**default_mapping(), "out-dir": str(tmp_path), "dp-noise": 0.5,
+                                  "min-train-nodes": 2})
+    inner, accountant = build_strategy(cfg.federation, n_train=2)
+    initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
+    strategy = ValidatingStrategy(inner, expected_from(initial), weight_key=DP_WEIGHT_KEY)
+    grid = _RecordingGrid([1, 2, 3, 4], train_extra={DP_WEIGHT_KEY: 1})
+    run_rounds(grid, strategy, initial, num_rounds=1, start_round=0, roles={1: "train", 2: "train", 3: "test", 4: "test"},
+               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=cfg.model, task=cfg.task,
+               accountant=accountant)
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
+    assert row["accepted"] == 2 and row["privacy"]["epsilon"] > 0
+    # node 3 answered 2 questions with MAE 2, node 4 one with MAE 1: weighted (2*2 + 1*1) / 3
+    assert row["eval_metrics"]["hydra/MAE"] == pytest.approx(5 / 3)
+    assert row["eval_metrics"]["num-examples"] == 3
