@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from shared.errors import FedHydraError
-from shared.procs import free_port, pid_alive
+from shared.procs import descendants, free_port, pid_alive, stop_process_tree
 
 __all__ = ["LocalSuperLink", "SimulationError", "flwr_executable", "descendants", "kill_tree"]
 
@@ -57,26 +57,6 @@ def _cmdline(pid: int) -> str:
             return fh.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "superlink"  # cannot tell (no /proc): assume it is
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (children first), found by walking ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def kill_tree(pid: int, *, timeout: float = 30.0) -> list[int]:
@@ -190,57 +170,18 @@ class LocalSuperLink:
         raise SimulationError(f"flower-superlink did not open its Control API within {timeout:.0f}s")
 
     def stop(self, grace: float = 15.0) -> None:
-        """Stop the SuperLink and everything it started, by pid: its process group (SIGTERM, then SIGKILL after
-        ``grace`` seconds) and, once the SuperLink has exited, whatever of its group or its earlier descendants
-        still lives (a flwr-simulation whose superexec exited is re-parented to init but stays in the group)."""
+        """Stop the SuperLink and everything it started (:func:`shared.procs.stop_process_tree`): its process
+        group, and what outlives it there (a flwr-simulation whose superexec exited is re-parented to init)."""
         proc, self.process = self.process, None
         if proc is None:
             return
         try:
-            started = set(descendants(proc.pid))
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(proc.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    proc.wait(timeout=grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-            self._stop_stragglers(proc.pid, started, grace)
+            stop_process_tree(proc, grace)
         finally:
             try:
                 self.pid_file.unlink()
             except FileNotFoundError:
                 pass
-
-    @staticmethod
-    def _stop_stragglers(group: int, pids: set[int], grace: float) -> None:
-        """SIGTERM, then SIGKILL, the members of process group ``group`` and the ``pids`` that still live."""
-        def signal_all(sig: int) -> None:
-            try:
-                os.killpg(group, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
-
-        def group_alive() -> bool:
-            try:
-                os.killpg(group, 0)
-                return True
-            except (ProcessLookupError, PermissionError):
-                return False
-
-        signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (group_alive() or any(pid_alive(p) for p in pids)):
-            time.sleep(0.2)
-        signal_all(signal.SIGKILL)
 
     # -- runs ----------------------------------------------------------------------------------------------
     def _flwr(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:

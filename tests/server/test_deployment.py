@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from shared.procs import stop_process_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
 
@@ -53,37 +54,6 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (to never signal a reused pid), or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _descendants(root: int) -> list[tuple[int, str]]:
-    """(pid, start time) of every live descendant of ``root`` (Flower detaches SuperExec into its own session)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        started = _start_time(pid)
-        if started is not None:
-            found.append((pid, started))
-        todo.extend(children.get(pid, []))
-    return found
-
-
 class Processes:
     """Processes this test started, each in its own session, stopped (with their descendants) by pid."""
 
@@ -105,29 +75,7 @@ class Processes:
 
     def stop_all(self, grace: float = 15.0) -> None:
         for _, proc in reversed(self.started):  # SuperNodes before the SuperLink
-            family = _descendants(proc.pid)
-            if proc.poll() is None:
-                for sig in (signal.SIGTERM, signal.SIGKILL):
-                    try:
-                        os.killpg(proc.pid, sig)
-                    except ProcessLookupError:
-                        break
-                    try:
-                        proc.wait(timeout=grace)
-                        break
-                    except subprocess.TimeoutExpired:
-                        continue
-            proc.poll()
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                alive = [(pid, st) for pid, st in family if _start_time(pid) == st]
-                for pid, _ in alive:
-                    try:
-                        os.kill(pid, sig)
-                    except ProcessLookupError:
-                        pass
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline and any(_start_time(pid) == st for pid, st in alive):
-                    time.sleep(0.2)
+            stop_process_tree(proc, grace)
 
 
 def _flwr(env: dict[str, str], *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess:

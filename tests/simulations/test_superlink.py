@@ -6,25 +6,25 @@ import subprocess
 import sys
 import time
 
-from shared.procs import pid_alive
+from shared.procs import pid_alive, stop_process_tree
 from simulations.superlink import LocalSuperLink, descendants, kill_tree
 
 
-def _orphaned_group_member() -> tuple[int, int]:
-    """(group leader pid, pid of a process of its group that outlives it and is re-parented to init)."""
+def _orphaned_group_member() -> tuple[subprocess.Popen, int]:
+    """(the group leader, exited; pid of a process of its group that outlives it and is re-parented to init)."""
     script = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
               "print(p.pid, flush=True)")
     leader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                               start_new_session=True)
     orphan = int(leader.stdout.readline())
     leader.wait(timeout=30)
-    return leader.pid, orphan
+    return leader, orphan
 
 
 def test_stragglers_of_the_group_are_stopped_after_the_leader_exited():
     leader, orphan = _orphaned_group_member()
     assert pid_alive(orphan)  # what a SIGTERM of the leader alone left running
-    LocalSuperLink._stop_stragglers(leader, set(), grace=5)
+    stop_process_tree(leader, grace=5)
     deadline = time.monotonic() + 10
     while pid_alive(orphan) and time.monotonic() < deadline:
         time.sleep(0.1)
