@@ -173,7 +173,8 @@ class ClientNode:
             heads.load_state(stored)
         ctx = UserContext.build(self.task, self.user.history)
         report = train_stage(trainer, self.task, {self.user.user_id: (ctx, episodes)}, {self.user.user_id: heads},
-                             epochs=self.cfg.federation.local_epochs, proximal_mu=proximal_mu)
+                             epochs=self.cfg.federation.local_epochs,
+                             head_epochs=self.cfg.federation.local_head_epochs, proximal_mu=proximal_mu)
         self.store.write_heads(heads.state(), self.cfg.model)
         out = {k: v.numpy().astype(np.float32) for k, v in trainer.base.shared_state().items()}
         n = sum(report.examples.values())

@@ -2,7 +2,9 @@
 
 ``<dir>/round-0007.safetensors`` holds the shared tensors after round 7 and, as metadata, the round, the
 run's task and (differential privacy runs) the privacy accountant's ledger; :func:`latest_checkpoint` finds the
-newest readable one so that a run can resume, :func:`checkpoint_meta` reads its metadata.
+newest readable one so that a run can resume, :func:`checkpoint_meta` reads its metadata. A server optimizer
+with state of its own (FedAdam's moments) writes ``round-0007.server-state.safetensors`` beside it first
+(:func:`save_server_state`, :func:`load_server_state`), so that a resumed run continues the same optimization.
 
 Example:
     >>> import tempfile, pathlib, numpy as np
@@ -22,9 +24,10 @@ from typing import Mapping
 
 import numpy as np
 
-from shared.hydra.bundle import BundleError, load_tensors, save_tensors
+from shared.hydra.bundle import SERVER_STATE_SLOTS, BundleError, load_tensors, save_tensors
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "checkpoint_path", "checkpoint_meta"]
+__all__ = ["save_checkpoint", "latest_checkpoint", "checkpoint_path", "checkpoint_meta", "save_server_state",
+           "load_server_state", "keeps_state", "strategy_state", "restore_strategy_state"]
 
 _NAME = re.compile(r"^round-(\d{4,})\.safetensors$")
 
@@ -58,3 +61,66 @@ def latest_checkpoint(directory: str | Path, *, model=None) -> tuple[int, dict[s
 def checkpoint_meta(directory: str | Path, server_round: int, *, model=None) -> dict[str, str]:
     """The metadata of the checkpoint of ``server_round`` (raises BundleError if it is missing or damaged)."""
     return load_tensors(checkpoint_path(directory, server_round), kind="base", model=model)[1]
+
+
+def _state_path(directory: str | Path, server_round: int) -> Path:
+    return Path(directory) / f"round-{server_round:04d}.server-state.safetensors"
+
+
+def save_server_state(directory: str | Path, server_round: int, tensors: Mapping[str, np.ndarray], *,
+                      model) -> Path:
+    """Write a server optimizer's state after ``server_round`` (keys ``m_t.base.*`` / ``v_t.base.*``; atomic)."""
+    return save_tensors(_state_path(directory, server_round), tensors, kind="server-state", model=model,
+                        round=server_round)
+
+
+def load_server_state(directory: str | Path, server_round: int, *, model=None) -> dict[str, np.ndarray] | None:
+    """The server optimizer's state saved with the checkpoint of ``server_round``, or None if there is none."""
+    path = _state_path(directory, server_round)
+    if not path.exists():
+        return None
+    return load_tensors(path, kind="server-state", model=model)[0]
+
+
+def _stateful(strategy: object) -> object | None:
+    """The innermost strategy (through validating and DP wrappers) that keeps optimizer moments, if any."""
+    seen = 0
+    while strategy is not None and seen < 8:
+        if hasattr(strategy, "m_t") and hasattr(strategy, "v_t"):
+            return strategy
+        strategy = getattr(strategy, "inner", None) or getattr(strategy, "strategy", None)
+        seen += 1
+    return None
+
+
+def keeps_state(strategy: object) -> bool:
+    """True when the strategy (or the one it wraps) keeps optimizer moments across rounds (FedAdam)."""
+    return _stateful(strategy) is not None
+
+
+def strategy_state(strategy: object) -> dict[str, np.ndarray]:
+    """A server optimizer's moments as ``{"m_t.<key>": array, "v_t.<key>": array}`` (empty for stateless ones).
+
+    >>> class Adam: m_t = {"base.a": np.ones(1)}; v_t = None
+    >>> sorted(strategy_state(Adam()))
+    ['m_t.base.a']
+    """
+    inner = _stateful(strategy)
+    if inner is None:
+        return {}
+    out: dict[str, np.ndarray] = {}
+    for slot in SERVER_STATE_SLOTS:
+        for key, value in (getattr(inner, slot.rstrip(".")) or {}).items():
+            out[slot + key] = np.asarray(value, dtype=np.float32)
+    return out
+
+
+def restore_strategy_state(strategy: object, tensors: Mapping[str, np.ndarray]) -> bool:
+    """Give a stateful server optimizer the moments of :func:`strategy_state`; False if it keeps none."""
+    inner = _stateful(strategy)
+    if inner is None:
+        return False
+    for slot in SERVER_STATE_SLOTS:
+        part = {k[len(slot):]: np.asarray(v) for k, v in tensors.items() if k.startswith(slot)}
+        setattr(inner, slot.rstrip("."), part or None)
+    return True

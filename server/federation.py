@@ -32,7 +32,7 @@ from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from server.checkpoint import save_checkpoint
+from server.checkpoint import save_checkpoint, save_server_state, strategy_state
 from server.validation import FAULT_COUNTERS, InvalidUpdate, expected_spec, validate_update
 from shared.io import atomic_write_text
 
@@ -244,15 +244,23 @@ class ValidatingStrategy(Strategy):
         return weighted_metrics([next(iter(m.content.metric_records.values())) for m in ok]) if ok else None
 
 
+ROOT_MEAN_SUFFIXES = ("RMSE",)
+"""Metric names pooled as root mean squares by :func:`weighted_metrics`."""
+
+
 def weighted_metrics(records: Sequence[Mapping[str, object]], weight_key: str = "num-examples") -> MetricRecord:
     """The mean of each metric over the metric records of evaluation replies, weighted by their ``weight_key`` (questions answered),
     and the total of ``weight_key``.
 
     Evaluation is always weighted by the questions each test user answered, whatever key weighs the training
-    updates (with DP every update weighs the same, and evaluation replies do not carry that key).
+    updates (with DP every update weighs the same, and evaluation replies do not carry that key). A root-mean
+    metric (a key ending in ``RMSE``) is pooled as the root of the weighted mean of its squares, which is the
+    RMSE over all questions, not the mean of the users' RMSEs.
 
     >>> dict(weighted_metrics([{"num-examples": 1, "mae": 0.0}, {"num-examples": 3, "mae": 1.0}]))
     {'num-examples': 4.0, 'mae': 0.75}
+    >>> dict(weighted_metrics([{"num-examples": 1, "hydra/RMSE": 0.0}, {"num-examples": 3, "hydra/RMSE": 2.0}]))
+    {'num-examples': 4.0, 'hydra/RMSE': 1.7320508075688772}
     """
     sums: dict[str, float] = {}
     total = 0.0
@@ -263,8 +271,10 @@ def weighted_metrics(records: Sequence[Mapping[str, object]], weight_key: str = 
         total += weight
         for key, value in record.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                sums[key] = sums.get(key, 0.0) + weight * float(value)
-    means = {k: v / total for k, v in sums.items() if k != weight_key}
+                root = key.endswith(ROOT_MEAN_SUFFIXES)
+                sums[key] = sums.get(key, 0.0) + weight * float(value) ** (2 if root else 1)
+    means = {k: (v / total) ** (0.5 if k.endswith(ROOT_MEAN_SUFFIXES) else 1) for k, v in sums.items()
+             if k != weight_key}
     return MetricRecord({weight_key: total, **means} if total else {})
 
 
@@ -313,6 +323,9 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
             arrays = new_arrays
         record.train_metrics = dict(train_metrics or {})
         ledger = {"privacy": json.dumps(accountant.state_dict())} if accountant is not None else {}
+        moments = strategy_state(strategy)
+        if moments:  # before the base checkpoint: a resumable round always has its optimizer's state
+            save_server_state(checkpoint_dir, rnd, moments, model=model)
         save_checkpoint(checkpoint_dir, rnd, to_numpy(arrays), model=model, task=task, **ledger)
         if accountant is not None and accountant.num_releases:
             spent = accountant.get_privacy_spent()

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from server.checkpoint import checkpoint_meta, latest_checkpoint
+from server.checkpoint import (checkpoint_meta, keeps_state, latest_checkpoint, load_server_state,
+                               restore_strategy_state)
 from shared.config import RunConfig
 from shared.paths import fedhydra_home
 
-__all__ = ["paths", "starting_point", "restore_accountant"]
+__all__ = ["paths", "starting_point", "restore_accountant", "restore_server_state"]
 
 
 def paths(cfg: RunConfig) -> tuple[Path, Path]:
@@ -54,3 +55,19 @@ def restore_accountant(cfg: RunConfig, done: int, accountant) -> bool:
         return False
     accountant.load_state_dict(json.loads(ledger))
     return True
+
+
+def restore_server_state(cfg: RunConfig, done: int, strategy) -> bool:
+    """Give a resumed run's server optimizer (FedAdam) the moments saved after round ``done``.
+
+    True when there is nothing to restore (a stateless strategy such as FedAvg) or it was restored; False when
+    the strategy keeps moments but the checkpoint of round ``done`` has none (the caller should say so).
+    """
+    if not done or not keeps_state(strategy):
+        return True
+    _, ckpt = paths(cfg)
+    tensors = load_server_state(ckpt, done, model=cfg.model)
+    if tensors is None:
+        return False
+    return restore_strategy_state(strategy, tensors)
+

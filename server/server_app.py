@@ -10,7 +10,7 @@ from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
 from server.federation import ValidatingStrategy, discover_roles, expected_from, run_rounds
-from server.plan import paths, restore_accountant, starting_point
+from server.plan import paths, restore_accountant, restore_server_state, starting_point
 from server.strategies import DP_WEIGHT_KEY, build_strategy
 from shared.config import RunConfig
 from shared.io import atomic_write_text
@@ -29,7 +29,7 @@ def main(grid: Grid, context: Context) -> None:
     roles = discover_roles(grid, expected)
     n_train = sum(r in ("train", "both") for r in roles.values())
     log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train,
-        len(roles) - n_train, done)
+        sum(r in ("test", "both") for r in roles.values()), done)
     strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))
     if done and accountant is not None:
         try:
@@ -39,6 +39,9 @@ def main(grid: Grid, context: Context) -> None:
             restored = False
         if not restored:
             log(WARNING, "resuming a DP run without its privacy ledger: epsilon counts the resumed rounds only")
+    if done and not restore_server_state(cfg, done, strategy):
+        log(WARNING, "resuming %s without its optimizer state of round %d: its moments start again from zero",
+            cfg.federation.strategy, done)
     validating = ValidatingStrategy(strategy, expected_from(initial),
                                     weight_key=DP_WEIGHT_KEY if cfg.federation.dp_noise > 0 else "num-examples",
                                     norm_factor=cfg.federation.outlier_norm_factor)
@@ -46,7 +49,8 @@ def main(grid: Grid, context: Context) -> None:
     run_rounds(grid, validating, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
                final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every)
-    summary = {"train_clients": n_train, "test_clients": len(roles) - n_train, "rounds": cfg.federation.num_rounds,
+    n_test = sum(r in ("test", "both") for r in roles.values())
+    summary = {"train_clients": n_train, "test_clients": n_test, "rounds": cfg.federation.num_rounds,
                "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise}
     if accountant is not None and accountant.num_releases:
         spent = accountant.get_privacy_spent()

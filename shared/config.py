@@ -96,6 +96,7 @@ class FederationConfig:
     out_dir: str
     eval_every: int = 1
     round_timeout: float = 3600.0
+    local_head_epochs: int = 20
 
 
 @dataclass(frozen=True)
@@ -203,14 +204,20 @@ class RunConfig:
                                  label_records=positive("label-records"), pool=pool,
                                  calls_per_user=positive("llm-calls-per-user", int, 0), seed=get("seed", int))
         inference = InferenceConfig(m=positive("retrieve-m"), k=positive("prompt-k"), pool=pool)
+        head_epochs = positive("head-epochs", int, 0)
+        rounds = positive("num-rounds")
+        # 0: the run's head epochs spread over its rounds, so a federated run trains trunk and heads as long as
+        # the centralized reference (-(-a // b) is the ceiling of a / b)
+        local_head_epochs = positive("local-head-epochs", int, 0) or -(-head_epochs // rounds)
         federation = FederationConfig(
-            num_rounds=positive("num-rounds"), fraction_train=fraction, min_train_nodes=positive("min-train-nodes"),
+            num_rounds=rounds, fraction_train=fraction, min_train_nodes=positive("min-train-nodes"),
             local_epochs=positive("local-epochs"), strategy=strategy, proximal_mu=get("proximal-mu", float),
             server_lr=get("server-lr", float), trim_beta=get("trim-beta", float),
             outlier_norm_factor=get("outlier-norm-factor", float), dp_noise=get("dp-noise", float),
             dp_clip=get("dp-clip", float), report_metrics=get("report-metrics", bool),
             checkpoint_dir=get("checkpoint-dir", str), resume=get("resume", bool), out_dir=get("out-dir", str),
-            eval_every=positive("eval-every", int, 0), round_timeout=positive("round-timeout", float, 1.0))
+            eval_every=positive("eval-every", int, 0), round_timeout=positive("round-timeout", float, 1.0),
+            local_head_epochs=local_head_epochs)
         return cls(task=task, data=get("data", str), split=get("split", str),
                    synthetic_users=positive("synthetic-users"), synthetic_items=positive("synthetic-items", int, 2),
                    train_users=positive("train-users", int, 0), test_users=positive("test-users", int, 0),

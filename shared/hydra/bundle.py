@@ -1,9 +1,10 @@
 """Versioned safetensors files for the shared base and personal heads.
 
-A file holds named float32 tensors plus string metadata: ``format`` ("fedhydra-base" or
-"fedhydra-heads"), ``version`` (:data:`FORMAT_VERSION`), the model architecture as JSON (``model``), and
-free fields (the round, the task). Loading checks the format, the version, the naming rule (a base file
-holds only ``base.`` keys, a heads file only ``head.`` keys) and the architecture. Writes are atomic.
+A file holds named float32 tensors plus string metadata: ``format`` ("fedhydra-base", "fedhydra-heads" or
+"fedhydra-server-state"), ``version`` (:data:`FORMAT_VERSION`), the model architecture as JSON (``model``),
+and free fields (the round, the task). Loading checks the format, the version, the naming rule (a base file
+holds only ``base.`` keys, a heads file only ``head.`` keys, a server-state file only a server optimizer's
+moments of shared tensors, ``m_t.base.*`` and ``v_t.base.*``) and the architecture. Writes are atomic.
 
 Example:
     >>> import tempfile, pathlib, numpy as np
@@ -26,10 +27,19 @@ from shared.errors import FedHydraError
 from shared.hydra.naming import is_personal_key, is_shared_key
 from shared.io import atomic_write_bytes
 
-__all__ = ["FORMAT_VERSION", "BundleError", "save_tensors", "load_tensors"]
+__all__ = ["FORMAT_VERSION", "BundleError", "save_tensors", "load_tensors", "SERVER_STATE_SLOTS"]
 
 FORMAT_VERSION = "1"
-_FORMATS = {"base": ("fedhydra-base", is_shared_key), "heads": ("fedhydra-heads", is_personal_key)}
+SERVER_STATE_SLOTS = ("m_t.", "v_t.")
+"""Prefixes of a server optimizer's per-tensor state (FedAdam's moments) before a shared key."""
+
+
+def _is_server_state_key(key: str) -> bool:
+    return any(key.startswith(slot) and is_shared_key(key[len(slot):]) for slot in SERVER_STATE_SLOTS)
+
+
+_FORMATS = {"base": ("fedhydra-base", is_shared_key), "heads": ("fedhydra-heads", is_personal_key),
+            "server-state": ("fedhydra-server-state", _is_server_state_key)}
 
 
 class BundleError(FedHydraError):
@@ -37,7 +47,7 @@ class BundleError(FedHydraError):
 
 
 def save_tensors(path: str | Path, tensors: Mapping[str, object], *, kind: str, model, **meta: object) -> Path:
-    """Write ``tensors`` (numpy arrays or torch tensors) as a ``kind`` file ("base" or "heads")."""
+    """Write ``tensors`` (numpy arrays or torch tensors) as a ``kind`` file ("base", "heads" or "server-state")."""
     from safetensors.numpy import save
 
     name, rule = _FORMATS[kind]

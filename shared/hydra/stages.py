@@ -36,9 +36,13 @@ class StageReport:
 
 
 def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[UserContext, Sequence[Episode]]],
-                heads: Mapping[str, PersonalHeads], *, epochs: int | None = None, train_editor: bool = True,
+                heads: Mapping[str, PersonalHeads], *, epochs: int | None = None, head_epochs: int | None = None,
+                train_editor: bool = True,
                 proximal_mu: float = 0.0, progress: Callable[[str], None] | None = None) -> StageReport:
-    """Train the shared base with these users' heads on their episodes (centralized, or one client locally)."""
+    """Train the shared base with these users' heads on their episodes (centralized, or one client locally).
+
+    ``epochs`` and ``head_epochs`` override the trainer's config (a client's round trains less than a whole run).
+    """
     report = StageReport()
     base = trainer.base
     if train_editor and task.rewrite:
@@ -52,6 +56,6 @@ def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[User
     for role in ROLES:
         report.examples[role] = len(examples[role])
         say = (lambda e, n, l, r=role: progress(f"{r} epoch {e}/{n}: loss {l:.4f}")) if progress else None
-        report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, proximal_mu=proximal_mu,
-                                                 progress=say)
+        report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, head_epochs=head_epochs,
+                                                 proximal_mu=proximal_mu, progress=say)
     return report

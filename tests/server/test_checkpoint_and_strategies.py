@@ -50,3 +50,66 @@ def test_differential_privacy_wraps_the_strategy():
     assert isinstance(strategy, DifferentialPrivacyClientSideFixedClipping)
     assert strategy.noise_multiplier == 1.0 and strategy.clipping_norm == 0.5 and strategy.num_sampled_clients == 5
     assert sampled_clients(c.federation, 3) == 2
+
+
+class _Grid:
+    """Two connected nodes, for configure_train (nothing is sent)."""
+
+    def get_node_ids(self):
+        return [1, 2]
+
+
+def _fedadam_round(strategy, server_round: int, arrays: dict[str, np.ndarray], updates: list[dict[str, np.ndarray]]):
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+    record = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+    strategy.configure_train(server_round, record, ConfigRecord({}), _Grid())
+    replies = [Message(content=RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in u.items()}),
+                                           "metrics": MetricRecord({"num-examples": 3})}),
+                       dst_node_id=0, message_type="train") for u in updates]
+    out, _ = strategy.aggregate_train(server_round, replies)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+@pytest.mark.usefixtures("flower_task_identity")
+def test_a_resumed_fedadam_run_continues_with_its_moments(tmp_path):
+    """FedAdam's moments are checkpointed with the base: a resumed round 2 equals the uninterrupted one."""
+    from server.checkpoint import load_server_state, save_server_state, strategy_state
+    from server.plan import restore_server_state
+
+    c = cfg(**{"strategy": "fedadam", "out-dir": str(tmp_path), "resume": True})
+    rng = np.random.default_rng(0)
+    start = {"base.a": rng.normal(size=(2, 3)).astype(np.float32)}
+    updates = [[{"base.a": start["base.a"] + rng.normal(size=(2, 3)).astype(np.float32)} for _ in range(2)]
+               for _ in range(2)]
+    running, _ = build_strategy(c.federation, n_train=2)
+    after1 = _fedadam_round(running, 1, start, updates[0])
+    moments = strategy_state(running)
+    assert sorted(moments) == ["m_t.base.a", "v_t.base.a"]
+    save_server_state(tmp_path / "checkpoints", 1, moments, model=c.model)
+    save_checkpoint(tmp_path / "checkpoints", 1, after1, model=c.model, task=c.task)
+    uninterrupted = _fedadam_round(running, 2, after1, updates[1])
+
+    done, arrays = starting_point(c)
+    resumed, _ = build_strategy(c.federation, n_train=2)
+    assert done == 1 and restore_server_state(c, done, resumed)
+    np.testing.assert_allclose(_fedadam_round(resumed, 2, arrays, updates[1])["base.a"], uninterrupted["base.a"],
+                               rtol=1e-6)
+    forgetful, _ = build_strategy(c.federation, n_train=2)  # what a resume without the moments computed
+    assert not np.allclose(_fedadam_round(forgetful, 2, arrays, updates[1])["base.a"], uninterrupted["base.a"])
+    # a checkpoint without moments is reported, and a stateless strategy needs none
+    (tmp_path / "checkpoints" / "round-0001.server-state.safetensors").unlink()
+    assert load_server_state(tmp_path / "checkpoints", 1) is None
+    assert not restore_server_state(c, 1, build_strategy(c.federation, n_train=2)[0])
+    assert restore_server_state(cfg(**{"out-dir": str(tmp_path)}), 1, build_strategy(cfg().federation, n_train=2)[0])
+
+
+def test_a_server_state_file_holds_only_moments_of_shared_tensors(tmp_path):
+    from shared.hydra.bundle import BundleError
+
+    from server.checkpoint import save_server_state
+
+    with pytest.raises(BundleError, match="head.adapter"):
+        save_server_state(tmp_path, 1, {"m_t.head.adapter.weight": np.zeros(1, np.float32)}, model=ModelConfig())
+    with pytest.raises(BundleError, match="base.a"):
+        save_server_state(tmp_path, 1, {"base.a": np.zeros(1, np.float32)}, model=ModelConfig())

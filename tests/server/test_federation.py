@@ -150,6 +150,21 @@ def test_eval_every_and_round_timeout_are_validated():
         RunConfig.from_mapping({**default_mapping(), "round-timeout": 0.0})
 
 
+def test_local_head_epochs_default_to_the_runs_head_epochs_spread_over_its_rounds():
+    """A client's round trains trunk and heads for head-epochs / num-rounds (rounded up) unless set."""
+    from shared.config import ConfigError
+
+    def local(**kw):
+        return RunConfig.from_mapping({**default_mapping(), **kw}).federation.local_head_epochs
+
+    assert local(**{"head-epochs": 40, "num-rounds": 2}) == 20
+    assert local(**{"head-epochs": 40, "num-rounds": 3}) == 14
+    assert local(**{"head-epochs": 40, "num-rounds": 3, "local-head-epochs": 5}) == 5
+    assert local(**{"head-epochs": 0, "num-rounds": 3}) == 0
+    with pytest.raises(ConfigError, match="local-head-epochs"):
+        local(**{"local-head-epochs": -1})
+
+
 def test_a_dp_run_weighs_evaluations_by_questions_although_updates_weigh_the_same(tmp_path):
     """Under DP, training replies carry ``dp-weight`` (every update weighs 1); evaluation replies do not and are
     weighted by the questions answered (this used to fail the whole run at its evaluation)."""
@@ -170,3 +185,21 @@ def test_a_dp_run_weighs_evaluations_by_questions_although_updates_weigh_the_sam
     # node 3 answered 2 questions with MAE 2, node 4 one with MAE 1: weighted (2*2 + 1*1) / 3
     assert row["eval_metrics"]["hydra/MAE"] == pytest.approx(5 / 3)
     assert row["eval_metrics"]["num-examples"] == 3
+
+
+def test_pooled_evaluation_metrics_equal_the_metrics_over_all_questions():
+    """Users' MAE and RMSE pooled by the server equal the official metrics over every question at once."""
+    from server.federation import weighted_metrics
+    from shared.metrics import evaluate
+    from shared.tasks import get_task
+
+    task = get_task("LaMP-3")
+    users = [({"a": "1", "b": "5"}, {"a": "2", "b": "5"}), ({"c": "3", "d": "1", "e": "5"}, {"c": "3", "d": "4", "e": "5"})]
+    records = [{"num-examples": len(golds), **{f"hydra/{k}": v for k, v in evaluate(task, preds, golds).items()}}
+               for preds, golds in users]
+    pooled = weighted_metrics(records)
+    everyone = evaluate(task, {k: v for p, _ in users for k, v in p.items()}, {k: v for _, g in users for k, v in g.items()})
+    assert pooled["num-examples"] == 5
+    assert pooled["hydra/MAE"] == pytest.approx(everyone["MAE"])
+    assert pooled["hydra/RMSE"] == pytest.approx(everyone["RMSE"])
+    assert pooled["hydra/RMSE"] != pytest.approx(np.mean([r["hydra/RMSE"] for r in records]))
