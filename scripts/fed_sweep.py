@@ -55,6 +55,8 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
 
     cfg = RunConfig.from_mapping({**mapping, "store-dir": str(out / name / "clients")})
     fed = cfg.federation
+    if fed.strategy not in ("fedavg", "fedprox"):
+        raise SystemExit(f"{name}: this sweep averages like FedAvg/FedProx only, not {fed.strategy!r}")
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
                               protocol=cfg.protocol, offset=cfg.user_offset)
     history = cfg.protocol == "history"
@@ -62,8 +64,6 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     trainers = [ClientNode(cfg, u, role, llm) for u in train]
     testers = trainers if history else [ClientNode(cfg, u, NodeRole.TEST, llm) for u in test]
     mu = fed.proximal_mu if fed.strategy == "fedprox" else 0.0
-    if fed.strategy not in ("fedavg", "fedprox"):
-        raise SystemExit(f"{name}: this sweep averages like FedAvg/FedProx only, not {fed.strategy!r}")
     arrays = initial_shared_state(cfg.model, cfg.seed)
     started = time.perf_counter()
     for rnd in range(1, fed.num_rounds + 1):

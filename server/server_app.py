@@ -28,8 +28,8 @@ def main(grid: Grid, context: Context) -> None:
     expected = cfg.test_users if cfg.protocol == "history" else cfg.train_users + cfg.test_users
     roles = discover_roles(grid, expected)
     n_train = sum(r in ("train", "both") for r in roles.values())
-    log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train,
-        sum(r in ("test", "both") for r in roles.values()), done)
+    n_test = sum(r in ("test", "both") for r in roles.values())
+    log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train, n_test, done)
     strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))
     if done and accountant is not None:
         try:
@@ -49,7 +49,6 @@ def main(grid: Grid, context: Context) -> None:
     run_rounds(grid, validating, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
                final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every)
-    n_test = sum(r in ("test", "both") for r in roles.values())
     summary = {"train_clients": n_train, "test_clients": n_test, "rounds": cfg.federation.num_rounds,
                "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise}
     if accountant is not None and accountant.num_releases:

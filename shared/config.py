@@ -83,6 +83,7 @@ class FederationConfig:
     fraction_train: float
     min_train_nodes: int
     local_epochs: int
+    local_head_epochs: int
     strategy: str
     proximal_mu: float
     server_lr: float
@@ -96,7 +97,6 @@ class FederationConfig:
     out_dir: str
     eval_every: int = 1
     round_timeout: float = 3600.0
-    local_head_epochs: int = 20
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,8 @@ def test_a_resumed_fedadam_run_continues_with_its_moments(tmp_path):
 
 
 def test_a_server_state_file_holds_only_moments_of_shared_tensors(tmp_path):
-    from shared.hydra.bundle import BundleError
-
     from server.checkpoint import save_server_state
+    from shared.hydra.bundle import BundleError
 
     with pytest.raises(BundleError, match="head.adapter"):
         save_server_state(tmp_path, 1, {"m_t.head.adapter.weight": np.zeros(1, np.float32)}, model=ModelConfig())
