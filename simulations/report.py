@@ -17,7 +17,7 @@ from shared.io import atomic_write_text
 from shared.metrics import primary_metric
 from shared.tasks import TaskSpec
 
-__all__ = ["MethodResult", "write_table", "plot_methods", "relative_gain"]
+__all__ = ["MethodResult", "write_table", "plot_methods", "bar_axis_limit", "relative_gain"]
 
 
 @dataclass
@@ -68,6 +68,20 @@ def write_table(results: Sequence[MethodResult], task: TaskSpec, out_dir: str | 
     return markdown
 
 
+def bar_axis_limit(values: Sequence[float], oracle: float | None = None, *, room: float = 0.15) -> float:
+    """The right end of a bar chart's value axis: the largest bar or oracle line plus ``room`` of it, so that
+    the value printed after the longest bar is not cut off or crossed by the oracle line.
+
+    Example:
+        >>> round(bar_axis_limit([0.2, 0.4], oracle=0.44), 3)
+        0.506
+        >>> bar_axis_limit([0.0])
+        1.0
+    """
+    top = max([*values, *([] if oracle is None else [oracle])], default=0.0)
+    return top * (1.0 + room) if top > 0 else 1.0
+
+
 def plot_methods(rows: Sequence[Mapping[str, object]], task: TaskSpec, path: str | Path, *, title: str,
                  oracle: float | None = None, groups: Mapping[str, str] | None = None) -> Path:
     """A horizontal bar chart of the primary metric per method (PNG)."""
@@ -82,11 +96,15 @@ def plot_methods(rows: Sequence[Mapping[str, object]], task: TaskSpec, path: str
     colours = {"baseline": "#9e9e9e", "hydra": "#1f77b4", "federated": "#2ca02c"}
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     bars = ax.barh(names, values, color=[colours.get((groups or {}).get(n, "baseline"), "#9e9e9e") for n in names])
-    for bar, v in zip(bars, values):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.3f}", va="center", fontsize=8)
+    limit = bar_axis_limit(values, oracle)
+    for bar, v in zip(bars, values):  # inside the bar's end (clear of an oracle line), after a short bar
+        inside = v > 0.2 * limit
+        ax.text(v, bar.get_y() + bar.get_height() / 2, f" {v:.3f} ", va="center", fontsize=8,
+                ha="right" if inside else "left", color="white" if inside else "black")
     if oracle is not None:
         ax.axvline(oracle, color="#d62728", linestyle="--", linewidth=1, label=f"pool oracle {oracle:.3f}")
         ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0.0, limit)
     ax.invert_yaxis()
     ax.set_xlabel(f"{metric} ({'higher' if higher else 'lower'} is better)")
     ax.set_title(title, fontsize=10)
