@@ -69,8 +69,8 @@ def write_table(results: Sequence[MethodResult], task: TaskSpec, out_dir: str | 
 
 
 def bar_axis_limit(values: Sequence[float], oracle: float | None = None, *, room: float = 0.15) -> float:
-    """The right end of a bar chart's value axis: the largest bar or oracle line plus ``room`` of it, so that
-    the value printed after the longest bar is not cut off or crossed by the oracle line.
+    """The right end of a bar chart's value axis: the largest bar or oracle line plus ``room`` of it, leaving
+    space for the legend and for values printed after short bars.
 
     Example:
         >>> round(bar_axis_limit([0.2, 0.4], oracle=0.44), 3)

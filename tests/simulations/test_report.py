@@ -9,7 +9,7 @@ from simulations.report import bar_axis_limit
 def test_the_axis_ends_past_the_longest_bar_and_the_oracle(values, oracle):
     limit = bar_axis_limit(values, oracle)
     top = max(values + ([oracle] if oracle is not None else []))
-    assert limit >= top * 1.1, "the label printed after the longest bar would be cut off"
+    assert limit >= top * 1.1, "the longest bar or the oracle line would touch the edge"
     assert limit <= top * 1.5, "the bars would be squeezed into a corner"
 
 
