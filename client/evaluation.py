@@ -37,8 +37,7 @@ def evaluate_user(task: TaskSpec, user, bundle: Path, cfg: RunConfig, llm, store
     client = sdk_client(task, user.user_id, bundle, cfg, llm, store_root)
     client.fit()
 
-    def hydra(u, q, ctx, *, use_reranker: bool, use_adapter: bool, personal: bool):
-        return client.answer(q.input, personal=personal, use_reranker=use_reranker, use_adapter=use_adapter,
-                             history=q.profile)
+    def hydra(u, q, ctx, *, variant: str):
+        return client.answer(q.input, variant=variant, history=q.profile)
 
     return evaluate_users(task, [user], hydra, llm, cfg, golds, methods=methods, progress=False)

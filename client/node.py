@@ -45,7 +45,7 @@ class NodeRole(str, Enum):
 
 
 _BASES: dict[str, Any] = {}
-_DATASETS: dict[tuple[str, str, str], Any] = {}
+_DATASETS: dict[tuple[str, str, str, int], Any] = {}
 
 
 def shared_base(model_config):
@@ -67,9 +67,9 @@ def _dataset(cfg: RunConfig):
 
     if not cfg.data:
         raise ConfigError("a client needs `data` (a LaMP-format directory) in its run or node config")
-    key = (cfg.data, cfg.task, cfg.split)
+    key = (cfg.data, cfg.task, cfg.split, cfg.timeline_questions)
     if key not in _DATASETS:
-        _DATASETS[key] = load_split(cfg.data, cfg.task, cfg.split or None)
+        _DATASETS[key] = load_split(cfg.data, cfg.task, cfg.split or None, timeline_questions=cfg.timeline_questions)
     return _DATASETS[key]
 
 
@@ -101,13 +101,14 @@ def make_llm(cfg: RunConfig):
     from shared.llm.embedded import EMBEDDED_MODEL, embedded_config, running_server, start_server
 
     if cfg.llm_url and cfg.llm_model == EMBEDDED_MODEL:  # the embedded server: cache by model file, not by port
-        return LLMClient(embedded_config(cfg.llm_url, timeout_s=cfg.llm_timeout))
+        return LLMClient(embedded_config(cfg.llm_url, timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency))
     if cfg.llm_url:
-        return LLMClient(LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout))
+        return LLMClient(LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
+                                               concurrency=cfg.llm_concurrency))
     if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
-        return LLMClient(LLMConfig.from_env(timeout_s=cfg.llm_timeout))
+        return LLMClient(LLMConfig.from_env(timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency))
     info = running_server() or start_server()
-    return LLMClient(embedded_config(info.url, timeout_s=cfg.llm_timeout))
+    return LLMClient(embedded_config(info.url, timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency))
 
 
 @dataclass
@@ -144,7 +145,8 @@ class ClientNode:
         store.write_history(self.user.history)
         store.write_episodes(episodes)
         store.update_meta(episodes=len(episodes), episode_llm_calls=report.llm_calls, skipped=report.skipped,
-                          offlabel_answers=offlabel)
+                          offlabel_answers=offlabel, episode_llm_asked=report.llm_asked,
+                          episode_llm_seconds=round(report.llm_seconds, 3), role=self.role.value)
         return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped, "offlabel": offlabel}
 
     def _trainer(self, arrays: Mapping[str, np.ndarray]):
@@ -201,7 +203,8 @@ class ClientNode:
         preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg), self.cfg, self.llm,
                               store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
-                                      "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures})
+                                      "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures,
+                                      "asked": preds.asked, "llm_seconds": preds.llm_seconds})
         metrics: dict[str, float] = {"num-examples": len(self.user.questions)}
         mine = {q.id: golds[q.id] for q in self.user.questions if q.id in golds}
         if mine:

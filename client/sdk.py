@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -46,10 +48,15 @@ from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
 from shared.hydra.infer import Answer, InferenceConfig, answer
 from shared.hydra.spec import ROLES
+from shared.hydra.variants import Variant
+from shared.ledger import cost_of
 from shared.llm.client import LLMClient, LLMConfig
 from shared.tasks import TaskSpec, get_task
 
-__all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE"]
+__all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE", "ONBOARDING_CALLS"]
+
+ONBOARDING_CALLS = 20
+"""Most LLM calls a new user's onboarding (the episodes that fit their heads) may cost by default."""
 
 HISTORY_ROLE = "reranker"
 """The role whose encoder sees the history records (as the reranker's items); the adapter scores candidates."""
@@ -66,20 +73,20 @@ class FitReport:
     fit_seconds: float = 0.0
 
 
-def _llm(llm: Any, timeout: float) -> LLMClient:
+def _llm(llm: Any, timeout: float, concurrency: int) -> LLMClient:
     if isinstance(llm, LLMClient):
         return llm
     if isinstance(llm, LLMConfig):
         return LLMClient(llm)
     if isinstance(llm, str):
 
-        return LLMClient(LLMConfig.from_env(base_url=llm, timeout_s=timeout))
+        return LLMClient(LLMConfig.from_env(base_url=llm, timeout_s=timeout, concurrency=concurrency))
     if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
-        return LLMClient(LLMConfig.from_env(timeout_s=timeout))
+        return LLMClient(LLMConfig.from_env(timeout_s=timeout, concurrency=concurrency))
     from shared.llm.embedded import embedded_config, running_server, start_server
 
     info = running_server() or start_server()
-    return LLMClient(embedded_config(info.url, timeout_s=timeout))
+    return LLMClient(embedded_config(info.url, timeout_s=timeout, concurrency=concurrency))
 
 
 class PersonalClient:
@@ -89,16 +96,20 @@ class PersonalClient:
                  bundle: str | Path | None = None, threads: int = 2, quantized: bool = True,
                  inference: InferenceConfig = InferenceConfig(), episodes: EpisodeConfig | None = None,
                  fit_steps: int = 200, fit_lr: float = 0.05, head_l2: float = 0.05, llm_timeout: float = 60.0,
-                 bundle_in_place: bool = False):
+                 llm_concurrency: int = 4, bundle_in_place: bool = False):
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
         self.store = UserStore(store_dir, user, task=self.task.name)
         self._llm_arg = llm
         self._llm: LLMClient | None = llm if isinstance(llm, LLMClient) else None
         self.llm_timeout = llm_timeout
+        self.llm_concurrency = llm_concurrency
         self.threads = threads
         self.quantized = quantized
         self.inference = inference
-        self.episode_config = episodes or EpisodeConfig(pool=inference.pool, rerank_m=inference.m)
+        self.episode_config = episodes or EpisodeConfig(pool=inference.pool, rerank_m=inference.m,
+                                                        pseudo_questions=2, calls_per_user=ONBOARDING_CALLS)
+        self._guard = threading.RLock()
+        self._fitting: Future | None = None
         self.fit_steps, self.fit_lr, self.head_l2 = fit_steps, fit_lr, head_l2
         self._models: DeviceModels | None = None
         self._ctx: tuple[tuple[int, ...] | None, UserContext] | None = None
@@ -112,7 +123,7 @@ class PersonalClient:
     @property
     def llm(self) -> LLMClient:
         if self._llm is None:
-            self._llm = _llm(self._llm_arg, self.llm_timeout)
+            self._llm = _llm(self._llm_arg, self.llm_timeout, self.llm_concurrency)
         return self._llm
 
     # -- history ----------------------------------------------------------------------------------------
@@ -229,13 +240,27 @@ class PersonalClient:
         if len(history) < 2:
             raise ConfigError("fit needs at least two history items")
         episodes = self.store.read_episodes()
-        if episodes is None:
-            llm = self.llm
-            before_calls, before_s = llm.stats.calls, llm.stats.seconds
-            episodes, built = build_user_episodes(self.task, self.store.user, history, [], llm, self.episode_config)
+        if episodes is None:  # onboarding: the LLM labels data made from the history (answers go on meanwhile)
+            episodes, built = build_user_episodes(self.task, self.store.user, history, [], self.llm,
+                                                  self.episode_config)
             self.store.write_episodes(episodes)
-            report.llm_calls = llm.stats.calls - before_calls
-            report.llm_seconds = llm.stats.seconds - before_s
+            report.llm_calls, report.llm_seconds = built.llm_calls, built.llm_seconds
+        with self._guard:  # the on-device part: answers wait for it (seconds), then use the new heads
+            return self._fit_heads(history, episodes, report)
+
+    def fit_in_background(self) -> Future:
+        """Start :meth:`fit` in a thread and return its future (``.result()`` is the :class:`FitReport`).
+
+        The user gets answers at once: until the fit is done they come from the shared heads, then from the
+        user's own (``Answer.personal`` says which). Onboarding asks the LLM at most ``episodes.calls_per_user``
+        times (20 by default).
+        """
+        with self._guard:
+            if self._fitting is None or self._fitting.done():
+                self._fitting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fit").submit(self.fit)
+            return self._fitting
+
+    def _fit_heads(self, history: list[dict[str, str]], episodes, report: FitReport) -> FitReport:
         started = time.perf_counter()
         models = self.models
         self._sync_history(models, compute=True)
@@ -272,16 +297,24 @@ class PersonalClient:
             self._ctx = (key, UserContext.build(self.task, self.history))
         return self._ctx[1]
 
-    def answer(self, input: str, *, task: str | None = None, personal: bool = True, use_reranker: bool = True,
-               use_adapter: bool = True, history: Sequence[Mapping[str, str]] | None = None) -> Answer:
-        """Answer one query: the output, the records used (with reranker scores) and every candidate's score.
+    def answer(self, input: str, *, task: str | None = None, variant: str | Variant = "hydra",
+               history: Sequence[Mapping[str, str]] | None = None) -> Answer:
+        """Answer one query: the output, the records used (with reranker scores), every candidate's score and what
+        the answer cost (``result.cost``: LLM answers used, requests sent, their seconds).
 
+        ``variant`` names how to answer (:mod:`shared.hydra.variants`: ``"hydra"``, ``"hydra-shared-head"``,
+        ``"hydra-calls-1"``, ...); before this user's heads are fitted, every variant answers with the shared heads.
         ``history`` answers as of that history instead of the stored one (replaying time-ordered data).
         """
         if task is not None and get_task(task).name != self.task.name:
             raise ConfigError(f"this client is for {self.task.name}, not {get_task(task).name}")
         models = self.models
         ctx = self._context() if history is None else UserContext.build(self.task, list(history))
-        heads = {r: PERSONAL for r in ROLES} if personal and any(models.has_personal(r) for r in ROLES) else None
-        return answer(self.task, input, ctx, self.llm, OnnxScorer(models), models.editor, heads=heads,
-                      config=self.inference, use_reranker=use_reranker, use_adapter=use_adapter)
+        llm = self.llm
+        started = time.perf_counter()
+        with self._guard, llm.meter() as meter:
+            heads = {r: PERSONAL for r in ROLES} if any(models.has_personal(r) for r in ROLES) else None
+            result = answer(self.task, input, ctx, llm, OnnxScorer(models), models.editor, heads=heads,
+                            config=self.inference, variant=variant)
+        result.cost = cost_of(meter, time.perf_counter() - started).as_dict()
+        return result

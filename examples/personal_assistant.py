@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from client.sdk import PersonalClient
@@ -41,14 +40,17 @@ def main(argv: list[str] | None = None) -> int:
             items = questions[0]["profile"]
             print(f"using a synthetic user whose quirks are {truth['users'][questions[0]['user_id']]}")
         client.add_history(items)
-        started = time.perf_counter()
-        report = client.fit()
-        print(f"fitted this user's heads in {report.fit_seconds:.1f} s on the device "
-              f"(+{report.llm_seconds:.1f} s in {report.llm_calls} LLM calls to label their history)")
+        # onboarding runs in the background; answers come at once from the shared heads meanwhile
+        fitting = client.fit_in_background()
+        fitting.add_done_callback(lambda f: f.exception() or print(
+            f"\n[fitted this user's heads: {f.result().fit_seconds:.1f} s on the device, {f.result().llm_calls} LLM "
+            f"calls ({f.result().llm_seconds:.1f} s) to label their history; later answers are personal]"))
     texts = args.text or [line.strip() for line in sys.stdin if line.strip()]
     for text in texts:
         result = client.answer(task.instruction + text)
-        print(f"\n> {text}\n= {result.output}")
+        heads = "personal" if result.personal else "shared (the user's own are still being fitted)"
+        print(f"\n> {text}\n= {result.output}\n  heads: {heads}; cost: {result.cost['asked']} LLM answers, "
+              f"{result.cost['wall_seconds']:.2f} s")
         print("  because of these past tweets:", *[f"    [{r['score']:+.2f}] {r['text']}" for r in result.records], sep="\n")
         print("  candidates:", *[f"    [{c['score']:+.2f}] ({c['source']}) {c['text']}" for c in
                                  sorted(result.candidates, key=lambda c: -c["score"])], sep="\n")

@@ -2,7 +2,8 @@
 
 Prints, for each pair of prediction files: how many answers differ, on how many questions the second run
 scores higher or lower (the task's per-question utility, :func:`shared.metrics.example_score`: ROUGE-L F,
-minus the rating error, or correctness), the mean paired difference and its 95% bootstrap interval.
+minus the rating error, or correctness), the mean paired difference and its 95% bootstrap interval
+(:func:`shared.stats.paired_bootstrap`, seeded).
 
     .venv/bin/python scripts/compare_runs.py --golds ../shared/data/lamp/lamp7 --task LaMP-7 \\
         runs/hydra-lamp7/hydra_outputs.json runs/fed-lamp7/fed-hydra_outputs.json
@@ -11,7 +12,6 @@ minus the rating error, or correctness), the mean paired difference and its 95% 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.data import find_split_files, load_outputs
 from shared.errors import DataFormatError
 from shared.metrics import example_score
+from shared.stats import paired_bootstrap
 from shared.tasks import get_task
 
 
@@ -38,7 +39,6 @@ def main() -> None:
     if gold_file is None:
         raise SystemExit(f"{args.golds}: no *_outputs.json with golds")
     _, golds = load_outputs(gold_file)
-    rng = random.Random(0)
     print("| first | second | answers that differ | second better | second worse | mean difference | 95% interval |")
     print("|---|---|---|---|---|---|---|")
     for a, b in zip(args.pairs[::2], args.pairs[1::2]):
@@ -46,12 +46,10 @@ def main() -> None:
         if set(first) != set(second) or not set(first) <= set(golds):
             raise DataFormatError(b, f"its question ids differ from {a}'s or are not all in {gold_file}")
         ids = sorted(first)
-        diffs = [example_score(task, second[i], golds[i]) - example_score(task, first[i], golds[i]) for i in ids]
-        means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(args.resamples))
-        lo, hi = means[int(0.025 * args.resamples)], means[int(0.975 * args.resamples) - 1]
+        c = paired_bootstrap([example_score(task, first[i], golds[i]) for i in ids],
+                             [example_score(task, second[i], golds[i]) for i in ids], resamples=args.resamples)
         print(f"| {Path(a).name} | {Path(b).name} | {sum(first[i] != second[i] for i in ids)} of {len(ids)} "
-              f"| {sum(d > 1e-12 for d in diffs)} | {sum(d < -1e-12 for d in diffs)} "
-              f"| {sum(diffs) / len(diffs):+.4f} | [{lo:+.4f}, {hi:+.4f}] |")
+              f"| {c.wins} | {c.losses} | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |")
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    with ensure_llm(None) as config:
+    with ensure_llm(None, concurrency=base["llm-concurrency"]) as config:
         llm = LLMClient(config)
         for i, variant in enumerate(args.variant or [""]):
             name = f"v{i + 1}"

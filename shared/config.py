@@ -106,6 +106,7 @@ class RunConfig:
     task: str
     data: str
     split: str
+    timeline_questions: int
     synthetic_users: int
     synthetic_items: int
     train_users: int
@@ -117,6 +118,7 @@ class RunConfig:
     llm_model: str
     llm_timeout: float
     llm_calls_per_user: int
+    llm_concurrency: int
     federation: FederationConfig
     model: Any
     train: Any
@@ -219,11 +221,13 @@ class RunConfig:
             eval_every=positive("eval-every", int, 0), round_timeout=positive("round-timeout", float, 1.0),
             local_head_epochs=local_head_epochs)
         return cls(task=task, data=get("data", str), split=get("split", str),
+                   timeline_questions=positive("timeline-questions"),
                    synthetic_users=positive("synthetic-users"), synthetic_items=positive("synthetic-items", int, 2),
                    train_users=positive("train-users", int, 0), test_users=positive("test-users", int, 0),
                    user_offset=positive("user-offset", int, 0), protocol=protocol, seed=get("seed", int),
                    llm_url=get("llm-url", str), llm_model=get("llm-model", str), llm_timeout=get("llm-timeout", float),
-                   llm_calls_per_user=positive("llm-calls-per-user", int, 0), federation=federation, model=model,
+                   llm_calls_per_user=positive("llm-calls-per-user", int, 0),
+                   llm_concurrency=positive("llm-concurrency"), federation=federation, model=model,
                    train=train, episodes=episodes, inference=inference, pool=pool, store_dir=get("store-dir", str),
                    device_quantized=get("device-quantized", bool))
 

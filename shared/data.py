@@ -2,6 +2,14 @@
 
 A split is a pair of files: ``{split}_questions.json`` (a list of ``{"id", "input", "profile"}``;
 time-based files add ``user_id``) and ``{split}_outputs.json`` (``{"task", "golds": [{"id", "output"}]}``).
+
+The split name ``timeline`` is a protocol over ``user_histories.json`` instead (a list of
+``{"user", "items": [{"id", "text", "score"}, ...]}``, each user's items oldest first; see
+:func:`load_timeline`): the last ``timeline_questions`` items of each user are that user's questions, each
+question's profile is the user's items strictly before it (a slice of one shared tuple: nothing is copied
+or written), its gold is the item's output. The user's training part, the profile of their first
+question, is what the ``history`` protocol of :mod:`simulations.users` trains on.
+
 Every malformed input raises :class:`~shared.errors.DataFormatError` naming the file, the item's
 index and the field.
 
@@ -36,7 +44,15 @@ __all__ = [
     "write_outputs",
     "read_json",
     "group_by_user",
+    "load_timeline",
+    "TIMELINE_SPLIT",
+    "TIMELINE_FILE",
 ]
+
+TIMELINE_SPLIT = "timeline"
+"""The split name that selects :func:`load_timeline` (``split = "timeline"`` in the run config)."""
+TIMELINE_FILE = "user_histories.json"
+"""The file the timeline split reads, in the data directory."""
 
 MAX_INPUT_CHARS = 20_000
 """Inputs and profile texts longer than this are truncated on load (documented in the README)."""
@@ -104,12 +120,12 @@ def _string(value: Any, path: Path, index: int, field: str, *, allow_number: boo
     raise DataFormatError(path, f"expected a string, got {type(value).__name__}", index=index, field=field)
 
 
-def _profile(raw: Any, task: TaskSpec, path: Path, index: int) -> tuple[dict[str, str], ...]:
+def _profile(raw: Any, task: TaskSpec, path: Path, index: int, field: str = "profile") -> tuple[dict[str, str], ...]:
     if not isinstance(raw, list):
-        raise DataFormatError(path, f"expected a list, got {type(raw).__name__}", index=index, field="profile")
+        raise DataFormatError(path, f"expected a list, got {type(raw).__name__}", index=index, field=field)
     items = []
     for j, item in enumerate(raw):
-        where = f"profile[{j}]"
+        where = f"{field}[{j}]"
         if not isinstance(item, dict):
             raise DataFormatError(path, f"expected an object, got {type(item).__name__}", index=index, field=where)
         clean: dict[str, str] = {}
@@ -218,9 +234,19 @@ def find_split_files(directory: str | Path, split: str | None = None) -> tuple[P
     return q, (o if o.exists() else None)
 
 
-def load_split(directory: str | Path, task: TaskSpec | str, split: str | None = None) -> Dataset:
-    """Load questions and golds of one split, checking that golds cover exactly the question ids."""
+def load_split(directory: str | Path, task: TaskSpec | str, split: str | None = None, *,
+               timeline_questions: int = 40) -> Dataset:
+    """Load questions and golds of one split, checking that golds cover exactly the question ids.
+
+    ``split="timeline"`` builds the split from ``user_histories.json`` with ``timeline_questions`` questions
+    per user (:func:`load_timeline`).
+    """
     spec = get_task(task) if isinstance(task, str) else task
+    if split == TIMELINE_SPLIT:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise DataFormatError(directory, "not a directory")
+        return load_timeline(directory / TIMELINE_FILE, spec, timeline_questions)
     qpath, opath = find_split_files(directory, split)
     questions = load_questions(qpath, spec)
     golds: dict[str, str] = {}
@@ -235,6 +261,75 @@ def load_split(directory: str | Path, task: TaskSpec | str, split: str | None = 
         if missing or extra:
             raise DataFormatError(opath, f"golds do not match the questions: {len(missing)} missing "
                                          f"(e.g. {missing[:3]}), {len(extra)} unknown (e.g. {extra[:3]})")
+    return Dataset(task=spec, questions=tuple(questions), golds=golds)
+
+
+def load_timeline(path: str | Path, task: TaskSpec | str, questions_per_user: int = 40) -> Dataset:
+    """The time-based split over a user-histories file: each user's last ``questions_per_user`` items are questions.
+
+    The file is ``[{"user", "items": [{"id", "text", "score"}, ...]}, ...]`` (items oldest first; other
+    fields such as ``n_items`` and ``source_question_id`` are optional; ``n_items``, when present, must equal
+    the number of items). For user ``u`` with items ``x[0..n-1]`` and ``Q = questions_per_user``, question
+    ``i`` (``n-Q <= i < n``) has the id ``{source_question_id or user}_q{i}``, the official input
+    (the task's instruction followed by ``x[i]``'s text, as in LaMP), the profile ``x[0..i-1]`` (a slice of
+    one tuple shared by all of ``u``'s questions) and the gold ``x[i]``'s output (its score). A user needs at
+    least ``Q + 2`` items, so that the training part ``x[0..n-Q-1]`` holds two.
+
+    Raises:
+        DataFormatError: naming the file, the user's index and the field (a missing file, a user with too
+            few items, an item without text, a score that is not a label, duplicate users).
+        ConfigError: ``questions_per_user`` < 1, or a task whose items carry no output.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "user_histories.json"
+        >>> items = [{"id": f"h{i}", "text": f"review {i}", "score": str(1 + i % 5)} for i in range(5)]
+        >>> _ = f.write_text(json.dumps([{"user": "u1", "items": items}]))
+        >>> ds = load_timeline(f, "LaMP-3", questions_per_user=2)
+        >>> [(q.id, q.query, len(q.profile), ds.golds[q.id]) for q in ds.questions]
+        [('u1_q3', 'review 3', 3, '4'), ('u1_q4', 'review 4', 4, '5')]
+    """
+    from shared.errors import ConfigError
+
+    path = Path(path)
+    spec = get_task(task) if isinstance(task, str) else task
+    if isinstance(questions_per_user, bool) or not isinstance(questions_per_user, int) or questions_per_user < 1:
+        raise ConfigError(f"config key 'timeline-questions' must be an integer >= 1, got {questions_per_user!r}")
+    if spec.item_input is None or spec.item_output is None:
+        raise ConfigError(f"the timeline split needs a task whose profile items carry the answer (e.g. LaMP-3), "
+                          f"not {spec.name}")
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise DataFormatError(path, f"expected a JSON list of users, got {type(data).__name__}")
+    questions: list[Question] = []
+    golds: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for u, raw in enumerate(data):
+        if not isinstance(raw, dict):
+            raise DataFormatError(path, f"expected an object, got {type(raw).__name__}", index=u)
+        for name in ("user", "items"):
+            if name not in raw:
+                raise DataFormatError(path, "missing", index=u, field=name)
+        user = _string(raw["user"], path, u, "user", allow_number=True)
+        if user in seen:
+            raise DataFormatError(path, f"duplicate user {user!r} (first at item {seen[user]})", index=u, field="user")
+        seen[user] = u
+        items = _profile(raw["items"], spec, path, u, field="items")
+        n = len(items)
+        if "n_items" in raw and raw["n_items"] != n:
+            raise DataFormatError(path, f"n_items is {raw['n_items']!r} but items holds {n}", index=u, field="n_items")
+        if n < questions_per_user + 2:
+            raise DataFormatError(path, f"user {user!r} has {n} items; timeline-questions={questions_per_user} needs "
+                                        f"at least {questions_per_user + 2}", index=u, field="items")
+        prefix = _string(raw.get("source_question_id", user), path, u, "source_question_id", allow_number=True)
+        for i in range(n - questions_per_user, n):
+            qid = f"{prefix}_q{i}"
+            if qid in golds:
+                raise DataFormatError(path, f"question id {qid!r} is not unique", index=u, field="source_question_id")
+            text = (spec.instruction + spec.item_input(items[i]))[:MAX_INPUT_CHARS]
+            questions.append(Question(id=qid, input=text, profile=items[:i], user_id=user,
+                                      query=spec.extract_query(text)))
+            golds[qid] = spec.item_output(items[i])
     return Dataset(task=spec, questions=tuple(questions), golds=golds)
 
 

@@ -4,8 +4,16 @@ Methods (a registry; each is valid for some task kinds only):
 
 - ``input``: the input returned unchanged (rewrite tasks such as LaMP-7, whose input is a draft).
 - ``majority``: the most frequent label over every selected user's profile (label tasks).
-- ``user-mean``: the user's mean profile score, rounded (LaMP-3); for classification the user's most
-  frequent label.
+- ``user-mean``: the user's mean profile score, rounded (LaMP-3; "the user's typical score"); for
+  classification the user's most frequent label.
+- ``user-ridge`` (ratings): a ridge regression of the score on frozen MiniLM embeddings
+  (:mod:`simulations.ridge`) of the user's own profile, i.e. the reviews strictly before the question, refitted
+  per question; its penalty is chosen once per user by leave-one-out on the user's training part only (the
+  profile of their first question: ``BaselineContext.histories``; without it, on the question's profile).
+  The prediction is rounded half up and clipped to 1..5.
+- ``global-ridge`` (ratings): one ridge (penalty by leave-one-out) over the *other* users' training parts,
+  the same for every question of a user: what text says about a score for people in general. With no other
+  user it answers like ``majority``.
 - ``zero-shot``: the official input as the only user message, greedy.
 - ``rag``: the ``k`` best BM25 records of the user's profile in the prompt (see :mod:`shared.prompts`),
   greedy; run as ``rag-k1``, ``rag-k4``, ...
@@ -16,6 +24,8 @@ Example:
     >>> from shared.tasks import get_task
     >>> methods_for(get_task("LaMP-7"))
     ['input', 'zero-shot', 'rag']
+    >>> methods_for(get_task("LaMP-3"))
+    ['majority', 'user-mean', 'user-ridge', 'global-ridge', 'zero-shot', 'rag']
 """
 
 from __future__ import annotations
@@ -23,9 +33,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from shared.data import Dataset, Question, group_by_user, write_outputs
 from shared.errors import ConfigError
@@ -36,7 +47,7 @@ from shared.retrieval import bm25_top_k
 from shared.tasks import TaskKind, TaskSpec
 from simulations.report import MethodResult
 
-__all__ = ["BaselineContext", "METHODS", "methods_for", "run_baselines", "select_users"]
+__all__ = ["BaselineContext", "METHODS", "methods_for", "run_baselines", "select_users", "user_histories"]
 
 
 @dataclass
@@ -49,6 +60,10 @@ class BaselineContext:
     style: str = "turns"
     budget: PromptBudget = field(default_factory=PromptBudget)
     global_majority: str | None = None
+    histories: dict[str, Sequence[Mapping[str, str]]] = field(default_factory=dict)
+    """Each user's training part (the history before their first question), for the ridge baselines."""
+    cache: dict = field(default_factory=dict)
+    """Per-run state of the methods (the text embedder, fitted penalties and models)."""
 
 
 def _input(ctx: BaselineContext, q: Question) -> str:
@@ -65,8 +80,55 @@ def _user_mean(ctx: BaselineContext, q: Question) -> str:
         return _majority(ctx, q)
     if ctx.task.kind is TaskKind.RATING:
         mean = statistics.fmean(float(a) for a in answers)
-        return str(int(min(5, max(1, mean + 0.5))))  # round half up, like a person would
+        return _round_rating(mean)  # round half up, like a person would
     return Counter(answers).most_common(1)[0][0]
+
+
+def _round_rating(value: float) -> str:
+    return str(int(min(5, max(1, value + 0.5))))  # round half up, then clip to the scale
+
+
+def _embed(ctx: BaselineContext, texts: Sequence[str]):
+    from simulations.ridge import TextEmbedder
+
+    if "embedder" not in ctx.cache:
+        ctx.cache["embedder"] = TextEmbedder()
+    return ctx.cache["embedder"](texts)
+
+
+def _xy(ctx: BaselineContext, items: Sequence[Mapping[str, str]]):
+    import numpy as np
+
+    x = _embed(ctx, [ctx.task.item_text(it) for it in items])
+    return x, np.array([float(ctx.task.item_output(it)) for it in items])
+
+
+def _user_ridge(ctx: BaselineContext, q: Question) -> str:
+    from simulations.ridge import fit_ridge
+
+    if len(q.profile) < 3:
+        return _user_mean(ctx, q)
+    alphas = ctx.cache.setdefault("user-ridge-alpha", {})
+    if q.user_id not in alphas:  # chosen on the training part only, once per user
+        train = ctx.histories.get(q.user_id) or q.profile
+        alphas[q.user_id] = fit_ridge(*_xy(ctx, train)).alpha if len(train) >= 3 else None
+    model = fit_ridge(*_xy(ctx, q.profile), alpha=alphas[q.user_id])
+    return _round_rating(float(model.predict(_embed(ctx, [q.query]))[0]))
+
+
+def _global_ridge(ctx: BaselineContext, q: Question) -> str:
+    import numpy as np
+
+    from simulations.ridge import fit_ridge
+
+    models = ctx.cache.setdefault("global-ridge", {})
+    if q.user_id not in models:
+        others = [it for user, items in ctx.histories.items() if user != q.user_id for it in items]
+        models[q.user_id] = fit_ridge(*_xy(ctx, others)) if len(others) >= 3 else None
+    model = models[q.user_id]
+    if model is None:
+        return _majority(ctx, q)
+    return _round_rating(float(model.predict(_embed(ctx, [q.query]))[0]))
 
 
 def _require_llm(ctx: BaselineContext) -> LLMClient:
@@ -100,6 +162,8 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("input", _input, lambda t: t.rewrite, False),
     Method("majority", _majority, lambda t: bool(t.labels), False),
     Method("user-mean", _user_mean, lambda t: bool(t.labels) and t.item_output is not None, False),
+    Method("user-ridge", _user_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
+    Method("global-ridge", _global_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
     Method("zero-shot", _zero_shot, lambda t: True, True),
     Method("rag", _rag, lambda t: True, True),
 ]}
@@ -115,6 +179,11 @@ def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list
     groups = list(group_by_user(dataset.questions).values())
     chosen = groups[offset: None if n_users is None else offset + n_users]
     return [q for group in chosen for q in group]
+
+
+def user_histories(questions: Sequence[Question]) -> dict[str, Sequence[Mapping[str, str]]]:
+    """Each user's training part: the shortest profile among their questions (as :mod:`simulations.users`)."""
+    return {user: min(qs, key=lambda q: len(q.profile)).profile for user, qs in group_by_user(questions).items()}
 
 
 def _majority_label(task: TaskSpec, questions: Sequence[Question]) -> str | None:
@@ -145,30 +214,40 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
     if any(METHODS[m].uses_llm for m in methods) and llm is None:
         raise ConfigError("an LLM is needed for " + ", ".join(m for m in methods if METHODS[m].uses_llm))
     golds = {q.id: dataset.golds[q.id] for q in questions}
-    ctx = BaselineContext(task=task, llm=llm, style=style, global_majority=_majority_label(task, questions))
+    ctx = BaselineContext(task=task, llm=llm, style=style, global_majority=_majority_label(task, questions),
+                          histories=user_histories(questions))
     runs = [(f"rag-k{k}", "rag", k) if m == "rag" else (m, m, ctx.k) for m in methods for k in (ks if m == "rag" else [0])]
     results = []
     for label, name, k in runs:
         ctx.k = k
         method = METHODS[name]
-        before = (llm.stats.calls, llm.stats.cache_hits, llm.stats.failures) if llm else (0, 0, 0)
+        before = (llm.stats.calls, llm.stats.cache_hits, llm.stats.seconds) if llm else (0, 0, 0.0)
         started = time.perf_counter()
-        predictions: dict[str, str] = {}
-        failures = 0
-        for q in tqdm(questions, desc=label, unit="q", disable=not progress, leave=False):
-            try:
-                predictions[q.id] = method.run(ctx, q)
-            except Exception as exc:  # noqa: BLE001 - a failed LLM call costs one answer, not the run
-                from shared.errors import LLMError
 
-                if not isinstance(exc, LLMError):
-                    raise
-                predictions[q.id] = ""
-                failures += 1
+        def answer(q: Question) -> str | None:
+            from shared.errors import LLMError
+
+            try:
+                return method.run(ctx, q)
+            except LLMError:  # a failed LLM call costs one answer, not the run
+                return None
+
+        # an LLM method's questions are independent: as many at once as the client keeps in flight
+        workers = llm.config.concurrency if (llm is not None and method.uses_llm) else 1
+        bar = tqdm(total=len(questions), desc=label, unit="q", disable=not progress, leave=False)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            answers = []
+            for a in pool.map(answer, questions):
+                answers.append(a)
+                bar.update()
+        bar.close()
+        predictions = {q.id: a if a is not None else "" for q, a in zip(questions, answers)}
+        failures = sum(a is None for a in answers)
         seconds = time.perf_counter() - started
-        after = (llm.stats.calls, llm.stats.cache_hits, llm.stats.failures) if llm else (0, 0, 0)
+        after = (llm.stats.calls, llm.stats.cache_hits, llm.stats.seconds) if llm else (0, 0, 0.0)
         result = MethodResult(label, predictions, evaluate(task, predictions, golds), seconds,
-                              after[0] - before[0], after[1] - before[1], failures)
+                              after[0] - before[0], after[1] - before[1], failures,
+                              llm_seconds=after[2] - before[2])
         results.append(result)
         if out_dir is not None:
             write_outputs(Path(out_dir) / f"{label}_outputs.json", task, predictions)

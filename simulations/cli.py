@@ -29,6 +29,8 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-model", help="model name sent to that API")
     g.add_argument("--llm-cache", help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
     g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    g.add_argument("--llm-concurrency", type=int, default=None,
+                   help="most requests in flight (default: llm-concurrency of pyproject's [tool.flwr.app.config])")
 
 
 def _llm_config(args: argparse.Namespace):
@@ -36,8 +38,18 @@ def _llm_config(args: argparse.Namespace):
 
     if args.llm_url:
         return LLMConfig.from_env(base_url=args.llm_url, model=args.llm_model, cache_path=args.llm_cache,
-                                  timeout_s=args.llm_timeout)
+                                  timeout_s=args.llm_timeout, concurrency=_concurrency(args))
     return None
+
+
+def _concurrency(args: argparse.Namespace) -> int:
+    """``--llm-concurrency``, else the configured ``llm-concurrency``."""
+    from shared.config import default_mapping
+
+    value = args.llm_concurrency if args.llm_concurrency is not None else default_mapping()["llm-concurrency"]
+    if not isinstance(value, int) or value < 1:
+        raise FedHydraError(f"--llm-concurrency must be an integer >= 1, got {value!r}")
+    return value
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -74,7 +86,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from simulations.report import write_table
 
     task = get_task(args.task)
-    dataset = load_split(args.data, task, args.split)
+    from shared.config import default_mapping
+
+    q = args.timeline_questions if args.timeline_questions is not None else default_mapping()["timeline-questions"]
+    dataset = load_split(args.data, task, args.split, timeline_questions=q)
     questions = select_users(dataset, args.users, args.offset)
     methods = methods_for(task) if "all" in args.method else list(dict.fromkeys(args.method))
     out = Path(args.out)
@@ -82,7 +97,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     needs_llm = any(METHODS[m].uses_llm for m in methods if m in METHODS)
     if needs_llm:
-        with ensure_llm(_llm_config(args), cache_path=args.llm_cache, timeout_s=args.llm_timeout) as config:
+        with ensure_llm(_llm_config(args), cache_path=args.llm_cache, timeout_s=args.llm_timeout,
+                        concurrency=_concurrency(args)) as config:
             llm = LLMClient(config)
             results = run_baselines(dataset, questions, methods, llm=llm, ks=args.k, style=args.style, out_dir=out)
     else:
@@ -124,7 +140,7 @@ def _load_data(cfg, out: Path):
     from shared.synthetic import write_synthetic
 
     if cfg.data:
-        return load_split(cfg.data, cfg.task, cfg.split or None)
+        return load_split(cfg.data, cfg.task, cfg.split or None, timeline_questions=cfg.timeline_questions)
     folder = write_synthetic(out / "data", cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items,
                              seed=cfg.seed)
     return load_split(folder, cfg.task)
@@ -140,11 +156,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
     dataset = _load_data(cfg, out)
     explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
-                                  cache_path=args.llm_cache) if cfg.llm_url else None
-    with ensure_llm(explicit, cache_path=args.llm_cache, timeout_s=cfg.llm_timeout) as config:
+                                  cache_path=args.llm_cache, concurrency=cfg.llm_concurrency) if cfg.llm_url else None
+    with ensure_llm(explicit, cache_path=args.llm_cache, timeout_s=cfg.llm_timeout,
+                    concurrency=cfg.llm_concurrency) as config:
         llm = LLMClient(config)
         summary = run_central(dataset, cfg, llm, out, progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(summary.pop("table"))
+    print("LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):")
+    print(summary.pop("ledger_table"))
     print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']} "
           f"(cache hits {summary['llm']['llm_cache_hits']}); pool oracle {summary['pool_oracle']}; written to {out}")
     return 0
@@ -160,11 +179,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if cfg.llm_url:
         from shared.llm.client import LLMConfig
 
-        explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout)
+        explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
+                                      concurrency=cfg.llm_concurrency)
     summary = simulate(mapping, args.out, llm_config=explicit,
                        progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(summary.get("round_table", ""))
     print(summary.pop("table"))
+    print("LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):")
+    print(summary.pop("ledger_table"))
     print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']}; upload per client per round "
           f"{summary.get('bytes_up_per_client_round', 0):,} B (full encoder {summary.get('full_model_bytes', 0):,} B); "
           f"written to {args.out}")
@@ -207,12 +229,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_llm(args: argparse.Namespace) -> int:
-    from shared.llm.embedded import running_server, start_server, stop_server
+    from shared.llm.embedded import EMBEDDED_SLOTS, running_server, start_server, stop_server
 
     if args.action == "serve":
-        info = start_server(port=args.port, threads=args.threads, n_ctx=args.ctx)
+        info = start_server(port=args.port, threads=args.threads, slots=args.slots or EMBEDDED_SLOTS, n_ctx=args.ctx)
         print(info.url)
-        print(f"pid {info.pid}; log {info.log}; stop with: fedhydra llm stop", file=sys.stderr)
+        print(f"pid {info.pid}; {info.slots} slots (keep up to {info.slots} requests in flight); log {info.log}; "
+              f"stop with: fedhydra llm stop", file=sys.stderr)
     elif args.action == "stop":
         info = stop_server()
         print(f"stopped pid {info.pid} ({info.url})" if info else "no embedded LLM server was running")
@@ -255,7 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, help="number of users (default: all)")
     p.add_argument("--offset", type=int, default=0, help="skip this many users first")
     p.add_argument("--method", action="append", required=True,
-                   help="input, majority, user-mean, zero-shot, rag or all (repeatable)")
+                   help="input, majority, user-mean, user-ridge, global-ridge, zero-shot, rag or all (repeatable)")
+    p.add_argument("--timeline-questions", type=int, default=None,
+                   help="with --split timeline: the last this many reviews of each user are questions "
+                        "(default: timeline-questions of the config)")
     p.add_argument("--k", type=int, action="append", help="records in the RAG prompt (repeatable; default 4)")
     p.add_argument("--style", default="turns", choices=["turns", "inline"], help="RAG prompt style")
     p.add_argument("--out", required=True, help="output directory")
@@ -288,11 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("llm", help="the embedded LLM server (llama.cpp + SmolLM2-135M-Instruct)")
+    p = sub.add_parser("llm", help="the embedded LLM server (llama.cpp's llama-server + SmolLM2-135M-Instruct)")
     p.add_argument("action", choices=["serve", "stop", "status"])
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--ctx", type=int, default=2048, help="context length in tokens")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--slots", type=int, default=None,
+                   help="requests decoded in parallel (default: shared.llm.embedded.EMBEDDED_SLOTS)")
+    p.add_argument("--ctx", type=int, default=2048, help="context length in tokens, per slot")
     p.set_defaults(func=cmd_llm)
     return parser
 

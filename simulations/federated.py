@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 from shared.config import RunConfig
 from shared.data import Dataset, load_split
 from shared.io import atomic_write_text
+from shared.ledger import Cost, Ledger
 from shared.metrics import primary_metric
 from shared.paths import llm_cache_path
 from shared.synthetic import write_synthetic
@@ -44,7 +45,7 @@ def cache_rows_since(path: Path, since: float) -> int:
 def _dataset(cfg: RunConfig, mapping: dict[str, Any], out: Path) -> Dataset:
     if cfg.data:
         mapping["data"] = str(Path(cfg.data).resolve())
-        return load_split(cfg.data, cfg.task, cfg.split or None)
+        return load_split(cfg.data, cfg.task, cfg.split or None, timeline_questions=cfg.timeline_questions)
     folder = write_synthetic(out / "data", cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items,
                              seed=cfg.seed)
     mapping["data"] = str(folder.resolve())
@@ -94,10 +95,18 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     """Gather the test clients' predictions and the server's figures into the run's result files."""
     from client.store import UserStore
 
-    _, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
-                          offset=cfg.user_offset)
+    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
+                              offset=cfg.user_offset)
     preds = Predictions()
     missing = []
+    ledger = Ledger()
+    with ledger.stage("episodes (first contact)"):  # what each client's store says its first contact cost
+        for users, unit in ((train, "training user"), ([] if cfg.protocol == "history" else test, "new user onboarding")):
+            for user in users:
+                meta = UserStore(store_dir, user.user_id, task=dataset.task.name).read_meta() or {}
+                if "episode_llm_asked" in meta:
+                    ledger.record(unit, Cost(asked=meta["episode_llm_asked"], sent=meta["episode_llm_calls"],
+                                             llm_seconds=meta["episode_llm_seconds"]))
     for user in test:
         saved = UserStore(store_dir, user.user_id, task=dataset.task.name).read_predictions()
         if not saved:
@@ -105,13 +114,17 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
             continue
         for method, answers in saved["by_method"].items():
             preds.by_method.setdefault(method, {}).update(answers)
-            preds.seconds[method] = preds.seconds.get(method, 0.0) + saved["seconds"].get(method, 0.0)
-            preds.calls[method] = preds.calls.get(method, 0) + saved["calls"].get(method, 0)
-            preds.failures[method] = preds.failures.get(method, 0) + saved["failures"].get(method, 0)
+            for key in ("seconds", "calls", "failures", "asked", "llm_seconds"):
+                totals = getattr(preds, key)
+                totals[method] = totals.get(method, 0) + saved.get(key, {}).get(method, 0)
         preds.oracle.update(saved.get("oracle", {}))
+    with ledger.stage("answer (last evaluation)"):
+        for method, answers in preds.by_method.items():
+            ledger.record(f"answer ({method})", Cost(asked=preds.asked[method], sent=preds.calls[method],
+                                                     llm_seconds=preds.llm_seconds[method]), n=len(answers))
     rounds_file = out / "server" / "rounds.jsonl"
     rounds = [json.loads(l) for l in rounds_file.read_text().splitlines() if l.strip()] if rounds_file.exists() else []
-    summary = {**summary, "test_users_without_predictions": missing}
+    summary = {**summary, "test_users_without_predictions": missing, "ledger": ledger.as_dict()}
     if rounds:
         summary["round_table"] = round_table(rounds, dataset.task, out)
         ups = [b for r in rounds for b in r["bytes_up_per_client"]]
@@ -132,11 +145,13 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     # every method answered by every test client is compared exactly as in the centralized run
     complete = {m: p for m, p in preds.by_method.items() if len(p) == len(preds.by_method.get("hydra", p))}
     preds.by_method = {f"{m}" if not m.startswith("hydra") else f"fed-{m}": p for m, p in complete.items()}
-    for key in ("seconds", "calls", "failures"):
+    for key in ("seconds", "calls", "failures", "asked", "llm_seconds"):
         getattr(preds, key).update({f"fed-{m}": v for m, v in getattr(preds, key).items() if m.startswith("hydra")})
     title = f"{dataset.task.name}: federated HYDRA, {summary['train_users']} training / {summary['test_users']} test users"
     groups = {m: ("federated" if m.startswith("fed-") else "baseline") for m in preds.by_method}
-    return finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups)
+    result = finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups)
+    result["ledger_table"] = ledger.table()
+    return result
 
 
 def clear_results(out: Path) -> list[Path]:
@@ -182,7 +197,7 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None
                               offset=cfg.user_offset)
     n_nodes = len(train) + (0 if cfg.protocol == "history" else len(test))
     started = time.time()
-    with ensure_llm(llm_config, timeout_s=cfg.llm_timeout) as llm:
+    with ensure_llm(llm_config, timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency) as llm:
         values.update({"llm-url": llm.base_url, "llm-model": llm.model})
         config_file = out / "run_config.toml"
         import tomli_w

@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from shared.config import RunConfig
 from shared.data import Dataset, Question, write_outputs
@@ -33,7 +33,9 @@ from shared.hydra.infer import Answer
 from shared.hydra.model import HydraBase, PersonalHeads
 from shared.hydra.stages import train_stage
 from shared.hydra.train import Trainer
+from shared.hydra.variants import COST_METHODS, HYDRA_METHODS, VARIANTS
 from shared.io import atomic_write_text
+from shared.ledger import Cost, Ledger
 from shared.llm.client import LLMClient
 from shared.metrics import evaluate, example_score, primary_metric
 from shared.tasks import TaskSpec
@@ -42,9 +44,10 @@ from simulations.report import MethodResult, plot_methods, relative_gain, write_
 from simulations.users import User, split_users
 
 __all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "evaluate_users", "finish_run", "Predictions",
-           "merge_predictions"]
+           "merge_predictions", "map_users"]
 
-HYDRA_METHODS = ("hydra-reranker", "hydra-adapter", "hydra-shared-head", "hydra")
+T = TypeVar("T")
+
 
 
 def _say(progress: Callable[[str], None] | None, text: str) -> None:
@@ -52,16 +55,49 @@ def _say(progress: Callable[[str], None] | None, text: str) -> None:
         progress(text)
 
 
-def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient, cfg: RunConfig, *, with_golds: bool,
-                   progress: bool = True) -> tuple[dict[str, list[Episode]], dict[str, int]]:
-    """Every user's episodes (their golds only if ``with_golds``), with a progress bar; returns stats too."""
+def map_users(fn: Callable[[User], T], users: Sequence[User], *, workers: int, desc: str,
+              progress: bool = True) -> list[T]:
+    """``[fn(u) for u in users]`` with up to ``workers`` users at once (their LLM requests overlap), in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
+    bar = tqdm(total=len(users), desc=desc, unit="user", disable=not progress, leave=False)
+    try:
+        if workers <= 1 or len(users) <= 1:
+            out = []
+            for u in users:
+                out.append(fn(u))
+                bar.update()
+            return out
+        with ThreadPoolExecutor(max_workers=min(workers, len(users)), thread_name_prefix="user") as pool:
+            futures = [pool.submit(fn, u) for u in users]
+            for f in futures:
+                f.add_done_callback(lambda _: bar.update())
+            return [f.result() for f in futures]
+    finally:
+        bar.close()
+
+
+def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient, cfg: RunConfig, *, with_golds: bool,
+                   progress: bool = True, ledger: Ledger | None = None,
+                   unit: str = "training user") -> tuple[dict[str, list[Episode]], dict[str, int]]:
+    """Every user's episodes (their golds only if ``with_golds``), several users at once, with a progress bar;
+    returns stats too. Each user's cost goes into ``ledger`` as one ``unit``."""
+
+    def one(user: User):
+        questions = user.training_questions() if with_golds else []
+        started = time.perf_counter()
+        eps, report = build_user_episodes(task, user.user_id, user.history, questions, llm, cfg.episodes)
+        if ledger is not None:
+            ledger.record(unit, Cost(asked=report.llm_asked, sent=report.llm_calls, llm_seconds=report.llm_seconds,
+                                     wall_seconds=time.perf_counter() - started))
+        return eps, report
+
+    built = map_users(one, users, workers=cfg.llm_concurrency, desc="episodes", progress=progress)
     out: dict[str, list[Episode]] = {}
     stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
-    for user in tqdm(users, desc="episodes", unit="user", disable=not progress, leave=False):
-        questions = user.training_questions() if with_golds else []
-        eps, report = build_user_episodes(task, user.user_id, user.history, questions, llm, cfg.episodes)
+    for user, (eps, report) in zip(users, built):
         out[user.user_id] = eps
         stats["episodes"] += report.episodes
         stats["skipped"] += report.skipped
@@ -81,11 +117,13 @@ class Predictions:
     oracle: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    asked: dict[str, int] = field(default_factory=dict)
+    llm_seconds: dict[str, float] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
 
 
 AnswerFn = Callable[..., Answer]
-"""``fn(user, question, ctx, *, use_reranker, use_adapter, personal) -> Answer``: how HYDRA answers."""
+"""``fn(user, question, ctx, *, variant) -> Answer``: how HYDRA answers as the named variant."""
 
 
 def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: LLMClient, cfg: RunConfig,
@@ -97,10 +135,13 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
     from shared.errors import LLMError
 
     k = cfg.inference.k
-    baseline_names = [m for m in ("input", "majority", "user-mean") if METHODS[m].applies(task)] + ["zero-shot", "rag"]
-    wanted = list(methods) if methods is not None else baseline_names + list(HYDRA_METHODS)
+    # what a device can compute for its own user (global-ridge needs the other users' data: `fedhydra baseline`)
+    baseline_names = [m for m in ("input", "majority", "user-mean", "user-ridge")
+                      if METHODS[m].applies(task)] + ["zero-shot", "rag"]
+    wanted = list(methods) if methods is not None else baseline_names + list(HYDRA_METHODS) + list(COST_METHODS)
     preds = Predictions()
-    bctx = BaselineContext(task=task, llm=llm, k=k, style=cfg.pool.style)
+    bctx = BaselineContext(task=task, llm=llm, k=k, style=cfg.pool.style,
+                           histories={u.user_id: u.history for u in users})
     if task.labels and task.item_output:
         from collections import Counter
 
@@ -111,31 +152,31 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
         if name in METHODS:
             label = f"rag-k{k}" if name == "rag" else name
             runs.append((label, lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
-    flags = {"hydra-reranker": (True, False, True), "hydra-adapter": (False, True, True),
-             "hydra-shared-head": (True, True, False), "hydra": (True, True, True)}
     for name in wanted:
-        if name in flags:
-            rr, ad, personal = flags[name]
-            runs.append((name, lambda u, q, c, rr=rr, ad=ad, personal=personal: hydra(
-                u, q, c, use_reranker=rr, use_adapter=ad, personal=personal)))
+        if name in VARIANTS:
+            runs.append((name, lambda u, q, c, name=name: hydra(u, q, c, variant=name)))
     for label, _ in runs:
         preds.by_method[label] = {}
         preds.seconds[label] = 0.0
         preds.calls[label] = 0
+        preds.asked[label] = 0
+        preds.llm_seconds[label] = 0.0
         preds.failures[label] = 0
     for user in tqdm(users, desc="answer", unit="user", disable=not progress, leave=False):
         for q in user.questions:
             ctx = UserContext.build(task, q.profile)
             for label, run in runs:
-                before = llm.stats.calls
                 started = time.perf_counter()
-                try:
-                    result = run(user, q, ctx)
-                except LLMError:
-                    result = ""
-                    preds.failures[label] += 1
+                with llm.meter() as meter:
+                    try:
+                        result = run(user, q, ctx)
+                    except LLMError:
+                        result = ""
+                        preds.failures[label] += 1
                 preds.seconds[label] += time.perf_counter() - started
-                preds.calls[label] += llm.stats.calls - before
+                preds.calls[label] += meter.requests
+                preds.asked[label] += meter.requests + meter.cache_hits
+                preds.llm_seconds[label] += meter.seconds
                 if isinstance(result, Answer) and result.degraded:
                     preds.failures[label] += 1
                 output = result.output if isinstance(result, Answer) else result
@@ -154,6 +195,8 @@ def merge_predictions(parts: Sequence[Predictions]) -> Predictions:
             out.by_method.setdefault(method, {}).update(answers)
             out.seconds[method] = out.seconds.get(method, 0.0) + part.seconds.get(method, 0.0)
             out.calls[method] = out.calls.get(method, 0) + part.calls.get(method, 0)
+            out.asked[method] = out.asked.get(method, 0) + part.asked.get(method, 0)
+            out.llm_seconds[method] = out.llm_seconds.get(method, 0.0) + part.llm_seconds.get(method, 0.0)
             out.failures[method] = out.failures.get(method, 0) + part.failures.get(method, 0)
         out.oracle.update(part.oracle)
     return out
@@ -166,8 +209,9 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
     for label, predictions in preds.by_method.items():
         write_outputs(out / f"{label}_outputs.json", task, predictions)
         metrics = evaluate(task, predictions, {k: golds[k] for k in predictions})
-        results.append(MethodResult(label, predictions, metrics, preds.seconds[label], preds.calls[label], 0,
-                                    preds.failures[label]))
+        results.append(MethodResult(label, predictions, metrics, preds.seconds[label], preds.calls[label],
+                                    preds.asked.get(label, 0) - preds.calls[label], preds.failures[label],
+                                    llm_seconds=preds.llm_seconds.get(label, 0.0)))
     metric, higher = primary_metric(task)
     rows = [r.row() for r in results]
     oracle = evaluate(task, preds.oracle, {k: golds[k] for k in preds.oracle})[metric] if preds.oracle else None
@@ -181,8 +225,28 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
                 "vs_rag": round(relative_gain(float(r[metric]), float(rag[metric]), higher), 4) if rag else None,
                 "vs_strongest_baseline": round(relative_gain(float(r[metric]), float(strongest[metric]), higher), 4)
                 if strongest else None}
+    # paired 95% bootstrap intervals (shared.stats) of per-question scores: method minus reference, so > 0 is better
+    from shared.stats import compare_predictions
+
+    paired: dict[str, dict] = {}
+    by_method = preds.by_method
+    for r in rows:
+        name = str(r["method"])
+        if name.startswith(("hydra", "fed")) and strongest is not None:
+            paired[f"{name} vs {strongest['method']}"] = compare_predictions(
+                task, by_method[str(strongest["method"])], by_method[name], golds).as_dict()
+    for pre in ("", "fed-"):  # personal vs shared heads; each cost-aware mode against the full method
+        full = f"{pre}hydra"
+        if full not in by_method:
+            continue
+        for other in (f"{pre}hydra-shared-head", *(f"{pre}{v}" for v in COST_METHODS)):
+            if other in by_method:
+                first, second = (other, full) if other.endswith("shared-head") else (full, other)
+                paired[f"{second} vs {first}"] = compare_predictions(task, by_method[first], by_method[second],
+                                                                     golds).as_dict()
     summary = {**summary, "primary_metric": metric, "pool_oracle": oracle,
-               "strongest_baseline": strongest["method"] if strongest else None, "relative_gain": gains}
+               "strongest_baseline": strongest["method"] if strongest else None, "relative_gain": gains,
+               "paired_bootstrap": paired}
     table = write_table(results, task, out, title=title, extra=summary)
     plot_methods(rows, task, out / "metrics.png", title=title, oracle=oracle,
                  groups=groups or {r["method"]: ("hydra" if str(r["method"]).startswith("hydra") else "baseline")
@@ -202,64 +266,68 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     train_users, test_users = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
                                           protocol=cfg.protocol, offset=cfg.user_offset)
     history = cfg.protocol == "history"
-    stage_s: dict[str, float] = {}
+    ledger = Ledger()
     calls0 = llm.stats.calls
 
-    t = time.perf_counter()
-    _say(progress, f"[1/4] episodes of {len(train_users)} training users through the LLM")
-    train_eps, train_stats = build_episodes(task, train_users, llm, cfg, with_golds=not history, progress=bars)
-    test_eps, test_stats = ({}, {"episodes": 0, "skipped": 0, "llm_calls": 0})
-    if not history:
-        _say(progress, f"      and of {len(test_users)} new users (history only)")
-        test_eps, test_stats = build_episodes(task, test_users, llm, cfg, with_golds=False, progress=bars)
-    stage_s["episodes"] = time.perf_counter() - t
+    with ledger.stage("episodes"):
+        _say(progress, f"[1/4] episodes of {len(train_users)} training users through the LLM")
+        train_eps, train_stats = build_episodes(task, train_users, llm, cfg, with_golds=not history, progress=bars,
+                                                ledger=ledger, unit="training user")
+        test_eps, test_stats = ({}, {"episodes": 0, "skipped": 0, "llm_calls": 0})
+        if not history:
+            _say(progress, f"      and of {len(test_users)} new users (history only: their onboarding)")
+            test_eps, test_stats = build_episodes(task, test_users, llm, cfg, with_golds=False, progress=bars,
+                                                  ledger=ledger, unit="new user onboarding")
 
-    t = time.perf_counter()
-    _say(progress, "[2/4] training the shared base with the training users' heads")
-    import torch
+    with ledger.stage("train"):
+        _say(progress, "[2/4] training the shared base with the training users' heads")
+        import torch
 
-    torch.manual_seed(cfg.seed)
-    base = HydraBase(cfg.model)
-    trainer = Trainer(base, cfg.train)
-    contexts = {u.user_id: UserContext.build(task, u.history) for u in train_users + test_users}
-    heads = {u.user_id: PersonalHeads.from_shared(base) for u in train_users}
-    report = train_stage(trainer, task, {u.user_id: (contexts[u.user_id], train_eps[u.user_id]) for u in train_users},
-                         heads, progress=(lambda s: _say(progress, "      " + s)))
-    stage_s["train"] = time.perf_counter() - t
+        torch.manual_seed(cfg.seed)
+        base = HydraBase(cfg.model)
+        trainer = Trainer(base, cfg.train)
+        contexts = {u.user_id: UserContext.build(task, u.history) for u in train_users + test_users}
+        heads = {u.user_id: PersonalHeads.from_shared(base) for u in train_users}
+        report = train_stage(trainer, task,
+                             {u.user_id: (contexts[u.user_id], train_eps[u.user_id]) for u in train_users},
+                             heads, progress=(lambda s: _say(progress, "      " + s)))
 
-    t = time.perf_counter()
     from dataclasses import replace
 
     from client.evaluation import evaluate_user
     from client.node import device_bundle
     from client.store import UserStore
 
-    device_cfg = replace(cfg, store_dir=str(out / "clients"))
-    _say(progress, "[3/4] exporting the device bundle (ONNX) of the trained base")
-    bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg)
-    stage_s["export"] = time.perf_counter() - t
+    with ledger.stage("export"):
+        device_cfg = replace(cfg, store_dir=str(out / "clients"))
+        _say(progress, "[3/4] exporting the device bundle (ONNX) of the trained base")
+        bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg)
 
-    t = time.perf_counter()
-    n_questions = sum(len(u.questions) for u in test_users)
-    _say(progress, f"[4/4] {len(test_users)} users fit their heads on their history (base frozen) and answer "
-                   f"{n_questions} questions with every method, on the device runtime")
-    from tqdm import tqdm
+    with ledger.stage("answer"):
+        n_questions = sum(len(u.questions) for u in test_users)
+        _say(progress, f"[4/4] {len(test_users)} users fit their heads on their history (base frozen) and answer "
+                       f"{n_questions} questions with every method, on the device runtime")
 
-    parts = []
-    for u in tqdm(test_users, desc="answer", unit="user", disable=not bars, leave=False):
-        store = UserStore(out / "clients", u.user_id, task=task.name)
-        store.write_history(u.history)
-        store.write_episodes((train_eps if history else test_eps)[u.user_id])
-        parts.append(evaluate_user(task, u, bundle, device_cfg, llm, out / "clients", dataset.golds))
-    preds = merge_predictions(parts)
-    stage_s["answer"] = time.perf_counter() - t
+        def evaluate(u: User) -> Predictions:
+            store = UserStore(out / "clients", u.user_id, task=task.name)
+            store.write_history(u.history)
+            store.write_episodes((train_eps if history else test_eps)[u.user_id])
+            return evaluate_user(task, u, bundle, device_cfg, llm, out / "clients", dataset.golds)
+
+        preds = merge_predictions(map_users(evaluate, test_users, workers=cfg.llm_concurrency, desc="answer",
+                                            progress=bars))
+        for method, answers in preds.by_method.items():
+            ledger.record(f"answer ({method})", Cost(asked=preds.asked[method], sent=preds.calls[method],
+                                                     llm_seconds=preds.llm_seconds[method]), n=len(answers))
 
     summary = {"task": task.name, "protocol": cfg.protocol, "train_users": len(train_users),
                "test_users": len(test_users), "test_questions": sum(len(u.questions) for u in test_users),
                "episodes": {"train": train_stats, "test": test_stats},
                "examples": report.examples, "losses": report.losses, "editor_loss": report.editor_loss,
-               "stage_seconds": {k: round(v, 1) for k, v in stage_s.items()},
+               "stage_seconds": {k: round(v.wall_seconds, 1) for k, v in ledger.stages.items()},
                "wall_seconds": round(time.perf_counter() - started, 1), "llm_calls": llm.stats.calls - calls0,
-               "llm": llm.stats.as_dict()}
+               "llm_concurrency": llm.config.concurrency, "llm": llm.stats.as_dict(), "ledger": ledger.as_dict()}
     title = f"{task.name}: HYDRA, {len(train_users)} training / {len(test_users)} test users"
-    return finish_run(task, preds, dataset.golds, out, title=title, summary=summary)
+    result = finish_run(task, preds, dataset.golds, out, title=title, summary=summary)
+    result["ledger_table"] = ledger.table()
+    return result

@@ -31,11 +31,17 @@ class MethodResult:
     llm_calls: int
     cache_hits: int
     llm_failures: int = 0
+    llm_seconds: float = 0.0
 
     def row(self) -> dict[str, float | str]:
+        """The table row: metrics, questions, LLM requests sent and cache hits, failures, wall seconds, and per answer
+        the LLM answers used (sent + cached: the cost on a cold cache) and the requests' seconds."""
+        n = len(self.predictions)
         return {"method": self.name, **{k: round(v, 4) for k, v in self.metrics.items()},
-                "n": len(self.predictions), "llm_calls": self.llm_calls, "cache_hits": self.cache_hits,
-                "llm_failures": self.llm_failures, "seconds": round(self.seconds, 1)}
+                "n": n, "llm_calls": self.llm_calls, "cache_hits": self.cache_hits,
+                "llm_failures": self.llm_failures, "seconds": round(self.seconds, 1),
+                "llm_per_answer": round((self.llm_calls + self.cache_hits) / n, 2) if n else 0.0,
+                "llm_s_per_answer": round(self.llm_seconds / n, 3) if n else 0.0}
 
 
 def relative_gain(value: float, reference: float, higher_is_better: bool) -> float:

@@ -36,7 +36,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory):
-    """The real embedded LLM server (llama.cpp + SmolLM2), started once for the session."""
+    """The real embedded LLM server (llama.cpp's llama-server + SmolLM2, default slots), started once for the session."""
     from shared.llm.embedded import start_server, stop_server
 
     state = tmp_path_factory.mktemp("llm-server")

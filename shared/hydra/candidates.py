@@ -27,12 +27,13 @@ import numpy as np
 from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor, f1_optimal_keep, word_tokens
 from shared.hydra.features import adapter_extras
-from shared.llm.client import CallBudget, LLMClient
+from shared.errors import LLMError
+from shared.llm.client import CallBudget, LLMCall, LLMClient
 from shared.prompts import PromptBudget, build_messages
 from shared.style import apply_rules
 from shared.tasks import TaskSpec
 
-__all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "EDIT_LEVELS"]
+__all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "pool_calls", "parse_pool_answers", "EDIT_LEVELS"]
 
 EDIT_LEVELS = (0.6, 0.8, 1.0)
 """Expected gold length, as a fraction of the input's length, of the editor's candidates."""
@@ -60,16 +61,30 @@ class Pool:
     llm: list[str] = field(default_factory=list)
 
 
+def pool_calls(task: TaskSpec, input_text: str, records: Sequence[Mapping[str, str]], config: PoolConfig, *,
+               prompt_budget: PromptBudget = PromptBudget()) -> list[LLMCall]:
+    """The requests that fill a pool: the greedy answer, then ``n_samples`` samples seeded ``seed, seed+1, ...``."""
+    messages = build_messages(task, input_text, records, style=config.style, budget=prompt_budget)
+    calls = [LLMCall(messages, 0.0, task.max_new_tokens)]
+    calls += [LLMCall(messages, config.temperature, task.max_new_tokens, config.seed + i) for i in range(config.n_samples)]
+    return calls
+
+
+def parse_pool_answers(task: TaskSpec, answers: Sequence[str | LLMError]) -> tuple[str, list[str]]:
+    """``(greedy, samples)`` parsed from the answers to :func:`pool_calls`; raises the first failure."""
+    failed = next((a for a in answers if isinstance(a, LLMError)), None)
+    if failed is not None:
+        raise failed
+    parsed = [task.parse_answer(str(a)) for a in answers]
+    return parsed[0], parsed[1:]
+
+
 def llm_answers(task: TaskSpec, input_text: str, records: Sequence[Mapping[str, str]], llm: LLMClient,
                 config: PoolConfig, *, budget: CallBudget | None = None,
                 prompt_budget: PromptBudget = PromptBudget()) -> tuple[str, list[str]]:
-    """The parsed greedy answer and ``n_samples`` parsed samples, with ``records`` in the prompt."""
-    messages = build_messages(task, input_text, records, style=config.style, budget=prompt_budget)
-    greedy = task.parse_answer(llm.complete(messages, max_tokens=task.max_new_tokens, budget=budget))
-    samples = [task.parse_answer(s) for s in llm.sample(messages, config.n_samples, temperature=config.temperature,
-                                                         max_tokens=task.max_new_tokens, seed=config.seed,
-                                                         budget=budget)] if config.n_samples else []
-    return greedy, samples
+    """The parsed greedy answer and ``n_samples`` parsed samples, with ``records`` in the prompt (sent at once)."""
+    calls = pool_calls(task, input_text, records, config, prompt_budget=prompt_budget)
+    return parse_pool_answers(task, llm.complete_many(calls, budget=budget))
 
 
 def _key(text: str) -> tuple[str, ...]:

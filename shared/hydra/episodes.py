@@ -25,20 +25,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 from shared.errors import LLMError
-from shared.hydra.candidates import PoolConfig, llm_answers
-from shared.llm.client import CallBudget, LLMClient
+from shared.hydra.candidates import PoolConfig, parse_pool_answers, pool_calls
+from shared.llm.client import CallBudget, LLMCall, LLMClient, LLMMeter
 from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_scores
 from shared.tasks import TaskSpec
 
-__all__ = ["Episode", "EpisodeConfig", "BuildReport", "top_records", "make_pseudo_questions", "label_episode",
-           "build_user_episodes",
+__all__ = ["Episode", "EpisodeConfig", "BuildReport", "top_records", "make_pseudo_questions",
+           "build_user_episodes", "label_episodes", "episode_calls",
            "PARAPHRASE_PROMPT"]
 
 PARAPHRASE_PROMPT = ("Rewrite this tweet as one formal, complete sentence, without any explanation before or "
@@ -88,11 +89,14 @@ class Episode:
 
 @dataclass
 class BuildReport:
-    """What building a user's episodes cost and skipped."""
+    """What building a user's episodes cost (LLM requests sent, answers used incl. cache hits, the requests'
+    seconds) and skipped."""
 
     episodes: int = 0
     skipped: int = 0
     llm_calls: int = 0
+    llm_asked: int = 0
+    llm_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 
 
@@ -106,54 +110,76 @@ def top_records(task: TaskSpec, query: str, corpus: Sequence[Mapping[str, str]],
 def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *, n: int, seed: int, user: str,
                           llm: LLMClient | None, budget: CallBudget | None,
                           report: BuildReport) -> list[tuple[int, str, str]]:
-    """Up to ``n`` (item index, input, gold) triples from the profile, chosen by a seeded shuffle."""
+    """Up to ``n`` (item index, input, gold) triples from the profile, chosen by a seeded shuffle.
+
+    Items whose question needs the LLM (a rewrite task's paraphrase) are asked in batches: as many as are still
+    missing, in shuffled order; a failed one is skipped and the next items fill its place.
+    """
     if n <= 0 or len(items) < 2:
         return []
     rng = random.Random(f"{seed}:{user}")
     order = list(range(len(items)))
     rng.shuffle(order)
-    out = []
-    for idx in order:
-        if len(out) >= n:
-            break
-        made = task.pseudo_question(items[idx])
-        if made is None and task.rewrite and llm is not None:
-            tweet = task.item_text(items[idx])
-            try:
-                answer = llm.complete([{"role": "user", "content": PARAPHRASE_PROMPT.format(text=tweet)}],
-                                      max_tokens=task.max_new_tokens, budget=budget)
-            except LLMError as exc:
+    made: dict[int, tuple[str, str]] = {}
+    pos = 0
+    while len(made) < n and pos < len(order):
+        wave = order[pos: pos + n - len(made)]
+        pos += len(wave)
+        ask: list[int] = []
+        for idx in wave:
+            free = task.pseudo_question(items[idx])
+            if free is not None:
+                made[idx] = free
+            elif task.rewrite and llm is not None:
+                ask.append(idx)
+        if not ask:
+            continue
+        prompts = [LLMCall([{"role": "user", "content": PARAPHRASE_PROMPT.format(text=task.item_text(items[i]))}],
+                           max_tokens=task.max_new_tokens) for i in ask]
+        for idx, answer in zip(ask, llm.complete_many(prompts, budget=budget)):
+            if isinstance(answer, LLMError):
                 report.skipped += 1
-                report.errors.append(f"paraphrase: {exc}")
+                report.errors.append(f"paraphrase: {answer}")
                 continue
             paraphrase = task.parse_answer(answer)
-            made = (task.instruction + paraphrase, tweet) if paraphrase else None
-        if made is None:
+            if paraphrase:
+                made[idx] = (task.instruction + paraphrase, task.item_text(items[idx]))
+    return [(idx, *made[idx]) for idx in order if idx in made][:n]
+
+
+def episode_calls(task: TaskSpec, episode: Episode, config: EpisodeConfig, *, with_reranker: bool = True,
+                  prompt_budget: PromptBudget = PromptBudget()) -> list[LLMCall]:
+    """What an episode asks the LLM: each top record alone (the reranker's labels), then the pool's requests."""
+    calls = []
+    if with_reranker:
+        for i in episode.top[: config.label_records]:
+            calls.append(LLMCall(build_messages(task, episode.input, [episode.corpus[i]], style=config.pool.style,
+                                                budget=prompt_budget), max_tokens=task.max_new_tokens))
+    records = [episode.corpus[i] for i in episode.top[: config.pool.k]]
+    return calls + pool_calls(task, episode.input, records, config.pool, prompt_budget=prompt_budget)
+
+
+def label_episodes(task: TaskSpec, episodes: Sequence[Episode], llm: LLMClient, config: EpisodeConfig, *,
+                   budget: CallBudget | None, report: BuildReport, with_reranker: bool = True,
+                   prompt_budget: PromptBudget = PromptBudget()) -> list[Episode]:
+    """Ask the LLM what the episodes need, all at once; returns those whose calls all succeeded (the rest are
+    counted as skipped)."""
+    plans = [episode_calls(task, ep, config, with_reranker=with_reranker, prompt_budget=prompt_budget)
+             for ep in episodes]
+    answers = llm.complete_many([c for plan in plans for c in plan], budget=budget)
+    labelled, at = [], 0
+    for ep, plan in zip(episodes, plans):
+        mine, at = answers[at: at + len(plan)], at + len(plan)
+        failed = next((a for a in mine if isinstance(a, LLMError)), None)
+        if failed is not None:
+            report.skipped += 1
+            report.errors.append(f"{ep.qid}: {failed}")
             continue
-        out.append((idx, made[0], made[1]))
-    return out
-
-
-def label_episode(task: TaskSpec, episode: Episode, llm: LLMClient, config: EpisodeConfig, *,
-                  budget: CallBudget | None, report: BuildReport, with_reranker: bool = True,
-                  prompt_budget: PromptBudget = PromptBudget()) -> bool:
-    """Ask the LLM what the episode needs; False (and counted as skipped) if a call failed."""
-    try:
-        if with_reranker:
-            answers: list[str | None] = []
-            for i in episode.top[: config.label_records]:
-                messages = build_messages(task, episode.input, [episode.corpus[i]], style=config.pool.style,
-                                          budget=prompt_budget)
-                answers.append(task.parse_answer(llm.complete(messages, max_tokens=task.max_new_tokens, budget=budget)))
-            episode.rerank_answers = answers
-        records = [episode.corpus[i] for i in episode.top[: config.pool.k]]
-        episode.greedy, episode.samples = llm_answers(task, episode.input, records, llm, config.pool, budget=budget,
-                                                      prompt_budget=prompt_budget)
-    except LLMError as exc:
-        report.skipped += 1
-        report.errors.append(f"{episode.qid}: {exc}")
-        return False
-    return True
+        n_rerank = len(plan) - 1 - config.pool.n_samples
+        ep.rerank_answers = [task.parse_answer(str(a)) for a in mine[:n_rerank]] if with_reranker else []
+        ep.greedy, ep.samples = parse_pool_answers(task, mine[n_rerank:])
+        labelled.append(ep)
+    return labelled
 
 
 def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, str]],
@@ -162,30 +188,38 @@ def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, 
     """A user's episodes: their real questions with golds (training users only) and pseudo-questions.
 
     ``questions`` are (id, input, gold) triples; pass none for a new user, whose data is their history only.
+    The LLM is asked in two batches (the paraphrases that make pseudo-questions, then every episode's labels
+    and candidates), each sent with the client's concurrency; the budget is spent in that order.
     """
     budget = CallBudget(config.calls_per_user)
     report = BuildReport()
-    before = llm.stats.calls if llm is not None else 0
-    episodes: list[Episode] = []
-    for qid, text, gold in questions:
-        query = task.extract_query(text)
-        top, scores = top_records(task, query, items, config.rerank_m)
-        ep = Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores)
-        if label_episode(task, ep, llm, config, budget=budget, report=report, with_reranker=with_reranker):
-            episodes.append(ep)
-    free = config.free_questions if task.item_input is not None else 0
-    made = make_pseudo_questions(task, items, n=config.pseudo_questions + free, seed=config.seed, user=user, llm=llm,
-                                 budget=budget, report=report)
-    for k, (idx, text, gold) in enumerate(made):
-        corpus = tuple(it for j, it in enumerate(items) if j != idx)
-        query = task.extract_query(text)
-        top, scores = top_records(task, query, corpus, config.rerank_m)
-        ep = Episode(qid=f"{user}#p{idx}", input=text, query=query, gold=gold, corpus=corpus, top=top, bm25=scores,
-                     pseudo=True)
-        if k >= config.pseudo_questions:  # an LLM-free example: the adapter learns from its label pool alone
-            episodes.append(ep)
-        elif label_episode(task, ep, llm, config, budget=budget, report=report, with_reranker=with_reranker):
-            episodes.append(ep)
+    with (llm.meter() if llm is not None else contextlib.nullcontext(LLMMeter())) as meter:
+        asked: list[Episode] = []
+        for qid, text, gold in questions:
+            query = task.extract_query(text)
+            top, scores = top_records(task, query, items, config.rerank_m)
+            asked.append(Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores))
+        free = config.free_questions if task.item_input is not None else 0
+        made = make_pseudo_questions(task, items, n=config.pseudo_questions + free, seed=config.seed, user=user,
+                                     llm=llm, budget=budget, report=report)
+        free_eps: list[Episode] = []
+        for k, (idx, text, gold) in enumerate(made):
+            corpus = tuple(it for j, it in enumerate(items) if j != idx)
+            query = task.extract_query(text)
+            top, scores = top_records(task, query, corpus, config.rerank_m)
+            ep = Episode(qid=f"{user}#p{idx}", input=text, query=query, gold=gold, corpus=corpus, top=top, bm25=scores,
+                         pseudo=True)
+            # past the LLM-labelled ones, pseudo-questions cost no call: the adapter learns from its label pool alone
+            (free_eps if k >= config.pseudo_questions else asked).append(ep)
+        if llm is None:
+            labelled = []
+            report.skipped += len(asked)
+        else:
+            labelled = label_episodes(task, asked, llm, config, budget=budget, report=report,
+                                      with_reranker=with_reranker)
+    episodes = labelled + free_eps
     report.episodes = len(episodes)
-    report.llm_calls = (llm.stats.calls - before) if llm is not None else 0
+    report.llm_calls = meter.requests
+    report.llm_asked = meter.requests + meter.cache_hits
+    report.llm_seconds = meter.seconds
     return episodes, report

@@ -15,16 +15,17 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from shared.hydra.candidates import PoolConfig, llm_answers
+from shared.hydra.candidates import PoolConfig, pool_calls
 from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode, top_records
 from shared.hydra.examples import RoleExample, adapter_example, reranker_example
+from shared.hydra.variants import Variant, get_variant
 from shared.errors import LLMError
 from shared.llm.client import CallBudget, LLMClient
 from shared.prompts import PromptBudget
@@ -52,13 +53,17 @@ class InferenceConfig:
 class Answer:
     """An answer with what explains it: the records used and every candidate's score.
 
-    ``degraded`` says why the answer was made without the LLM's candidates (the endpoint failed), if it was.
+    ``degraded`` says why the answer was made without the LLM's candidates (the endpoint failed), if it was;
+    ``cost`` what it cost (see :class:`shared.ledger.Cost`), where the caller measured it; ``personal`` whether the
+    user's own heads chose it (else the shared heads did).
     """
 
     output: str
     records: list[dict[str, object]] = field(default_factory=list)
     candidates: list[dict[str, object]] = field(default_factory=list)
     degraded: str | None = None
+    cost: dict[str, float] = field(default_factory=dict)
+    personal: bool = False
 
 
 def fallback_output(task: TaskSpec, ctx: UserContext, query: str) -> str:
@@ -108,34 +113,65 @@ def rerank(task: TaskSpec, scorer: Scorer, ep: Episode, head: object | None, k: 
 
 def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient | None, scorer: Scorer,
            editor: InputEditor | None, *, heads: Mapping[str, object] | None, config: InferenceConfig = InferenceConfig(),
-           use_reranker: bool = True, use_adapter: bool = True, budget: CallBudget | None = None,
+           variant: str | Variant = "hydra", budget: CallBudget | None = None,
            prompt_budget: PromptBudget = PromptBudget()) -> Answer:
-    """Answer one question from the user's profile (``ctx.items``); ``heads`` None means shared heads."""
-    heads = heads or {}
+    """Answer one question from the user's profile (``ctx.items``) as ``variant`` does (:mod:`shared.hydra.variants`);
+    ``heads`` None means shared heads (so does a variant without personal heads)."""
+    v = get_variant(variant)
+    heads = (heads or {}) if v.personal else {}
     query = task.extract_query(question_input)
     top, bm25 = top_records(task, query, ctx.items, config.m)
     ep = Episode(qid="", input=question_input, query=query, gold=None, corpus=ctx.items, top=top, bm25=bm25)
-    if use_reranker and top:
+    if v.reranker and top:
         chosen, rscores = rerank(task, scorer, ep, heads.get("reranker"), config.k)
     else:
         chosen, rscores = top[: config.k], np.asarray(bm25[: config.k])
     records = [ctx.items[i] for i in chosen]
-    greedy, samples, degraded = None, [], None
-    if llm is not None:
-        try:
-            greedy, samples = llm_answers(task, question_input, records, llm,
-                                          config.pool if use_adapter else replace(config.pool, n_samples=0),
-                                          budget=budget, prompt_budget=prompt_budget)
-        except LLMError as exc:  # degrade: choose among the candidates that need no LLM
-            degraded = f"no LLM candidates: {type(exc).__name__}: {str(exc)[:120]}"
     used = [{"id": r.get("id"), "text": task.item_text(r), "score": float(s)} for r, s in zip(records, rscores)]
-    if not use_adapter:
-        output = greedy if greedy is not None else fallback_output(task, ctx, query)
-        return Answer(output=output, records=used, degraded=degraded,
-                      candidates=[{"text": output, "source": "llm" if greedy is not None else "fallback", "score": 1.0}])
-    ep.greedy, ep.samples = greedy, samples
-    example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False)
-    scores = scorer.score("adapter", example, heads.get("adapter"))
-    output = decide(task, pool.texts, scores) if pool.texts else fallback_output(task, ctx, query)
-    return Answer(output=output, records=used, degraded=degraded,
-                  candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(pool.texts, pool.sources, scores)])
+    calls = pool_calls(task, question_input, records, config.pool, prompt_budget=prompt_budget)
+    if not v.adapter:
+        calls = calls[:1]
+    elif v.llm_calls is not None:
+        calls = calls[: v.llm_calls]
+    asked: list[str] = []
+    degraded = None
+
+    def ask(batch) -> bool:
+        nonlocal degraded
+        if llm is None or not batch:
+            return False
+        answers = llm.complete_many(batch, budget=budget)
+        failed = next((a for a in answers if isinstance(a, LLMError)), None)
+        if failed is not None:  # degrade: choose among what was answered and the candidates that need no LLM
+            degraded = f"no LLM candidates: {type(failed).__name__}: {str(failed)[:120]}"
+            return False
+        asked.extend(task.parse_answer(str(a)) for a in answers)
+        return True
+
+    if not v.adapter:
+        ask(calls)
+        output = asked[0] if asked else fallback_output(task, ctx, query)
+        return Answer(output=output, records=used, degraded=degraded, personal=bool(heads),
+                      candidates=[{"text": output, "source": "llm" if asked else "fallback", "score": 1.0}])
+
+    def choose() -> tuple[str, list[str], list[str], np.ndarray]:
+        ep.greedy, ep.samples = (asked[0], asked[1:]) if asked else (None, [])
+        example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False)
+        scores = scorer.score("adapter", example, heads.get("adapter"))
+        output = decide(task, pool.texts, scores) if pool.texts else fallback_output(task, ctx, query)
+        return output, pool.texts, pool.sources, scores
+
+    if v.stable:  # one answer at a time, until one leaves the choice where it was
+        choice = choose()
+        for call in calls:
+            if not ask([call]):
+                break
+            previous, choice = choice[0], choose()
+            if choice[0] == previous:
+                break
+    else:
+        ask(calls)
+        choice = choose()
+    output, texts, sources, scores = choice
+    return Answer(output=output, records=used, degraded=degraded, personal=bool(heads),
+                  candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(texts, sources, scores)])

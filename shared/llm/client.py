@@ -13,6 +13,11 @@
   endpoint that answers, even with an error status or a malformed body, is available: such answers are not
   retried (they raise at once) and close the breaker.
 - N candidates are N requests with seeds ``seed, seed+1, ...`` (llama.cpp's server ignores ``n``).
+- Concurrency: up to ``concurrency`` requests in flight (over all threads that share the client).
+  :meth:`LLMClient.complete_many` sends a batch of independent requests at once and returns the answers in
+  the batch's order, whatever order they complete in: cache lookups and the budget are settled in the
+  batch's order before anything is sent, so the same requests are sent and used at every concurrency. A
+  request already in flight is not sent twice (a second caller waits for the first one's answer).
 - Every answer goes through a persistent :class:`~shared.llm.cache.ResponseCache` keyed by the
   endpoint's identity, the model, the messages and the sampling parameters; with temperature 0 the seed
   is not part of the key (greedy answers do not depend on it).
@@ -27,13 +32,16 @@ Example (needs a running server, so not a doctest)::
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import requests
 
@@ -50,7 +58,7 @@ from shared.errors import (
 from shared.llm.cache import ResponseCache, request_key
 from shared.paths import llm_cache_path
 
-__all__ = ["LLMConfig", "LLMStats", "LLMClient", "CallBudget", "BudgetExhausted", "Message"]
+__all__ = ["LLMConfig", "LLMStats", "LLMClient", "LLMCall", "LLMMeter", "CallBudget", "BudgetExhausted", "Message"]
 
 Message = Mapping[str, str]
 
@@ -80,6 +88,13 @@ class LLMConfig:
             client seconds, not retries times backoff for every call.
         retry_budget_min, retry_budget_ratio: the client may retry at most ``retry_budget_min +
             retry_budget_ratio * calls sent`` times in all (``retry_budget_ratio`` < 0: no budget).
+        concurrency: most requests in flight at once (1: one at a time). Match it to what the endpoint
+            serves in parallel: the embedded server's slots, or a remote API's rate limit (16-64 for vLLM
+            or a hosted API is typical).
+        same_prompt_in_turn: requests of a batch with the same messages (a greedy answer and its samples) are
+            sent one after another, other prompts beside them: for a server that keeps a prompt's computation
+            only in the slot that served it (llama.cpp's ``llama-server``), so that the prompt is computed once.
+            Off for servers that share a prompt's computation between concurrent requests (vLLM).
     """
 
     base_url: str
@@ -95,6 +110,8 @@ class LLMConfig:
     breaker_cooldown_s: float = 30.0
     retry_budget_min: int = 10
     retry_budget_ratio: float = 0.5
+    concurrency: int = 1
+    same_prompt_in_turn: bool = False
 
     def __post_init__(self) -> None:
         if not self.base_url or not self.base_url.startswith(("http://", "https://")):
@@ -107,6 +124,8 @@ class LLMConfig:
             raise ConfigError("llm backoff_s and backoff_max_s must be >= 0")
         if self.retry_budget_min < 0:
             raise ConfigError(f"llm retry_budget_min must be >= 0, got {self.retry_budget_min}")
+        if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or self.concurrency < 1:
+            raise ConfigError(f"llm concurrency must be an integer >= 1, got {self.concurrency!r}")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "LLMConfig":
@@ -147,8 +166,41 @@ class LLMStats:
                 "llm_seconds": round(self.seconds, 3)}
 
 
+@dataclass(frozen=True)
+class LLMCall:
+    """One request of a batch for :meth:`LLMClient.complete_many` (the arguments of :meth:`LLMClient.complete`).
+
+    >>> LLMCall([{"role": "user", "content": "hi"}], temperature=0.7, seed=3).seed
+    3
+    """
+
+    messages: Sequence[Message]
+    temperature: float = 0.0
+    max_tokens: int = 64
+    seed: int = 0
+    top_p: float = 1.0
+    stop: Sequence[str] | None = None
+
+
+@dataclass
+class LLMMeter:
+    """What the calls made inside one :meth:`LLMClient.meter` block cost: network requests (sent, whatever
+    their outcome), cache hits, the requests' own seconds (summed: with several in flight they overlap) and
+    failures. Charged from the thread that asked, also for the batch requests it handed to other threads.
+    """
+
+    requests: int = 0
+    cache_hits: int = 0
+    seconds: float = 0.0
+    failures: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"llm_requests": self.requests, "llm_cache_hits": self.cache_hits,
+                "llm_seconds": round(self.seconds, 3), "llm_failures": self.failures}
+
+
 class LLMClient:
-    """Cached, retrying chat-completions client; see the module docstring."""
+    """Cached, retrying, concurrent chat-completions client; see the module docstring."""
 
     def __init__(self, config: LLMConfig, *, cache: ResponseCache | None = None,
                  session: requests.Session | None = None, sleep=time.sleep):
@@ -157,12 +209,22 @@ class LLMClient:
             cache = ResponseCache(Path(config.cache_path) if config.cache_path else llm_cache_path())
         self.cache = cache
         self.stats = LLMStats()
-        self._session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            pool = max(10, config.concurrency)
+            adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self._session = session
         self._sleep = sleep
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._failed_in_a_row = 0
         self._open_until = 0.0
+        self._gate = threading.BoundedSemaphore(config.concurrency)
+        self._inflight: dict[str, Future] = {}
+        self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- public API -------------------------------------------------------------------------------
     def request(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
@@ -198,33 +260,154 @@ class LLMClient:
             LLMResponseError: a 200 answer that is not a chat completion (bad JSON, no choices).
             BudgetExhausted: the answer is not cached and ``budget`` has no calls left.
         """
-        body = self.request(messages, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                            top_p=top_p, stop=stop)
-        key = self.cache_key(body)
-        if self.cache is not None:
-            hit = self.cache.get(key)
+        result = self.complete_many([LLMCall(messages, temperature, max_tokens, seed, top_p, stop)], budget=budget)[0]
+        if isinstance(result, LLMError):
+            raise result
+        return result
+
+    def complete_many(self, calls: Sequence[LLMCall], *, budget: "CallBudget | None" = None) -> list[str | LLMError]:
+        """The answers of independent requests, in the order of ``calls``; a failed one is its exception.
+
+        Cache hits and the budget are settled first, in the order of ``calls`` (so which requests are sent
+        does not depend on timing); the rest are sent with up to ``concurrency`` in flight. Repeated
+        requests in the batch are sent once.
+        """
+        meters = list(getattr(self._local, "meters", ()))
+        results: list[str | LLMError | None] = [None] * len(calls)
+        to_send: dict[str, tuple[dict[str, Any], list[int]]] = {}
+        for i, call in enumerate(calls):
+            body = self.request(call.messages, temperature=call.temperature, max_tokens=call.max_tokens,
+                                seed=call.seed, top_p=call.top_p, stop=call.stop)
+            key = self.cache_key(body)
+            if key in to_send:
+                to_send[key][1].append(i)
+                continue
+            hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:
-                with self._lock:
-                    self.stats.cache_hits += 1
-                return hit
-        if budget is not None:
-            budget.spend()
-        text = self._post_with_retries(body)
-        if self.cache is not None:
-            self.cache.put(key, body, text)
-        return text
+                self._charge(meters, hits=1)
+                results[i] = hit
+                continue
+            if budget is not None:
+                try:
+                    budget.spend()
+                except BudgetExhausted as exc:
+                    results[i] = exc
+                    continue
+            to_send[key] = (body, [i])
+        jobs = list(to_send.items())
+        if len(jobs) <= 1 or self.config.concurrency == 1:
+            chains = [[job] for job in jobs]
+            answered = [[self._fetch(key, body, meters)] for key, (body, _) in jobs]
+        else:
+            chains = self._chains(jobs)
+            answered = list(self._executor().map(
+                lambda chain: [self._fetch(key, body, meters) for key, (body, _) in chain], chains))
+        for chain, answers in zip(chains, answered):
+            for (_, (_, slots)), answer in zip(chain, answers):
+                for i in slots:
+                    results[i] = answer
+        return results  # type: ignore[return-value]
+
+    def _chains(self, jobs: list) -> list[list]:
+        """The jobs grouped into chains sent one after another: one job each, or with ``same_prompt_in_turn``
+        every job of the same messages in one chain (in batch order)."""
+        if not self.config.same_prompt_in_turn:
+            return [[job] for job in jobs]
+        groups: dict[str, list] = {}
+        for job in jobs:
+            groups.setdefault(json.dumps(job[1][0]["messages"], sort_keys=True), []).append(job)
+        return list(groups.values())
 
     def sample(self, messages: Sequence[Message], n: int, *, temperature: float = 1.0, max_tokens: int = 64,
                seed: int = 0, top_p: float = 1.0, budget: "CallBudget | None" = None) -> list[str]:
         """``n`` candidates as ``n`` requests seeded ``seed .. seed+n-1`` (one greedy answer if temperature is 0)."""
         if temperature <= 0:
             return [self.complete(messages, temperature=0.0, max_tokens=max_tokens, budget=budget)] * n
-        return [self.complete(messages, temperature=temperature, max_tokens=max_tokens, seed=seed + i,
-                              top_p=top_p, budget=budget) for i in range(n)]
+        answers = self.complete_many([LLMCall(messages, temperature, max_tokens, seed + i, top_p) for i in range(n)],
+                                     budget=budget)
+        for a in answers:
+            if isinstance(a, LLMError):
+                raise a
+        return answers  # type: ignore[return-value]
 
     def with_budget(self, max_calls: int | None) -> "CallBudget":
         """A budget of network calls for one unit of work (one user, say)."""
         return CallBudget(max_calls)
+
+    @contextlib.contextmanager
+    def meter(self) -> Iterator[LLMMeter]:
+        """Count what the calls made in this block by this thread cost (blocks nest; each is charged).
+
+        >>> client = LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", cache_path=""))
+        >>> with client.meter() as m:
+        ...     pass
+        >>> m.requests
+        0
+        """
+        meter = LLMMeter()
+        stack = getattr(self._local, "meters", ())
+        self._local.meters = (*stack, meter)
+        try:
+            yield meter
+        finally:
+            self._local.meters = stack
+
+    def close(self) -> None:
+        """Stop the client's worker threads (the client stays usable; they start again when needed)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    # -- concurrency ------------------------------------------------------------------------------
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="llm")
+            return self._pool
+
+    def _charge(self, meters: Sequence[LLMMeter], *, hits: int = 0, requests: int = 0, seconds: float = 0.0,
+                failures: int = 0) -> None:
+        with self._lock:
+            self.stats.cache_hits += hits
+            for m in meters:
+                m.cache_hits += hits
+                m.requests += requests
+                m.seconds += seconds
+                m.failures += failures
+
+    def _fetch(self, key: str, body: dict[str, Any], meters: Sequence[LLMMeter]) -> str | LLMError:
+        """Send one request (or wait for the same one already in flight), cache the answer; never raises LLMError."""
+        with self._lock:
+            running = self._inflight.get(key)
+            mine = running is None
+            if mine:
+                running = self._inflight[key] = Future()
+        if not mine:
+            try:
+                text = running.result()
+            except LLMError as exc:
+                return exc
+            self._charge(meters, hits=1)
+            return text
+        self._local.seconds = 0.0
+        try:
+            text = self._post_with_retries(body)
+        except LLMError as exc:
+            self._charge(meters, requests=1, seconds=self._local.seconds, failures=1)
+            running.set_exception(exc)
+            return exc
+        except BaseException as exc:  # not an LLM failure: let waiters and the caller see it
+            running.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+        if self.cache is not None:
+            self.cache.put(key, body, text)
+        self._charge(meters, requests=1, seconds=self._local.seconds)
+        running.set_result(text)
+        return text
 
     # -- transport --------------------------------------------------------------------------------
     def _post_with_retries(self, body: Mapping[str, Any]) -> str:
@@ -273,9 +456,10 @@ class LLMClient:
                     error.args = (f"{error} (the client's retry budget is spent)",)
                     raise error
                 self._sleep(self._backoff(attempt - 1, last))
-            started = time.monotonic()
             with self._lock:
                 self.stats.attempts += 1
+            self._gate.acquire()  # at most `concurrency` in flight; the wait is not the request's time
+            started = time.monotonic()
             try:
                 response = self._session.post(url, json=body, headers=headers, timeout=self.config.timeout_s)
             except requests.Timeout as exc:
@@ -289,8 +473,11 @@ class LLMClient:
                     self.stats.failures += 1
                 raise LLMConnectionError(f"request to {url} failed: {exc}") from exc
             finally:
+                self._gate.release()
+                spent = time.monotonic() - started
+                self._local.seconds = getattr(self._local, "seconds", 0.0) + spent
                 with self._lock:
-                    self.stats.seconds += time.monotonic() - started
+                    self.stats.seconds += spent
             status = response.status_code
             if status == 429 or status >= 500:
                 last = LLMHTTPError(status, response.text)

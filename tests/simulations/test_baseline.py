@@ -82,9 +82,12 @@ def test_cli_baseline_writes_predictions_and_tables(synth3, tmp_path, llm_server
                  "--k", "1", "--out", str(out), "--llm-cache", str(tmp_path / "c.sqlite")])
     assert code == 0
     table = json.loads((out / "metrics.json").read_text())
-    assert [r["method"] for r in table["rows"]] == ["majority", "user-mean", "zero-shot", "rag-k1"]
+    names = ["majority", "user-mean", "user-ridge", "global-ridge", "zero-shot", "rag-k1"]
+    assert [r["method"] for r in table["rows"]] == names
     assert table["users"] == 2 and table["questions"] == 4
     assert (out / "metrics.md").read_text().startswith("### LaMP-3")
-    for name in ("majority", "user-mean", "zero-shot", "rag-k1"):
+    rows = {r["method"]: r for r in table["rows"]}
+    assert rows["zero-shot"]["llm_per_answer"] == 1.0 and rows["user-ridge"]["llm_per_answer"] == 0.0
+    for name in names:
         assert load_outputs(out / f"{name}_outputs.json")[0] == get_task("LaMP-3").official_id
     assert "LLM calls" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from client.store import UserStore
 from server.checkpoint import latest_checkpoint
 from shared.config import default_mapping
 from shared.hydra.spec import ModelConfig
+from shared.hydra.variants import VARIANTS
 from shared.llm.client import LLMConfig
 from simulations.cli import main
 from simulations.federated import clear_results, simulate
@@ -33,7 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
          "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1, "label-records": 2,
          "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20}
-HYDRA_METHODS = 4  # hydra-reranker, hydra-adapter, hydra-shared-head, hydra
+# every HYDRA variant that asks the LLM (all but hydra-calls-0) falls back without it
+HYDRA_METHODS = sum(1 for v in VARIANTS.values() if v.llm_calls != 0)
 LLM_BASELINES = 2  # zero-shot, rag-k4
 MIX = {"500": 0.08, "503": 0.04, "429": 0.08, "drop": 0.04, "slow": 0.04, "badjson": 0.04, "nochoices": 0.02,
        "empty": 0.04, "offlabel": 0.1}

@@ -12,9 +12,12 @@ from shared.config import RunConfig, default_mapping
 from shared.data import load_outputs, load_split
 from shared.llm import LLMClient
 from shared.synthetic import write_synthetic
-from simulations.hydra_run import HYDRA_METHODS, run_central
+from shared.hydra.variants import COST_METHODS, HYDRA_METHODS
+from shared.llm import LLMConfig
+from shared.llm.stub import StubEndpoint
+from simulations.hydra_run import run_central
 
-pytestmark = [pytest.mark.slow, pytest.mark.llm]
+pytestmark = [pytest.mark.slow]
 
 SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 2, "pseudo-questions": 2, "n-samples": 1,
          "label-records": 2, "epochs": 1, "fit-steps": 50}
@@ -26,6 +29,7 @@ def central(data_dir, out, llm_config):
     return dataset, run_central(dataset, cfg, LLMClient(llm_config), out, progress=None, bars=False)
 
 
+@pytest.mark.llm
 def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path, llm_config):
     data = write_synthetic(tmp_path / "data", "LaMP-3", n_users=4, items_per_user=10, seed=4)
     dataset, first = central(data, tmp_path / "a", llm_config)
@@ -44,10 +48,41 @@ def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path,
         b, meta_b = load_tensors(UserStore(tmp_path / "b" / "clients", user, task="LaMP-3").heads_path, kind="heads")
         assert meta_a == meta_b and set(a) == set(b)
         assert all(np.array_equal(a[k], b[k]) for k in a)  # bit-identical fitted heads, on the same base
-    for method in HYDRA_METHODS:
+    for method in HYDRA_METHODS + COST_METHODS:
         assert load_outputs(tmp_path / "a" / f"{method}_outputs.json") == load_outputs(tmp_path / "b" / f"{method}_outputs.json")
     assert first["llm_calls"] > 0 and second["llm_calls"] == 0  # the rerun was served by the cache
     table = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert [r["method"] for r in table["rows"]] == ["majority", "user-mean", "zero-shot", "rag-k4", *HYDRA_METHODS]
+    assert [r["method"] for r in table["rows"]] == ["majority", "user-mean", "user-ridge", "zero-shot", "rag-k4", *HYDRA_METHODS,
+                                                    *COST_METHODS]
+    ledger = table["ledger"]
+    assert list(ledger["stages"]) == ["episodes", "train", "export", "answer"]
+    assert ledger["per_unit"]["training user"]["n"] == 2 and ledger["per_unit"]["training user"]["asked"] > 0
+    assert ledger["per_unit"]["answer (hydra-calls-0)"]["asked"] == 0
+    rows = {r["method"]: r for r in table["rows"]}
+    assert rows["hydra"]["llm_per_answer"] == 2.0  # greedy + n-samples 1
+    assert rows["hydra-calls-1"]["llm_per_answer"] == 1.0 and rows["hydra-calls-1"]["llm_calls"] == 0  # from cache
     assert (tmp_path / "a" / "metrics.png").stat().st_size > 1000
     assert first["pool_oracle"] == 0.0  # the label set always contains the gold
+
+
+def test_a_cold_run_answers_the_same_at_every_llm_concurrency(tmp_path):
+    """Against a deterministic endpoint (not a language model): the same predictions with 1 and 4 requests in
+    flight, each run starting from an empty cache."""
+    data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=5, items_per_user=8, seed=2)
+    dataset = load_split(data, "LaMP-7")
+    outputs, served = {}, {}
+    for concurrency in (1, 4):
+        with StubEndpoint(delay_s=0.02) as stub:
+            cfg = RunConfig.from_mapping({**default_mapping(), "task": "LaMP-7", "data": str(data), "train-users": 3,
+                                          "test-users": 2, "epochs": 1, "head-epochs": 2, "fit-steps": 20,
+                                          "train-lora": False, "llm-concurrency": concurrency})
+            llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", concurrency=concurrency,
+                                      cache_path=str(tmp_path / f"cache-{concurrency}.sqlite")))
+            out = tmp_path / f"c{concurrency}"
+            summary = run_central(dataset, cfg, llm, out, progress=None, bars=False)
+            served[concurrency] = (stub.served, stub.max_in_flight)
+        outputs[concurrency] = {p.name: load_outputs(p) for p in sorted(out.glob("*_outputs.json"))}
+        assert summary["llm_concurrency"] == concurrency
+    assert outputs[1] == outputs[4] and len(outputs[1]) == 4 + len(HYDRA_METHODS) + len(COST_METHODS) - 1
+    assert served[1][0] == served[4][0]  # the same number of requests reached the endpoint
+    assert served[1][1] == 1 and served[4][1] > 1

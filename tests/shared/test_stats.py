@@ -1,0 +1,84 @@
+"""shared.stats: the paired bootstrap against hand-checked cases, and compare_runs using it."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.errors import ConfigError
+from shared.stats import compare_predictions, paired_bootstrap
+from shared.tasks import get_task
+
+
+def test_constant_difference_has_a_point_interval():
+    c = paired_bootstrap([-1.0, -2.0, 0.0, -1.0], [-0.5, -1.5, 0.5, -0.5])
+    assert (c.n, c.wins, c.losses, c.ties) == (4, 4, 0, 0)
+    assert c.mean == pytest.approx(0.5) and c.low == pytest.approx(0.5) and c.high == pytest.approx(0.5)
+    assert c.significant
+
+
+def test_two_questions_by_hand():
+    # differences (1, 0): a resample's mean is 0, .5 or 1 with probability 1/4, 1/2, 1/4, so the 2.5% and
+    # 97.5% percentiles are 0 and 1 and the interval includes zero
+    c = paired_bootstrap([0.0, 3.0], [1.0, 3.0], resamples=4000, seed=3)
+    assert (c.mean, c.low, c.high, c.wins, c.losses, c.ties) == (0.5, 0.0, 1.0, 1, 0, 1)
+    assert not c.significant
+
+
+def test_matches_the_percentile_bootstrap_it_replaced_and_is_seeded():
+    rng = random.Random(7)
+    a = [-float(rng.randint(0, 3)) for _ in range(60)]
+    b = [-float(rng.randint(0, 2)) for _ in range(60)]
+    c = paired_bootstrap(a, b, resamples=1000, seed=0)
+    diffs = [y - x for x, y in zip(a, b)]
+    ref = random.Random(0)
+    means = sorted(sum(ref.choices(diffs, k=60)) / 60 for _ in range(1000))
+    assert (c.low, c.high) == (means[25], means[974])
+    assert c.low < c.mean < c.high
+    assert paired_bootstrap(a, b, resamples=1000, seed=0) == c
+    assert paired_bootstrap(a, b, resamples=1000, seed=1) != c
+    assert c.wins + c.losses + c.ties == 60
+
+
+def test_bad_inputs():
+    with pytest.raises(ConfigError, match="differ in length"):
+        paired_bootstrap([1.0], [1.0, 2.0])
+    with pytest.raises(ConfigError, match="no paired scores"):
+        paired_bootstrap([], [])
+
+
+def test_rating_sign_convention_lower_error_is_positive():
+    task = get_task("LaMP-3")
+    golds = {"a": "5", "b": "4", "c": "1"}
+    first = {"a": "3", "b": "4", "c": "2"}  # MAE 1.0
+    second = {"a": "5", "b": "4", "c": "x"}  # MAE 4/3: "x" is unparsable, scored as 5 (the worst case for gold 1)
+    c = compare_predictions(task, first, second, golds)  # second minus first: > 0 where second's error is lower
+    assert c.mean == pytest.approx((2 + 0 - 3) / 3) and (c.wins, c.losses, c.ties) == (1, 1, 1)
+    assert c.as_dict()["n"] == 3
+
+
+def test_compare_runs_prints_the_module_result(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    try:
+        import compare_runs
+    finally:
+        sys.path.pop(0)
+    golds = {"task": "LaMP_3", "golds": [{"id": str(i), "output": str(1 + i % 5)} for i in range(20)]}
+    first = {"task": "LaMP_3", "golds": [{"id": str(i), "output": "5"} for i in range(20)]}
+    second = {"task": "LaMP_3", "golds": [{"id": str(i), "output": str(1 + i % 5)} for i in range(20)]}
+    (tmp_path / "dev_outputs.json").write_text(json.dumps(golds))
+    (tmp_path / "dev_questions.json").write_text("[]")
+    (tmp_path / "a.json").write_text(json.dumps(first))
+    (tmp_path / "b.json").write_text(json.dumps(second))
+    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
+                                      str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    compare_runs.main()
+    out = capsys.readouterr().out
+    c = compare_predictions(get_task("LaMP-3"), {g["id"]: g["output"] for g in first["golds"]},
+                            {g["id"]: g["output"] for g in second["golds"]}, {g["id"]: g["output"] for g in golds["golds"]})
+    assert c.mean == pytest.approx(2.0) and c.wins == 16 and c.losses == 0
+    assert f"| 16 of 20 | 16 | 0 | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |" in out

@@ -1,0 +1,32 @@
+"""finish_run adds paired bootstrap intervals (shared.stats) to the summary."""
+
+from __future__ import annotations
+
+import json
+
+from shared.stats import compare_predictions
+from shared.tasks import get_task
+from simulations.hydra_run import Predictions, finish_run
+
+
+def test_finish_run_reports_paired_intervals(tmp_path):
+    task = get_task("LaMP-3")
+    ids = [f"q{i}" for i in range(30)]
+    golds = {q: str(1 + i % 5) for i, q in enumerate(ids)}
+    by_method = {
+        "majority": {q: "5" for q in ids},
+        "user-mean": {q: "4" for q in ids},  # MAE 1.2, the strongest baseline (majority: 2.0)
+        "hydra-shared-head": {q: "3" for q in ids},
+        "hydra": {q: (golds[q] if i % 3 else "5") for i, q in enumerate(ids)},
+    }
+    preds = Predictions(by_method=by_method, seconds={m: 0.0 for m in by_method}, calls={m: 0 for m in by_method},
+                        failures={m: 0 for m in by_method})
+    summary = finish_run(task, preds, golds, tmp_path, title="t", summary={})
+    paired = summary["paired_bootstrap"]
+    assert set(paired) == {"hydra vs user-mean", "hydra-shared-head vs user-mean", "hydra vs hydra-shared-head"}
+    assert summary["strongest_baseline"] == "user-mean"
+    expected = compare_predictions(task, by_method["user-mean"], by_method["hydra"], golds).as_dict()
+    assert paired["hydra vs user-mean"] == expected and expected["n"] == 30
+    shared = compare_predictions(task, by_method["hydra-shared-head"], by_method["hydra"], golds)
+    assert paired["hydra vs hydra-shared-head"]["mean_difference"] == round(shared.mean, 4) > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["paired_bootstrap"] == paired
