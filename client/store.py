@@ -66,6 +66,11 @@ def text_digest(text: str) -> bytes:
 class UserStore:
     """One user's folder in a node-local store."""
 
+    @staticmethod
+    def exists(root: str | Path, user: str) -> bool:
+        """Whether ``user`` has a store under ``root`` (opening one creates it; this does not)."""
+        return (Path(root) / (_SAFE.sub("_", user) or "_") / "meta.json").exists()
+
     def __init__(self, root: str | Path, user: str, *, task: str):
         self.user = user
         self.task = task

@@ -103,6 +103,8 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     with ledger.stage("episodes (first contact)"):  # what each client's store says its first contact cost
         for users, unit in ((train, "training user"), ([] if cfg.protocol == "history" else test, "new user onboarding")):
             for user in users:
+                if not UserStore.exists(store_dir, user.user_id):  # never reached (dropped out every round)
+                    continue
                 meta = UserStore(store_dir, user.user_id, task=dataset.task.name).read_meta() or {}
                 if "episode_llm_asked" in meta:
                     ledger.record(unit, Cost(asked=meta["episode_llm_asked"], sent=meta["episode_llm_calls"],
