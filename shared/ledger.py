@@ -62,11 +62,14 @@ class Ledger:
         self.stages: dict[str, Cost] = {}
         self.units: dict[str, tuple[Cost, int]] = {}
         self._stage: str | None = None
+        self._timed: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[Cost]:
-        """A stage: units recorded inside it add to it; its wall time is the block's."""
+    def stage(self, name: str, *, timed: bool = True) -> Iterator[Cost]:
+        """A stage: units recorded inside it add to it; its wall time is the block's (``timed=False``: the block
+        only gathers what was measured elsewhere, as a federated run's clients do, and the wall time is not kept)."""
+        self._timed[name] = timed
         with self._lock:
             cost = self.stages.setdefault(name, Cost())
             outer, self._stage = self._stage, name
@@ -75,7 +78,8 @@ class Ledger:
             yield cost
         finally:
             with self._lock:
-                cost.wall_seconds += time.perf_counter() - started
+                if timed:
+                    cost.wall_seconds += time.perf_counter() - started
                 self._stage = outer
 
     def record(self, unit: str, cost: Cost, n: int = 1) -> None:
@@ -98,11 +102,13 @@ class Ledger:
         return {"stages": {k: v.as_dict() for k, v in self.stages.items()}, "per_unit": per_unit}
 
     def table(self) -> str:
-        """The ledger as two markdown tables."""
+        """The ledger as two markdown tables (a stage entered with ``timed=False`` shows no wall time)."""
         data = self.as_dict()
+        timed = self._timed
         lines = ["| stage | LLM answers used | requests sent | LLM s | wall s |", "|---|---|---|---|---|"]
         for name, c in data["stages"].items():
-            lines.append(f"| {name} | {c['asked']} | {c['sent']} | {c['llm_seconds']:.1f} | {c['wall_seconds']:.1f} |")
+            wall = f"{c['wall_seconds']:.1f}" if timed.get(name, True) else "-"
+            lines.append(f"| {name} | {c['asked']} | {c['sent']} | {c['llm_seconds']:.1f} | {wall} |")
         lines += ["", "| per | n | LLM answers used | requests sent | LLM s |", "|---|---|---|---|---|"]
         for unit, c in data["per_unit"].items():
             lines.append(f"| {unit} | {c['n']} | {c['asked']:.2f} | {c['sent']:.2f} | {c['llm_seconds']:.2f} |")

@@ -100,7 +100,7 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     preds = Predictions()
     missing = []
     ledger = Ledger()
-    with ledger.stage("episodes (first contact)"):  # what each client's store says its first contact cost
+    with ledger.stage("episodes (first contact)", timed=False):  # what each client's store says its first contact cost
         for users, unit in ((train, "training user"), ([] if cfg.protocol == "history" else test, "new user onboarding")):
             for user in users:
                 if not UserStore.exists(store_dir, user.user_id):  # never reached (dropped out every round)
@@ -120,7 +120,7 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
                 totals = getattr(preds, key)
                 totals[method] = totals.get(method, 0) + saved.get(key, {}).get(method, 0)
         preds.oracle.update(saved.get("oracle", {}))
-    with ledger.stage("answer (last evaluation)"):
+    with ledger.stage("answer (last evaluation)", timed=False):
         for method, answers in preds.by_method.items():
             ledger.record(f"answer ({method})", Cost(asked=preds.asked[method], sent=preds.calls[method],
                                                      llm_seconds=preds.llm_seconds[method]), n=len(answers))
