@@ -1,4 +1,9 @@
-"""The Flower ClientApp: translates messages into calls of :class:`client.node.ClientNode`."""
+"""The Flower ClientApp: translates messages into calls of :class:`client.node.ClientNode`.
+
+``app`` is what deployments run: the privacy audit, then DP clipping when the server asks for it. Simulations that
+inject faults run :func:`build_app` with one more mod (:mod:`simulations.faults.client_app`); this module knows
+nothing of them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
-from client.faults import faults_mod
 from client.node import ClientNode, make_llm, resolve_user
 from server.strategies import DP_WEIGHT_KEY
 from shared.config import RunConfig
@@ -20,10 +24,6 @@ def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
     if config is not None and KEY_CLIPPING_NORM in config:
         return fixedclipping_mod(msg, ctx, call_next)
     return call_next(msg, ctx)
-
-
-# audit_mod is outermost: it records exactly what leaves the client
-app = ClientApp(mods=[audit_mod, faults_mod, _dp_mod])
 
 
 def _node(context: Context) -> ClientNode:
@@ -40,13 +40,11 @@ def _arrays(msg: Message) -> dict:
     return {k: v.numpy() for k, v in msg.content["arrays"].items()}
 
 
-@app.query()
 def query(msg: Message, context: Context) -> Message:
     node = _node(context)
     return Message(content=RecordDict({"config": ConfigRecord({"role": node.role.value})}), reply_to=msg)
 
 
-@app.train()
 def train(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
@@ -58,7 +56,6 @@ def train(msg: Message, context: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
-@app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
@@ -69,3 +66,16 @@ def evaluate(msg: Message, context: Context) -> Message:
     if not node.cfg.federation.report_metrics:
         metrics = {"num-examples": metrics["num-examples"]}
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def build_app(*mods) -> ClientApp:
+    """A ClientApp with these handlers: ``audit_mod`` outermost (it records exactly what leaves the client), then
+    ``mods`` (none in production), then Flower's clipping when the server asks for DP."""
+    client_app = ClientApp(mods=[audit_mod, *mods, _dp_mod])
+    client_app.query()(query)
+    client_app.train()(train)
+    client_app.evaluate()(evaluate)
+    return client_app
+
+
+app = build_app()

@@ -182,6 +182,8 @@ class DeviceModels:
         self.base, _ = load_tensors(self.dir / "base.safetensors", kind="base", model=self.config)
         self.editor = InputEditor.from_state({k[len(EDITOR_PREFIX):]: v for k, v in self.base.items()
                                               if k.startswith(EDITOR_PREFIX)})
+        self.margin: float | None = float(self.manifest["margin"]) if "margin" in self.manifest else None
+        """The decision margin chosen on training users (:mod:`shared.hydra.decision`); None: no margin rule."""
         self.lru_size = lru_size
         self._history: dict[Key, np.ndarray] = {}
         self._recent: OrderedDict[Key, np.ndarray] = OrderedDict()

@@ -173,7 +173,7 @@ class ClientNode:
         stored = self.store.read_heads(self.cfg.model)
         if stored is not None:
             heads.load_state(stored)
-        ctx = UserContext.build(self.task, self.user.history)
+        ctx = UserContext.build(self.task, self.user.history, embed=trainer.history_embed)
         report = train_stage(trainer, self.task, {self.user.user_id: (ctx, episodes)}, {self.user.user_id: heads},
                              epochs=self.cfg.federation.local_epochs,
                              head_epochs=self.cfg.federation.local_head_epochs, proximal_mu=proximal_mu)
@@ -204,7 +204,8 @@ class ClientNode:
                               store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
                                       "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures,
-                                      "asked": preds.asked, "llm_seconds": preds.llm_seconds})
+                                      "asked": preds.asked, "llm_seconds": preds.llm_seconds,
+                                      "baselines": preds.baselines})
         metrics: dict[str, float] = {"num-examples": len(self.user.questions)}
         mine = {q.id: golds[q.id] for q in self.user.questions if q.id in golds}
         if mine:
@@ -247,18 +248,19 @@ def offlabel_answers(task, episodes) -> int:
     return sum(str(a) not in labels for a in answers)
 
 
-def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig) -> Path:
-    """The device bundle of this global base, exported once per node and base (kept under the store root)."""
+def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: float | None = None) -> Path:
+    """The device bundle of this global base (and decision margin), exported once per node and base (kept under
+    the store root)."""
     import shutil
     import uuid
 
     from shared.hydra.export import content_id, export_bundle
 
-    folder = store_root(cfg) / "bundles" / content_id(arrays)[:16]
+    folder = store_root(cfg) / "bundles" / (content_id(arrays)[:16] + ("" if margin is None else f"-m{margin}"))
     if (folder / "bundle.json").exists():
         return folder
     staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
-    export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized)
+    export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin)
     try:
         os.replace(staging, folder)
     except OSError:  # another process finished the same export first

@@ -47,7 +47,7 @@ from shared.hydra.context import UserContext
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
 from shared.hydra.infer import Answer, InferenceConfig, answer
-from shared.hydra.spec import ROLES
+from shared.hydra.spec import HISTORY_ROLE, ROLES
 from shared.hydra.variants import Variant
 from shared.ledger import cost_of
 from shared.llm.client import LLMClient, LLMConfig
@@ -58,8 +58,6 @@ __all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE", "ONBOARDING_
 ONBOARDING_CALLS = 20
 """Most LLM calls a new user's onboarding (the episodes that fit their heads) may cost by default."""
 
-HISTORY_ROLE = "reranker"
-"""The role whose encoder sees the history records (as the reranker's items); the adapter scores candidates."""
 
 
 @dataclass
@@ -113,6 +111,7 @@ class PersonalClient:
         self.fit_steps, self.fit_lr, self.head_l2 = fit_steps, fit_lr, head_l2
         self._models: DeviceModels | None = None
         self._ctx: tuple[tuple[int, ...] | None, UserContext] | None = None
+        self._replay: tuple[tuple, UserContext] | None = None
         self._bundle_in_place: Path | None = None
         if bundle is not None and bundle_in_place:
             self._bundle_in_place = Path(bundle)  # a read-only bundle shared by several users (simulations)
@@ -264,7 +263,7 @@ class PersonalClient:
         started = time.perf_counter()
         models = self.models
         self._sync_history(models, compute=True)
-        ctx = UserContext.build(self.task, history)
+        ctx = UserContext.build(self.task, history, embed=self._embed)
         examples = role_examples(self.task, self.store.user, episodes, ctx, models.editor)
         heads: dict[str, np.ndarray] = {}
         for role in ROLES:
@@ -285,6 +284,18 @@ class PersonalClient:
         return report
 
     # -- answering ------------------------------------------------------------------------------------------
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The history encoder, the contexts' ``embed`` (history records are pinned: only queries are encoded);
+        the models load on first use (a rating model needs them, other tasks never call this)."""
+        return self.models.embed(HISTORY_ROLE, list(texts))
+
+    def _replay_context(self, history: Sequence[Mapping[str, str]]) -> UserContext:
+        """The context of a given history, kept while the same history is asked again (one per question)."""
+        key = tuple((item.get("id"), self.task.item_text(item)) for item in history)
+        if self._replay is None or self._replay[0] != key:
+            self._replay = (key, UserContext.build(self.task, list(history), embed=self._embed))
+        return self._replay[1]
+
     def _context(self) -> UserContext:
         """The stored history's context (style, word counts, label prior), rebuilt only when the history file
         changed (every write replaces it: a new inode), not on every answer."""
@@ -294,7 +305,7 @@ class PersonalClient:
         except FileNotFoundError:
             key = None
         if self._ctx is None or self._ctx[0] != key:
-            self._ctx = (key, UserContext.build(self.task, self.history))
+            self._ctx = (key, UserContext.build(self.task, self.history, embed=self._embed))
         return self._ctx[1]
 
     def answer(self, input: str, *, task: str | None = None, variant: str | Variant = "hydra",
@@ -309,12 +320,12 @@ class PersonalClient:
         if task is not None and get_task(task).name != self.task.name:
             raise ConfigError(f"this client is for {self.task.name}, not {get_task(task).name}")
         models = self.models
-        ctx = self._context() if history is None else UserContext.build(self.task, list(history))
+        ctx = self._context() if history is None else self._replay_context(history)
         llm = self.llm
         started = time.perf_counter()
         with self._guard, llm.meter() as meter:
             heads = {r: PERSONAL for r in ROLES} if any(models.has_personal(r) for r in ROLES) else None
             result = answer(self.task, input, ctx, llm, OnnxScorer(models), models.editor, heads=heads,
-                            config=self.inference, variant=variant)
+                            config=self.inference, variant=variant, margin=models.margin)
         result.cost = cost_of(meter, time.perf_counter() - started).as_dict()
         return result

@@ -3,9 +3,11 @@
 
 Every federated scenario is a real Flower simulation (``simulations.federated.simulate``) of synthetic LaMP-3
 users (3 training clients and 1 new user by default) that train the real models, with the LLM replaced by a
-local stub that misbehaves on purpose (``tests/shared/stub_llm.py``) or by a port nobody listens on. Client
-faults come from ``FEDHYDRA_FAULTS`` (``client/faults.py``). The other scenarios are direct: a store writer
-SIGKILLed at random, the command line fed bad input, and (without ``--quick``) one poisoned client in ten.
+local stub that misbehaves on purpose (``shared/llm/faulty_stub.py``) or by a port nobody listens on. Client
+faults come from ``FEDHYDRA_FAULTS`` (``simulations/faults/mod.py``; with it set, a simulation runs the ClientApp
+that adds that mod). The other scenarios are direct: a store writer SIGKILLed at random
+(``simulations/faults/store.py``), the command line fed bad input, and (without ``--quick``) one poisoned client in
+ten (``simulations/faults/poison.py``). Nothing here comes from ``tests/``.
 
 Usage::
 
@@ -168,8 +170,8 @@ def run_figures(out: Path, summary: dict | None, mapping: dict, error: str | Non
 def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
     from shared.config import default_mapping
     from shared.llm.client import LLMConfig
+    from shared.llm.faulty_stub import StubLLM
     from simulations.federated import simulate
-    from tests.shared.stub_llm import StubLLM
 
     mapping = {**default_mapping(), **SMALL, **sc.overrides, "seed": seed}
     out = work / "out"
@@ -200,9 +202,9 @@ def simulate_process(out: Path, url: str, *, home: Path, resume: bool) -> subpro
 
 def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
     """Kill the whole simulation (driver, SuperLink, ServerApp, clients) in round 2, then run it again with resume."""
+    from shared.llm.faulty_stub import StubLLM
     from shared.procs import pid_alive
     from simulations.superlink import kill_tree
-    from tests.shared.stub_llm import StubLLM
 
     out, home = work / "out", work / "home"
     log = out / "server" / "rounds.jsonl"
@@ -230,7 +232,7 @@ def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
 # -- direct scenarios ---------------------------------------------------------------------------------------------
 def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], kills: int) -> dict:
     from client.store import UserStore
-    from tests.client.test_store import kill_writer, temporaries, versions
+    from simulations.faults.store import kill_writer, temporaries, versions
 
     rng = random.Random(seed)
     before = {"history": 0, "episodes": 0, "heads": 0, "meta": 0}
@@ -255,14 +257,15 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
 
 
 def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
-    """The quality of the global model with 1 poisoned client in 10 (tests/server/test_robust_aggregation.py)."""
+    """The quality of the global model with 1 poisoned client in 10 (:mod:`simulations.faults.poison`, as
+    tests/server/test_robust_aggregation.py)."""
     import torch
     from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
     from flwr.supercore.task_identity import TaskIdentity
 
     from shared.hydra.model import HydraBase, ModelConfig
     from shared.hydra.train import TrainConfig, Trainer
-    from tests.server.test_robust_aggregation import federate
+    from simulations.faults.poison import federate
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
     torch.manual_seed(seed)

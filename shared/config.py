@@ -119,6 +119,7 @@ class RunConfig:
     llm_timeout: float
     llm_calls_per_user: int
     llm_concurrency: int
+    margin_folds: int
     federation: FederationConfig
     model: Any
     train: Any
@@ -206,6 +207,9 @@ class RunConfig:
                                  label_records=positive("label-records"), pool=pool,
                                  calls_per_user=positive("llm-calls-per-user", int, 0), seed=get("seed", int))
         inference = InferenceConfig(m=positive("retrieve-m"), k=positive("prompt-k"), pool=pool)
+        margin_folds = positive("margin-folds", int, 0)
+        if margin_folds == 1:
+            raise ConfigError("config key 'margin-folds' must be 0 (no margin rule) or >= 2 (folds of training users)")
         head_epochs = positive("head-epochs", int, 0)
         rounds = positive("num-rounds")
         # 0: the run's head epochs spread over its rounds, so a federated run trains trunk and heads as long as
@@ -227,7 +231,7 @@ class RunConfig:
                    user_offset=positive("user-offset", int, 0), protocol=protocol, seed=get("seed", int),
                    llm_url=get("llm-url", str), llm_model=get("llm-model", str), llm_timeout=get("llm-timeout", float),
                    llm_calls_per_user=positive("llm-calls-per-user", int, 0),
-                   llm_concurrency=positive("llm-concurrency"), federation=federation, model=model,
+                   llm_concurrency=positive("llm-concurrency"), margin_folds=margin_folds, federation=federation, model=model,
                    train=train, episodes=episodes, inference=inference, pool=pool, store_dir=get("store-dir", str),
                    device_quantized=get("device-quantized", bool))
 

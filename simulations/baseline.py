@@ -104,7 +104,7 @@ def _xy(ctx: BaselineContext, items: Sequence[Mapping[str, str]]):
 
 
 def _user_ridge(ctx: BaselineContext, q: Question) -> str:
-    from simulations.ridge import fit_ridge
+    from shared.ridge import fit_ridge
 
     if len(q.profile) < 3:
         return _user_mean(ctx, q)
@@ -119,7 +119,7 @@ def _user_ridge(ctx: BaselineContext, q: Question) -> str:
 def _global_ridge(ctx: BaselineContext, q: Question) -> str:
     import numpy as np
 
-    from simulations.ridge import fit_ridge
+    from shared.ridge import fit_ridge
 
     models = ctx.cache.setdefault("global-ridge", {})
     if q.user_id not in models:

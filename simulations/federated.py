@@ -10,8 +10,11 @@ centralized run (``<method>_outputs.json``, ``metrics.{md,json,png}``), plus the
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
+import tomllib
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -26,7 +29,7 @@ from simulations.hydra_run import Predictions, finish_run
 from simulations.superlink import LocalSuperLink, SimulationError
 from simulations.users import split_users
 
-__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "FULL_MODEL_BYTES"]
+__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "flower_app", "FULL_MODEL_BYTES"]
 
 FULL_MODEL_BYTES = 22_713_216 * 4
 """all-MiniLM-L6-v2 in float32: what sending the whole encoder each round would cost."""
@@ -119,6 +122,7 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
             for key in ("seconds", "calls", "failures", "asked", "llm_seconds"):
                 totals = getattr(preds, key)
                 totals[method] = totals.get(method, 0) + saved.get(key, {}).get(method, 0)
+            preds.baselines.setdefault(method, {}).update(saved.get("baselines", {}).get(method, {}))
         preds.oracle.update(saved.get("oracle", {}))
     with ledger.stage("answer (last evaluation)", timed=False):
         for method, answers in preds.by_method.items():
@@ -147,7 +151,7 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     # every method answered by every test client is compared exactly as in the centralized run
     complete = {m: p for m, p in preds.by_method.items() if len(p) == len(preds.by_method.get("hydra", p))}
     preds.by_method = {f"{m}" if not m.startswith("hydra") else f"fed-{m}": p for m, p in complete.items()}
-    for key in ("seconds", "calls", "failures", "asked", "llm_seconds"):
+    for key in ("seconds", "calls", "failures", "asked", "llm_seconds", "baselines"):
         getattr(preds, key).update({f"fed-{m}": v for m, v in getattr(preds, key).items() if m.startswith("hydra")})
     title = f"{dataset.task.name}: federated HYDRA, {summary['train_users']} training / {summary['test_users']} test users"
     groups = {m: ("federated" if m.startswith("fed-") else "baseline") for m in preds.by_method}
@@ -181,6 +185,33 @@ def clear_results(out: Path) -> list[Path]:
     return removed
 
 
+def flower_app(out: Path) -> Path:
+    """The Flower app a simulation submits: the repository itself, whose ClientApp is the production one
+    (:mod:`client.client_app`), or, when ``FEDHYDRA_FAULTS`` is set, a copy of its code in ``out/flwr-app`` whose
+    pyproject names the fault-injection ClientApp (:mod:`simulations.faults.client_app`) instead. Flower reads
+    the ClientApp from the app's pyproject only, so the copy is how a run adds the mod without the production app
+    carrying it; the copy is made afresh each time."""
+    if not os.environ.get("FEDHYDRA_FAULTS"):
+        return REPO
+    import tomli_w
+
+    from simulations.faults import CLIENT_APP
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    config["tool"]["flwr"]["app"]["components"]["clientapp"] = CLIENT_APP
+    app = out / "flwr-app"
+    shutil.rmtree(app, ignore_errors=True)
+    app.mkdir(parents=True)
+    for pattern in config["tool"]["flwr"]["app"]["fab-include"]:
+        for path in sorted(REPO.glob(pattern)):
+            if path.is_file() and "__pycache__" not in path.parts:
+                target = app / path.relative_to(REPO)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+    atomic_write_text(app / "pyproject.toml", tomli_w.dumps(config))
+    return app
+
+
 def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None,
              progress: Callable[[str], None] = print) -> dict:
     """Run the whole federated simulation and gather its results (see the module docstring)."""
@@ -208,7 +239,7 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None
         progress(f"federation: {len(train)} training + {len(test)} test clients, {cfg.federation.num_rounds} rounds, "
                  f"strategy {cfg.federation.strategy}; LLM {llm.base_url}")
         with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes) as link:
-            run_id = link.submit(REPO, config_file)
+            run_id = link.submit(flower_app(out), config_file)
             progress(f"Flower run {run_id} submitted; following its log (also in {out / 'flwr.log'})")
             with open(out / "flwr.log", "w", encoding="utf-8") as log:
                 def on_line(line: str) -> None:

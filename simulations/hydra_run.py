@@ -12,6 +12,7 @@ frozen), then answer each test question with every method and score it:
 | ``hydra-adapter`` | BM25 top-k in the prompt, the adapter picks among the candidates |
 | ``hydra-shared-head`` | reranker and adapter with the shared heads (no personal fit) |
 | ``hydra`` | reranker and adapter with the user's personal heads |
+| ``hydra-no-margin`` | ``hydra`` without the margin rule (the adapter's plain choice) |
 
 Writes ``<method>_outputs.json`` (official layout), ``metrics.{md,json}``, ``metrics.png`` and
 ``summary.json`` (stage times, LLM calls, the candidate pool's oracle, relative gains).
@@ -44,7 +45,7 @@ from simulations.report import MethodResult, plot_methods, relative_gain, write_
 from simulations.users import User, split_users
 
 __all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "evaluate_users", "finish_run", "Predictions",
-           "merge_predictions", "map_users"]
+           "merge_predictions", "map_users", "left_baseline", "comparison_tables"]
 
 T = TypeVar("T")
 
@@ -120,6 +121,8 @@ class Predictions:
     asked: dict[str, int] = field(default_factory=dict)
     llm_seconds: dict[str, float] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    baselines: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per HYDRA method and question: the strongest non-LLM answer, which the method kept or left."""
 
 
 AnswerFn = Callable[..., Answer]
@@ -181,6 +184,8 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
                     preds.failures[label] += 1
                 output = result.output if isinstance(result, Answer) else result
                 preds.by_method[label][q.id] = output
+                if isinstance(result, Answer) and result.baseline is not None:
+                    preds.baselines.setdefault(label, {})[q.id] = result.baseline
                 if label == "hydra" and isinstance(result, Answer) and q.id in golds and result.candidates:
                     preds.oracle[q.id] = max((c["text"] for c in result.candidates),
                                              key=lambda t: example_score(task, str(t), golds[q.id]))
@@ -198,8 +203,53 @@ def merge_predictions(parts: Sequence[Predictions]) -> Predictions:
             out.asked[method] = out.asked.get(method, 0) + part.asked.get(method, 0)
             out.llm_seconds[method] = out.llm_seconds.get(method, 0.0) + part.llm_seconds.get(method, 0.0)
             out.failures[method] = out.failures.get(method, 0) + part.failures.get(method, 0)
+        for method, kept in part.baselines.items():
+            out.baselines.setdefault(method, {}).update(kept)
         out.oracle.update(part.oracle)
     return out
+
+
+def left_baseline(task: TaskSpec, preds: Predictions, golds: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """Per HYDRA method: on how many questions it answered other than the strongest non-LLM answer, and how often
+    that scored higher (helped) or lower (hurt) than the baseline would have, by the gold."""
+    out = {}
+    for method, kept in preds.baselines.items():
+        if method not in preds.by_method:
+            continue
+        answers = preds.by_method[method]
+        row = {"questions": 0, "left": 0, "helped": 0, "hurt": 0}
+        for qid, base in kept.items():
+            if qid not in answers or qid not in golds:
+                continue
+            row["questions"] += 1
+            if answers[qid] != base:
+                row["left"] += 1
+                delta = example_score(task, answers[qid], golds[qid]) - example_score(task, base, golds[qid])
+                row["helped"] += delta > 0
+                row["hurt"] += delta < 0
+        out[method] = row
+    return out
+
+
+def comparison_tables(paired: Mapping[str, dict], left: Mapping[str, Mapping[str, int]]) -> str:
+    """Markdown: the paired comparisons (per-question score difference, 95% bootstrap interval) and how often each
+    HYDRA method left the strongest non-LLM answer.
+
+    >>> print(comparison_tables({"hydra vs input": {"n": 3, "mean_difference": 0.1, "interval": [-0.2, 0.3],
+    ...                                             "wins": 2, "losses": 1}}, {}).strip().splitlines()[-1])
+    | hydra vs input | 3 | +0.1000 | [-0.2000, +0.3000] | 2 / 1 |
+    """
+    lines = ["", "Paired comparisons (per-question score, B minus A: > 0 means B is better; 95% paired bootstrap):", "",
+             "| B vs A | questions | mean difference | 95% interval | B better / worse |", "|---|---|---|---|---|"]
+    for name, c in paired.items():
+        low, high = c["interval"]
+        lines.append(f"| {name} | {c['n']} | {c['mean_difference']:+.4f} | [{low:+.4f}, {high:+.4f}] | "
+                     f"{c['wins']} / {c['losses']} |")
+    if left:
+        lines += ["", "How often each method left the strongest non-LLM answer, and whether that helped (by the gold):",
+                  "", "| method | questions | left it | helped | hurt |", "|---|---|---|---|---|"]
+        lines += [f"| {m} | {r['questions']} | {r['left']} | {r['helped']} | {r['hurt']} |" for m, r in left.items()]
+    return "\n".join(lines) + "\n"
 
 
 def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out: Path, *, title: str,
@@ -244,10 +294,15 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
                 first, second = (other, full) if other.endswith("shared-head") else (full, other)
                 paired[f"{second} vs {first}"] = compare_predictions(task, by_method[first], by_method[second],
                                                                      golds).as_dict()
+        if f"{pre}hydra-no-margin" in by_method:
+            paired[f"{full} vs {pre}hydra-no-margin"] = compare_predictions(
+                task, by_method[f"{pre}hydra-no-margin"], by_method[full], golds).as_dict()
     summary = {**summary, "primary_metric": metric, "pool_oracle": oracle,
                "strongest_baseline": strongest["method"] if strongest else None, "relative_gain": gains,
-               "paired_bootstrap": paired}
+               "paired_bootstrap": paired, "left_baseline": left_baseline(task, preds, golds)}
     table = write_table(results, task, out, title=title, extra=summary)
+    table += comparison_tables(paired, summary["left_baseline"])
+    atomic_write_text(out / "metrics.md", table)
     plot_methods(rows, task, out / "metrics.png", title=title, oracle=oracle,
                  groups=groups or {r["method"]: ("hydra" if str(r["method"]).startswith("hydra") else "baseline")
                                    for r in rows})
@@ -286,11 +341,27 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
         torch.manual_seed(cfg.seed)
         base = HydraBase(cfg.model)
         trainer = Trainer(base, cfg.train)
-        contexts = {u.user_id: UserContext.build(task, u.history) for u in train_users + test_users}
+        contexts = {u.user_id: UserContext.build(task, u.history, embed=trainer.history_embed)
+                    for u in train_users + test_users}
         heads = {u.user_id: PersonalHeads.from_shared(base) for u in train_users}
         report = train_stage(trainer, task,
                              {u.user_id: (contexts[u.user_id], train_eps[u.user_id]) for u in train_users},
                              heads, progress=(lambda s: _say(progress, "      " + s)))
+
+    margin = None
+    if cfg.margin_folds and len(train_users) >= 2:
+        from shared.hydra.calibrate import cross_validate_margin
+
+        with ledger.stage("margin"):
+            _say(progress, f"      choosing the decision margin by {cfg.margin_folds}-fold cross-validation over "
+                           "the training users")
+            choice = cross_validate_margin(task, {u.user_id: (contexts[u.user_id], train_eps[u.user_id])
+                                                  for u in train_users}, cfg.model, cfg.train,
+                                           folds=min(cfg.margin_folds, len(train_users)), seed=cfg.seed,
+                                           progress=(lambda s: _say(progress, "      " + s)))
+            margin = choice.margin
+            _say(progress, f"      margin {margin:g}: on {choice.points} held-out training questions the adapter "
+                           f"leaves the baseline {choice.left} times ({choice.helped} helped, {choice.hurt} hurt)")
 
     from dataclasses import replace
 
@@ -301,7 +372,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     with ledger.stage("export"):
         device_cfg = replace(cfg, store_dir=str(out / "clients"))
         _say(progress, "[3/4] exporting the device bundle (ONNX) of the trained base")
-        bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg)
+        bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg, margin=margin)
 
     with ledger.stage("answer"):
         n_questions = sum(len(u.questions) for u in test_users)
@@ -324,6 +395,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                "test_users": len(test_users), "test_questions": sum(len(u.questions) for u in test_users),
                "episodes": {"train": train_stats, "test": test_stats},
                "examples": report.examples, "losses": report.losses, "editor_loss": report.editor_loss,
+               "margin": choice.as_dict() if margin is not None else None,
                "stage_seconds": {k: round(v.wall_seconds, 1) for k, v in ledger.stages.items()},
                "wall_seconds": round(time.perf_counter() - started, 1), "llm_calls": llm.stats.calls - calls0,
                "llm_concurrency": llm.config.concurrency, "llm": llm.stats.as_dict(), "ledger": ledger.as_dict()}

@@ -31,9 +31,10 @@ from shared.errors import LLMError
 from shared.llm.client import CallBudget, LLMCall, LLMClient
 from shared.prompts import PromptBudget, build_messages
 from shared.style import apply_rules
-from shared.tasks import TaskSpec
+from shared.tasks import TaskKind, TaskSpec
 
-__all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "pool_calls", "parse_pool_answers", "EDIT_LEVELS"]
+__all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "pool_calls", "parse_pool_answers", "EDIT_LEVELS",
+           "baseline_output"]
 
 EDIT_LEVELS = (0.6, 0.8, 1.0)
 """Expected gold length, as a fraction of the input's length, of the editor's candidates."""
@@ -59,6 +60,18 @@ class Pool:
     extras: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 12), np.float32))
     greedy: str | None = None
     llm: list[str] = field(default_factory=list)
+    baseline: int | None = None
+    """Index of the strongest non-LLM answer (:func:`baseline_output`) among ``texts``, if it is a candidate."""
+
+
+def baseline_output(task: TaskSpec, ctx: UserContext, query: str) -> str:
+    """The strongest non-LLM answer: the input for rewrite tasks (and the query for other generation tasks), the
+    user's mean score rounded for ratings, the user's most frequent label for other label tasks."""
+    if task.kind is TaskKind.RATING and ctx.mean_score is not None:
+        return str(int(min(5, max(1, ctx.mean_score + 0.5))))
+    if task.labels:
+        return max(task.labels, key=lambda label: ctx.label_prior.get(label, 0.0)) if ctx.label_prior else task.labels[-1]
+    return query
 
 
 def pool_calls(task: TaskSpec, input_text: str, records: Sequence[Mapping[str, str]], config: PoolConfig, *,
@@ -142,5 +155,9 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
     answers = [a for a in ([greedy] if greedy is not None else []) + list(samples)]
     extras = adapter_extras(task, query, texts, sources, llm_answers=answers, greedy=greedy,
                             record_answers=record_answers, record_weights=record_weights,
-                            edit_strength=strength, styled=styled)
-    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers)
+                            edit_strength=strength, styled=styled,
+                            own_score=ctx.predicted_score(query) if task.kind is TaskKind.RATING else None)
+    base = baseline_output(task, ctx, query)
+    keys = [_key(t) for t in texts]
+    baseline = keys.index(_key(base)) if (task.labels or task.rewrite) and _key(base) in keys else None
+    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers, baseline=baseline)

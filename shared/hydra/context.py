@@ -1,6 +1,9 @@
 """What HYDRA derives from one user's history, once: texts, word counts, style and label statistics.
 
-Everything here comes from the user's own profile; it never leaves the device.
+Everything here comes from the user's own profile; it never leaves the device. Given an ``embed`` function (the
+device's history encoder, or the trainer's), a rating task's context also fits the user's own **rating model**:
+a ridge regression (:mod:`shared.ridge`) of the score on the embeddings of the user's rated items, whose
+prediction for a query is one of the adapter's features (:mod:`shared.hydra.features`). It costs no LLM call.
 
 Example:
     >>> from shared.tasks import get_task
@@ -13,13 +16,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from functools import cached_property
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
 
 from shared.hydra.editor import history_counts
 from shared.style import favoured_rules, signature, style_profile
 from shared.tasks import TaskKind, TaskSpec
 
-__all__ = ["UserContext"]
+__all__ = ["UserContext", "Embed", "MIN_RATED"]
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+"""Texts -> ``(n, d)`` embeddings."""
+MIN_RATED = 10
+"""Fewest rated items a user's rating model is fitted on (fewer: no model)."""
 
 
 @dataclass(frozen=True)
@@ -35,9 +46,10 @@ class UserContext:
     signature: str | None = None
     label_prior: Mapping[str, float] = field(default_factory=dict)
     mean_score: float | None = None
+    embed: Embed | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def build(cls, task: TaskSpec, items: Sequence[Mapping[str, str]]) -> "UserContext":
+    def build(cls, task: TaskSpec, items: Sequence[Mapping[str, str]], *, embed: Embed | None = None) -> "UserContext":
         texts = tuple(task.item_text(i) for i in items)
         answers = tuple(task.item_output(i) for i in items) if task.item_output else texts
         prior: dict[str, float] = {}
@@ -54,10 +66,40 @@ class UserContext:
         rules = tuple(favoured_rules(style_profile(writing))) if generation else ()
         return cls(task=task, items=tuple(items), texts=texts, answers=answers, counts=history_counts(writing),
                    style_rules=rules, signature=signature(writing) if generation else None, label_prior=prior,
-                   mean_score=mean)
+                   mean_score=mean, embed=embed)
+
+    @cached_property
+    def rating_model(self):
+        """The user's ridge of score on item embeddings (:class:`shared.ridge.RidgeModel`), fitted on first use;
+        None without ``embed``, for other tasks, or with fewer than :data:`MIN_RATED` rated items."""
+        if self.embed is None or self.task.kind is not TaskKind.RATING:
+            return None
+        rated = [(t, float(a)) for t, a in zip(self.texts, self.answers) if a in self.task.labels]
+        if len(rated) < MIN_RATED:
+            return None
+        from shared.ridge import fit_ridge
+
+        x = np.asarray(self.embed([t for t, _ in rated]), dtype=np.float64)
+        return fit_ridge(x, np.array([v for _, v in rated]))
+
+    def predicted_score(self, query: str) -> float | None:
+        """The user's rating model's score for ``query`` (clipped to the label range), if there is a model.
+
+        >>> from shared.tasks import get_task
+        >>> items = [{"text": f"{w} thing", "score": s} for w, s in [("good", "5"), ("bad", "1")] * 6]
+        >>> embed = lambda texts: np.array([[t.startswith("good"), t.startswith("bad")] for t in texts], float)
+        >>> round(UserContext.build(get_task("LaMP-3"), items, embed=embed).predicted_score("good one"), 1)
+        5.0
+        """
+        model = self.rating_model
+        if model is None:
+            return None
+        x = np.asarray(self.embed([query]), dtype=np.float64)
+        values = [float(label) for label in self.task.labels]
+        return float(np.clip(model.predict(x)[0], min(values), max(values)))
 
     def without_items(self, corpus) -> "UserContext":
         """The context of a pseudo-question's corpus (the profile minus the item the question was made from)."""
         if len(corpus) == len(self.items):
             return self
-        return UserContext.build(self.task, list(corpus))
+        return UserContext.build(self.task, list(corpus), embed=self.embed)

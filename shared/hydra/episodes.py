@@ -12,9 +12,10 @@ whose items are bare tweets, the LLM writes the formal paraphrase that serves as
 inputs were made).
 
 Every LLM call goes through the cached client and a per-user :class:`~shared.llm.CallBudget`; when a call
-fails or the budget is spent, the example is skipped and counted, never invented. For tasks whose pool is the
-label set, ``free_questions`` more pseudo-questions cost no LLM call at all: the adapter learns from them
-without the LLM's votes (as it must answer when the LLM is down).
+fails or the budget is spent, the example is skipped and counted, never invented. ``free_questions`` more
+pseudo-questions get neither record labels nor LLM candidates: the adapter learns from the candidates that cost
+no call (the label pool; for rewrite tasks the input and its edits), as it must answer when the LLM is down.
+For tasks whose items have an input side they cost nothing; for rewrite tasks each costs its paraphrase.
 
 Example:
     >>> from shared.tasks import get_task
@@ -199,7 +200,7 @@ def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, 
             query = task.extract_query(text)
             top, scores = top_records(task, query, items, config.rerank_m)
             asked.append(Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores))
-        free = config.free_questions if task.item_input is not None else 0
+        free = config.free_questions if (task.item_input is not None or task.rewrite) else 0
         made = make_pseudo_questions(task, items, n=config.pseudo_questions + free, seed=config.seed, user=user,
                                      llm=llm, budget=budget, report=report)
         free_eps: list[Episode] = []

@@ -40,7 +40,7 @@ __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "template_encoder", "merge_lora", 
            "fold_weight_transposes", "sha256", "content_id"]
 
 BUNDLE_FORMAT = "fedhydra-bundle"
-BUNDLE_VERSION = "1"
+BUNDLE_VERSION = "2"
 TEMPLATE_VERSION = "1"
 
 
@@ -184,8 +184,13 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 
 
 def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir: str | Path, *,
-                  quantize: bool = True, template: Path | None = None, **meta: object) -> Path:
-    """Write a device bundle for this global base (see the module docstring); returns its folder."""
+                  quantize: bool = True, template: Path | None = None, margin: float | None = None,
+                  **meta: object) -> Path:
+    """Write a device bundle for this global base (see the module docstring); returns its folder.
+
+    ``margin`` (chosen on training users, :mod:`shared.hydra.calibrate`) goes into the manifest as text ("inf":
+    never leave the baseline); devices apply it (:mod:`shared.hydra.decision`); None: no margin rule.
+    """
     import onnx
 
     out = Path(out_dir)
@@ -212,5 +217,7 @@ def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir
     files["tokenizer.json"] = sha256(out / "tokenizer.json")
     manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "model": json.loads(config.to_json()),
                 "content": content_id(shared), "files": files, **{k: str(v) for k, v in meta.items()}}
+    if margin is not None:
+        manifest["margin"] = str(float(margin))
     atomic_write_text(out / "bundle.json", json.dumps(manifest, indent=1))
     return out

@@ -7,8 +7,11 @@ Adapter, per (query, candidate), :data:`ADAPTER_FEATURES`: where the candidate c
 edit of it, the LLM, the label set), how many of the LLM's answers agree with it, how the user's best
 records agree with it, and task-dependent numeric features (for ratings: its value, its distance to the
 retrieved records' mean score and that distance squared; for text: its length and overlap with the input).
-No feature summarizes the user as a whole (a label prior, a mean score): what is particular to a user is
-left to that user's personal head, which is what the heads are for (see the planted-structure test).
+For ratings, ``own_gap`` is the candidate's distance to the prediction of the user's own rating model (a
+ridge on embeddings of the user's rated items, :meth:`shared.hydra.context.UserContext.predicted_score`; 0 when
+there is none), and ``own_gap_sq`` its square: a personal model fitted on the device from the history's own
+(item, score) pairs, at no LLM cost. No other feature summarizes the user as a whole (a label prior, a mean
+score): how much to trust each signal is left to that user's personal head (see the planted-structure test).
 
 Example:
     >>> [round(float(x), 2) for x in reranker_extras([3.0, 1.0], [10, 20], [0, 5], profile_size=10)[1]]
@@ -29,7 +32,7 @@ __all__ = ["RERANKER_FEATURES", "ADAPTER_FEATURES", "reranker_extras", "adapter_
 
 RERANKER_FEATURES = ("bm25_rel", "rank", "length", "position")
 ADAPTER_FEATURES = ("src_input", "src_edit", "src_llm", "src_label", "llm_vote", "record_vote", "value",
-                    "num_a", "num_b", "edit_strength", "style", "greedy")
+                    "num_a", "num_b", "edit_strength", "style", "greedy", "own_gap", "own_gap_sq")
 SOURCES = ("input", "edit", "llm", "label")
 
 
@@ -58,8 +61,10 @@ def _agreement(task: TaskSpec, candidate: str, others: Sequence[str], weights: S
 
 def adapter_extras(task: TaskSpec, query: str, candidates: Sequence[str], sources: Sequence[str], *,
                    llm_answers: Sequence[str], greedy: str | None, record_answers: Sequence[str],
-                   record_weights: Sequence[float] | None, edit_strength: Sequence[float], styled: Sequence[bool]) -> np.ndarray:
-    """``[len(candidates), 12]`` features; see :data:`ADAPTER_FEATURES`."""
+                   record_weights: Sequence[float] | None, edit_strength: Sequence[float], styled: Sequence[bool],
+                   own_score: float | None = None) -> np.ndarray:
+    """``[len(candidates), 14]`` features; see :data:`ADAPTER_FEATURES` (``own_score``: the user's rating model's
+    prediction, for ratings)."""
     out = np.zeros((len(candidates), len(ADAPTER_FEATURES)), dtype=np.float32)
     rating = task.kind is TaskKind.RATING
     rec_mean = None
@@ -79,6 +84,9 @@ def adapter_extras(task: TaskSpec, query: str, candidates: Sequence[str], source
             row[6] = (value - 3.0) / 2.0
             row[7] = (value - rec_mean) / 4.0 if rec_mean is not None else 0.0
             row[8] = row[7] ** 2
+            if own_score is not None:
+                row[12] = (value - own_score) / 4.0
+                row[13] = row[12] ** 2
         elif not task.labels:
             row[7] = len(cand.split()) / q_len
             row[8] = rouge_pair(cand, query)[1]

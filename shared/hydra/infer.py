@@ -4,13 +4,13 @@ the adapter's pick.
 The scorer is abstract (:class:`Scorer`): the torch :class:`~shared.hydra.train.Trainer` during research
 runs, the ONNX runtime on a device; both give the same answers.
 
-Decision rule: the adapter's scores become a softmax distribution over candidates; for ratings the answer
-is its weighted median (the choice that minimizes expected absolute error, the task's metric), otherwise
-the top candidate.
+Decision rule (:mod:`shared.hydra.decision`): the adapter's choice (the weighted median of its distribution
+for ratings, else its top candidate), kept only when its predicted advantage over the strongest non-LLM answer
+passes the bundle's margin (chosen on training users); else that answer.
 
 Example:
-    >>> weighted_median(["1", "2", "3", "4", "5"], [0.1, 0.1, 0.2, 0.3, 0.3])
-    '4'
+    >>> InferenceConfig().k
+    4
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from shared.hydra.candidates import PoolConfig, pool_calls
+from shared.hydra.candidates import PoolConfig, baseline_output, pool_calls
 from shared.hydra.context import UserContext
+from shared.hydra.decision import decide_with_margin
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode, top_records
 from shared.hydra.examples import RoleExample, adapter_example, reranker_example
@@ -29,9 +30,9 @@ from shared.hydra.variants import Variant, get_variant
 from shared.errors import LLMError
 from shared.llm.client import CallBudget, LLMClient
 from shared.prompts import PromptBudget
-from shared.tasks import TaskKind, TaskSpec
+from shared.tasks import TaskSpec
 
-__all__ = ["Scorer", "Answer", "InferenceConfig", "rerank", "answer", "weighted_median", "decide", "fallback_output"]
+__all__ = ["Scorer", "Answer", "InferenceConfig", "rerank", "answer"]
 
 
 class Scorer(Protocol):
@@ -55,7 +56,8 @@ class Answer:
 
     ``degraded`` says why the answer was made without the LLM's candidates (the endpoint failed), if it was;
     ``cost`` what it cost (see :class:`shared.ledger.Cost`), where the caller measured it; ``personal`` whether the
-    user's own heads chose it (else the shared heads did).
+    user's own heads chose it (else the shared heads did); ``baseline`` the strongest non-LLM answer, which the
+    answer is unless the adapter's predicted ``advantage`` over it passed the margin.
     """
 
     output: str
@@ -64,41 +66,8 @@ class Answer:
     degraded: str | None = None
     cost: dict[str, float] = field(default_factory=dict)
     personal: bool = False
-
-
-def fallback_output(task: TaskSpec, ctx: UserContext, query: str) -> str:
-    """A non-LLM answer: the input for rewrite tasks, the user's usual label, else the query itself."""
-    if task.kind is TaskKind.RATING and ctx.mean_score is not None:
-        return str(int(min(5, max(1, ctx.mean_score + 0.5))))
-    if task.labels:
-        return max(task.labels, key=lambda label: ctx.label_prior.get(label, 0.0)) if ctx.label_prior else task.labels[-1]
-    return query
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - np.max(x))
-    return e / e.sum()
-
-
-def weighted_median(values: Sequence[str], weights: Sequence[float]) -> str:
-    """The value at which the cumulative weight of the numerically sorted values reaches one half."""
-    pairs = sorted(zip((float(v) for v in values), weights, values))
-    total = float(sum(weights))
-    acc = 0.0
-    for _, w, v in pairs:
-        acc += w
-        if acc >= total / 2:
-            return v
-    return pairs[-1][2]
-
-
-def decide(task: TaskSpec, texts: Sequence[str], scores: np.ndarray) -> str:
-    """The adapter's choice among candidates (weighted median for ratings, argmax otherwise)."""
-    if task.kind is TaskKind.RATING:
-        labelled = [(t, p) for t, p in zip(texts, softmax(scores)) if t in task.labels]
-        if labelled:
-            return weighted_median([t for t, _ in labelled], [p for _, p in labelled])
-    return texts[int(np.argmax(scores))]
+    baseline: str | None = None
+    advantage: float = float("nan")
 
 
 def rerank(task: TaskSpec, scorer: Scorer, ep: Episode, head: object | None, k: int) -> tuple[list[int], np.ndarray]:
@@ -114,9 +83,10 @@ def rerank(task: TaskSpec, scorer: Scorer, ep: Episode, head: object | None, k: 
 def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient | None, scorer: Scorer,
            editor: InputEditor | None, *, heads: Mapping[str, object] | None, config: InferenceConfig = InferenceConfig(),
            variant: str | Variant = "hydra", budget: CallBudget | None = None,
-           prompt_budget: PromptBudget = PromptBudget()) -> Answer:
+           prompt_budget: PromptBudget = PromptBudget(), margin: float | None = None) -> Answer:
     """Answer one question from the user's profile (``ctx.items``) as ``variant`` does (:mod:`shared.hydra.variants`);
-    ``heads`` None means shared heads (so does a variant without personal heads)."""
+    ``heads`` None means shared heads (so does a variant without personal heads). ``margin`` (the bundle's, chosen
+    on training users; None: none) is the predicted advantage the adapter needs to leave the baseline."""
     v = get_variant(variant)
     heads = (heads or {}) if v.personal else {}
     query = task.extract_query(question_input)
@@ -150,16 +120,21 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
 
     if not v.adapter:
         ask(calls)
-        output = asked[0] if asked else fallback_output(task, ctx, query)
-        return Answer(output=output, records=used, degraded=degraded, personal=bool(heads),
+        baseline = baseline_output(task, ctx, query)
+        output = asked[0] if asked else baseline
+        return Answer(output=output, records=used, degraded=degraded, personal=bool(heads), baseline=baseline,
                       candidates=[{"text": output, "source": "llm" if asked else "fallback", "score": 1.0}])
 
-    def choose() -> tuple[str, list[str], list[str], np.ndarray]:
+    rule = margin if v.margin else None
+
+    def choose() -> tuple[str, list[str], list[str], np.ndarray, float]:
         ep.greedy, ep.samples = (asked[0], asked[1:]) if asked else (None, [])
         example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False)
+        if not pool.texts:
+            return baseline_output(task, ctx, query), [], [], np.zeros(0), float("nan")
         scores = scorer.score("adapter", example, heads.get("adapter"))
-        output = decide(task, pool.texts, scores) if pool.texts else fallback_output(task, ctx, query)
-        return output, pool.texts, pool.sources, scores
+        output, adv = decide_with_margin(task, pool.texts, scores, baseline=pool.baseline, margin=rule)
+        return output, pool.texts, pool.sources, scores, adv
 
     if v.stable:  # one answer at a time, until one leaves the choice where it was
         choice = choose()
@@ -172,6 +147,7 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
     else:
         ask(calls)
         choice = choose()
-    output, texts, sources, scores = choice
+    output, texts, sources, scores, adv = choice
     return Answer(output=output, records=used, degraded=degraded, personal=bool(heads),
+                  baseline=baseline_output(task, ctx, query), advantage=adv,
                   candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(texts, sources, scores)])

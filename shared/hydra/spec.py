@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass
 from shared.errors import ConfigError
 from shared.hydra.naming import SHARED_PREFIX
 
-__all__ = ["ROLES", "EMBED_DIM", "N_EXTRA", "EDITOR_PREFIX", "ModelConfig"]
+__all__ = ["ROLES", "EMBED_DIM", "N_EXTRA", "EDITOR_PREFIX", "HISTORY_ROLE", "ModelConfig"]
 
 ROLES = ("reranker", "adapter")
 EMBED_DIM = 384
-N_EXTRA = {"reranker": 4, "adapter": 12}
+N_EXTRA = {"reranker": 4, "adapter": 14}
 EDITOR_PREFIX = f"{SHARED_PREFIX}adapter.editor."
+HISTORY_ROLE = "reranker"
+"""The role whose encoder embeds a user's history records (pinned on the device; the user's rating model's inputs)."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from torch import nn
 from shared.errors import ConfigError
 from shared.hydra.examples import RoleExample
 from shared.hydra.model import ROLES, HydraBase, PersonalHeads, pair_features
+from shared.hydra.spec import HISTORY_ROLE
 from shared.hydra.tokenizer import TextTokenizer
 
 __all__ = ["TrainConfig", "Trainer", "cross_entropy"]
@@ -84,6 +85,11 @@ class Trainer:
                     for t, e in zip(part, self._embed(role, part, max_tokens)):
                         self._cache[(role, max_tokens, t)] = e
         return torch.stack([self._cache[(role, max_tokens, t)] for t in texts]) if texts else torch.zeros(0, 384)
+
+    def history_embed(self, texts) -> np.ndarray:
+        """History records' embeddings as the device makes them (the :data:`~shared.hydra.spec.HISTORY_ROLE`
+        encoder, the item budget): the ``embed`` of a training user's :class:`~shared.hydra.context.UserContext`."""
+        return self.embed_frozen(HISTORY_ROLE, list(texts), self.base.config.max_item_tokens).numpy()
 
     def invalidate(self) -> None:
         """Forget cached embeddings (call after the base changed)."""

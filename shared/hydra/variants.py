@@ -6,6 +6,7 @@ none of them tests flags or names of its own.
 | variant | reranker | adapter | heads | LLM answers asked per question |
 |---|---|---|---|---|
 | ``hydra`` | yes | yes | personal | greedy + ``n-samples`` samples |
+| ``hydra-no-margin`` | yes | yes, without the margin rule | personal | greedy + samples |
 | ``hydra-shared-head`` | yes | yes | shared | greedy + samples |
 | ``hydra-adapter`` | BM25 order | yes | personal | greedy + samples |
 | ``hydra-reranker`` | yes | no (the greedy answer) | personal | greedy |
@@ -18,6 +19,10 @@ none of them tests flags or names of its own.
 leaves the adapter's choice where it was (the choice without any LLM answer counts as the first one): at
 least one call, at most the full pool's. Every cost variant asks a prefix of the full pool's requests (same
 prompt, same seeds), so in a run that also evaluates ``hydra`` they are cache hits.
+
+Every variant with the adapter keeps the strongest non-LLM answer unless the adapter's predicted advantage
+passes the bundle's margin (:mod:`shared.hydra.decision`), except ``hydra-no-margin``, which shows what the
+rule adds (it asks what ``hydra`` asks: cache hits).
 
 Example:
     >>> get_variant("hydra-calls-1").llm_calls, get_variant("hydra").personal
@@ -45,6 +50,8 @@ class Variant:
     personal: bool = True
     llm_calls: int | None = None
     stable: bool = False
+    margin: bool = True
+    """The margin rule applies (the adapter leaves the strongest non-LLM answer only past the bundle's margin)."""
     cost_only: bool = False
     """A variant of ``hydra`` that differs only in the LLM answers it asks (the quality/cost trade-off)."""
 
@@ -54,6 +61,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("hydra-adapter", reranker=False),
     Variant("hydra-shared-head", personal=False),
     Variant("hydra"),
+    Variant("hydra-no-margin", margin=False),
     Variant("hydra-calls-0", llm_calls=0, cost_only=True),
     Variant("hydra-calls-1", llm_calls=1, cost_only=True),
     Variant("hydra-calls-2", llm_calls=2, cost_only=True),

@@ -26,7 +26,7 @@ def examples(n: int, seed: int) -> list[RoleExample]:
     for i in range(n):
         items = list(rng.choice(TEXTS, 8, replace=False))
         out.append(RoleExample(user="u", query=str(rng.choice(TEXTS)), items=items,
-                               extras=rng.normal(size=(8, 12)).astype(np.float32)))
+                               extras=rng.normal(size=(8, max(N_EXTRA.values()))).astype(np.float32)))
     return out
 
 

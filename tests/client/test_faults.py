@@ -1,4 +1,5 @@
-"""The fault-injection mod: which clients fail, when, and how (the federated runs are in tests/simulations)."""
+"""The fault-injection mod (:mod:`simulations.faults.mod`): which clients fail, when, and how, and that only the
+fault-injection ClientApp carries it (the federated runs are in tests/simulations)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 
-from client.faults import InjectedFault, dropped_partitions, faults_mod
 from client.node import offlabel_answers
 from shared.hydra.episodes import Episode
 from shared.tasks import get_task
+from simulations.faults.mod import InjectedFault, dropped_partitions, faults_mod
 
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
@@ -75,3 +76,17 @@ def test_offlabel_answers_are_counted_for_label_tasks_only():
                  rerank_answers=["3", "Sorry, I cannot tell.", None], greedy="", samples=["5", "banana"])
     assert offlabel_answers(get_task("LaMP-3"), [ep]) == 3  # the sorry, the empty greedy answer, the banana
     assert offlabel_answers(get_task("LaMP-7"), [ep]) == 0
+
+
+def test_only_the_fault_injection_client_app_carries_the_mod():
+    import ast
+    import inspect
+
+    from client import client_app
+    from simulations.faults import client_app as fault_app
+
+    assert faults_mod not in client_app.app._mods  # the production ClientApp
+    assert fault_app.app._mods == [client_app.audit_mod, faults_mod, client_app._dp_mod]  # the order it always had
+    assert set(fault_app.app._registered_funcs) == set(client_app.app._registered_funcs)
+    imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(client_app))) if isinstance(n, ast.ImportFrom)}
+    assert not [m for m in imported if m.startswith(("simulations", "tests"))]

@@ -15,6 +15,7 @@ from client.device import BundleInvalid
 from client.sdk import PersonalClient
 from shared.errors import ConfigError, DataFormatError
 from shared.synthetic import generate
+from shared.tasks import get_task
 
 
 def test_add_history_validates_and_persists(tmp_path):
@@ -99,3 +100,30 @@ def test_a_new_user_gets_answers_at_once_while_their_fit_runs_in_the_background(
     assert later.personal and later.cost["asked"] == 4  # greedy + 3 samples
     assert 0 < report.llm_calls <= 20  # onboarding's budget
     assert sum(report.examples.values()) > 0 and client.store.heads_path.exists()
+
+
+@pytest.mark.parametrize("margin", ["inf", "-1.0"])
+def test_the_bundles_margin_decides_whether_the_adapter_may_leave_the_input(tmp_path, bundle, margin):
+    """``inf``: every answer is the baseline (the input); below any advantage: the adapter's top candidate. Against
+    a deterministic endpoint (not a language model); hydra-calls-0 asks it nothing."""
+    from shared.llm import LLMClient, LLMConfig
+    from shared.llm.stub import StubEndpoint
+
+    folder = shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**manifest, "margin": margin}))
+    questions, _, _ = generate("LaMP-7", n_users=3, items_per_user=12, seed=8)
+    with StubEndpoint(delay_s=0.0) as stub:
+        llm = LLMClient(LLMConfig(base_url=stub.url, cache_path=""))
+        client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=llm, bundle=folder)
+        assert client.models.margin == float(margin)
+        client.add_history(questions[0]["profile"])
+        answers = [client.answer(q["input"], variant="hydra-calls-0") for q in questions]
+    for q, a in zip(questions, answers):
+        top = max(a.candidates, key=lambda c: c["score"])["text"]
+        assert a.baseline == get_task("LaMP-7").extract_query(q["input"])
+        assert a.output == (a.baseline if margin == "inf" else top)
+        if top == a.baseline:
+            assert a.advantage == pytest.approx(0.0, abs=1e-9)
+        else:
+            assert a.advantage > 0

@@ -30,7 +30,7 @@ BIN = Path(sys.executable).parent
 LINK = "fedhydra-deploy"
 RUN_TIMEOUT_S = 1500.0  # 2 slow cores, possibly shared with other jobs
 SMALL = {"task": "LaMP-7", "synthetic-users": 2, "synthetic-items": 8, "train-users": 2, "test-users": 0,
-         "num-rounds": 1, "pseudo-questions": 1, "n-samples": 1, "label-records": 2, "epochs": 1,
+         "num-rounds": 1, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2, "epochs": 1,
          "local-epochs": 1, "min-train-nodes": 2, "seed": 0}
 
 

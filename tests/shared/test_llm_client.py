@@ -16,8 +16,7 @@ from shared.errors import (
     LLMTimeoutError,
 )
 from shared.llm import BudgetExhausted, CallBudget, LLMClient, LLMConfig, ResponseCache
-
-from .stub_llm import StubLLM
+from shared.llm.faulty_stub import StubLLM
 
 MSG = [{"role": "user", "content": "hi"}]
 

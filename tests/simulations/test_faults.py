@@ -1,7 +1,7 @@
 """Faults injected into real (small) Flower simulations: the LLM misbehaving, clients dropping out, the server
 killed mid-run. Each run must complete, report what the faults cost, and lose nothing.
 
-The LLM is the misbehaving stub of ``tests/shared/stub_llm.py`` (fault handling needs no real model); the
+The LLM is the misbehaving stub of ``shared/llm/faulty_stub.py`` (fault handling needs no real model); the
 clients train the real models. LaMP-3 (ratings) is used because its answers have a label set.
 """
 
@@ -17,18 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from client.faults import dropped_partitions
 from client.store import UserStore
 from server.checkpoint import latest_checkpoint
 from shared.config import default_mapping
 from shared.hydra.spec import ModelConfig
 from shared.hydra.variants import VARIANTS
 from shared.llm.client import LLMConfig
+from shared.llm.faulty_stub import StubLLM
 from simulations.cli import main
+from simulations.faults.mod import dropped_partitions
 from simulations.federated import clear_results, simulate
 from shared.procs import pid_alive
 from simulations.superlink import kill_tree
-from tests.shared.stub_llm import StubLLM
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
@@ -83,6 +83,30 @@ def test_a_failed_rerun_leaves_no_result_of_the_earlier_run_looking_complete(tmp
     assert not [n for n in results if (out / n).exists()]
     assert all((out / n).exists() for n in kept)  # stores, checkpoints and the round log stay (resume needs them)
     assert clear_results(out) == []
+
+
+def test_only_a_run_with_faults_submits_the_fault_injection_client_app(tmp_path, monkeypatch):
+    import io
+    import tomllib
+    import zipfile
+
+    from flwr.cli.build import build_fab_from_disk
+
+    from simulations.faults import CLIENT_APP
+    from simulations.federated import flower_app
+
+    monkeypatch.delenv("FEDHYDRA_FAULTS", raising=False)
+    assert flower_app(tmp_path) == REPO  # the production app, as deployed
+    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"0": "raise"}))
+    app = flower_app(tmp_path)
+    production = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    staged = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    assert staged["components"] == {**production["components"], "clientapp": CLIENT_APP}
+    assert staged["config"] == production["config"]  # the same settings
+    names = set(zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app))).namelist())
+    code = {p.relative_to(REPO).as_posix() for pattern in production["fab-include"] for p in REPO.glob(pattern)
+            if "__pycache__" not in p.parts}
+    assert code <= names and "simulations/faults/client_app.py" in names
 
 
 @pytest.mark.slow

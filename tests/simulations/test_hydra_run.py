@@ -51,11 +51,17 @@ def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path,
     for method in HYDRA_METHODS + COST_METHODS:
         assert load_outputs(tmp_path / "a" / f"{method}_outputs.json") == load_outputs(tmp_path / "b" / f"{method}_outputs.json")
     assert first["llm_calls"] > 0 and second["llm_calls"] == 0  # the rerun was served by the cache
+    # the decision margin is chosen on training users only: the same margin from the same calibration points
+    assert first["margin"] is not None and first["margin"]["points"] > 0
+    assert first["margin"] == second["margin"]
+    # the same decisions to leave the baseline (whether leaving helped is scored by the golds, which differ)
+    assert {m: r["left"] for m, r in first["left_baseline"].items()} == \
+        {m: r["left"] for m, r in second["left_baseline"].items()}
     table = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert [r["method"] for r in table["rows"]] == ["majority", "user-mean", "user-ridge", "zero-shot", "rag-k4", *HYDRA_METHODS,
                                                     *COST_METHODS]
     ledger = table["ledger"]
-    assert list(ledger["stages"]) == ["episodes", "train", "export", "answer"]
+    assert list(ledger["stages"]) == ["episodes", "train", "margin", "export", "answer"]
     assert ledger["per_unit"]["training user"]["n"] == 2 and ledger["per_unit"]["training user"]["asked"] > 0
     assert ledger["per_unit"]["answer (hydra-calls-0)"]["asked"] == 0
     rows = {r["method"]: r for r in table["rows"]}

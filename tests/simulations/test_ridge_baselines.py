@@ -1,4 +1,4 @@
-"""The ridge baselines (simulations/ridge.py, user-ridge and global-ridge in simulations/baseline.py)."""
+"""The ridge (shared/ridge.py), its embedder (simulations/ridge.py) and the ridge baselines (simulations/baseline.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from shared.metrics import evaluate
 from shared.tasks import get_task
 from simulations import ridge
 from simulations.baseline import METHODS, methods_for, run_baselines, select_users
-from simulations.ridge import ALPHAS, fit_ridge, loo_errors
+from shared.ridge import ALPHAS, fit_ridge, loo_errors
 
 
 def test_loo_and_fit_match_scikit_learn():

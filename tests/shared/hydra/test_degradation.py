@@ -10,8 +10,8 @@ from client.node import offlabel_answers
 from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.llm.client import LLMClient, LLMConfig
+from shared.llm.faulty_stub import StubLLM
 from shared.tasks import get_task
-from tests.shared.stub_llm import StubLLM
 
 TASK = get_task("LaMP-3")
 ITEMS = [{"id": f"p{i}", "text": f"review number {i} of a fine product", "score": str(1 + i % 5)} for i in range(10)]

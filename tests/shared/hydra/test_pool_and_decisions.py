@@ -6,7 +6,7 @@ from shared.hydra.candidates import build_pool
 from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor
 from shared.hydra.features import ADAPTER_FEATURES
-from shared.hydra.infer import decide, weighted_median
+from shared.hydra.decision import decide, weighted_median
 from shared.tasks import get_task
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
+from shared.hydra.model import N_EXTRA, HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.train import TrainConfig, Trainer
 
 ANIMALS = ["a photo of my cat", "a photo of my dog"]
@@ -20,7 +20,7 @@ def examples(user: str, likes: int, n: int, seed: int) -> list[RoleExample]:
         order = rng.permutation(2)
         items = [ANIMALS[j] for j in order]
         target = np.array([1.0 if j == likes else 0.0 for j in order], dtype=np.float32)
-        extras = rng.normal(size=(2, 12)).astype(np.float32) * 0.01
+        extras = rng.normal(size=(2, N_EXTRA["adapter"])).astype(np.float32) * 0.01
         out.append(RoleExample(user=user, query=f"what do I like {i % 3}", items=items, extras=extras, target=target))
     return out
 

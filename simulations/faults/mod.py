@@ -1,4 +1,7 @@
-"""Fault injection for reliability tests and the fault-injection script (a ClientApp mod).
+"""Fault injection for reliability tests and the fault-injection script: a ClientApp mod.
+
+The production ClientApp (:mod:`client.client_app`) does not carry it: :mod:`simulations.faults.client_app` adds
+it, and a simulation runs that app whenever ``FEDHYDRA_FAULTS`` is set (:func:`simulations.federated.flower_app`).
 
 ``FEDHYDRA_FAULTS`` holds JSON. A key that is a node's ``partition-id`` (as a string) maps to a fault applied
 to that node's training replies:

@@ -1,4 +1,9 @@
-"""A local OpenAI-compatible stub that misbehaves on purpose (only for testing HTTP fault handling)."""
+"""A local OpenAI-compatible stub that misbehaves on purpose: for testing how faults of the LLM are handled.
+
+The tests of the LLM client and the fault-injection runs (``tests/``, ``scripts/fault_injection.py``) serve it;
+nothing in the product does. Its well-behaved sibling, a deterministic endpoint for measuring the system apart from
+the LLM, is :class:`shared.llm.stub.StubEndpoint`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["StubLLM"]
 
 
 class StubLLM:

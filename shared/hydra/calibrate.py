@@ -1,0 +1,122 @@
+"""Choosing the decision margin by cross-validation over the training users (torch; training side).
+
+The margin (:mod:`shared.hydra.decision`) says how large the adapter's predicted advantage over the strongest
+non-LLM answer must be before HYDRA leaves that answer. It is chosen on training users only:
+
+1. the training users are split into ``folds`` groups (a seeded shuffle);
+2. for each group, a fresh base (the run's initial state, its encoder without LoRA) learns the editor and the
+   trunks and shared heads from the *other* groups' examples (``head-epochs`` cheap epochs on frozen embeddings);
+3. each held-out user plays a new user: their adapter examples are split in two halves; a personal head fitted
+   (base frozen, as on a device) on one half scores the other, and the other way round; a user with a single
+   example is scored by the fold's shared head; only examples whose baseline is a candidate count;
+4. each scored example gives a :class:`~shared.hydra.decision.CalibrationPoint`: the predicted advantage of the
+   adapter's choice over the baseline, and what taking it gains by the gold;
+5. :func:`~shared.hydra.decision.choose_margin` picks the margin with the largest total gain.
+
+The LoRA of the final base is not refitted per fold (it trains through the encoder, minutes per fold), so the
+folds' advantages come from a slightly weaker model than the one that answers: the chosen margin errs on the
+side of keeping the baseline.
+
+Example::
+
+    choice = cross_validate_margin(task, {"u1": (ctx1, eps1), "u2": (ctx2, eps2)}, model_cfg, train_cfg, folds=2)
+    choice.margin, choice.left, choice.helped
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from shared.errors import ConfigError
+from shared.hydra.context import UserContext
+from shared.hydra.decision import CalibrationPoint, MarginChoice, advantage, choose_margin, decide
+from shared.hydra.episodes import Episode
+from shared.hydra.examples import RoleExample, adapter_example
+from shared.tasks import TaskSpec
+
+__all__ = ["cross_validate_margin", "fold_users", "calibration_points", "adapter_examples"]
+
+Users = Mapping[str, tuple[UserContext, Sequence[Episode]]]
+
+
+def fold_users(users: Sequence[str], folds: int, seed: int) -> list[list[str]]:
+    """``folds`` disjoint groups of users (a seeded shuffle, sizes differing by at most one).
+
+    >>> fold_users(["a", "b", "c", "d", "e"], 2, seed=0)
+    [['c', 'a', 'b'], ['d', 'e']]
+    """
+    if folds < 2:
+        raise ConfigError(f"margin-folds: {folds}; cross-validation needs at least 2 folds (0 turns the margin off)")
+    order = sorted(users)
+    random.Random(f"margin:{seed}").shuffle(order)
+    return [group for group in (order[i::folds] for i in range(folds)) if group]
+
+
+def adapter_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext,
+                     editor) -> list[tuple[RoleExample, str]]:
+    """The adapter's examples of a user's labelled episodes (as :func:`~shared.hydra.examples.role_examples` makes
+    them) with each one's baseline; only examples whose baseline is a candidate."""
+    out = []
+    for ep in episodes:
+        if ep.gold is None:
+            continue
+        ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
+        ex, pool = adapter_example(task, user, ep, ep_ctx, editor)
+        if ex.target is not None and len(ex.items) > 1 and pool.baseline is not None:
+            out.append((ex, pool.texts[pool.baseline]))
+    return out
+
+
+def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], baselines: Sequence[str],
+                       scores: Sequence[np.ndarray]) -> list[CalibrationPoint]:
+    """One point per example whose baseline is among its candidates (predicted advantage, gain by the gold)."""
+    points = []
+    for ex, base, s in zip(examples, baselines, scores):
+        if base not in ex.items or ex.utilities is None:
+            continue
+        choice = decide(task, ex.items, s)
+        gain = float(ex.utilities[ex.items.index(choice)] - ex.utilities[ex.items.index(base)])
+        points.append(CalibrationPoint(advantage(task, ex.items, s, choice, base), gain))
+    return points
+
+
+def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_config, *, folds: int, seed: int,
+                          progress: Callable[[str], None] | None = None) -> MarginChoice:
+    """The margin chosen over ``users`` (training users only) by ``folds``-fold cross-validation (module docstring)."""
+    import torch
+
+    from shared.hydra.model import HydraBase, PersonalHeads
+    from shared.hydra.stages import train_stage
+    from shared.hydra.train import Trainer
+
+    groups = fold_users(list(users), folds, seed)
+    points: list[CalibrationPoint] = []
+    for f, held_out in enumerate(groups, start=1):
+        rest = {u: users[u] for u in users if u not in held_out}
+        torch.manual_seed(seed)
+        base = HydraBase(model_config)
+        trainer = Trainer(base, replace(train_config, train_lora=False))
+        train_stage(trainer, task, rest, {}, epochs=0)
+        n_before = len(points)
+        for user in held_out:
+            ctx, episodes = users[user]
+            pairs = adapter_examples(task, user, episodes, ctx, base.editor)
+            examples, baselines = [ex for ex, _ in pairs], [b for _, b in pairs]
+            scores: list[np.ndarray | None] = [None] * len(examples)
+            halves = [list(range(0, len(examples), 2)), list(range(1, len(examples), 2))]
+            if len(examples) >= 2:
+                for fit_on, score_on in (halves, halves[::-1]):
+                    heads = PersonalHeads.from_shared(base)
+                    trainer.fit_heads(heads, {"adapter": [examples[i] for i in fit_on]})
+                    for i in score_on:
+                        scores[i] = trainer.scores("adapter", examples[i], heads.heads["adapter"])
+            else:
+                scores = [trainer.scores("adapter", ex) for ex in examples]
+            points += calibration_points(task, examples, baselines, scores)
+        if progress:
+            progress(f"margin fold {f}/{len(groups)}: {len(held_out)} held-out users, {len(points) - n_before} points")
+    return choose_margin(points)

@@ -1,0 +1,71 @@
+"""The decision rule and the margin rule: the baseline is left only past the margin, and the margin is the one
+that gained most on held-out training questions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from shared.hydra.calibrate import calibration_points, fold_users
+from shared.hydra.decision import (CalibrationPoint, advantage, choose_margin, decide, decide_with_margin)
+from shared.hydra.examples import RoleExample
+from shared.hydra.features import ADAPTER_FEATURES
+from shared.errors import ConfigError
+from shared.tasks import get_task
+
+LAMP3, LAMP7 = get_task("LaMP-3"), get_task("LaMP-7")
+LABELS = ["1", "2", "3", "4", "5"]
+
+
+def test_a_rating_advantage_is_the_expected_error_saved_and_zero_when_the_choice_is_the_baseline():
+    scores = np.log(np.array([0.0001, 0.0001, 0.0001, 0.4997, 0.5]))
+    choice = decide(LAMP3, LABELS, scores)
+    assert choice == "4"  # the weighted median
+    p = np.exp(scores) / np.exp(scores).sum()
+    expected = sum(w * abs(float(t) - 5) for t, w in zip(LABELS, p)) - sum(w * abs(float(t) - 4) for t, w in zip(LABELS, p))
+    assert advantage(LAMP3, LABELS, scores, "4", "5") == pytest.approx(expected)
+    assert advantage(LAMP3, LABELS, scores, "4", "4") == 0.0
+    # the margin decides between the adapter's choice and the user's typical score
+    assert decide_with_margin(LAMP3, LABELS, scores, baseline=4, margin=expected + 1e-6)[0] == "5"
+    assert decide_with_margin(LAMP3, LABELS, scores, baseline=4, margin=expected - 1e-6)[0] == "4"
+
+
+def test_without_a_baseline_or_a_margin_the_plain_choice_stands():
+    scores = np.array([0.0, 2.0])
+    assert decide_with_margin(LAMP7, ["in", "out"], scores, baseline=None, margin=0.5)[0] == "out"
+    assert decide_with_margin(LAMP7, ["in", "out"], scores, baseline=0, margin=None)[0] == "out"
+    assert decide_with_margin(LAMP7, ["in", "out"], scores, baseline=0, margin=math.inf)[0] == "in"
+
+
+def test_the_chosen_margin_maximizes_the_held_out_gain_and_prefers_keeping_the_baseline_on_ties():
+    points = [CalibrationPoint(0.9, +0.3), CalibrationPoint(0.4, -0.2), CalibrationPoint(0.2, +0.1),
+              CalibrationPoint(0.05, -0.5)]
+    choice = choose_margin(points, grid=(0.0, 0.1, 0.3, 0.5, math.inf))
+    assert choice.margin == 0.5 and (choice.left, choice.helped, choice.hurt) == (1, 1, 0)
+    assert choice.gain == pytest.approx(0.3)
+    assert {r["margin"]: r["left"] for r in choice.grid} == {0.0: 4, 0.1: 3, 0.3: 2, 0.5: 1, math.inf: 0}
+    # every leave hurts: never leave; nothing to learn from: never leave
+    assert choose_margin([CalibrationPoint(0.5, -0.1)]).margin == math.inf
+    assert choose_margin([]).margin == math.inf
+    assert choose_margin([CalibrationPoint(0.01, 0.2)], grid=(0.0, 0.02)).margin == 0.0
+
+
+def test_calibration_points_score_the_adapters_choice_against_the_baseline_by_the_gold():
+    ex = RoleExample(user="u", query="q", items=["input", "edit", "llm"], extras=np.zeros((3, len(ADAPTER_FEATURES)), np.float32),
+                     utilities=np.array([0.4, 0.6, 0.1], np.float32))
+    [point] = calibration_points(LAMP7, [ex], ["input"], [np.array([0.0, 1.0, -1.0])])
+    assert point.gain == pytest.approx(0.2) and point.advantage > 0
+    # a baseline that is not a candidate gives no point
+    assert calibration_points(LAMP7, [ex], ["missing"], [np.array([0.0, 1.0, -1.0])]) == []
+
+
+def test_folds_partition_the_training_users_and_need_two():
+    users = [f"u{i}" for i in range(7)]
+    groups = fold_users(users, 3, seed=1)
+    assert sorted(u for g in groups for u in g) == sorted(users) and len(groups) == 3
+    assert max(map(len, groups)) - min(map(len, groups)) <= 1
+    assert fold_users(users, 3, seed=1) == groups
+    with pytest.raises(ConfigError, match="margin-folds"):
+        fold_users(users, 1, seed=0)

@@ -1,0 +1,29 @@
+"""What a user's episodes cost: LLM-labelled pseudo-questions and, for rewrite tasks, ones that cost only their
+paraphrase (against the deterministic stub endpoint: its answers are not a language model's)."""
+
+from __future__ import annotations
+
+from shared.hydra.candidates import PoolConfig
+from shared.hydra.episodes import EpisodeConfig, build_user_episodes
+from shared.llm.client import LLMClient, LLMConfig
+from shared.llm.stub import StubEndpoint
+from shared.tasks import get_task
+
+LAMP7 = get_task("LaMP-7")
+TWEETS = [{"id": f"t{i}", "text": f"tweet {i} about my cat and the rain today"} for i in range(30)]
+
+
+def test_a_rewrite_tasks_free_questions_cost_one_paraphrase_each_and_no_labels():
+    config = EpisodeConfig(pseudo_questions=2, free_questions=10, label_records=2, pool=PoolConfig(n_samples=1),
+                           calls_per_user=200)
+    with StubEndpoint(delay_s=0.0) as stub:
+        llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=""))
+        episodes, report = build_user_episodes(LAMP7, "u", TWEETS, [], llm, config)
+    labelled = [ep for ep in episodes if ep.greedy is not None]
+    free = [ep for ep in episodes if ep.greedy is None]
+    assert len(labelled) == 2 and len(free) == 10 and report.skipped == 0
+    assert all(ep.pseudo and ep.rerank_answers == [] and ep.samples == [] for ep in free)
+    # 12 paraphrases, then per labelled question 2 record labels + greedy + 1 sample
+    assert report.llm_calls == stub.served == 12 + 2 * (2 + 1 + 1)
+    # the gold of a pseudo-question is the user's own tweet, which is not in its corpus
+    assert all(ep.gold not in [t["text"] for t in ep.corpus] for ep in episodes)
