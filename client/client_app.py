@@ -14,8 +14,8 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
 from client.node import ClientNode, make_llm, resolve_user
-from server.strategies import DP_WEIGHT_KEY
 from shared.config import RunConfig
+from shared.protocol import DP_WEIGHT_KEY
 
 
 def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:

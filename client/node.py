@@ -23,13 +23,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from client.store import UserStore
-from server.validation import FAULT_COUNTERS
+from shared.protocol import FAULT_COUNTERS
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.paths import fedhydra_home
 
 __all__ = ["NodeRole", "ClientNode", "resolve_user", "make_llm", "shared_base", "store_root", "device_bundle",
-           "FAULT_COUNTERS", "llm_faults", "offlabel_answers"]
+           "llm_faults", "offlabel_answers"]
 
 
 class NodeRole(str, Enum):
@@ -75,7 +75,7 @@ def _dataset(cfg: RunConfig):
 
 def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
     """This node's user and role: ``partition-id`` (simulation: the run's user split) or ``user-id`` + ``role``."""
-    from simulations.users import find_user, split_users
+    from shared.users import find_user, split_users
 
     dataset = _dataset(cfg)
     if "user-id" in node_config:  # a device: its own user, found in its own data (which may hold only that user)

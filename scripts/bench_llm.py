@@ -236,7 +236,7 @@ def stage_episodes(args, tmp: Path) -> dict:
     from shared.llm.client import LLMClient, LLMConfig
     from shared.llm.embedded import embedded_config
     from simulations.hydra_run import build_episodes
-    from simulations.users import split_users
+    from shared.users import split_users
 
     cfg = RunConfig.from_mapping({"task": "LaMP-7", "data": str(args.data), "train-users": args.episodes,
                                   "test-users": 0})

@@ -11,7 +11,7 @@
   It writes one line per round to ``rounds.jsonl``; a fresh run starts that file anew, a resumed one keeps the
   lines of the rounds it resumes after.
 
-Every round also sums the fault counters clients report (:data:`server.validation.FAULT_COUNTERS`: training
+Every round also sums the fault counters clients report (:data:`shared.protocol.FAULT_COUNTERS`: training
 examples skipped and answers degraded because the LLM failed, LLM calls failed or retried) and keeps the reason
 of every failed or rejected client, so that what a fault cost is in ``rounds.jsonl``.
 """
@@ -33,8 +33,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from server.checkpoint import save_checkpoint, save_server_state, strategy_state
-from server.validation import FAULT_COUNTERS, InvalidUpdate, expected_spec, validate_update
+from server.validation import InvalidUpdate, expected_spec, validate_update
 from shared.io import atomic_write_text
+from shared.protocol import FAULT_COUNTERS
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
            "weighted_metrics",

@@ -11,8 +11,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from server.federation import ValidatingStrategy, discover_roles, expected_from, run_rounds
 from server.plan import paths, restore_accountant, restore_server_state, starting_point
-from server.strategies import DP_WEIGHT_KEY, build_strategy
+from server.strategies import build_strategy
 from shared.config import RunConfig
+from shared.protocol import DP_WEIGHT_KEY
 from shared.io import atomic_write_text
 
 app = ServerApp()

@@ -24,11 +24,10 @@ from flwr.serverapp.strategy import (
 
 from shared.config import FederationConfig
 from shared.errors import ConfigError
+from shared.protocol import DP_WEIGHT_KEY
 
-__all__ = ["build_strategy", "sampled_clients", "DP_WEIGHT_KEY"]
+__all__ = ["build_strategy", "sampled_clients"]
 
-DP_WEIGHT_KEY = "dp-weight"
-"""With DP accounting every client weighs the same; clients report this key as 1."""
 
 
 def sampled_clients(fed: FederationConfig, n_train: int) -> int:

@@ -23,15 +23,10 @@ import numpy as np
 from shared.errors import FedHydraError
 from shared.hydra.naming import is_personal_key, is_shared_key
 
-__all__ = ["InvalidUpdate", "TensorSpec", "expected_spec", "validate_update", "FAULT_COUNTERS"]
+__all__ = ["InvalidUpdate", "TensorSpec", "expected_spec", "validate_update"]
 
 TensorSpec = Mapping[str, tuple[tuple[int, ...], str]]
 
-FAULT_COUNTERS = ("skipped-examples", "offlabel-answers", "degraded-answers", "failed-answers", "llm-failures",
-                  "llm-retries", "llm-refused")
-"""Counters a client reports beside its metrics: what the LLM's faults cost it (training examples skipped,
-LLM answers outside the label set, answers given without the LLM, LLM calls failed, retried or refused by the
-circuit breaker). The server sums them per round (:class:`server.federation.RoundLog`)."""
 
 
 class InvalidUpdate(FedHydraError):

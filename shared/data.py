@@ -8,7 +8,7 @@ The split name ``timeline`` is a protocol over ``user_histories.json`` instead (
 :func:`load_timeline`): the last ``timeline_questions`` items of each user are that user's questions, each
 question's profile is the user's items strictly before it (a slice of one shared tuple: nothing is copied
 or written), its gold is the item's output. The user's training part, the profile of their first
-question, is what the ``history`` protocol of :mod:`simulations.users` trains on.
+question, is what the ``history`` protocol of :mod:`shared.users` trains on.
 
 Every malformed input raises :class:`~shared.errors.DataFormatError` naming the file, the item's
 index and the field.

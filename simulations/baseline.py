@@ -182,7 +182,7 @@ def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list
 
 
 def user_histories(questions: Sequence[Question]) -> dict[str, Sequence[Mapping[str, str]]]:
-    """Each user's training part: the shortest profile among their questions (as :mod:`simulations.users`)."""
+    """Each user's training part: the shortest profile among their questions (as :mod:`shared.users`)."""
     return {user: min(qs, key=lambda q: len(q.profile)).profile for user, qs in group_by_user(questions).items()}
 
 

@@ -27,7 +27,7 @@ from shared.paths import llm_cache_path
 from shared.synthetic import write_synthetic
 from simulations.hydra_run import Predictions, finish_run
 from simulations.superlink import LocalSuperLink, SimulationError
-from simulations.users import split_users
+from shared.users import split_users
 
 __all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "flower_app", "FULL_MODEL_BYTES"]
 

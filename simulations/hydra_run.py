@@ -42,7 +42,7 @@ from shared.metrics import evaluate, example_score, primary_metric
 from shared.tasks import TaskSpec
 from simulations.baseline import METHODS, BaselineContext
 from simulations.report import MethodResult, plot_methods, relative_gain, write_table
-from simulations.users import User, split_users
+from shared.users import User, split_users
 
 __all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "evaluate_users", "finish_run", "Predictions",
            "merge_predictions", "map_users", "left_baseline", "comparison_tables"]

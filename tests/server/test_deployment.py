@@ -120,7 +120,7 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
 
     from shared.data import load_split
     from shared.synthetic import write_synthetic
-    from simulations.users import split_users
+    from shared.users import split_users
 
     certs = _make_certs()
     tls = certs.make_ca_and_server(tmp_path / "keys", ["127.0.0.1", "localhost"])

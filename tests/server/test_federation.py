@@ -169,7 +169,7 @@ def test_a_dp_run_weighs_evaluations_by_questions_although_updates_weigh_the_sam
     """Under DP, training replies carry ``dp-weight`` (every update weighs 1); evaluation replies do not and are
     weighted by the questions answered (this used to fail the whole run at its evaluation)."""
     from server.federation import run_rounds
-    from server.strategies import DP_WEIGHT_KEY
+    from shared.protocol import DP_WEIGHT_KEY
 
     cfg = RunConfig.from_mapping({**default_mapping(), "out-dir": str(tmp_path), "dp-noise": 0.5,
                                   "min-train-nodes": 2})

@@ -10,7 +10,7 @@ from shared.config import RunConfig, default_mapping
 from shared.data import TIMELINE_FILE, load_split, load_timeline
 from shared.errors import ConfigError, DataFormatError
 from shared.tasks import get_task
-from simulations.users import split_users
+from shared.users import split_users
 
 LAMP3 = get_task("LaMP-3")
 

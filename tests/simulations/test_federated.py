@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from server.validation import FAULT_COUNTERS
+from shared.protocol import FAULT_COUNTERS
 from shared.config import default_mapping
 from shared.hydra.model import ModelConfig, initial_shared_state
 from simulations.federated import simulate
