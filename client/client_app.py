@@ -13,9 +13,9 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
-from client.node import ClientNode, make_llm, resolve_user
+from client.node import ClientNode, make_llm, node_dataset, resolve_user
 from shared.config import RunConfig
-from shared.protocol import DP_WEIGHT_KEY
+from shared.protocol import DP_WEIGHT_KEY, ROLE_KEY
 
 
 def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
@@ -42,7 +42,7 @@ def _arrays(msg: Message) -> dict:
 
 def query(msg: Message, context: Context) -> Message:
     node = _node(context)
-    return Message(content=RecordDict({"config": ConfigRecord({"role": node.role.value})}), reply_to=msg)
+    return Message(content=RecordDict({"config": ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
 
 
 def train(msg: Message, context: Context) -> Message:
@@ -60,9 +60,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
     methods = None if str(config.get("methods", "hydra")) == "all" else ["hydra"]
-    from client.node import _dataset
-
-    metrics = node.evaluate(_arrays(msg), methods=methods, golds=_dataset(node.cfg).golds)
+    metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds)
     if not node.cfg.federation.report_metrics:
         metrics = {"num-examples": metrics["num-examples"]}
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -6,9 +6,7 @@ returns the shared tensors and its example count. A *test* client (a new user) f
 history with the received base frozen, answers its questions, keeps its predictions locally and returns
 only scalar metrics (or nothing but a count when metric reporting is off).
 
-Example:
-    >>> NodeRole.from_index(3, train_users=2).value
-    'test'
+The node's role (:class:`shared.protocol.NodeRole`) comes from the run's user split or the node's config.
 """
 
 from __future__ import annotations
@@ -16,32 +14,20 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from client.store import UserStore
-from shared.protocol import FAULT_COUNTERS
+from shared.protocol import NodeRole
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.paths import fedhydra_home
+from shared.users import HISTORY_PROTOCOL
 
-__all__ = ["NodeRole", "ClientNode", "resolve_user", "make_llm", "shared_base", "store_root", "device_bundle",
-           "llm_faults", "offlabel_answers"]
-
-
-class NodeRole(str, Enum):
-    """A training user, a new (test) user, or both (the "history" protocol: train on history, answer later)."""
-
-    TRAIN = "train"
-    TEST = "test"
-    BOTH = "both"
-
-    @classmethod
-    def from_index(cls, index: int, *, train_users: int) -> "NodeRole":
-        return cls.TRAIN if index < train_users else cls.TEST
+__all__ = ["ClientNode", "resolve_user", "make_llm", "shared_base", "store_root", "device_bundle",
+           "llm_faults", "offlabel_answers", "node_dataset"]
 
 
 _BASES: dict[str, Any] = {}
@@ -62,53 +48,50 @@ def store_root(cfg: RunConfig) -> Path:
     return Path(cfg.store_dir) if cfg.store_dir else fedhydra_home() / "clients"
 
 
-def _dataset(cfg: RunConfig):
-    from shared.data import load_split
+def node_dataset(cfg: RunConfig):
+    """The node's dataset (:func:`shared.run_data.load_run_data`), loaded once per process; a node needs ``data``."""
+    from shared.run_data import load_run_data
 
     if not cfg.data:
         raise ConfigError("a client needs `data` (a LaMP-format directory) in its run or node config")
     key = (cfg.data, cfg.task, cfg.split, cfg.timeline_questions)
     if key not in _DATASETS:
-        _DATASETS[key] = load_split(cfg.data, cfg.task, cfg.split or None, timeline_questions=cfg.timeline_questions)
+        _DATASETS[key] = load_run_data(cfg)[0]
     return _DATASETS[key]
 
 
 def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
     """This node's user and role: ``partition-id`` (simulation: the run's user split) or ``user-id`` + ``role``."""
-    from shared.users import find_user, split_users
+    from shared.users import find_user, node_users, split_users
 
-    dataset = _dataset(cfg)
+    dataset = node_dataset(cfg)
     if "user-id" in node_config:  # a device: its own user, found in its own data (which may hold only that user)
         wanted = str(node_config["user-id"])
         role = NodeRole(str(node_config.get("role", "test")))
-        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and cfg.protocol != "history")
+        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and cfg.protocol != HISTORY_PROTOCOL)
         if user is None:
             raise ConfigError(f"node config user-id {wanted!r} is not a user of {cfg.data}")
         return user, role
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
                               protocol=cfg.protocol, offset=cfg.user_offset)
     index = int(node_config.get("partition-id", -1))
-    history = cfg.protocol == "history"
-    users = train + ([] if history else test)
+    history = cfg.protocol == HISTORY_PROTOCOL
+    users = node_users(train, test, cfg.protocol)
     if not 0 <= index < len(users):
         raise ConfigError(f"partition-id {index} is outside the {len(users)} users of this run")
     return users[index], (NodeRole.BOTH if history else NodeRole.from_index(index, train_users=len(train)))
 
 
 def make_llm(cfg: RunConfig):
-    """The device's LLM client: the configured endpoint, else FEDHYDRA_LLM_BASE_URL, else the embedded server."""
-    from shared.llm.client import LLMClient, LLMConfig
-    from shared.llm.embedded import EMBEDDED_MODEL, embedded_config, running_server, start_server
+    """The device's LLM client (:func:`shared.llm.resolver.resolve_llm`): the configured endpoint, else
+    FEDHYDRA_LLM_BASE_URL, else the embedded server. An embedded server started here serves the node's later
+    messages too: it is kept running (and logged so, with how to stop it)."""
+    from shared.llm.client import LLMClient
+    from shared.llm.resolver import resolve_llm
 
-    if cfg.llm_url and cfg.llm_model == EMBEDDED_MODEL:  # the embedded server: cache by model file, not by port
-        return LLMClient(embedded_config(cfg.llm_url, timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency))
-    if cfg.llm_url:
-        return LLMClient(LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
-                                               concurrency=cfg.llm_concurrency))
-    if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
-        return LLMClient(LLMConfig.from_env(timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency))
-    info = running_server() or start_server()
-    return LLMClient(embedded_config(info.url, timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency))
+    endpoint = resolve_llm(url=cfg.llm_url or None, model=cfg.llm_model or None, keep=True,
+                           timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency)
+    return LLMClient(endpoint.config)
 
 
 @dataclass

@@ -17,6 +17,11 @@ Typical use (needs a bundle from ``fedhydra export`` or a federated run, and an 
     client.fit()                                  # fit this user's heads on their history (base frozen)
     result = client.answer("Paraphrase the following tweet ...: I am excited about the game.")
     result.output, result.records, result.candidates
+    client.close()                                # or `with PersonalClient(...) as client:`
+
+Without ``llm`` the client resolves the endpoint (``FEDHYDRA_LLM_BASE_URL``, else the embedded server, started on
+demand); an embedded server it started stops when the client closes or the program exits, unless
+``keep_llm_server=True`` (then it says so, and ``fedhydra llm stop`` stops it).
 
 The store (one folder per user, see :mod:`client.store`) holds the history, the LLM-labelled episodes,
 the heads (safetensors and their ONNX scorer graphs), the current bundle, and the encoder's embeddings of
@@ -33,7 +38,7 @@ import shutil
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -51,6 +56,7 @@ from shared.hydra.spec import HISTORY_ROLE, ROLES
 from shared.hydra.variants import Variant
 from shared.ledger import cost_of
 from shared.llm.client import LLMClient, LLMConfig
+from shared.llm.resolver import LLMEndpoint, resolve_llm
 from shared.tasks import TaskSpec, get_task
 
 __all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE", "ONBOARDING_CALLS"]
@@ -71,36 +77,28 @@ class FitReport:
     fit_seconds: float = 0.0
 
 
-def _llm(llm: Any, timeout: float, concurrency: int) -> LLMClient:
-    if isinstance(llm, LLMClient):
-        return llm
-    if isinstance(llm, LLMConfig):
-        return LLMClient(llm)
-    if isinstance(llm, str):
-
-        return LLMClient(LLMConfig.from_env(base_url=llm, timeout_s=timeout, concurrency=concurrency))
-    if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
-        return LLMClient(LLMConfig.from_env(timeout_s=timeout, concurrency=concurrency))
-    from shared.llm.embedded import embedded_config, running_server, start_server
-
-    info = running_server() or start_server()
-    return LLMClient(embedded_config(info.url, timeout_s=timeout, concurrency=concurrency))
-
-
 class PersonalClient:
-    """One user's personalized assistant on a device (see the module docstring)."""
+    """One user's personalized assistant on a device (see the module docstring).
+
+    ``llm`` is an :class:`LLMClient`, an :class:`LLMConfig` or a URL; None resolves one
+    (:func:`shared.llm.resolver.resolve_llm`: ``FEDHYDRA_LLM_BASE_URL``, else the embedded server, started if none
+    runs). An embedded server this client started is stopped by :meth:`close` (or leaving a ``with`` block, or the
+    program's exit) unless ``keep_llm_server``; a kept one is logged with how to stop it (``fedhydra llm stop``).
+    """
 
     def __init__(self, store_dir: str | Path, *, task: str | TaskSpec = "LaMP-7", user: str = "me", llm: Any = None,
                  bundle: str | Path | None = None, threads: int = 2, quantized: bool = True,
                  inference: InferenceConfig = InferenceConfig(), episodes: EpisodeConfig | None = None,
                  fit_steps: int = 200, fit_lr: float = 0.05, head_l2: float = 0.05, llm_timeout: float = 60.0,
-                 llm_concurrency: int = 4, bundle_in_place: bool = False):
+                 llm_concurrency: int = 4, bundle_in_place: bool = False, keep_llm_server: bool = False):
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
         self.store = UserStore(store_dir, user, task=self.task.name)
         self._llm_arg = llm
         self._llm: LLMClient | None = llm if isinstance(llm, LLMClient) else None
+        self._endpoint: LLMEndpoint | None = None
         self.llm_timeout = llm_timeout
         self.llm_concurrency = llm_concurrency
+        self.keep_llm_server = keep_llm_server
         self.threads = threads
         self.quantized = quantized
         self.inference = inference
@@ -121,9 +119,32 @@ class PersonalClient:
     # -- the LLM, lazily (answering from cache or building nothing needs no endpoint) ----------------------
     @property
     def llm(self) -> LLMClient:
+        """The LLM client, resolved on first use (see the class docstring)."""
         if self._llm is None:
-            self._llm = _llm(self._llm_arg, self.llm_timeout, self.llm_concurrency)
+            arg = self._llm_arg
+            self._endpoint = resolve_llm(arg if isinstance(arg, LLMConfig) else None,
+                                         url=arg if isinstance(arg, str) else None, keep=self.keep_llm_server,
+                                         timeout_s=self.llm_timeout, concurrency=self.llm_concurrency)
+            self._llm = LLMClient(self._endpoint.config)
         return self._llm
+
+    def close(self) -> None:
+        """Wait for a background fit, then release the LLM endpoint this client resolved: an embedded server it
+        started stops (unless ``keep_llm_server``: then it is logged that it stays). Idempotent; a later call that
+        needs the LLM resolves it again."""
+        fitting = self._fitting
+        if fitting is not None:
+            wait([fitting])
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None:
+            self._llm = None
+            endpoint.close()
+
+    def __enter__(self) -> "PersonalClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- history ----------------------------------------------------------------------------------------
     @property

@@ -31,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     task = get_task("LaMP-7")
-    client = PersonalClient(args.store, task=task, llm=args.llm_url, bundle=args.bundle)
+    # closing the client stops an embedded LLM server it started (keep_llm_server=True would leave it running)
+    with PersonalClient(args.store, task=task, llm=args.llm_url, bundle=args.bundle) as client:
+        return run(client, task, args)
+
+
+def run(client: PersonalClient, task, args: argparse.Namespace) -> int:
+    """Onboard the user if new, then rewrite each text and show what explains the answer."""
     if not client.history:
         if args.history:
             items = json.loads(Path(args.history).read_text())

@@ -47,7 +47,8 @@ def fedavg(states: list[dict], weights: list[float]) -> dict:
 
 def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     """Train one schedule federatedly over the real client code, then evaluate the test users."""
-    from client.node import ClientNode, NodeRole
+    from client.node import ClientNode
+    from shared.protocol import NodeRole
     from server.federation import weighted_metrics
     from shared.config import RunConfig
     from shared.hydra.model import initial_shared_state
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared.config import default_mapping, parse_overrides
     from shared.data import load_split
     from shared.llm.client import LLMClient
-    from shared.llm.embedded import ensure_llm
+    from shared.llm.resolver import resolve_llm
     from shared.metrics import primary_metric
     from shared.tasks import get_task
 
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    with ensure_llm(None, concurrency=base["llm-concurrency"]) as config:
-        llm = LLMClient(config)
+    with resolve_llm(concurrency=base["llm-concurrency"]) as endpoint:
+        llm = LLMClient(endpoint.config)
         for i, variant in enumerate(args.variant or [""]):
             name = f"v{i + 1}"
             print(f"{name}: {variant or '(the run config as is)'}", file=sys.stderr, flush=True)

@@ -35,7 +35,7 @@ from flwr.serverapp.strategy import Strategy
 from server.checkpoint import save_checkpoint, save_server_state, strategy_state
 from server.validation import InvalidUpdate, expected_spec, validate_update
 from shared.io import atomic_write_text
-from shared.protocol import FAULT_COUNTERS
+from shared.protocol import FAULT_COUNTERS, ROLE_KEY, TESTING_ROLES, TRAINING_ROLES
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
            "weighted_metrics",
@@ -292,8 +292,8 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
         if reply.has_error():
             log(WARNING, "node %d did not say its role: %s", reply.metadata.src_node_id, reply.error.reason)
             continue
-        role = str(reply.content["config"].get("role", ""))
-        if role in ("train", "test", "both"):
+        role = str(reply.content["config"].get(ROLE_KEY, ""))
+        if role in TRAINING_ROLES + TESTING_ROLES:
             roles[reply.metadata.src_node_id] = role
     return roles
 
@@ -306,8 +306,8 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
     Test users evaluate after every ``eval_every``-th round and after the last (``eval_every=0``: the last only);
     ``timeout`` is how long one round's training, or its evaluation, waits for replies.
     """
-    train_grid = RoleGrid(grid, [n for n, r in roles.items() if r in ("train", "both")])
-    test_grid = RoleGrid(grid, [n for n, r in roles.items() if r in ("test", "both")])
+    train_grid = RoleGrid(grid, [n for n, r in roles.items() if r in TRAINING_ROLES])
+    test_grid = RoleGrid(grid, [n for n, r in roles.items() if r in TESTING_ROLES])
     arrays = initial
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "rounds.jsonl"

@@ -13,8 +13,9 @@ from server.federation import ValidatingStrategy, discover_roles, expected_from,
 from server.plan import paths, restore_accountant, restore_server_state, starting_point
 from server.strategies import build_strategy
 from shared.config import RunConfig
-from shared.protocol import DP_WEIGHT_KEY
 from shared.io import atomic_write_text
+from shared.protocol import DP_WEIGHT_KEY, TESTING_ROLES, TRAINING_ROLES
+from shared.users import node_count
 
 app = ServerApp()
 
@@ -25,11 +26,12 @@ def main(grid: Grid, context: Context) -> None:
     out_dir, checkpoint_dir = paths(cfg)
     done, arrays = starting_point(cfg)
     initial = ArrayRecord({k: Array(v) for k, v in arrays.items()})
-    # history protocol: every one of the `test-users` users trains and is tested on one node
-    expected = cfg.test_users if cfg.protocol == "history" else cfg.train_users + cfg.test_users
+    # one node per user (shared.users.node_count; history protocol: every one of the `test-users` users trains and
+    # is tested on one node)
+    expected = node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users)
     roles = discover_roles(grid, expected)
-    n_train = sum(r in ("train", "both") for r in roles.values())
-    n_test = sum(r in ("test", "both") for r in roles.values())
+    n_train = sum(r in TRAINING_ROLES for r in roles.values())
+    n_test = sum(r in TESTING_ROLES for r in roles.values())
     log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train, n_test, done)
     strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))
     if done and accountant is not None:

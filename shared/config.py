@@ -110,6 +110,7 @@ class RunConfig:
     synthetic_users: int
     synthetic_items: int
     train_users: int
+    free_train_users: int
     test_users: int
     user_offset: int
     protocol: str
@@ -208,6 +209,10 @@ class RunConfig:
                                  calls_per_user=positive("llm-calls-per-user", int, 0), seed=get("seed", int))
         inference = InferenceConfig(m=positive("retrieve-m"), k=positive("prompt-k"), pool=pool)
         margin_folds = positive("margin-folds", int, 0)
+        free_train_users = positive("free-train-users", int, 0)
+        if free_train_users and protocol != "disjoint":
+            raise ConfigError("config key 'free-train-users' needs protocol = 'disjoint' (in the history protocol every "
+                              f"user is a test user), got {free_train_users}")
         if margin_folds == 1:
             raise ConfigError("config key 'margin-folds' must be 0 (no margin rule) or >= 2 (folds of training users)")
         head_epochs = positive("head-epochs", int, 0)
@@ -227,7 +232,7 @@ class RunConfig:
         return cls(task=task, data=get("data", str), split=get("split", str),
                    timeline_questions=positive("timeline-questions"),
                    synthetic_users=positive("synthetic-users"), synthetic_items=positive("synthetic-items", int, 2),
-                   train_users=positive("train-users", int, 0), test_users=positive("test-users", int, 0),
+                   train_users=positive("train-users", int, 0), free_train_users=free_train_users, test_users=positive("test-users", int, 0),
                    user_offset=positive("user-offset", int, 0), protocol=protocol, seed=get("seed", int),
                    llm_url=get("llm-url", str), llm_model=get("llm-model", str), llm_timeout=get("llm-timeout", float),
                    llm_calls_per_user=positive("llm-calls-per-user", int, 0),

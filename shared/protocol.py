@@ -1,16 +1,41 @@
-"""The message protocol between server and clients: the metric keys both sides read and write.
+"""The message protocol between server and clients: the node roles and the keys both sides read and write.
 
 Both the ClientApp (:mod:`client.client_app`, :mod:`client.node`) and the ServerApp (:mod:`server`) use these
-names; neither imports the other.
+names; neither imports the other. How many nodes a federation has is :func:`shared.users.node_count`.
 
 Example:
     >>> "llm-failures" in FAULT_COUNTERS, DP_WEIGHT_KEY
     (True, 'dp-weight')
+    >>> NodeRole.from_index(3, train_users=2).value, NodeRole.BOTH in TRAINING_ROLES and NodeRole.BOTH in TESTING_ROLES
+    ('test', True)
 """
 
 from __future__ import annotations
 
-__all__ = ["FAULT_COUNTERS", "DP_WEIGHT_KEY"]
+from enum import Enum
+
+__all__ = ["FAULT_COUNTERS", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES"]
+
+
+class NodeRole(str, Enum):
+    """A training user, a new (test) user, or both (the "history" protocol: train on history, answer later)."""
+
+    TRAIN = "train"
+    TEST = "test"
+    BOTH = "both"
+
+    @classmethod
+    def from_index(cls, index: int, *, train_users: int) -> "NodeRole":
+        """The role of the node with partition ``index`` in the disjoint protocol (training users come first)."""
+        return cls.TRAIN if index < train_users else cls.TEST
+
+
+ROLE_KEY = "role"
+"""The key of a node's role in its reply to the server's role query."""
+TRAINING_ROLES = (NodeRole.TRAIN.value, NodeRole.BOTH.value)
+"""Roles whose nodes train (the server sends them train messages)."""
+TESTING_ROLES = (NodeRole.TEST.value, NodeRole.BOTH.value)
+"""Roles whose nodes answer (the server sends them evaluate messages)."""
 
 FAULT_COUNTERS = ("skipped-examples", "offlabel-answers", "degraded-answers", "failed-answers", "llm-failures",
                   "llm-retries", "llm-refused")

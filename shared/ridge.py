@@ -1,7 +1,7 @@
 """Ridge regression with an unpenalized intercept, its penalty chosen by exact leave-one-out (numpy only).
 
 Used on the device for the user's own rating model (:class:`shared.hydra.context.UserContext`) and by the
-ridge baselines (:mod:`simulations.baseline`). Closed form through one SVD; the penalty is chosen from
+ridge baselines (:mod:`shared.baselines`). Closed form through one SVD; the penalty is chosen from
 :data:`ALPHAS` by exact leave-one-out squared error on the training rows (as scikit-learn's ``RidgeCV`` does by
 default), unless given.
 

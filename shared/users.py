@@ -7,7 +7,11 @@
   question and is tested on their questions (LaMP-3 here: 6 users, 30 questions).
 
 A user's *history* is the profile of their first question (the shortest, in time-based data), so no
-later question's gold is ever part of it.
+later question's gold is ever part of it (:func:`user_history`).
+
+A federation has one node per user that trains or answers: :func:`node_users` lists them in partition order
+(the node with ``partition-id`` i is the i-th) and :func:`node_count` is their number, computed from the
+configuration alone (the server's expectation) or from the split's sizes (the simulation's SuperNodes).
 
 Example:
     >>> from shared.synthetic import generate
@@ -18,17 +22,22 @@ Example:
     >>> train, test = split_users(ds, train_users=2, test_users=2, protocol="disjoint")
     >>> [u.user_id for u in train], [u.user_id for u in test]
     (['s0u0000', 's0u0001'], ['s0u0002', 's0u0003'])
+    >>> len(node_users(train, test, "disjoint")) == node_count("disjoint", train_users=2, test_users=2) == 4
+    True
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from shared.data import Dataset, Question, group_by_user
 from shared.errors import ConfigError
 
-__all__ = ["User", "split_users", "find_user"]
+__all__ = ["User", "split_users", "find_user", "user_history", "node_users", "node_count", "HISTORY_PROTOCOL"]
+
+HISTORY_PROTOCOL = "history"
+"""The protocol in which the same users train and answer (one node each, in both roles)."""
 
 
 @dataclass(frozen=True)
@@ -46,19 +55,18 @@ class User:
 
 
 def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol: str = "disjoint",
-                offset: int = 0) -> tuple[list[User], list[User]]:
-    """(training users, test users) as described in the module docstring."""
+                offset: int = 0, free_train_users: int = 0) -> tuple[list[User], list[User]]:
+    """(training users, test users) as described in the module docstring; in the disjoint protocol
+    ``free_train_users`` more training users follow the first ``train_users`` (the test users come after them)."""
     groups = list(group_by_user(dataset.questions).items())[offset:]
-
-    def history(questions: list[Question]) -> tuple[Mapping[str, str], ...]:
-        return min(questions, key=lambda q: len(q.profile)).profile
-
-    if protocol == "history":
+    history = user_history
+    if protocol == HISTORY_PROTOCOL:
         chosen = groups[:test_users] if test_users else groups
         users = [User(u, history(qs), tuple(qs), {}) for u, qs in chosen]
         return users, users
     if protocol != "disjoint":
         raise ConfigError(f"protocol must be 'disjoint' or 'history', got {protocol!r}")
+    train_users += free_train_users
     if train_users + test_users > len(groups):
         raise ConfigError(f"asked for {train_users} training and {test_users} test users, the data has {len(groups)} "
                           f"(after skipping {offset})")
@@ -73,6 +81,23 @@ def find_user(dataset: Dataset, user_id: str, *, with_golds: bool) -> User | Non
     questions = group_by_user(dataset.questions).get(user_id)
     if not questions:
         return None
-    history = min(questions, key=lambda q: len(q.profile)).profile
+    history = user_history(questions)
     golds = {q.id: dataset.golds[q.id] for q in questions if q.id in dataset.golds} if with_golds else {}
     return User(user_id, history, tuple(questions), golds)
+
+
+def user_history(questions: Sequence[Question]) -> tuple[Mapping[str, str], ...]:
+    """A user's history: the profile of their first question (the shortest)."""
+    return min(questions, key=lambda q: len(q.profile)).profile
+
+
+def node_users(train: Sequence[User], test: Sequence[User], protocol: str) -> list[User]:
+    """The federation's nodes' users in partition order: the training users, then the test users (in the
+    ``history`` protocol the same users do both, one node each)."""
+    return list(train) + ([] if protocol == HISTORY_PROTOCOL else list(test))
+
+
+def node_count(protocol: str, *, train_users: int, test_users: int) -> int:
+    """How many nodes a federation of ``train_users`` training and ``test_users`` test users has
+    (``len(node_users(...))`` for a split of those sizes)."""
+    return test_users if protocol == HISTORY_PROTOCOL else train_users + test_users

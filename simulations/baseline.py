@@ -1,177 +1,33 @@
-"""Baselines on LaMP-format data: the non-LLM ones a careful reviewer asks for, and the LLM's own.
+"""``fedhydra baseline``: run the baseline methods over selected users of a LaMP-format split and score them.
 
-Methods (a registry; each is valid for some task kinds only):
-
-- ``input``: the input returned unchanged (rewrite tasks such as LaMP-7, whose input is a draft).
-- ``majority``: the most frequent label over every selected user's profile (label tasks).
-- ``user-mean``: the user's mean profile score, rounded (LaMP-3; "the user's typical score"); for
-  classification the user's most frequent label.
-- ``user-ridge`` (ratings): a ridge regression of the score on frozen MiniLM embeddings
-  (:mod:`simulations.ridge`) of the user's own profile, i.e. the reviews strictly before the question, refitted
-  per question; its penalty is chosen once per user by leave-one-out on the user's training part only (the
-  profile of their first question: ``BaselineContext.histories``; without it, on the question's profile).
-  The prediction is rounded half up and clipped to 1..5.
-- ``global-ridge`` (ratings): one ridge (penalty by leave-one-out) over the *other* users' training parts,
-  the same for every question of a user: what text says about a score for people in general. With no other
-  user it answers like ``majority``.
-- ``zero-shot``: the official input as the only user message, greedy.
-- ``rag``: the ``k`` best BM25 records of the user's profile in the prompt (see :mod:`shared.prompts`),
-  greedy; run as ``rag-k1``, ``rag-k4``, ...
-
-Golds are only read to score; no method sees them.
+The methods themselves (``input``, ``majority``, ``user-mean``, ``user-ridge``, ``global-ridge``, ``zero-shot``,
+``rag``) are the registry of :mod:`shared.baselines`; here they run over whole users' questions
+(:func:`select_users`), ``rag`` once per ``k`` (``rag-k1``, ``rag-k4``, ...), and each is scored with the
+official metric. Golds are only read to score; no method sees them.
 
 Example:
-    >>> from shared.tasks import get_task
-    >>> methods_for(get_task("LaMP-7"))
-    ['input', 'zero-shot', 'rag']
-    >>> methods_for(get_task("LaMP-3"))
-    ['majority', 'user-mean', 'user-ridge', 'global-ridge', 'zero-shot', 'rag']
+    >>> from shared.data import Question
+    >>> qs = [Question("1", "q", ({"id": "a"}, {"id": "b"}), "u", "q"), Question("2", "q", ({"id": "a"},), "u", "q")]
+    >>> [len(h) for h in user_histories(qs).values()]
+    [1]
 """
 
 from __future__ import annotations
 
-import statistics
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
+from shared.baselines import METHODS, BaselineContext, majority_label, methods_for
 from shared.data import Dataset, Question, group_by_user, write_outputs
 from shared.errors import ConfigError
 from shared.llm.client import LLMClient
 from shared.metrics import evaluate
-from shared.prompts import PromptBudget, build_messages
-from shared.retrieval import bm25_top_k
-from shared.tasks import TaskKind, TaskSpec
+from shared.users import user_history
 from simulations.report import MethodResult
 
-__all__ = ["BaselineContext", "METHODS", "methods_for", "run_baselines", "select_users", "user_histories"]
-
-
-@dataclass
-class BaselineContext:
-    """What a method may use: the task, the LLM (or None), prompt settings and the users' profiles."""
-
-    task: TaskSpec
-    llm: LLMClient | None
-    k: int = 4
-    style: str = "turns"
-    budget: PromptBudget = field(default_factory=PromptBudget)
-    global_majority: str | None = None
-    histories: dict[str, Sequence[Mapping[str, str]]] = field(default_factory=dict)
-    """Each user's training part (the history before their first question), for the ridge baselines."""
-    cache: dict = field(default_factory=dict)
-    """Per-run state of the methods (the text embedder, fitted penalties and models)."""
-
-
-def _input(ctx: BaselineContext, q: Question) -> str:
-    return q.query
-
-
-def _majority(ctx: BaselineContext, q: Question) -> str:
-    return ctx.global_majority or ctx.task.labels[-1]
-
-
-def _user_mean(ctx: BaselineContext, q: Question) -> str:
-    answers = [ctx.task.item_output(item) for item in q.profile] if ctx.task.item_output else []
-    if not answers:
-        return _majority(ctx, q)
-    if ctx.task.kind is TaskKind.RATING:
-        mean = statistics.fmean(float(a) for a in answers)
-        return _round_rating(mean)  # round half up, like a person would
-    return Counter(answers).most_common(1)[0][0]
-
-
-def _round_rating(value: float) -> str:
-    return str(int(min(5, max(1, value + 0.5))))  # round half up, then clip to the scale
-
-
-def _embed(ctx: BaselineContext, texts: Sequence[str]):
-    from simulations.ridge import TextEmbedder
-
-    if "embedder" not in ctx.cache:
-        ctx.cache["embedder"] = TextEmbedder()
-    return ctx.cache["embedder"](texts)
-
-
-def _xy(ctx: BaselineContext, items: Sequence[Mapping[str, str]]):
-    import numpy as np
-
-    x = _embed(ctx, [ctx.task.item_text(it) for it in items])
-    return x, np.array([float(ctx.task.item_output(it)) for it in items])
-
-
-def _user_ridge(ctx: BaselineContext, q: Question) -> str:
-    from shared.ridge import fit_ridge
-
-    if len(q.profile) < 3:
-        return _user_mean(ctx, q)
-    alphas = ctx.cache.setdefault("user-ridge-alpha", {})
-    if q.user_id not in alphas:  # chosen on the training part only, once per user
-        train = ctx.histories.get(q.user_id) or q.profile
-        alphas[q.user_id] = fit_ridge(*_xy(ctx, train)).alpha if len(train) >= 3 else None
-    model = fit_ridge(*_xy(ctx, q.profile), alpha=alphas[q.user_id])
-    return _round_rating(float(model.predict(_embed(ctx, [q.query]))[0]))
-
-
-def _global_ridge(ctx: BaselineContext, q: Question) -> str:
-    import numpy as np
-
-    from shared.ridge import fit_ridge
-
-    models = ctx.cache.setdefault("global-ridge", {})
-    if q.user_id not in models:
-        others = [it for user, items in ctx.histories.items() if user != q.user_id for it in items]
-        models[q.user_id] = fit_ridge(*_xy(ctx, others)) if len(others) >= 3 else None
-    model = models[q.user_id]
-    if model is None:
-        return _majority(ctx, q)
-    return _round_rating(float(model.predict(_embed(ctx, [q.query]))[0]))
-
-
-def _require_llm(ctx: BaselineContext) -> LLMClient:
-    if ctx.llm is None:
-        raise ConfigError("this method needs an LLM")
-    return ctx.llm
-
-
-def _zero_shot(ctx: BaselineContext, q: Question) -> str:
-    answer = _require_llm(ctx).complete(build_messages(ctx.task, q.input, budget=ctx.budget),
-                                        max_tokens=ctx.task.max_new_tokens)
-    return ctx.task.parse_answer(answer)
-
-
-def _rag(ctx: BaselineContext, q: Question) -> str:
-    top = bm25_top_k(q.query, q.profile_texts(ctx.task), ctx.k)
-    records = [q.profile[i] for i in top]
-    messages = build_messages(ctx.task, q.input, records, style=ctx.style, budget=ctx.budget)
-    return ctx.task.parse_answer(_require_llm(ctx).complete(messages, max_tokens=ctx.task.max_new_tokens))
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    run: Callable[[BaselineContext, Question], str]
-    applies: Callable[[TaskSpec], bool]
-    uses_llm: bool
-
-
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("input", _input, lambda t: t.rewrite, False),
-    Method("majority", _majority, lambda t: bool(t.labels), False),
-    Method("user-mean", _user_mean, lambda t: bool(t.labels) and t.item_output is not None, False),
-    Method("user-ridge", _user_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
-    Method("global-ridge", _global_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
-    Method("zero-shot", _zero_shot, lambda t: True, True),
-    Method("rag", _rag, lambda t: True, True),
-]}
-
-
-def methods_for(task: TaskSpec) -> list[str]:
-    """The baseline methods that apply to ``task``."""
-    return [name for name, m in METHODS.items() if m.applies(task)]
+__all__ = ["run_baselines", "select_users", "user_histories"]
 
 
 def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list[Question]:
@@ -182,16 +38,8 @@ def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list
 
 
 def user_histories(questions: Sequence[Question]) -> dict[str, Sequence[Mapping[str, str]]]:
-    """Each user's training part: the shortest profile among their questions (as :mod:`shared.users`)."""
-    return {user: min(qs, key=lambda q: len(q.profile)).profile for user, qs in group_by_user(questions).items()}
-
-
-def _majority_label(task: TaskSpec, questions: Sequence[Question]) -> str | None:
-    if not task.labels or task.item_output is None:
-        return None
-    counts = Counter(task.item_output(item) for q in questions for item in q.profile)
-    counts = Counter({k: v for k, v in counts.items() if k in task.labels})
-    return counts.most_common(1)[0][0] if counts else None
+    """Each user's training part: the shortest profile among their questions (:func:`shared.users.user_history`)."""
+    return {user: user_history(qs) for user, qs in group_by_user(questions).items()}
 
 
 def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequence[str], *,
@@ -214,8 +62,8 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
     if any(METHODS[m].uses_llm for m in methods) and llm is None:
         raise ConfigError("an LLM is needed for " + ", ".join(m for m in methods if METHODS[m].uses_llm))
     golds = {q.id: dataset.golds[q.id] for q in questions}
-    ctx = BaselineContext(task=task, llm=llm, style=style, global_majority=_majority_label(task, questions),
-                          histories=user_histories(questions))
+    ctx = BaselineContext(task=task, llm=llm, style=style, histories=user_histories(questions),
+                          global_majority=majority_label(task, (it for q in questions for it in q.profile)))
     runs = [(f"rag-k{k}", "rag", k) if m == "rag" else (m, m, ctx.k) for m in methods for k in (ks if m == "rag" else [0])]
     results = []
     for label, name, k in runs:

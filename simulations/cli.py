@@ -33,15 +33,6 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
                    help="most requests in flight (default: llm-concurrency of pyproject's [tool.flwr.app.config])")
 
 
-def _llm_config(args: argparse.Namespace):
-    from shared.llm.client import LLMConfig
-
-    if args.llm_url:
-        return LLMConfig.from_env(base_url=args.llm_url, model=args.llm_model, cache_path=args.llm_cache,
-                                  timeout_s=args.llm_timeout, concurrency=_concurrency(args))
-    return None
-
-
 def _concurrency(args: argparse.Namespace) -> int:
     """``--llm-concurrency``, else the configured ``llm-concurrency``."""
     from shared.config import default_mapping
@@ -78,11 +69,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from shared.baselines import METHODS, methods_for
     from shared.data import load_split
     from shared.llm.client import LLMClient
-    from shared.llm.embedded import ensure_llm
+    from shared.llm.resolver import resolve_llm
     from shared.tasks import get_task
-    from simulations.baseline import METHODS, methods_for, run_baselines, select_users
+    from simulations.baseline import run_baselines, select_users
     from simulations.report import write_table
 
     task = get_task(args.task)
@@ -97,9 +89,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     needs_llm = any(METHODS[m].uses_llm for m in methods if m in METHODS)
     if needs_llm:
-        with ensure_llm(_llm_config(args), cache_path=args.llm_cache, timeout_s=args.llm_timeout,
-                        concurrency=_concurrency(args)) as config:
-            llm = LLMClient(config)
+        with resolve_llm(url=args.llm_url or None, model=args.llm_model, cache_path=args.llm_cache,
+                         timeout_s=args.llm_timeout, concurrency=_concurrency(args)) as endpoint:
+            llm = LLMClient(endpoint.config)
             results = run_baselines(dataset, questions, methods, llm=llm, ks=args.k, style=args.style, out_dir=out)
     else:
         results = run_baselines(dataset, questions, methods, llm=None, ks=args.k, style=args.style, out_dir=out)
@@ -134,32 +126,19 @@ def _run_config(args: argparse.Namespace):
     return RunConfig.from_mapping(_mapping(args))
 
 
-def _load_data(cfg, out: Path):
-    """The configured dataset, or synthetic users written under ``out/data`` when ``data`` is empty."""
-    from shared.data import load_split
-    from shared.synthetic import write_synthetic
-
-    if cfg.data:
-        return load_split(cfg.data, cfg.task, cfg.split or None, timeline_questions=cfg.timeline_questions)
-    folder = write_synthetic(out / "data", cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items,
-                             seed=cfg.seed)
-    return load_split(folder, cfg.task)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from shared.llm.client import LLMClient, LLMConfig
-    from shared.llm.embedded import ensure_llm
+    from shared.llm.client import LLMClient
+    from shared.llm.resolver import resolve_llm
+    from shared.run_data import load_run_data
     from simulations.hydra_run import run_central
 
     cfg = _run_config(args)
     out = Path(args.out)
     _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
-    dataset = _load_data(cfg, out)
-    explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
-                                  cache_path=args.llm_cache, concurrency=cfg.llm_concurrency) if cfg.llm_url else None
-    with ensure_llm(explicit, cache_path=args.llm_cache, timeout_s=cfg.llm_timeout,
-                    concurrency=cfg.llm_concurrency) as config:
-        llm = LLMClient(config)
+    dataset, _ = load_run_data(cfg, synthetic_dir=out / "data")
+    with resolve_llm(url=cfg.llm_url or None, model=cfg.llm_model or None, cache_path=args.llm_cache,
+                     timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency) as endpoint:
+        llm = LLMClient(endpoint.config)
         summary = run_central(dataset, cfg, llm, out, progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(summary.pop("table"))
     print("LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):")
@@ -174,14 +153,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulations.federated import simulate
 
     mapping = _mapping(args)
-    cfg = RunConfig.from_mapping(mapping)  # validates flags and overrides before anything starts
-    explicit = None
-    if cfg.llm_url:
-        from shared.llm.client import LLMConfig
-
-        explicit = LLMConfig.from_env(base_url=cfg.llm_url, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
-                                      concurrency=cfg.llm_concurrency)
-    summary = simulate(mapping, args.out, llm_config=explicit,
+    RunConfig.from_mapping(mapping)  # validates flags and overrides before anything starts
+    summary = simulate(mapping, args.out, llm_cache=args.llm_cache,
                        progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(summary.get("round_table", ""))
     print(summary.pop("table"))

@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from shared.config import RunConfig
-from shared.data import Dataset, load_split
+from shared.data import Dataset
+from shared.evaluation import Predictions
 from shared.io import atomic_write_text
 from shared.ledger import Cost, Ledger
+from shared.llm.client import LLMConfig
 from shared.metrics import primary_metric
 from shared.paths import llm_cache_path
-from shared.synthetic import write_synthetic
-from simulations.hydra_run import Predictions, finish_run
+from shared.run_data import load_run_data
+from shared.users import HISTORY_PROTOCOL, node_count, split_users
+from simulations.hydra_run import finish_run
 from simulations.superlink import LocalSuperLink, SimulationError
-from shared.users import split_users
 
 __all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "flower_app", "FULL_MODEL_BYTES"]
 
@@ -43,16 +45,6 @@ def cache_rows_since(path: Path, since: float) -> int:
         return 0
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM responses WHERE created >= ?", (since,)).fetchone()[0])
-
-
-def _dataset(cfg: RunConfig, mapping: dict[str, Any], out: Path) -> Dataset:
-    if cfg.data:
-        mapping["data"] = str(Path(cfg.data).resolve())
-        return load_split(cfg.data, cfg.task, cfg.split or None, timeline_questions=cfg.timeline_questions)
-    folder = write_synthetic(out / "data", cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items,
-                             seed=cfg.seed)
-    mapping["data"] = str(folder.resolve())
-    return load_split(folder, cfg.task)
 
 
 def round_table(rounds: list[dict], task, out: Path) -> str:
@@ -104,7 +96,8 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     missing = []
     ledger = Ledger()
     with ledger.stage("episodes (first contact)", timed=False):  # what each client's store says its first contact cost
-        for users, unit in ((train, "training user"), ([] if cfg.protocol == "history" else test, "new user onboarding")):
+        for users, unit in ((train, "training user"),
+                            ([] if cfg.protocol == HISTORY_PROTOCOL else test, "new user onboarding")):
             for user in users:
                 if not UserStore.exists(store_dir, user.user_id):  # never reached (dropped out every round)
                     continue
@@ -167,7 +160,7 @@ def clear_results(out: Path) -> list[Path]:
     predictions (``<method>_outputs.json``) or ``server/server_summary.json`` of another run. The clients'
     stores and the server's checkpoints and ``rounds.jsonl`` stay (a resumed run continues from them).
     """
-    from simulations.baseline import METHODS
+    from shared.baselines import METHODS
 
     names = ["summary.json", "metrics.md", "metrics.json", "metrics.png", "rounds.md", "rounds.png",
              "server/server_summary.json"]
@@ -212,25 +205,36 @@ def flower_app(out: Path) -> Path:
     return app
 
 
-def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None,
-             progress: Callable[[str], None] = print) -> dict:
-    """Run the whole federated simulation and gather its results (see the module docstring)."""
-    from shared.llm.embedded import ensure_llm
+def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLMConfig | None = None,
+             llm_cache: str | Path | None = None, progress: Callable[[str], None] = print) -> dict:
+    """Run the whole federated simulation and gather its results (see the module docstring).
+
+    The LLM is ``llm_config``, else the run config's ``llm-url`` (and ``llm-model``), else what
+    :func:`shared.llm.resolver.resolve_llm` finds (an embedded server started here stops when the run ends).
+    ``llm_cache`` is the response cache every client uses (default: ``FEDHYDRA_LLM_CACHE``, else
+    ``$FEDHYDRA_HOME/llm-cache.sqlite``).
+    """
+    from shared.llm.resolver import resolve_llm
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     values = dict(mapping)
     cfg = RunConfig.from_mapping(values)
     clear_results(out)
-    dataset = _dataset(cfg, values, out)
+    dataset, folder = load_run_data(cfg, synthetic_dir=out / "data")
+    values["data"] = str(folder.resolve())
     store_dir = Path(cfg.store_dir).resolve() if cfg.store_dir else out / "clients"
     values.update({"store-dir": str(store_dir), "out-dir": str(out / "server")})
     cfg = RunConfig.from_mapping(values)
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
                               offset=cfg.user_offset)
-    n_nodes = len(train) + (0 if cfg.protocol == "history" else len(test))
+    n_nodes = node_count(cfg.protocol, train_users=len(train), test_users=len(test))
+    cache = Path(llm_cache).resolve() if llm_cache else llm_cache_path()
+    link_env = {"FEDHYDRA_LLM_CACHE": str(cache)} if llm_cache else {}  # the clients' processes inherit it
     started = time.time()
-    with ensure_llm(llm_config, timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency) as llm:
+    with resolve_llm(llm_config, url=cfg.llm_url or None, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
+                     concurrency=cfg.llm_concurrency, cache_path=str(cache) if llm_cache else None) as endpoint:
+        llm = endpoint.config
         values.update({"llm-url": llm.base_url, "llm-model": llm.model})
         config_file = out / "run_config.toml"
         import tomli_w
@@ -238,7 +242,7 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None
         atomic_write_text(config_file, tomli_w.dumps(values))
         progress(f"federation: {len(train)} training + {len(test)} test clients, {cfg.federation.num_rounds} rounds, "
                  f"strategy {cfg.federation.strategy}; LLM {llm.base_url}")
-        with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes) as link:
+        with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes, env=link_env) as link:
             run_id = link.submit(flower_app(out), config_file)
             progress(f"Flower run {run_id} submitted; following its log (also in {out / 'flwr.log'})")
             with open(out / "flwr.log", "w", encoding="utf-8") as log:
@@ -256,5 +260,5 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config=None
                "test_questions": sum(len(u.questions) for u in test), "rounds": cfg.federation.num_rounds,
                "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise, "run_id": run_id,
                "status": status, "wall_seconds": round(wall, 1),
-               "llm_calls": cache_rows_since(llm_cache_path(), started)}
+               "llm_calls": cache_rows_since(cache, started)}
     return collect(cfg, dataset, out, store_dir, summary=summary)

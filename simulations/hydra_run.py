@@ -22,30 +22,29 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, TypeVar
 
 from shared.config import RunConfig
-from shared.data import Dataset, Question, write_outputs
+from shared.data import Dataset, write_outputs
+from shared.evaluation import Predictions, merge_predictions
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import Episode, build_user_episodes
-from shared.hydra.infer import Answer
 from shared.hydra.model import HydraBase, PersonalHeads
 from shared.hydra.stages import train_stage
 from shared.hydra.train import Trainer
-from shared.hydra.variants import COST_METHODS, HYDRA_METHODS, VARIANTS
+from shared.hydra.variants import COST_METHODS, HYDRA_METHODS
 from shared.io import atomic_write_text
 from shared.ledger import Cost, Ledger
 from shared.llm.client import LLMClient
 from shared.metrics import evaluate, example_score, primary_metric
 from shared.tasks import TaskSpec
-from simulations.baseline import METHODS, BaselineContext
-from simulations.report import MethodResult, plot_methods, relative_gain, write_table
 from shared.users import User, split_users
+from simulations.report import MethodResult, plot_methods, relative_gain, write_table
 
-__all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "evaluate_users", "finish_run", "Predictions",
-           "merge_predictions", "map_users", "left_baseline", "comparison_tables"]
+__all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "finish_run", "map_users", "left_baseline",
+           "comparison_tables"]
 
 T = TypeVar("T")
 
@@ -80,7 +79,7 @@ def map_users(fn: Callable[[User], T], users: Sequence[User], *, workers: int, d
         bar.close()
 
 
-def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient, cfg: RunConfig, *, with_golds: bool,
+def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient | None, cfg: RunConfig, *, with_golds: bool,
                    progress: bool = True, ledger: Ledger | None = None,
                    unit: str = "training user") -> tuple[dict[str, list[Episode]], dict[str, int]]:
     """Every user's episodes (their golds only if ``with_golds``), several users at once, with a progress bar;
@@ -108,105 +107,6 @@ def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient, cfg: R
 
 def _heads_map(heads: PersonalHeads | None) -> dict[str, object] | None:
     return None if heads is None else {r: heads.heads[r] for r in heads.heads}
-
-
-@dataclass
-class Predictions:
-    """Per method: predictions; plus the HYDRA pool's oracle and the explanations of the full method."""
-
-    by_method: dict[str, dict[str, str]] = field(default_factory=dict)
-    oracle: dict[str, str] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-    asked: dict[str, int] = field(default_factory=dict)
-    llm_seconds: dict[str, float] = field(default_factory=dict)
-    failures: dict[str, int] = field(default_factory=dict)
-    baselines: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Per HYDRA method and question: the strongest non-LLM answer, which the method kept or left."""
-
-
-AnswerFn = Callable[..., Answer]
-"""``fn(user, question, ctx, *, variant) -> Answer``: how HYDRA answers as the named variant."""
-
-
-def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: LLMClient, cfg: RunConfig,
-                   golds: Mapping[str, str], *, methods: Sequence[str] | None = None,
-                   progress: bool = True) -> Predictions:
-    """Answer every test question with every method (golds are read only for the oracle, after answering)."""
-    from tqdm import tqdm
-
-    from shared.errors import LLMError
-
-    k = cfg.inference.k
-    # what a device can compute for its own user (global-ridge needs the other users' data: `fedhydra baseline`)
-    baseline_names = [m for m in ("input", "majority", "user-mean", "user-ridge")
-                      if METHODS[m].applies(task)] + ["zero-shot", "rag"]
-    wanted = list(methods) if methods is not None else baseline_names + list(HYDRA_METHODS) + list(COST_METHODS)
-    preds = Predictions()
-    bctx = BaselineContext(task=task, llm=llm, k=k, style=cfg.pool.style,
-                           histories={u.user_id: u.history for u in users})
-    if task.labels and task.item_output:
-        from collections import Counter
-
-        counts = Counter(task.item_output(it) for u in users for it in u.history)
-        bctx.global_majority = next((l for l, _ in counts.most_common() if l in task.labels), None)
-    runs: list[tuple[str, Callable[[User, Question, UserContext], str | Answer]]] = []
-    for name in wanted:
-        if name in METHODS:
-            label = f"rag-k{k}" if name == "rag" else name
-            runs.append((label, lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
-    for name in wanted:
-        if name in VARIANTS:
-            runs.append((name, lambda u, q, c, name=name: hydra(u, q, c, variant=name)))
-    for label, _ in runs:
-        preds.by_method[label] = {}
-        preds.seconds[label] = 0.0
-        preds.calls[label] = 0
-        preds.asked[label] = 0
-        preds.llm_seconds[label] = 0.0
-        preds.failures[label] = 0
-    for user in tqdm(users, desc="answer", unit="user", disable=not progress, leave=False):
-        for q in user.questions:
-            ctx = UserContext.build(task, q.profile)
-            for label, run in runs:
-                started = time.perf_counter()
-                with llm.meter() as meter:
-                    try:
-                        result = run(user, q, ctx)
-                    except LLMError:
-                        result = ""
-                        preds.failures[label] += 1
-                preds.seconds[label] += time.perf_counter() - started
-                preds.calls[label] += meter.requests
-                preds.asked[label] += meter.requests + meter.cache_hits
-                preds.llm_seconds[label] += meter.seconds
-                if isinstance(result, Answer) and result.degraded:
-                    preds.failures[label] += 1
-                output = result.output if isinstance(result, Answer) else result
-                preds.by_method[label][q.id] = output
-                if isinstance(result, Answer) and result.baseline is not None:
-                    preds.baselines.setdefault(label, {})[q.id] = result.baseline
-                if label == "hydra" and isinstance(result, Answer) and q.id in golds and result.candidates:
-                    preds.oracle[q.id] = max((c["text"] for c in result.candidates),
-                                             key=lambda t: example_score(task, str(t), golds[q.id]))
-    return preds
-
-
-def merge_predictions(parts: Sequence[Predictions]) -> Predictions:
-    """One Predictions from several users' (methods in first-seen order)."""
-    out = Predictions()
-    for part in parts:
-        for method, answers in part.by_method.items():
-            out.by_method.setdefault(method, {}).update(answers)
-            out.seconds[method] = out.seconds.get(method, 0.0) + part.seconds.get(method, 0.0)
-            out.calls[method] = out.calls.get(method, 0) + part.calls.get(method, 0)
-            out.asked[method] = out.asked.get(method, 0) + part.asked.get(method, 0)
-            out.llm_seconds[method] = out.llm_seconds.get(method, 0.0) + part.llm_seconds.get(method, 0.0)
-            out.failures[method] = out.failures.get(method, 0) + part.failures.get(method, 0)
-        for method, kept in part.baselines.items():
-            out.baselines.setdefault(method, {}).update(kept)
-        out.oracle.update(part.oracle)
-    return out
 
 
 def left_baseline(task: TaskSpec, preds: Predictions, golds: Mapping[str, str]) -> dict[str, dict[str, int]]:
@@ -319,15 +219,24 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train_users, test_users = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
-                                          protocol=cfg.protocol, offset=cfg.user_offset)
+                                          protocol=cfg.protocol, offset=cfg.user_offset,
+                                          free_train_users=cfg.free_train_users)
+    llm_users, free_users = train_users[:cfg.train_users], train_users[cfg.train_users:]
     history = cfg.protocol == "history"
     ledger = Ledger()
     calls0 = llm.stats.calls
 
     with ledger.stage("episodes"):
-        _say(progress, f"[1/4] episodes of {len(train_users)} training users through the LLM")
-        train_eps, train_stats = build_episodes(task, train_users, llm, cfg, with_golds=not history, progress=bars,
+        _say(progress, f"[1/4] episodes of {len(llm_users)} training users through the LLM")
+        train_eps, train_stats = build_episodes(task, llm_users, llm, cfg, with_golds=not history, progress=bars,
                                                 ledger=ledger, unit="training user")
+        if free_users:
+            _say(progress, f"      and of {len(free_users)} free training users (their questions, no LLM call)")
+            free_cfg = replace(cfg, episodes=replace(cfg.episodes, pseudo_questions=0, label_questions=False))
+            free_eps, free_stats = build_episodes(task, free_users, None, free_cfg, with_golds=True, progress=bars,
+                                                  ledger=ledger, unit="free training user")
+            train_eps.update(free_eps)
+            train_stats = {k: train_stats[k] + free_stats[k] for k in train_stats}
         test_eps, test_stats = ({}, {"episodes": 0, "skipped": 0, "llm_calls": 0})
         if not history:
             _say(progress, f"      and of {len(test_users)} new users (history only: their onboarding)")
@@ -363,8 +272,6 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
             _say(progress, f"      margin {margin:g}: on {choice.points} held-out training questions the adapter "
                            f"leaves the baseline {choice.left} times ({choice.helped} helped, {choice.hurt} hurt)")
 
-    from dataclasses import replace
-
     from client.evaluation import evaluate_user
     from client.node import device_bundle
     from client.store import UserStore
@@ -391,7 +298,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
             ledger.record(f"answer ({method})", Cost(asked=preds.asked[method], sent=preds.calls[method],
                                                      llm_seconds=preds.llm_seconds[method]), n=len(answers))
 
-    summary = {"task": task.name, "protocol": cfg.protocol, "train_users": len(train_users),
+    summary = {"task": task.name, "protocol": cfg.protocol, "train_users": len(llm_users),
+               "free_train_users": len(free_users),
                "test_users": len(test_users), "test_questions": sum(len(u.questions) for u in test_users),
                "episodes": {"train": train_stats, "test": test_stats},
                "examples": report.examples, "losses": report.losses, "editor_loss": report.editor_loss,
@@ -399,7 +307,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                "stage_seconds": {k: round(v.wall_seconds, 1) for k, v in ledger.stages.items()},
                "wall_seconds": round(time.perf_counter() - started, 1), "llm_calls": llm.stats.calls - calls0,
                "llm_concurrency": llm.config.concurrency, "llm": llm.stats.as_dict(), "ledger": ledger.as_dict()}
-    title = f"{task.name}: HYDRA, {len(train_users)} training / {len(test_users)} test users"
+    free = f" (+{len(free_users)} free)" if free_users else ""
+    title = f"{task.name}: HYDRA, {len(llm_users)}{free} training / {len(test_users)} test users"
     result = finish_run(task, preds, dataset.golds, out, title=title, summary=summary)
     result["ledger_table"] = ledger.table()
     return result

@@ -53,6 +53,30 @@ def llm_config(llm_server, tmp_path):
     return embedded_config(llm_server.url, cache_path=str(tmp_path / "cache.sqlite"))
 
 
+FAKE_LLAMA_SERVER = """#!/bin/bash
+# llama-server's command line in, the deterministic stub endpoint out (shared/llm/stub.py), named llama-server
+port=
+while [ $# -gt 0 ]; do if [ "$1" = "--port" ]; then port="$2"; fi; shift; done
+export PYTHONPATH={repo}
+exec -a llama-server {python} -m shared.llm.stub --port "$port" --delay 0
+"""
+
+
+@pytest.fixture
+def fake_llama_server(tmp_path, monkeypatch) -> Path:
+    """``FEDHYDRA_LLAMA_SERVER`` set to a stand-in for llama-server that serves the stub endpoint (not a language
+    model; starts in a second): for testing who starts and stops the embedded server, without the real one."""
+    import shlex
+    import sys
+
+    path = tmp_path / "bin" / "llama-server"
+    path.parent.mkdir()
+    path.write_text(FAKE_LLAMA_SERVER.format(repo=shlex.quote(str(REPO)), python=shlex.quote(sys.executable)))
+    path.chmod(0o755)
+    monkeypatch.setenv("FEDHYDRA_LLAMA_SERVER", str(path))
+    return path
+
+
 @pytest.fixture
 def flower_task_identity():
     """Flower messages built outside a Flower process need a task identity; restored afterwards."""

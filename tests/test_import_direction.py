@@ -1,10 +1,12 @@
 """The house's one direction: shared/ knows no side; client/ and server/ never import each other or what sits on
-top (simulations/, scripts/); nothing imports tests/. Parsed from the sources, lazy imports included."""
+top (simulations/, scripts/); nothing imports tests/; and no module imports itself back through others (no cycle).
+Parsed from the sources, lazy imports (inside functions) included. docs/design.md, "The import graph", draws it."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Iterable, Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
@@ -14,42 +16,121 @@ FORBIDDEN = {
     "simulations": {"scripts", "tests"},
     "scripts": {"tests"},
 }
-KNOWN = {("client/evaluation.py", "simulations.hydra_run")}
-"""Left to move (issue 17): the evaluation harness (evaluate_users, Predictions and the baselines it runs) still
-lives in simulations/ and the federated test clients call it through client/evaluation.py."""
 
 
 def imported_modules(source: str) -> list[str]:
-    """Every module an import statement of ``source`` names (absolute imports).
+    """Every module an import statement of ``source`` names (absolute imports), and ``module.name`` for each name a
+    ``from module import name`` takes (it may be a submodule).
 
     >>> imported_modules("import a.b\\nfrom c import d\\ndef f():\\n    from e.f import g")
-    ['a.b', 'c', 'e.f']
+    ['a.b', 'c', 'c.d', 'e.f', 'e.f.g']
     """
     out = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.append(node.module)
+            out += [node.module] + [f"{node.module}.{a.name}" for a in node.names if a.name != "*"]
     return out
 
 
 def violations(package: str, source: str, path: str) -> list[tuple[str, str]]:
     """(path, module) for each import of ``source`` that runs against the direction from ``package``."""
-    return [(path, m) for m in imported_modules(source) if m.split(".")[0] in FORBIDDEN.get(package, set())]
+    return [(path, m) for m in dict.fromkeys(imported_modules(source)) if m.split(".")[0] in FORBIDDEN.get(package, set())]
+
+
+def module_name(file: Path) -> str:
+    """``shared/llm/client.py`` -> ``shared.llm.client``; a package's ``__init__.py`` is the package."""
+    parts = file.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(sources: Mapping[str, str]) -> dict[str, set[str]]:
+    """module -> the modules of ``sources`` it imports (a ``from m import name`` counts as importing ``m.name`` when
+    that is a module of ``sources``, else ``m``); imports of other modules and of itself are left out."""
+    graph: dict[str, set[str]] = {}
+    for name, source in sources.items():
+        edges = set()
+        for target in imported_modules(source):
+            while target and target not in sources:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``: each strongly connected component of more than one module, sorted (Tarjan).
+
+    >>> cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]})
+    [['a', 'b', 'c']]
+    >>> cycles({"a": ["b"], "b": []})
+    []
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:  # recursion depth is bounded by the number of modules (a few hundred)
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def repository_sources() -> dict[str, str]:
+    """Module name -> source of every module of the layered packages."""
+    return {module_name(f): f.read_text(encoding="utf-8") for package in FORBIDDEN
+            for f in sorted((REPO / package).rglob("*.py"))}
 
 
 def test_no_import_runs_against_the_house_direction():
-    found = set()
+    found = []
     for package in FORBIDDEN:
         for file in sorted((REPO / package).rglob("*.py")):
             rel = file.relative_to(REPO).as_posix()
-            found |= set(violations(package, file.read_text(encoding="utf-8"), rel))
-    assert found - KNOWN == set(), f"imports against the direction: {sorted(found - KNOWN)}"
-    assert KNOWN <= found  # an exception that is fixed must leave the list
+            found += violations(package, file.read_text(encoding="utf-8"), rel)
+    assert found == [], f"imports against the direction: {sorted(found)}"
+
+
+def test_no_module_imports_itself_back():
+    assert cycles(import_graph(repository_sources())) == []
 
 
 def test_a_planted_forbidden_import_is_caught():
     planted = "from shared.config import RunConfig\n\ndef f():\n    from server.strategies import build_strategy\n"
-    assert violations("client", planted, "client/x.py") == [("client/x.py", "server.strategies")]
+    assert violations("client", planted, "client/x.py") == [("client/x.py", "server.strategies"),
+                                                             ("client/x.py", "server.strategies.build_strategy")]
     assert violations("server", planted, "server/x.py") == []
+    assert violations("shared", "import simulations.cli\n", "shared/x.py") == [("shared/x.py", "simulations.cli")]
+
+
+def test_a_planted_cycle_is_caught():
+    sources = repository_sources()
+    assert cycles(import_graph(sources)) == []
+    # shared.users imports shared.data; a lazy import back from shared.data closes a cycle
+    sources["shared.data"] += "\n\ndef _planted():\n    from shared.users import split_users\n"
+    assert cycles(import_graph(sources)) == [["shared.data", "shared.users"]]

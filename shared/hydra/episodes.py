@@ -58,6 +58,9 @@ class EpisodeConfig:
     pool: PoolConfig = PoolConfig()
     calls_per_user: int = 60
     seed: int = 0
+    label_questions: bool = True
+    """Whether real questions get record labels and LLM candidates; ``False``: they cost no call, like free
+    questions (a free training user's, see ``free-train-users``)."""
 
 
 @dataclass
@@ -196,14 +199,15 @@ def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, 
     report = BuildReport()
     with (llm.meter() if llm is not None else contextlib.nullcontext(LLMMeter())) as meter:
         asked: list[Episode] = []
+        free_eps: list[Episode] = []
         for qid, text, gold in questions:
             query = task.extract_query(text)
             top, scores = top_records(task, query, items, config.rerank_m)
-            asked.append(Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores))
+            (asked if config.label_questions else free_eps).append(
+                Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores))
         free = config.free_questions if (task.item_input is not None or task.rewrite) else 0
         made = make_pseudo_questions(task, items, n=config.pseudo_questions + free, seed=config.seed, user=user,
                                      llm=llm, budget=budget, report=report)
-        free_eps: list[Episode] = []
         for k, (idx, text, gold) in enumerate(made):
             corpus = tuple(it for j, it in enumerate(items) if j != idx)
             query = task.extract_query(text)

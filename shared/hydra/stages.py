@@ -37,11 +37,12 @@ class StageReport:
 
 def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[UserContext, Sequence[Episode]]],
                 heads: Mapping[str, PersonalHeads], *, epochs: int | None = None, head_epochs: int | None = None,
-                train_editor: bool = True,
+                train_editor: bool = True, roles: Sequence[str] = ROLES,
                 proximal_mu: float = 0.0, progress: Callable[[str], None] | None = None) -> StageReport:
     """Train the shared base with these users' heads on their episodes (centralized, or one client locally).
 
-    ``epochs`` and ``head_epochs`` override the trainer's config (a client's round trains less than a whole run).
+    ``epochs`` and ``head_epochs`` override the trainer's config (a client's round trains less than a whole run);
+    ``roles`` limits the roles trained (the margin's cross-validation needs the adapter only).
     """
     report = StageReport()
     base = trainer.base
@@ -53,7 +54,7 @@ def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[User
     for user, (ctx, eps) in users.items():
         for role, exs in role_examples(task, user, eps, ctx, base.editor).items():
             examples[role].extend(exs)
-    for role in ROLES:
+    for role in roles:
         report.examples[role] = len(examples[role])
         say = (lambda e, n, l, r=role: progress(f"{r} epoch {e}/{n}: loss {l:.4f}")) if progress else None
         report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, head_epochs=head_epochs,

@@ -6,8 +6,8 @@ llama.cpp sources vendored in the llama-cpp-python 0.3.36 sdist and installed ne
 (:func:`llama_server_binary` finds it). :func:`start_server` launches it on a free loopback port in its own
 session with ``slots`` parallel slots (each with its own context), waits until ``/health`` answers 200 and
 records the pid, port, slots and log in ``$FEDHYDRA_HOME/llm-server/server.json``; :func:`stop_server` stops
-its process group. :func:`ensure_llm` is what code that needs an LLM calls: an explicit endpoint wins, else a
-running embedded server is reused, else one is started (and stopped again when the context exits).
+its process group. Code that needs an LLM does not start the server itself: it resolves an endpoint with
+:func:`shared.llm.resolver.resolve_llm`, which reuses a running embedded server or starts one and owns it.
 
 The server decodes the requests of all busy slots in one batch, so clients should keep
 :func:`recommended_concurrency` requests in flight. On 2 cores the small model is compute-bound and the
@@ -15,13 +15,13 @@ gain is modest (1.2-1.8x the former single-stream server; docs/results.md, "LLM 
 
 Example (starts the server, so not a doctest)::
 
-    with ensure_llm() as config:
-        print(config.base_url)          # http://127.0.0.1:41234/v1
+    info = start_server()
+    print(info.url)                     # http://127.0.0.1:41234/v1
+    stop_server()
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -32,7 +32,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
@@ -42,7 +41,7 @@ from shared.llm.client import LLMConfig
 from shared.paths import llm_state_dir
 from shared.procs import free_port, pid_alive
 
-__all__ = ["ServerInfo", "gguf_path", "start_server", "stop_server", "running_server", "ensure_llm",
+__all__ = ["ServerInfo", "gguf_path", "start_server", "stop_server", "running_server",
            "EMBEDDED_MODEL", "EMBEDDED_ENGINE", "EMBEDDED_SLOTS", "EMBEDDED_THREADS", "embedded_config",
            "llama_server_binary", "recommended_concurrency"]
 
@@ -273,28 +272,3 @@ def stop_server(state_dir: Path | None = None) -> ServerInfo | None:
         _terminate(info.pid)
     _state_file(state_dir).unlink(missing_ok=True)
     return stopped
-
-
-@contextlib.contextmanager
-def ensure_llm(config: LLMConfig | None = None, *, threads: int = EMBEDDED_THREADS, slots: int = EMBEDDED_SLOTS,
-               state_dir: Path | None = None, **overrides) -> Iterator[LLMConfig]:
-    """Yield an LLM config: ``config`` if given, else ``FEDHYDRA_LLM_BASE_URL``, else the embedded server.
-
-    An embedded server started here is stopped when the context exits; one that was already running
-    is left running. ``overrides`` are LLMConfig fields (e.g. ``concurrency``; see :func:`recommended_concurrency`).
-    """
-    if config is not None:
-        yield config
-        return
-    if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
-        yield LLMConfig.from_env(**overrides)
-        return
-    existing = running_server(state_dir)
-    if existing is not None:
-        yield embedded_config(existing.url, **overrides)
-        return
-    info = start_server(threads=threads, slots=slots, state_dir=state_dir)
-    try:
-        yield embedded_config(info.url, **overrides)
-    finally:
-        stop_server(state_dir)

@@ -127,3 +127,45 @@ def test_the_bundles_margin_decides_whether_the_adapter_may_leave_the_input(tmp_
             assert a.advantage == pytest.approx(0.0, abs=1e-9)
         else:
             assert a.advantage > 0
+
+
+LIFECYCLE = textwrap.dedent("""
+    import json, sys
+    from client.sdk import PersonalClient
+    from shared.llm.embedded import running_server
+    client = PersonalClient(sys.argv[1], task="LaMP-7", keep_llm_server=sys.argv[2] == "keep")
+    answer = client.llm.complete([{"role": "user", "content": "a b c"}], max_tokens=4)
+    print(json.dumps({"pid": running_server().pid, "answer": answer}))
+""")
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_an_app_without_an_llm_url_leaves_no_server_running_unless_asked(tmp_path, fake_llama_server, keep):
+    """The embedded server the SDK starts (a stand-in serving the stub endpoint, not a language model) stops when the
+    app exits without closing the client; asked to keep it, the app says so and how to stop it."""
+    from shared.llm.embedded import running_server, stop_server
+    from shared.procs import pid_alive
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, "-c", LIFECYCLE, str(tmp_path / "store"), "keep" if keep else "stop"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        assert result["answer"] and pid_alive(result["pid"]) is keep
+        assert (running_server() is not None) is keep
+        assert ("fedhydra llm stop" in done.stderr) is keep
+    finally:
+        stop_server()
+
+
+def test_closing_the_client_stops_the_server_it_started(tmp_path, fake_llama_server):
+    from shared.llm.embedded import running_server
+    from shared.procs import pid_alive
+
+    with PersonalClient(tmp_path / "store", task="LaMP-7") as client:
+        assert client.llm.complete([{"role": "user", "content": "a b"}], max_tokens=4)
+        info = running_server()
+        assert info is not None and client.llm.config.base_url == info.url
+    assert running_server() is None and not pid_alive(info.pid)
+    client.close()  # idempotent

@@ -13,8 +13,9 @@ import requests
 
 from shared.errors import LLMServerError
 from shared.llm import LLMClient
-from shared.llm.embedded import (EMBEDDED_SLOTS, ensure_llm, gguf_path, llama_server_binary, recommended_concurrency,
+from shared.llm.embedded import (EMBEDDED_SLOTS, gguf_path, llama_server_binary, recommended_concurrency,
                                  running_server, start_server, stop_server)
+from shared.llm.resolver import resolve_llm
 from shared.procs import pid_alive
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
@@ -102,8 +103,9 @@ def test_cli_serve_and_stop(tmp_path):
     assert subprocess.run(cmd + ["status"], env=env, capture_output=True, text=True).returncode == 1
 
 
-def test_ensure_llm_starts_on_demand_and_stops_what_it_started(tmp_path):
-    with ensure_llm(state_dir=tmp_path) as config:
+def test_the_resolver_starts_on_demand_and_stops_what_it_started(tmp_path):
+    with resolve_llm(state_dir=tmp_path) as endpoint:
+        config = endpoint.config
         assert config.model == "smollm2-135m-instruct" and config.identity.startswith("embedded:llama-server:")
         assert LLMClient(config).complete([{"role": "user", "content": "Say yes."}], max_tokens=4)
         info = running_server(tmp_path)

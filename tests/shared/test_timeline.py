@@ -117,7 +117,8 @@ def test_real_histories(lamp_data):
 
 
 def test_federated_nodes_load_the_same_split(tmp_path):
-    from client.node import NodeRole, resolve_user
+    from client.node import resolve_user
+    from shared.protocol import NodeRole
 
     history_file(tmp_path)
     cfg = RunConfig.from_mapping({**default_mapping(), "task": "LaMP-3", "data": str(tmp_path), "split": "timeline",

