@@ -13,9 +13,9 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
-from client.node import ClientNode, make_llm, node_dataset, resolve_user
+from client.node import ClientNode, is_free_node, make_llm, node_dataset, resolve_user
 from shared.config import RunConfig
-from shared.protocol import DP_WEIGHT_KEY, ROLE_KEY
+from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY
 
 
 def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
@@ -33,7 +33,7 @@ def _node(context: Context) -> ClientNode:
             mapping[key] = context.node_config[key]
     cfg = RunConfig.from_mapping(mapping, complete=True)
     user, role = resolve_user(cfg, context.node_config)
-    return ClientNode(cfg=cfg, user=user, role=role, llm=make_llm(cfg))
+    return ClientNode(cfg=cfg, user=user, role=role, llm=make_llm(cfg), free=is_free_node(cfg, context.node_config))
 
 
 def _arrays(msg: Message) -> dict:
@@ -41,7 +41,11 @@ def _arrays(msg: Message) -> dict:
 
 
 def query(msg: Message, context: Context) -> Message:
+    """The server asks this node's role, or (with the global base) its margin sums."""
     node = _node(context)
+    if str(msg.content["config"].get(ASK_KEY, "")) == ASK_MARGIN:
+        return Message(content=RecordDict({MARGIN_RECORD: MetricRecord(node.margin_sums(_arrays(msg)))}),
+                       reply_to=msg)
     return Message(content=RecordDict({"config": ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
 
 
@@ -60,7 +64,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
     methods = None if str(config.get("methods", "hydra")) == "all" else ["hydra"]
-    metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds)
+    margin = float(config[MARGIN_KEY]) if MARGIN_KEY in config else None
+    metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds, margin=margin)
     if not node.cfg.federation.report_metrics:
         metrics = {"num-examples": metrics["num-examples"]}
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

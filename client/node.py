@@ -2,9 +2,12 @@
 
 A *training* client builds its episodes through the LLM on first contact (kept in its store), loads the
 received shared base, trains it together with its personal heads on its own data, keeps the heads, and
-returns the shared tensors and its example count. A *test* client (a new user) fits fresh heads on its
-history with the received base frozen, answers its questions, keeps its predictions locally and returns
-only scalar metrics (or nothing but a count when metric reporting is off).
+returns the shared tensors and its example count (a *free* training client, ``free-train-users``, builds its
+episodes without any LLM call, as the centralized run's free users do). After the last round it returns its
+per-margin counts and sums under the global base (:meth:`ClientNode.margin_sums`). A *test* client (a new user)
+fits fresh heads on its history with the received base frozen, answers its questions (with the decision margin the
+server sends, if any), keeps its predictions locally and returns only scalar metrics (or nothing but a count when
+metric reporting is off).
 
 The node's role (:class:`shared.protocol.NodeRole`) comes from the run's user split or the node's config.
 """
@@ -26,8 +29,8 @@ from shared.errors import ConfigError
 from shared.paths import fedhydra_home
 from shared.users import HISTORY_PROTOCOL
 
-__all__ = ["ClientNode", "resolve_user", "make_llm", "shared_base", "store_root", "device_bundle",
-           "llm_faults", "offlabel_answers", "node_dataset"]
+__all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_base", "store_root", "device_bundle",
+           "llm_faults", "offlabel_answers", "node_dataset", "base_shapes"]
 
 
 _BASES: dict[str, Any] = {}
@@ -42,6 +45,12 @@ def shared_base(model_config):
     if key not in _BASES:
         _BASES[key] = HydraBase(model_config)
     return _BASES[key]
+
+
+def base_shapes(model_config) -> dict[str, tuple[int, ...]]:
+    """The shape of every shared tensor of this node's own model: what a received global base must match
+    (:mod:`client.guard`)."""
+    return {k: tuple(v.shape) for k, v in shared_base(model_config).shared_state().items()}
 
 
 def store_root(cfg: RunConfig) -> Path:
@@ -73,13 +82,24 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
             raise ConfigError(f"node config user-id {wanted!r} is not a user of {cfg.data}")
         return user, role
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
-                              protocol=cfg.protocol, offset=cfg.user_offset)
+                              protocol=cfg.protocol, offset=cfg.user_offset, free_train_users=cfg.free_train_users)
     index = int(node_config.get("partition-id", -1))
     history = cfg.protocol == HISTORY_PROTOCOL
     users = node_users(train, test, cfg.protocol)
     if not 0 <= index < len(users):
         raise ConfigError(f"partition-id {index} is outside the {len(users)} users of this run")
     return users[index], (NodeRole.BOTH if history else NodeRole.from_index(index, train_users=len(train)))
+
+
+def is_free_node(cfg: RunConfig, node_config: Mapping[str, Any]) -> bool:
+    """Whether this node is a free training user's (no LLM call: ``free-train-users``): by its ``partition-id`` in a
+    simulation, by ``free-train = true`` in a device's node config."""
+    from shared.users import is_free_train_node
+
+    if "user-id" in node_config:
+        return bool(node_config.get("free-train", False))
+    return is_free_train_node(cfg.protocol, int(node_config.get("partition-id", -1)), train_users=cfg.train_users,
+                              free_train_users=cfg.free_train_users)
 
 
 def make_llm(cfg: RunConfig):
@@ -102,6 +122,8 @@ class ClientNode:
     user: Any
     role: NodeRole
     llm: Any
+    free: bool = False
+    """A free training user's node: its episodes cost no LLM call (see :func:`is_free_node`)."""
 
     @property
     def task(self):
@@ -113,17 +135,25 @@ class ClientNode:
     def store(self) -> UserStore:
         return UserStore(store_root(self.cfg), self.user.user_id, task=self.task.name)
 
+    def guard(self):
+        """This user's :class:`client.guard.Guard`: every received base is checked before it touches anything."""
+        from client.guard import Guard
+
+        return Guard(base_shapes(self.cfg.model), store_root(self.cfg), self.user.user_id, task=self.task.name)
+
     def episodes(self) -> tuple[list, dict[str, int]]:
         """The user's labelled episodes: from the store, or built through the LLM on first contact."""
-        from shared.hydra.episodes import build_user_episodes
+        from shared.hydra.episodes import build_user_episodes, free_user_config
 
         store = self.store
         cached = store.read_episodes()
         if cached is not None:
             return cached, {"llm_calls": 0, "skipped": 0, "offlabel": 0}
         questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []  # golds never for test users
-        episodes, report = build_user_episodes(self.task, self.user.user_id, self.user.history, questions, self.llm,
-                                               self.cfg.episodes)
+        free = self.free and self.role is NodeRole.TRAIN  # as the centralized run's free users: no LLM at all
+        episodes, report = build_user_episodes(self.task, self.user.user_id, self.user.history, questions,
+                                               None if free else self.llm,
+                                               free_user_config(self.cfg.episodes) if free else self.cfg.episodes)
         offlabel = offlabel_answers(self.task, episodes)
         store.write_history(self.user.history)
         store.write_episodes(episodes)
@@ -147,6 +177,8 @@ class ClientNode:
 
         if self.role is NodeRole.TEST:
             raise ConfigError(f"user {self.user.user_id} is a test user and does not train")
+        guard = self.guard()
+        arrays = guard.check_base(arrays)  # UnsafeBase: refused before anything reads it or touches the store
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
@@ -156,12 +188,15 @@ class ClientNode:
         stored = self.store.read_heads(self.cfg.model)
         if stored is not None:
             heads.load_state(stored)
+        before = heads.state()
         ctx = UserContext.build(self.task, self.user.history, embed=trainer.history_embed)
         report = train_stage(trainer, self.task, {self.user.user_id: (ctx, episodes)}, {self.user.user_id: heads},
                              epochs=self.cfg.federation.local_epochs,
                              head_epochs=self.cfg.federation.local_head_epochs, proximal_mu=proximal_mu)
-        self.store.write_heads(heads.state(), self.cfg.model)
         out = {k: v.numpy().astype(np.float32) for k, v in trainer.base.shared_state().items()}
+        guard.check_round(heads.state(), before, out)  # DivergedRound: the last good heads stay, nothing is sent
+        self.store.write_heads(heads.state(), self.cfg.model)
+        guard.accept()
         n = sum(report.examples.values())
         losses = [l[-1] for l in report.losses.values() if l]
         metrics = {"num-examples": max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
@@ -170,25 +205,48 @@ class ClientNode:
                    **_delta(llm_faults(self.llm), faults0)}
         return out, metrics
 
-    def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str]) -> dict[str, float]:
+    def margin_sums(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int | float]:
+        """This training user's contribution to the decision margin under the global base ``arrays`` (frozen):
+        personal heads cross-fitted on halves of its own adapter examples score the other halves
+        (:func:`shared.hydra.calibrate.user_margin_sums`); returns only the per-margin counts and sums as a flat
+        record (:meth:`shared.hydra.decision.MarginSums.to_record`). The stored heads are left as they are."""
+        from shared.hydra.calibrate import user_margin_sums
+        from shared.hydra.context import UserContext
+        from shared.protocol import TRAINING_ROLES
+
+        if self.role.value not in TRAINING_ROLES:
+            raise ConfigError(f"user {self.user.user_id} is a test user and has no training data for the margin")
+        arrays = self.guard().check_base(arrays)
+        episodes, _ = self.episodes()
+        trainer = self._trainer(arrays)
+        ctx = UserContext.build(self.task, self.user.history, embed=trainer.history_embed)
+        return user_margin_sums(self.task, trainer, self.user.user_id, ctx, episodes).to_record()
+
+    def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str],
+                 margin: float | None = None) -> dict[str, float]:
         """Fit fresh heads (base frozen) and answer every question through the on-device SDK; keep the
         predictions in the store; return scalar metrics.
 
         ``methods`` None answers with every method of the centralized run (baselines and HYDRA variants).
+        ``margin`` is the decision margin the server chose on training users (it goes into the device bundle, as in
+        the centralized run); None: no margin rule.
         """
         from client.evaluation import evaluate_user
         from shared.metrics import evaluate
 
+        guard = self.guard()
+        arrays = guard.check_base(arrays)  # UnsafeBase: refused before any export or store write
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
         _, built = self.episodes()
-        preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg), self.cfg, self.llm,
+        preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg, margin=margin), self.cfg, self.llm,
                               store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
                                       "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures,
                                       "asked": preds.asked, "llm_seconds": preds.llm_seconds,
                                       "baselines": preds.baselines})
+        guard.accept()
         metrics: dict[str, float] = {"num-examples": len(self.user.questions)}
         mine = {q.id: golds[q.id] for q in self.user.questions if q.id in golds}
         if mine:

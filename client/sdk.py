@@ -46,6 +46,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from client.device import PERSONAL, DeviceModels, OnnxScorer, embedding_id, fit_head, read_manifest, uses_int8
+from client.guard import check_heads
 from client.store import UserStore, text_digest
 from shared.errors import ConfigError, DataFormatError
 from shared.hydra.context import UserContext
@@ -287,9 +288,11 @@ class PersonalClient:
         ctx = UserContext.build(self.task, history, embed=self._embed)
         examples = role_examples(self.task, self.store.user, episodes, ctx, models.editor)
         heads: dict[str, np.ndarray] = {}
+        prior: dict[str, np.ndarray] = {}
         for role in ROLES:
             shared = models.shared_weights(role)
             w, b = shared.head_w, shared.head_b
+            prior[f"head.{role}.weight"], prior[f"head.{role}.bias"] = w, b
             usable = [e for e in examples[role] if e.target is not None and len(e.items) > 1]
             report.examples[role] = len(usable)
             if usable:
@@ -298,6 +301,7 @@ class PersonalClient:
                 w, b, report.losses[role] = fit_head(inputs, [e.target for e in usable], w, b, steps=self.fit_steps,
                                                      lr=self.fit_lr, l2=self.head_l2)
             heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
+        check_heads(heads, prior)  # client/guard.py: DivergedRound, the last good heads stay
         self.store.write_heads(heads, models.config, bundle=models.id)
         for role in ROLES:
             models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")

@@ -10,6 +10,7 @@ Layout of ``<root>/<user>/`` (format version :data:`STORE_VERSION`, recorded in 
 | ``heads.safetensors`` | the personal heads (``head.`` keys only) |
 | ``predictions.json`` | answers to the user's questions, per method (simulation output) |
 | ``embeddings.safetensors`` | the encoder's embeddings of the history records (a cache, see below) |
+| ``accepted_base.json`` | the norm of the last global base this device accepted (:mod:`client.guard`) |
 | ``bundle/`` | the model bundle of the on-device SDK |
 
 Every write goes to a temporary file in the same folder (``.<name>.<random>.tmp``), flushed to disk and
@@ -218,6 +219,14 @@ class UserStore:
 
     def clear_embeddings(self) -> None:
         self.embeddings_path.unlink(missing_ok=True)
+
+    # -- the last global base the device's guard accepted ------------------------------------------------
+    def read_accepted_base(self) -> dict[str, Any] | None:
+        """What :mod:`client.guard` recorded of the last global base this device accepted (``{"norm": ...}``)."""
+        return self._read_json("accepted_base.json")
+
+    def write_accepted_base(self, record: Mapping[str, Any]) -> None:
+        self._write_json("accepted_base.json", dict(record))
 
     # -- predictions ------------------------------------------------------------------------------------
     def write_predictions(self, predictions: Mapping[str, Any]) -> None:

@@ -10,6 +10,9 @@
   training nodes, aggregate, checkpoint the global base, evaluate on test nodes (their scalar metrics only).
   It writes one line per round to ``rounds.jsonl``; a fresh run starts that file anew, a resumed one keeps the
   lines of the rounds it resumes after.
+- :func:`gather_margin` (after the last round, when the run has a margin rule) asks the training nodes for their
+  per-margin counts and sums under the global base, checks and adds them up, and chooses the decision margin
+  (:class:`shared.hydra.decision.MarginSums`); the final evaluation's config carries it to the test nodes.
 
 Every round also sums the fault counters clients report (:data:`shared.protocol.FAULT_COUNTERS`: training
 examples skipped and answers degraded because the LLM failed, LLM calls failed or retried) and keeps the reason
@@ -34,12 +37,13 @@ from flwr.serverapp.strategy import Strategy
 
 from server.checkpoint import save_checkpoint, save_server_state, strategy_state
 from server.validation import InvalidUpdate, expected_spec, validate_update
+from shared.hydra.decision import MarginChoice, MarginSums
 from shared.io import atomic_write_text
-from shared.protocol import FAULT_COUNTERS, ROLE_KEY, TESTING_ROLES, TRAINING_ROLES
+from shared.protocol import (ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
+                             TESTING_ROLES, TRAINING_ROLES)
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
-           "weighted_metrics",
-           "short_reason"]
+           "weighted_metrics", "gather_margin", "short_reason"]
 
 
 def short_reason(reason: object, limit: int = 300) -> str:
@@ -95,6 +99,10 @@ class RoundLog:
     eval_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     privacy: dict[str, float] | None = None
+    margin: dict | None = None
+    """After the last round of a run with a margin rule: the chosen margin (:meth:`MarginChoice.as_dict`, whose
+    ``margin`` None means ``inf``) with how many clients answered and the dropped ones; without a ``margin`` key
+    when none answered validly (the test users then answer without a margin rule)."""
 
     def count_faults(self, msg: Message) -> None:
         """Add the fault counters of a reply (if it has metrics) to this round's."""
@@ -285,8 +293,8 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
     while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
         time.sleep(1)
     ids = list(grid.get_node_ids())
-    messages = [Message(content=RecordDict({"config": ConfigRecord({"ask": "role"})}), message_type=MessageType.QUERY,
-                        dst_node_id=n) for n in ids]
+    messages = [Message(content=RecordDict({"config": ConfigRecord({ASK_KEY: ASK_ROLE})}),
+                        message_type=MessageType.QUERY, dst_node_id=n) for n in ids]
     roles: dict[int, str] = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
@@ -298,13 +306,62 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
     return roles
 
 
+def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, server_round: int = 0,
+                  timeout: float = 3600.0) -> tuple[MarginChoice | None, dict]:
+    """Ask the training nodes ``node_ids`` for their margin sums under the global base ``arrays`` (a query message),
+    check each reply (:meth:`MarginSums.from_record`: the grid's keys, finite numbers, whole non-negative counts),
+    add up the valid ones and choose the margin.
+
+    Returns the choice (None when no node answered validly: the run then answers without a margin rule) and a report
+    ``{"clients": answered validly, "dropped": ["node N: reason", ...]}``; a failed or invalid reply is logged and
+    dropped.
+    """
+    config = ConfigRecord({ASK_KEY: ASK_MARGIN, "server-round": server_round})
+    messages = [Message(content=RecordDict({"config": config, "arrays": arrays}), message_type=MessageType.QUERY,
+                        dst_node_id=n) for n in node_ids]
+    total: MarginSums | None = None
+    report: dict = {"clients": 0, "dropped": []}
+    replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
+    for node in sorted(set(node_ids) - {r.metadata.src_node_id for r in replies}):
+        log(WARNING, "margin: node %d did not answer", node)
+        report["dropped"].append(f"node {node}: no reply")
+    for reply in replies:
+        node = reply.metadata.src_node_id
+        try:
+            if reply.has_error():
+                raise ValueError(f"failed: {short_reason(reply.error.reason)}")
+            records = reply.content.metric_records
+            if set(reply.content.keys()) != {MARGIN_RECORD} or MARGIN_RECORD not in records:
+                raise ValueError(f"a margin reply must hold one metric record {MARGIN_RECORD!r}, "
+                                 f"not {sorted(reply.content.keys())}")
+            sums = MarginSums.from_record(dict(records[MARGIN_RECORD]))
+        except ValueError as exc:
+            log(WARNING, "margin: dropped the reply of node %d: %s", node, exc)
+            report["dropped"].append(f"node {node}: {exc}")
+            continue
+        total = sums if total is None else total + sums
+        report["clients"] += 1
+    if total is None:
+        log(WARNING, "margin: no training node answered validly; the test users answer without a margin rule")
+        return None, report
+    choice = total.choose()
+    log(INFO, "margin %g chosen over %d training clients: on %d held-out questions the adapter leaves the baseline "
+              "%d times (%d helped, %d hurt)", choice.margin, report["clients"], choice.points, choice.left,
+        choice.helped, choice.hurt)
+    return choice, report
+
+
 def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *, num_rounds: int, start_round: int,
                roles: Mapping[int, str], out_dir: Path, checkpoint_dir: Path, model, task: str, accountant=None,
-               final_methods: str = "", timeout: float = 3600.0, eval_every: int = 1) -> ArrayRecord:
+               final_methods: str = "", timeout: float = 3600.0, eval_every: int = 1,
+               margin: bool = False) -> ArrayRecord:
     """Rounds ``start_round+1 .. num_rounds``; writes ``rounds.jsonl`` and a checkpoint per round.
 
     Test users evaluate after every ``eval_every``-th round and after the last (``eval_every=0``: the last only);
-    ``timeout`` is how long one round's training, or its evaluation, waits for replies.
+    ``timeout`` is how long one round's training, or its evaluation, waits for replies. With ``margin``, after the
+    last round's training the training nodes choose the decision margin (:func:`gather_margin`); it goes into the
+    last round's line of ``rounds.jsonl`` and the final evaluation's config (:data:`MARGIN_KEY`). Earlier
+    evaluations answer without a margin rule (none is chosen yet).
     """
     train_grid = RoleGrid(grid, [n for n, r in roles.items() if r in TRAINING_ROLES])
     test_grid = RoleGrid(grid, [n for n, r in roles.items() if r in TESTING_ROLES])
@@ -332,8 +389,14 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
             spent = accountant.get_privacy_spent()
             record.privacy = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}
         final = rnd == num_rounds
+        chosen = None
+        if final and margin:
+            chosen, margin_report = gather_margin(grid, train_grid.get_node_ids(), arrays, server_round=rnd,
+                                                  timeout=timeout)
+            record.margin = {**(chosen.as_dict() if chosen is not None else {}), **margin_report}
         if test_grid.get_node_ids() and (final or (eval_every > 0 and rnd % eval_every == 0)):
-            cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra"})
+            cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra",
+                                **({MARGIN_KEY: float(chosen.margin)} if chosen is not None else {})})
             eval_messages = strategy.configure_evaluate(rnd, arrays, cfg, test_grid)
             eval_replies = grid.send_and_receive(eval_messages, timeout=timeout)
             record.eval_metrics = dict(strategy.aggregate_evaluate(rnd, eval_replies) or {})

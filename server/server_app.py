@@ -27,8 +27,9 @@ def main(grid: Grid, context: Context) -> None:
     done, arrays = starting_point(cfg)
     initial = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     # one node per user (shared.users.node_count; history protocol: every one of the `test-users` users trains and
-    # is tested on one node)
-    expected = node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users)
+    # is tested on one node; free training users are training nodes too)
+    expected = node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users,
+                          free_train_users=cfg.free_train_users)
     roles = discover_roles(grid, expected)
     n_train = sum(r in TRAINING_ROLES for r in roles.values())
     n_test = sum(r in TESTING_ROLES for r in roles.values())
@@ -51,9 +52,11 @@ def main(grid: Grid, context: Context) -> None:
     validating.summary()
     run_rounds(grid, validating, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
-               final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every)
+               final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every,
+               margin=cfg.margin_folds != 0)
     summary = {"train_clients": n_train, "test_clients": n_test, "rounds": cfg.federation.num_rounds,
-               "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise}
+               "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise,
+               "margin_rule": cfg.margin_folds != 0}
     if accountant is not None and accountant.num_releases:
         spent = accountant.get_privacy_spent()
         summary["privacy"] = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}

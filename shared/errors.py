@@ -24,6 +24,9 @@ __all__ = [
     "LLMRetriesExhausted",
     "LLMUnavailable",
     "LLMServerError",
+    "GuardError",
+    "UnsafeBase",
+    "DivergedRound",
 ]
 
 
@@ -106,3 +109,24 @@ class LLMUnavailable(LLMError):
 
 class LLMServerError(LLMError):
     """The embedded LLM server could not be started, found or stopped."""
+
+
+class GuardError(FedHydraError):
+    """A device's guard (:mod:`client.guard`) stopped a round before it could damage the device.
+
+    ``key`` names the tensor at fault (None when the rule is about the whole message), ``reason`` says which rule.
+    """
+
+    def __init__(self, reason: str, *, key: str | None = None):
+        self.reason = reason
+        self.key = key
+        super().__init__(reason)
+
+
+class UnsafeBase(GuardError):
+    """A device refused the global base a server sent (wrong keys, shapes or dtypes, non-finite values, implausible
+    norms, an oversized message): nothing was read into a model or written to the store."""
+
+
+class DivergedRound(GuardError):
+    """A round's training left non-finite or diverged values: the device kept its last good heads and sent nothing."""

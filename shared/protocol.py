@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["FAULT_COUNTERS", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES"]
+__all__ = ["FAULT_COUNTERS", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
+           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY"]
 
 
 class NodeRole(str, Enum):
@@ -32,6 +33,19 @@ class NodeRole(str, Enum):
 
 ROLE_KEY = "role"
 """The key of a node's role in its reply to the server's role query."""
+ASK_KEY = "ask"
+"""The key of a query message's config record that says what the server asks: :data:`ASK_ROLE` or
+:data:`ASK_MARGIN`."""
+ASK_ROLE = "role"
+"""Query: the node's role (the reply's config record holds :data:`ROLE_KEY` only)."""
+ASK_MARGIN = "margin"
+"""Query, sent to training nodes after the last round with the global base: the node's per-margin counts and sums
+(:class:`shared.hydra.decision.MarginSums`), in a metric record named :data:`MARGIN_RECORD`."""
+MARGIN_RECORD = "margin"
+"""The record name of a node's margin sums in its reply to the margin query."""
+MARGIN_KEY = "margin"
+"""The key of the decision margin in the final evaluation's config record (absent: answer without a margin rule;
+``inf``: keep the strongest non-LLM answer)."""
 TRAINING_ROLES = (NodeRole.TRAIN.value, NodeRole.BOTH.value)
 """Roles whose nodes train (the server sends them train messages)."""
 TESTING_ROLES = (NodeRole.TEST.value, NodeRole.BOTH.value)

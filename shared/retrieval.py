@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from typing import Sequence
 
 from rank_bm25 import BM25Okapi
@@ -34,15 +36,37 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
+_INDEXES: "OrderedDict[tuple[str, ...], BM25Okapi | None]" = OrderedDict()
+_INDEX_LOCK = threading.Lock()
+_KEEP = 16
+"""Indexes kept (least recently used dropped): the same profile is searched by every method answering a question."""
+
+
+def _index(documents: Sequence[str]) -> BM25Okapi | None:
+    """The BM25 index of ``documents`` (None when no document has a token), built once while it is in use."""
+    key = tuple(documents)
+    with _INDEX_LOCK:
+        if key in _INDEXES:
+            _INDEXES.move_to_end(key)
+            return _INDEXES[key]
+    corpus = [tokenize(d) for d in documents]
+    index = BM25Okapi(corpus) if any(corpus) else None
+    with _INDEX_LOCK:
+        _INDEXES[key] = index
+        while len(_INDEXES) > _KEEP:
+            _INDEXES.popitem(last=False)
+    return index
+
+
 def bm25_scores(query: str, documents: Sequence[str]) -> list[float]:
     """BM25Okapi score of every document for the query (rank-bm25 defaults: k1=1.5, b=0.75, epsilon=0.25)."""
     if not documents:
         return []
-    corpus = [tokenize(d) for d in documents]
     terms = tokenize(query)
-    if not terms or not any(corpus):
+    index = _index(documents) if terms else None
+    if index is None:
         return [0.0] * len(documents)
-    return [float(s) for s in BM25Okapi(corpus).get_scores(terms)]
+    return [float(s) for s in index.get_scores(terms)]
 
 
 def bm25_top_k(query: str, documents: Sequence[str], k: int) -> list[int]:

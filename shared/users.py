@@ -11,7 +11,8 @@ later question's gold is ever part of it (:func:`user_history`).
 
 A federation has one node per user that trains or answers: :func:`node_users` lists them in partition order
 (the node with ``partition-id`` i is the i-th) and :func:`node_count` is their number, computed from the
-configuration alone (the server's expectation) or from the split's sizes (the simulation's SuperNodes).
+configuration alone (the server's expectation) or from the split's sizes (the simulation's SuperNodes). Free
+training users (``free-train-users``) are training nodes after the others (:func:`is_free_train_node`).
 
 Example:
     >>> from shared.synthetic import generate
@@ -34,7 +35,8 @@ from typing import Mapping, Sequence
 from shared.data import Dataset, Question, group_by_user
 from shared.errors import ConfigError
 
-__all__ = ["User", "split_users", "find_user", "user_history", "node_users", "node_count", "HISTORY_PROTOCOL"]
+__all__ = ["User", "split_users", "find_user", "user_history", "node_users", "node_count", "is_free_train_node",
+           "HISTORY_PROTOCOL"]
 
 HISTORY_PROTOCOL = "history"
 """The protocol in which the same users train and answer (one node each, in both roles)."""
@@ -97,7 +99,21 @@ def node_users(train: Sequence[User], test: Sequence[User], protocol: str) -> li
     return list(train) + ([] if protocol == HISTORY_PROTOCOL else list(test))
 
 
-def node_count(protocol: str, *, train_users: int, test_users: int) -> int:
-    """How many nodes a federation of ``train_users`` training and ``test_users`` test users has
-    (``len(node_users(...))`` for a split of those sizes)."""
-    return test_users if protocol == HISTORY_PROTOCOL else train_users + test_users
+def node_count(protocol: str, *, train_users: int, test_users: int, free_train_users: int = 0) -> int:
+    """How many nodes a federation of ``train_users`` (+ ``free_train_users``) training and ``test_users`` test users
+    has (``len(node_users(...))`` for a split of those sizes).
+
+    >>> node_count("disjoint", train_users=3, test_users=2, free_train_users=4), node_count("history", train_users=3, test_users=2)
+    (9, 2)
+    """
+    return test_users if protocol == HISTORY_PROTOCOL else train_users + free_train_users + test_users
+
+
+def is_free_train_node(protocol: str, index: int, *, train_users: int, free_train_users: int) -> bool:
+    """Whether the node with partition ``index`` is a free training user's (``free-train-users``: after the first
+    ``train_users`` training nodes, before the test nodes; disjoint protocol only).
+
+    >>> [is_free_train_node("disjoint", i, train_users=2, free_train_users=1) for i in range(4)]
+    [False, False, True, False]
+    """
+    return protocol != HISTORY_PROTOCOL and train_users <= index < train_users + free_train_users

@@ -91,12 +91,13 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     from client.store import UserStore
 
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
-                              offset=cfg.user_offset)
+                              offset=cfg.user_offset, free_train_users=cfg.free_train_users)
+    paid, free = train[:len(train) - cfg.free_train_users], train[len(train) - cfg.free_train_users:]
     preds = Predictions()
     missing = []
     ledger = Ledger()
     with ledger.stage("episodes (first contact)", timed=False):  # what each client's store says its first contact cost
-        for users, unit in ((train, "training user"),
+        for users, unit in ((paid, "training user"), (free, "free training user"),
                             ([] if cfg.protocol == HISTORY_PROTOCOL else test, "new user onboarding")):
             for user in users:
                 if not UserStore.exists(store_dir, user.user_id):  # never reached (dropped out every round)
@@ -123,7 +124,7 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
                                                      llm_seconds=preds.llm_seconds[method]), n=len(answers))
     rounds_file = out / "server" / "rounds.jsonl"
     rounds = [json.loads(l) for l in rounds_file.read_text().splitlines() if l.strip()] if rounds_file.exists() else []
-    summary = {**summary, "test_users_without_predictions": missing, "ledger": ledger.as_dict()}
+    summary = {**summary, "test_users_without_predictions": missing, "ledger": ledger.as_dict(), "margin": None}
     if rounds:
         summary["round_table"] = round_table(rounds, dataset.task, out)
         ups = [b for r in rounds for b in r["bytes_up_per_client"]]
@@ -141,12 +142,20 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
         summary["faults"] = faults
         if rounds[-1].get("privacy"):
             summary["privacy"] = rounds[-1]["privacy"]
+        # the decision margin the training clients chose after the last round (as run_central's summary["margin"],
+        # plus how many clients answered and which were dropped); None: no margin rule
+        chosen = rounds[-1].get("margin")
+        summary["margin"] = chosen if chosen and "margin" in chosen else None
+        if chosen and "margin" not in chosen:
+            summary["margin_failed"] = chosen
     # every method answered by every test client is compared exactly as in the centralized run
     complete = {m: p for m, p in preds.by_method.items() if len(p) == len(preds.by_method.get("hydra", p))}
     preds.by_method = {f"{m}" if not m.startswith("hydra") else f"fed-{m}": p for m, p in complete.items()}
     for key in ("seconds", "calls", "failures", "asked", "llm_seconds", "baselines"):
         getattr(preds, key).update({f"fed-{m}": v for m, v in getattr(preds, key).items() if m.startswith("hydra")})
-    title = f"{dataset.task.name}: federated HYDRA, {summary['train_users']} training / {summary['test_users']} test users"
+    free_note = f" (+{summary['free_train_users']} free)" if summary.get("free_train_users") else ""
+    title = (f"{dataset.task.name}: federated HYDRA, {summary['train_users']}{free_note} training / "
+             f"{summary['test_users']} test users")
     groups = {m: ("federated" if m.startswith("fed-") else "baseline") for m in preds.by_method}
     result = finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups)
     result["ledger_table"] = ledger.table()
@@ -227,8 +236,8 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
     values.update({"store-dir": str(store_dir), "out-dir": str(out / "server")})
     cfg = RunConfig.from_mapping(values)
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
-                              offset=cfg.user_offset)
-    n_nodes = node_count(cfg.protocol, train_users=len(train), test_users=len(test))
+                              offset=cfg.user_offset, free_train_users=cfg.free_train_users)
+    n_nodes = node_count(cfg.protocol, train_users=len(train), test_users=len(test))  # len(train) counts the free
     cache = Path(llm_cache).resolve() if llm_cache else llm_cache_path()
     link_env = {"FEDHYDRA_LLM_CACHE": str(cache)} if llm_cache else {}  # the clients' processes inherit it
     started = time.time()
@@ -249,14 +258,16 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
                 def on_line(line: str) -> None:
                     log.write(line + "\n")
                     log.flush()
-                    if "[ROUND" in line or "ERROR" in line or "rejected" in line or "failed" in line.lower():
+                    if ("[ROUND" in line or "ERROR" in line or "rejected" in line or "failed" in line.lower()
+                            or "margin" in line):
                         progress("  " + line.split("INFO :", 1)[-1].strip())
 
                 status = link.wait(run_id, on_line=on_line)
         if status != "finished:completed":
             raise SimulationError(f"Flower run {run_id} ended as {status!r}; see {out / 'flwr.log'}")
     wall = time.time() - started
-    summary = {"task": cfg.task, "protocol": cfg.protocol, "train_users": len(train), "test_users": len(test),
+    summary = {"task": cfg.task, "protocol": cfg.protocol, "train_users": len(train) - cfg.free_train_users,
+               "free_train_users": cfg.free_train_users, "test_users": len(test),
                "test_questions": sum(len(u.questions) for u in test), "rounds": cfg.federation.num_rounds,
                "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise, "run_id": run_id,
                "status": status, "wall_seconds": round(wall, 1),

@@ -13,6 +13,13 @@ non-LLM answer must be before HYDRA leaves that answer. It is chosen on training
    adapter's choice over the baseline, and what taking it gains by the gold;
 5. :func:`~shared.hydra.decision.choose_margin` picks the margin with the largest total gain.
 
+Step 3 is :func:`held_out_points`, one user against a frozen base. A federated run has no folds: after its last
+round each training client runs the same function on its own user against the global base and sends only the
+per-margin counts and sums (:func:`user_margin_sums`); the server adds them up and chooses
+(:class:`~shared.hydra.decision.MarginSums`). The global base has trained on those clients' examples (only the
+personal heads are cross-fitted), so its held-out advantages are less honest than the folds' here; docs/design.md
+says what that means for the margin.
+
 The LoRA of the final base is not refitted per fold (it trains through the encoder, minutes per fold), so the
 folds' advantages come from a slightly weaker model than the one that answers: the chosen margin errs on the
 side of keeping the baseline.
@@ -33,12 +40,14 @@ import numpy as np
 
 from shared.errors import ConfigError
 from shared.hydra.context import UserContext
-from shared.hydra.decision import CalibrationPoint, MarginChoice, advantage, choose_margin, decide
+from shared.hydra.decision import (MARGIN_GRID, CalibrationPoint, MarginChoice, MarginSums, advantage,
+                                   choose_margin, decide, margin_sums)
 from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, adapter_example
 from shared.tasks import TaskSpec
 
-__all__ = ["cross_validate_margin", "fold_users", "calibration_points", "adapter_examples"]
+__all__ = ["cross_validate_margin", "fold_users", "calibration_points", "adapter_examples", "held_out_points",
+           "user_margin_sums"]
 
 Users = Mapping[str, tuple[UserContext, Sequence[Episode]]]
 
@@ -84,12 +93,46 @@ def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], baseline
     return points
 
 
+def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext,
+                    episodes: Sequence[Episode]) -> list[CalibrationPoint]:
+    """One user playing a new user against ``trainer``'s base (frozen): their adapter examples are split in two halves
+    (even and odd positions), a personal head fitted on one half scores the other and the other way round (a user
+    with a single example is scored by the shared head); one point per scored example whose baseline is a candidate.
+
+    The centralized cross-validation calls it for each held-out user with its fold's base; a federated training
+    client calls it for its own user with the global base (:func:`user_margin_sums`).
+    """
+    from shared.hydra.model import PersonalHeads
+
+    base = trainer.base
+    pairs = adapter_examples(task, user, episodes, ctx, base.editor)
+    examples, baselines = [ex for ex, _ in pairs], [b for _, b in pairs]
+    scores: list[np.ndarray | None] = [None] * len(examples)
+    halves = [list(range(0, len(examples), 2)), list(range(1, len(examples), 2))]
+    if len(examples) >= 2:
+        for fit_on, score_on in (halves, halves[::-1]):
+            heads = PersonalHeads.from_shared(base)
+            trainer.fit_heads(heads, {"adapter": [examples[i] for i in fit_on]})
+            for i in score_on:
+                scores[i] = trainer.scores("adapter", examples[i], heads.heads["adapter"])
+    else:
+        scores = [trainer.scores("adapter", ex) for ex in examples]
+    return calibration_points(task, examples, baselines, scores)
+
+
+def user_margin_sums(task: TaskSpec, trainer, user: str, ctx: UserContext, episodes: Sequence[Episode],
+                     grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
+    """What a federated training client contributes to the margin: the :class:`~shared.hydra.decision.MarginSums`
+    of its own :func:`held_out_points` under ``trainer``'s base (the global base, frozen). Only counts and sums."""
+    return margin_sums(held_out_points(task, trainer, user, ctx, episodes), grid)
+
+
 def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_config, *, folds: int, seed: int,
                           progress: Callable[[str], None] | None = None) -> MarginChoice:
     """The margin chosen over ``users`` (training users only) by ``folds``-fold cross-validation (module docstring)."""
     import torch
 
-    from shared.hydra.model import HydraBase, PersonalHeads
+    from shared.hydra.model import HydraBase
     from shared.hydra.stages import train_stage
     from shared.hydra.train import Trainer
 
@@ -104,19 +147,7 @@ def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_conf
         n_before = len(points)
         for user in held_out:
             ctx, episodes = users[user]
-            pairs = adapter_examples(task, user, episodes, ctx, base.editor)
-            examples, baselines = [ex for ex, _ in pairs], [b for _, b in pairs]
-            scores: list[np.ndarray | None] = [None] * len(examples)
-            halves = [list(range(0, len(examples), 2)), list(range(1, len(examples), 2))]
-            if len(examples) >= 2:
-                for fit_on, score_on in (halves, halves[::-1]):
-                    heads = PersonalHeads.from_shared(base)
-                    trainer.fit_heads(heads, {"adapter": [examples[i] for i in fit_on]})
-                    for i in score_on:
-                        scores[i] = trainer.scores("adapter", examples[i], heads.heads["adapter"])
-            else:
-                scores = [trainer.scores("adapter", ex) for ex in examples]
-            points += calibration_points(task, examples, baselines, scores)
+            points += held_out_points(task, trainer, user, ctx, episodes)
         if progress:
             progress(f"margin fold {f}/{len(groups)}: {len(held_out)} held-out users, {len(points) - n_before} points")
     return choose_margin(points)

@@ -17,6 +17,12 @@ The margin is chosen on training users only, by cross-validation (:mod:`shared.h
 held-out :class:`CalibrationPoint` s; :func:`choose_margin` picks the margin of the grid with the largest
 total gain, the larger margin on ties). Test users never choose anything.
 
+The choice is **additive**: it depends on the points only through :class:`MarginSums`, per margin of the grid how
+many points the adapter would leave the baseline on, how many of those helped or hurt, and their total gain. A
+federated training client computes its sums (:func:`margin_sums`), the server adds them up and chooses from the
+total (:meth:`MarginSums.choose`), which is ``choose_margin`` of the union of the clients' points; the sums
+travel as a flat record of numbers (:meth:`MarginSums.to_record`, checked by :meth:`MarginSums.from_record`).
+
 Pure numpy: the device runs the same code.
 
 Example:
@@ -29,20 +35,24 @@ Example:
     'edit'
     >>> choose_margin([CalibrationPoint(0.3, 0.2), CalibrationPoint(0.05, -0.1)], grid=(0.0, 0.1, 1.0)).margin
     0.1
+    >>> a = margin_sums([CalibrationPoint(0.3, 0.2)], grid=(0.0, 0.1, 1.0))
+    >>> b = margin_sums([CalibrationPoint(0.05, -0.1)], grid=(0.0, 0.1, 1.0))
+    >>> (a + b).choose().margin, (a + b).left
+    (0.1, (2, 1, 0))
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["softmax", "weighted_median", "decide", "advantage", "decide_with_margin", "CalibrationPoint",
-           "MarginChoice", "choose_margin", "MARGIN_GRID"]
+           "MarginChoice", "MarginSums", "margin_sums", "choose_margin", "MARGIN_GRID"]
 
 MARGIN_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, math.inf)
 """Margins tried by cross-validation; ``inf`` never leaves the baseline."""
@@ -139,16 +149,120 @@ class MarginChoice:
         return out
 
 
+@dataclass(frozen=True)
+class MarginSums:
+    """The additive summary of calibration points: per margin of ``grid`` (sorted ascending), on how many points the
+    adapter would leave the baseline (``left``), how many of those helped or hurt, and their total ``gain``;
+    ``points`` is how many points there were. Sums of two sets of points add (``a + b``) and
+    :meth:`choose` picks the same margin as :func:`choose_margin` of all the points."""
+
+    grid: tuple[float, ...]
+    points: int
+    left: tuple[int, ...]
+    helped: tuple[int, ...]
+    hurt: tuple[int, ...]
+    gain: tuple[float, ...]
+
+    COUNTS = ("left", "helped", "hurt")
+
+    @classmethod
+    def zero(cls, grid: Sequence[float] = MARGIN_GRID) -> "MarginSums":
+        g = tuple(float(m) for m in sorted(grid))
+        return cls(grid=g, points=0, left=(0,) * len(g), helped=(0,) * len(g), hurt=(0,) * len(g),
+                   gain=(0.0,) * len(g))
+
+    def __add__(self, other: "MarginSums") -> "MarginSums":
+        if self.grid != other.grid:
+            raise ValueError(f"margin sums over different grids: {self.grid} and {other.grid}")
+        return MarginSums(grid=self.grid, points=self.points + other.points,
+                          left=tuple(a + b for a, b in zip(self.left, other.left)),
+                          helped=tuple(a + b for a, b in zip(self.helped, other.helped)),
+                          hurt=tuple(a + b for a, b in zip(self.hurt, other.hurt)),
+                          gain=tuple(a + b for a, b in zip(self.gain, other.gain)))
+
+    def rows(self) -> list[dict[str, float]]:
+        return [{"margin": m, "left": l, "helped": h, "hurt": u, "gain": g}
+                for m, l, h, u, g in zip(self.grid, self.left, self.helped, self.hurt, self.gain)]
+
+    def choose(self) -> MarginChoice:
+        """The margin with the largest total gain (ties: the larger margin; without points: ``inf``)."""
+        rows = self.rows()
+        best = max(rows, key=lambda r: (round(r["gain"], 9), r["margin"]))
+        return MarginChoice(margin=best["margin"], points=self.points, left=int(best["left"]),
+                            helped=int(best["helped"]), hurt=int(best["hurt"]), gain=best["gain"], grid=rows)
+
+    def to_record(self) -> dict[str, int | float]:
+        """A flat ``{key: number}`` record (the margins are the grid's, known to both sides, so only indices travel):
+        ``points``, ``left/i``, ``helped/i``, ``hurt/i``, ``gain/i`` for the i-th margin of the grid.
+
+        >>> margin_sums([CalibrationPoint(0.3, 0.2)], grid=(0.0, 1.0)).to_record()
+        {'points': 1, 'left/0': 1, 'helped/0': 1, 'hurt/0': 0, 'gain/0': 0.2, 'left/1': 0, 'helped/1': 0, 'hurt/1': 0, 'gain/1': 0.0}
+        """
+        out: dict[str, int | float] = {"points": int(self.points)}
+        for i in range(len(self.grid)):
+            out.update({f"left/{i}": int(self.left[i]), f"helped/{i}": int(self.helped[i]),
+                        f"hurt/{i}": int(self.hurt[i]), f"gain/{i}": float(self.gain[i])})
+        return out
+
+    @classmethod
+    def record_keys(cls, grid: Sequence[float] = MARGIN_GRID) -> set[str]:
+        return {"points"} | {f"{k}/{i}" for i in range(len(grid)) for k in (*cls.COUNTS, "gain")}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object], grid: Sequence[float] = MARGIN_GRID) -> "MarginSums":
+        """The sums of a record made by :meth:`to_record` over ``grid``, checked: exactly the expected keys, numbers
+        only, finite, counts whole and non-negative, ``helped + hurt <= left <= points``, and ``left`` not growing
+        with the margin. Raises ValueError on anything else."""
+        keys, expected = set(record), cls.record_keys(grid)
+        if keys != expected:
+            extra, missing = sorted(keys - expected), sorted(expected - keys)
+            raise ValueError(f"margin sums with other keys (extra {extra[:3]}, missing {missing[:3]})")
+        values: dict[str, float] = {}
+        for key, value in record.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ValueError(f"margin sums: {key} is not a number ({type(value).__name__})")
+            if not math.isfinite(float(value)):
+                raise ValueError(f"margin sums: {key} is not finite ({value})")
+            values[key] = float(value)
+
+        def count(key: str) -> int:
+            v = values[key]
+            if v < 0 or not v.is_integer():
+                raise ValueError(f"margin sums: {key} is not a count ({v})")
+            return int(v)
+
+        n, points = len(grid), count("points")
+        left = tuple(count(f"left/{i}") for i in range(n))
+        helped = tuple(count(f"helped/{i}") for i in range(n))
+        hurt = tuple(count(f"hurt/{i}") for i in range(n))
+        for i in range(n):
+            if not helped[i] + hurt[i] <= left[i] <= points:
+                raise ValueError(f"margin sums: at margin {i} helped {helped[i]} + hurt {hurt[i]} <= left {left[i]} "
+                                 f"<= points {points} does not hold")
+            if i and left[i] > left[i - 1]:
+                raise ValueError(f"margin sums: left grows with the margin at {i}")
+        return cls(grid=tuple(float(m) for m in sorted(grid)), points=points, left=left, helped=helped, hurt=hurt,
+                   gain=tuple(values[f"gain/{i}"] for i in range(n)))
+
+
+def margin_sums(points: Sequence[CalibrationPoint], grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
+    """The :class:`MarginSums` of ``points`` (a point with an undefined advantage never leaves the baseline)."""
+    g = tuple(float(m) for m in sorted(grid))
+    left, helped, hurt, gain = [], [], [], []
+    for m in g:
+        taken = [p.gain for p in points if p.advantage == p.advantage and p.advantage > m]
+        left.append(len(taken))
+        helped.append(sum(x > 0 for x in taken))
+        hurt.append(sum(x < 0 for x in taken))
+        gain.append(float(sum(taken)))
+    return MarginSums(grid=g, points=len(points), left=tuple(left), helped=tuple(helped), hurt=tuple(hurt),
+                      gain=tuple(gain))
+
+
 def choose_margin(points: Sequence[CalibrationPoint], grid: Sequence[float] = MARGIN_GRID) -> MarginChoice:
     """The margin of ``grid`` with the largest total gain over ``points`` (ties: the larger margin).
 
-    Without points it is ``inf``: with nothing to learn from, the baseline is kept.
+    Without points it is ``inf``: with nothing to learn from, the baseline is kept. The same as
+    ``margin_sums(points, grid).choose()``.
     """
-    rows = []
-    for m in sorted(grid):
-        taken = [p.gain for p in points if p.advantage == p.advantage and p.advantage > m]
-        rows.append({"margin": float(m), "left": len(taken), "helped": sum(g > 0 for g in taken),
-                     "hurt": sum(g < 0 for g in taken), "gain": float(sum(taken))})
-    best = max(rows, key=lambda r: (round(r["gain"], 9), r["margin"]))
-    return MarginChoice(margin=best["margin"], points=len(points), left=int(best["left"]), helped=int(best["helped"]),
-                        hurt=int(best["hurt"]), gain=best["gain"], grid=rows)
+    return margin_sums(points, grid).choose()

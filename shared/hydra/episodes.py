@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping, Sequence
 
 from shared.errors import LLMError
@@ -39,7 +39,7 @@ from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_scores
 from shared.tasks import TaskSpec
 
-__all__ = ["Episode", "EpisodeConfig", "BuildReport", "top_records", "make_pseudo_questions",
+__all__ = ["Episode", "EpisodeConfig", "BuildReport", "free_user_config", "top_records", "make_pseudo_questions",
            "build_user_episodes", "label_episodes", "episode_calls",
            "PARAPHRASE_PROMPT"]
 
@@ -61,6 +61,18 @@ class EpisodeConfig:
     label_questions: bool = True
     """Whether real questions get record labels and LLM candidates; ``False``: they cost no call, like free
     questions (a free training user's, see ``free-train-users``)."""
+
+
+def free_user_config(config: EpisodeConfig) -> EpisodeConfig:
+    """How a free training user's episodes are built (``free-train-users``; with no LLM client): their real questions
+    without record labels or LLM candidates, no pseudo-question that needs labels; the free questions that cost no
+    call stay. The centralized run and a federated free training node both use it.
+
+    >>> c = free_user_config(EpisodeConfig(pseudo_questions=4, free_questions=6))
+    >>> c.pseudo_questions, c.free_questions, c.label_questions
+    (0, 6, False)
+    """
+    return replace(config, pseudo_questions=0, label_questions=False)
 
 
 @dataclass

@@ -21,7 +21,8 @@ Two more keys apply to every training node:
 
 - ``"dropout": f`` makes ``round(f * train-users)`` training partitions fail in every round (an error reply,
   as Flower reports a ClientApp that died); which ones is drawn afresh each round from the run's ``seed`` and
-  the round (:func:`dropped_partitions`), so that everyone agrees without talking.
+  the round (:func:`dropped_partitions`), so that everyone agrees without talking. A partition out of the last
+  round is out of the margin query that follows it too (it is offline).
 - ``"kill-within-s": s`` bounds the delay of ``kill``.
 
 With the variable unset the mod does nothing.
@@ -48,6 +49,8 @@ from typing import Mapping
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
+
+from shared.protocol import ASK_KEY, ASK_MARGIN
 
 __all__ = ["faults_mod", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS", "InjectedFault"]
 
@@ -107,17 +110,21 @@ def _schedule_kill(partition: str, server_round: int, within_s: float) -> thread
 
 def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
     spec = os.environ.get("FEDHYDRA_FAULTS")
-    if not spec or msg.metadata.message_type != MessageType.TRAIN:
+    config = msg.content.config_records.get("config") if msg.has_content() else None
+    margin_query = (msg.metadata.message_type == MessageType.QUERY and config is not None
+                    and config.get(ASK_KEY) == ASK_MARGIN)
+    if not spec or (msg.metadata.message_type != MessageType.TRAIN and not margin_query):
         return call_next(msg, ctx)
     faults = json.loads(spec)
     partition = str(ctx.node_config.get("partition-id", ""))
-    config = msg.content.config_records.get("config") if msg.has_content() else None
     server_round = int(config.get("server-round", 0)) if config is not None else 0
     dropout = float(faults.get("dropout", 0) or 0)
     if dropout and partition.isdigit():
         n_train = int(ctx.run_config.get("train-users", 0))
         if int(partition) in dropped_partitions(n_train, dropout, server_round, int(ctx.run_config.get("seed", 0))):
             raise InjectedFault(f"partition {partition} dropped out of round {server_round}")
+    if margin_query:  # the per-partition faults are those of training replies
+        return call_next(msg, ctx)
     fault = faults.get(partition)
     if fault is None:
         return call_next(msg, ctx)

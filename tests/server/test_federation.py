@@ -224,3 +224,86 @@ def test_each_round_checkpoints_the_server_optimizers_moments_when_it_has_some(t
     live = strategy_state(strategy)  # found through the validating wrapper
     assert all(np.array_equal(saved[k], live[k]) for k in live) and np.abs(saved["v_t.base.adapter.trunk.weight"]).sum() > 0
     assert load_server_state(tmp_path / "ck", 1, model=cfg.model) is not None
+
+
+class _MarginGrid(_RecordingGrid):
+    """A _RecordingGrid whose training nodes also answer the margin query: node n with ``answers[n]`` (a record, an
+    exception text, or None for no reply)."""
+
+    def __init__(self, node_ids, answers):
+        super().__init__(node_ids)
+        self.answers = answers
+        self.queries: list[tuple[int, set]] = []  # (node, records sent)
+        self.eval_configs: list[dict] = []
+
+    def send_and_receive(self, messages, timeout=None):
+        messages = list(messages)
+        queries = [m for m in messages if m.metadata.message_type == "query"]
+        out = []
+        for m in queries:
+            node = m.metadata.dst_node_id
+            self.queries.append((node, set(m.content.keys())))
+            self.sent.append(("query", True, timeout))
+            answer = self.answers.get(node)
+            if isinstance(answer, str):
+                out.append(Message(Error(code=0, reason=answer), reply_to=m))
+            elif answer is not None:
+                out.append(Message(RecordDict({"margin": MetricRecord(answer)}), reply_to=m))
+        for m in messages:
+            if m.metadata.message_type == "evaluate":
+                self.eval_configs.append(dict(m.content["config"]))
+        return out + super().send_and_receive([m for m in messages if m.metadata.message_type != "query"], timeout)
+
+
+def test_the_margin_is_chosen_from_the_training_nodes_sums_and_sent_to_the_final_evaluation_only(tmp_path):
+    """After the last round the training nodes' margin sums are checked and added up; a failed, silent or malformed
+    node is dropped and logged; the chosen margin goes to rounds.jsonl and the final evaluation's config."""
+    from server.federation import run_rounds
+    from shared.hydra.decision import CalibrationPoint, choose_margin, margin_sums
+    from shared.hydra.model import ModelConfig
+
+    mine = [CalibrationPoint(0.9, 0.3), CalibrationPoint(0.4, -0.2)]
+    theirs = [CalibrationPoint(0.2, 0.1), CalibrationPoint(0.05, -0.5), CalibrationPoint(0.35, 0.4)]
+    bad = margin_sums(theirs).to_record()
+    bad["gain/0"] = float("nan")
+    answers = {1: margin_sums(mine).to_record(), 2: margin_sums(theirs).to_record(), 5: "boom", 6: bad, 7: None}
+    grid = _MarginGrid([1, 2, 3, 4, 5, 6, 7], answers)
+    initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
+    strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1),
+                                  expected_from(initial))
+    roles = {1: "train", 2: "train", 3: "test", 4: "test", 5: "train", 6: "train", 7: "train"}
+    run_rounds(grid, strategy, initial, num_rounds=2, start_round=0, roles=roles, out_dir=tmp_path / "out",
+               checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7", margin=True)
+    union = choose_margin(mine + theirs)
+    assert sorted(n for n, _ in grid.queries) == [1, 2, 5, 6, 7]  # the training nodes, once, with the global base
+    assert all(records == {"config", "arrays"} for _, records in grid.queries)
+    kinds = [kind for kind, *_ in grid.sent]
+    assert kinds.index("query") > max(i for i, k in enumerate(kinds) if k.startswith("train"))  # after the last round
+    assert kinds.index("query") < kinds.index("evaluate", len(kinds) - 3)  # before the final evaluation
+    # the first round's evaluation answers without a margin rule; the final one with the chosen margin
+    assert ["margin" in c for c in grid.eval_configs] == [False, False, True, True]
+    assert {c["margin"] for c in grid.eval_configs if "margin" in c} == {union.margin}
+    rounds = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
+    assert rounds[0]["margin"] is None
+    margin = rounds[-1]["margin"]
+    assert margin["margin"] == union.margin and margin["points"] == 5 and margin["left"] == union.left
+    assert margin["clients"] == 2 and len(margin["dropped"]) == 3
+    dropped = " ".join(margin["dropped"])
+    assert "node 5: failed: boom" in dropped and "node 6:" in dropped and "not finite" in dropped
+    assert "node 7: no reply" in dropped
+
+
+def test_without_valid_margin_replies_the_test_users_answer_without_a_margin_rule(tmp_path):
+    from server.federation import run_rounds
+    from shared.hydra.model import ModelConfig
+
+    grid = _MarginGrid([1, 2, 3], {1: "boom", 2: {"points": 1}})
+    initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
+    strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1),
+                                  expected_from(initial))
+    run_rounds(grid, strategy, initial, num_rounds=1, start_round=0, roles={1: "train", 2: "train", 3: "test"},
+               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7",
+               margin=True)
+    assert grid.eval_configs and all("margin" not in c for c in grid.eval_configs)
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
+    assert "margin" not in row["margin"] and row["margin"]["clients"] == 0 and len(row["margin"]["dropped"]) == 2

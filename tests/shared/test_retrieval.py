@@ -34,3 +34,16 @@ def test_edge_cases():
     assert bm25_top_k("", ["a", "b"], 1) == [0]
     assert bm25_top_k("a", ["", ""], 2) == [0, 1]
     assert bm25_top_k("a", ["a"], 0) == []
+
+
+def test_a_profile_searched_again_scores_the_same_and_another_profile_is_not_confused_with_it():
+    from rank_bm25 import BM25Okapi
+
+    from shared.retrieval import bm25_scores, tokenize
+
+    docs = ["I love cats", "stock market news", "dogs rule", "cats and dogs together"]
+    other = ["cats cats cats", "nothing here", "dogs", "market"]
+    first = bm25_scores("cats dogs", docs)
+    assert bm25_scores("cats dogs", docs) == first  # from the kept index
+    assert bm25_scores("cats dogs", other) == [float(s) for s in BM25Okapi([tokenize(d) for d in other]).get_scores(["cats", "dogs"])]
+    assert bm25_scores("cats dogs", docs) == [float(s) for s in BM25Okapi([tokenize(d) for d in docs]).get_scores(["cats", "dogs"])]

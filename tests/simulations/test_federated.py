@@ -1,4 +1,5 @@
-"""A real Flower simulation of federated HYDRA: what leaves a client, and surviving bad clients."""
+"""A real Flower simulation of federated HYDRA: what leaves a client, surviving bad clients, and the decision margin
+chosen by the training clients (against the deterministic stub endpoint: no language model needed)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import pytest
 
 from shared.protocol import FAULT_COUNTERS
 from shared.config import default_mapping
+from shared.hydra.decision import MarginSums
 from shared.hydra.model import ModelConfig, initial_shared_state
 from simulations.federated import simulate
 
-pytestmark = [pytest.mark.slow, pytest.mark.llm]
+pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked `llm` one by one
 
 SMALL = {"task": "LaMP-7", "synthetic-users": 5, "synthetic-items": 10, "train-users": 4, "test-users": 1,
          "num-rounds": 1, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2, "epochs": 1,
@@ -44,6 +46,7 @@ def faulty_run(tmp_path_factory, llm_server):
         mp.undo()
 
 
+@pytest.mark.llm
 def test_run_survives_a_raising_client_and_a_malformed_update(faulty_run):
     summary, _ = faulty_run
     assert summary["status"] == "finished:completed"
@@ -53,6 +56,7 @@ def test_run_survives_a_raising_client_and_a_malformed_update(faulty_run):
     assert summary["test_users_without_predictions"] == []
 
 
+@pytest.mark.llm
 def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run):
     _, records = faulty_run
     shared_keys = set(initial_shared_state(ModelConfig(), 0))
@@ -73,6 +77,8 @@ def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run)
                 assert all(isinstance(v, (int, float)) for v in rec["items"].values())
                 if r["type"] == "train":
                     assert set(rec["items"]) <= TRAIN_METRICS
+                elif r["type"] == "query":  # the margin reply: the grid's counts and sums, nothing else
+                    assert name == "margin" and set(rec["items"]) == MarginSums.record_keys()
                 else:
                     assert all(k in ("num-examples", "llm-calls", "seconds", *FAULT_COUNTERS) or "/" in k
                                for k in rec["items"])
@@ -81,6 +87,7 @@ def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run)
                 assert rec["items"]["role"] in ("train", "test")
 
 
+@pytest.mark.llm
 def test_results_match_the_centralized_layout(faulty_run, tmp_path):
     summary, _ = faulty_run
     assert summary["bytes_up_per_client_round"] <= 500_000
@@ -88,6 +95,7 @@ def test_results_match_the_centralized_layout(faulty_run, tmp_path):
     assert "fed-hydra" in summary["table"] and "input" in summary["table"]
 
 
+@pytest.mark.llm
 def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
     from shared.llm.embedded import embedded_config
 
@@ -99,3 +107,80 @@ def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
     for r in evaluations:
         assert set(r["records"]["metrics"]["items"]) == {"num-examples"}
     assert "fed-hydra" in summary["table"]  # scored from the predictions kept on the device
+
+
+STUB_RUN = {"task": "LaMP-3", "synthetic-users": 5, "synthetic-items": 10, "train-users": 2, "free-train-users": 1,
+            "test-users": 2, "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1,
+            "label-records": 2, "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2,
+            "fit-steps": 20, "margin-folds": 2}
+
+
+@pytest.fixture(scope="module")
+def margin_run(tmp_path_factory):
+    """A small LaMP-3 run against the stub endpoint with a margin rule and one free training user, audited."""
+    from shared.llm.client import LLMConfig
+    from shared.llm.stub import StubEndpoint
+
+    mp = pytest.MonkeyPatch()
+    tmp = tmp_path_factory.mktemp("federated-margin")
+    mp.setenv("FEDHYDRA_HOME", str(tmp / "home"))
+    try:
+        with StubEndpoint(delay_s=0.0) as stub:
+            summary, records = run(tmp, mp, LLMConfig(base_url=stub.url, model="stub"), **STUB_RUN)
+        yield tmp / "out", summary, records
+    finally:
+        mp.undo()
+
+
+def test_the_training_clients_choose_the_margin_and_the_test_clients_answer_with_it(margin_run):
+    out, summary, _ = margin_run
+    assert summary["status"] == "finished:completed"
+    margin = summary["margin"]
+    assert margin is not None and margin["clients"] == 3 and margin["dropped"] == []  # 2 + 1 free training clients
+    assert margin["points"] > 0 and set(margin) >= {"margin", "points", "left", "helped", "hurt", "gain", "grid"}
+    rounds = [json.loads(line) for line in (out / "server" / "rounds.jsonl").read_text().splitlines()]
+    assert rounds[-1]["margin"] == margin
+    value = float("inf") if margin["margin"] is None else margin["margin"]  # as_dict writes inf as None
+    # every test client answered with a device bundle that carries the chosen margin, and no other bundle
+    manifests = [json.loads(p.read_text()) for p in (out / "clients" / "bundles").glob("*/bundle.json")]
+    assert manifests and {m.get("margin") for m in manifests} == {str(value)}
+    left = summary["left_baseline"]
+    assert left["fed-hydra"]["questions"] == summary["test_questions"]
+    assert left["fed-hydra"]["left"] <= left["fed-hydra-no-margin"]["left"]
+    if value == float("inf"):
+        assert left["fed-hydra"]["left"] == 0
+
+
+def test_a_margin_reply_carries_only_counts_and_sums(margin_run):
+    """Privacy: what a training client sends for the margin is the grid's counts and sums, no tensor, no text, no
+    user id."""
+    from shared.data import load_split
+
+    out, _, records = margin_run
+    replies = [r for r in records if r["type"] == "query" and "margin" in r["records"]]
+    assert len(replies) == 3
+    users = {q.user_id for q in load_split(out / "data", "LaMP-3").questions if getattr(q, "user_id", None)}
+    users |= {p.name for p in (out / "clients").iterdir() if (p / "meta.json").exists()}
+    for r in replies:
+        assert "error" not in r and set(r["records"]) == {"margin"}
+        rec = r["records"]["margin"]
+        assert rec["kind"] == "metrics" and set(rec["items"]) == MarginSums.record_keys()
+        assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rec["items"].values())
+        text = json.dumps(rec)
+        assert not any(u in text for u in users)
+        MarginSums.from_record(rec["items"])  # and it passes the server's checks
+
+
+def test_a_free_training_client_trains_without_any_llm_call(margin_run):
+    from client.store import UserStore
+
+    out, summary, records = margin_run
+    assert summary["train_users"] == 2 and summary["free_train_users"] == 1
+    assert "(+1 free)" in summary["table"].splitlines()[0]
+    train_replies = [r for r in records if r["type"] == "train"]
+    assert len(train_replies) == 3
+    metas = {p.name: UserStore(out / "clients", p.name, task="LaMP-3").read_meta()
+             for p in (out / "clients").iterdir() if (p / "meta.json").exists()}
+    free = [m for m in metas.values() if m.get("role") == "train" and m["episode_llm_asked"] == 0]
+    paid = [m for m in metas.values() if m.get("role") == "train" and m["episode_llm_asked"] > 0]
+    assert len(free) == 1 and len(paid) == 2

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from shared.hydra.calibrate import calibration_points, fold_users
-from shared.hydra.decision import (CalibrationPoint, advantage, choose_margin, decide, decide_with_margin)
+from shared.hydra.decision import (CalibrationPoint, MarginSums, advantage, choose_margin, decide, decide_with_margin,
+                                   margin_sums)
 from shared.hydra.examples import RoleExample
 from shared.hydra.features import ADAPTER_FEATURES
 from shared.errors import ConfigError
@@ -69,3 +70,65 @@ def test_folds_partition_the_training_users_and_need_two():
     assert fold_users(users, 3, seed=1) == groups
     with pytest.raises(ConfigError, match="margin-folds"):
         fold_users(users, 1, seed=0)
+
+
+def _random_points(rng: np.random.Generator, n: int) -> list[CalibrationPoint]:
+    points = []
+    for _ in range(n):
+        adv = float(rng.choice([rng.uniform(0, 1), 0.0, 0.1, 0.5, float("nan")], p=[0.7, 0.1, 0.1, 0.05, 0.05]))
+        gain = float(rng.choice([rng.normal(0, 0.3), 0.0], p=[0.8, 0.2]))
+        points.append(CalibrationPoint(adv, gain))
+    return points
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_margin_sums_of_clients_added_up_choose_what_the_union_of_their_points_chooses(seed):
+    """The federated margin: each client sums its points per margin, the server adds the sums (through the wire
+    record) and chooses; that is choose_margin of all the points together."""
+    rng = np.random.default_rng(seed)
+    points = _random_points(rng, int(rng.integers(0, 60)))
+    clients = int(rng.integers(1, 6))
+    owner = rng.integers(0, clients, size=len(points))
+    parts = [[p for p, o in zip(points, owner) if o == c] for c in range(clients)]
+    total = MarginSums.zero()
+    for part in parts:
+        total = total + MarginSums.from_record(margin_sums(part).to_record())
+    union = choose_margin(points)
+    chosen = total.choose()
+    assert chosen.margin == union.margin
+    assert (chosen.points, chosen.left, chosen.helped, chosen.hurt) == (union.points, union.left, union.helped,
+                                                                         union.hurt)
+    assert chosen.gain == pytest.approx(union.gain, abs=1e-9)
+    assert [(r["margin"], r["left"], r["helped"], r["hurt"]) for r in chosen.grid] == \
+        [(r["margin"], r["left"], r["helped"], r["hurt"]) for r in union.grid]
+    assert [r["gain"] for r in chosen.grid] == pytest.approx([r["gain"] for r in union.grid], abs=1e-9)
+
+
+def test_choose_margin_is_the_choice_from_its_own_sums():
+    points = _random_points(np.random.default_rng(7), 40)
+    assert choose_margin(points) == margin_sums(points).choose()
+    assert margin_sums([]).choose().margin == math.inf and MarginSums.zero().choose().margin == math.inf
+    with pytest.raises(ValueError, match="different grids"):
+        margin_sums(points, grid=(0.0, 1.0)) + margin_sums(points)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda r: r.pop("gain/3"), "missing"),
+    (lambda r: r.update({"user": 1}), "extra"),
+    (lambda r: r.update({"gain/0": float("nan")}), "not finite"),
+    (lambda r: r.update({"gain/1": float("inf")}), "not finite"),
+    (lambda r: r.update({"points": -1}), "count"),
+    (lambda r: r.update({"left/0": 2.5}), "count"),
+    (lambda r: r.update({"hurt/0": True}), "not a number"),
+    (lambda r: r.update({"helped/0": "3"}), "not a number"),
+    (lambda r: r.update({"left/0": 999}), "<= points"),
+    (lambda r: r.update({"helped/2": r["left/2"] + 1}), "<= left"),
+    (lambda r: r.update({"left/4": r["left/3"] + 1, "points": 999}), "grows"),
+])
+def test_a_margin_record_is_checked_before_it_is_added(change, reason):
+    points = [CalibrationPoint(a, g) for a, g in [(0.9, 0.3), (0.4, -0.2), (0.2, 0.1), (0.05, -0.5), (0.6, 0.0)]]
+    record = margin_sums(points).to_record()
+    assert MarginSums.from_record(dict(record)) == margin_sums(points)
+    change(record)
+    with pytest.raises(ValueError, match=reason):
+        MarginSums.from_record(record)

@@ -1,0 +1,76 @@
+"""A node's work without Flower: a free training node's episodes, and its margin sums (only counts and sums)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from client.node import ClientNode, is_free_node, node_dataset, resolve_user
+from shared.config import RunConfig, default_mapping
+from shared.errors import ConfigError
+from shared.hydra.decision import MarginSums
+from shared.hydra.episodes import free_user_config
+from shared.protocol import NodeRole
+from shared.synthetic import write_synthetic
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory) -> RunConfig:
+    tmp = tmp_path_factory.mktemp("node")
+    data = write_synthetic(tmp / "data", "LaMP-3", n_users=4, items_per_user=10, questions_per_user=3)
+    return RunConfig.from_mapping({**default_mapping(), "task": "LaMP-3", "data": str(data), "train-users": 2,
+                                   "free-train-users": 1, "test-users": 1, "store-dir": str(tmp / "clients"),
+                                   "free-questions": 4, "fit-steps": 20})
+
+
+def test_free_training_nodes_follow_the_paid_ones_and_build_their_episodes_as_the_centralized_run(cfg):
+    from shared.users import node_count, split_users
+    from simulations.hydra_run import build_episodes
+
+    assert node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users,
+                      free_train_users=cfg.free_train_users) == 4
+    roles = [resolve_user(cfg, {"partition-id": i})[1] for i in range(4)]
+    assert roles == [NodeRole.TRAIN] * 3 + [NodeRole.TEST]
+    assert [is_free_node(cfg, {"partition-id": i}) for i in range(4)] == [False, False, True, False]
+    assert is_free_node(cfg, {"user-id": "x", "role": "train", "free-train": True})
+    user, role = resolve_user(cfg, {"partition-id": 2})
+    node = ClientNode(cfg=cfg, user=user, role=role, llm=None, free=True)  # no LLM client at all: none is needed
+    episodes, built = node.episodes()
+    assert built["llm_calls"] == 0 and episodes
+    assert any(not ep.pseudo for ep in episodes) and all(not ep.rerank_answers and ep.greedy is None for ep in episodes)
+    train, _ = split_users(node_dataset(cfg), train_users=cfg.train_users, test_users=cfg.test_users,
+                           free_train_users=cfg.free_train_users)
+    assert train[2].user_id == user.user_id
+    central, _ = build_episodes(node.task, [user], None, replace(cfg, episodes=free_user_config(cfg.episodes)),
+                                with_golds=True, progress=False)
+    assert [ep.to_json() for ep in episodes] == [ep.to_json() for ep in central[user.user_id]]
+
+
+def test_a_training_nodes_margin_reply_is_counts_and_sums_only_and_leaves_its_model_alone(cfg):
+    from client.node import shared_base
+    from shared.hydra.model import initial_shared_state
+
+    user, role = resolve_user(cfg, {"partition-id": 2})
+    node = ClientNode(cfg=cfg, user=user, role=role, llm=None, free=True)
+    arrays = initial_shared_state(cfg.model, 0)
+    heads_before = node.store.read_heads(cfg.model)
+    record = node.margin_sums(arrays)
+    # exactly the grid's counts and sums: numbers, no tensor, no text, nothing naming the user
+    assert set(record) == MarginSums.record_keys()
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record.values())
+    assert user.user_id not in json.dumps(record) and not any(user.user_id in k for k in record)
+    sums = MarginSums.from_record(record)
+    assert sums.points > 0 and sums.left[0] >= sums.left[-1] == 0
+    assert node.margin_sums(arrays) == record  # deterministic
+    # the base stayed frozen and the stored personal heads untouched
+    after = {k: v.numpy() for k, v in shared_base(cfg.model).shared_state().items()}
+    assert all(np.array_equal(after[k], arrays[k]) for k in arrays)
+    assert node.store.read_heads(cfg.model) == heads_before
+    test_user, test_role = resolve_user(cfg, {"partition-id": 3})
+    with pytest.raises(ConfigError, match="test user"):
+        ClientNode(cfg=cfg, user=test_user, role=test_role, llm=None).margin_sums(arrays)
