@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.data import find_split_files, load_outputs
+from shared.data import find_split_files, load_outputs, load_split
 from shared.errors import DataFormatError
 from shared.metrics import example_score
 from shared.stats import paired_bootstrap
@@ -27,7 +27,7 @@ from shared.tasks import get_task
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--golds", required=True, help="LaMP directory holding the *_outputs.json golds")
-    p.add_argument("--split", default=None)
+    p.add_argument("--split", default=None, help="file prefix of the golds, or \"timeline\" (LaMP-3's time-based split)")
     p.add_argument("--task", required=True)
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("pairs", nargs="+", help="first-run and second-run prediction files, in pairs")
@@ -35,10 +35,13 @@ def main() -> None:
     if len(args.pairs) % 2:
         raise SystemExit("prediction files come in pairs: first run, second run")
     task = get_task(args.task)
-    _, gold_file = find_split_files(args.golds, args.split)
-    if gold_file is None:
-        raise SystemExit(f"{args.golds}: no *_outputs.json with golds")
-    _, golds = load_outputs(gold_file)
+    if args.split == "timeline":  # built in memory from user_histories.json (shared.data.load_timeline)
+        golds, gold_file = load_split(args.golds, task, "timeline").golds, f"{args.golds} (timeline split)"
+    else:
+        _, gold_file = find_split_files(args.golds, args.split)
+        if gold_file is None:
+            raise SystemExit(f"{args.golds}: no *_outputs.json with golds")
+        _, golds = load_outputs(gold_file)
     print("| first | second | answers that differ | second better | second worse | mean difference | 95% interval |")
     print("|---|---|---|---|---|---|---|")
     for a, b in zip(args.pairs[::2], args.pairs[1::2]):

@@ -47,6 +47,7 @@ class UserContext:
     label_prior: Mapping[str, float] = field(default_factory=dict)
     mean_score: float | None = None
     embed: Embed | None = field(default=None, repr=False, compare=False)
+    _scores: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, task: TaskSpec, items: Sequence[Mapping[str, str]], *, embed: Embed | None = None) -> "UserContext":
@@ -91,12 +92,16 @@ class UserContext:
         >>> round(UserContext.build(get_task("LaMP-3"), items, embed=embed).predicted_score("good one"), 1)
         5.0
         """
+        if query in self._scores:  # asked for each candidate pool and baseline of the same question
+            return self._scores[query]
         model = self.rating_model
         if model is None:
             return None
         x = np.asarray(self.embed([query]), dtype=np.float64)
         values = [float(label) for label in self.task.labels]
-        return float(np.clip(model.predict(x)[0], min(values), max(values)))
+        score = float(np.clip(model.predict(x)[0], min(values), max(values)))
+        self._scores[query] = score
+        return score
 
     def without_items(self, corpus) -> "UserContext":
         """The context of a pseudo-question's corpus (the profile minus the item the question was made from)."""

@@ -54,3 +54,17 @@ def test_a_pseudo_questions_context_refits_without_the_item_it_was_made_from():
     assert without.embed is embed
     assert without.predicted_score("a great one") == pytest.approx(ctx.predicted_score("a great one"))
     assert with_odd.predicted_score("a great one") < ctx.predicted_score("a great one")
+
+
+def test_the_strongest_non_llm_answer_of_a_rating_is_the_users_own_model_else_their_mean():
+    from shared.hydra.candidates import baseline_output
+
+    ctx = UserContext.build(TASK, profile(20), embed=embed)  # mean score 3
+    assert baseline_output(TASK, ctx, "a great blender") == "5"
+    assert baseline_output(TASK, ctx, "an awful kettle") == "1"
+    pool = build_pool(TASK, ctx, "a great blender", greedy=None, samples=[], editor=None)
+    assert pool.texts[pool.baseline] == "5"
+    # without an encoder, or with too few rated items, it is the user's mean score, rounded
+    assert baseline_output(TASK, UserContext.build(TASK, profile(20)), "a great blender") == "3"
+    few = profile(MIN_RATED - 1)  # scores 1..5, 1..4: mean 2.78
+    assert baseline_output(TASK, UserContext.build(TASK, few, embed=embed), "a great blender") == "3"
