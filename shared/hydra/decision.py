@@ -5,10 +5,10 @@ median for ratings (the value that minimizes the expected absolute error, the ta
 candidate otherwise (:func:`decide`).
 
 The **margin rule** makes HYDRA no worse than the strongest non-LLM answer by design: that answer (the
-input for rewrite tasks, the user's typical score for ratings, the user's most frequent label; see
-:func:`shared.hydra.candidates.baseline_output`) is always in the pool, and the adapter leaves it only when
-its predicted advantage passes a margin (:func:`decide_with_margin`). The predicted advantage is, under
-``p``:
+input for rewrite tasks, the user's own rating model's score (else their mean) for ratings, the user's most
+frequent label; see :func:`shared.hydra.candidates.baseline_output`) is always in the pool, and the adapter
+leaves it only when its predicted advantage passes a margin (:func:`decide_with_margin`). The predicted
+advantage is, under ``p``:
 
 - ratings: the expected absolute error of the baseline minus that of the choice (>= 0);
 - otherwise: ``p[choice] - p[baseline]`` (>= 0).
