@@ -40,10 +40,11 @@ def faulty_run(tmp_path_factory, llm_server):
     tmp = tmp_path_factory.mktemp("federated")
     mp.setenv("FEDHYDRA_HOME", str(tmp / "home"))
     mp.setenv("FEDHYDRA_FAULTS", json.dumps({"0": "raise", "1": "nan"}))
-    try:
-        yield run(tmp, mp, embedded_config(llm_server.url))
+    try:  # the faults (environment variables) end with this run: the module's other runs must not inherit them
+        result = run(tmp, mp, embedded_config(llm_server.url))
     finally:
         mp.undo()
+    yield result
 
 
 @pytest.mark.llm
@@ -127,9 +128,9 @@ def margin_run(tmp_path_factory):
     try:
         with StubEndpoint(delay_s=0.0) as stub:
             summary, records = run(tmp, mp, LLMConfig(base_url=stub.url, model="stub"), **STUB_RUN)
-        yield tmp / "out", summary, records
     finally:
         mp.undo()
+    yield tmp / "out", summary, records
 
 
 def test_the_training_clients_choose_the_margin_and_the_test_clients_answer_with_it(margin_run):
