@@ -54,8 +54,8 @@ def main() -> None:
     dataset = load_split(args.data, "LaMP-7")
     groups = list(group_by_user(dataset.questions).values())
     start, stop = (int(x) for x in args.eval_users.split(":"))
-    ids = [row[0] for row in pairs(dataset, groups[start:stop], with_ids=True)]
-    test = pairs(dataset, groups[start:stop])
+    rows = pairs(dataset, groups[start:stop], with_ids=True)
+    ids, test = [r[0] for r in rows], [r[1:] for r in rows]
     inp = np.array([rouge_pair(" ".join(w), g)[1] for w, _, g in test])
     print(f"editor on users {start}-{stop - 1} ({len(test)} questions); input ROUGE-L {inp.mean():.4f}\n")
     print("| training users | " + " | ".join(f"level {lv}" for lv in LEVELS) + " | oracle (input + levels) |")
