@@ -1,8 +1,11 @@
 """A ClientApp mod that records what leaves the client, for privacy audits.
 
 When ``FEDHYDRA_AUDIT_DIR`` is set, every reply the client sends is described in
-``$FEDHYDRA_AUDIT_DIR/<pid>.jsonl``: the message type, and per record its kind and contents (tensor keys,
-shapes and dtypes; metric and config items with their values). With the variable unset it does nothing.
+``$FEDHYDRA_AUDIT_DIR/<pid>.jsonl``: the message type, the sending node's id, and per record its kind and contents
+(tensor keys, shapes and dtypes; metric and config items with their values, byte strings by their length). Byte
+strings (under secure aggregation: public keys, encrypted key shares, the masked update, mask shares) are also kept
+whole, in ``<pid>-<n>.npz`` beside it (``payload``; one uint8 array per string, named ``record::item::index``), so an
+audit can look at what was sent, not only at its size. With the variable unset it does nothing.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 from flwr.app import Context, Message
 
-__all__ = ["audit_mod", "describe"]
+__all__ = ["audit_mod", "describe", "byte_strings"]
 
 
 def describe(message: Message) -> dict:
@@ -28,8 +32,31 @@ def describe(message: Message) -> dict:
     for name, record in content.metric_records.items():
         out["records"][name] = {"kind": "metrics", "items": {k: v for k, v in record.items()}}
     for name, record in content.config_records.items():
-        out["records"][name] = {"kind": "config", "items": {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
-                                                              for k, v in record.items()}}
+        out["records"][name] = {"kind": "config", "items": {k: _item(v) for k, v in record.items()}}
+    return out
+
+
+def _item(value):
+    if isinstance(value, (int, float, str, bool)):
+        return value
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, list) and value and all(isinstance(v, bytes) for v in value):
+        return f"<{len(value)} byte strings, {sum(len(v) for v in value)} bytes>"
+    return str(value)
+
+
+def byte_strings(message: Message) -> dict[str, np.ndarray]:
+    """Every byte string of a message's config records, as ``{"record::item::index": uint8 array}``."""
+    out: dict[str, np.ndarray] = {}
+    if message.has_error():
+        return out
+    for name, record in message.content.config_records.items():
+        for key, value in record.items():
+            values = [value] if isinstance(value, bytes) else value if isinstance(value, list) else []
+            for i, v in enumerate(values):
+                if isinstance(v, bytes):
+                    out[f"{name}::{key}::{i}"] = np.frombuffer(v, dtype=np.uint8)
     return out
 
 
@@ -39,6 +66,12 @@ def audit_mod(msg: Message, ctx: Context, call_next) -> Message:
     if folder:
         path = Path(folder)
         path.mkdir(parents=True, exist_ok=True)
+        line = {**describe(reply), "node": ctx.node_id}
+        strings = byte_strings(reply)
+        if strings:
+            name = f"{os.getpid()}-{len(list(path.glob(f'{os.getpid()}-*.npz')))}.npz"
+            np.savez(path / name, **strings)
+            line["payload"] = name
         with open(path / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(describe(reply), default=str) + "\n")
+            fh.write(json.dumps(line, default=str) + "\n")
     return reply

@@ -1,8 +1,9 @@
 """The Flower ClientApp: translates messages into calls of :class:`client.node.ClientNode`.
 
-``app`` is what deployments run: the privacy audit, then DP clipping when the server asks for it. Simulations that
-inject faults run :func:`build_app` with one more mod (:mod:`simulations.faults.client_app`); this module knows
-nothing of them.
+``app`` is what deployments run: the privacy audit, then SecAgg+ when the server runs secure aggregation
+(:mod:`client.secagg`: it hands the handlers below the same messages as a plain run), then DP clipping when the server
+asks for it. Simulations that inject faults run :func:`build_app` with one more mod
+(:mod:`simulations.faults.client_app`); this module knows nothing of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
 from client.node import ClientNode, is_free_node, make_llm, node_dataset, resolve_user
+from client.secagg import secagg_mod
 from shared.config import RunConfig
 from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY
 
@@ -55,7 +57,11 @@ def train(msg: Message, context: Context) -> Message:
     arrays, metrics = node.train(_arrays(msg), proximal_mu=float(config.get("proximal-mu", 0.0)))
     if KEY_CLIPPING_NORM in config:
         metrics[DP_WEIGHT_KEY] = 1
-    content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+    # in the order the server sent (a resumed server's checkpoint has its keys sorted; Flower's DP clipping refuses
+    # a reply in another order)
+    sent = list(msg.content["arrays"].keys())
+    order = [k for k in sent if k in arrays] + [k for k in arrays if k not in sent]
+    content = RecordDict({"arrays": ArrayRecord({k: Array(arrays[k]) for k in order}),
                           "metrics": MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
@@ -63,7 +69,7 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
-    methods = None if str(config.get("methods", "hydra")) == "all" else ["hydra"]
+    methods = (list(node.cfg.eval_methods) or None) if str(config.get("methods", "hydra")) == "all" else ["hydra"]
     margin = float(config[MARGIN_KEY]) if MARGIN_KEY in config else None
     metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds, margin=margin)
     if not node.cfg.federation.report_metrics:
@@ -73,8 +79,9 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 def build_app(*mods) -> ClientApp:
     """A ClientApp with these handlers: ``audit_mod`` outermost (it records exactly what leaves the client), then
-    ``mods`` (none in production), then Flower's clipping when the server asks for DP."""
-    client_app = ClientApp(mods=[audit_mod, *mods, _dp_mod])
+    SecAgg+ (it masks what the inner ones return), then ``mods`` (none in production), then Flower's clipping when
+    the server asks for DP (before masking, as DP with secure aggregation needs)."""
+    client_app = ClientApp(mods=[audit_mod, secagg_mod, *mods, _dp_mod])
     client_app.query()(query)
     client_app.train()(train)
     client_app.evaluate()(evaluate)

@@ -35,11 +35,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from shared.errors import FedHydraError
+from shared.hydra.adam import Adam
 from shared.hydra.bundle import load_tensors
 from shared.hydra.editor import InputEditor
 from shared.hydra.examples import RoleExample
+from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.scorer_graph import ScorerWeights, build_scorer_model, numpy_hidden
-from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, N_EXTRA, ROLES, ModelConfig
+from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, N_EXTRA, RATING_PREFIX, ROLES, ModelConfig
 from shared.hydra.tokenizer import TextTokenizer
 
 __all__ = ["BundleInvalid", "DeviceModels", "OnnxScorer", "fit_head", "PERSONAL", "LRU_SIZE", "embedding_id",
@@ -182,6 +184,9 @@ class DeviceModels:
         self.base, _ = load_tensors(self.dir / "base.safetensors", kind="base", model=self.config)
         self.editor = InputEditor.from_state({k[len(EDITOR_PREFIX):]: v for k, v in self.base.items()
                                               if k.startswith(EDITOR_PREFIX)})
+        self.rating = SharedRatingHead.from_state({k[len(RATING_PREFIX):]: v for k, v in self.base.items()
+                                                   if k.startswith(RATING_PREFIX)})
+        """The shared rating head (:mod:`shared.hydra.rating_head`), zeros unless the task rates."""
         self.margin: float | None = float(self.manifest["margin"]) if "margin" in self.manifest else None
         """The decision margin chosen on training users (:mod:`shared.hydra.decision`); None: no margin rule."""
         self.lru_size = lru_size
@@ -326,12 +331,10 @@ def fit_head(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], w0: np
     """Fit a linear head ``z @ w.T + b`` by Adam on the softmax cross-entropy of each example's soft target,
     plus ``l2 * ||(w, b) - (w0, b0)||^2`` (the pull toward the shared head). Returns (w, b, final loss)."""
     w, b = w0.astype(np.float64).copy(), b0.astype(np.float64).copy()
-    params = [w, b]
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
+    adam = Adam([w, b], lr)
     n = len(inputs)
     loss = float("nan")
-    for t in range(1, steps + 1):
+    for _ in range(steps):
         gw = np.zeros_like(w)
         gb = np.zeros_like(b)
         total = 0.0
@@ -345,10 +348,5 @@ def fit_head(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], w0: np
             gb[0] += g.sum()
         grads = [gw / n + 2 * l2 * (w - w0), gb / n + 2 * l2 * (b - b0)]
         loss = total / n
-        for x, gx, mx, vx in zip(params, grads, m, v):
-            mx *= 0.9
-            mx += 0.1 * gx
-            vx *= 0.999
-            vx += 0.001 * gx * gx
-            x -= lr * (mx / (1 - 0.9 ** t)) / (np.sqrt(vx / (1 - 0.999 ** t)) + 1e-8)
+        adam.step(grads)
     return w.astype(np.float32), b.astype(np.float32), loss

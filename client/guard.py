@@ -32,6 +32,12 @@ and the shared tensors of the reply (:func:`check_update`: finite, within ``max_
 for a new user the same way before storing them. Only once a message's work is done does :meth:`Guard.accept`
 record the base's norm as the next reference, so a refused base never moves it.
 
+Under secure aggregation (:mod:`client.secagg`) the server sees only the round's masked sum, so the checks it made on
+every reply move here: :func:`check_secure_update` refuses to mask an update whose keys or shapes differ from the base
+received, that is not finite or within ``max_abs``, whose weight is no positive number, or a value of which SecAgg+'s
+quantization would clip (:class:`shared.errors.UnsafeUpdate`: the client leaves the round; a weight above SecAgg+'s
+largest is capped).
+
 What the guard cannot stop: a base that is well formed and of plausible size but bad (trained to mislead, a
 sign-flipped copy of a good one) passes; it can cost answer quality, not the stored data. The relative rule compares
 with the last base this device accepted, whatever run it came from: a device that last saw a fresh base and is then
@@ -56,16 +62,16 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NoReturn
+from typing import Any, Mapping, NoReturn, Sequence
 
 import numpy as np
 
 from client.store import StoreError, UserStore
-from shared.errors import DivergedRound, GuardError, UnsafeBase
+from shared.errors import DivergedRound, GuardError, UnsafeBase, UnsafeUpdate
 from shared.hydra.naming import is_personal_key, is_shared_key
 
 __all__ = ["Limits", "LIMITS", "ACCEPTED_DTYPES", "TensorShapes", "Guard", "check_base", "check_heads",
-           "check_update", "l2_norm"]
+           "check_update", "check_secure_update", "l2_norm"]
 
 _LOG = logging.getLogger("client.guard")
 
@@ -107,8 +113,11 @@ def l2_norm(arrays: Mapping[str, Any]) -> float:
     return float(math.sqrt(sum(float(np.sum(np.square(np.asarray(v, np.float64)))) for v in arrays.values())))
 
 
+_REFUSED = {UnsafeBase: "refused the global base", DivergedRound: "round discarded", UnsafeUpdate: "update not sent"}
+
+
 def _refuse(error: type[GuardError], reason: str, key: str | None = None) -> NoReturn:
-    _LOG.warning("%s: %s", "refused the global base" if error is UnsafeBase else "round discarded", reason)
+    _LOG.warning("%s: %s", _REFUSED.get(error, "refused"), reason)
     raise error(reason, key=key)
 
 
@@ -183,6 +192,53 @@ def check_update(arrays: Mapping[str, Any], *, limits: Limits = LIMITS) -> None:
     (the server would refuse them anyway; checking here keeps the round's heads out of the store too)."""
     for key, value in arrays.items():
         _values(DivergedRound, "trained shared", key, np.asarray(value), limits)
+
+
+def check_secure_update(arrays: Mapping[str, Any], keys: Sequence[str], shapes: TensorShapes, weight: object, *,
+                        clipping_range: float, max_weight: float,
+                        limits: Limits = LIMITS) -> tuple[list[np.ndarray], float]:
+    """What a client checks on its own update before SecAgg+ masks it, since the server can no longer check it
+    (:func:`server.validation.validate_update` and the outlier filter need the update in clear).
+
+    The update must have exactly the ``keys`` of the base received and its ``shapes``, be finite and within
+    ``max_abs``; its ``weight`` must be a positive number (capped at ``max_weight``, logged); and no value times
+    ``weight / max_weight`` may lie beyond ``clipping_range``, where SecAgg+'s quantization would clip it and silently
+    corrupt the round's sum. Returns the tensors as float32 in the order of ``keys`` and the weight; otherwise raises
+    :class:`UnsafeUpdate` (logged) and nothing is sent: the round goes on without this client.
+
+    >>> import numpy as np
+    >>> tensors, w = check_secure_update({"base.a": np.ones(2)}, ["base.a"], {"base.a": (2,)}, 2000,
+    ...                                  clipping_range=8.0, max_weight=1000.0)
+    >>> tensors[0].dtype, w
+    (dtype('float32'), 1000.0)
+    >>> check_secure_update({"base.a": np.full(2, 9.0)}, ["base.a"], {"base.a": (2,)}, 10, clipping_range=8.0,
+    ...                     max_weight=10.0)
+    Traceback (most recent call last):
+    ...
+    shared.errors.UnsafeUpdate: the update's largest value 9 times its weight 10 / 10 is beyond SecAgg+'s clipping range 8: the quantization would clip it
+    """
+    if set(arrays) != set(keys):
+        odd = sorted(set(arrays) ^ set(keys))
+        _refuse(UnsafeUpdate, f"the update's keys differ from the base received ({len(odd)} differ, e.g. {odd[0]!r})",
+                odd[0])
+    out = []
+    for key in keys:
+        value = np.asarray(arrays[key])
+        if tuple(value.shape) != tuple(shapes[key]):
+            _refuse(UnsafeUpdate, f"update tensor {key!r} has shape {tuple(value.shape)}, the base's is "
+                                  f"{tuple(shapes[key])}", key)
+        _values(UnsafeUpdate, "update", key, value, limits)
+        out.append(np.ascontiguousarray(value, dtype=np.float32))
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+        _refuse(UnsafeUpdate, f"the update's weight must be a positive number, got {weight!r}")
+    if weight > max_weight:
+        _LOG.warning("update weight %g capped at SecAgg+'s largest weight %g", weight, max_weight)
+        weight = float(max_weight)
+    peak = max((float(np.max(np.abs(v))) for v in out if v.size), default=0.0)
+    if peak * weight / max_weight > clipping_range:
+        _refuse(UnsafeUpdate, f"the update's largest value {peak:g} times its weight {weight:g} / {max_weight:g} is "
+                              f"beyond SecAgg+'s clipping range {clipping_range:g}: the quantization would clip it")
+    return out, weight
 
 
 class Guard:

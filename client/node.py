@@ -26,6 +26,7 @@ from client.store import UserStore
 from shared.protocol import NodeRole
 from shared.config import RunConfig
 from shared.errors import ConfigError
+from shared.hydra.variants import is_hydra_method
 from shared.paths import fedhydra_home
 from shared.users import HISTORY_PROTOCOL
 
@@ -257,8 +258,8 @@ class ClientNode:
         metrics["seconds"] = time.perf_counter() - started
         # what the LLM's faults cost here: HYDRA answers made without the LLM's candidates (a non-personalized
         # fallback), baseline answers left empty, examples of the user's history skipped
-        metrics["degraded-answers"] = sum(n for m, n in preds.failures.items() if m.startswith("hydra"))
-        metrics["failed-answers"] = sum(n for m, n in preds.failures.items() if not m.startswith("hydra"))
+        metrics["degraded-answers"] = sum(n for m, n in preds.failures.items() if is_hydra_method(m))
+        metrics["failed-answers"] = sum(n for m, n in preds.failures.items() if not is_hydra_method(m))
         metrics["skipped-examples"] = built["skipped"]
         metrics.update(_delta(llm_faults(self.llm), faults0))
         return metrics

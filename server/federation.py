@@ -10,7 +10,8 @@
   training nodes, aggregate, checkpoint the global base, evaluate on test nodes (their scalar metrics only).
   It writes one line per round to ``rounds.jsonl``; a fresh run starts that file anew, a resumed one keeps the
   lines of the rounds it resumes after.
-- :func:`gather_margin` (after the last round, when the run has a margin rule) asks the training nodes for their
+- :func:`gather_margin` (after the last round, when the run has a margin rule) asks the training nodes that trained
+  in the run (sampled in some round: all of them when every round samples all) for their
   per-margin counts and sums under the global base, checks and adds them up, and chooses the decision margin
   (:class:`shared.hydra.decision.MarginSums`); the final evaluation's config carries it to the test nodes.
 
@@ -98,6 +99,11 @@ class RoundLog:
     train_metrics: dict[str, float] = field(default_factory=dict)
     eval_metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    sampled: int = 0
+    """Training clients the round sent the base to (the strategy's sample)."""
+    timing: dict[str, float] = field(default_factory=dict)
+    """Seconds of the round's server-side phases: ``train`` (sending the base until the last reply or the timeout),
+    ``aggregate`` (validation and aggregation), ``checkpoint``, ``margin`` and ``evaluate`` (when they ran)."""
     privacy: dict[str, float] | None = None
     margin: dict | None = None
     """After the last round of a run with a margin rule: the chosen margin (:meth:`MarginChoice.as_dict`, whose
@@ -137,6 +143,11 @@ class ValidatingStrategy(Strategy):
         if self.current is not None:
             self.current.bytes_down_per_client = _nbytes(arrays)
         return messages
+
+    def send_train(self, grid: Grid, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        """Send the round's training messages and return the replies (secure aggregation runs its protocol here:
+        :class:`server.secure.SecureAggregation`)."""
+        return grid.send_and_receive(messages, timeout=timeout)
 
     def aggregate_train(self, server_round, replies):
         valid: list[Message] = []
@@ -359,7 +370,8 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
 
     Test users evaluate after every ``eval_every``-th round and after the last (``eval_every=0``: the last only);
     ``timeout`` is how long one round's training, or its evaluation, waits for replies. With ``margin``, after the
-    last round's training the training nodes choose the decision margin (:func:`gather_margin`); it goes into the
+    last round's training the training nodes that were sampled in some round of this run (not the whole federation:
+    a node never sampled has no episodes yet) choose the decision margin (:func:`gather_margin`); it goes into the
     last round's line of ``rounds.jsonl`` and the final evaluation's config (:data:`MARGIN_KEY`). Earlier
     evaluations answer without a margin rule (none is chosen yet).
     """
@@ -369,37 +381,49 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
     out_dir.mkdir(parents=True, exist_ok=True)
     log_path = out_dir / "rounds.jsonl"
     reset_round_log(log_path, start_round)
+    participants: set[int] = set()  # training nodes sent the base in this run: the margin asks these only
     for rnd in range(start_round + 1, num_rounds + 1):
         started = time.perf_counter()
         record = RoundLog(server_round=rnd)
         strategy.current = record
         log(INFO, "[ROUND %d/%d] training on %d clients", rnd, num_rounds, len(train_grid.get_node_ids()))
-        messages = strategy.configure_train(rnd, arrays, ConfigRecord({"final": False}), train_grid)
-        replies = grid.send_and_receive(messages, timeout=timeout)
+        messages = list(strategy.configure_train(rnd, arrays, ConfigRecord({"final": False}), train_grid))
+        record.sampled = len(messages)
+        participants.update(m.metadata.dst_node_id for m in messages)
+        phase = time.perf_counter()
+        replies = strategy.send_train(grid, messages, timeout=timeout)
+        phase = _lap(record, "train", phase)
         new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+        del replies  # the round's updates are not kept past aggregation
         if new_arrays is not None:
             arrays = new_arrays
         record.train_metrics = dict(train_metrics or {})
+        phase = _lap(record, "aggregate", phase)
         ledger = {"privacy": json.dumps(accountant.state_dict())} if accountant is not None else {}
         moments = strategy_state(strategy)
         if moments:  # before the base checkpoint: a resumable round always has its optimizer's state
             save_server_state(checkpoint_dir, rnd, moments, model=model)
         save_checkpoint(checkpoint_dir, rnd, to_numpy(arrays), model=model, task=task, **ledger)
+        phase = _lap(record, "checkpoint", phase)
         if accountant is not None and accountant.num_releases:
             spent = accountant.get_privacy_spent()
             record.privacy = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}
         final = rnd == num_rounds
         chosen = None
         if final and margin:
-            chosen, margin_report = gather_margin(grid, train_grid.get_node_ids(), arrays, server_round=rnd,
-                                                  timeout=timeout)
+            # the nodes that trained in this run (every training node when each round samples all of them): a node
+            # never sampled would build its episodes (LLM calls) only to answer this query
+            asked = [n for n in train_grid.get_node_ids() if n in participants]
+            chosen, margin_report = gather_margin(grid, asked, arrays, server_round=rnd, timeout=timeout)
             record.margin = {**(chosen.as_dict() if chosen is not None else {}), **margin_report}
+            phase = _lap(record, "margin", phase)
         if test_grid.get_node_ids() and (final or (eval_every > 0 and rnd % eval_every == 0)):
             cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra",
                                 **({MARGIN_KEY: float(chosen.margin)} if chosen is not None else {})})
             eval_messages = strategy.configure_evaluate(rnd, arrays, cfg, test_grid)
             eval_replies = grid.send_and_receive(eval_messages, timeout=timeout)
             record.eval_metrics = dict(strategy.aggregate_evaluate(rnd, eval_replies) or {})
+            phase = _lap(record, "evaluate", phase)
         record.seconds = time.perf_counter() - started
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record.__dict__) + "\n")
@@ -409,6 +433,13 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
             max(record.bytes_up_per_client, default=0), quality, record.seconds,
             "; faults " + json.dumps({k: v for k, v in record.faults.items() if v}) if any(record.faults.values()) else "")
     return arrays
+
+
+def _lap(record: RoundLog, phase: str, since: float) -> float:
+    """Add the seconds since ``since`` to ``record.timing[phase]``; returns now."""
+    now = time.perf_counter()
+    record.timing[phase] = round(record.timing.get(phase, 0.0) + now - since, 4)
+    return now
 
 
 def reset_round_log(path: Path, start_round: int) -> list[dict]:

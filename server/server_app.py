@@ -9,12 +9,12 @@ from flwr.app import Array, ArrayRecord, Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from server.federation import ValidatingStrategy, discover_roles, expected_from, run_rounds
+from server.aggregation import aggregation_name, build_aggregation
+from server.federation import discover_roles, run_rounds
 from server.plan import paths, restore_accountant, restore_server_state, starting_point
-from server.strategies import build_strategy
 from shared.config import RunConfig
 from shared.io import atomic_write_text
-from shared.protocol import DP_WEIGHT_KEY, TESTING_ROLES, TRAINING_ROLES
+from shared.protocol import TESTING_ROLES, TRAINING_ROLES
 from shared.users import node_count
 
 app = ServerApp()
@@ -34,7 +34,8 @@ def main(grid: Grid, context: Context) -> None:
     n_train = sum(r in TRAINING_ROLES for r in roles.values())
     n_test = sum(r in TESTING_ROLES for r in roles.values())
     log(INFO, "FedHydra: %d training and %d test clients; starting after round %d", n_train, n_test, done)
-    strategy, accountant = build_strategy(cfg.federation, n_train=max(n_train, 1))
+    # the registry of server/aggregation.py: plain (every reply validated) or secagg+ (the server sees only sums)
+    strategy, accountant = build_aggregation(cfg, n_train=max(n_train, 1), initial=initial)
     if done and accountant is not None:
         try:
             restored = restore_accountant(cfg, done, accountant)
@@ -46,18 +47,16 @@ def main(grid: Grid, context: Context) -> None:
     if done and not restore_server_state(cfg, done, strategy):
         log(WARNING, "resuming %s without its optimizer state of round %d: its moments start again from zero",
             cfg.federation.strategy, done)
-    validating = ValidatingStrategy(strategy, expected_from(initial),
-                                    weight_key=DP_WEIGHT_KEY if cfg.federation.dp_noise > 0 else "num-examples",
-                                    norm_factor=cfg.federation.outlier_norm_factor)
-    validating.summary()
-    run_rounds(grid, validating, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
+    strategy.summary()
+    run_rounds(grid, strategy, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
                final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every,
                margin=cfg.margin_folds != 0)
     summary = {"train_clients": n_train, "test_clients": n_test, "rounds": cfg.federation.num_rounds,
                "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise,
-               "margin_rule": cfg.margin_folds != 0}
+               "margin_rule": cfg.margin_folds != 0, "aggregation": aggregation_name(cfg.federation)}
     if accountant is not None and accountant.num_releases:
         spent = accountant.get_privacy_spent()
-        summary["privacy"] = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases}
+        summary["privacy"] = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases,
+                              **(strategy.dp.report() if getattr(strategy, "dp", None) is not None else {})}
     atomic_write_text(out_dir / "server_summary.json", json.dumps(summary, indent=1))

@@ -1,6 +1,10 @@
 """The aggregation strategy chosen by config: FedAvg, FedProx, FedAdam, FedMedian or FedTrimmedAvg (Flower's),
 optionally wrapped for differential privacy (client-side clipping, server-side Gaussian noise).
 
+:data:`BUILDERS` builds each strategy by its name in :data:`shared.config.STRATEGIES` (the names and what they do,
+which the config checks against); ``tests/server/test_checkpoint_and_strategies.py`` checks that the two name the same
+strategies.
+
 Example:
     >>> from shared.config import RunConfig, default_mapping
     >>> cfg = RunConfig.from_mapping({**default_mapping(), "strategy": "fedmedian"})
@@ -11,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+from typing import Any, Callable
 
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
@@ -26,8 +31,18 @@ from shared.config import FederationConfig
 from shared.errors import ConfigError
 from shared.protocol import DP_WEIGHT_KEY
 
-__all__ = ["build_strategy", "sampled_clients"]
+__all__ = ["build_strategy", "sampled_clients", "BUILDERS"]
 
+
+BUILDERS: dict[str, Callable[[dict[str, Any], FederationConfig], Strategy]] = {
+    "fedavg": lambda common, fed: FedAvg(**common),
+    "fedprox": lambda common, fed: FedProx(**common, proximal_mu=fed.proximal_mu),
+    "fedadam": lambda common, fed: FedAdam(**common, eta=fed.server_lr, eta_l=fed.server_lr),
+    "fedmedian": lambda common, fed: FedMedian(**common),
+    "fedtrimmedavg": lambda common, fed: FedTrimmedAvg(**common, beta=fed.trim_beta),
+}
+"""Strategy name (:data:`shared.config.STRATEGIES`) -> ``builder(common, fed)``: the Flower strategy, from the
+arguments every strategy takes (``common``) and the strategy's own settings in ``fed``."""
 
 
 def sampled_clients(fed: FederationConfig, n_train: int) -> int:
@@ -42,19 +57,10 @@ def build_strategy(fed: FederationConfig, *, n_train: int) -> tuple[Strategy, ob
     common = dict(fraction_train=fed.fraction_train, fraction_evaluate=1.0, min_train_nodes=min(fed.min_train_nodes, n_train),
                   min_evaluate_nodes=1, min_available_nodes=1,
                   weighted_by_key=DP_WEIGHT_KEY if dp else "num-examples")
-    name = fed.strategy
-    if name == "fedavg":
-        strategy: Strategy = FedAvg(**common)
-    elif name == "fedprox":
-        strategy = FedProx(**common, proximal_mu=fed.proximal_mu)
-    elif name == "fedadam":
-        strategy = FedAdam(**common, eta=fed.server_lr, eta_l=fed.server_lr)
-    elif name == "fedmedian":
-        strategy = FedMedian(**common)
-    elif name == "fedtrimmedavg":
-        strategy = FedTrimmedAvg(**common, beta=fed.trim_beta)
-    else:
-        raise ConfigError(f"unknown strategy {name!r}")
+    builder = BUILDERS.get(fed.strategy)
+    if builder is None:  # FederationConfig checks the name against STRATEGIES; a builder missing is a bug here
+        raise ConfigError(f"unknown strategy {fed.strategy!r}; this server builds {', '.join(BUILDERS)}")
+    strategy = builder(common, fed)
     if not dp:
         return strategy, None
     if fed.dp_clip <= 0:

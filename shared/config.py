@@ -19,14 +19,23 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, SecureAggregationConflict, check_minimums
 
-__all__ = ["RunConfig", "FederationConfig", "default_mapping", "pyproject_path", "parse_overrides"]
+if TYPE_CHECKING:  # imported where used (from_mapping): shared.hydra.train needs torch, which a device lacks
+    from shared.hydra.candidates import PoolConfig
+    from shared.hydra.episodes import EpisodeConfig
+    from shared.hydra.infer import InferenceConfig
+    from shared.hydra.spec import ModelConfig
+    from shared.hydra.train import TrainConfig
+
+__all__ = ["RunConfig", "FederationConfig", "STRATEGIES", "default_mapping", "pyproject_path", "parse_overrides",
+           "parse_methods",
+           "SecureAggregationConfig", "SECAGG_MODULUS", "SECURE_AGGREGATION_REFUSES", "secure_aggregation_conflicts"]
 
 
 _REQUIRED = ("task", "data", "train-users", "test-users", "protocol", "seed", "num-rounds", "strategy", "out-dir")
@@ -75,9 +84,146 @@ def parse_overrides(text: str) -> dict[str, Any]:
     return out
 
 
+STRATEGIES: dict[str, str] = {
+    "fedavg": "FedAvg: the mean of the replies, weighted by their examples",
+    "fedprox": "FedProx: FedAvg, the clients' training pulled toward the global base (proximal-mu)",
+    "fedadam": "FedAdam: Adam on the server over the mean update (server-lr)",
+    "fedmedian": "FedMedian: the coordinate-wise median of the replies",
+    "fedtrimmedavg": "FedTrimmedAvg: the mean without the trim-beta fraction at each end",
+}
+"""The aggregation strategies a run may name (config key ``strategy``) and what each does: the one list that the
+config checks against; :mod:`server.strategies` builds each by the same name (a test checks the two agree)."""
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """The ``eval-methods`` setting as names (empty: all); each must be a baseline or a HYDRA variant.
+
+    >>> parse_methods("all"), parse_methods("user-ridge, hydra hydra-shared-head")
+    ((), ('user-ridge', 'hydra', 'hydra-shared-head'))
+    >>> parse_methods("hydra-best")
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigError: config key 'eval-methods': unknown method 'hydra-best'; known: input, majority, user-mean, user-ridge, global-ridge, zero-shot, rag, hydra-reranker, hydra-adapter, hydra-shared-head, hydra, hydra-no-margin, hydra-calls-0, hydra-calls-1, hydra-calls-2, hydra-stable
+    """
+    from shared.baselines import METHODS
+    from shared.hydra.variants import VARIANTS
+
+    names = tuple(n for n in text.replace(",", " ").split() if n)
+    if names == ("all",):
+        return ()
+    for name in names:
+        if name not in METHODS and name not in VARIANTS:
+            raise ConfigError(f"config key 'eval-methods': unknown method {name!r}; known: "
+                              f"{', '.join([*METHODS, *VARIANTS])}")
+    return names
+
+
+def _one_of(names: Mapping[str, Any]) -> str:
+    """``"a, b or c"``.
+
+    >>> _one_of({"a": 1, "b": 2, "c": 3})
+    'a, b or c'
+    """
+    *first, last = names
+    return f"{', '.join(first)} or {last}" if first else last
+
+
+def _key(attr: str) -> str:
+    """How an error names a field of a run's config: by its key in ``[tool.flwr.app.config]``."""
+    return f"config key {attr.replace('_', '-')!r}"
+
+
+SECAGG_MODULUS = 2 ** 32
+"""The modulus of SecAgg+'s masked sums (Flower's default and its largest): a round's clients times
+``secagg-quantization-range`` must stay below it, or the sum wraps around."""
+
+
+@dataclass(frozen=True)
+class SecureAggregationConfig:
+    """How SecAgg+ masks and sums a round's shared-base updates when ``secure-aggregation = true`` (keys
+    ``secagg-*``; Flower's ``SecAggPlusWorkflow`` on the server, ``secaggplus_mod`` on the clients).
+
+    >>> SecureAggregationConfig(threshold=1.5)
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigError: config key 'secagg-threshold' must be in (0, 1], got 1.5
+    >>> SecureAggregationConfig(quantization_range=2 ** 23).max_clients
+    511
+    """
+
+    num_shares: int = 0
+    """Neighbours each client's key shares go to, itself included; 0 = every client of the round (SecAgg)."""
+    threshold: float = 0.67
+    """Fraction of a client's shares needed to rebuild its masks (at least 2 shares)."""
+    clipping_range: float = 16.0
+    """Every value a client masks (times its weight / ``max_weight``) must lie in [-range, range]."""
+    quantization_range: int = 2 ** 23
+    """Integer levels over [-clipping_range, clipping_range]."""
+    max_weight: float = 200.0
+    """The largest weight (``num-examples``) one update may carry; a larger one is capped by its client."""
+
+    def __post_init__(self) -> None:
+        def name(attr: str) -> str:
+            return f"config key 'secagg-{attr.replace('_', '-')}'"
+
+        for attr, kind in (("num_shares", int), ("quantization_range", int), ("threshold", (int, float)),
+                           ("clipping_range", (int, float)), ("max_weight", (int, float))):
+            value = getattr(self, attr)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ConfigError(f"{name(attr)} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if self.num_shares != 0 and self.num_shares < 3:
+            raise ConfigError(f"{name('num_shares')} must be 0 (every client of the round) or >= 3, "
+                              f"got {self.num_shares}")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"{name('threshold')} must be in (0, 1], got {self.threshold}")
+        if not self.clipping_range > 0 or not self.max_weight > 0:
+            bad = "clipping_range" if not self.clipping_range > 0 else "max_weight"
+            raise ConfigError(f"{name(bad)} must be > 0, got {getattr(self, bad)}")
+        if not 2 <= self.quantization_range < SECAGG_MODULUS // 2:
+            raise ConfigError(f"{name('quantization_range')} must be in [2, 2^31), got {self.quantization_range}")
+
+    @property
+    def max_clients(self) -> int:
+        """The most clients one round can sum without the masked sum wrapping around the modulus."""
+        return (SECAGG_MODULUS - 1) // self.quantization_range
+
+
+SECURE_AGGREGATION_REFUSES: dict[str, str] = {
+    "fedmedian": "takes the coordinate-wise median of every update",
+    "fedtrimmedavg": "trims the largest and smallest values of every update",
+}
+"""Strategies that cannot run under secure aggregation, and why: they need each update, the server sees only the
+sum (FedAvg, FedProx and FedAdam need only the weighted mean)."""
+
+
+def secure_aggregation_conflicts(fed: "FederationConfig") -> list[str]:
+    """Why ``fed`` cannot run with ``secure-aggregation = true`` (empty: it can). Under SecAgg+ the server sees the
+    round's masked sum only, so whatever needs a single client's update is refused, never silently dropped."""
+    out = []
+    if fed.strategy in SECURE_AGGREGATION_REFUSES:
+        out.append(f"strategy = {fed.strategy!r} {SECURE_AGGREGATION_REFUSES[fed.strategy]}, and the server sees "
+                   f"only their sum (use fedavg, fedprox or fedadam)")
+    if fed.outlier_norm_factor > 0:
+        out.append(f"outlier-norm-factor = {fed.outlier_norm_factor:g} compares each update's norm with the round's "
+                   f"median, and the server sees no single update (set outlier-norm-factor = 0: each client checks "
+                   f"its own update before masking it, and with dp-noise > 0 clips it to dp-clip)")
+    if fed.min_train_nodes < 2:
+        out.append("min-train-nodes = 1: the sum of one update is that update (secure aggregation needs >= 2 "
+                   "clients a round)")
+    return out
+
+
 @dataclass(frozen=True)
 class FederationConfig:
-    """The federated run (see ``[tool.flwr.app.config]``)."""
+    """The federated run (see ``[tool.flwr.app.config]``), checked on construction.
+
+    >>> from dataclasses import replace
+    >>> federation = RunConfig.from_mapping(default_mapping()).federation
+    >>> replace(federation, fraction_train=1.5)
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigError: config key 'fraction-train' must be in (0, 1], got 1.5
+    """
 
     num_rounds: int
     fraction_train: float
@@ -97,11 +243,26 @@ class FederationConfig:
     out_dir: str
     eval_every: int = 1
     round_timeout: float = 3600.0
+    secure_aggregation: bool = False
+    """Sum each round's updates with SecAgg+ (:class:`SecureAggregationConfig`): the server sees no single update."""
+    secagg: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
+
+    def __post_init__(self) -> None:
+        check_minimums(self, {"num_rounds": 1, "min_train_nodes": 1, "local_epochs": 1, "local_head_epochs": 0,
+                              "eval_every": 0, "round_timeout": 1.0}, name=_key)
+        if not isinstance(self.fraction_train, (int, float)) or not 0 < self.fraction_train <= 1:
+            raise ConfigError(f"config key 'fraction-train' must be in (0, 1], got {self.fraction_train}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"config key 'strategy' must be {_one_of(STRATEGIES)}, got {self.strategy!r}")
+        conflicts = secure_aggregation_conflicts(self) if self.secure_aggregation else []
+        if conflicts:
+            raise SecureAggregationConflict("secure-aggregation = true cannot combine with: " + "; ".join(conflicts))
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Every setting of a FedHydra run, validated."""
+    """Every setting of a FedHydra run, validated: each part checks itself on construction (so a config built or
+    :func:`dataclasses.replace`-d directly is checked too), :meth:`from_mapping` checks the keys and their types."""
 
     task: str
     data: str
@@ -121,14 +282,32 @@ class RunConfig:
     llm_calls_per_user: int
     llm_concurrency: int
     margin_folds: int
+    eval_methods: tuple[str, ...]
+    """The methods test users answer with (empty: all that apply, :func:`parse_methods`)."""
     federation: FederationConfig
-    model: Any
-    train: Any
-    episodes: Any
-    inference: Any
-    pool: Any
+    model: ModelConfig
+    train: TrainConfig
+    episodes: EpisodeConfig
+    inference: InferenceConfig
+    pool: PoolConfig
     store_dir: str
     device_quantized: bool
+
+    def __post_init__(self) -> None:
+        from shared.tasks import get_task
+
+        get_task(self.task)  # UnknownTaskError names the known ones
+        if self.protocol not in ("disjoint", "history"):
+            raise ConfigError(f"config key 'protocol' must be 'disjoint' or 'history', got {self.protocol!r}")
+        check_minimums(self, {"timeline_questions": 1, "synthetic_users": 1, "synthetic_items": 2, "train_users": 0,
+                              "free_train_users": 0, "test_users": 0, "user_offset": 0, "llm_calls_per_user": 0,
+                              "llm_concurrency": 1, "margin_folds": 0}, name=_key)
+        if self.free_train_users and self.protocol != "disjoint":
+            raise ConfigError("config key 'free-train-users' needs protocol = 'disjoint' (in the history protocol every "
+                              f"user is a test user), got {self.free_train_users}")
+        if self.margin_folds == 1:
+            raise ConfigError("config key 'margin-folds' must be 0 (no margin rule) or >= 2 (folds of training users)")
+        parse_methods(" ".join(self.eval_methods))  # names each unknown one
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, complete: bool = False) -> "RunConfig":
@@ -175,18 +354,11 @@ class RunConfig:
 
         task = get_task(get("task", str)).name
         protocol = get("protocol", str)
-        if protocol not in ("disjoint", "history"):
-            raise ConfigError(f"config key 'protocol' must be 'disjoint' or 'history', got {protocol!r}")
         style = get("prompt-style", str)
         if style not in PROMPT_STYLES:
             raise ConfigError(f"config key 'prompt-style' must be one of {PROMPT_STYLES}, got {style!r}")
         strategy = get("strategy", str)
-        if strategy not in ("fedavg", "fedprox", "fedadam", "fedmedian", "fedtrimmedavg"):
-            raise ConfigError(f"config key 'strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg, "
-                              f"got {strategy!r}")
         fraction = get("fraction-train", float)
-        if not 0 < fraction <= 1:
-            raise ConfigError(f"config key 'fraction-train' must be in (0, 1], got {fraction}")
         temperature = get("temperature", float)
         if temperature <= 0:
             raise ConfigError(f"config key 'temperature' must be > 0, got {temperature}")
@@ -210,11 +382,6 @@ class RunConfig:
         inference = InferenceConfig(m=positive("retrieve-m"), k=positive("prompt-k"), pool=pool)
         margin_folds = positive("margin-folds", int, 0)
         free_train_users = positive("free-train-users", int, 0)
-        if free_train_users and protocol != "disjoint":
-            raise ConfigError("config key 'free-train-users' needs protocol = 'disjoint' (in the history protocol every "
-                              f"user is a test user), got {free_train_users}")
-        if margin_folds == 1:
-            raise ConfigError("config key 'margin-folds' must be 0 (no margin rule) or >= 2 (folds of training users)")
         head_epochs = positive("head-epochs", int, 0)
         rounds = positive("num-rounds")
         # 0: the run's head epochs spread over its rounds, so a federated run trains trunk and heads as long as
@@ -228,7 +395,12 @@ class RunConfig:
             dp_clip=get("dp-clip", float), report_metrics=get("report-metrics", bool),
             checkpoint_dir=get("checkpoint-dir", str), resume=get("resume", bool), out_dir=get("out-dir", str),
             eval_every=positive("eval-every", int, 0), round_timeout=positive("round-timeout", float, 1.0),
-            local_head_epochs=local_head_epochs)
+            local_head_epochs=local_head_epochs, secure_aggregation=get("secure-aggregation", bool),
+            secagg=SecureAggregationConfig(num_shares=get("secagg-num-shares", int),
+                                           threshold=get("secagg-threshold", float),
+                                           clipping_range=get("secagg-clipping-range", float),
+                                           quantization_range=get("secagg-quantization-range", int),
+                                           max_weight=get("secagg-max-weight", float)))
         return cls(task=task, data=get("data", str), split=get("split", str),
                    timeline_questions=positive("timeline-questions"),
                    synthetic_users=positive("synthetic-users"), synthetic_items=positive("synthetic-items", int, 2),
@@ -236,7 +408,8 @@ class RunConfig:
                    user_offset=positive("user-offset", int, 0), protocol=protocol, seed=get("seed", int),
                    llm_url=get("llm-url", str), llm_model=get("llm-model", str), llm_timeout=get("llm-timeout", float),
                    llm_calls_per_user=positive("llm-calls-per-user", int, 0),
-                   llm_concurrency=positive("llm-concurrency"), margin_folds=margin_folds, federation=federation, model=model,
+                   llm_concurrency=positive("llm-concurrency"), margin_folds=margin_folds,
+                   eval_methods=parse_methods(get("eval-methods", str)), federation=federation, model=model,
                    train=train, episodes=episodes, inference=inference, pool=pool, store_dir=get("store-dir", str),
                    device_quantized=get("device-quantized", bool))
 

@@ -11,6 +11,9 @@ Example:
 
 from __future__ import annotations
 
+from numbers import Real
+from typing import Callable, Mapping
+
 __all__ = [
     "FedHydraError",
     "ConfigError",
@@ -27,6 +30,9 @@ __all__ = [
     "GuardError",
     "UnsafeBase",
     "DivergedRound",
+    "UnsafeUpdate",
+    "SecureAggregationConflict",
+    "check_minimums",
 ]
 
 
@@ -36,6 +42,34 @@ class FedHydraError(Exception):
 
 class ConfigError(FedHydraError, ValueError):
     """A configuration value is missing, of the wrong type or out of range (names the key)."""
+
+
+def check_minimums(config: object, minimums: Mapping[str, float], *, name: Callable[[str], str] | None = None) -> None:
+    """Check, in order, that each named field of ``config`` (a config dataclass, from its ``__post_init__``) is a
+    number (not a bool) and at least its minimum; else raise :class:`ConfigError` naming the field and its value.
+    ``name`` turns a field into the name the user knows (default ``Class.field``; a run's config: its key).
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Pool:
+    ...     k: int
+    >>> check_minimums(Pool(4), {"k": 1})
+    >>> check_minimums(Pool(0), {"k": 1})
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigError: Pool.k must be >= 1, got 0
+    >>> check_minimums(Pool("4"), {"k": 1}, name=lambda f: f"config key {f!r}")
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigError: config key 'k' must be a number, got '4'
+    """
+    for field, minimum in minimums.items():
+        value = getattr(config, field)
+        label = name(field) if name is not None else f"{type(config).__name__}.{field}"
+        if not isinstance(value, Real) or isinstance(value, bool):
+            raise ConfigError(f"{label} must be a number, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"{label} must be >= {minimum}, got {value}")
 
 
 class DataFormatError(FedHydraError, ValueError):
@@ -130,3 +164,14 @@ class UnsafeBase(GuardError):
 
 class DivergedRound(GuardError):
     """A round's training left non-finite or diverged values: the device kept its last good heads and sent nothing."""
+
+
+class UnsafeUpdate(GuardError):
+    """Under secure aggregation a device refused to mask and send its own update (keys or shapes unlike the base it
+    received, non-finite values, a weight that is no positive number, or a value SecAgg+'s quantization would clip):
+    the server could no longer tell, so the device checks itself and leaves the round instead."""
+
+
+class SecureAggregationConflict(ConfigError):
+    """``secure-aggregation = true`` with a setting that needs every single update (robust aggregation, the outlier
+    filter) or a round of one client: refused at start, naming each setting and why."""

@@ -6,7 +6,9 @@ shared base was trained. The baselines come from :mod:`shared.baselines`; how HY
 caller gives (on a device: :meth:`client.sdk.PersonalClient.answer`), called with each named variant
 (:mod:`shared.hydra.variants`).
 
-Golds are read only for the candidate pool's oracle, after answering.
+Golds are read only for the candidate pool's oracle, after answering. A call that fails with an
+:class:`~shared.errors.LLMError` answers empty and counts a failure (:func:`answer_or_empty`, also the rule of
+``fedhydra baseline``): one bad call costs one answer, not the run.
 
 Example:
     >>> a = Predictions(by_method={"input": {"q1": "x"}}, seconds={"input": 1.0}, calls={"input": 0})
@@ -20,11 +22,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from shared.baselines import METHODS, BaselineContext, majority_label
 from shared.config import RunConfig
 from shared.data import Question
+from shared.errors import LLMError
 from shared.hydra.context import UserContext
 from shared.hydra.infer import Answer
 from shared.hydra.variants import COST_METHODS, HYDRA_METHODS, VARIANTS
@@ -33,7 +36,7 @@ from shared.metrics import example_score
 from shared.tasks import TaskSpec
 from shared.users import User
 
-__all__ = ["Predictions", "AnswerFn", "evaluate_users", "merge_predictions", "DEVICE_BASELINES"]
+__all__ = ["Predictions", "AnswerFn", "evaluate_users", "merge_predictions", "answer_or_empty", "DEVICE_BASELINES"]
 
 DEVICE_BASELINES = ("input", "majority", "user-mean", "user-ridge")
 """The non-LLM baselines a device can compute for its own user, run where they apply (``global-ridge`` needs the
@@ -58,6 +61,27 @@ class Predictions:
 AnswerFn = Callable[..., Answer]
 """``fn(user, question, ctx, *, variant) -> Answer``: how HYDRA answers as the named variant."""
 
+T = TypeVar("T")
+
+
+def answer_or_empty(run: Callable[[], T]) -> tuple[T | str, bool]:
+    """``(run(), False)``, or ``("", True)`` when ``run`` fails with an :class:`~shared.errors.LLMError`: a failed
+    LLM call answers empty (the metric scores it as wrong) and counts as a failure, so it costs one answer, not the
+    run. Other exceptions propagate.
+
+    >>> from shared.errors import LLMUnavailable
+    >>> answer_or_empty(lambda: "an answer")
+    ('an answer', False)
+    >>> def down():
+    ...     raise LLMUnavailable("the endpoint is down")
+    >>> answer_or_empty(down)
+    ('', True)
+    """
+    try:
+        return run(), False
+    except LLMError:
+        return "", True
+
 
 def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: LLMClient, cfg: RunConfig,
                    golds: Mapping[str, str], *, methods: Sequence[str] | None = None,
@@ -68,8 +92,6 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
     HYDRA variant. A call that fails with an :class:`~shared.errors.LLMError` answers empty and counts a failure.
     """
     from tqdm import tqdm
-
-    from shared.errors import LLMError
 
     k = cfg.inference.k
     baseline_names = [m for m in DEVICE_BASELINES if METHODS[m].applies(task)] + ["zero-shot", "rag"]
@@ -99,11 +121,8 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
             for label, run in runs:
                 started = time.perf_counter()
                 with llm.meter() as meter:
-                    try:
-                        result = run(user, q, ctx)
-                    except LLMError:
-                        result = ""
-                        preds.failures[label] += 1
+                    result, failed = answer_or_empty(lambda: run(user, q, ctx))
+                preds.failures[label] += failed
                 preds.seconds[label] += time.perf_counter() - started
                 preds.calls[label] += meter.requests
                 preds.asked[label] += meter.requests + meter.cache_hits

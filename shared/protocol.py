@@ -15,7 +15,8 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = ["FAULT_COUNTERS", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
-           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY"]
+           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY",
+           "SECAGG_KEYS"]
 
 
 class NodeRole(str, Enum):
@@ -59,3 +60,7 @@ circuit breaker). The server sums them per round (:class:`server.federation.Roun
 
 DP_WEIGHT_KEY = "dp-weight"
 """With DP accounting every client weighs the same; clients report this key as 1."""
+
+SECAGG_KEYS = "tensor-keys"
+"""Under secure aggregation (SecAgg+, Flower's legacy ``fitins`` layout, whose tensors have no names): the key of the
+training config's list of the shared tensors' names, in the order the tensors travel both ways."""

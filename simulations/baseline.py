@@ -22,6 +22,7 @@ from typing import Mapping, Sequence
 from shared.baselines import METHODS, BaselineContext, majority_label, methods_for
 from shared.data import Dataset, Question, group_by_user, write_outputs
 from shared.errors import ConfigError
+from shared.evaluation import answer_or_empty
 from shared.llm.client import LLMClient
 from shared.metrics import evaluate
 from shared.users import user_history
@@ -72,13 +73,8 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
         before = (llm.stats.calls, llm.stats.cache_hits, llm.stats.seconds) if llm else (0, 0, 0.0)
         started = time.perf_counter()
 
-        def answer(q: Question) -> str | None:
-            from shared.errors import LLMError
-
-            try:
-                return method.run(ctx, q)
-            except LLMError:  # a failed LLM call costs one answer, not the run
-                return None
+        def answer(q: Question) -> tuple[str, bool]:
+            return answer_or_empty(lambda: method.run(ctx, q))  # a failed LLM call costs one answer, not the run
 
         # an LLM method's questions are independent: as many at once as the client keeps in flight
         workers = llm.config.concurrency if (llm is not None and method.uses_llm) else 1
@@ -89,8 +85,8 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
                 answers.append(a)
                 bar.update()
         bar.close()
-        predictions = {q.id: a if a is not None else "" for q, a in zip(questions, answers)}
-        failures = sum(a is None for a in answers)
+        predictions = {q.id: text for q, (text, _) in zip(questions, answers)}
+        failures = sum(failed for _, failed in answers)
         seconds = time.perf_counter() - started
         after = (llm.stats.calls, llm.stats.cache_hits, llm.stats.seconds) if llm else (0, 0, 0.0)
         result = MethodResult(label, predictions, evaluate(task, predictions, golds), seconds,

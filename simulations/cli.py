@@ -154,8 +154,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     mapping = _mapping(args)
     RunConfig.from_mapping(mapping)  # validates flags and overrides before anything starts
+    if args.client_cpus is not None and args.client_cpus <= 0:
+        raise FedHydraError(f"--client-cpus must be > 0, got {args.client_cpus}")
     summary = simulate(mapping, args.out, llm_cache=args.llm_cache,
-                       progress=lambda s: print(s, file=sys.stderr, flush=True))
+                       progress=lambda s: print(s, file=sys.stderr, flush=True), ray_address=args.ray_address,
+                       client_cpus=args.client_cpus if args.client_cpus is not None else 2)
     print(summary.get("round_table", ""))
     print(summary.pop("table"))
     print("LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):")
@@ -268,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="the main job: federated HYDRA as a Flower simulation (one SuperNode per user)")
     _add_run_args(p)
     p.add_argument("--num-rounds", type=int, help="federated rounds")
+    p.add_argument("--ray-address", help="HOST:PORT of a running Ray cluster's head: the ClientApps run on its nodes "
+                                         "(default: a Ray instance of the simulation's own on this machine)")
+    p.add_argument("--client-cpus", type=int, help="whole CPUs each ClientApp holds on the Ray cluster (default 2); "
+                                                     "cluster CPUs / this many ClientApps run at once")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("export", help="write a device bundle (ONNX encoders and scorers) of a global base")

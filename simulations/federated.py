@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 from shared.config import RunConfig
 from shared.data import Dataset
 from shared.evaluation import Predictions
+from shared.hydra.variants import FEDERATED_PREFIX, is_hydra_method
 from shared.io import atomic_write_text
 from shared.ledger import Cost, Ledger
 from shared.llm.client import LLMConfig
@@ -150,13 +151,14 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
             summary["margin_failed"] = chosen
     # every method answered by every test client is compared exactly as in the centralized run
     complete = {m: p for m, p in preds.by_method.items() if len(p) == len(preds.by_method.get("hydra", p))}
-    preds.by_method = {f"{m}" if not m.startswith("hydra") else f"fed-{m}": p for m, p in complete.items()}
+    preds.by_method = {f"{FEDERATED_PREFIX}{m}" if is_hydra_method(m) else m: p for m, p in complete.items()}
     for key in ("seconds", "calls", "failures", "asked", "llm_seconds", "baselines"):
-        getattr(preds, key).update({f"fed-{m}": v for m, v in getattr(preds, key).items() if m.startswith("hydra")})
+        getattr(preds, key).update({f"{FEDERATED_PREFIX}{m}": v for m, v in getattr(preds, key).items()
+                                    if is_hydra_method(m)})
     free_note = f" (+{summary['free_train_users']} free)" if summary.get("free_train_users") else ""
     title = (f"{dataset.task.name}: federated HYDRA, {summary['train_users']}{free_note} training / "
              f"{summary['test_users']} test users")
-    groups = {m: ("federated" if m.startswith("fed-") else "baseline") for m in preds.by_method}
+    groups = {m: ("federated" if is_hydra_method(m) else "baseline") for m in preds.by_method}
     result = finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups)
     result["ledger_table"] = ledger.table()
     return result
@@ -215,13 +217,17 @@ def flower_app(out: Path) -> Path:
 
 
 def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLMConfig | None = None,
-             llm_cache: str | Path | None = None, progress: Callable[[str], None] = print) -> dict:
+             llm_cache: str | Path | None = None, progress: Callable[[str], None] = print,
+             ray_address: str | None = None, client_cpus: int = 2) -> dict:
     """Run the whole federated simulation and gather its results (see the module docstring).
 
     The LLM is ``llm_config``, else the run config's ``llm-url`` (and ``llm-model``), else what
     :func:`shared.llm.resolver.resolve_llm` finds (an embedded server started here stops when the run ends).
     ``llm_cache`` is the response cache every client uses (default: ``FEDHYDRA_LLM_CACHE``, else
-    ``$FEDHYDRA_HOME/llm-cache.sqlite``).
+    ``$FEDHYDRA_HOME/llm-cache.sqlite``). ``ray_address`` (``HOST:PORT`` of a running Ray cluster's head) runs the
+    ClientApps on that cluster instead of on a Ray instance of the simulation's own (docs/deployment.md, "A simulation
+    on a Ray cluster"); ``client_cpus`` is each ClientApp's CPU share (``client-resources-num-cpus``), so
+    ``cluster CPUs / client_cpus`` ClientApps run at once.
     """
     from shared.llm.resolver import resolve_llm
 
@@ -240,6 +246,8 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
     n_nodes = node_count(cfg.protocol, train_users=len(train), test_users=len(test))  # len(train) counts the free
     cache = Path(llm_cache).resolve() if llm_cache else llm_cache_path()
     link_env = {"FEDHYDRA_LLM_CACHE": str(cache)} if llm_cache else {}  # the clients' processes inherit it
+    if ray_address:  # Flower's simulation process attaches to this cluster (ray.init reads RAY_ADDRESS)
+        link_env["RAY_ADDRESS"] = ray_address
     started = time.time()
     with resolve_llm(llm_config, url=cfg.llm_url or None, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
                      concurrency=cfg.llm_concurrency, cache_path=str(cache) if llm_cache else None) as endpoint:
@@ -251,7 +259,8 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
         atomic_write_text(config_file, tomli_w.dumps(values))
         progress(f"federation: {len(train)} training + {len(test)} test clients, {cfg.federation.num_rounds} rounds, "
                  f"strategy {cfg.federation.strategy}; LLM {llm.base_url}")
-        with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes, env=link_env) as link:
+        with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes, num_cpus_per_client=client_cpus,
+                            env=link_env) as link:
             run_id = link.submit(flower_app(out), config_file)
             progress(f"Flower run {run_id} submitted; following its log (also in {out / 'flwr.log'})")
             with open(out / "flwr.log", "w", encoding="utf-8") as log:

@@ -34,7 +34,7 @@ from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
 from shared.hydra.model import HydraBase, PersonalHeads
 from shared.hydra.stages import train_stage
 from shared.hydra.train import Trainer
-from shared.hydra.variants import COST_METHODS, HYDRA_METHODS
+from shared.hydra.variants import COST_METHODS, FEDERATED_PREFIX, HYDRA_METHODS, is_hydra_method
 from shared.io import atomic_write_text
 from shared.ledger import Cost, Ledger
 from shared.llm.client import LLMClient
@@ -172,12 +172,12 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
     metric, higher = primary_metric(task)
     rows = [r.row() for r in results]
     oracle = evaluate(task, preds.oracle, {k: golds[k] for k in preds.oracle})[metric] if preds.oracle else None
-    baselines = [r for r in rows if not str(r["method"]).startswith(("hydra", "fed"))]
+    baselines = [r for r in rows if not is_hydra_method(str(r["method"]))]
     strongest = (max if higher else min)(baselines, key=lambda r: r[metric]) if baselines else None
     rag = next((r for r in rows if str(r["method"]).startswith("rag")), None)
     gains = {}
     for r in rows:
-        if str(r["method"]).startswith(("hydra", "fed")):
+        if is_hydra_method(str(r["method"])):
             gains[str(r["method"])] = {
                 "vs_rag": round(relative_gain(float(r[metric]), float(rag[metric]), higher), 4) if rag else None,
                 "vs_strongest_baseline": round(relative_gain(float(r[metric]), float(strongest[metric]), higher), 4)
@@ -189,10 +189,10 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
     by_method = preds.by_method
     for r in rows:
         name = str(r["method"])
-        if name.startswith(("hydra", "fed")) and strongest is not None:
+        if is_hydra_method(name) and strongest is not None:
             paired[f"{name} vs {strongest['method']}"] = compare_predictions(
                 task, by_method[str(strongest["method"])], by_method[name], golds).as_dict()
-    for pre in ("", "fed-"):  # personal vs shared heads; each cost-aware mode against the full method
+    for pre in ("", FEDERATED_PREFIX):  # personal vs shared heads; each cost-aware mode against the full method
         full = f"{pre}hydra"
         if full not in by_method:
             continue
@@ -211,7 +211,7 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
     table += comparison_tables(paired, summary["left_baseline"])
     atomic_write_text(out / "metrics.md", table)
     plot_methods(rows, task, out / "metrics.png", title=title, oracle=oracle,
-                 groups=groups or {r["method"]: ("hydra" if str(r["method"]).startswith("hydra") else "baseline")
+                 groups=groups or {r["method"]: ("hydra" if is_hydra_method(str(r["method"])) else "baseline")
                                    for r in rows})
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     summary["table"] = table
@@ -297,7 +297,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
             store = UserStore(out / "clients", u.user_id, task=task.name)
             store.write_history(u.history)
             store.write_episodes((train_eps if history else test_eps)[u.user_id])
-            return evaluate_user(task, u, bundle, device_cfg, llm, out / "clients", dataset.golds)
+            return evaluate_user(task, u, bundle, device_cfg, llm, out / "clients", dataset.golds,
+                                 methods=list(cfg.eval_methods) or None)
 
         preds = merge_predictions(map_users(evaluate, test_users, workers=cfg.llm_concurrency, desc="answer",
                                             progress=bars))

@@ -29,7 +29,8 @@ from shared.io import atomic_write_bytes
 
 __all__ = ["FORMAT_VERSION", "BundleError", "save_tensors", "load_tensors", "SERVER_STATE_SLOTS"]
 
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
+"""3: the base holds the shared rating head (``base.adapter.rating.*``); 2: the adapter has 14 features."""
 SERVER_STATE_SLOTS = ("m_t.", "v_t.")
 """Prefixes of a server optimizer's per-tensor state (FedAdam's moments) before a shared key."""
 

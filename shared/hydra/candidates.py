@@ -27,9 +27,9 @@ import numpy as np
 from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor, f1_optimal_keep, word_tokens
 from shared.hydra.features import adapter_extras
-from shared.errors import LLMError
+from shared.errors import ConfigError, LLMError, check_minimums
 from shared.llm.client import CallBudget, LLMCall, LLMClient
-from shared.prompts import PromptBudget, build_messages
+from shared.prompts import PROMPT_STYLES, PromptBudget, build_messages
 from shared.style import apply_rules
 from shared.tasks import TaskKind, TaskSpec
 
@@ -49,6 +49,13 @@ class PoolConfig:
     k: int = 4
     style: str = "turns"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_minimums(self, {"n_samples": 0, "k": 1})
+        if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
+            raise ConfigError(f"PoolConfig.temperature must be > 0, got {self.temperature!r}")
+        if self.style not in PROMPT_STYLES:
+            raise ConfigError(f"PoolConfig.style must be one of {PROMPT_STYLES}, got {self.style!r}")
 
 
 @dataclass

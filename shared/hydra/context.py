@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Callable, Mapping, Sequence
 
@@ -75,13 +75,33 @@ class UserContext:
         None without ``embed``, for other tasks, or with fewer than :data:`MIN_RATED` rated items."""
         if self.embed is None or self.task.kind is not TaskKind.RATING:
             return None
-        rated = [(t, float(a)) for t, a in zip(self.texts, self.answers) if a in self.task.labels]
-        if len(rated) < MIN_RATED:
+        texts, scores = self.rated()
+        if len(texts) < MIN_RATED:
             return None
         from shared.ridge import fit_ridge
 
-        x = np.asarray(self.embed([t for t, _ in rated]), dtype=np.float64)
-        return fit_ridge(x, np.array([v for _, v in rated]))
+        return fit_ridge(np.asarray(self.embed(texts), dtype=np.float64), scores)
+
+    def rated(self) -> tuple[list[str], np.ndarray]:
+        """The texts of the profile's rated items and their scores (empty for other tasks)."""
+        if self.task.kind is not TaskKind.RATING:
+            return [], np.zeros(0)
+        rated = [(t, float(a)) for t, a in zip(self.texts, self.answers) if a in self.task.labels]
+        return [t for t, _ in rated], np.array([v for _, v in rated], dtype=np.float64)
+
+    def with_rating_model(self, model) -> "UserContext":
+        """This context with ``model`` (a :class:`shared.ridge.RidgeModel`) in place of the user's own rating model:
+        how the ``hydra-shared-head`` variant answers with the shared rating head (:mod:`shared.hydra.rating_head`).
+
+        >>> from shared.ridge import RidgeModel
+        >>> from shared.tasks import get_task
+        >>> ctx = UserContext.build(get_task("LaMP-3"), [{"text": "good", "score": "5"}], embed=lambda t: np.zeros((len(t), 2)))
+        >>> ctx.with_rating_model(RidgeModel(np.zeros(2), 2.0, 1.0)).predicted_score("anything")
+        2.0
+        """
+        other = replace(self)
+        other.__dict__["rating_model"] = model  # the cached_property's slot
+        return other
 
     def predicted_score(self, query: str) -> float | None:
         """The user's rating model's score for ``query`` (clipped to the label range), if there is a model.

@@ -31,6 +31,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from shared.hydra.adam import Adam
+
 __all__ = ["InputEditor", "f1_optimal_keep", "word_key", "word_tokens", "history_counts", "EDITOR_BUCKETS", "N_DENSE"]
 
 EDITOR_BUCKETS = 4096
@@ -104,22 +106,15 @@ class InputEditor:
         dense = np.concatenate([d for _, d in feats])
         y = np.concatenate([np.asarray(l, dtype=np.float32) for _, _, l in examples])
         n = len(y)
-        params = [self.vocab, self.dense, self.bias]
-        m = [np.zeros_like(x) for x in params]
-        v = [np.zeros_like(x) for x in params]
+        adam = Adam([self.vocab, self.dense, self.bias], lr)
         loss = float("nan")
-        for t in range(1, epochs + 1):
+        for _ in range(epochs):
             z = self.logits(buckets, dense)
             p = 1.0 / (1.0 + np.exp(-z))
             g = (p - y) / n
             grads = [np.bincount(buckets, weights=g, minlength=EDITOR_BUCKETS).astype(np.float32) + l2 * self.vocab,
                      (dense.T @ g).astype(np.float32) + l2 * self.dense, np.float32([g.sum()])]
-            for x, gx, mx, vx in zip(params, grads, m, v):
-                mx *= 0.9
-                mx += 0.1 * gx
-                vx *= 0.999
-                vx += 0.001 * gx * gx
-                x -= lr * (mx / (1 - 0.9 ** t)) / (np.sqrt(vx / (1 - 0.999 ** t)) + 1e-8)
+            adam.step(grads)
             loss = float(-np.mean(y * np.log(p + 1e-9) + (1 - y) * np.log(1 - p + 1e-9)))
         return loss
 

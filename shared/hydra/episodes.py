@@ -32,7 +32,7 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Mapping, Sequence
 
-from shared.errors import LLMError
+from shared.errors import LLMError, check_minimums
 from shared.hydra.candidates import PoolConfig, parse_pool_answers, pool_calls
 from shared.llm.client import CallBudget, LLMCall, LLMClient, LLMMeter
 from shared.prompts import PromptBudget, build_messages
@@ -61,6 +61,10 @@ class EpisodeConfig:
     label_questions: bool = True
     """Whether real questions get record labels and LLM candidates; ``False``: they cost no call, like free
     questions (a free training user's, see ``free-train-users``)."""
+
+    def __post_init__(self) -> None:
+        check_minimums(self, {"pseudo_questions": 0, "free_questions": 0, "rerank_m": 1, "label_records": 1,
+                              "calls_per_user": 0})
 
 
 def free_user_config(config: EpisodeConfig) -> EpisodeConfig:

@@ -10,7 +10,7 @@ Steps:
 3. :func:`export_bundle` writes, per role, ``encoder-<role>.onnx`` (and ``.int8.onnx``: per-channel dynamic
    int8 quantization of every linear layer, see :func:`fold_weight_transposes`), ``scorer-<role>.onnx`` with
    the shared head (the shared head is the default; a device re-exports the scorer with its own fitted head),
-   ``base.safetensors`` (trunks, shared heads, editor),
+   ``base.safetensors`` (trunks, shared heads, editor, rating head),
    ``tokenizer.json`` and ``bundle.json`` (format, version, model config, file hashes).
 
 Example::

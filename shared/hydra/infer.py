@@ -6,7 +6,8 @@ runs, the ONNX runtime on a device; both give the same answers.
 
 Decision rule (:mod:`shared.hydra.decision`): the adapter's choice (the weighted median of its distribution
 for ratings, else its top candidate), kept only when its predicted advantage over the strongest non-LLM answer
-passes the bundle's margin (chosen on training users); else that answer.
+passes the bundle's margin (chosen on training users); else that answer. Under an infinite margin (the training
+users showed that leaving that answer never paid) no LLM answer is asked: none could change the choice.
 
 Example:
     >>> InferenceConfig().k
@@ -26,8 +27,9 @@ from shared.hydra.decision import decide_with_margin
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode, top_records
 from shared.hydra.examples import RoleExample, adapter_example, reranker_example
+from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.variants import Variant, get_variant
-from shared.errors import LLMError
+from shared.errors import LLMError, check_minimums
 from shared.llm.client import CallBudget, LLMClient
 from shared.prompts import PromptBudget
 from shared.tasks import TaskSpec
@@ -48,6 +50,9 @@ class InferenceConfig:
     m: int = 5
     k: int = 4
     pool: PoolConfig = PoolConfig()
+
+    def __post_init__(self) -> None:
+        check_minimums(self, {"m": 1, "k": 1})
 
 
 @dataclass
@@ -83,12 +88,18 @@ def rerank(task: TaskSpec, scorer: Scorer, ep: Episode, head: object | None, k: 
 def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient | None, scorer: Scorer,
            editor: InputEditor | None, *, heads: Mapping[str, object] | None, config: InferenceConfig = InferenceConfig(),
            variant: str | Variant = "hydra", budget: CallBudget | None = None,
-           prompt_budget: PromptBudget = PromptBudget(), margin: float | None = None) -> Answer:
+           prompt_budget: PromptBudget = PromptBudget(), margin: float | None = None,
+           rating: SharedRatingHead | None = None) -> Answer:
     """Answer one question from the user's profile (``ctx.items``) as ``variant`` does (:mod:`shared.hydra.variants`);
     ``heads`` None means shared heads (so does a variant without personal heads). ``margin`` (the bundle's, chosen
-    on training users; None: none) is the predicted advantage the adapter needs to leave the baseline."""
+    on training users; None: none) is the predicted advantage the adapter needs to leave the baseline. A variant
+    without personal heads also scores ratings with the base's shared ``rating`` head, when it is fitted, instead of
+    the user's own rating model (:mod:`shared.hydra.rating_head`)."""
     v = get_variant(variant)
     heads = (heads or {}) if v.personal else {}
+    shared_model = rating.model() if (rating is not None and not v.personal) else None
+    if shared_model is not None:
+        ctx = ctx.with_rating_model(shared_model)
     query = task.extract_query(question_input)
     top, bm25 = top_records(task, query, ctx.items, config.m)
     ep = Episode(qid="", input=question_input, query=query, gold=None, corpus=ctx.items, top=top, bm25=bm25)
@@ -126,6 +137,8 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
                       candidates=[{"text": output, "source": "llm" if asked else "fallback", "score": 1.0}])
 
     rule = margin if v.margin else None
+    if rule is not None and rule == float("inf"):  # no advantage passes: the LLM's answers cannot change the choice
+        calls = []
 
     def choose() -> tuple[str, list[str], list[str], np.ndarray, float]:
         ep.greedy, ep.samples = (asked[0], asked[1:]) if asked else (None, [])

@@ -11,7 +11,8 @@ head has the same shape and belongs to one user.
 Tensor names follow :mod:`shared.hydra.naming`:
 ``base.<role>.lora.<module path>.lora_{A,B}.weight``, ``base.<role>.trunk.{weight,bias}``,
 ``base.<role>.shared_head.{weight,bias}``, ``base.adapter.editor.{vocab,dense,bias}`` (the input editor
-of rewrite tasks, :mod:`shared.hydra.editor`) and ``head.<role>.{weight,bias}``.
+of rewrite tasks, :mod:`shared.hydra.editor`), ``base.adapter.rating.{weight,bias}`` (the shared rating head of
+rating tasks, :mod:`shared.hydra.rating_head`) and ``head.<role>.{weight,bias}``.
 
 Example:
     >>> cfg = ModelConfig(lora_rank=2)
@@ -31,13 +32,15 @@ from torch import nn
 from shared.errors import ConfigError
 from shared.hydra.editor import InputEditor
 from shared.hydra.naming import PERSONAL_PREFIX, SHARED_PREFIX, KeyNamingError
-from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, N_EXTRA, ROLES, ModelConfig
+from shared.hydra.rating_head import SharedRatingHead
+from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, N_EXTRA, RATING_PREFIX, ROLES, ModelConfig
 
 __all__ = ["ROLES", "N_EXTRA", "EMBED_DIM", "ModelConfig", "HydraBase", "PersonalHeads", "pair_features",
            "initial_shared_state",
            "load_backbone"]
 
-
+_NUMPY_PARTS = {EDITOR_PREFIX: "editor", RATING_PREFIX: "rating"}
+"""The base's numpy parts: key prefix -> attribute of :class:`HydraBase`."""
 
 
 def load_backbone(attn_implementation: str = "sdpa"):
@@ -96,6 +99,7 @@ class HydraBase(nn.Module):
             self.encoder.add_adapter(role, lora)
         self.roles = nn.ModuleDict({r: RoleBase(N_EXTRA[r], config.trunk_dim) for r in ROLES})
         self.editor = InputEditor()
+        self.rating = SharedRatingHead()
         self._active: str | None = None
         self.use_role(ROLES[0])
 
@@ -127,36 +131,43 @@ class HydraBase(nn.Module):
         for role, module in self.roles.items():
             for name, param in module.named_parameters():
                 state[f"{SHARED_PREFIX}{role}.{name}"] = param.detach().clone()
-        for name, value in self.editor.state().items():
-            state[f"{EDITOR_PREFIX}{name}"] = torch.from_numpy(value.copy())
+        for prefix, part in self._numpy_parts().items():
+            for name, value in part.state().items():
+                state[f"{prefix}{name}"] = torch.from_numpy(value.copy())
         return state
 
     def load_shared_state(self, state: Mapping[str, torch.Tensor | np.ndarray], *, strict: bool = True) -> None:
         """Load shared tensors by name; with ``strict`` every shared tensor must be given, and nothing else."""
         targets = self._shared_params()
-        editor_keys = {f"{EDITOR_PREFIX}{k}": v for k, v in self.editor.state().items()}
-        unknown = [k for k in state if k not in targets and k not in editor_keys]
-        missing = [k for k in list(targets) + list(editor_keys) if k not in state]
+        numpy_keys = {f"{prefix}{k}": v for prefix, part in self._numpy_parts().items() for k, v in part.state().items()}
+        unknown = [k for k in state if k not in targets and k not in numpy_keys]
+        missing = [k for k in list(targets) + list(numpy_keys) if k not in state]
         if unknown:
             raise KeyNamingError(f"unknown shared keys: {unknown[:5]}")
         if strict and missing:
             raise KeyNamingError(f"missing shared keys: {missing[:5]}")
-        editor_state = self.editor.state()
-        for key in editor_keys:
-            if key in state:
-                value = np.asarray(state[key].detach().numpy() if isinstance(state[key], torch.Tensor) else state[key])
-                if value.shape != editor_keys[key].shape:
-                    raise ConfigError(f"shared tensor {key}: shape {value.shape}, expected {editor_keys[key].shape}")
-                editor_state[key.removeprefix(EDITOR_PREFIX)] = value.astype(np.float32)
-        self.editor = InputEditor.from_state(editor_state)
+        for prefix, part in self._numpy_parts().items():
+            part_state = part.state()
+            for name, current in part.state().items():
+                key = f"{prefix}{name}"
+                if key in state:
+                    value = np.asarray(state[key].detach().numpy() if isinstance(state[key], torch.Tensor) else state[key])
+                    if value.shape != current.shape:
+                        raise ConfigError(f"shared tensor {key}: shape {value.shape}, expected {current.shape}")
+                    part_state[name] = value.astype(np.float32)
+            setattr(self, _NUMPY_PARTS[prefix], type(part).from_state(part_state))
         with torch.no_grad():
             for key, value in state.items():
-                if key in editor_keys:
+                if key in numpy_keys:
                     continue
                 tensor = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
                 if tuple(tensor.shape) != tuple(targets[key].shape):
                     raise ConfigError(f"shared tensor {key}: shape {tuple(tensor.shape)}, expected {tuple(targets[key].shape)}")
                 targets[key].copy_(tensor.to(targets[key].dtype))
+
+    def _numpy_parts(self) -> dict[str, InputEditor | SharedRatingHead]:
+        """The shared parts that are not torch modules (trained in closed form or by their own step), by key prefix."""
+        return {prefix: getattr(self, attr) for prefix, attr in _NUMPY_PARTS.items()}
 
     def _shared_params(self) -> dict[str, nn.Parameter]:
         params: dict[str, nn.Parameter] = {}

@@ -10,15 +10,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, check_minimums
 from shared.hydra.naming import SHARED_PREFIX
 
-__all__ = ["ROLES", "EMBED_DIM", "N_EXTRA", "EDITOR_PREFIX", "HISTORY_ROLE", "ModelConfig"]
+__all__ = ["ROLES", "EMBED_DIM", "N_EXTRA", "EDITOR_PREFIX", "RATING_PREFIX", "HISTORY_ROLE", "ModelConfig"]
 
 ROLES = ("reranker", "adapter")
 EMBED_DIM = 384
 N_EXTRA = {"reranker": 4, "adapter": 14}
 EDITOR_PREFIX = f"{SHARED_PREFIX}adapter.editor."
+RATING_PREFIX = f"{SHARED_PREFIX}adapter.rating."
+"""The shared rating head (:mod:`shared.hydra.rating_head`): the shared counterpart of a user's own rating model."""
 HISTORY_ROLE = "reranker"
 """The role whose encoder embeds a user's history records (pinned on the device; the user's rating model's inputs)."""
 
@@ -39,6 +41,7 @@ class ModelConfig:
             raise ConfigError(f"lora_rank and trunk_dim must be >= 1, got {self.lora_rank}, {self.trunk_dim}")
         if not self.lora_targets:
             raise ConfigError("lora_targets must name at least one module (query, key, value, dense)")
+        check_minimums(self, {"lora_alpha": 1, "max_query_tokens": 8, "max_item_tokens": 8})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -1,7 +1,8 @@
 """HYDRA's training stage as a plain function, shared by the centralized reference and the federated clients.
 
-:func:`train_stage` trains the shared base (the editor, then each role) together with the training users'
-personal heads.
+:func:`train_stage` trains the shared base (the editor, then each role, then for ratings the shared rating head:
+:mod:`shared.hydra.rating_head`, in closed form on the base's final history embeddings) together with the
+training users' personal heads.
 
 A new user's heads are fitted on the device (:meth:`client.sdk.PersonalClient.fit`), in numpy on features of
 the frozen ONNX base; :meth:`shared.hydra.train.Trainer.fit_heads` is the same fit in torch.
@@ -16,12 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from shared.hydra.context import UserContext
+import numpy as np
+
+from shared.hydra.context import MIN_RATED, UserContext
 from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, editor_examples, role_examples
 from shared.hydra.model import ROLES, PersonalHeads
+from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.train import Trainer
-from shared.tasks import TaskSpec
+from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["train_stage", "StageReport"]
 
@@ -33,6 +37,8 @@ class StageReport:
     examples: dict[str, int] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
     editor_loss: float | None = None
+    rated_items: int = 0
+    """Rated history items the shared rating head was fitted on (0: not fitted)."""
 
 
 def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[UserContext, Sequence[Episode]]],
@@ -59,4 +65,14 @@ def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[User
         say = (lambda e, n, l, r=role: progress(f"{r} epoch {e}/{n}: loss {l:.4f}")) if progress else None
         report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, head_epochs=head_epochs,
                                                  proximal_mu=proximal_mu, progress=say)
+    if train_editor and task.kind is TaskKind.RATING:
+        texts: list[str] = []
+        scores: list[np.ndarray] = []
+        for ctx, _ in users.values():
+            t, y = ctx.rated()
+            texts.extend(t)
+            scores.append(y)
+        if len(texts) >= MIN_RATED:  # on the base as trained: the embeddings the devices will make
+            base.rating = SharedRatingHead.fit(trainer.history_embed(texts), np.concatenate(scores))
+            report.rated_items = len(texts)
     return report

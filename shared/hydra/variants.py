@@ -1,7 +1,8 @@
 """The ways HYDRA can answer, as a registry: which parts are on and how many LLM answers a question may ask.
 
 The SDK answers with a variant's name, the runs evaluate the variants they list, and the reports group them;
-none of them tests flags or names of its own.
+none of them tests flags or names of its own: whether a method is a HYDRA variant or a baseline is
+:func:`is_hydra_method` (a federated run's reports name a variant ``fed-<variant>``, :data:`FEDERATED_PREFIX`).
 
 | variant | reranker | adapter | heads | LLM answers asked per question |
 |---|---|---|---|---|
@@ -37,7 +38,8 @@ from dataclasses import dataclass
 
 from shared.errors import ConfigError
 
-__all__ = ["Variant", "VARIANTS", "get_variant", "HYDRA_METHODS", "COST_METHODS"]
+__all__ = ["Variant", "VARIANTS", "get_variant", "is_hydra_method", "HYDRA_METHODS", "COST_METHODS",
+           "FEDERATED_PREFIX"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,20 @@ HYDRA_METHODS = tuple(name for name, v in VARIANTS.items() if not v.cost_only)
 """The ablation: what each part adds."""
 COST_METHODS = tuple(name for name, v in VARIANTS.items() if v.cost_only)
 """The quality/cost trade-off of the full method."""
+FEDERATED_PREFIX = "fed-"
+"""How a federated run's reports name a variant (``fed-hydra``), beside the centralized reference's (``hydra``)."""
+
+
+def is_hydra_method(name: str) -> bool:
+    """Whether a method named in predictions, metrics or a report is a HYDRA variant, also as a federated run's
+    reports name it (``fed-hydra-calls-1``); every other method is a baseline.
+
+    >>> [is_hydra_method(m) for m in ("hydra-stable", "fed-hydra", "rag-k4", "user-mean", "hydrant")]
+    [True, True, False, False, False]
+    """
+    if name.startswith(FEDERATED_PREFIX):
+        name = name[len(FEDERATED_PREFIX):]
+    return name in VARIANTS
 
 
 def get_variant(name: str | Variant) -> Variant:

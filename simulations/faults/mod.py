@@ -24,6 +24,9 @@ Two more keys apply to every training node:
   the round (:func:`dropped_partitions`), so that everyone agrees without talking. A partition out of the last
   round is out of the margin query that follows it too (it is offline).
 - ``"kill-within-s": s`` bounds the delay of ``kill``.
+- ``"capture": dir`` keeps every training reply's tensors and weight as the client is about to send them (faults
+  applied; under secure aggregation, before SecAgg+ masks them) in ``dir/<node id>-<round>.npz`` (``__weight__``:
+  ``dp-weight`` or ``num-examples``): what the tests compare the server's view with.
 
 With the variable unset the mod does nothing.
 
@@ -45,12 +48,13 @@ import os
 import random
 import signal
 import threading
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
-from shared.protocol import ASK_KEY, ASK_MARGIN
+from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY
 
 __all__ = ["faults_mod", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS", "InjectedFault"]
 
@@ -127,7 +131,7 @@ def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
         return call_next(msg, ctx)
     fault = faults.get(partition)
     if fault is None:
-        return call_next(msg, ctx)
+        return _capture(faults, ctx, server_round, call_next(msg, ctx))
     if fault == "raise":
         raise InjectedFault(f"injected failure on partition {partition}")
     if fault == "kill":  # dies in this round for sure: at the drawn time, or before replying if training was faster
@@ -145,4 +149,16 @@ def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
     sent = {k: v.numpy() for k, v in msg.content["arrays"].items()}
     update = {k: v.numpy() for k, v in reply.content["arrays"].items()}
     reply.content["arrays"] = ArrayRecord({k: Array(v) for k, v in corrupt(update, sent, fault).items()})
+    return _capture(faults, ctx, server_round, reply)
+
+
+def _capture(faults: Mapping, ctx: Context, server_round: int, reply: Message) -> Message:
+    """Keep a training reply's tensors and weight in ``faults["capture"]`` (if set; see the module docstring)."""
+    folder = faults.get("capture")
+    if folder and not reply.has_error() and "arrays" in reply.content.array_records:
+        metrics = reply.content["metrics"]
+        weight = metrics.get(DP_WEIGHT_KEY, metrics.get("num-examples"))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        np.savez(Path(folder) / f"{ctx.node_id}-{server_round}.npz", __weight__=np.asarray(weight),
+                 **{k: v.numpy() for k, v in reply.content["arrays"].items()})
     return reply

@@ -93,6 +93,15 @@ def test_numpy_head_fit_matches_torch_fit(bundle, torch_side):
     assert np.abs(b - heads.heads["adapter"].bias.detach().numpy()).max() < 2e-3
 
 
+def test_the_device_reads_the_shared_rating_head_from_the_bundle(bundle, trained_state):
+    from shared.hydra.spec import RATING_PREFIX
+
+    rating = DeviceModels(bundle, threads=1, quantized=False).rating
+    assert rating.model() is not None
+    assert np.array_equal(rating.weight, trained_state[f"{RATING_PREFIX}weight"])
+    assert np.array_equal(rating.bias, trained_state[f"{RATING_PREFIX}bias"])
+
+
 def test_bundle_is_verified(bundle, tmp_path):
     import shutil
 

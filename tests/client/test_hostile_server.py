@@ -85,7 +85,7 @@ def hostile_bases(base: dict[str, np.ndarray]) -> dict[str, tuple[dict, str]]:
         "scaled x20": ({k: v * 20 for k, v in base.items()}, "over 10 x the norm 6.98 of the last base"),
         "missing key": ({k: v for k, v in base.items() if k != trunk}, "lacks 1 shared tensors"),
         "extra tensor": ({**base, "base.adapter.extra": np.zeros(3, np.float32)},
-                         "60 tensors; this device's base has 59"),
+                         f"{len(base) + 1} tensors; this device's base has {len(base)}"),
         "unknown key": ({**{k: v for k, v in base.items() if k != trunk}, "base.adapter.backdoor": base[trunk]},
                         "unknown key 'base.adapter.backdoor'"),
         "personal key": ({**{k: v for k, v in base.items() if k != trunk}, "head.adapter.weight": base[trunk]},

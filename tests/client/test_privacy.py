@@ -67,6 +67,20 @@ def test_the_tensors_a_client_did_not_train_come_back_byte_for_byte(run_config):
     assert set(reply.content["metrics"]) >= {"num-examples", "train-loss", "llm-calls", "seconds"}
 
 
+def test_a_dp_client_takes_a_base_in_any_key_order_and_replies_in_that_order(run_config):
+    """A resumed server sends the base of its checkpoint, whose keys come back sorted, not in the model's order.
+    Flower's clipping (DP runs, plain or secure) refuses a reply whose keys are not in the order sent, so the client
+    replies in the order it received, and clips as always."""
+    initial = initial_shared_state(ModelConfig(), 0)
+    resumed = {k: initial[k] for k in sorted(initial)}
+    assert list(resumed) != list(initial)  # as a checkpoint loads (shared/hydra/bundle.py, load_tensors)
+    reply = send(run_config, 0, MessageType.TRAIN, resumed, **{KEY_CLIPPING_NORM: 0.5})
+    assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+    arrays = {k: v.numpy() for k, v in reply.content["arrays"].items()}
+    assert list(arrays) == list(resumed)
+    assert np.sqrt(sum(float(np.sum((arrays[k] - resumed[k]) ** 2)) for k in arrays)) <= 0.5 + 1e-5
+
+
 def test_a_devices_node_config_pins_its_llm_endpoint_over_the_run_configs(run_config, monkeypatch):
     """The run config (the operator's) names an endpoint; a device that names its own in its node config sends its
     prompts there and nowhere else; one that does not uses the run config's, even over its FEDHYDRA_LLM_BASE_URL."""

@@ -6,8 +6,9 @@ from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, 
 
 from server.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from server.plan import starting_point
-from server.strategies import build_strategy, sampled_clients
-from shared.config import RunConfig, default_mapping
+from server.strategies import BUILDERS, build_strategy, sampled_clients
+from shared.config import STRATEGIES, RunConfig, default_mapping
+from shared.errors import ConfigError
 from shared.hydra.model import ModelConfig
 
 
@@ -42,6 +43,15 @@ def test_server_resumes_only_when_asked(tmp_path):
 def test_strategy_by_config(name, kind):
     strategy, accountant = build_strategy(cfg(strategy=name).federation, n_train=10)
     assert type(strategy) is kind and accountant is None
+
+
+def test_the_server_builds_exactly_the_strategies_the_config_accepts():
+    assert list(BUILDERS) == list(STRATEGIES)  # one registry of names (shared.config), one builder per name (server)
+    for name in STRATEGIES:
+        strategy, _ = build_strategy(cfg(strategy=name).federation, n_train=10)
+        assert type(strategy).__name__.lower() == name
+    with pytest.raises(ConfigError, match="'strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg"):
+        cfg(strategy="fedsum")
 
 
 def test_differential_privacy_wraps_the_strategy():

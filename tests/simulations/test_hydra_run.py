@@ -65,8 +65,10 @@ def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path,
     assert ledger["per_unit"]["training user"]["n"] == 2 and ledger["per_unit"]["training user"]["asked"] > 0
     assert ledger["per_unit"]["answer (hydra-calls-0)"]["asked"] == 0
     rows = {r["method"]: r for r in table["rows"]}
-    assert rows["hydra"]["llm_per_answer"] == 2.0  # greedy + n-samples 1
-    assert rows["hydra-calls-1"]["llm_per_answer"] == 1.0 and rows["hydra-calls-1"]["llm_calls"] == 0  # from cache
+    # greedy + n-samples 1; none under margin inf (summary: None), where no LLM answer could change the choice
+    asks = 0.0 if first["margin"]["margin"] is None else 2.0
+    assert rows["hydra"]["llm_per_answer"] == asks and rows["hydra-no-margin"]["llm_per_answer"] == 2.0
+    assert rows["hydra-calls-1"]["llm_per_answer"] == asks / 2 and rows["hydra-calls-1"]["llm_calls"] == 0  # from cache
     assert (tmp_path / "a" / "metrics.png").stat().st_size > 1000
     assert first["pool_oracle"] == 0.0  # the label set always contains the gold
 

@@ -14,12 +14,12 @@ def base():
     return HydraBase(ModelConfig())
 
 
-def test_shared_state_is_only_lora_trunks_shared_heads_and_editor(base):
+def test_shared_state_is_only_lora_trunks_shared_heads_editor_and_rating_head(base):
     state = base.shared_state()
     shared, personal = split_state_dict(state)
     assert personal == {} and len(shared) == len(state)
     kinds = {k.split(".")[2] for k in state}
-    assert kinds == {"lora", "trunk", "shared_head", "editor"}
+    assert kinds == {"lora", "trunk", "shared_head", "editor", "rating"}
     assert all("lora_A" in k or "lora_B" in k for k in state if ".lora." in k)
     assert sum(v.numel() * 4 for v in state.values()) < 500_000  # the upload budget at the default rank
 

@@ -1,0 +1,180 @@
+"""The scale measurements' own parts (issue 16): the probe of the scale ClientApp, the process-tree memory sampler,
+the figures drawn from a run's files, and the local multi-node Ray cluster's command lines. Against the deterministic
+stub endpoint (``shared/llm/stub.py``, not a language model); no Flower simulation runs here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+
+from shared.config import default_mapping
+from shared.hydra.model import ModelConfig, initial_shared_state
+from shared.llm.stub import StubEndpoint
+from shared.synthetic import write_synthetic
+from simulations.scale.bench import analyze, busy_seconds, store_disk
+from simulations.scale.memory import TreeMemory
+from simulations.scale.probe import read_probes
+
+SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 0, "pseudo-questions": 2, "free-questions": 2,
+         "n-samples": 1, "label-records": 2, "local-epochs": 1, "local-head-epochs": 2, "seed": 0,
+         "split": "synthetic", "llm-model": "stub"}
+
+
+def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> Message:
+    from simulations.scale.client_app import app
+
+    content = RecordDict({"arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
+                          "config": ConfigRecord({"server-round": server_round})})
+    msg = Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)
+    ctx = Context(run_id=1, node_id=7, node_config={"partition-id": partition}, state=RecordDict(),
+                  run_config=run_config)
+    return app(msg, ctx)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("flower_task_identity")
+def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp_path, monkeypatch):
+    data = write_synthetic(tmp_path / "data", "LaMP-3", n_users=2, items_per_user=10, seed=0)
+    monkeypatch.setenv("FEDHYDRA_PROBE_DIR", str(tmp_path / "probe"))
+    monkeypatch.setenv("FEDHYDRA_RAY_NODE_NAME", "head")
+    initial = initial_shared_state(ModelConfig(), 0)
+    with StubEndpoint(delay_s=0.0) as stub:
+        run_config = {**default_mapping(), **SMALL, "data": str(data), "store-dir": str(tmp_path / "store"),
+                      "llm-url": stub.url}
+        first = _send(run_config, 0, initial, 1)
+        second = _send(run_config, 0, initial, 2)
+    assert not first.has_error() and not second.has_error()
+    rows = read_probes(tmp_path / "probe")
+    assert [r["round"] for r in rows] == [1, 2] and {r["type"] for r in rows} == {"train"}
+    built, cached = rows
+    assert built["episodes_built"] and built["llm_calls"] > 0 and built["episodes_seconds"] > 0
+    assert not cached["episodes_built"] and cached["llm_calls"] == 0  # episodes read from the node's store
+    nbytes = sum(v.nbytes for v in initial.values())
+    assert built["tensor_bytes_in"] == built["tensor_bytes_out"] == nbytes
+    # Flower's serialized reply: the tensors (those equal to each other or to what was sent stored once) and the
+    # headers of its objects (the message, its records, one per distinct array and per chunk)
+    assert 0.5 * nbytes < built["wire_bytes_out"] < 1.5 * nbytes and built["objects_out"] > 4
+    assert built["partition"] == 0 and built["pid"] == os.getpid() and built["ray_node_name"] == "head"
+    assert built["seconds"] >= built["episodes_seconds"] and built["hwm_mb"] >= built["rss_mb"] > 0
+
+
+def test_a_client_without_the_probe_directory_records_nothing(tmp_path, monkeypatch):
+    from simulations.scale.probe import probe_mod
+
+    monkeypatch.delenv("FEDHYDRA_PROBE_DIR", raising=False)
+    assert probe_mod("message", "context", lambda m, c: (m, c)) == ("message", "context")
+
+
+def test_busy_seconds_is_the_union_of_the_clients_intervals():
+    assert busy_seconds([]) == 0
+    assert busy_seconds([(0, 1), (0.5, 2), (3, 4)]) == 3  # two clients overlapping count once
+    assert busy_seconds([(0, 10), (2, 3)]) == 10
+
+
+def test_the_sampler_sees_every_process_of_a_tree_and_their_peaks(tmp_path):
+    script = "import time; x = bytearray(60 * 2**20); time.sleep(3)"
+    child = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"])
+    try:
+        with TreeMemory([child.pid], interval_s=0.1) as mem:
+            time.sleep(2.0)
+    finally:
+        child.wait(10)
+    report = mem.report()
+    pids = {p["pid"] for p in report["processes"]}
+    assert child.pid in pids and len(pids) >= 2  # the child and the grandchild
+    assert max(p["peak_rss_mb"] for p in report["processes"]) >= 60
+    assert report["peak_total_rss_mb"] >= 60 and report["samples"] > 3
+
+
+def test_the_figures_of_a_run_come_from_its_round_lines_and_probe_lines(tmp_path):
+    (tmp_path / "server").mkdir()
+    (tmp_path / "probe").mkdir()
+    round_line = {"server_round": 1, "sampled": 2, "accepted": 2, "failed": 0, "rejected": [], "seconds": 12.0,
+                  "timing": {"train": 10.0, "aggregate": 0.5, "checkpoint": 0.1}, "bytes_up_per_client": [100, 100],
+                  "bytes_down_per_client": 100}
+    (tmp_path / "server" / "rounds.jsonl").write_text(json.dumps(round_line) + "\n")
+    base = {"type": "train", "round": 1, "host": "h", "ray_node": "n1", "ray_node_name": None, "llm_calls": 0,
+            "llm_seconds": 0.0, "wire_bytes_out": 130, "wire_bytes_in": 120, "objects_out": 5, "hwm_mb": 900.0,
+            "rss_mb": 800.0}
+    probes = [{**base, "pid": 1, "start": 100.0, "seconds": 4.0, "episodes_seconds": 1.0, "episodes_built": True,
+               "llm_calls": 3, "llm_seconds": 0.6},
+              {**base, "pid": 2, "start": 102.0, "seconds": 4.0, "episodes_seconds": 0.01, "episodes_built": False},
+              {**base, "type": "query", "round": None, "pid": 1, "start": 90.0, "seconds": 0.5,
+               "episodes_seconds": 0.0, "episodes_built": False}]
+    (tmp_path / "probe" / "h-1.jsonl").write_text("".join(json.dumps(p) + "\n" for p in probes) + '{"cut')
+    out = analyze(tmp_path)
+    (row,) = out["rounds"]
+    assert row["clients_busy_s"] == 6.0 and row["flower_overhead_s"] == 4.0  # 10 s of training phase, 6 busy
+    assert row["client_s"] == 8.0 and row["episodes_client_s"] == 1.0 and row["train_client_s"] == 7.0
+    assert row["first_contacts"] == 1 and row["llm_calls"] == 3 and row["client_processes"] == 2
+    assert row["wire_bytes_up"] == 130 and row["tensor_bytes_up"] == 100
+    assert out["first_contact"] == {"clients": 1, "mean_s": 1.0, "mean_llm_calls": 3}
+    assert out["role_queries"]["messages"] == 1
+    assert out["placement"] == [{"host": "h", "ray_node": "n1", "ray_node_name": None, "pids": [1, 2], "messages": 3,
+                                 "train": 2}]
+    first = next(c for c in out["client_processes"] if c["pid"] == 1)
+    assert first["messages"] == 2 and first["train_messages"] == 1 and first["max_train_rss_mb"] == 800.0
+
+
+def test_disk_per_store_leaves_the_bundles_apart(tmp_path):
+    for user, size in (("a", 100), ("b", 300)):
+        (tmp_path / user).mkdir()
+        (tmp_path / user / "episodes.jsonl").write_bytes(b"x" * size)
+    (tmp_path / "bundles" / "x").mkdir(parents=True)
+    (tmp_path / "bundles" / "x" / "m.onnx").write_bytes(b"y" * 1000)
+    assert store_disk(tmp_path) == {"stores": 2, "mean_bytes": 200, "max_bytes": 300, "total_bytes": 400,
+                                    "bundles_bytes": 1000}
+    assert store_disk(tmp_path, ["a"])["stores"] == 1
+
+
+def test_simulate_attaches_to_a_ray_cluster_given_its_address(tmp_path, monkeypatch, capsys):
+    """`fedhydra simulate --ray-address A --client-cpus C`: Flower's simulation process gets RAY_ADDRESS=A (Flower's Ray
+    backend calls ray.init() without an address, which reads it) and each ClientApp C CPUs."""
+    import simulations.federated as federated
+    from simulations.cli import main
+    from simulations.superlink import SimulationError
+
+    seen = {}
+
+    class FakeLink:
+        def __init__(self, home, *, num_supernodes, num_cpus_per_client=2, env=None):
+            seen.update(nodes=num_supernodes, cpus=num_cpus_per_client, env=dict(env or {}))
+
+        def __enter__(self):
+            raise SimulationError("stopped here by the test")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(federated, "LocalSuperLink", FakeLink)
+    with StubEndpoint(delay_s=0.0) as stub:
+        code = main(["simulate", "--out", str(tmp_path / "out"), "--llm-url", stub.url, "--llm-model", "stub",
+                     "--train-users", "2", "--test-users", "1", "--run-config", "synthetic-users=3 synthetic-items=6",
+                     "--ray-address", "10.1.2.3:6379", "--client-cpus", "3"])
+    assert code == 2 and "stopped here by the test" in capsys.readouterr().err
+    assert seen["env"]["RAY_ADDRESS"] == "10.1.2.3:6379" and seen["cpus"] == 3 and seen["nodes"] == 3
+    seen.clear()
+    with StubEndpoint(delay_s=0.0) as stub:
+        main(["simulate", "--out", str(tmp_path / "out2"), "--llm-url", stub.url, "--llm-model", "stub",
+              "--train-users", "2", "--test-users", "1", "--run-config", "synthetic-users=3 synthetic-items=6"])
+    assert "RAY_ADDRESS" not in seen["env"] and seen["cpus"] == 2  # the default: a Ray of the simulation's own
+
+
+def test_the_ray_nodes_command_lines_choose_their_own_ports_and_never_the_defaults():
+    from simulations.scale.ray_cluster import node_command
+
+    head = node_command(head_address=None, num_cpus=2, temp_dir="/tmp/fhray-x", object_store_bytes=10**8, port=40001)
+    worker = node_command(head_address="127.0.0.1:40001", num_cpus=1, temp_dir="/tmp/fhray-x", object_store_bytes=10**8)
+    for cmd in (head, worker):
+        assert "--block" in cmd and cmd[cmd.index("--temp-dir") + 1] == "/tmp/fhray-x"
+        ports = [cmd[i + 1] for i, a in enumerate(cmd) if a.endswith("-port") and a != "--port"]
+        assert ports and not {"6379", "10001", "52365", "8265"} & set(ports)
+    assert head[head.index("--num-cpus") + 1] == "2" and worker[worker.index("--address") + 1] == "127.0.0.1:40001"
+    assert "--head" not in worker
