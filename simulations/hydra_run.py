@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence, TypeVar
 
@@ -32,7 +32,8 @@ from shared.evaluation import Predictions, merge_predictions
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
 from shared.hydra.model import HydraBase, PersonalHeads
-from shared.hydra.stages import train_stage
+from shared.hydra.decision import MarginChoice
+from shared.hydra.stages import StageReport, train_stage
 from shared.hydra.train import Trainer
 from shared.hydra.variants import COST_METHODS, FEDERATED_PREFIX, HYDRA_METHODS, is_hydra_method
 from shared.io import atomic_write_text
@@ -42,6 +43,7 @@ from shared.metrics import evaluate, example_score, primary_metric
 from shared.tasks import TaskSpec
 from shared.users import User, split_users
 from simulations.report import MethodResult, plot_methods, relative_gain, write_table
+from simulations.trained import load_trained, save_margin, save_trained, training_fingerprint
 
 __all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "finish_run", "map_users", "left_baseline",
            "comparison_tables"]
@@ -250,8 +252,9 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
             test_eps, test_stats = build_episodes(task, test_users, llm, cfg, with_golds=False, progress=bars,
                                                   ledger=ledger, unit="new user onboarding")
 
+    fingerprint = training_fingerprint(cfg, {u.user_id: train_eps[u.user_id] for u in train_users})
+    saved = load_trained(out, fingerprint, cfg.model) if cfg.federation.resume else None
     with ledger.stage("train"):
-        _say(progress, "[2/4] training the shared base with the training users' heads")
         import torch
 
         torch.manual_seed(cfg.seed)
@@ -259,13 +262,26 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
         trainer = Trainer(base, cfg.train)
         contexts = {u.user_id: UserContext.build(task, u.history, embed=trainer.history_embed)
                     for u in train_users + test_users}
-        heads = {u.user_id: PersonalHeads.from_shared(base) for u in train_users}
-        report = train_stage(trainer, task,
-                             {u.user_id: (contexts[u.user_id], train_eps[u.user_id]) for u in train_users},
-                             heads, progress=(lambda s: _say(progress, "      " + s)))
+        if saved is not None:
+            _say(progress, f"[2/4] the shared base trained by an earlier run of these settings ({out / 'trained'})")
+            base.load_shared_state(saved.base)
+            trainer.invalidate()
+            report = StageReport(**saved.report)
+        else:
+            _say(progress, "[2/4] training the shared base with the training users' heads")
+            heads = {u.user_id: PersonalHeads.from_shared(base) for u in train_users}
+            report = train_stage(trainer, task,
+                                 {u.user_id: (contexts[u.user_id], train_eps[u.user_id]) for u in train_users},
+                                 heads, progress=(lambda s: _say(progress, "      " + s)))
+            save_trained(out, fingerprint, base.shared_state(), asdict(report), cfg.model)
 
     margin = None
-    if cfg.margin_folds and len(train_users) >= 2:
+    choice = None
+    if saved is not None and saved.margin is not None:
+        choice = MarginChoice.from_dict(saved.margin)
+        margin = choice.margin
+        _say(progress, f"      margin {margin:g} (chosen by the earlier run)")
+    elif cfg.margin_folds and len(train_users) >= 2:
         from shared.hydra.calibrate import cross_validate_margin
 
         with ledger.stage("margin"):
@@ -278,6 +294,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
             margin = choice.margin
             _say(progress, f"      margin {margin:g}: on {choice.points} held-out training questions the adapter "
                            f"leaves the baseline {choice.left} times ({choice.helped} helped, {choice.hurt} hurt)")
+            save_margin(out, fingerprint, choice.as_dict())
 
     from client.evaluation import evaluate_user
     from client.node import device_bundle
@@ -311,7 +328,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                "test_users": len(test_users), "test_questions": sum(len(u.questions) for u in test_users),
                "episodes": {"train": train_stats, "test": test_stats},
                "examples": report.examples, "losses": report.losses, "editor_loss": report.editor_loss,
-               "margin": choice.as_dict() if margin is not None else None,
+               "margin": choice.as_dict() if choice is not None else None,
+               "trained_by_earlier_run": saved is not None,
                "stage_seconds": {k: round(v.wall_seconds, 1) for k, v in ledger.stages.items()},
                "wall_seconds": round(time.perf_counter() - started, 1), "llm_calls": llm.stats.calls - calls0,
                "llm_concurrency": llm.config.concurrency, "llm": llm.stats.as_dict(), "ledger": ledger.as_dict()}

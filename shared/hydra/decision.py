@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -147,6 +147,19 @@ class MarginChoice:
         for row in out["grid"]:
             row["margin"] = None if math.isinf(row["margin"]) else row["margin"]
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MarginChoice":
+        """The inverse of :meth:`as_dict` (None is an infinite margin).
+
+        >>> c = MarginChoice(math.inf, 3, 0, 0, 0, 0.0, [{"margin": math.inf, "left": 0}])
+        >>> MarginChoice.from_dict(c.as_dict()) == c
+        True
+        """
+        inf = lambda m: math.inf if m is None else float(m)  # noqa: E731
+        grid = [{**row, "margin": inf(row["margin"])} for row in data.get("grid", [])]
+        return cls(margin=inf(data["margin"]), points=int(data["points"]), left=int(data["left"]),
+                   helped=int(data["helped"]), hurt=int(data["hurt"]), gain=float(data["gain"]), grid=grid)
 
 
 @dataclass(frozen=True)

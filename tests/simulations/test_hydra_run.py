@@ -117,3 +117,26 @@ def test_free_training_users_train_the_base_without_an_llm_call(tmp_path):
     assert summary["margin"]["points"] >= 4
     _, answered = load_outputs(tmp_path / "out" / "hydra_outputs.json")
     assert summary["test_users"] == 2 and len(answered) == summary["test_questions"] > 0
+
+
+def test_a_rerun_with_resume_takes_the_trained_base_and_margin_and_answers_the_same(tmp_path):
+    """Against a deterministic endpoint: the second run of the same settings into the same folder skips training and
+    the margin's cross-validation (``resume = true``) and answers exactly as the first; other settings retrain."""
+    data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=5, items_per_user=8, seed=6)
+    dataset = load_split(data, "LaMP-7")
+    mapping = {**default_mapping(), "task": "LaMP-7", "data": str(data), "train-users": 3, "test-users": 2,
+               "epochs": 1, "head-epochs": 2, "fit-steps": 20, "train-lora": False, "free-questions": 2,
+               "pseudo-questions": 1, "margin-folds": 2, "resume": True}
+    out = tmp_path / "out"
+    with StubEndpoint(delay_s=0.0) as stub:
+        llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=str(tmp_path / "cache.sqlite")))
+        first = run_central(dataset, RunConfig.from_mapping(mapping), llm, out, progress=None, bars=False)
+        outputs = {m: load_outputs(out / f"{m}_outputs.json") for m in ("hydra", "hydra-shared-head")}
+        second = run_central(dataset, RunConfig.from_mapping(mapping), llm, out, progress=None, bars=False)
+        assert not first["trained_by_earlier_run"] and second["trained_by_earlier_run"]
+        assert second["margin"] == first["margin"] and second["losses"] == first["losses"]
+        assert "margin" not in second["stage_seconds"]  # no cross-validation the second time
+        assert {m: load_outputs(out / f"{m}_outputs.json") for m in outputs} == outputs
+        other = run_central(dataset, RunConfig.from_mapping({**mapping, "head-epochs": 3}), llm, out, progress=None,
+                            bars=False)
+        assert not other["trained_by_earlier_run"]
