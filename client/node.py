@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from client.store import UserStore
-from shared.protocol import NodeRole
+from shared.protocol import WEIGHT_KEY, NodeRole
 from shared.config import RunConfig
 from shared.errors import ConfigError
 from shared.hydra.variants import is_hydra_method
@@ -200,7 +200,7 @@ class ClientNode:
         guard.accept()
         n = sum(report.examples.values())
         losses = [l[-1] for l in report.losses.values() if l]
-        metrics = {"num-examples": max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
+        metrics = {WEIGHT_KEY: max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
                    "llm-calls": self.llm.stats.calls - calls0, "seconds": time.perf_counter() - started,
                    "skipped-examples": built["skipped"], "offlabel-answers": built["offlabel"],
                    **_delta(llm_faults(self.llm), faults0)}
@@ -248,7 +248,7 @@ class ClientNode:
                                       "asked": preds.asked, "llm_seconds": preds.llm_seconds,
                                       "baselines": preds.baselines})
         guard.accept()
-        metrics: dict[str, float] = {"num-examples": len(self.user.questions)}
+        metrics: dict[str, float] = {WEIGHT_KEY: len(self.user.questions)}
         mine = {q.id: golds[q.id] for q in self.user.questions if q.id in golds}
         if mine:
             for method, predictions in preds.by_method.items():

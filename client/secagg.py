@@ -26,7 +26,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from client.guard import check_secure_update
 from shared.errors import UnsafeBase, UnsafeUpdate
-from shared.protocol import DP_WEIGHT_KEY, SECAGG_KEYS
+from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY, SECAGG_KEYS
 
 __all__ = ["secagg_mod"]
 
@@ -63,7 +63,7 @@ def _train_legacy(msg: Message, ctx: Context, call_next) -> Message:
     metrics = dict(reply.content["metrics"])
     state = ctx.state.config_records[RECORD_KEY_STATE]
     ordered, weight = check_secure_update(arrays, keys, {k: v.shape for k, v in received.items()},
-                                          metrics.get(DP_WEIGHT_KEY, metrics.get("num-examples")),
+                                          metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY)),
                                           clipping_range=float(state["clipping_range"]),
                                           max_weight=float(state["max_weight"]))
     fitres = FitRes(status=Status(code=Code.OK, message=""), parameters=ndarrays_to_parameters(ordered),

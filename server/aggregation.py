@@ -24,7 +24,7 @@ from flwr.app import ArrayRecord
 
 from server.federation import ValidatingStrategy, expected_from
 from shared.config import FederationConfig, RunConfig
-from shared.protocol import DP_WEIGHT_KEY
+from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY
 
 __all__ = ["AGGREGATIONS", "aggregation_name", "build_aggregation", "build_plain"]
 
@@ -36,7 +36,7 @@ def build_plain(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[
     fed = cfg.federation
     strategy, accountant = build_strategy(fed, n_train=n_train)
     return ValidatingStrategy(strategy, expected_from(initial), weight_key=DP_WEIGHT_KEY if fed.dp_noise > 0 else
-                              "num-examples", norm_factor=fed.outlier_norm_factor), accountant
+                              WEIGHT_KEY, norm_factor=fed.outlier_norm_factor), accountant
 
 
 def _build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord):

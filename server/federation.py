@@ -40,7 +40,7 @@ from server.checkpoint import save_checkpoint, save_server_state, strategy_state
 from server.validation import InvalidUpdate, expected_spec, validate_update
 from shared.hydra.decision import MarginChoice, MarginSums
 from shared.io import atomic_write_text
-from shared.protocol import (ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
+from shared.protocol import (WEIGHT_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
                              TESTING_ROLES, TRAINING_ROLES)
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
@@ -125,7 +125,7 @@ class ValidatingStrategy(Strategy):
     """Drop invalid replies before the wrapped strategy aggregates (see the module docstring)."""
 
     def __init__(self, inner: Strategy, spec: Mapping[str, tuple[tuple[int, ...], str]], *,
-                 weight_key: str = "num-examples", norm_factor: float = 10.0):
+                 weight_key: str = WEIGHT_KEY, norm_factor: float = 10.0):
         self.inner = inner
         self.spec = dict(spec)
         self.weight_key = weight_key
@@ -268,7 +268,7 @@ ROOT_MEAN_SUFFIXES = ("RMSE",)
 """Metric names pooled as root mean squares by :func:`weighted_metrics`."""
 
 
-def weighted_metrics(records: Sequence[Mapping[str, object]], weight_key: str = "num-examples") -> MetricRecord:
+def weighted_metrics(records: Sequence[Mapping[str, object]], weight_key: str = WEIGHT_KEY) -> MetricRecord:
     """The mean of each metric over the metric records of evaluation replies, weighted by their ``weight_key`` (questions answered),
     and the total of ``weight_key``.
 
@@ -277,9 +277,9 @@ def weighted_metrics(records: Sequence[Mapping[str, object]], weight_key: str = 
     metric (a key ending in ``RMSE``) is pooled as the root of the weighted mean of its squares, which is the
     RMSE over all questions, not the mean of the users' RMSEs.
 
-    >>> dict(weighted_metrics([{"num-examples": 1, "mae": 0.0}, {"num-examples": 3, "mae": 1.0}]))
+    >>> dict(weighted_metrics([{WEIGHT_KEY: 1, "mae": 0.0}, {WEIGHT_KEY: 3, "mae": 1.0}]))
     {'num-examples': 4.0, 'mae': 0.75}
-    >>> dict(weighted_metrics([{"num-examples": 1, "hydra/RMSE": 0.0}, {"num-examples": 3, "hydra/RMSE": 2.0}]))
+    >>> dict(weighted_metrics([{WEIGHT_KEY: 1, "hydra/RMSE": 0.0}, {WEIGHT_KEY: 3, "hydra/RMSE": 2.0}]))
     {'num-examples': 4.0, 'hydra/RMSE': 1.7320508075688772}
     """
     sums: dict[str, float] = {}

@@ -62,7 +62,7 @@ from server.federation import RoleGrid, ValidatingStrategy, expected_from, short
 from server.validation import InvalidUpdate, validate_update
 from shared.config import SECAGG_MODULUS, RunConfig, SecureAggregationConfig
 from shared.errors import SecureAggregationConflict
-from shared.protocol import DP_WEIGHT_KEY, FAULT_COUNTERS, SECAGG_KEYS
+from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY, FAULT_COUNTERS, SECAGG_KEYS
 
 __all__ = ["SecureAggregation", "build_secure", "quantization_error_bound", "payload_bytes", "check_population"]
 
@@ -209,7 +209,7 @@ class SecureAggregation(ValidatingStrategy):
 
     def __init__(self, inner, spec, *, secagg: SecureAggregationConfig, dp: CentralDP | None = None,
                  timeout: float | None = None):
-        super().__init__(inner, spec, weight_key=DP_WEIGHT_KEY if dp is not None else "num-examples", norm_factor=0.0)
+        super().__init__(inner, spec, weight_key=DP_WEIGHT_KEY if dp is not None else WEIGHT_KEY, norm_factor=0.0)
         self.secagg = secagg
         self.dp = dp
         self.timeout = timeout
@@ -323,7 +323,7 @@ class SecureAggregation(ValidatingStrategy):
         except InvalidUpdate as exc:
             return self._reject(server_round, f"the aggregate: {exc}")
         reply = Message(RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in released.items()}),
-                                    "metrics": MetricRecord({"num-examples": 1})}), reply_to=self._messages[0])
+                                    "metrics": MetricRecord({WEIGHT_KEY: 1})}), reply_to=self._messages[0])
         arrays, _ = self.inner.aggregate_train(server_round, [reply])
         metrics = weighted_metrics([dict(res.metrics) for _, res in round_.results], weight_key=self.weight_key)
         log(INFO, "round %d: SecAgg+ summed %d of %d clients", server_round, len(summed), len(self._messages))

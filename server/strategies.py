@@ -29,7 +29,7 @@ from flwr.serverapp.strategy import (
 
 from shared.config import FederationConfig
 from shared.errors import ConfigError
-from shared.protocol import DP_WEIGHT_KEY
+from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY
 
 __all__ = ["build_strategy", "sampled_clients", "BUILDERS"]
 
@@ -56,7 +56,7 @@ def build_strategy(fed: FederationConfig, *, n_train: int) -> tuple[Strategy, ob
     dp = fed.dp_noise > 0
     common = dict(fraction_train=fed.fraction_train, fraction_evaluate=1.0, min_train_nodes=min(fed.min_train_nodes, n_train),
                   min_evaluate_nodes=1, min_available_nodes=1,
-                  weighted_by_key=DP_WEIGHT_KEY if dp else "num-examples")
+                  weighted_by_key=DP_WEIGHT_KEY if dp else WEIGHT_KEY)
     builder = BUILDERS.get(fed.strategy)
     if builder is None:  # FederationConfig checks the name against STRATEGIES; a builder missing is a bug here
         raise ConfigError(f"unknown strategy {fed.strategy!r}; this server builds {', '.join(BUILDERS)}")

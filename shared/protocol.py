@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["FAULT_COUNTERS", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
+__all__ = ["FAULT_COUNTERS", "WEIGHT_KEY", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
            "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY",
            "SECAGG_KEYS"]
 
@@ -58,6 +58,8 @@ FAULT_COUNTERS = ("skipped-examples", "offlabel-answers", "degraded-answers", "f
 LLM answers outside the label set, answers given without the LLM, LLM calls failed, retried or refused by the
 circuit breaker). The server sums them per round (:class:`server.federation.RoundLog`)."""
 
+WEIGHT_KEY = "num-examples"
+"""The metric a training reply weighs itself by in aggregation (its examples; Flower's strategies read this key)."""
 DP_WEIGHT_KEY = "dp-weight"
 """With DP accounting every client weighs the same; clients report this key as 1."""
 

@@ -54,7 +54,7 @@ from typing import Mapping
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
-from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY
+from shared.protocol import WEIGHT_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY
 
 __all__ = ["faults_mod", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS", "InjectedFault"]
 
@@ -157,7 +157,7 @@ def _capture(faults: Mapping, ctx: Context, server_round: int, reply: Message) -
     folder = faults.get("capture")
     if folder and not reply.has_error() and "arrays" in reply.content.array_records:
         metrics = reply.content["metrics"]
-        weight = metrics.get(DP_WEIGHT_KEY, metrics.get("num-examples"))
+        weight = metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY))
         Path(folder).mkdir(parents=True, exist_ok=True)
         np.savez(Path(folder) / f"{ctx.node_id}-{server_round}.npz", __weight__=np.asarray(weight),
                  **{k: v.numpy() for k, v in reply.content["arrays"].items()})

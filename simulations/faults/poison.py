@@ -18,6 +18,7 @@ from shared.hydra.examples import RoleExample
 from shared.hydra.model import PersonalHeads
 from shared.hydra.spec import N_EXTRA
 from shared.hydra.train import Trainer
+from shared.protocol import WEIGHT_KEY
 from simulations.faults.mod import corrupt
 
 __all__ = ["GOOD", "BAD", "examples", "reply", "accuracy", "federate"]
@@ -42,7 +43,7 @@ def examples(seed: int, n: int = 8) -> list[RoleExample]:
 def reply(arrays: dict[str, np.ndarray], node: int) -> Message:
     """A training reply carrying ``arrays``, as if it came from node ``node``."""
     content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                          "metrics": MetricRecord({"num-examples": 8})})
+                          "metrics": MetricRecord({WEIGHT_KEY: 8})})
     from flwr.supercore.task_identity import TaskIdentity
 
     TaskIdentity.node_id = node  # as if it came from node `node`
