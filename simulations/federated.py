@@ -32,7 +32,8 @@ from shared.users import HISTORY_PROTOCOL, node_count, split_users
 from simulations.hydra_run import finish_run
 from simulations.superlink import LocalSuperLink, SimulationError
 
-__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "flower_app", "FULL_MODEL_BYTES"]
+__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "flower_app", "app_copy",
+           "FULL_MODEL_BYTES"]
 
 FULL_MODEL_BYTES = 22_713_216 * 4
 """all-MiniLM-L6-v2 in float32: what sending the whole encoder each round would cost."""
@@ -197,13 +198,20 @@ def flower_app(out: Path) -> Path:
     carrying it; the copy is made afresh each time."""
     if not os.environ.get("FEDHYDRA_FAULTS"):
         return REPO
-    import tomli_w
-
     from simulations.faults import CLIENT_APP
 
+    return app_copy(out, CLIENT_APP)
+
+
+def app_copy(out: Path, client_app: str) -> Path:
+    """A copy of the app's code (``fab-include``) in ``out/flwr-app`` whose pyproject names ``client_app`` (a
+    ``module:attribute``) as its ClientApp, made afresh: how a run submits another ClientApp (fault injection, the
+    scale probe) without the production app carrying it."""
+    import tomli_w
+
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    config["tool"]["flwr"]["app"]["components"]["clientapp"] = CLIENT_APP
-    app = out / "flwr-app"
+    config["tool"]["flwr"]["app"]["components"]["clientapp"] = client_app
+    app = Path(out) / "flwr-app"
     shutil.rmtree(app, ignore_errors=True)
     app.mkdir(parents=True)
     for pattern in config["tool"]["flwr"]["app"]["fab-include"]:

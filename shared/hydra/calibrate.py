@@ -143,7 +143,7 @@ def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_conf
         torch.manual_seed(seed)
         base = HydraBase(model_config)
         trainer = Trainer(base, replace(train_config, train_lora=False))
-        train_stage(trainer, task, rest, {}, epochs=0, roles=("adapter",))
+        train_stage(trainer, task, rest, {}, epochs=0, roles=("adapter",), rating_head=False)
         n_before = len(points)
         for user in held_out:
             ctx, episodes = users[user]

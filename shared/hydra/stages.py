@@ -43,12 +43,13 @@ class StageReport:
 
 def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[UserContext, Sequence[Episode]]],
                 heads: Mapping[str, PersonalHeads], *, epochs: int | None = None, head_epochs: int | None = None,
-                train_editor: bool = True, roles: Sequence[str] = ROLES,
+                train_editor: bool = True, roles: Sequence[str] = ROLES, rating_head: bool = True,
                 proximal_mu: float = 0.0, progress: Callable[[str], None] | None = None) -> StageReport:
     """Train the shared base with these users' heads on their episodes (centralized, or one client locally).
 
     ``epochs`` and ``head_epochs`` override the trainer's config (a client's round trains less than a whole run);
-    ``roles`` limits the roles trained (the margin's cross-validation needs the adapter only).
+    ``roles`` limits the roles trained (the margin's cross-validation needs the adapter only, and no shared rating
+    head: ``rating_head=False`` skips embedding every user's rated history for it).
     """
     report = StageReport()
     base = trainer.base
@@ -65,7 +66,7 @@ def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[User
         say = (lambda e, n, l, r=role: progress(f"{r} epoch {e}/{n}: loss {l:.4f}")) if progress else None
         report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, head_epochs=head_epochs,
                                                  proximal_mu=proximal_mu, progress=say)
-    if train_editor and task.kind is TaskKind.RATING:
+    if train_editor and rating_head and task.kind is TaskKind.RATING:
         texts: list[str] = []
         scores: list[np.ndarray] = []
         for ctx, _ in users.values():

@@ -105,3 +105,10 @@ def test_an_infinite_margin_asks_the_llm_nothing_and_a_finite_one_asks():
         assert llm.stats.calls == 0 and kept.output == kept.baseline == "5"
         answer(TASK, "a great blender", ctx, llm, ZeroScorer(), None, heads=None, margin=0.5)
         assert llm.stats.calls >= 1
+
+
+def test_the_margins_cross_validation_fits_no_shared_rating_head():
+    trainer = Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1))
+    users = {"a": (UserContext.build(TASK, profile(20), embed=trainer.history_embed), [])}
+    assert train_stage(trainer, TASK, users, {}, epochs=0, rating_head=False).rated_items == 0
+    assert trainer.base.rating.model() is None
