@@ -1,8 +1,10 @@
 """Which users train and which are tested, from a LaMP-format dataset and the run's protocol.
 
-- ``disjoint``: after ``user_offset`` users, the next ``train_users`` users train (their questions, with
-  golds, and pseudo-questions from their history), the following ``test_users`` users are new users (their
-  history only fits their heads; their questions are answered and scored).
+- ``disjoint``: starting at user ``user_offset`` of the data (wrapping around past the last user), the next
+  ``train_users`` users train (their questions, with golds, and pseudo-questions from their history), the
+  following ``test_users`` users are new users (their history only fits their heads; their questions are answered
+  and scored). With 6 users, offset 3, 3 training and 3 test users, users 3-5 train and users 0-2 are new: the
+  reverse of offset 0.
 - ``history``: each of ``test_users`` users trains on pseudo-questions from the history before their first
   question and is tested on their questions (LaMP-3 here: 6 users, 30 questions).
 
@@ -25,6 +27,9 @@ Example:
     (['s0u0000', 's0u0001'], ['s0u0002', 's0u0003'])
     >>> len(node_users(train, test, "disjoint")) == node_count("disjoint", train_users=2, test_users=2) == 4
     True
+    >>> train, test = split_users(ds, train_users=2, test_users=2, protocol="disjoint", offset=4)
+    >>> [u.user_id for u in train], [u.user_id for u in test]
+    (['s0u0004', 's0u0000'], ['s0u0001', 's0u0002'])
 """
 
 from __future__ import annotations
@@ -60,7 +65,10 @@ def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol
                 offset: int = 0, free_train_users: int = 0) -> tuple[list[User], list[User]]:
     """(training users, test users) as described in the module docstring; in the disjoint protocol
     ``free_train_users`` more training users follow the first ``train_users`` (the test users come after them)."""
-    groups = list(group_by_user(dataset.questions).items())[offset:]
+    groups = list(group_by_user(dataset.questions).items())
+    if groups and offset >= len(groups):
+        raise ConfigError(f"user-offset is {offset}, the data has {len(groups)} users (offsets 0-{len(groups) - 1})")
+    groups = groups[offset:] + groups[:offset]
     history = user_history
     if protocol == HISTORY_PROTOCOL:
         chosen = groups[:test_users] if test_users else groups
@@ -70,8 +78,7 @@ def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol
         raise ConfigError(f"protocol must be 'disjoint' or 'history', got {protocol!r}")
     train_users += free_train_users
     if train_users + test_users > len(groups):
-        raise ConfigError(f"asked for {train_users} training and {test_users} test users, the data has {len(groups)} "
-                          f"(after skipping {offset})")
+        raise ConfigError(f"asked for {train_users} training and {test_users} test users, the data has {len(groups)}")
     train = [User(u, history(qs), tuple(qs), {q.id: dataset.golds[q.id] for q in qs if q.id in dataset.golds})
              for u, qs in groups[:train_users]]
     test = [User(u, history(qs), tuple(qs), {}) for u, qs in groups[train_users: train_users + test_users]]

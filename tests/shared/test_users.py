@@ -38,3 +38,16 @@ def test_free_training_users_are_a_disjoint_protocol_setting():
         RunConfig.from_mapping({**default_mapping(), "free-train-users": 5, "protocol": "history"})
     with pytest.raises(ConfigError, match="free-train-users"):
         RunConfig.from_mapping({**default_mapping(), "free-train-users": -1})
+
+
+def test_the_offset_wraps_around_so_that_the_reverse_split_swaps_training_and_test_users(dataset):
+    forward_train, forward_test = split_users(dataset, train_users=0, test_users=4, free_train_users=4)
+    reverse_train, reverse_test = split_users(dataset, train_users=0, test_users=4, free_train_users=4, offset=4)
+    assert [u.user_id for u in reverse_train] == [u.user_id for u in forward_test]
+    assert [u.user_id for u in reverse_test] == [u.user_id for u in forward_train]
+    assert all(u.golds for u in reverse_train) and not any(u.golds for u in reverse_test)
+
+
+def test_an_offset_past_the_last_user_is_refused_with_its_value(dataset):
+    with pytest.raises(ConfigError, match="user-offset is 8"):
+        split_users(dataset, train_users=1, test_users=1, offset=8)
