@@ -17,7 +17,8 @@ from client.audit import audit_mod
 from client.node import ClientNode, is_free_node, make_llm, node_dataset, resolve_user
 from client.secagg import secagg_mod
 from shared.config import RunConfig
-from shared.protocol import WEIGHT_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY
+from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
+                             ROLE_KEY)
 
 
 def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
@@ -71,7 +72,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     methods = (list(node.cfg.eval_methods) or None) if str(config.get("methods", "hydra")) == "all" else ["hydra"]
     margin = float(config[MARGIN_KEY]) if MARGIN_KEY in config else None
-    metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds, margin=margin)
+    anchor = str(config[ANCHOR_KEY]) if ANCHOR_KEY in config else None
+    metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds, margin=margin,
+                            anchor=anchor)
     if not node.cfg.federation.report_metrics:
         metrics = {WEIGHT_KEY: metrics[WEIGHT_KEY]}
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -37,6 +37,7 @@ import numpy as np
 from shared.errors import FedHydraError
 from shared.hydra.adam import Adam
 from shared.hydra.bundle import load_tensors
+from shared.hydra.decision import BASELINE_ANCHOR
 from shared.hydra.editor import InputEditor
 from shared.hydra.examples import RoleExample
 from shared.hydra.rating_head import SharedRatingHead
@@ -189,6 +190,8 @@ class DeviceModels:
         """The shared rating head (:mod:`shared.hydra.rating_head`), zeros unless the task rates."""
         self.margin: float | None = float(self.manifest["margin"]) if "margin" in self.manifest else None
         """The decision margin chosen on training users (:mod:`shared.hydra.decision`); None: no margin rule."""
+        self.anchor: str = str(self.manifest.get("anchor", BASELINE_ANCHOR))
+        """The answer the margin rule keeps (chosen with the margin; :func:`shared.hydra.candidates.anchors_for`)."""
         self.lru_size = lru_size
         self._history: dict[Key, np.ndarray] = {}
         self._recent: OrderedDict[Key, np.ndarray] = OrderedDict()

@@ -224,13 +224,13 @@ class ClientNode:
         return user_margin_sums(self.task, trainer, self.user.user_id, ctx, episodes).to_record()
 
     def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str],
-                 margin: float | None = None) -> dict[str, float]:
+                 margin: float | None = None, anchor: str | None = None) -> dict[str, float]:
         """Fit fresh heads (base frozen) and answer every question through the on-device SDK; keep the
         predictions in the store; return scalar metrics.
 
         ``methods`` None answers with every method of the centralized run (baselines and HYDRA variants).
         ``margin`` is the decision margin the server chose on training users (it goes into the device bundle, as in
-        the centralized run); None: no margin rule.
+        the centralized run); None: no margin rule. ``anchor`` is the answer the margin rule keeps, chosen with it.
         """
         from client.evaluation import evaluate_user
         from shared.metrics import evaluate
@@ -241,7 +241,7 @@ class ClientNode:
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
         _, built = self.episodes()
-        preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg, margin=margin), self.cfg, self.llm,
+        preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg, margin=margin, anchor=anchor), self.cfg, self.llm,
                               store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
                                       "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures,
@@ -290,19 +290,21 @@ def offlabel_answers(task, episodes) -> int:
     return sum(str(a) not in labels for a in answers)
 
 
-def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: float | None = None) -> Path:
-    """The device bundle of this global base (and decision margin), exported once per node and base (kept under
-    the store root)."""
+def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: float | None = None,
+                  anchor: str | None = None) -> Path:
+    """The device bundle of this global base (and decision margin and anchor), exported once per node and base (kept
+    under the store root)."""
     import shutil
     import uuid
 
     from shared.hydra.export import content_id, export_bundle
 
-    folder = store_root(cfg) / "bundles" / (content_id(arrays)[:16] + ("" if margin is None else f"-m{margin}"))
+    folder = store_root(cfg) / "bundles" / (content_id(arrays)[:16] + ("" if margin is None else f"-m{margin}")
+                                            + ("" if anchor in (None, "baseline") else f"-{anchor}"))
     if (folder / "bundle.json").exists():
         return folder
     staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
-    export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin)
+    export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin, anchor=anchor)
     try:
         os.replace(staging, folder)
     except OSError:  # another process finished the same export first

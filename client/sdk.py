@@ -351,6 +351,7 @@ class PersonalClient:
         with self._guard, llm.meter() as meter:
             heads = {r: PERSONAL for r in ROLES} if any(models.has_personal(r) for r in ROLES) else None
             result = answer(self.task, input, ctx, llm, OnnxScorer(models), models.editor, heads=heads,
-                            config=self.inference, variant=variant, margin=models.margin, rating=models.rating)
+                            config=self.inference, variant=variant, margin=models.margin, rating=models.rating,
+                            anchor=models.anchor)
         result.cost = cost_of(meter, time.perf_counter() - started).as_dict()
         return result

@@ -77,19 +77,23 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
         arrays = fedavg(states, weights)
         print(f"  {name}: round {rnd}/{fed.num_rounds} done, {time.perf_counter() - started:.0f} s", file=sys.stderr,
               flush=True)
-    margin = None
+    margin, anchor = None, None
     if cfg.margin_folds:  # as the server does after the last round: the training clients' margin sums, added up
+        from shared.hydra.candidates import anchors_for
         from shared.hydra.decision import MarginSums
+        from shared.tasks import get_task
 
-        total = MarginSums.zero()
+        anchors = anchors_for(get_task(cfg.task))
+        total = MarginSums.zero(anchors=anchors)
         for node in trainers:
-            total = total + MarginSums.from_record(node.margin_sums(arrays))
-        margin = total.choose().margin
-    records = [node.evaluate(arrays, methods=None, golds=dataset.golds, margin=margin) for node in testers]
+            total = total + MarginSums.from_record(node.margin_sums(arrays), anchors=anchors)
+        margin, anchor = total.choose().margin, total.choose().anchor
+    records = [node.evaluate(arrays, methods=None, golds=dataset.golds, margin=margin, anchor=anchor)
+               for node in testers]
     pooled = dict(weighted_metrics(records))
     return {"variant": name, "local_epochs": fed.local_epochs, "local_head_epochs": fed.local_head_epochs,
             "rounds": fed.num_rounds, "strategy": fed.strategy, "proximal_mu": mu,
-            "margin": margin if margin is None or margin < float("inf") else "inf",
+            "margin": margin if margin is None or margin < float("inf") else "inf", "anchor": anchor,
             "seconds": round(time.perf_counter() - started, 1), "metrics": pooled}
 
 

@@ -38,9 +38,11 @@ from flwr.serverapp.strategy import Strategy
 
 from server.checkpoint import save_checkpoint, save_server_state, strategy_state
 from server.validation import InvalidUpdate, expected_spec, validate_update
-from shared.hydra.decision import MarginChoice, MarginSums
+from shared.hydra.candidates import anchors_for
+from shared.hydra.decision import BASELINE_ANCHOR, MarginChoice, MarginSums
 from shared.io import atomic_write_text
-from shared.protocol import (WEIGHT_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
+from shared.tasks import get_task
+from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
                              TESTING_ROLES, TRAINING_ROLES)
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
@@ -318,10 +320,11 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
 
 
 def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, server_round: int = 0,
-                  timeout: float = 3600.0) -> tuple[MarginChoice | None, dict]:
+                  timeout: float = 3600.0,
+                  anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> tuple[MarginChoice | None, dict]:
     """Ask the training nodes ``node_ids`` for their margin sums under the global base ``arrays`` (a query message),
-    check each reply (:meth:`MarginSums.from_record`: the grid's keys, finite numbers, whole non-negative counts),
-    add up the valid ones and choose the margin.
+    check each reply (:meth:`MarginSums.from_record`: the keys of the ``anchors`` x margins grid, finite numbers,
+    whole non-negative counts), add up the valid ones and choose the margin and anchor.
 
     Returns the choice (None when no node answered validly: the run then answers without a margin rule) and a report
     ``{"clients": answered validly, "dropped": ["node N: reason", ...]}``; a failed or invalid reply is logged and
@@ -345,7 +348,7 @@ def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, s
             if set(reply.content.keys()) != {MARGIN_RECORD} or MARGIN_RECORD not in records:
                 raise ValueError(f"a margin reply must hold one metric record {MARGIN_RECORD!r}, "
                                  f"not {sorted(reply.content.keys())}")
-            sums = MarginSums.from_record(dict(records[MARGIN_RECORD]))
+            sums = MarginSums.from_record(dict(records[MARGIN_RECORD]), anchors=anchors)
         except ValueError as exc:
             log(WARNING, "margin: dropped the reply of node %d: %s", node, exc)
             report["dropped"].append(f"node {node}: {exc}")
@@ -356,9 +359,9 @@ def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, s
         log(WARNING, "margin: no training node answered validly; the test users answer without a margin rule")
         return None, report
     choice = total.choose()
-    log(INFO, "margin %g chosen over %d training clients: on %d held-out questions the adapter leaves the baseline "
-              "%d times (%d helped, %d hurt)", choice.margin, report["clients"], choice.points, choice.left,
-        choice.helped, choice.hurt)
+    log(INFO, "margin %g (anchor %s) chosen over %d training clients: on %d held-out questions the adapter leaves the "
+              "anchor %d times (%d helped, %d hurt)", choice.margin, choice.anchor, report["clients"], choice.points,
+        choice.left, choice.helped, choice.hurt)
     return choice, report
 
 
@@ -414,12 +417,14 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
             # the nodes that trained in this run (every training node when each round samples all of them): a node
             # never sampled would build its episodes (LLM calls) only to answer this query
             asked = [n for n in train_grid.get_node_ids() if n in participants]
-            chosen, margin_report = gather_margin(grid, asked, arrays, server_round=rnd, timeout=timeout)
+            chosen, margin_report = gather_margin(grid, asked, arrays, server_round=rnd, timeout=timeout,
+                                                  anchors=anchors_for(get_task(task)))
             record.margin = {**(chosen.as_dict() if chosen is not None else {}), **margin_report}
             phase = _lap(record, "margin", phase)
         if test_grid.get_node_ids() and (final or (eval_every > 0 and rnd % eval_every == 0)):
             cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra",
-                                **({MARGIN_KEY: float(chosen.margin)} if chosen is not None else {})})
+                                **({MARGIN_KEY: float(chosen.margin), ANCHOR_KEY: chosen.anchor}
+                                   if chosen is not None else {})})
             eval_messages = strategy.configure_evaluate(rnd, arrays, cfg, test_grid)
             eval_replies = grid.send_and_receive(eval_messages, timeout=timeout)
             record.eval_metrics = dict(strategy.aggregate_evaluate(rnd, eval_replies) or {})

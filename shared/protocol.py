@@ -15,7 +15,7 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = ["FAULT_COUNTERS", "WEIGHT_KEY", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
-           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY",
+           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY", "ANCHOR_KEY",
            "SECAGG_KEYS"]
 
 
@@ -47,6 +47,9 @@ MARGIN_RECORD = "margin"
 MARGIN_KEY = "margin"
 """The key of the decision margin in the final evaluation's config record (absent: answer without a margin rule;
 ``inf``: keep the strongest non-LLM answer)."""
+ANCHOR_KEY = "anchor"
+"""The key of the answer the margin rule keeps (chosen with the margin; absent: the strongest non-LLM answer) in the
+final evaluation's config record."""
 TRAINING_ROLES = (NodeRole.TRAIN.value, NodeRole.BOTH.value)
 """Roles whose nodes train (the server sends them train messages)."""
 TESTING_ROLES = (NodeRole.TEST.value, NodeRole.BOTH.value)

@@ -32,6 +32,7 @@ from shared.evaluation import Predictions, merge_predictions
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
 from shared.hydra.model import HydraBase, PersonalHeads
+from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import MarginChoice
 from shared.hydra.stages import StageReport, train_stage
 from shared.hydra.train import Trainer
@@ -142,7 +143,7 @@ def left_baseline(task: TaskSpec, preds: Predictions, golds: Mapping[str, str]) 
 
 def comparison_tables(paired: Mapping[str, dict], left: Mapping[str, Mapping[str, int]]) -> str:
     """Markdown: the paired comparisons (per-question score difference, 95% bootstrap interval) and how often each
-    HYDRA method left the strongest non-LLM answer.
+    HYDRA method left its anchor (the strongest non-LLM answer, or the edit of the input chosen with the margin).
 
     >>> print(comparison_tables({"hydra vs input": {"n": 3, "mean_difference": 0.1, "interval": [-0.2, 0.3],
     ...                                             "wins": 2, "losses": 1}}, {}).strip().splitlines()[-1])
@@ -155,7 +156,8 @@ def comparison_tables(paired: Mapping[str, dict], left: Mapping[str, Mapping[str
         lines.append(f"| {name} | {c['n']} | {c['mean_difference']:+.4f} | [{low:+.4f}, {high:+.4f}] | "
                      f"{c['wins']} / {c['losses']} |")
     if left:
-        lines += ["", "How often each method left the strongest non-LLM answer, and whether that helped (by the gold):",
+        lines += ["", "How often each method left its anchor (the strongest non-LLM answer, or the edit of the input chosen "
+                  "with the margin), and whether that helped (by the gold):",
                   "", "| method | questions | left it | helped | hurt |", "|---|---|---|---|---|"]
         lines += [f"| {m} | {r['questions']} | {r['left']} | {r['helped']} | {r['hurt']} |" for m, r in left.items()]
     return "\n".join(lines) + "\n"
@@ -277,10 +279,11 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
 
     margin = None
     choice = None
-    if saved is not None and saved.margin is not None:
-        choice = MarginChoice.from_dict(saved.margin)
+    earlier = MarginChoice.from_dict(saved.margin) if saved is not None and saved.margin is not None else None
+    if earlier is not None and earlier.anchors_tried() == anchors_for(task):  # else chosen over other anchors: again
+        choice = earlier
         margin = choice.margin
-        _say(progress, f"      margin {margin:g} (chosen by the earlier run)")
+        _say(progress, f"      margin {margin:g}, anchor {choice.anchor} (chosen by the earlier run)")
     elif cfg.margin_folds and len(train_users) >= 2:
         from shared.hydra.calibrate import cross_validate_margin
 
@@ -292,8 +295,9 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                                            folds=min(cfg.margin_folds, len(train_users)), seed=cfg.seed,
                                            progress=(lambda s: _say(progress, "      " + s)))
             margin = choice.margin
-            _say(progress, f"      margin {margin:g}: on {choice.points} held-out training questions the adapter "
-                           f"leaves the baseline {choice.left} times ({choice.helped} helped, {choice.hurt} hurt)")
+            _say(progress, f"      margin {margin:g}, anchor {choice.anchor}: on {choice.points} held-out training "
+                           f"questions the adapter leaves the anchor {choice.left} times ({choice.helped} helped, "
+                           f"{choice.hurt} hurt)")
             save_margin(out, fingerprint, choice.as_dict())
 
     from client.evaluation import evaluate_user
@@ -303,7 +307,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     with ledger.stage("export"):
         device_cfg = replace(cfg, store_dir=str(out / "clients"))
         _say(progress, "[3/4] exporting the device bundle (ONNX) of the trained base")
-        bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg, margin=margin)
+        bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg, margin=margin,
+                               anchor=choice.anchor if choice is not None else None)
 
     with ledger.stage("answer"):
         n_questions = sum(len(u.questions) for u in test_users)

@@ -9,9 +9,11 @@ non-LLM answer must be before HYDRA leaves that answer. It is chosen on training
 3. each held-out user plays a new user: their adapter examples are split in two halves; a personal head fitted
    (base frozen, as on a device) on one half scores the other, and the other way round; a user with a single
    example is scored by the fold's shared head; only examples whose baseline is a candidate count;
-4. each scored example gives a :class:`~shared.hydra.decision.CalibrationPoint`: the predicted advantage of the
-   adapter's choice over the baseline, and what taking it gains by the gold;
-5. :func:`~shared.hydra.decision.choose_margin` picks the margin with the largest total gain.
+4. each scored example gives, for each anchor (:func:`~shared.hydra.candidates.anchors_for`: the baseline, and
+   for rewrite tasks the editor's fixed edits), a :class:`~shared.hydra.decision.CalibrationPoint`: the predicted
+   advantage of the adapter's choice over the anchor, what taking it gains by the gold, and what the anchor
+   itself gains over the baseline;
+5. :func:`~shared.hydra.decision.choose_margin` picks the (anchor, margin) pair with the largest total gain.
 
 Step 3 is :func:`held_out_points`, one user against a frozen base. A federated run has no folds: after its last
 round each training client runs the same function on its own user against the global base and sends only the
@@ -27,7 +29,7 @@ side of keeping the baseline.
 Example::
 
     choice = cross_validate_margin(task, {"u1": (ctx1, eps1), "u2": (ctx2, eps2)}, model_cfg, train_cfg, folds=2)
-    choice.margin, choice.left, choice.helped
+    choice.anchor, choice.margin, choice.left, choice.helped
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from shared.errors import ConfigError
+from shared.hydra.candidates import anchors_for
 from shared.hydra.context import UserContext
 from shared.hydra.decision import (MARGIN_GRID, CalibrationPoint, MarginChoice, MarginSums, advantage,
-                                   choose_margin, decide, margin_sums)
+                                   anchor_margin_sums, choose_margin, decide)
 from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, adapter_example
 from shared.tasks import TaskSpec
@@ -66,38 +69,44 @@ def fold_users(users: Sequence[str], folds: int, seed: int) -> list[list[str]]:
 
 
 def adapter_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext,
-                     editor) -> list[tuple[RoleExample, str]]:
+                     editor) -> list[tuple[RoleExample, dict[str, str]]]:
     """The adapter's examples of a user's labelled episodes (as :func:`~shared.hydra.examples.role_examples` makes
-    them) with each one's baseline; only examples whose baseline is a candidate."""
+    them) with each one's anchors' texts (``{anchor: text}``); only examples where every anchor is a candidate."""
     out = []
+    names = anchors_for(task)
     for ep in episodes:
         if ep.gold is None:
             continue
         ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
         ex, pool = adapter_example(task, user, ep, ep_ctx, editor)
-        if ex.target is not None and len(ex.items) > 1 and pool.baseline is not None:
-            out.append((ex, pool.texts[pool.baseline]))
+        if ex.target is not None and len(ex.items) > 1 and all(a in pool.anchors for a in names):
+            out.append((ex, {a: pool.texts[pool.anchors[a]] for a in names}))
     return out
 
 
-def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], baselines: Sequence[str],
-                       scores: Sequence[np.ndarray]) -> list[CalibrationPoint]:
-    """One point per example whose baseline is among its candidates (predicted advantage, gain by the gold)."""
-    points = []
-    for ex, base, s in zip(examples, baselines, scores):
-        if base not in ex.items or ex.utilities is None:
+def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], anchors: Sequence[Mapping[str, str]],
+                       scores: Sequence[np.ndarray]) -> dict[str, list[CalibrationPoint]]:
+    """``{anchor: points}``: one point per example and anchor (predicted advantage over the anchor, gain by the gold,
+    and the anchor's own gain over the baseline); only examples with every anchor among their candidates."""
+    points: dict[str, list[CalibrationPoint]] = {a: [] for a in anchors_for(task)}
+    for ex, texts, s in zip(examples, anchors, scores):
+        if ex.utilities is None or any(texts.get(a) not in ex.items for a in points):
             continue
         choice = decide(task, ex.items, s)
-        gain = float(ex.utilities[ex.items.index(choice)] - ex.utilities[ex.items.index(base)])
-        points.append(CalibrationPoint(advantage(task, ex.items, s, choice, base), gain))
+        utility = {t: float(ex.utilities[ex.items.index(t)]) for t in (choice, *texts.values())}
+        base = texts[next(iter(points))]
+        for a in points:
+            points[a].append(CalibrationPoint(advantage(task, ex.items, s, choice, texts[a]),
+                                              utility[choice] - utility[texts[a]], utility[texts[a]] - utility[base]))
     return points
 
 
 def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext,
-                    episodes: Sequence[Episode]) -> list[CalibrationPoint]:
+                    episodes: Sequence[Episode]) -> dict[str, list[CalibrationPoint]]:
     """One user playing a new user against ``trainer``'s base (frozen): their adapter examples are split in two halves
     (even and odd positions), a personal head fitted on one half scores the other and the other way round (a user
-    with a single example is scored by the shared head); one point per scored example whose baseline is a candidate.
+    with a single example is scored by the shared head); ``{anchor: points}``, one point per anchor and scored
+    example whose anchors are all candidates.
 
     The centralized cross-validation calls it for each held-out user with its fold's base; a federated training
     client calls it for its own user with the global base (:func:`user_margin_sums`).
@@ -106,7 +115,7 @@ def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext,
 
     base = trainer.base
     pairs = adapter_examples(task, user, episodes, ctx, base.editor)
-    examples, baselines = [ex for ex, _ in pairs], [b for _, b in pairs]
+    examples, anchors = [ex for ex, _ in pairs], [a for _, a in pairs]
     scores: list[np.ndarray | None] = [None] * len(examples)
     halves = [list(range(0, len(examples), 2)), list(range(1, len(examples), 2))]
     if len(examples) >= 2:
@@ -117,14 +126,14 @@ def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext,
                 scores[i] = trainer.scores("adapter", examples[i], heads.heads["adapter"])
     else:
         scores = [trainer.scores("adapter", ex) for ex in examples]
-    return calibration_points(task, examples, baselines, scores)
+    return calibration_points(task, examples, anchors, scores)
 
 
 def user_margin_sums(task: TaskSpec, trainer, user: str, ctx: UserContext, episodes: Sequence[Episode],
                      grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
     """What a federated training client contributes to the margin: the :class:`~shared.hydra.decision.MarginSums`
     of its own :func:`held_out_points` under ``trainer``'s base (the global base, frozen). Only counts and sums."""
-    return margin_sums(held_out_points(task, trainer, user, ctx, episodes), grid)
+    return anchor_margin_sums(held_out_points(task, trainer, user, ctx, episodes), grid)
 
 
 def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_config, *, folds: int, seed: int,
@@ -137,17 +146,19 @@ def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_conf
     from shared.hydra.train import Trainer
 
     groups = fold_users(list(users), folds, seed)
-    points: list[CalibrationPoint] = []
+    points: dict[str, list[CalibrationPoint]] = {a: [] for a in anchors_for(task)}
     for f, held_out in enumerate(groups, start=1):
         rest = {u: users[u] for u in users if u not in held_out}
         torch.manual_seed(seed)
         base = HydraBase(model_config)
         trainer = Trainer(base, replace(train_config, train_lora=False))
         train_stage(trainer, task, rest, {}, epochs=0, roles=("adapter",), rating_head=False)
-        n_before = len(points)
+        n_before = len(next(iter(points.values())))
         for user in held_out:
             ctx, episodes = users[user]
-            points += held_out_points(task, trainer, user, ctx, episodes)
+            for a, user_points in held_out_points(task, trainer, user, ctx, episodes).items():
+                points[a] += user_points
         if progress:
-            progress(f"margin fold {f}/{len(groups)}: {len(held_out)} held-out users, {len(points) - n_before} points")
+            progress(f"margin fold {f}/{len(groups)}: {len(held_out)} held-out users, "
+                     f"{len(next(iter(points.values()))) - n_before} points")
     return choose_margin(points)

@@ -8,6 +8,10 @@ and the middle edit rewritten with the quirks the user's history favours (:mod:`
 followed by the word the user habitually signs with, if any.
 Duplicates (same ROUGE tokens) keep their first source.
 
+The pool's *anchor* is the answer the adapter must beat by the margin to leave (:mod:`shared.hydra.decision`): the
+strongest non-LLM answer (``baseline``: :func:`baseline_output`), or for rewrite tasks one of the editor's fixed
+edits of the input (:func:`anchors_for`), as chosen on training users.
+
 Example:
     >>> from shared.tasks import get_task
     >>> from shared.hydra.context import UserContext
@@ -15,6 +19,8 @@ Example:
     >>> pool = build_pool(t, UserContext.build(t, []), "nice", greedy="5", samples=["4", "x"], editor=None)
     >>> pool.texts, pool.sources[0]
     (['1', '2', '3', '4', '5'], 'label')
+    >>> anchors_for(t), anchors_for(get_task("LaMP-7"))
+    (('baseline',), ('baseline', 'edit-0.6', 'edit-0.8', 'edit-1'))
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from shared.hydra.context import UserContext
+from shared.hydra.decision import BASELINE_ANCHOR
 from shared.hydra.editor import InputEditor, f1_optimal_keep, word_tokens
 from shared.hydra.features import adapter_extras
 from shared.errors import ConfigError, LLMError, check_minimums
@@ -34,10 +41,16 @@ from shared.style import apply_rules
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "pool_calls", "parse_pool_answers", "EDIT_LEVELS",
-           "baseline_output"]
+           "baseline_output", "anchors_for"]
 
 EDIT_LEVELS = (0.6, 0.8, 1.0)
 """Expected gold length, as a fraction of the input's length, of the editor's candidates."""
+
+
+def anchors_for(task: TaskSpec) -> tuple[str, ...]:
+    """The answers the margin rule may keep, in order of preference on ties: the baseline, then for rewrite tasks the
+    editor's edit at each of :data:`EDIT_LEVELS` (``edit-<level>``); all cost no LLM call."""
+    return (BASELINE_ANCHOR,) + (tuple(f"edit-{level:g}" for level in EDIT_LEVELS) if task.rewrite else ())
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,10 @@ class Pool:
     greedy: str | None = None
     llm: list[str] = field(default_factory=list)
     baseline: int | None = None
-    """Index of the strongest non-LLM answer (:func:`baseline_output`) among ``texts``, if it is a candidate."""
+    """Index of the anchor (the strongest non-LLM answer, :func:`baseline_output`, unless another anchor was asked
+    and is a candidate) among ``texts``, if it is a candidate."""
+    anchors: dict[str, int] = field(default_factory=dict)
+    """Index among ``texts`` of each anchor of :func:`anchors_for` that is a candidate."""
 
 
 def baseline_output(task: TaskSpec, ctx: UserContext, query: str) -> str:
@@ -122,13 +138,17 @@ def _key(text: str) -> tuple[str, ...]:
 
 def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | None, samples: Sequence[str],
                editor: InputEditor | None, record_answers: Sequence[str] = (),
-               record_weights: Sequence[float] | None = None) -> Pool:
-    """Assemble the candidates of one query and compute their adapter features."""
+               record_weights: Sequence[float] | None = None, anchor: str = BASELINE_ANCHOR) -> Pool:
+    """Assemble the candidates of one query and compute their adapter features; ``pool.baseline`` is ``anchor``'s
+    index (one of :func:`anchors_for`)."""
+    if anchor not in anchors_for(task):
+        raise ConfigError(f"anchor {anchor!r} is not one of {task.name}'s anchors {anchors_for(task)}")
     texts: list[str] = []
     sources: list[str] = []
     strength: list[float] = []
     styled: list[bool] = []
     seen: set[tuple[str, ...]] = set()
+    anchor_texts = {BASELINE_ANCHOR: baseline_output(task, ctx, query)}
 
     def add(text: str, source: str, removed: float = 0.0, is_styled: bool = False) -> None:
         key = _key(text)
@@ -151,8 +171,9 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
             if editor is not None and words:
                 p = editor.keep_probabilities(words, ctx.counts)
                 edits = [f1_optimal_keep(words, p, level * len(words)) for level in EDIT_LEVELS]
-                for edited in edits:
+                for level, edited in zip(EDIT_LEVELS, edits):
                     add(edited, "edit", 1.0 - len(edited.split()) / len(words))
+                    anchor_texts[f"edit-{level:g}"] = edited
                 middle = edits[len(edits) // 2]
             removed = 1.0 - len(middle.split()) / max(1, len(words))
             source = "edit" if middle != query else "input"
@@ -173,7 +194,8 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
                             record_answers=record_answers, record_weights=record_weights,
                             edit_strength=strength, styled=styled,
                             own_score=ctx.predicted_score(query) if task.kind is TaskKind.RATING else None)
-    base = baseline_output(task, ctx, query)
     keys = [_key(t) for t in texts]
-    baseline = keys.index(_key(base)) if (task.labels or task.rewrite) and _key(base) in keys else None
-    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers, baseline=baseline)
+    anchors = {name: keys.index(_key(text)) for name, text in anchor_texts.items()
+               if (task.labels or task.rewrite) and _key(text) in keys}
+    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers, baseline=anchors.get(anchor, anchors.get(BASELINE_ANCHOR)),
+                anchors=anchors)

@@ -17,6 +17,14 @@ The margin is chosen on training users only, by cross-validation (:mod:`shared.h
 held-out :class:`CalibrationPoint` s; :func:`choose_margin` picks the margin of the grid with the largest
 total gain, the larger margin on ties). Test users never choose anything.
 
+**The anchor.** For rewrite tasks the answer kept below the margin need not be the input itself: it may be one of
+the editor's fixed edits of it (:func:`shared.hydra.candidates.anchors_for` names them: ``baseline``, the input,
+then ``edit-0.6`` ...), which need no LLM call either. The same cross-validation chooses the anchor together with
+the margin: each anchor's points carry its own gain over the baseline (``anchor_gain``), so that every (anchor,
+margin) pair's total gain is counted against the same reference, and the pair with the largest wins (ties: the
+earlier anchor, then the larger margin). An anchor other than ``baseline`` is chosen only when it gains on
+held-out training users.
+
 The choice is **additive**: it depends on the points only through :class:`MarginSums`, per margin of the grid how
 many points the adapter would leave the baseline on, how many of those helped or hurt, and their total gain. A
 federated training client computes its sums (:func:`margin_sums`), the server adds them up and chooses from the
@@ -39,6 +47,10 @@ Example:
     >>> b = margin_sums([CalibrationPoint(0.05, -0.1)], grid=(0.0, 0.1, 1.0))
     >>> (a + b).choose().margin, (a + b).left
     (0.1, (2, 1, 0))
+    >>> c = anchor_margin_sums({"baseline": [CalibrationPoint(0.3, -0.2)],
+    ...                         "edit-1": [CalibrationPoint(0.3, -0.1, anchor_gain=0.15)]}, grid=(0.0, 1.0))
+    >>> c.choose().anchor, c.choose().margin
+    ('edit-1', 1.0)
 """
 
 from __future__ import annotations
@@ -52,10 +64,14 @@ import numpy as np
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["softmax", "weighted_median", "decide", "advantage", "decide_with_margin", "CalibrationPoint",
-           "MarginChoice", "MarginSums", "margin_sums", "choose_margin", "MARGIN_GRID"]
+           "MarginChoice", "MarginSums", "margin_sums", "anchor_margin_sums", "choose_margin", "MARGIN_GRID",
+           "BASELINE_ANCHOR"]
 
 MARGIN_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, math.inf)
 """Margins tried by cross-validation; ``inf`` never leaves the baseline."""
+
+BASELINE_ANCHOR = "baseline"
+"""The anchor that is the strongest non-LLM answer itself (:func:`shared.hydra.candidates.baseline_output`)."""
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -121,17 +137,20 @@ def decide_with_margin(task: TaskSpec, texts: Sequence[str], scores: np.ndarray,
 
 @dataclass(frozen=True)
 class CalibrationPoint:
-    """One held-out training question: the predicted advantage of the adapter's choice over the baseline and what
-    taking it gained (the task's per-question utility of the choice minus the baseline's, by the gold)."""
+    """One held-out training question: the predicted advantage of the adapter's choice over the anchor and what
+    taking it gained (the task's per-question utility of the choice minus the anchor's, by the gold);
+    ``anchor_gain`` is the anchor's utility minus the baseline's (0 for the baseline itself)."""
 
     advantage: float
     gain: float
+    anchor_gain: float = 0.0
 
 
 @dataclass
 class MarginChoice:
-    """The chosen margin and how it did on the calibration points: how often the adapter would leave the
-    baseline at that margin, how often that helped or hurt, and the total gain; ``grid`` has every margin's."""
+    """The chosen margin and anchor and how they did on the calibration points: how often the adapter would leave the
+    anchor at that margin, how often that helped or hurt, and the total gain over the baseline; ``grid`` has every
+    (anchor, margin) pair's."""
 
     margin: float
     points: int
@@ -140,6 +159,15 @@ class MarginChoice:
     hurt: int
     gain: float
     grid: list[dict[str, float]] = field(default_factory=list)
+    anchor: str = BASELINE_ANCHOR
+
+    def anchors_tried(self) -> tuple[str, ...]:
+        """The anchors the choice was made over, in order (from its grid; ``()`` for a grid without anchors).
+
+        >>> MarginSums.zero((0.0, 1.0), anchors=("baseline", "edit-1")).choose().anchors_tried()
+        ('baseline', 'edit-1')
+        """
+        return tuple(dict.fromkeys(str(r["anchor"]) for r in self.grid if "anchor" in r))
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -159,15 +187,18 @@ class MarginChoice:
         inf = lambda m: math.inf if m is None else float(m)  # noqa: E731
         grid = [{**row, "margin": inf(row["margin"])} for row in data.get("grid", [])]
         return cls(margin=inf(data["margin"]), points=int(data["points"]), left=int(data["left"]),
-                   helped=int(data["helped"]), hurt=int(data["hurt"]), gain=float(data["gain"]), grid=grid)
+                   helped=int(data["helped"]), hurt=int(data["hurt"]), gain=float(data["gain"]), grid=grid,
+                   anchor=str(data.get("anchor", BASELINE_ANCHOR)))
 
 
 @dataclass(frozen=True)
 class MarginSums:
-    """The additive summary of calibration points: per margin of ``grid`` (sorted ascending), on how many points the
-    adapter would leave the baseline (``left``), how many of those helped or hurt, and their total ``gain``;
-    ``points`` is how many points there were. Sums of two sets of points add (``a + b``) and
-    :meth:`choose` picks the same margin as :func:`choose_margin` of all the points."""
+    """The additive summary of calibration points: per (anchor, margin) pair (``anchors`` in order, each with every
+    margin of ``grid``, sorted ascending; entry ``i`` is anchor ``i // len(grid)`` and margin ``i % len(grid)``), on
+    how many points the adapter would leave the anchor (``left``), how many of those helped or hurt, and the total
+    ``gain`` over the baseline; ``points`` is how many points there were (each anchor has one per question). Sums of
+    two sets of points add (``a + b``) and :meth:`choose` picks the same pair as :func:`choose_margin` of all the
+    points."""
 
     grid: tuple[float, ...]
     points: int
@@ -175,58 +206,66 @@ class MarginSums:
     helped: tuple[int, ...]
     hurt: tuple[int, ...]
     gain: tuple[float, ...]
+    anchors: tuple[str, ...] = (BASELINE_ANCHOR,)
 
     COUNTS = ("left", "helped", "hurt")
 
     @classmethod
-    def zero(cls, grid: Sequence[float] = MARGIN_GRID) -> "MarginSums":
+    def zero(cls, grid: Sequence[float] = MARGIN_GRID, anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> "MarginSums":
         g = tuple(float(m) for m in sorted(grid))
-        return cls(grid=g, points=0, left=(0,) * len(g), helped=(0,) * len(g), hurt=(0,) * len(g),
-                   gain=(0.0,) * len(g))
+        n = len(g) * len(anchors)
+        return cls(grid=g, points=0, left=(0,) * n, helped=(0,) * n, hurt=(0,) * n, gain=(0.0,) * n,
+                   anchors=tuple(anchors))
 
     def __add__(self, other: "MarginSums") -> "MarginSums":
-        if self.grid != other.grid:
-            raise ValueError(f"margin sums over different grids: {self.grid} and {other.grid}")
+        if self.grid != other.grid or self.anchors != other.anchors:
+            raise ValueError(f"margin sums over different grids: {self.anchors} x {self.grid} and "
+                             f"{other.anchors} x {other.grid}")
         return MarginSums(grid=self.grid, points=self.points + other.points,
                           left=tuple(a + b for a, b in zip(self.left, other.left)),
                           helped=tuple(a + b for a, b in zip(self.helped, other.helped)),
                           hurt=tuple(a + b for a, b in zip(self.hurt, other.hurt)),
-                          gain=tuple(a + b for a, b in zip(self.gain, other.gain)))
+                          gain=tuple(a + b for a, b in zip(self.gain, other.gain)), anchors=self.anchors)
 
     def rows(self) -> list[dict[str, float]]:
-        return [{"margin": m, "left": l, "helped": h, "hurt": u, "gain": g}
-                for m, l, h, u, g in zip(self.grid, self.left, self.helped, self.hurt, self.gain)]
+        pairs = [(a, m) for a in self.anchors for m in self.grid]
+        return [{"anchor": a, "margin": m, "left": l, "helped": h, "hurt": u, "gain": g}
+                for (a, m), l, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]
 
     def choose(self) -> MarginChoice:
-        """The margin with the largest total gain (ties: the larger margin; without points: ``inf``)."""
+        """The (anchor, margin) pair with the largest total gain (ties: the earlier anchor, then the larger margin;
+        without points: the first anchor and ``inf``)."""
         rows = self.rows()
-        best = max(rows, key=lambda r: (round(r["gain"], 9), r["margin"]))
+        order = {a: i for i, a in enumerate(self.anchors)}
+        best = max(rows, key=lambda r: (round(r["gain"], 9), -order[r["anchor"]], r["margin"]))
         return MarginChoice(margin=best["margin"], points=self.points, left=int(best["left"]),
-                            helped=int(best["helped"]), hurt=int(best["hurt"]), gain=best["gain"], grid=rows)
+                            helped=int(best["helped"]), hurt=int(best["hurt"]), gain=best["gain"], grid=rows,
+                            anchor=str(best["anchor"]))
 
     def to_record(self) -> dict[str, int | float]:
-        """A flat ``{key: number}`` record (the margins are the grid's, known to both sides, so only indices travel):
-        ``points``, ``left/i``, ``helped/i``, ``hurt/i``, ``gain/i`` for the i-th margin of the grid.
+        """A flat ``{key: number}`` record (the anchors and margins are the grid's, known to both sides, so only
+        indices travel): ``points``, ``left/i``, ``helped/i``, ``hurt/i``, ``gain/i`` for the i-th pair.
 
         >>> margin_sums([CalibrationPoint(0.3, 0.2)], grid=(0.0, 1.0)).to_record()
         {'points': 1, 'left/0': 1, 'helped/0': 1, 'hurt/0': 0, 'gain/0': 0.2, 'left/1': 0, 'helped/1': 0, 'hurt/1': 0, 'gain/1': 0.0}
         """
         out: dict[str, int | float] = {"points": int(self.points)}
-        for i in range(len(self.grid)):
+        for i in range(len(self.left)):
             out.update({f"left/{i}": int(self.left[i]), f"helped/{i}": int(self.helped[i]),
                         f"hurt/{i}": int(self.hurt[i]), f"gain/{i}": float(self.gain[i])})
         return out
 
     @classmethod
-    def record_keys(cls, grid: Sequence[float] = MARGIN_GRID) -> set[str]:
-        return {"points"} | {f"{k}/{i}" for i in range(len(grid)) for k in (*cls.COUNTS, "gain")}
+    def record_keys(cls, grid: Sequence[float] = MARGIN_GRID, anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> set[str]:
+        return {"points"} | {f"{k}/{i}" for i in range(len(grid) * len(anchors)) for k in (*cls.COUNTS, "gain")}
 
     @classmethod
-    def from_record(cls, record: Mapping[str, object], grid: Sequence[float] = MARGIN_GRID) -> "MarginSums":
-        """The sums of a record made by :meth:`to_record` over ``grid``, checked: exactly the expected keys, numbers
-        only, finite, counts whole and non-negative, ``helped + hurt <= left <= points``, and ``left`` not growing
-        with the margin. Raises ValueError on anything else."""
-        keys, expected = set(record), cls.record_keys(grid)
+    def from_record(cls, record: Mapping[str, object], grid: Sequence[float] = MARGIN_GRID,
+                    anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> "MarginSums":
+        """The sums of a record made by :meth:`to_record` over ``anchors`` x ``grid``, checked: exactly the expected
+        keys, numbers only, finite, counts whole and non-negative, ``helped + hurt <= left <= points``, and ``left``
+        not growing with the margin. Raises ValueError on anything else."""
+        keys, expected = set(record), cls.record_keys(grid, anchors)
         if keys != expected:
             extra, missing = sorted(keys - expected), sorted(expected - keys)
             raise ValueError(f"margin sums with other keys (extra {extra[:3]}, missing {missing[:3]})")
@@ -244,7 +283,7 @@ class MarginSums:
                 raise ValueError(f"margin sums: {key} is not a count ({v})")
             return int(v)
 
-        n, points = len(grid), count("points")
+        n, points = len(grid) * len(anchors), count("points")
         left = tuple(count(f"left/{i}") for i in range(n))
         helped = tuple(count(f"helped/{i}") for i in range(n))
         hurt = tuple(count(f"hurt/{i}") for i in range(n))
@@ -252,30 +291,47 @@ class MarginSums:
             if not helped[i] + hurt[i] <= left[i] <= points:
                 raise ValueError(f"margin sums: at margin {i} helped {helped[i]} + hurt {hurt[i]} <= left {left[i]} "
                                  f"<= points {points} does not hold")
-            if i and left[i] > left[i - 1]:
+            if i % len(grid) and left[i] > left[i - 1]:
                 raise ValueError(f"margin sums: left grows with the margin at {i}")
         return cls(grid=tuple(float(m) for m in sorted(grid)), points=points, left=left, helped=helped, hurt=hurt,
-                   gain=tuple(values[f"gain/{i}"] for i in range(n)))
+                   gain=tuple(values[f"gain/{i}"] for i in range(n)), anchors=tuple(anchors))
+
+
+def anchor_margin_sums(points: Mapping[str, Sequence[CalibrationPoint]],
+                       grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
+    """The :class:`MarginSums` of each anchor's points (``{anchor: points}``, in anchor order, one point per question
+    for every anchor); a point with an undefined advantage never leaves its anchor."""
+    g = tuple(float(m) for m in sorted(grid))
+    sizes = {len(p) for p in points.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"anchors with different numbers of points: { {a: len(p) for a, p in points.items()} }")
+    left, helped, hurt, gain = [], [], [], []
+    for anchor_points in points.values():
+        kept = float(sum(p.anchor_gain for p in anchor_points))
+        for m in g:
+            taken = [p.gain for p in anchor_points if p.advantage == p.advantage and p.advantage > m]
+            left.append(len(taken))
+            helped.append(sum(x > 0 for x in taken))
+            hurt.append(sum(x < 0 for x in taken))
+            gain.append(kept + float(sum(taken)))
+    return MarginSums(grid=g, points=sizes.pop() if sizes else 0, left=tuple(left), helped=tuple(helped),
+                      hurt=tuple(hurt), gain=tuple(gain), anchors=tuple(points))
 
 
 def margin_sums(points: Sequence[CalibrationPoint], grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
-    """The :class:`MarginSums` of ``points`` (a point with an undefined advantage never leaves the baseline)."""
-    g = tuple(float(m) for m in sorted(grid))
-    left, helped, hurt, gain = [], [], [], []
-    for m in g:
-        taken = [p.gain for p in points if p.advantage == p.advantage and p.advantage > m]
-        left.append(len(taken))
-        helped.append(sum(x > 0 for x in taken))
-        hurt.append(sum(x < 0 for x in taken))
-        gain.append(float(sum(taken)))
-    return MarginSums(grid=g, points=len(points), left=tuple(left), helped=tuple(helped), hurt=tuple(hurt),
-                      gain=tuple(gain))
+    """The :class:`MarginSums` of ``points`` about the baseline alone (a point with an undefined advantage never
+    leaves the baseline)."""
+    return anchor_margin_sums({BASELINE_ANCHOR: points}, grid)
 
 
-def choose_margin(points: Sequence[CalibrationPoint], grid: Sequence[float] = MARGIN_GRID) -> MarginChoice:
-    """The margin of ``grid`` with the largest total gain over ``points`` (ties: the larger margin).
+def choose_margin(points: Sequence[CalibrationPoint] | Mapping[str, Sequence[CalibrationPoint]],
+                  grid: Sequence[float] = MARGIN_GRID) -> MarginChoice:
+    """The margin of ``grid`` (and, given ``{anchor: points}``, the anchor) with the largest total gain over the
+    points (ties: the earlier anchor, then the larger margin).
 
     Without points it is ``inf``: with nothing to learn from, the baseline is kept. The same as
-    ``margin_sums(points, grid).choose()``.
+    ``margin_sums(points, grid).choose()`` (``anchor_margin_sums`` for anchors).
     """
+    if isinstance(points, Mapping):
+        return anchor_margin_sums(points, grid).choose()
     return margin_sums(points, grid).choose()

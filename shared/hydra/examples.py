@@ -19,6 +19,7 @@ import numpy as np
 
 from shared.hydra.candidates import Pool, build_pool
 from shared.hydra.context import UserContext
+from shared.hydra.decision import BASELINE_ANCHOR
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode
 from shared.hydra.features import reranker_extras
@@ -93,13 +94,15 @@ def reranker_example(task: TaskSpec, user: str, ep: Episode, *, threshold: float
 
 def adapter_example(task: TaskSpec, user: str, ep: Episode, ctx: UserContext, editor: InputEditor | None, *,
                     records: Sequence[int] | None = None, greedy: str | None = None,
-                    samples: Sequence[str] | None = None, with_target: bool = True) -> tuple[RoleExample, Pool]:
-    """The adapter's example: the pool built from the episode's LLM answers (or those given), with targets."""
+                    samples: Sequence[str] | None = None, with_target: bool = True,
+                    anchor: str = BASELINE_ANCHOR) -> tuple[RoleExample, Pool]:
+    """The adapter's example: the pool built from the episode's LLM answers (or those given), with targets; the
+    pool's ``baseline`` is ``anchor``'s candidate."""
     top = list(records) if records is not None else ep.top[:4]
     record_answers = [record_answer(task, ep.corpus[i]) for i in top]
     pool = build_pool(task, ctx, ep.query, greedy=ep.greedy if greedy is None else greedy,
                       samples=ep.samples if samples is None else samples, editor=editor,
-                      record_answers=record_answers)
+                      record_answers=record_answers, anchor=anchor)
     example = RoleExample(user=user, query=ep.query, items=pool.texts, extras=pool.extras)
     if with_target and ep.gold is not None:
         utilities = np.asarray([example_score(task, c, ep.gold) for c in pool.texts], dtype=np.float32)

@@ -6,8 +6,9 @@ runs, the ONNX runtime on a device; both give the same answers.
 
 Decision rule (:mod:`shared.hydra.decision`): the adapter's choice (the weighted median of its distribution
 for ratings, else its top candidate), kept only when its predicted advantage over the strongest non-LLM answer
-passes the bundle's margin (chosen on training users); else that answer. Under an infinite margin (the training
-users showed that leaving that answer never paid) no LLM answer is asked: none could change the choice.
+passes the bundle's margin (chosen on training users); else that answer, or the bundle's anchor (for rewrite tasks,
+one of the editor's fixed edits, chosen on training users with the margin). Under an infinite margin (the training
+users showed that leaving the anchor never paid) no LLM answer is asked: none could change the choice.
 
 Example:
     >>> InferenceConfig().k
@@ -23,7 +24,7 @@ import numpy as np
 
 from shared.hydra.candidates import PoolConfig, baseline_output, pool_calls
 from shared.hydra.context import UserContext
-from shared.hydra.decision import decide_with_margin
+from shared.hydra.decision import BASELINE_ANCHOR, decide_with_margin
 from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode, top_records
 from shared.hydra.examples import RoleExample, adapter_example, reranker_example
@@ -61,8 +62,9 @@ class Answer:
 
     ``degraded`` says why the answer was made without the LLM's candidates (the endpoint failed), if it was;
     ``cost`` what it cost (see :class:`shared.ledger.Cost`), where the caller measured it; ``personal`` whether the
-    user's own heads chose it (else the shared heads did); ``baseline`` the strongest non-LLM answer, which the
-    answer is unless the adapter's predicted ``advantage`` over it passed the margin.
+    user's own heads chose it (else the shared heads did); ``baseline`` the anchor (the strongest non-LLM answer, or the
+    chosen edit of the input), which the answer is unless the adapter's predicted ``advantage`` over it passed the
+    margin.
     """
 
     output: str
@@ -89,10 +91,11 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
            editor: InputEditor | None, *, heads: Mapping[str, object] | None, config: InferenceConfig = InferenceConfig(),
            variant: str | Variant = "hydra", budget: CallBudget | None = None,
            prompt_budget: PromptBudget = PromptBudget(), margin: float | None = None,
-           rating: SharedRatingHead | None = None) -> Answer:
+           rating: SharedRatingHead | None = None, anchor: str = BASELINE_ANCHOR) -> Answer:
     """Answer one question from the user's profile (``ctx.items``) as ``variant`` does (:mod:`shared.hydra.variants`);
     ``heads`` None means shared heads (so does a variant without personal heads). ``margin`` (the bundle's, chosen
-    on training users; None: none) is the predicted advantage the adapter needs to leave the baseline. A variant
+    on training users; None: none) is the predicted advantage the adapter needs to leave the ``anchor`` (the bundle's:
+    the baseline, or for rewrite tasks one of the editor's edits; :func:`shared.hydra.candidates.anchors_for`). A variant
     without personal heads also scores ratings with the base's shared ``rating`` head, when it is fitted, instead of
     the user's own rating model (:mod:`shared.hydra.rating_head`)."""
     v = get_variant(variant)
@@ -140,14 +143,16 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
     if rule is not None and rule == float("inf"):  # no advantage passes: the LLM's answers cannot change the choice
         calls = []
 
-    def choose() -> tuple[str, list[str], list[str], np.ndarray, float]:
+    def choose() -> tuple[str, list[str], list[str], np.ndarray, float, str | None]:
         ep.greedy, ep.samples = (asked[0], asked[1:]) if asked else (None, [])
-        example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False)
+        example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False,
+                                        anchor=anchor if v.margin else BASELINE_ANCHOR)
         if not pool.texts:
-            return baseline_output(task, ctx, query), [], [], np.zeros(0), float("nan")
+            return baseline_output(task, ctx, query), [], [], np.zeros(0), float("nan"), None
         scores = scorer.score("adapter", example, heads.get("adapter"))
         output, adv = decide_with_margin(task, pool.texts, scores, baseline=pool.baseline, margin=rule)
-        return output, pool.texts, pool.sources, scores, adv
+        kept = pool.texts[pool.baseline] if pool.baseline is not None else None
+        return output, pool.texts, pool.sources, scores, adv, kept
 
     if v.stable:  # one answer at a time, until one leaves the choice where it was
         choice = choose()
@@ -160,7 +165,7 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
     else:
         ask(calls)
         choice = choose()
-    output, texts, sources, scores, adv = choice
+    output, texts, sources, scores, adv, kept = choice
     return Answer(output=output, records=used, degraded=degraded, personal=bool(heads),
-                  baseline=baseline_output(task, ctx, query), advantage=adv,
+                  baseline=kept if kept is not None else baseline_output(task, ctx, query), advantage=adv,
                   candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(texts, sources, scores)])

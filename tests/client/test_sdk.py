@@ -169,3 +169,30 @@ def test_closing_the_client_stops_the_server_it_started(tmp_path, fake_llama_ser
         assert info is not None and client.llm.config.base_url == info.url
     assert running_server() is None and not pid_alive(info.pid)
     client.close()  # idempotent
+
+
+def test_the_bundles_anchor_is_what_an_infinite_margin_keeps_and_asks_the_llm_nothing(tmp_path, bundle):
+    """A bundle whose margin is ``inf`` and anchor ``edit-1`` answers with the editor's edit at level 1.0 (the answer
+    the margin rule keeps), through the real SDK and without an LLM call."""
+    from shared.hydra.candidates import EDIT_LEVELS
+    from shared.hydra.editor import f1_optimal_keep
+    from shared.llm import LLMClient, LLMConfig
+    from shared.llm.stub import StubEndpoint
+
+    folder = shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**manifest, "margin": "inf", "anchor": "edit-1"}))
+    questions, _, _ = generate("LaMP-7", n_users=2, items_per_user=12, seed=9)
+    task = get_task("LaMP-7")
+    with StubEndpoint(delay_s=0.0) as stub:
+        llm = LLMClient(LLMConfig(base_url=stub.url, cache_path=""))
+        client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=llm, bundle=folder)
+        assert client.models.anchor == "edit-1" and 1.0 in EDIT_LEVELS
+        client.add_history(questions[0]["profile"])
+        answers = [client.answer(q["input"]) for q in questions]
+        assert stub.served == 0
+    ctx = client._context()
+    for q, a in zip(questions, answers):
+        words = task.extract_query(q["input"]).split()
+        edit = f1_optimal_keep(words, client.models.editor.keep_probabilities(words, ctx.counts), len(words))
+        assert a.output == a.baseline == edit

@@ -257,25 +257,34 @@ class _MarginGrid(_RecordingGrid):
 
 def test_the_margin_is_chosen_from_the_training_nodes_sums_and_sent_to_the_final_evaluation_only(tmp_path):
     """After the last round the training nodes' margin sums are checked and added up; a failed, silent or malformed
-    node is dropped and logged; the chosen margin goes to rounds.jsonl and the final evaluation's config."""
+    node is dropped and logged; the chosen margin and anchor go to rounds.jsonl and the final evaluation's config."""
     from server.federation import run_rounds
-    from shared.hydra.decision import CalibrationPoint, choose_margin, margin_sums
+    from shared.hydra.candidates import anchors_for
+    from shared.hydra.decision import CalibrationPoint, anchor_margin_sums, choose_margin, margin_sums
     from shared.hydra.model import ModelConfig
+    from shared.tasks import get_task
 
-    mine = [CalibrationPoint(0.9, 0.3), CalibrationPoint(0.4, -0.2)]
-    theirs = [CalibrationPoint(0.2, 0.1), CalibrationPoint(0.05, -0.5), CalibrationPoint(0.35, 0.4)]
-    bad = margin_sums(theirs).to_record()
+    def per_anchor(points):  # LaMP-7's anchors; keeping the 0.8 edit gains 0.1 a question over the input
+        return {a: [CalibrationPoint(p.advantage, p.gain, 0.1 if a == "edit-0.8" else 0.0) for p in points]
+                for a in anchors_for(get_task("LaMP-7"))}
+
+    mine = per_anchor([CalibrationPoint(0.9, 0.3), CalibrationPoint(0.4, -0.2)])
+    theirs = per_anchor([CalibrationPoint(0.2, 0.1), CalibrationPoint(0.05, -0.5), CalibrationPoint(0.35, 0.4)])
+    bad = anchor_margin_sums(theirs).to_record()
     bad["gain/0"] = float("nan")
-    answers = {1: margin_sums(mine).to_record(), 2: margin_sums(theirs).to_record(), 5: "boom", 6: bad, 7: None}
-    grid = _MarginGrid([1, 2, 3, 4, 5, 6, 7], answers)
+    baseline_only = margin_sums(theirs["baseline"]).to_record()  # another task's grid: refused
+    answers = {1: anchor_margin_sums(mine).to_record(), 2: anchor_margin_sums(theirs).to_record(), 5: "boom", 6: bad,
+               7: None, 8: baseline_only}
+    grid = _MarginGrid([1, 2, 3, 4, 5, 6, 7, 8], answers)
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
     strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1),
                                   expected_from(initial))
-    roles = {1: "train", 2: "train", 3: "test", 4: "test", 5: "train", 6: "train", 7: "train"}
+    roles = {1: "train", 2: "train", 3: "test", 4: "test", 5: "train", 6: "train", 7: "train", 8: "train"}
     run_rounds(grid, strategy, initial, num_rounds=2, start_round=0, roles=roles, out_dir=tmp_path / "out",
                checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7", margin=True)
-    union = choose_margin(mine + theirs)
-    assert sorted(n for n, _ in grid.queries) == [1, 2, 5, 6, 7]  # the training nodes, once, with the global base
+    union = choose_margin({a: mine[a] + theirs[a] for a in mine})
+    assert union.anchor == "edit-0.8"
+    assert sorted(n for n, _ in grid.queries) == [1, 2, 5, 6, 7, 8]  # the training nodes, once, with the global base
     assert all(records == {"config", "arrays"} for _, records in grid.queries)
     kinds = [kind for kind, *_ in grid.sent]
     assert kinds.index("query") > max(i for i, k in enumerate(kinds) if k.startswith("train"))  # after the last round
@@ -283,14 +292,16 @@ def test_the_margin_is_chosen_from_the_training_nodes_sums_and_sent_to_the_final
     # the first round's evaluation answers without a margin rule; the final one with the chosen margin
     assert ["margin" in c for c in grid.eval_configs] == [False, False, True, True]
     assert {c["margin"] for c in grid.eval_configs if "margin" in c} == {union.margin}
+    assert {c["anchor"] for c in grid.eval_configs if "margin" in c} == {"edit-0.8"}
     rounds = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     assert rounds[0]["margin"] is None
     margin = rounds[-1]["margin"]
     assert margin["margin"] == union.margin and margin["points"] == 5 and margin["left"] == union.left
-    assert margin["clients"] == 2 and len(margin["dropped"]) == 3
+    assert margin["anchor"] == "edit-0.8"
+    assert margin["clients"] == 2 and len(margin["dropped"]) == 4
     dropped = " ".join(margin["dropped"])
     assert "node 5: failed: boom" in dropped and "node 6:" in dropped and "not finite" in dropped
-    assert "node 7: no reply" in dropped
+    assert "node 7: no reply" in dropped and "node 8: margin sums with other keys" in dropped
 
 
 def test_without_valid_margin_replies_the_test_users_answer_without_a_margin_rule(tmp_path):

@@ -15,13 +15,16 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 
 from server.federation import ValidatingStrategy, expected_from, run_rounds
-from shared.hydra.decision import CalibrationPoint, margin_sums
+from shared.hydra.candidates import anchors_for
+from shared.hydra.decision import CalibrationPoint, anchor_margin_sums
+from shared.tasks import get_task
 from shared.hydra.model import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 SENT = {"base.adapter.trunk.weight": np.zeros((3, 4), np.float32), "base.adapter.trunk.bias": np.zeros(3, np.float32)}
-MARGIN = margin_sums([CalibrationPoint(0.5, 0.1), CalibrationPoint(0.2, -0.1)]).to_record()
+MARGIN = anchor_margin_sums({a: [CalibrationPoint(0.5, 0.1), CalibrationPoint(0.2, -0.1)]
+                             for a in anchors_for(get_task("LaMP-7"))}).to_record()
 
 
 class _Grid:

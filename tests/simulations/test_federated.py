@@ -10,7 +10,9 @@ import pytest
 
 from shared.protocol import FAULT_COUNTERS
 from shared.config import default_mapping
+from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import MarginSums
+from shared.tasks import get_task
 from shared.hydra.model import ModelConfig, initial_shared_state
 from simulations.federated import simulate
 
@@ -79,7 +81,8 @@ def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run)
                 if r["type"] == "train":
                     assert set(rec["items"]) <= TRAIN_METRICS
                 elif r["type"] == "query":  # the margin reply: the grid's counts and sums, nothing else
-                    assert name == "margin" and set(rec["items"]) == MarginSums.record_keys()
+                    anchors = anchors_for(get_task(SMALL["task"]))  # one block of margins per anchor of the task
+                    assert name == "margin" and set(rec["items"]) == MarginSums.record_keys(anchors=anchors)
                 else:
                     assert all(k in ("num-examples", "llm-calls", "seconds", *FAULT_COUNTERS) or "/" in k
                                for k in rec["items"])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shared.hydra.calibrate import calibration_points, fold_users
-from shared.hydra.decision import (CalibrationPoint, MarginSums, advantage, choose_margin, decide, decide_with_margin,
-                                   margin_sums)
+from shared.hydra.decision import (CalibrationPoint, MarginSums, advantage, anchor_margin_sums, choose_margin, decide,
+                                   decide_with_margin, margin_sums)
 from shared.hydra.examples import RoleExample
 from shared.hydra.features import ADAPTER_FEATURES
 from shared.errors import ConfigError
@@ -53,13 +53,44 @@ def test_the_chosen_margin_maximizes_the_held_out_gain_and_prefers_keeping_the_b
     assert choose_margin([CalibrationPoint(0.01, 0.2)], grid=(0.0, 0.02)).margin == 0.0
 
 
-def test_calibration_points_score_the_adapters_choice_against_the_baseline_by_the_gold():
+def test_calibration_points_score_the_adapters_choice_against_each_anchor_by_the_gold():
     ex = RoleExample(user="u", query="q", items=["input", "edit", "llm"], extras=np.zeros((3, len(ADAPTER_FEATURES)), np.float32),
                      utilities=np.array([0.4, 0.6, 0.1], np.float32))
-    [point] = calibration_points(LAMP7, [ex], ["input"], [np.array([0.0, 1.0, -1.0])])
-    assert point.gain == pytest.approx(0.2) and point.advantage > 0
-    # a baseline that is not a candidate gives no point
-    assert calibration_points(LAMP7, [ex], ["missing"], [np.array([0.0, 1.0, -1.0])]) == []
+    anchors = {"baseline": "input", "edit-0.6": "edit", "edit-0.8": "edit", "edit-1": "input"}
+    points = calibration_points(LAMP7, [ex], [anchors], [np.array([0.0, 1.0, -1.0])])
+    assert list(points) == ["baseline", "edit-0.6", "edit-0.8", "edit-1"]
+    [base], [edit] = points["baseline"], points["edit-0.6"]
+    assert base.gain == pytest.approx(0.2) and base.advantage > 0 and base.anchor_gain == 0
+    # against the edit the adapter's choice (the edit itself) gains nothing; the edit gains 0.2 over the input
+    assert edit.gain == 0 and edit.advantage == 0 and edit.anchor_gain == pytest.approx(0.2)
+    # an anchor that is not a candidate gives no point for any anchor
+    missing = {**anchors, "edit-1": "missing"}
+    assert calibration_points(LAMP7, [ex], [missing], [np.array([0.0, 1.0, -1.0])]) == {a: [] for a in anchors}
+
+
+def test_the_anchor_is_chosen_with_the_margin_only_when_it_gains_over_the_baseline():
+    # keeping the edit gains 0.1 per question over the input; the adapter's choices lose against both
+    points = {"baseline": [CalibrationPoint(0.5, -0.05)] * 4,
+              "edit-1": [CalibrationPoint(0.5, -0.15, anchor_gain=0.1)] * 4}
+    choice = choose_margin(points, grid=(0.0, 1.0))
+    assert (choice.anchor, choice.margin, choice.gain) == ("edit-1", 1.0, pytest.approx(0.4))
+    assert choice.anchors_tried() == ("baseline", "edit-1")
+    # an edit that loses to the input is never the anchor, and a tie keeps the baseline
+    worse = {"baseline": [CalibrationPoint(0.5, 0.0)], "edit-1": [CalibrationPoint(0.5, 0.0, anchor_gain=-0.1)]}
+    assert choose_margin(worse, grid=(0.0, 1.0)).anchor == "baseline"
+    tie = {"baseline": [CalibrationPoint(0.5, 0.0)], "edit-1": [CalibrationPoint(0.5, 0.0, anchor_gain=0.0)]}
+    assert choose_margin(tie, grid=(0.0, 1.0)).anchor == "baseline"
+    # round trip through the wire record, which has one block of margins per anchor
+    sums = anchor_margin_sums(points, grid=(0.0, 1.0))
+    record = sums.to_record()
+    assert len(record) == 1 + 4 * 2 * 2
+    assert MarginSums.from_record(record, grid=(0.0, 1.0), anchors=("baseline", "edit-1")) == sums
+    with pytest.raises(ValueError, match="other keys"):
+        MarginSums.from_record(record, grid=(0.0, 1.0))  # the server expects the task's anchors
+    with pytest.raises(ValueError, match="different grids"):
+        sums + margin_sums(points["baseline"], grid=(0.0, 1.0))
+    with pytest.raises(ValueError, match="different numbers of points"):
+        anchor_margin_sums({"baseline": points["baseline"], "edit-1": points["edit-1"][:2]})
 
 
 def test_folds_partition_the_training_users_and_need_two():

@@ -60,3 +60,34 @@ def test_weighted_median_minimizes_expected_absolute_error():
 def test_decide_uses_argmax_for_text_and_median_for_ratings():
     assert decide(get_task("LaMP-7"), ["a", "b"], np.array([0.1, 2.0])) == "b"
     assert decide(get_task("LaMP-3"), ["1", "2", "3", "4", "5"], np.log(np.array([0.4, 0.05, 0.05, 0.1, 0.4]))) == "3"
+
+
+def test_the_anchor_of_a_rewrite_pool_is_the_input_or_the_chosen_edit_and_nothing_else():
+    import pytest
+
+    from shared.errors import ConfigError
+    from shared.hydra.candidates import EDIT_LEVELS, anchors_for
+    from shared.hydra.editor import f1_optimal_keep
+
+    t = get_task("LaMP-7")
+    ctx = UserContext.build(t, [{"text": "see u tmrw"}, {"text": "u know"}])
+    editor = InputEditor()
+    editor.dense[5] = 3.0  # keep words the user wrote
+    editor.bias[0] = -3.0
+    query = "Thank you so much, see you tomorrow at the usual place"
+    kwargs = dict(greedy=None, samples=[], editor=editor)
+    plain = build_pool(t, ctx, query, **kwargs)
+    assert plain.texts[plain.baseline] == query and set(plain.anchors) == set(anchors_for(t))
+    words = query.split()
+    p = editor.keep_probabilities(words, ctx.counts)
+    for level in EDIT_LEVELS:
+        pool = build_pool(t, ctx, query, anchor=f"edit-{level:g}", **kwargs)
+        assert pool.texts == plain.texts  # the anchor moves nothing but the kept answer
+        assert pool.texts[pool.baseline] == f1_optimal_keep(words, p, level * len(words))
+    # no editor, no edits: an edit anchor falls back to the input
+    assert build_pool(t, ctx, query, greedy=None, samples=[], editor=None, anchor="edit-1").baseline == 0
+    with pytest.raises(ConfigError, match="edit-0.5"):
+        build_pool(t, ctx, query, anchor="edit-0.5", **kwargs)
+    with pytest.raises(ConfigError, match="edit-1"):
+        build_pool(get_task("LaMP-3"), UserContext.build(get_task("LaMP-3"), []), "nice", greedy=None, samples=[],
+                   editor=None, anchor="edit-1")
