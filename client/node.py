@@ -241,7 +241,8 @@ class ClientNode:
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
         _, built = self.episodes()
-        preds = evaluate_user(self.task, self.user, device_bundle(arrays, self.cfg, margin=margin, anchor=anchor), self.cfg, self.llm,
+        bundle = device_bundle(arrays, self.cfg, margin=margin, anchor=anchor)
+        preds = evaluate_user(self.task, self.user, bundle, self.cfg, self.llm,
                               store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
                                       "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures,
@@ -297,10 +298,11 @@ def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: f
     import shutil
     import uuid
 
+    from shared.hydra.decision import BASELINE_ANCHOR
     from shared.hydra.export import content_id, export_bundle
 
     folder = store_root(cfg) / "bundles" / (content_id(arrays)[:16] + ("" if margin is None else f"-m{margin}")
-                                            + ("" if anchor in (None, "baseline") else f"-{anchor}"))
+                                            + ("" if anchor in (None, BASELINE_ANCHOR) else f"-{anchor}"))
     if (folder / "bundle.json").exists():
         return folder
     staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")

@@ -202,22 +202,20 @@ def plot(report: dict, path: Path) -> None:
 
     summary = report["summary"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9.5, 3.6))
-    for n in sorted({s["users"] for s in summary}):
-        pts = sorted((s["sampled"], s["round_s_median"]) for s in summary if s["users"] == n)
-        a.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"N = {n} users")
-    a.set_xlabel("clients sampled per round (K)")
-    a.set_ylabel("round time, s (median)")
-    a.set_title("against sampled clients", fontsize=10)
-    a.legend(fontsize=8)
-    for k in sorted({s["sampled"] for s in summary}):
-        pts = sorted((s["users"], s["round_s_median"]) for s in summary if s["sampled"] == k)
-        b.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", label=f"K = {k} sampled")
-    b.set_xlabel("federation size (N users)")
-    b.set_ylabel("round time, s (median)")
-    b.set_title("against federation size", fontsize=10)
-    b.set_ylim(bottom=0)
-    a.set_ylim(bottom=0)
-    b.legend(fontsize=8)
+
+    def panel(ax, curve: str, x: str, marker: str, label: str, xlabel: str, title: str) -> None:
+        """One curve per value of ``curve``: median round time against ``x``."""
+        for value in sorted({s[curve] for s in summary}):
+            pts = sorted((s[x], s["round_s_median"]) for s in summary if s[curve] == value)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=label.format(value))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("round time, s (median)")
+        ax.set_title(title, fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+
+    panel(a, "users", "sampled", "o", "N = {} users", "clients sampled per round (K)", "against sampled clients")
+    panel(b, "sampled", "users", "s", "K = {} sampled", "federation size (N users)", "against federation size")
     kind = "synthetic" if "synthetic" in report["users_source"] else "real"
     load = report["machine"]["load_average_at_start"][0]
     llm = "stub LLM (not a language model)" if not report.get("llm_note", "").startswith("LLM: http") else "real LLM"

@@ -87,7 +87,8 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
         total = MarginSums.zero(anchors=anchors)
         for node in trainers:
             total = total + MarginSums.from_record(node.margin_sums(arrays), anchors=anchors)
-        margin, anchor = total.choose().margin, total.choose().anchor
+        choice = total.choose()
+        margin, anchor = choice.margin, choice.anchor
     records = [node.evaluate(arrays, methods=None, golds=dataset.golds, margin=margin, anchor=anchor)
                for node in testers]
     pooled = dict(weighted_metrics(records))

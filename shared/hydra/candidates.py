@@ -50,7 +50,11 @@ EDIT_LEVELS = (0.6, 0.8, 1.0)
 def anchors_for(task: TaskSpec) -> tuple[str, ...]:
     """The answers the margin rule may keep, in order of preference on ties: the baseline, then for rewrite tasks the
     editor's edit at each of :data:`EDIT_LEVELS` (``edit-<level>``); all cost no LLM call."""
-    return (BASELINE_ANCHOR,) + (tuple(f"edit-{level:g}" for level in EDIT_LEVELS) if task.rewrite else ())
+    return (BASELINE_ANCHOR,) + (tuple(_edit_anchor(level) for level in EDIT_LEVELS) if task.rewrite else ())
+
+
+def _edit_anchor(level: float) -> str:
+    return f"edit-{level:g}"
 
 
 @dataclass(frozen=True)
@@ -173,7 +177,7 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
                 edits = [f1_optimal_keep(words, p, level * len(words)) for level in EDIT_LEVELS]
                 for level, edited in zip(EDIT_LEVELS, edits):
                     add(edited, "edit", 1.0 - len(edited.split()) / len(words))
-                    anchor_texts[f"edit-{level:g}"] = edited
+                    anchor_texts[_edit_anchor(level)] = edited
                 middle = edits[len(edits) // 2]
             removed = 1.0 - len(middle.split()) / max(1, len(words))
             source = "edit" if middle != query else "input"
@@ -197,5 +201,6 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
     keys = [_key(t) for t in texts]
     anchors = {name: keys.index(_key(text)) for name, text in anchor_texts.items()
                if (task.labels or task.rewrite) and _key(text) in keys}
-    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers, baseline=anchors.get(anchor, anchors.get(BASELINE_ANCHOR)),
+    baseline = anchors.get(anchor, anchors.get(BASELINE_ANCHOR))
+    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers, baseline=baseline,
                 anchors=anchors)

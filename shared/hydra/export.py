@@ -30,6 +30,7 @@ import numpy as np
 
 from shared.errors import FedHydraError
 from shared.hydra.bundle import save_tensors
+from shared.hydra.decision import BASELINE_ANCHOR
 from shared.hydra.scorer_graph import ScorerWeights, build_scorer_model
 from shared.hydra.spec import EMBED_DIM, N_EXTRA, ROLES, ModelConfig
 from shared.hydra.tokenizer import encoder_path
@@ -221,7 +222,7 @@ def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir
                 "content": content_id(shared), "files": files, **{k: str(v) for k, v in meta.items()}}
     if margin is not None:
         manifest["margin"] = str(float(margin))
-    if anchor is not None and anchor != "baseline":
+    if anchor is not None and anchor != BASELINE_ANCHOR:
         manifest["anchor"] = str(anchor)
     atomic_write_text(out / "bundle.json", json.dumps(manifest, indent=1))
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shared.hydra.calibrate import calibration_points, fold_users
-from shared.hydra.decision import (CalibrationPoint, MarginSums, advantage, anchor_margin_sums, choose_margin, decide,
+from shared.hydra.decision import (CalibrationPoint, MarginChoice, MarginSums, advantage, anchor_margin_sums, choose_margin, decide,
                                    decide_with_margin, margin_sums)
 from shared.hydra.examples import RoleExample
 from shared.hydra.features import ADAPTER_FEATURES
@@ -75,6 +75,12 @@ def test_the_anchor_is_chosen_with_the_margin_only_when_it_gains_over_the_baseli
     choice = choose_margin(points, grid=(0.0, 1.0))
     assert (choice.anchor, choice.margin, choice.gain) == ("edit-1", 1.0, pytest.approx(0.4))
     assert choice.anchors_tried() == ("baseline", "edit-1")
+    # a margin saved before anchors existed (its grid rows name none) was chosen over no anchor: a resumed run
+    # (simulations/hydra_run.py) must choose again rather than reuse it
+    old = {"margin": 0.05, "points": 1, "left": 1, "helped": 1, "hurt": 0, "gain": 0.1,
+           "grid": [{"margin": 0.05, "left": 1, "helped": 1, "hurt": 0, "gain": 0.1}]}
+    assert MarginChoice.from_dict(old).anchors_tried() == () and MarginChoice.from_dict(old).anchor == "baseline"
+    assert MarginChoice.from_dict(choice.as_dict()) == choice
     # an edit that loses to the input is never the anchor, and a tie keeps the baseline
     worse = {"baseline": [CalibrationPoint(0.5, 0.0)], "edit-1": [CalibrationPoint(0.5, 0.0, anchor_gain=-0.1)]}
     assert choose_margin(worse, grid=(0.0, 1.0)).anchor == "baseline"
