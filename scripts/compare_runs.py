@@ -5,8 +5,13 @@ scores higher or lower (the task's per-question utility, :func:`shared.metrics.e
 minus the rating error, or correctness), the mean paired difference and its 95% bootstrap interval
 (:func:`shared.stats.paired_bootstrap`, seeded).
 
+A side may join several prediction files of the same questions with ``+`` (e.g. one run per seed): each
+question then scores the mean of its files' scores, so the interval is over questions with the seeds averaged.
+
     .venv/bin/python scripts/compare_runs.py --golds ../shared/data/lamp/lamp7 --task LaMP-7 \\
         runs/hydra-lamp7/hydra_outputs.json runs/fed-lamp7/fed-hydra_outputs.json
+    .venv/bin/python scripts/compare_runs.py --golds ../shared/data/lamp/lamp7 --task LaMP-7 \\
+        runs/s0/input_outputs.json+runs/s1/input_outputs.json runs/s0/hydra_outputs.json+runs/s1/hydra_outputs.json
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ def main() -> None:
     p.add_argument("--split", default=None, help="file prefix of the golds, or \"timeline\" (LaMP-3's time-based split)")
     p.add_argument("--task", required=True)
     p.add_argument("--resamples", type=int, default=2000)
-    p.add_argument("pairs", nargs="+", help="first-run and second-run prediction files, in pairs")
+    p.add_argument("pairs", nargs="+", help="first-run and second-run prediction files, in pairs; a side may join "
+                                            "several runs' files of the same questions with + (their scores averaged)")
     args = p.parse_args()
     if len(args.pairs) % 2:
         raise SystemExit("prediction files come in pairs: first run, second run")
@@ -45,15 +51,31 @@ def main() -> None:
     print("| first | second | answers that differ | second better | second worse | mean difference | 95% interval |")
     print("|---|---|---|---|---|---|---|")
     for a, b in zip(args.pairs[::2], args.pairs[1::2]):
-        first, second = load_outputs(a)[1], load_outputs(b)[1]
-        if set(first) != set(second) or not set(first) <= set(golds):
-            raise DataFormatError(b, f"its question ids differ from {a}'s or are not all in {gold_file}")
-        ids = sorted(first)
-        c = paired_bootstrap([example_score(task, first[i], golds[i]) for i in ids],
-                             [example_score(task, second[i], golds[i]) for i in ids], resamples=args.resamples)
-        print(f"| {Path(a).name} | {Path(b).name} | {sum(first[i] != second[i] for i in ids)} of {len(ids)} "
+        firsts, seconds = _load_side(a), _load_side(b)
+        ids = sorted(firsts[0])
+        for path, run in zip(a.split("+") + b.split("+"), firsts + seconds):
+            if set(run) != set(ids) or not set(ids) <= set(golds):
+                raise DataFormatError(path, f"its question ids differ from {a.split('+')[0]}'s or are not all in {gold_file}")
+        c = paired_bootstrap(_mean_scores(task, firsts, golds, ids), _mean_scores(task, seconds, golds, ids),
+                             resamples=args.resamples)
+        differ = sum(any(f[i] != s[i] for f in firsts for s in seconds) for i in ids)
+        print(f"| {_name(a)} | {_name(b)} | {differ} of {len(ids)} "
               f"| {c.wins} | {c.losses} | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |")
 
+
+def _load_side(side: str) -> list[dict[str, str]]:
+    """The predictions of each file joined by ``+`` on one side."""
+    return [load_outputs(path)[1] for path in side.split("+")]
+
+
+def _mean_scores(task, runs: list[dict[str, str]], golds: dict[str, str], ids: list[str]) -> list[float]:
+    """Each question's score, averaged over the runs of one side."""
+    return [sum(example_score(task, run[i], golds[i]) for run in runs) / len(runs) for i in ids]
+
+
+def _name(side: str) -> str:
+    return "+".join(f"{Path(path).parent.name}/{Path(path).name}" if "+" in side else Path(path).name
+                    for path in side.split("+"))
 
 if __name__ == "__main__":
     main()

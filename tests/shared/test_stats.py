@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, DataFormatError
 from shared.stats import compare_predictions, paired_bootstrap
 from shared.tasks import get_task
 
@@ -82,3 +82,36 @@ def test_compare_runs_prints_the_module_result(tmp_path, monkeypatch, capsys):
                             {g["id"]: g["output"] for g in second["golds"]}, {g["id"]: g["output"] for g in golds["golds"]})
     assert c.mean == pytest.approx(2.0) and c.wins == 16 and c.losses == 0
     assert f"| 16 of 20 | 16 | 0 | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |" in out
+
+
+def test_compare_runs_averages_the_runs_joined_by_plus(tmp_path, monkeypatch, capsys):
+    """A side of several runs (seeds) scores each question by the mean of its runs' scores."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    try:
+        import compare_runs
+    finally:
+        sys.path.pop(0)
+    ids = [str(i) for i in range(20)]
+    gold = {i: "3" for i in ids}
+
+    def write(name: str, outputs: dict[str, str]) -> str:
+        (tmp_path / name).write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": i, "output": o} for i, o in outputs.items()]}))
+        return str(tmp_path / name)
+
+    (tmp_path / "dev_questions.json").write_text("[]")
+    write("dev_outputs.json", gold)
+    base = write("base.json", {i: "5" for i in ids})                       # error 2 on every question
+    seed0 = write("s0.json", {i: "3" for i in ids})                        # error 0
+    seed1 = write("s1.json", {i: "4" if int(i) < 10 else "1" for i in ids})  # error 1 or 2
+    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
+                                      f"{base}+{base}", f"{seed0}+{seed1}"])
+    compare_runs.main()
+    out = capsys.readouterr().out
+    # per question: -2 against the mean of 0 and -1 (first 10) or of 0 and -2 (last 10): gains 1.5 and 1
+    assert "| 20 of 20 | 20 | 0 | +1.2500 |" in out
+    assert f"| {tmp_path.name}/base.json+{tmp_path.name}/base.json | {tmp_path.name}/s0.json+{tmp_path.name}/s1.json |" in out
+    bad = write("bad.json", {i: "3" for i in ids[:-1]})
+    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
+                                      base, f"{seed0}+{bad}"])
+    with pytest.raises(DataFormatError, match="bad.json"):
+        compare_runs.main()
