@@ -53,9 +53,11 @@ def main() -> None:
     for a, b in zip(args.pairs[::2], args.pairs[1::2]):
         firsts, seconds = _load_side(a), _load_side(b)
         ids = sorted(firsts[0])
+        if not set(ids) <= set(golds):
+            raise DataFormatError(a.split("+")[0], f"some of its question ids are not in {gold_file}")
         for path, run in zip(a.split("+") + b.split("+"), firsts + seconds):
-            if set(run) != set(ids) or not set(ids) <= set(golds):
-                raise DataFormatError(path, f"its question ids differ from {a.split('+')[0]}'s or are not all in {gold_file}")
+            if set(run) != set(ids):
+                raise DataFormatError(path, f"its question ids differ from {a.split('+')[0]}'s")
         c = paired_bootstrap(_mean_scores(task, firsts, golds, ids), _mean_scores(task, seconds, golds, ids),
                              resamples=args.resamples)
         differ = sum(any(f[i] != s[i] for f in firsts for s in seconds) for i in ids)
@@ -74,8 +76,10 @@ def _mean_scores(task, runs: list[dict[str, str]], golds: dict[str, str], ids: l
 
 
 def _name(side: str) -> str:
+    """A side's label: the file name, or folder/file for each file of a joined side (the runs differ by folder)."""
     return "+".join(f"{Path(path).parent.name}/{Path(path).name}" if "+" in side else Path(path).name
                     for path in side.split("+"))
+
 
 if __name__ == "__main__":
     main()
