@@ -55,7 +55,8 @@ def query(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
-    arrays, metrics = node.train(_arrays(msg), proximal_mu=float(config.get("proximal-mu", 0.0)))
+    arrays, metrics = node.train(_arrays(msg), proximal_mu=float(config.get("proximal-mu", 0.0)),
+                                 server_round=int(config.get("server-round", 0)))
     if KEY_CLIPPING_NORM in config:
         metrics[DP_WEIGHT_KEY] = 1
     # in the order the server sent (a resumed server's checkpoint has its keys sorted; Flower's DP clipping refuses

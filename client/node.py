@@ -170,9 +170,12 @@ class ClientNode:
         base.load_shared_state(arrays)
         return Trainer(base, self.cfg.train)
 
-    def train(self, arrays: Mapping[str, np.ndarray], *, proximal_mu: float = 0.0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Local training on this user's data; returns (shared tensors, metrics with ``num-examples``)."""
+    def train(self, arrays: Mapping[str, np.ndarray], *, proximal_mu: float = 0.0,
+              server_round: int = 0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Local training on this user's data (at most ``local-episodes`` of its episodes, drawn for
+        ``server_round``); returns (shared tensors, metrics with ``num-examples``)."""
         from shared.hydra.context import UserContext
+        from shared.hydra.episodes import round_sample
         from shared.hydra.model import PersonalHeads
         from shared.hydra.stages import train_stage
 
@@ -184,6 +187,8 @@ class ClientNode:
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
         episodes, built = self.episodes()
+        episodes = round_sample(episodes, self.cfg.federation.local_episodes, seed=self.cfg.train.seed,
+                                server_round=server_round, user=self.user.user_id)
         trainer = self._trainer(arrays)
         heads = PersonalHeads.from_shared(trainer.base)
         stored = self.store.read_heads(self.cfg.model)

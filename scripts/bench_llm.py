@@ -24,6 +24,10 @@ Stages (all by default; ``--only`` repeatable):
     with a cold (fresh, temporary) cache: "before" = the legacy server with client concurrency 1, "after" =
     llama-server with the client concurrency recommended for it. Needs ``LLMConfig.concurrency``; a failure
     of this stage is reported and the others still run.
+``answers``
+    ``--answers`` LaMP-7 questions' greedy answers and seeded samples (the requests HYDRA sends for a pool), cold,
+    through FedHydra's client at concurrency 1 and at the default against fresh llama-servers: how many answers
+    differ, and their ROUGE-L against the golds with the paired bootstrap interval of the difference.
 
 Load is made by plain threads with ``requests`` (one session per thread), not by FedHydra's client. Every
 figure is printed as a table and written to ``OUT/bench_llm.json`` (and ``OUT/bench_llm.png``), with the CPU
@@ -277,6 +281,59 @@ def stage_episodes(args, tmp: Path) -> dict:
     return out
 
 
+# -- answers -------------------------------------------------------------------------------------
+def stage_answers(args, tmp: Path) -> dict:
+    """The same requests, cold, at client concurrency 1 and at the default against fresh llama-servers: how many
+    answers differ (a batch's composition changes llama.cpp's arithmetic) and what that does to their ROUGE-L."""
+    from shared.data import load_split
+    from shared.hydra.candidates import PoolConfig, pool_calls
+    from shared.llm.client import LLMClient
+    from shared.llm.embedded import embedded_config
+    from shared.metrics import example_score
+    from shared.retrieval import bm25_top_k
+    from shared.stats import paired_bootstrap
+    from shared.tasks import get_task
+
+    task = get_task("LaMP-7")
+    dataset = load_split(args.data, task, "dev" if (args.data / "dev_questions.json").exists() else None)
+    # questions after the servers stage's prompts: no prompt is shared with another stage
+    questions = dataset.questions[len(args.levels.split(",")) * args.prompts:][:args.answers]
+    pool = PoolConfig()
+    calls, golds, kinds = [], [], []
+    for q in questions:
+        top = bm25_top_k(q.query, q.profile_texts(task), k=pool.k)
+        mine = pool_calls(task, q.input, [q.profile[i] for i in top], pool)  # a greedy answer and its samples, as HYDRA
+        calls += mine
+        golds += [dataset.golds[q.id]] * len(mine)
+        kinds += ["greedy"] + ["sample"] * (len(mine) - 1)
+    runs = {}
+    for concurrency in (1, recommended_concurrency()):
+        with NewServer(EMBEDDED_SLOTS, EMBEDDED_THREADS, tmp / f"answers-c{concurrency}") as url:
+            llm = LLMClient(embedded_config(url, cache_path="", concurrency=concurrency))
+            t0 = time.perf_counter()
+            raw = llm.complete_many(calls)
+            answers = [task.parse_answer(a) if isinstance(a, str) else "" for a in raw]  # a failure scores 0
+            runs[concurrency] = {"answers": answers, "wall_s": round(time.perf_counter() - t0, 1),
+                                 "failed": sum(not isinstance(a, str) for a in raw)}
+            llm.close()
+    one, many = runs[1]["answers"], runs[recommended_concurrency()]["answers"]
+    out: dict = {"questions": len(questions), "requests": len(calls), "concurrency": [1, recommended_concurrency()],
+                 "wall_s": [runs[1]["wall_s"], runs[recommended_concurrency()]["wall_s"]],
+                 "failed": [runs[1]["failed"], runs[recommended_concurrency()]["failed"]]}
+    for kind in ("greedy", "sample"):
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        a = [example_score(task, one[i], golds[i]) for i in idx]
+        b = [example_score(task, many[i], golds[i]) for i in idx]
+        cmp = paired_bootstrap(a, b)
+        out[kind] = {"answers": len(idx), "differ": sum(one[i] != many[i] for i in idx),
+                     "rouge_l_concurrency_1": round(sum(a) / len(a), 4), "rouge_l_default": round(sum(b) / len(b), 4),
+                     "difference": round(cmp.mean, 4), "interval": [round(cmp.low, 4), round(cmp.high, 4)]}
+        print(f"  {kind}: {out[kind]['differ']} of {len(idx)} answers differ; ROUGE-L {out[kind]['rouge_l_concurrency_1']} "
+              f"at 1 in flight, {out[kind]['rouge_l_default']} at {recommended_concurrency()}: "
+              f"{cmp.mean:+.4f} [{cmp.low:+.4f}, {cmp.high:+.4f}]", flush=True)
+    return out
+
+
 # -- report --------------------------------------------------------------------------------------
 def table(rows: list[dict]) -> str:
     lines = ["| server | in flight | requests/s | tokens/s | p50 latency s | x of 1 in flight |",
@@ -315,7 +372,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", action="append", choices=["servers", "stub", "episodes"],
+    parser.add_argument("--only", action="append", choices=["servers", "stub", "episodes", "answers"],
                         help="run only this stage (repeatable; default: all)")
     parser.add_argument("--data", type=Path, default=None, help=f"LaMP-7 folder (default {DEFAULT_DATA} from the repository root)")
     parser.add_argument("--prompts", type=int, default=16, help="prompts per in-flight level (default 16)")
@@ -327,13 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, action="append", help=f"server threads (repeatable; default {EMBEDDED_THREADS})")
     parser.add_argument("--legacy-python", default=sys.executable, help="python that runs llama_cpp.server (default this one)")
     parser.add_argument("--episodes", type=int, default=20, help="LaMP-7 users in the episodes stage (default 20)")
+    parser.add_argument("--answers", type=int, default=40, help="LaMP-7 questions in the answers stage (default 40)")
     parser.add_argument("--out", type=Path, default=Path("runs") / "bench_llm")
     args = parser.parse_args(argv)
     args.slots = args.slots or [EMBEDDED_SLOTS]
     args.threads = args.threads or [EMBEDDED_THREADS]
     args.data = (args.data or ROOT / DEFAULT_DATA).resolve()
     levels = tuple(int(x) for x in args.levels.split(","))
-    stages = args.only or ["servers", "stub", "episodes"]
+    stages = args.only or ["servers", "stub", "episodes", "answers"]
 
     info = machine()
     print(f"CPU: {info['cpu']}; {info['cores']} cores; load average {info['loadavg_at_start']}", flush=True)
@@ -361,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                 note = f"episodes stage failed: {type(exc).__name__}: {exc}"
                 print(note, flush=True)
                 result["notes"].append(note)
+        if "answers" in stages:
+            result["answers"] = stage_answers(args, tmp)
 
     rows = result["rows"]
     if rows:

@@ -55,8 +55,10 @@ STUB_NOTE = ("LLM: shared.llm.stub.StubEndpoint (deterministic stub, {delay:g} s
              "figures measure the federation, not the LLM)")
 
 # the run's settings besides the defaults of [tool.flwr.app.config]: training rounds only
+# (max-in-flight 4: a few more messages in flight than the ClientApps at work; Flower's engine scans every pending
+# message for every node ten times a second, server/window.py)
 BENCH = {"task": "LaMP-7", "test-users": 0, "eval-every": 0, "margin-folds": 0, "protocol": "disjoint",
-         "llm-model": "stub", "llm-concurrency": 4}
+         "llm-model": "stub", "llm-concurrency": 4, "max-in-flight": 4}
 
 
 def cpu_model() -> str:
@@ -149,14 +151,14 @@ def tables(report: dict) -> str:
         lines += [f"First contact (episodes built outside Flower, {short}): {w['built']} of {w['users']} users built, "
                   f"mean {w['mean_s']} s per user (p90 {w['p90_s']} s), {w['llm_calls']} LLM requests, "
                   f"{w['wall_s']} s in all.", ""]
-    lines += ["| users N | sampled K | round s (mean / median) | client training s | first contacts (episodes s) | "
+    lines += ["| users N | sampled K | rounds | round s (mean / median) | client training s | first contacts (episodes s) | "
               "LLM request-s | aggregation s | checkpoint s | Flower overhead s | tensor B up/client | "
               "serialized B up / down per client | peak memory, all processes (RSS / PSS MB) | "
               "start-up until roles known s | disk per client store B |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for s in report["summary"]:
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in sorted(report["summary"], key=lambda s: (s["users"], s["sampled"], s["rounds"])):
         lines.append(
-            f"| {s['users']} | {s['sampled']} | {s['round_s']} / {s['round_s_median']} | {s['train_client_s']} | "
+            f"| {s['users']} | {s['sampled']} | {s['rounds']} | {s['round_s']} / {s['round_s_median']} | {s['train_client_s']} | "
             f"{s['first_contacts']} ({s['episodes_client_s']}) | {s['llm_request_s']} | {s['aggregate_s']} | "
             f"{s['checkpoint_s']} | {s['flower_overhead_s']} | {_int(s['tensor_bytes_up'])} | "
             f"{_int(s['wire_bytes_up'])} / {_int(s['wire_bytes_down'])} | {s['peak_rss_mb']:,.0f} / "
@@ -220,7 +222,8 @@ def plot(report: dict, path: Path) -> None:
     load = report["machine"]["load_average_at_start"][0]
     llm = "stub LLM (not a language model)" if not report.get("llm_note", "").startswith("LLM: http") else "real LLM"
     fig.suptitle(f"FedHydra round time: {kind} LaMP-7 users, {llm}, "
-                 f"{report['machine']['cores']} cores (load average {load:.1f} at start), {report['rounds']} round(s)",
+                 f"{report['machine']['cores']} cores (load average {load:.1f} at start), "
+                 f"{'-'.join(map(str, sorted({s['rounds'] for s in summary})))} round(s)",
                  fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-config", default="", help="more overrides (key=value ...) for every run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/scale")
+    p.add_argument("--append", action="store_true",
+                   help="add these runs to OUT/scale.json (same store, so episodes stay cached) instead of a new report")
     p.add_argument("--report", help="only redraw the table (and --plot) of this scale.json")
     p.add_argument("--plot", help="PNG of round time against K and against N")
     args = p.parse_args(argv)
@@ -290,6 +295,11 @@ def measure(args) -> dict:
     report = {"machine": machine(), "stub_delay_s": args.stub_delay, "users_source": source, "rounds": args.rounds,
               "client_cpus": args.client_cpus, "margin": args.margin, "ray_address": args.ray_address,
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": [], "summary": []}
+    if args.append and (out / "scale.json").exists():  # more (N, K) points, or more rounds at one, in the same table
+        earlier = json.loads((out / "scale.json").read_text())
+        report.update(runs=earlier["runs"], summary=earlier["summary"], started=earlier["started"],
+                      machine=earlier["machine"], warm=earlier.get("warm"), appended=earlier.get("appended", []) +
+                      [{"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "rounds": args.rounds}])
     with (contextlib.nullcontext() if args.llm_url else StubEndpoint(delay_s=args.stub_delay)) as stub:
         llm_url = args.llm_url or stub.url
         report["llm_note"] = (f"LLM: {args.llm_url} (model {args.llm_model!r})" if args.llm_url
@@ -300,7 +310,7 @@ def measure(args) -> dict:
             print(f"warm: {report['warm']}", file=sys.stderr, flush=True)
         for n, k in grid:
             print(f"N = {n} users, K = {k} sampled, {args.rounds} rounds", file=sys.stderr, flush=True)
-            run_dir = out / f"n{n}-k{k}"
+            run_dir = out / f"n{n}-k{k}-r{args.rounds}"
             mapping = mapping_for(args, n, k, data, store, llm_url)
             run = run_federation(mapping, run_dir, ray_address=args.ray_address, client_cpus=args.client_cpus,
                                  env=env, progress=lambda s: print(s, file=sys.stderr, flush=True))

@@ -389,9 +389,10 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
         started = time.perf_counter()
         record = RoundLog(server_round=rnd)
         strategy.current = record
-        log(INFO, "[ROUND %d/%d] training on %d clients", rnd, num_rounds, len(train_grid.get_node_ids()))
         messages = list(strategy.configure_train(rnd, arrays, ConfigRecord({"final": False}), train_grid))
         record.sampled = len(messages)
+        log(INFO, "[ROUND %d/%d] training on %d of %d clients", rnd, num_rounds, record.sampled,
+            len(train_grid.get_node_ids()))
         participants.update(m.metadata.dst_node_id for m in messages)
         phase = time.perf_counter()
         replies = strategy.send_train(grid, messages, timeout=timeout)

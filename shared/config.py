@@ -243,13 +243,21 @@ class FederationConfig:
     out_dir: str
     eval_every: int = 1
     round_timeout: float = 3600.0
+    local_episodes: int = 0
+    """Episodes a training client trains on per round, drawn afresh each round (0 = all of them): bounds a round's
+    client cost whatever the user's data (:func:`shared.hydra.episodes.round_sample`)."""
+    max_in_flight: int = 0
+    """Messages the server keeps in flight at once in a round (0 = all of the round's at once): a simulation's
+    engine scans its pending messages for every node, so large simulations send a few at a time
+    (:mod:`server.window`)."""
     secure_aggregation: bool = False
     """Sum each round's updates with SecAgg+ (:class:`SecureAggregationConfig`): the server sees no single update."""
     secagg: SecureAggregationConfig = field(default_factory=SecureAggregationConfig)
 
     def __post_init__(self) -> None:
         check_minimums(self, {"num_rounds": 1, "min_train_nodes": 1, "local_epochs": 1, "local_head_epochs": 0,
-                              "eval_every": 0, "round_timeout": 1.0}, name=_key)
+                              "local_episodes": 0, "max_in_flight": 0, "eval_every": 0, "round_timeout": 1.0},
+                       name=_key)
         if not isinstance(self.fraction_train, (int, float)) or not 0 < self.fraction_train <= 1:
             raise ConfigError(f"config key 'fraction-train' must be in (0, 1], got {self.fraction_train}")
         if self.strategy not in STRATEGIES:
@@ -395,7 +403,9 @@ class RunConfig:
             dp_clip=get("dp-clip", float), report_metrics=get("report-metrics", bool),
             checkpoint_dir=get("checkpoint-dir", str), resume=get("resume", bool), out_dir=get("out-dir", str),
             eval_every=positive("eval-every", int, 0), round_timeout=positive("round-timeout", float, 1.0),
-            local_head_epochs=local_head_epochs, secure_aggregation=get("secure-aggregation", bool),
+            local_head_epochs=local_head_epochs, local_episodes=positive("local-episodes", int, 0),
+            max_in_flight=positive("max-in-flight", int, 0),
+            secure_aggregation=get("secure-aggregation", bool),
             secagg=SecureAggregationConfig(num_shares=get("secagg-num-shares", int),
                                            threshold=get("secagg-threshold", float),
                                            clipping_range=get("secagg-clipping-range", float),

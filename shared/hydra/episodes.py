@@ -40,7 +40,7 @@ from shared.retrieval import bm25_scores
 from shared.tasks import TaskSpec
 
 __all__ = ["Episode", "EpisodeConfig", "BuildReport", "free_user_config", "top_records", "make_pseudo_questions",
-           "build_user_episodes", "label_episodes", "episode_calls",
+           "build_user_episodes", "label_episodes", "episode_calls", "round_sample",
            "PARAPHRASE_PROMPT"]
 
 PARAPHRASE_PROMPT = ("Rewrite this tweet as one formal, complete sentence, without any explanation before or "
@@ -105,6 +105,24 @@ class Episode:
         data = json.loads(text)
         data["corpus"] = tuple(data["corpus"])
         return cls(**data)
+
+
+def round_sample(episodes: Sequence[Episode], k: int, *, seed: int, server_round: int, user: str) -> list[Episode]:
+    """At most ``k`` of a user's episodes for one federated round (``k`` 0: all), drawn afresh each round and the
+    same for the same (seed, round, user) in any process; the drawn ones keep their order.
+
+    Example:
+        >>> eps = [Episode(qid=str(i), input="x", query="x", gold=None, corpus=(), top=[], bm25=[]) for i in range(6)]
+        >>> one = [e.qid for e in round_sample(eps, 3, seed=0, server_round=1, user="u")]
+        >>> len(one), one == sorted(one), one == [e.qid for e in round_sample(eps, 3, seed=0, server_round=1, user="u")]
+        (3, True, True)
+        >>> len(round_sample(eps, 0, seed=0, server_round=1, user="u")), len(round_sample(eps, 9, seed=0, server_round=1, user="u"))
+        (6, 6)
+    """
+    if k <= 0 or len(episodes) <= k:
+        return list(episodes)
+    chosen = random.Random(f"{seed}/{server_round}/{user}").sample(range(len(episodes)), k)
+    return [episodes[i] for i in sorted(chosen)]
 
 
 @dataclass

@@ -74,3 +74,23 @@ def test_a_training_nodes_margin_reply_is_counts_and_sums_only_and_leaves_its_mo
     test_user, test_role = resolve_user(cfg, {"partition-id": 3})
     with pytest.raises(ConfigError, match="test user"):
         ClientNode(cfg=cfg, user=test_user, role=test_role, llm=None).margin_sums(arrays)
+
+
+def test_a_training_round_uses_at_most_local_episodes_of_the_users_episodes(cfg):
+    """`local-episodes` caps a round's work: the reply weighs only the examples of the episodes drawn."""
+    from shared.hydra.model import ROLES, initial_shared_state
+    from shared.llm.client import LLMClient, LLMConfig
+    from shared.protocol import WEIGHT_KEY
+
+    user, role = resolve_user(cfg, {"partition-id": 2})
+    arrays = initial_shared_state(cfg.model, 0)
+    llm = LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="none", cache_path=""))  # a free node asks nothing
+    full = ClientNode(cfg=cfg, user=user, role=role, llm=llm, free=True)
+    episodes, _ = full.episodes()
+    assert len(episodes) > 2
+    all_examples = full.train(arrays, server_round=1)[1][WEIGHT_KEY]
+    capped = ClientNode(cfg=replace(cfg, federation=replace(cfg.federation, local_episodes=2)), user=user, role=role,
+                        llm=llm, free=True)
+    out, metrics = capped.train(arrays, server_round=1)
+    assert 0 < metrics[WEIGHT_KEY] <= 2 * len(ROLES) < all_examples
+    assert set(out) == set(arrays) and llm.stats.calls == 0

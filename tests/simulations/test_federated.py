@@ -116,7 +116,8 @@ def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
 STUB_RUN = {"task": "LaMP-3", "synthetic-users": 5, "synthetic-items": 10, "train-users": 2, "free-train-users": 1,
             "test-users": 2, "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1,
             "label-records": 2, "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2,
-            "fit-steps": 20, "margin-folds": 2}
+            "fit-steps": 20, "margin-folds": 2, "max-in-flight": 2, "local-episodes": 3}
+# (max-in-flight 2: the rounds' training, margin and evaluation messages go out two at a time, server/window.py)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +145,7 @@ def test_the_training_clients_choose_the_margin_and_the_test_clients_answer_with
     assert margin["points"] > 0 and set(margin) >= {"margin", "points", "left", "helped", "hurt", "gain", "grid"}
     rounds = [json.loads(line) for line in (out / "server" / "rounds.jsonl").read_text().splitlines()]
     assert rounds[-1]["margin"] == margin
+    assert rounds[-1]["sampled"] == rounds[-1]["accepted"] == 3 and rounds[-1]["failed"] == 0  # two at a time
     value = float("inf") if margin["margin"] is None else margin["margin"]  # as_dict writes inf as None
     # every test client answered with a device bundle that carries the chosen margin, and no other bundle
     manifests = [json.loads(p.read_text()) for p in (out / "clients" / "bundles").glob("*/bundle.json")]

@@ -38,3 +38,31 @@ def test_a_free_training_users_questions_cost_no_call_and_keep_their_golds():
     assert [ep.qid for ep in episodes] == ["q1"] and episodes[0].gold == "cat!" and not episodes[0].pseudo
     assert episodes[0].greedy is None and episodes[0].rerank_answers == [] and episodes[0].top
     assert report.llm_calls == 0 and report.skipped == 0
+
+
+def test_a_rounds_sample_of_episodes_is_fresh_each_round_the_same_in_any_process_and_covers_them_all():
+    from shared.hydra.episodes import Episode, round_sample
+
+    eps = [Episode(qid=f"q{i}", input="x", query="x", gold=None, corpus=(), top=[], bm25=[]) for i in range(12)]
+
+    def drawn(rnd: int, user: str = "u") -> list[str]:
+        return [e.qid for e in round_sample(eps, 4, seed=0, server_round=rnd, user=user)]
+
+    rounds = [drawn(r) for r in range(1, 9)]
+    assert all(len(d) == 4 and d == sorted(d, key=lambda q: int(q[1:])) for d in rounds)  # kept in their order
+    assert rounds[0] == drawn(1) and len({tuple(d) for d in rounds}) > 1  # the same round draws the same
+    assert drawn(1, "v") != drawn(1) or drawn(2, "v") != drawn(2)  # users draw apart
+    assert {q for d in rounds for q in d} == {e.qid for e in eps}  # over rounds a client sees all its episodes
+    assert round_sample(eps, 0, seed=0, server_round=1, user="u") == eps  # 0: all
+
+
+def test_local_episodes_is_a_checked_config_key():
+    import pytest
+
+    from shared.config import RunConfig, default_mapping
+    from shared.errors import ConfigError
+
+    assert RunConfig.from_mapping(default_mapping()).federation.local_episodes == 0
+    assert RunConfig.from_mapping({**default_mapping(), "local-episodes": 8}).federation.local_episodes == 8
+    with pytest.raises(ConfigError, match="local-episodes"):
+        RunConfig.from_mapping({**default_mapping(), "local-episodes": -1})
