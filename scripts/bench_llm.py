@@ -306,8 +306,9 @@ def stage_answers(args, tmp: Path) -> dict:
         calls += mine
         golds += [dataset.golds[q.id]] * len(mine)
         kinds += ["greedy"] + ["sample"] * (len(mine) - 1)
+    default = recommended_concurrency()
     runs = {}
-    for concurrency in (1, recommended_concurrency()):
+    for concurrency in (1, default):
         with NewServer(EMBEDDED_SLOTS, EMBEDDED_THREADS, tmp / f"answers-c{concurrency}") as url:
             llm = LLMClient(embedded_config(url, cache_path="", concurrency=concurrency))
             t0 = time.perf_counter()
@@ -316,10 +317,10 @@ def stage_answers(args, tmp: Path) -> dict:
             runs[concurrency] = {"answers": answers, "wall_s": round(time.perf_counter() - t0, 1),
                                  "failed": sum(not isinstance(a, str) for a in raw)}
             llm.close()
-    one, many = runs[1]["answers"], runs[recommended_concurrency()]["answers"]
-    out: dict = {"questions": len(questions), "requests": len(calls), "concurrency": [1, recommended_concurrency()],
-                 "wall_s": [runs[1]["wall_s"], runs[recommended_concurrency()]["wall_s"]],
-                 "failed": [runs[1]["failed"], runs[recommended_concurrency()]["failed"]]}
+    one, many = runs[1]["answers"], runs[default]["answers"]
+    out: dict = {"questions": len(questions), "requests": len(calls), "concurrency": [1, default],
+                 "wall_s": [runs[1]["wall_s"], runs[default]["wall_s"]],
+                 "failed": [runs[1]["failed"], runs[default]["failed"]]}
     for kind in ("greedy", "sample"):
         idx = [i for i, k in enumerate(kinds) if k == kind]
         a = [example_score(task, one[i], golds[i]) for i in idx]
@@ -329,7 +330,7 @@ def stage_answers(args, tmp: Path) -> dict:
                      "rouge_l_concurrency_1": round(sum(a) / len(a), 4), "rouge_l_default": round(sum(b) / len(b), 4),
                      "difference": round(cmp.mean, 4), "interval": [round(cmp.low, 4), round(cmp.high, 4)]}
         print(f"  {kind}: {out[kind]['differ']} of {len(idx)} answers differ; ROUGE-L {out[kind]['rouge_l_concurrency_1']} "
-              f"at 1 in flight, {out[kind]['rouge_l_default']} at {recommended_concurrency()}: "
+              f"at 1 in flight, {out[kind]['rouge_l_default']} at {default}: "
               f"{cmp.mean:+.4f} [{cmp.low:+.4f}, {cmp.high:+.4f}]", flush=True)
     return out
 

@@ -38,13 +38,17 @@ POLL_S = 0.25
 """Seconds between two asks for replies while nothing came back (Flower's own ``send_and_receive`` waits 3 s)."""
 
 
+def _check(window: int) -> None:
+    if window < 1:
+        raise ConfigError(f"max-in-flight must be >= 1 here, got {window}")
+
+
 def send_windowed(grid: Any, messages: Iterable[Any], *, window: int, timeout: float | None,
                   poll_s: float = POLL_S) -> list[Any]:
     """Push ``messages`` keeping at most ``window`` without a reply, and return the replies that came back within
     ``timeout`` seconds of the first push (None: wait for all). Messages still unsent at the timeout are not sent:
     the round goes on without them, as without a client that did not answer."""
-    if window < 1:
-        raise ConfigError(f"max-in-flight must be >= 1 here, got {window}")
+    _check(window)
     pending = list(messages)
     pending.reverse()  # pop() from the end sends them in their order
     waiting: set[str] = set()
@@ -68,8 +72,7 @@ class WindowedGrid:
     """A view of a Grid whose ``send_and_receive`` keeps at most ``window`` messages in flight."""
 
     def __init__(self, grid: Any, window: int):
-        if window < 1:
-            raise ConfigError(f"max-in-flight must be >= 1 here, got {window}")
+        _check(window)
         self._grid = grid
         self.window = window
 

@@ -79,12 +79,3 @@ def test_a_windowed_grid_delegates_everything_else_and_refuses_a_window_below_on
     assert len(view.send_and_receive(["a", "b", "c"], timeout=5)) == 3 and grid.most <= 2
     with pytest.raises(ConfigError, match="max-in-flight"):
         WindowedGrid(grid, 0)
-
-
-def test_max_in_flight_is_a_checked_config_key_off_by_default():
-    from shared.config import RunConfig, default_mapping
-
-    assert RunConfig.from_mapping(default_mapping()).federation.max_in_flight == 0  # deployments: all at once
-    assert RunConfig.from_mapping({**default_mapping(), "max-in-flight": 4}).federation.max_in_flight == 4
-    with pytest.raises(ConfigError, match="max-in-flight"):
-        RunConfig.from_mapping({**default_mapping(), "max-in-flight": -1})

@@ -104,3 +104,12 @@ def test_eval_methods_are_all_by_default_or_the_named_ones_and_an_unknown_name_i
     assert chosen.eval_methods == ("user-ridge", "hydra", "hydra-shared-head")
     with pytest.raises(ConfigError, match="eval-methods': unknown method 'hydra-best'"):
         RunConfig.from_mapping({**default_mapping(), "eval-methods": "hydra hydra-best"})
+
+
+@pytest.mark.parametrize("key, field", [("local-episodes", "local_episodes"), ("max-in-flight", "max_in_flight")])
+def test_the_scale_keys_are_off_by_default_and_checked(key, field):
+    """`local-episodes` and `max-in-flight` (0 = every episode, every message at once) reject a negative value by name."""
+    assert getattr(RunConfig.from_mapping(default_mapping()).federation, field) == 0
+    assert getattr(RunConfig.from_mapping({**default_mapping(), key: 4}).federation, field) == 4
+    with pytest.raises(ConfigError, match=key):
+        RunConfig.from_mapping({**default_mapping(), key: -1})

@@ -145,7 +145,7 @@ def test_the_training_clients_choose_the_margin_and_the_test_clients_answer_with
     assert margin["points"] > 0 and set(margin) >= {"margin", "points", "left", "helped", "hurt", "gain", "grid"}
     rounds = [json.loads(line) for line in (out / "server" / "rounds.jsonl").read_text().splitlines()]
     assert rounds[-1]["margin"] == margin
-    assert rounds[-1]["sampled"] == rounds[-1]["accepted"] == 3 and rounds[-1]["failed"] == 0  # two at a time
+    assert rounds[-1]["sampled"] == rounds[-1]["accepted"] == 3 and rounds[-1]["failed"] == 0  # sent two at a time, all back
     value = float("inf") if margin["margin"] is None else margin["margin"]  # as_dict writes inf as None
     # every test client answered with a device bundle that carries the chosen margin, and no other bundle
     manifests = [json.loads(p.read_text()) for p in (out / "clients" / "bundles").glob("*/bundle.json")]

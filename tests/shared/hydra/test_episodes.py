@@ -54,15 +54,3 @@ def test_a_rounds_sample_of_episodes_is_fresh_each_round_the_same_in_any_process
     assert drawn(1, "v") != drawn(1) or drawn(2, "v") != drawn(2)  # users draw apart
     assert {q for d in rounds for q in d} == {e.qid for e in eps}  # over rounds a client sees all its episodes
     assert round_sample(eps, 0, seed=0, server_round=1, user="u") == eps  # 0: all
-
-
-def test_local_episodes_is_a_checked_config_key():
-    import pytest
-
-    from shared.config import RunConfig, default_mapping
-    from shared.errors import ConfigError
-
-    assert RunConfig.from_mapping(default_mapping()).federation.local_episodes == 0
-    assert RunConfig.from_mapping({**default_mapping(), "local-episodes": 8}).federation.local_episodes == 8
-    with pytest.raises(ConfigError, match="local-episodes"):
-        RunConfig.from_mapping({**default_mapping(), "local-episodes": -1})
