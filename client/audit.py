@@ -2,7 +2,10 @@
 
 When ``FEDHYDRA_AUDIT_DIR`` is set, every reply the client sends is described in
 ``$FEDHYDRA_AUDIT_DIR/<pid>.jsonl``: the message type, the sending node's id, and per record its kind and contents
-(tensor keys, shapes and dtypes; metric and config items with their values, byte strings by their length). Byte
+(tensor keys, shapes and dtypes; metric and config items with their values, byte strings by their length). A packed
+reply (:mod:`shared.packing`) is described by the tensors its layout names, with ``"packed": true`` and the keys it
+marked as sent back unchanged under ``"unchanged"``: its flat arrays and layout record are those tensors' values,
+names, shapes and dtypes, and nothing else. Byte
 strings (under secure aggregation: public keys, encrypted key shares, the masked update, mask shares) are also kept
 whole, in ``<pid>-<n>.npz`` beside it (``payload``; one uint8 array per string, named ``record::item::index``), so an
 audit can look at what was sent, not only at its size. With the variable unset it does nothing.
@@ -17,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Context, Message
 
+from shared.packing import LAYOUT_RECORD, PACKED_RECORD, is_packed, packed_tensors
+
 __all__ = ["audit_mod", "describe", "byte_strings"]
 
 
@@ -27,12 +32,22 @@ def describe(message: Message) -> dict:
         out["error"] = message.error.reason
         return out
     content = message.content
+    packing = {PACKED_RECORD, LAYOUT_RECORD} if is_packed(content) else set()
+    if packing:  # described by what it packs
+        out["packed"] = True
+        for name, tensors in packed_tensors(content).items():
+            out["records"][name] = {"kind": "arrays",
+                                    "tensors": {k: [shape, dtype] for k, (shape, dtype, _) in tensors.items()},
+                                    "unchanged": [k for k, (_, _, sent) in tensors.items() if sent]}
     for name, record in content.array_records.items():
-        out["records"][name] = {"kind": "arrays", "tensors": {k: [list(v.shape), str(v.dtype)] for k, v in record.items()}}
+        if name not in packing:
+            out["records"][name] = {"kind": "arrays",
+                                    "tensors": {k: [list(v.shape), str(v.dtype)] for k, v in record.items()}}
     for name, record in content.metric_records.items():
         out["records"][name] = {"kind": "metrics", "items": {k: v for k, v in record.items()}}
     for name, record in content.config_records.items():
-        out["records"][name] = {"kind": "config", "items": {k: _item(v) for k, v in record.items()}}
+        if name not in packing:
+            out["records"][name] = {"kind": "config", "items": {k: _item(v) for k, v in record.items()}}
     return out
 
 

@@ -1,6 +1,7 @@
 """The Flower ClientApp: translates messages into calls of :class:`client.node.ClientNode`.
 
-``app`` is what deployments run: the privacy audit, then SecAgg+ when the server runs secure aggregation
+``app`` is what deployments run: the privacy audit, the unpacking of packed messages and packing of their replies
+(:mod:`client.packing`), then SecAgg+ when the server runs secure aggregation
 (:mod:`client.secagg`: it hands the handlers below the same messages as a plain run), then DP clipping when the server
 asks for it. Simulations that inject faults run :func:`build_app` with one more mod
 (:mod:`simulations.faults.client_app`); this module knows nothing of them.
@@ -15,6 +16,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
 from client.node import ClientNode, is_free_node, make_llm, node_dataset, resolve_user
+from client.packing import packing_mod
 from client.secagg import secagg_mod
 from shared.config import RunConfig
 from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
@@ -83,9 +85,10 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 def build_app(*mods) -> ClientApp:
     """A ClientApp with these handlers: ``audit_mod`` outermost (it records exactly what leaves the client), then
-    SecAgg+ (it masks what the inner ones return), then ``mods`` (none in production), then Flower's clipping when
+    the packing of tensors (:mod:`client.packing`: the server's packed messages are unpacked, the replies to them
+    packed), then SecAgg+ (it masks what the inner ones return), then ``mods`` (none in production), then Flower's clipping when
     the server asks for DP (before masking, as DP with secure aggregation needs)."""
-    client_app = ClientApp(mods=[audit_mod, secagg_mod, *mods, _dp_mod])
+    client_app = ClientApp(mods=[audit_mod, packing_mod, secagg_mod, *mods, _dp_mod])
     client_app.query()(query)
     client_app.train()(train)
     client_app.evaluate()(evaluate)

@@ -11,6 +11,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from server.aggregation import aggregation_name, build_aggregation
 from server.federation import discover_roles, run_rounds
+from server.packing import PackedGrid
 from server.plan import paths, restore_accountant, restore_server_state, starting_point
 from server.window import WindowedGrid
 from shared.config import RunConfig
@@ -49,9 +50,10 @@ def main(grid: Grid, context: Context) -> None:
         log(WARNING, "resuming %s without its optimizer state of round %d: its moments start again from zero",
             cfg.federation.strategy, done)
     strategy.summary()
-    # the role query above goes out at once (small, quick messages); the rounds keep max-in-flight in flight
+    # the role query above goes out at once (small, quick messages); the rounds keep max-in-flight in flight, and
+    # their tensors travel packed (one array per dtype, not one object per tensor: server/packing.py)
     window = cfg.federation.max_in_flight
-    rounds_grid = WindowedGrid(grid, window) if window else grid
+    rounds_grid = PackedGrid(WindowedGrid(grid, window) if window else grid)
     run_rounds(rounds_grid, strategy, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
                final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every,

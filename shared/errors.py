@@ -32,6 +32,7 @@ __all__ = [
     "DivergedRound",
     "UnsafeUpdate",
     "SecureAggregationConflict",
+    "PackingError",
     "check_minimums",
 ]
 
@@ -175,3 +176,8 @@ class UnsafeUpdate(GuardError):
 class SecureAggregationConflict(ConfigError):
     """``secure-aggregation = true`` with a setting that needs every single update (robust aggregation, the outlier
     filter) or a round of one client: refused at start, naming each setting and why."""
+
+
+class PackingError(FedHydraError, ValueError):
+    """A packed message (:mod:`shared.packing`) whose layout does not describe its arrays: names the field or the
+    tensor that does not fit."""

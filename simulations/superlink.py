@@ -159,15 +159,19 @@ class LocalSuperLink:
         self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid_file.write_text(str(self.process.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SimulationError(f"flower-superlink exited with {self.process.returncode}; see {self.home / 'superlink.log'}")
-            if _port_open(self.control_port):
-                return
-            time.sleep(0.3)
-        self.stop()
-        raise SimulationError(f"flower-superlink did not open its Control API within {timeout:.0f}s")
+        try:  # whatever ends the wait (a timeout, Ctrl-C, SIGTERM made SystemExit) stops what was started
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise SimulationError(f"flower-superlink exited with {self.process.returncode}; "
+                                          f"see {self.home / 'superlink.log'}")
+                if _port_open(self.control_port):
+                    return
+                time.sleep(0.3)
+            raise SimulationError(f"flower-superlink did not open its Control API within {timeout:.0f}s")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, grace: float = 15.0) -> None:
         """Stop the SuperLink and everything it started (:func:`shared.procs.stop_process_tree`): its process

@@ -11,7 +11,7 @@ When ``FEDHYDRA_PROBE_DIR`` is set, every message the client handles appends one
 | ``episodes_seconds``, ``episodes_built`` | seconds in :meth:`client.node.ClientNode.episodes`, and whether they were built (first contact) rather than read from the store |
 | ``llm_calls``, ``llm_hits``, ``llm_seconds`` | the LLM requests sent, cache hits, and request-seconds (summed over concurrent requests) of the message's LLM clients |
 | ``tensor_bytes_in``, ``tensor_bytes_out`` | bytes of the arrays received and sent (what ``rounds.jsonl`` reports) |
-| ``wire_bytes_in``, ``wire_bytes_out``, ``objects_in``, ``objects_out`` | the serialized size of the message as Flower ships it (the sum of its deflated objects: message, records, arrays, chunks) and their number; a deployment adds each request's framing |
+| ``wire_bytes_in``, ``wire_bytes_out``, ``objects_in``, ``objects_out`` | the serialized size of the message as Flower ships it, packed (:mod:`shared.packing`; the sum of its deflated objects: message, records, arrays, chunks) and their number; a deployment adds each request's framing |
 | ``rss_mb``, ``hwm_mb`` | the process's resident memory after the message, and its peak so far (``VmHWM``) |
 
 With the variable unset it only calls the next handler. :func:`install` (called by the mod on each message)
@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import Context, Message
+
+from shared.packing import array_tensors, pack_content
 
 __all__ = ["probe_mod", "install", "serialized_size", "tensor_bytes", "read_probes", "memory_mb"]
 
@@ -117,11 +119,14 @@ def _ray_node() -> str | None:
         return None
 
 
-def _wire(message: Message) -> tuple[int, int]:
+def _wire(message: Message, reference: dict | None = None) -> tuple[int, int]:
+    """What the message costs as it travels: packed (this mod sits inside :func:`client.packing.packing_mod`, which
+    packs on the way out, against the tensors received (``reference``), what this mod sees unpacked)."""
     if message.has_error():
         return 0, 0
     try:
-        return serialized_size(message)
+        packed = pack_content(message.content, reference=reference)
+        return serialized_size(Message(content=packed, metadata=message.metadata))
     except Exception:  # noqa: BLE001
         return 0, 0
 
@@ -132,6 +137,7 @@ def probe_mod(msg: Message, ctx: Context, call_next) -> Message:
         return call_next(msg, ctx)
     install()
     _CALL.update(llms=[], episodes_seconds=0.0, episodes_built=False)
+    received = array_tensors(msg.content) if msg.has_content() else None
     wall = time.time()
     started = time.perf_counter()
     reply = call_next(msg, ctx)
@@ -139,7 +145,7 @@ def probe_mod(msg: Message, ctx: Context, call_next) -> Message:
     config = msg.content.config_records.get("config") if msg.has_content() else None
     stats = [llm.stats for llm in _CALL["llms"] if getattr(llm, "stats", None) is not None]
     wire_in, objects_in = _wire(msg)
-    wire_out, objects_out = _wire(reply)
+    wire_out, objects_out = _wire(reply, received)
     rss, hwm = memory_mb()
     row = {"type": msg.metadata.message_type, "round": (config or {}).get("server-round"),
            "partition": ctx.node_config.get("partition-id"), "node": msg.metadata.dst_node_id,

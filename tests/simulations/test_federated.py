@@ -74,6 +74,7 @@ def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run)
         for name, rec in r["records"].items():
             if rec["kind"] == "arrays":
                 assert r["type"] == "train"
+                assert r.get("packed") is True  # it left packed (shared/packing.py); described by what it packs
                 assert set(rec["tensors"]) == shared_keys  # exactly the shared base, no head.*, nothing else
                 assert all(dtype == "float32" for _, dtype in rec["tensors"].values())
             elif rec["kind"] == "metrics":

@@ -17,10 +17,11 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from shared.config import default_mapping
 from shared.hydra.model import ModelConfig, initial_shared_state
 from shared.llm.stub import StubEndpoint
+from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic
 from simulations.scale.bench import analyze, busy_seconds, store_disk
 from simulations.scale.memory import TreeMemory
-from simulations.scale.probe import read_probes
+from simulations.scale.probe import read_probes, serialized_size
 
 SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 0, "pseudo-questions": 2, "free-questions": 2,
          "n-samples": 1, "label-records": 2, "local-epochs": 1, "local-head-epochs": 2, "seed": 0,
@@ -32,7 +33,7 @@ def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> 
 
     content = RecordDict({"arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
                           "config": ConfigRecord({"server-round": server_round})})
-    msg = Message(content=content, dst_node_id=7, message_type=MessageType.TRAIN)
+    msg = Message(content=pack_content(content), dst_node_id=7, message_type=MessageType.TRAIN)  # as the server sends
     ctx = Context(run_id=1, node_id=7, node_config={"partition-id": partition}, state=RecordDict(),
                   run_config=run_config)
     return app(msg, ctx)
@@ -58,9 +59,13 @@ def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp
     assert not cached["episodes_built"] and cached["llm_calls"] == 0  # episodes read from the node's store
     nbytes = sum(v.nbytes for v in initial.values())
     assert built["tensor_bytes_in"] == built["tensor_bytes_out"] == nbytes
-    # Flower's serialized reply: the tensors (those equal to each other or to what was sent stored once) and the
-    # headers of its objects (the message, its records, one per distinct array and per chunk)
-    assert 0.5 * nbytes < built["wire_bytes_out"] < 1.5 * nbytes and built["objects_out"] > 4
+    # Flower's serialized reply, packed as it leaves (shared/packing.py): the tensors the round changed (equal ones
+    # stored once, unchanged ones marked, not sent) and the headers of its 7 objects (the message, its 2 records, the
+    # packing's 2 records, one array and its chunk): exactly the reply the ClientApp sent
+    assert is_packed(first.content)
+    assert (built["wire_bytes_out"], built["objects_out"]) == serialized_size(first)
+    assert 0 < built["wire_bytes_out"] < 1.5 * nbytes and built["objects_out"] == 7
+    assert 0.5 * nbytes < built["wire_bytes_in"] < 1.5 * nbytes and built["objects_in"] == 7
     assert built["partition"] == 0 and built["pid"] == os.getpid() and built["ray_node_name"] == "head"
     assert built["seconds"] >= built["episodes_seconds"] and built["hwm_mb"] >= built["rss_mb"] > 0
 

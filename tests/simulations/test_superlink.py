@@ -6,7 +6,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from shared.procs import pid_alive, stop_process_tree
+import simulations.superlink as superlink
 from simulations.superlink import LocalSuperLink, descendants, kill_tree
 
 
@@ -56,3 +59,25 @@ def test_kill_tree_kills_descendants():
     child = descendants(parent.pid)[0]
     assert set(kill_tree(parent.pid)) >= {parent.pid, child}
     assert not pid_alive(child) and parent.poll() is not None
+
+
+def test_a_start_interrupted_while_waiting_stops_what_it_started(tmp_path, monkeypatch):
+    """SIGTERM (made SystemExit by scripts/fed_scale.py) while the SuperLink was still opening its port left it
+    running; now the wait's end, whatever ends it, stops it."""
+    fake = tmp_path / "flower-superlink"
+    fake.write_text("#!/bin/sh\nexec sleep 300\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(superlink, "flwr_executable", lambda name="flwr": str(fake))
+
+    link = LocalSuperLink(tmp_path / "home", num_supernodes=1)
+    started: list[int] = []
+
+    def interrupted(port):
+        started.append(link.process.pid)
+        raise SystemExit(143)
+
+    monkeypatch.setattr(superlink, "_port_open", interrupted)
+    with pytest.raises(SystemExit):
+        link.start()
+    assert started and not pid_alive(started[0])
+    assert link.process is None and not link.pid_file.exists()

@@ -1,0 +1,76 @@
+"""The client's packing mod (client/packing.py) and what the audit records of a packed reply (client/audit.py): the
+handlers see tensors by name, a packed message gets a packed reply with the same tensors, an unpacked one an
+unpacked reply, a layout that does not fit is refused naming it, and the audit describes the tensors a packed reply
+carries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+from client.audit import describe
+from client.packing import packing_mod
+from shared.errors import PackingError
+from shared.packing import LAYOUT_RECORD, is_packed, pack_content, unpack_content
+
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
+
+BASE = {"base.a": np.arange(6, dtype=np.float32).reshape(3, 2), "base.b": np.zeros(4, np.float32)}
+
+
+def _content() -> RecordDict:
+    return RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in BASE.items()}),
+                       "config": ConfigRecord({"server-round": 2})})
+
+
+def _train(msg: Message, ctx) -> Message:
+    """A handler as client.client_app's: reads tensors by name, answers with an update and metrics."""
+    assert not is_packed(msg.content)
+    assert int(msg.content["config"]["server-round"]) == 2
+    arrays = {k: v.numpy() * 2 for k, v in msg.content["arrays"].items()}  # base.b is zeros: unchanged
+    return Message(RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                              "metrics": MetricRecord({"num-examples": 3})}), reply_to=msg)
+
+
+def test_a_packed_message_gets_a_packed_reply_with_the_handlers_tensors():
+    reply = packing_mod(Message(pack_content(_content()), dst_node_id=1, message_type="train"), None, _train)
+    assert is_packed(reply.content)
+    assert list(reply.content[LAYOUT_RECORD]["sent"]) == [0, 1]  # base.b came back unchanged: marked, not sent
+    back = unpack_content(reply.content, reference={"arrays": BASE})
+    assert {k: v.numpy().tolist() for k, v in back["arrays"].items()} == {k: (v * 2).tolist() for k, v in BASE.items()}
+    assert dict(back["metrics"]) == {"num-examples": 3}
+
+
+def test_an_unpacked_message_gets_an_unpacked_reply():
+    reply = packing_mod(Message(_content(), dst_node_id=1, message_type="train"), None, _train)
+    assert not is_packed(reply.content) and set(reply.content.keys()) == {"arrays", "metrics"}
+
+
+def test_a_handler_that_changes_the_message_it_got_cannot_make_a_tensor_look_unchanged():
+    def sneaky(msg, ctx):  # writes its update into the received record, then replies with the same values
+        msg.content["arrays"]["base.a"] = Array(np.full((3, 2), 7, np.float32))
+        return Message(RecordDict({"arrays": msg.content["arrays"]}), reply_to=msg)
+
+    reply = packing_mod(Message(pack_content(_content()), dst_node_id=1, message_type="train"), None, sneaky)
+    assert list(reply.content[LAYOUT_RECORD]["sent"]) == [0, 1]  # compared with what arrived, not with the record
+    back = unpack_content(reply.content, reference={"arrays": BASE})
+    assert back["arrays"]["base.a"].numpy().tolist() == [[7, 7]] * 3
+
+
+def test_a_layout_that_does_not_fit_is_refused_before_any_handler_runs():
+    content = pack_content(_content())
+    content[LAYOUT_RECORD]["keys"] = ["base.a", "base.a"]
+    called = []
+    with pytest.raises(PackingError, match="'base.a' repeats"):
+        packing_mod(Message(content, dst_node_id=1, message_type="train"), None, lambda m, c: called.append(m))
+    assert not called
+
+
+def test_the_audit_describes_the_tensors_a_packed_reply_carries():
+    reply = packing_mod(Message(pack_content(_content()), dst_node_id=1, message_type="train"), None, _train)
+    line = describe(reply)
+    assert line["packed"] is True
+    assert line["records"]["arrays"]["tensors"] == {"base.a": [[3, 2], "float32"], "base.b": [[4], "float32"]}
+    assert line["records"]["arrays"]["unchanged"] == ["base.b"]
+    assert set(line["records"]) == {"arrays", "metrics"}
