@@ -3,7 +3,7 @@
 
 One SuperLink (deployment mode, its ServerApp in a subprocess) and ``--supernodes`` SuperNodes, each a
 ``flower-supernode`` process with its own ``FLWR_HOME``, ``FEDHYDRA_HOME``, Runtime API port and node-local store,
-one synthetic LaMP-7 user each (``partition-id``), as ``docs/deployment.md`` runs them but without TLS (``--insecure``
+one LaMP-7 user each (``partition-id``; synthetic, or the first of ``--data``), as ``docs/deployment.md`` runs them but without TLS (``--insecure``
 everywhere: this measures processes and bytes, not the certificates the deployment test covers). The app submitted
 is the production ClientApp plus the probe (:mod:`simulations.scale.client_app`); the LLM is the deterministic stub
 (:class:`shared.llm.stub.StubEndpoint`, not a language model). Each round samples ``--sampled`` of the nodes
@@ -19,6 +19,8 @@ Usage (from the repository root)::
 
     .venv/bin/python scripts/supernodes.py --supernodes 4 --out runs/supernodes-small      # a check, minutes
     .venv/bin/python scripts/supernodes.py --supernodes 20 --out runs/supernodes-20          # heavy: both cores
+    .venv/bin/python scripts/supernodes.py --supernodes 4 --data ../shared/data/lamp/lamp7 --full \
+        --out runs/supernodes-real                                                           # real users, full clients
 
 The SuperLink keeps Flower's in-memory state unless ``--database FILE`` (its SQLite state, as a deployment that must
 survive a restart runs it). Writes ``OUT/supernodes.json`` and prints the tables. Everything it starts is stopped by pid.
@@ -46,9 +48,11 @@ if str(REPO) not in sys.path:
 BIN = Path(sys.executable).parent
 LINK = "fedhydra-scale"
 STUB_NOTE = "LLM: shared.llm.stub.StubEndpoint (deterministic stub, not a language model)"
-SMALL = {"task": "LaMP-7", "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2,
-         "epochs": 1, "local-epochs": 1, "head-epochs": 4, "margin-folds": 0, "eval-every": 0, "seed": 0,
-         "llm-model": "stub", "test-users": 0}
+BASE = {"task": "LaMP-7", "margin-folds": 0, "eval-every": 0, "seed": 0, "llm-model": "stub", "test-users": 0}
+"""The run's settings besides the defaults of ``[tool.flwr.app.config]``: training rounds only."""
+SMALL = {**BASE, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2, "epochs": 1,
+         "local-epochs": 1, "head-epochs": 4}
+"""... and a small client's work (the default; ``--full`` keeps the defaults' training settings)."""
 
 
 class Processes:
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds of idle traffic measured before the run (polling, heartbeats)")
     p.add_argument("--run-config", default="", help="more overrides (key=value ...)")
     p.add_argument("--database", help="the SuperLink's SQLite state file (default: Flower's in-memory state)")
+    p.add_argument("--data", help="a LaMP-7-format folder, read in place: its first N users, one per SuperNode "
+                                  "(default: N synthetic LaMP-7 users)")
+    p.add_argument("--full", action="store_true",
+                   help="a client trains with the defaults' settings (default: a small client's work)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
@@ -118,14 +126,18 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(out)
     (out / "logs").mkdir(parents=True)
-    data = write_synthetic(out / "data", "LaMP-7", n_users=n, items_per_user=12, seed=0)
+    data = Path(args.data).resolve() if args.data else write_synthetic(out / "data", "LaMP-7", n_users=n,
+                                                                         items_per_user=12, seed=0)
+    users = f"the first {n} real LaMP-7 users of {data.name}" if args.data else f"{n} synthetic LaMP-7 users"
+    settings = BASE if args.full else SMALL
     app = scale_app(out)
     probe_dir = out / "probe"
     procs = Processes(out / "logs")
     relays: list[Relay] = []
     marks: dict[str, float] = {}
     snapshots: dict[str, list[tuple[int, int]]] = {}
-    report: dict = {"llm": STUB_NOTE, "supernodes": n, "sampled": k, "rounds": args.rounds}
+    report: dict = {"llm": STUB_NOTE, "supernodes": n, "sampled": k, "rounds": args.rounds, "users": users,
+                    "client_settings": "defaults" if args.full else "small"}
     started = time.time()
 
     def env_for(name: str) -> dict[str, str]:
@@ -185,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             (Path(cli["FLWR_HOME"]) / "config.toml").write_text(
                 f'[superlink]\ndefault = "{LINK}"\n\n[superlink.{LINK}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
             run_config = out / "run_config.toml"
-            run_config.write_text(tomli_w.dumps({**SMALL, **parse_overrides(args.run_config), "data": str(data),
+            run_config.write_text(tomli_w.dumps({**settings, **parse_overrides(args.run_config), "data": str(data),
                                                  "train-users": n, "num-rounds": args.rounds,
                                                  "fraction-train": k / n, "min-train-nodes": k,
                                                  "out-dir": str(out / "server"), "llm-url": stub.url}))
@@ -295,7 +307,9 @@ def _cpu() -> str:
 
 def tables(report: dict) -> str:
     mem = report.get("memory") or {}
-    lines = [f"{report['supernodes']} SuperNodes (separate processes, insecure, one synthetic LaMP-7 user each), "
+    users = report.get("users", f"{report['supernodes']} synthetic LaMP-7 users")
+    lines = [f"{report['supernodes']} SuperNodes (separate processes, insecure, one user each: {users}; "
+             f"{report.get('client_settings', 'small')} client settings), "
              f"{report['sampled']} trained per round; {STUB_NOTE}. {_cpu()}, {os.cpu_count()} cores. "
              f"Status {report.get('status')}; {report['wall_s']} s in all; processes left: "
              f"{report['left_running'] or 'none'}.", "",
