@@ -3,10 +3,9 @@
 The server's messages then travel as a handful of objects instead of one per tensor, and a client's
 :func:`client.packing.packing_mod` answers in kind. Replies come back unpacked, so validation, aggregation and the
 secure-aggregation workflow read tensors by name as before; a tensor a client marked as sent back unchanged is taken
-from the message it answers (kept, unpacked, until its reply is pulled; the rounds never change a message's content
-once it is sent). A reply whose layout does not describe its arrays becomes
-an error reply naming what did not fit (the round counts it as a failed client); an unpacked reply (a client without
-the mod) passes as it is.
+from the message it answers (kept, unpacked, until ``send_and_receive`` returns; the rounds never change a message's
+content once it is sent). A reply whose layout does not describe its arrays becomes an error reply naming what did
+not fit (the round counts it as a failed client); an unpacked reply (a client without the mod) passes as it is.
 
 Messages are packed in place (their content is replaced), as Flower's own grid writes their ids into them; a reply
 is matched to its message by ``reply_to_message_id``.
@@ -58,35 +57,18 @@ def unpack_reply(reply: Any, sent: Any = None) -> Any:
 
 
 class PackedGrid:
-    """A view of a Grid whose messages travel packed (see the module docstring); everything else is delegated."""
+    """A view of a Grid whose ``send_and_receive`` sends packed and returns unpacked (see the module docstring);
+    everything else is delegated (messages pushed with ``push_messages`` go unpacked, and clients answer them in kind).
+    Put it outside :class:`server.window.WindowedGrid`, whose window pushes through the grid it wraps."""
 
     def __init__(self, grid: Any):
         self._grid = grid
-        self._sent: dict[str, Any] = {}
-        """Message id -> the unpacked content of a message pushed and not yet answered."""
-
-    def _pack(self, messages: Iterable[Any]) -> list[tuple[Any, Any]]:
-        out = []
-        for msg in messages:
-            original = msg.content if msg.has_content() else None
-            out.append((pack_message(msg), original))
-        return out
 
     def send_and_receive(self, messages: Iterable[Any], *, timeout: float | None = None) -> list[Any]:
-        packed = self._pack(messages)
-        replies = self._grid.send_and_receive([m for m, _ in packed], timeout=timeout)
-        sent = {m.metadata.message_id: original for m, original in packed}
+        packed = [(msg, msg.content if msg.has_content() else None) for msg in messages]
+        replies = self._grid.send_and_receive([pack_message(m) for m, _ in packed], timeout=timeout)
+        sent = {m.metadata.message_id: original for m, original in packed}  # ids: given as they were pushed
         return [unpack_reply(r, sent.get(r.metadata.reply_to_message_id)) for r in replies]
-
-    def push_messages(self, messages: Iterable[Any]) -> list[str]:
-        packed = self._pack(messages)
-        ids = list(self._grid.push_messages([m for m, _ in packed]))
-        self._sent.update({i: original for i, (_, original) in zip(ids, packed) if i})
-        return ids
-
-    def pull_messages(self, message_ids: Iterable[str]) -> list[Any]:
-        replies = list(self._grid.pull_messages(message_ids))
-        return [unpack_reply(r, self._sent.pop(r.metadata.reply_to_message_id, None)) for r in replies]
 
     def __getattr__(self, name: str):
         return getattr(self._grid, name)
