@@ -3,11 +3,11 @@
 
 One SuperLink (deployment mode, its ServerApp in a subprocess) and ``--supernodes`` SuperNodes, each a
 ``flower-supernode`` process with its own ``FLWR_HOME``, ``FEDHYDRA_HOME``, Runtime API port and node-local store,
-one LaMP-7 user each (``partition-id``; synthetic, or the first of ``--data``), as ``docs/deployment.md`` runs them but without TLS (``--insecure``
-everywhere: this measures processes and bytes, not the certificates the deployment test covers). The app submitted
-is the production ClientApp plus the probe (:mod:`simulations.scale.client_app`); the LLM is the deterministic stub
-(:class:`shared.llm.stub.StubEndpoint`, not a language model). Each round samples ``--sampled`` of the nodes
-(default: all).
+one LaMP-7 user each (``partition-id``; synthetic, or the first of ``--data``), as ``docs/deployment.md`` runs them
+but without TLS (``--insecure`` everywhere: this measures processes and bytes, not the certificates the deployment
+test covers). The app submitted is the production ClientApp plus the probe (:mod:`simulations.scale.client_app`);
+the LLM is the deterministic stub (:class:`shared.llm.stub.StubEndpoint`, not a language model). Each round samples
+``--sampled`` of the nodes (default: all).
 
 Every SuperNode reaches the SuperLink through its own byte-counting TCP relay in this process, so the bytes each
 node sent and received on the wire (HTTP payload over TCP, without TLS) are counted exactly, and snapshotted when
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true",
                    help="a client trains with the defaults' settings (default: a small client's work)")
     args = p.parse_args(argv)
+    if args.data and not list(Path(args.data).glob("*_questions.json")):
+        p.error(f"--data {args.data}: no LaMP-format folder there (no <split>_questions.json)")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     import tomli_w
