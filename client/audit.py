@@ -1,7 +1,8 @@
 """A ClientApp mod that records what leaves the client, for privacy audits.
 
 When ``FEDHYDRA_AUDIT_DIR`` is set, every reply the client sends is described in
-``$FEDHYDRA_AUDIT_DIR/<pid>.jsonl``: the message type, the sending node's id, and per record its kind and contents
+``$FEDHYDRA_AUDIT_DIR/<pid>.jsonl``: the message type, the sending node's id, an error reply's code and reason
+(:mod:`client.replies`, just inside this mod, turns every exception into one), and per record its kind and contents
 (tensor keys, shapes and dtypes; metric and config items with their values, byte strings by their length). A packed
 reply (:mod:`shared.packing`) is described by the tensors its layout names, with ``"packed": true`` and the keys it
 marked as sent back unchanged under ``"unchanged"``: its flat arrays and layout record are those tensors' values,
@@ -28,8 +29,9 @@ __all__ = ["audit_mod", "describe", "byte_strings"]
 def describe(message: Message) -> dict:
     """A JSON-able description of a message's content."""
     out: dict = {"type": message.metadata.message_type, "records": {}}
-    if message.has_error():
+    if message.has_error():  # client.replies: a code and a fixed reason, both recorded as they leave
         out["error"] = message.error.reason
+        out["code"] = message.error.code
         return out
     content = message.content
     packing = {PACKED_RECORD, LAYOUT_RECORD} if is_packed(content) else set()

@@ -1,10 +1,17 @@
 """The Flower ClientApp: translates messages into calls of :class:`client.node.ClientNode`.
 
-``app`` is what deployments run: the privacy audit, the unpacking of packed messages and packing of their replies
-(:mod:`client.packing`), then SecAgg+ when the server runs secure aggregation
+``app`` is what deployments run: the privacy audit, the error replies (:mod:`client.replies`: any exception leaves as
+a code and a fixed reason, never its text), the unpacking of packed messages (checked by the guard first) and packing
+of their replies (:mod:`client.packing`), then SecAgg+ when the server runs secure aggregation
 (:mod:`client.secagg`: it hands the handlers below the same messages as a plain run), then DP clipping when the server
 asks for it. Simulations that inject faults run :func:`build_app` with one more mod
 (:mod:`simulations.faults.client_app`); this module knows nothing of them.
+
+What the server's run config may ask of this node is bounded (:func:`shared.config.check_number`, lowered by the
+node config's ``cap-<key>`` keys), and so is every value of a message's config the handlers read (``proximal-mu``,
+``server-round``, ``margin``, ``anchor``). A device (a node config with ``user-id``) takes ``data``, ``split``,
+``store-dir`` and ``llm-url`` from its own node config only: a server's run config never names a path or an endpoint
+on it.
 """
 
 from __future__ import annotations
@@ -15,12 +22,23 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
-from client.node import ClientNode, is_free_node, make_llm, node_dataset, resolve_user
-from client.packing import packing_mod
+from client.guard import Guard
+from client.node import (ClientNode, base_shapes, check_anchor, check_margin, is_free_node, make_llm, node_dataset,
+                         resolve_user, store_root)
+from client.packing import make_packing_mod
+from client.replies import error_mod
 from client.secagg import secagg_mod
-from shared.config import RunConfig
+from shared.config import RunConfig, check_number, node_caps
+from shared.errors import ConfigError
+from shared.packing import array_view
 from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
                              ROLE_KEY)
+
+NODE_KEYS = ("data", "split", "store-dir", "llm-url", "llm-model")
+"""Run config keys a node's own config overrides."""
+DEVICE_ONLY_KEYS = ("data", "split", "store-dir", "llm-url")
+"""Run config keys a device (``user-id`` in its node config) takes from its node config only, never from the run
+config a server sent: paths and the endpoint its user's text goes to."""
 
 
 def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
@@ -31,18 +49,45 @@ def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
     return call_next(msg, ctx)
 
 
-def _node(context: Context) -> ClientNode:
+def run_config(context: Context) -> RunConfig:
+    """This node's run config: the server's run config with the node config's own keys over it (a device's paths and
+    endpoint from its node config only), every value within its range and the node config's caps."""
     mapping = dict(context.run_config)
-    for key in ("data", "split", "store-dir", "llm-url", "llm-model"):
+    if "user-id" in context.node_config:
+        for key in DEVICE_ONLY_KEYS:
+            mapping[key] = ""
+    for key in NODE_KEYS:
         if key in context.node_config:
             mapping[key] = context.node_config[key]
-    cfg = RunConfig.from_mapping(mapping, complete=True)
+    return RunConfig.from_mapping(mapping, complete=True, caps=node_caps(context.node_config))
+
+
+def _node(context: Context) -> ClientNode:
+    cfg = run_config(context)
     user, role = resolve_user(cfg, context.node_config)
     return ClientNode(cfg=cfg, user=user, role=role, llm=make_llm(cfg), free=is_free_node(cfg, context.node_config))
 
 
+def node_guard(context: Context) -> Guard:
+    """The guard of this node's user and base (:mod:`client.guard`), for checking a packed message before it is
+    unpacked."""
+    cfg = run_config(context)
+    user, _ = resolve_user(cfg, context.node_config)
+    return Guard(base_shapes(cfg.model), store_root(cfg), user.user_id, task=cfg.task)
+
+
+packing_mod = make_packing_mod(node_guard)
+"""The production packing mod: the node's guard checks a packed message before it is unpacked."""
+
+
 def _arrays(msg: Message) -> dict:
-    return {k: v.numpy() for k, v in msg.content["arrays"].items()}
+    """The message's tensors as read-only views of the bytes that came (no copy before the guard has checked them)."""
+    return {k: array_view(v) for k, v in msg.content["arrays"].items()}
+
+
+def _config_number(config, key: str, default: float, caps) -> float:
+    """A number of a message's config, within the range of the run config key of the same name."""
+    return check_number(key, config.get(key, default), caps)
 
 
 def query(msg: Message, context: Context) -> Message:
@@ -57,8 +102,12 @@ def query(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
-    arrays, metrics = node.train(_arrays(msg), proximal_mu=float(config.get("proximal-mu", 0.0)),
-                                 server_round=int(config.get("server-round", 0)))
+    caps = node_caps(context.node_config)
+    server_round = config.get("server-round", 0)
+    if isinstance(server_round, bool) or not isinstance(server_round, int) or not 0 <= server_round <= MAX_ROUND:
+        raise ConfigError(f"message config key 'server-round' must be an integer in [0, {MAX_ROUND}]")
+    arrays, metrics = node.train(_arrays(msg), proximal_mu=_config_number(config, "proximal-mu", 0.0, caps),
+                                 server_round=server_round)
     if KEY_CLIPPING_NORM in config:
         metrics[DP_WEIGHT_KEY] = 1
     # in the order the server sent (a resumed server's checkpoint has its keys sorted; Flower's DP clipping refuses
@@ -74,8 +123,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content["config"]
     methods = (list(node.cfg.eval_methods) or None) if str(config.get("methods", "hydra")) == "all" else ["hydra"]
-    margin = float(config[MARGIN_KEY]) if MARGIN_KEY in config else None
-    anchor = str(config[ANCHOR_KEY]) if ANCHOR_KEY in config else None
+    margin = check_margin(config[MARGIN_KEY]) if MARGIN_KEY in config else None
+    anchor = check_anchor(config[ANCHOR_KEY], node.task) if ANCHOR_KEY in config else None
     metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds, margin=margin,
                             anchor=anchor)
     if not node.cfg.federation.report_metrics:
@@ -83,12 +132,17 @@ def evaluate(msg: Message, context: Context) -> Message:
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 
 
+MAX_ROUND = 1_000_000
+"""The largest ``server-round`` a training message may carry."""
+
+
 def build_app(*mods) -> ClientApp:
     """A ClientApp with these handlers: ``audit_mod`` outermost (it records exactly what leaves the client), then
-    the packing of tensors (:mod:`client.packing`: the server's packed messages are unpacked, the replies to them
+    ``error_mod`` (every exception leaves as a code and a fixed reason: the audit sees that reply), then the packing
+    of tensors (:mod:`client.packing`: the server's packed messages are unpacked, the replies to them
     packed), then SecAgg+ (it masks what the inner ones return), then ``mods`` (none in production), then Flower's clipping when
     the server asks for DP (before masking, as DP with secure aggregation needs)."""
-    client_app = ClientApp(mods=[audit_mod, packing_mod, secagg_mod, *mods, _dp_mod])
+    client_app = ClientApp(mods=[audit_mod, error_mod, packing_mod, secagg_mod, *mods, _dp_mod])
     client_app.query()(query)
     client_app.train()(train)
     client_app.evaluate()(evaluate)

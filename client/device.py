@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import OrderedDict
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -188,8 +189,13 @@ class DeviceModels:
         self.rating = SharedRatingHead.from_state({k[len(RATING_PREFIX):]: v for k, v in self.base.items()
                                                    if k.startswith(RATING_PREFIX)})
         """The shared rating head (:mod:`shared.hydra.rating_head`), zeros unless the task rates."""
-        self.margin: float | None = float(self.manifest["margin"]) if "margin" in self.manifest else None
+        try:
+            self.margin: float | None = float(self.manifest["margin"]) if "margin" in self.manifest else None
+        except (TypeError, ValueError):
+            raise BundleInvalid("bundle.json: field 'margin' is no number") from None
         """The decision margin chosen on training users (:mod:`shared.hydra.decision`); None: no margin rule."""
+        if self.margin is not None and math.isnan(self.margin):
+            raise BundleInvalid("bundle.json: field 'margin' is NaN")
         self.anchor: str = str(self.manifest.get("anchor", BASELINE_ANCHOR))
         """The answer the margin rule keeps (chosen with the margin; :func:`shared.hydra.candidates.anchors_for`)."""
         self.lru_size = lru_size

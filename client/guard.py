@@ -6,7 +6,12 @@ message that carries a global base (train, evaluate, the margin query) before th
 or the store. The rules, in the order they are checked (defaults in :class:`Limits`):
 
 1. **size**: no more tensors than the device's own base has, and no more bytes than that base would take in float64
-   (8 bytes per element), counted before any value is read;
+   (8 bytes per element), counted before any value is read. A packed message (:mod:`shared.packing`) is checked on
+   its layout and the byte length of its flat arrays before anything is unpacked (:meth:`Guard.check_packed`: the
+   tensor count, bytes, dtypes and shapes the layout names, whatever its ``same-as`` entries repeat), then unpacked
+   into views of the bytes that came and checked by every rule below before any copy is made
+   (:func:`client.packing.make_packing_mod`): what a message makes the device allocate is bounded by its own base,
+   whatever the layout says (``scripts/bench_hostile_memory.py`` measures it);
 2. **keys**: exactly the shared keys of the device's own model: no personal ``head.`` key, none unknown, none
    missing;
 3. **shapes and dtypes**: the device's shapes; float32 (the protocol's dtype) or float64 (Flower's FedAdam returns
@@ -20,8 +25,9 @@ or the store. The rules, in the order they are checked (defaults in :class:`Limi
    outlier filter uses the same factor 10 on replies.
 
 A refused base raises :class:`shared.errors.UnsafeBase` naming the rule and the tensor; the reason is logged (logger
-``client.guard``) and Flower turns the exception into the client's error reply, so the round goes on without this
-device and the server logs and counts it as failed. Nothing of the base was read into a model or written: the store
+``client.guard``) and :mod:`client.replies` turns the exception into the client's error reply (code 101 and a fixed
+reason, never the rule's text), so the round goes on without this device and the server logs and counts it as
+failed. Nothing of the base was read into a model or written: the store
 is byte for byte as it was (``tests/client/test_hostile_server.py``).
 
 After local training, :meth:`Guard.check_round` checks what the round would keep and send before anything is
@@ -69,9 +75,10 @@ import numpy as np
 from client.store import StoreError, UserStore
 from shared.errors import DivergedRound, GuardError, UnsafeBase, UnsafeUpdate
 from shared.hydra.naming import is_personal_key, is_shared_key
+from shared.packing import declared_tensors
 
-__all__ = ["Limits", "LIMITS", "ACCEPTED_DTYPES", "TensorShapes", "Guard", "check_base", "check_heads",
-           "check_update", "check_secure_update", "l2_norm"]
+__all__ = ["Limits", "LIMITS", "ACCEPTED_DTYPES", "TensorShapes", "Guard", "check_base", "check_declared",
+           "check_packed", "base_budget", "check_heads", "check_update", "check_secure_update", "l2_norm"]
 
 _LOG = logging.getLogger("client.guard")
 
@@ -133,41 +140,102 @@ def _values(error: type[GuardError], what: str, key: str, value: np.ndarray, lim
                        f"{limits.max_abs:g}", key)
 
 
-def check_base(arrays: Mapping[str, Any], spec: TensorShapes, *, reference: float | None = None,
-               limits: Limits = LIMITS) -> tuple[dict[str, np.ndarray], float]:
-    """Check a received global base against the device's own shapes ``spec`` and the norm ``reference`` of the last
-    base it accepted (None: none yet); returns (the base as float32, its norm) or raises :class:`UnsafeBase`."""
-    if len(arrays) > len(spec):
-        _refuse(UnsafeBase, f"the message holds {len(arrays)} tensors; this device's base has {len(spec)}")
-    budget = limits.bytes_per_element * sum(math.prod(shape) for shape in spec.values())
-    size = sum(int(getattr(v, "nbytes", np.asarray(v).nbytes)) for v in arrays.values())
+def base_budget(spec: TensorShapes, limits: Limits = LIMITS) -> int:
+    """The most bytes of tensors a message may hold: the device's base at ``bytes_per_element`` per element."""
+    return limits.bytes_per_element * sum(math.prod(shape) for shape in spec.values())
+
+
+def _itemsize(key: str, dtype: str) -> int:
+    if dtype not in ACCEPTED_DTYPES:
+        _refuse(UnsafeBase, f"tensor {key!r} has dtype {dtype}, expected one of {', '.join(ACCEPTED_DTYPES)}", key)
+    return np.dtype(dtype).itemsize
+
+
+def check_declared(tensors: Mapping[str, tuple[Sequence[int], str]], spec: TensorShapes, *,
+                   limits: Limits = LIMITS) -> None:
+    """The rules of a global base that need no value (count, bytes, keys, shapes, dtypes), on what a message says
+    its tensors are: ``{key: (shape, dtype name)}``; raises :class:`UnsafeBase`. Nothing here reads a value or
+    allocates more than the names."""
+    if len(tensors) > len(spec):
+        _refuse(UnsafeBase, f"the message holds {len(tensors)} tensors; this device's base has {len(spec)}")
+    budget = base_budget(spec, limits)
+    size = sum(math.prod(shape) * (np.dtype(dtype).itemsize if dtype in np.sctypeDict else 8)
+               for shape, dtype in tensors.values())
     if size > budget:
         _refuse(UnsafeBase, f"the message holds {size:,} bytes of tensors; this device's base takes at most {budget:,}")
-    for key in arrays:
+    for key in tensors:
         if is_personal_key(key):
             _refuse(UnsafeBase, f"personal key {key!r} in a global base", key)
         if not is_shared_key(key) or key not in spec:
             _refuse(UnsafeBase, f"unknown key {key!r} in a global base", key)
-    missing = [k for k in spec if k not in arrays]
+    missing = [k for k in spec if k not in tensors]
     if missing:
         _refuse(UnsafeBase, f"the global base lacks {len(missing)} shared tensors, e.g. {missing[0]!r}", missing[0])
-    out: dict[str, np.ndarray] = {}
     for key, shape in spec.items():
-        value = np.asarray(arrays[key])
-        if tuple(value.shape) != tuple(shape):
-            _refuse(UnsafeBase, f"tensor {key!r} has shape {tuple(value.shape)}, expected {tuple(shape)}", key)
-        if str(value.dtype) not in ACCEPTED_DTYPES:
-            _refuse(UnsafeBase, f"tensor {key!r} has dtype {value.dtype}, expected one of {', '.join(ACCEPTED_DTYPES)}",
-                    key)
-        _values(UnsafeBase, "received", key, value, limits)
-        out[key] = np.ascontiguousarray(value, dtype=np.float32)
-    norm = l2_norm(out)
+        got, dtype = tensors[key]
+        if tuple(got) != tuple(shape):
+            _refuse(UnsafeBase, f"tensor {key!r} has shape {tuple(got)}, expected {tuple(shape)}", key)
+        _itemsize(key, dtype)
+
+
+def check_packed(layout: Mapping[str, Any], flat: Mapping[str, int], spec: TensorShapes, *,
+                 limits: Limits = LIMITS) -> None:
+    """Check a packed message (:mod:`shared.packing`) before anything of it is unpacked: ``layout`` is its layout
+    record, ``flat`` the byte length of each of its flat arrays by dtype name. Raises :class:`UnsafeBase` when the
+    layout names more tensors than the device's base has (counted on its list's length), the flat arrays hold more
+    bytes than :func:`base_budget` (plus their small headers) or come in another dtype, a tensor is marked as sent
+    back (a server's message answers none), or the ``arrays`` record breaks :func:`check_declared` (any other
+    record, SecAgg+'s ``fitins.parameters``, must hold tensors of the base's shapes and dtypes, no more of them than
+    the base has); :class:`shared.errors.PackingError` when the layout is of the wrong form."""
+    keys = layout.get("keys")
+    if isinstance(keys, (list, tuple)) and len(keys) > len(spec):
+        _refuse(UnsafeBase, f"the message holds {len(keys)} tensors; this device's base has {len(spec)}")
+    budget = base_budget(spec, limits)
+    for dtype in flat:
+        _itemsize(f"<packed {dtype}>", str(dtype))
+    size = sum(int(n) for n in flat.values())
+    if size > budget + _HEADER * len(flat):
+        _refuse(UnsafeBase, f"the message holds {size:,} bytes of tensors; this device's base takes at most {budget:,}")
+    declared = declared_tensors(layout, max_tensors=len(spec))
+    shapes = {tuple(shape) for shape in spec.values()}
+    total = 0
+    for record, tensors in declared.items():
+        for key, (shape, dtype, sent) in tensors.items():
+            if sent:
+                _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is marked as sent back unchanged, and this "
+                                    f"message answers none", key)
+            total += 1
+            if record != "arrays" and (tuple(shape) not in shapes or dtype not in ACCEPTED_DTYPES):
+                _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is {dtype} {tuple(shape)}, no tensor of "
+                                    f"this device's base", key)
+    if total > len(spec):
+        _refuse(UnsafeBase, f"the message holds {total} tensors; this device's base has {len(spec)}")
+    if "arrays" in declared:
+        check_declared({k: (shape, dtype) for k, (shape, dtype, _) in declared["arrays"].items()}, spec,
+                       limits=limits)
+
+
+_HEADER = 4096
+"""The most bytes a flat array's ``.npy`` header may add to its values (numpy writes 128)."""
+
+
+def check_base(arrays: Mapping[str, Any], spec: TensorShapes, *, reference: float | None = None,
+               limits: Limits = LIMITS, copy: bool = True) -> tuple[dict[str, np.ndarray], float]:
+    """Check a received global base against the device's own shapes ``spec`` and the norm ``reference`` of the last
+    base it accepted (None: none yet); returns (the base as float32, its norm) or raises :class:`UnsafeBase`.
+    The tensors may be read-only views of the message's bytes: they are copied (once, as float32) only after every
+    rule has passed (``copy=False``: the check alone, an empty dict for the base)."""
+    check_declared({k: (tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in arrays.items()}, spec,
+                   limits=limits)
+    for key in spec:
+        _values(UnsafeBase, "received", key, np.asarray(arrays[key]), limits)
+    norm = l2_norm({k: arrays[k] for k in spec})
     if norm > limits.max_norm:
         _refuse(UnsafeBase, f"the global base has norm {norm:.3g}, over the bound {limits.max_norm:g}")
     if reference is not None and norm > _bound(reference, limits):
         _refuse(UnsafeBase, f"the global base has norm {norm:.3g}, over {limits.growth:g} x the norm {reference:.3g} "
                             f"of the last base this device accepted")
-    return out, norm
+    return ({key: np.array(arrays[key], dtype=np.float32) for key in spec} if copy else {}), norm
 
 
 def check_heads(after: Mapping[str, Any], before: Mapping[str, Any], *, limits: Limits = LIMITS) -> None:
@@ -270,9 +338,14 @@ class Guard:
             raise StoreError(f"{store.path / 'accepted_base.json'}: damaged (norm {norm!r})")
         return float(norm)
 
-    def check_base(self, arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The received base as float32 once every rule passes; raises :class:`UnsafeBase` (logged) otherwise."""
-        out, self.norm = check_base(arrays, self.spec, reference=self.reference(), limits=self.limits)
+    def check_packed(self, layout: Mapping[str, Any], flat: Mapping[str, int]) -> None:
+        """:func:`check_packed` against this device's base: before anything of a packed message is unpacked."""
+        check_packed(layout, flat, self.spec, limits=self.limits)
+
+    def check_base(self, arrays: Mapping[str, Any], *, copy: bool = True) -> dict[str, np.ndarray]:
+        """The received base as float32 once every rule passes (``copy=False``: only checked, an empty dict); raises
+        :class:`UnsafeBase` (logged) otherwise."""
+        out, self.norm = check_base(arrays, self.spec, reference=self.reference(), limits=self.limits, copy=copy)
         return out
 
     def check_round(self, heads_after: Mapping[str, Any], heads_before: Mapping[str, Any],

@@ -25,14 +25,19 @@ import numpy as np
 from client.store import UserStore
 from shared.protocol import WEIGHT_KEY, NodeRole
 from shared.config import RunConfig
-from shared.errors import ConfigError
+from shared.errors import ConfigError, WrongRole
 from shared.hydra.variants import is_hydra_method
 from shared.paths import fedhydra_home
 from shared.users import HISTORY_PROTOCOL
 
 __all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_base", "store_root", "device_bundle",
-           "llm_faults", "offlabel_answers", "node_dataset", "base_shapes"]
+           "llm_faults", "offlabel_answers", "node_dataset", "base_shapes", "check_margin", "check_anchor",
+           "MAX_MARGIN", "KEPT_BUNDLES"]
 
+
+ONBOARDING_FAILED = "onboarding_failed"
+"""The store's meta counter of the LLM labels an outage cost the last onboarding (as the SDK keeps it): above 0, the
+next message builds the episodes again."""
 
 _BASES: dict[str, Any] = {}
 _DATASETS: dict[tuple[str, str, str, int], Any] = {}
@@ -148,7 +153,8 @@ class ClientNode:
 
         store = self.store
         cached = store.read_episodes()
-        if cached is not None:
+        failed_before = int((store.read_meta() or {}).get(ONBOARDING_FAILED) or 0) if cached is not None else 0
+        if cached is not None and not failed_before:  # an onboarding an outage cut short is built again
             return cached, {"llm_calls": 0, "skipped": 0, "offlabel": 0}
         questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []  # golds never for test users
         free = self.free and self.role is NodeRole.TRAIN  # as the centralized run's free users: no LLM at all
@@ -160,7 +166,8 @@ class ClientNode:
         store.write_episodes(episodes)
         store.update_meta(episodes=len(episodes), episode_llm_calls=report.llm_calls, skipped=report.skipped,
                           offlabel_answers=offlabel, episode_llm_asked=report.llm_asked,
-                          episode_llm_seconds=round(report.llm_seconds, 3), role=self.role.value)
+                          episode_llm_seconds=round(report.llm_seconds, 3), role=self.role.value,
+                          **{ONBOARDING_FAILED: int(getattr(report, "failed", 0))})
         return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped, "offlabel": offlabel}
 
     def _trainer(self, arrays: Mapping[str, np.ndarray]):
@@ -180,7 +187,7 @@ class ClientNode:
         from shared.hydra.stages import train_stage
 
         if self.role is NodeRole.TEST:
-            raise ConfigError(f"user {self.user.user_id} is a test user and does not train")
+            raise WrongRole(f"user {self.user.user_id} is a test user and does not train")
         guard = self.guard()
         arrays = guard.check_base(arrays)  # UnsafeBase: refused before anything reads it or touches the store
         started = time.perf_counter()
@@ -221,7 +228,7 @@ class ClientNode:
         from shared.protocol import TRAINING_ROLES
 
         if self.role.value not in TRAINING_ROLES:
-            raise ConfigError(f"user {self.user.user_id} is a test user and has no training data for the margin")
+            raise WrongRole(f"user {self.user.user_id} is a test user and has no training data for the margin")
         arrays = self.guard().check_base(arrays)
         episodes, _ = self.episodes()
         trainer = self._trainer(arrays)
@@ -240,6 +247,8 @@ class ClientNode:
         from client.evaluation import evaluate_user
         from shared.metrics import evaluate
 
+        margin = None if margin is None else check_margin(margin)  # before any use: the bundle's name and manifest
+        anchor = None if anchor is None else check_anchor(anchor, self.task)
         guard = self.guard()
         arrays = guard.check_base(arrays)  # UnsafeBase: refused before any export or store write
         started = time.perf_counter()
@@ -296,24 +305,98 @@ def offlabel_answers(task, episodes) -> int:
     return sum(str(a) not in labels for a in answers)
 
 
+MAX_MARGIN = 1.0
+"""The largest finite decision margin a server may send (the margins it chooses among are
+:data:`shared.hydra.decision.MARGIN_GRID`, at most 0.75, and ``inf``)."""
+
+KEPT_BUNDLES = 2
+"""Device bundles kept under ``<store>/bundles``: the current one and the one before it."""
+
+
+def check_margin(margin: object) -> float:
+    """The decision margin a server sent, once it is a number in ``[0, MAX_MARGIN]`` or ``inf`` (keep the anchor:
+    :data:`shared.protocol.MARGIN_KEY`); else :class:`ConfigError` naming the bound (never NaN, never negative).
+
+    >>> check_margin(0.1), check_margin(float("inf"))
+    (0.1, inf)
+    >>> check_margin(float("nan"))
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigError: message config key 'margin' must be a number in [0, 1] or inf
+    """
+    ok = isinstance(margin, (int, float)) and not isinstance(margin, bool)
+    if not ok or not (0.0 <= float(margin) <= MAX_MARGIN or float(margin) == float("inf")):
+        raise ConfigError(f"message config key 'margin' must be a number in [0, {MAX_MARGIN:g}] or inf")
+    return float(margin)
+
+
+def check_anchor(anchor: object, task) -> str:
+    """The anchor a server sent, once it is one of the task's anchors (:func:`shared.hydra.candidates.anchors_for`,
+    the registry); else :class:`ConfigError` (the server's text is not repeated)."""
+    from shared.hydra.candidates import anchors_for
+
+    known = anchors_for(task)
+    if not isinstance(anchor, str) or anchor not in known:
+        raise ConfigError(f"message config key 'anchor' must be one of {', '.join(known)} for {task.name}")
+    return anchor
+
+
 def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: float | None = None,
                   anchor: str | None = None) -> Path:
     """The device bundle of this global base (and decision margin and anchor), exported once per node and base (kept
-    under the store root)."""
+    under the store root, in a folder named by a digest of all three: no text of the server's is part of the path).
+
+    ``margin`` and ``anchor`` must have passed :func:`check_margin` and :func:`check_anchor` (checked again here).
+    Only the :data:`KEPT_BUNDLES` most recently used bundles are kept: the older ones, and staging folders an
+    interrupted export left over an hour ago, are removed after each call."""
+    import hashlib
     import shutil
     import uuid
 
     from shared.hydra.decision import BASELINE_ANCHOR
     from shared.hydra.export import content_id, export_bundle
 
-    folder = store_root(cfg) / "bundles" / (content_id(arrays)[:16] + ("" if margin is None else f"-m{margin}")
-                                            + ("" if anchor in (None, BASELINE_ANCHOR) else f"-{anchor}"))
-    if (folder / "bundle.json").exists():
-        return folder
-    staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
-    export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin, anchor=anchor)
-    try:
-        os.replace(staging, folder)
-    except OSError:  # another process finished the same export first
-        shutil.rmtree(staging, ignore_errors=True)
+    if margin is not None:
+        margin = check_margin(margin)
+    if anchor is not None:
+        from shared.tasks import get_task
+
+        anchor = check_anchor(anchor, get_task(cfg.task))
+    if anchor == BASELINE_ANCHOR:
+        anchor = None
+    tag = hashlib.sha256(repr((margin, anchor)).encode()).hexdigest()[:12]
+    root = store_root(cfg) / "bundles"
+    folder = root / f"{content_id(arrays)[:16]}-{tag}"
+    if not (folder / "bundle.json").exists():
+        staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
+        export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin, anchor=anchor)
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process finished the same export first
+            shutil.rmtree(staging, ignore_errors=True)
+    os.utime(folder)  # the most recently used: kept
+    _prune_bundles(root, keep=folder)
     return folder
+
+
+_STALE_STAGING_S = 3600.0
+
+
+def _prune_bundles(root: Path, *, keep: Path) -> None:
+    """Remove every bundle under ``root`` but ``keep`` and the most recently used other one, and staging folders
+    older than an hour (an export that was killed); a folder another process removes first is skipped."""
+    import shutil
+
+    bundles, now = [], time.time()
+    for entry in root.iterdir():
+        try:
+            mtime = entry.stat().st_mtime
+        except OSError:
+            continue
+        if entry.name.startswith("."):
+            if now - mtime > _STALE_STAGING_S:
+                shutil.rmtree(entry, ignore_errors=True)
+        elif entry != keep and entry.is_dir():
+            bundles.append((mtime, entry))
+    for _, old in sorted(bundles, reverse=True)[KEPT_BUNDLES - 1:]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -5,41 +5,74 @@ A message the server packed is unpacked before any other handler sees it (SecAgg
 handful of objects instead of one per tensor, and a tensor the client sends back unchanged (equal to the one it
 received under the same record and key; compared with a copy taken before any handler ran) is marked, not sent. A
 message that came unpacked gets an unpacked reply: a server that does not pack is answered in its own layout. A
-layout that does not describe its arrays raises :class:`shared.errors.PackingError`, which Flower sends back as the
-message's error.
+layout that does not describe its arrays raises :class:`shared.errors.PackingError`, which :mod:`client.replies` sends
+back as the message's error (code 104).
+
+Before anything of a packed message is unpacked, the device's guard checks its layout against the device's own base
+(:meth:`client.guard.Guard.check_packed`: tensor count, bytes, dtypes, shapes); the message is then unpacked into
+read-only views of the bytes that came (a ``same-as`` tensor is the very view it names), the guard checks the base
+(:meth:`client.guard.Guard.check_base`, every rule) and only then are the handlers' ``Array`` objects made, one per
+stored tensor. A refused message never costs the device more memory than a few of its base's tensors, whatever its
+layout says (``scripts/bench_hostile_memory.py``). The reply's tensors are compared with fingerprints of the
+received ones (:class:`shared.packing.Fingerprint`), not with copies.
 
 Example:
     >>> import numpy as np
     >>> from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+    >>> from client.guard import Guard
     >>> from shared.packing import pack_content
     >>> class Msg:  # what the mod reads of a Flower Message
     ...     def __init__(self, content): self.content = content
     ...     def has_content(self): return True
-    >>> sent = RecordDict({"arrays": ArrayRecord({"base.a": Array(np.ones(3, np.float32))}), "config": ConfigRecord()})
+    >>> base = {"base.a": np.ones(3, np.float32)}
+    >>> mod = make_packing_mod(lambda ctx: Guard({"base.a": (3,)}, "/nonexistent", "u", task="LaMP-3"))
+    >>> sent = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in base.items()}), "config": ConfigRecord()})
     >>> def handler(m, ctx):  # what the app's handlers see: the tensors by name
     ...     assert list(m.content["arrays"].keys()) == ["base.a"]
     ...     return Msg(RecordDict({"arrays": m.content["arrays"]}))
-    >>> reply = packing_mod(Msg(pack_content(sent)), None, handler).content
+    >>> reply = mod(Msg(pack_content(sent)), None, handler).content
     >>> sorted(reply.keys()), reply["packing"]["sent"]  # base.a came back unchanged: marked, not sent
     (['packed', 'packing'], [1])
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 from flwr.app import Context, Message
 
-from shared.packing import array_tensors, is_packed, pack_content, unpack_content
+from client.guard import Guard
+from shared.errors import PackingError
+from shared.packing import (LAYOUT_RECORD, PACKED_RECORD, fingerprint, flat_views, is_packed, pack_content,
+                            unpack_arrays, unpack_content)
 
-__all__ = ["packing_mod"]
+__all__ = ["make_packing_mod"]
+
+Mod = Callable[[Message, Context, Callable], Message]
 
 
-def packing_mod(msg: Message, ctx: Context, call_next) -> Message:
-    """Unpack a packed message, call the next handler, pack its reply (see the module docstring)."""
-    if not msg.has_content() or not is_packed(msg.content):
-        return call_next(msg, ctx)
-    msg.content = unpack_content(msg.content)
-    received = array_tensors(msg.content)
-    reply = call_next(msg, ctx)
-    if reply.has_content():
-        reply.content = pack_content(reply.content, reference=received)
-    return reply
+def make_packing_mod(guard_of: Callable[[Context], Guard]) -> Mod:
+    """The mod that unpacks a packed message once ``guard_of(context)`` (the guard of this node's user and base) let
+    its layout and its base through, calls the next handler and packs its reply (see the module docstring)."""
+
+    def packing_mod(msg: Message, ctx: Context, call_next) -> Message:
+        if not msg.has_content() or not is_packed(msg.content):
+            return call_next(msg, ctx)
+        content = msg.content
+        if PACKED_RECORD not in content.array_records:
+            raise PackingError(f"packed message without its array record {PACKED_RECORD!r}")
+        guard = guard_of(ctx)
+        layout = dict(content.config_records[LAYOUT_RECORD])
+        guard.check_packed(layout, {k: len(v.data) for k, v in content.array_records[PACKED_RECORD].items()})
+        records = unpack_arrays(flat_views(content), layout, reference=None, max_tensors=len(guard.spec))
+        if "arrays" in records:
+            guard.check_base(records["arrays"], copy=False)  # every rule, on views of the message's bytes: no copy yet
+        received = {name: {k: fingerprint(v) for k, v in tensors.items()} for name, tensors in records.items()}
+        msg.content = unpack_content(content, records=records)
+        del records, content
+        reply = call_next(msg, ctx)
+        if reply.has_content():
+            reply.content = pack_content(reply.content, reference=received)
+        return reply
+
+    return packing_mod

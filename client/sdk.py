@@ -28,11 +28,20 @@ the heads (safetensors and their ONNX scorer graphs), the current bundle, and th
 the history records: records never change once added, so they are encoded once (by ``add_history``,
 ``fit`` or ``update_base``, whichever comes first with a bundle installed) under the identity of the encoder
 (:func:`client.device.embedding_id`; a new base makes them stale and they are encoded again), and answering
-encodes only the query and the candidates. Every write is atomic.
+encodes only the query and the candidates. Every write is atomic, and several processes may use one store at once
+(``add_history`` appends in one transaction).
+
+What the SDK does not trust: an onboarding whose LLM labels failed (an outage) is not stored as done: the episodes
+that were labelled are kept and used, ``FitReport.failed`` counts the ones that failed, and the next :meth:`fit`
+builds the onboarding again (the LLM cache serves what was answered); stored heads that do not load (non-finite,
+out of range, another shape) are refused and removed, answers use the shared heads until the next :meth:`fit`;
+``update_base`` installs a bundle only after it has loaded it and answered a probe question with it (no LLM).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import shutil
 import threading
@@ -45,10 +54,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from client.device import PERSONAL, DeviceModels, OnnxScorer, embedding_id, fit_head, read_manifest, uses_int8
+from client.device import (PERSONAL, BundleInvalid, DeviceModels, OnnxScorer, embedding_id, fit_head, read_manifest,
+                           uses_int8)
 from client.guard import check_heads
-from client.store import UserStore, text_digest
+from client.store import StoreError, UserStore, text_digest
 from shared.errors import ConfigError, DataFormatError
+from shared.hydra.candidates import anchors_for
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
@@ -64,7 +75,9 @@ __all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE", "ONBOARDING_
 
 ONBOARDING_CALLS = 20
 """Most LLM calls a new user's onboarding (the episodes that fit their heads) may cost by default."""
-
+_LOG = logging.getLogger("client.sdk")
+_ONBOARDING_FAILED = "onboarding_failed"
+"""The store's meta field: how many LLM labels the last onboarding lost to endpoint failures (0: complete)."""
 
 
 @dataclass
@@ -76,6 +89,9 @@ class FitReport:
     llm_calls: int = 0
     llm_seconds: float = 0.0
     fit_seconds: float = 0.0
+    failed: int = 0
+    """LLM labels this fit's onboarding lost to endpoint failures (not budget): the next :meth:`PersonalClient.fit`
+    asks for them again. 0 when the onboarding is complete (or was not run)."""
 
 
 class PersonalClient:
@@ -158,7 +174,6 @@ class PersonalClient:
         Raises:
             DataFormatError: naming the item's index and the field that is missing or not text.
         """
-        current = self.history
         clean = []
         for i, item in enumerate(items):
             if not isinstance(item, Mapping):
@@ -171,19 +186,20 @@ class PersonalClient:
                 if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                     raise DataFormatError("add_history", f"expected text, got {type(value).__name__}", index=i, field=name)
                 row[name] = str(value)
-            row["id"] = str(item.get("id", f"h{len(current) + i}"))
-            clean.append(row)
+            if "id" in item:
+                row["id"] = str(item["id"])
+            clean.append(row)  # without an id: ``h<position>``, given by the store as it appends
         if self.task.labels and self.task.item_output:
             for i, row in enumerate(clean):
                 if self.task.item_output(row) not in self.task.labels:
                     field = next((f for f in self.task.profile_fields if row.get(f) == self.task.item_output(row)), None)
                     raise DataFormatError("add_history", f"{self.task.item_output(row)!r} is not one of {list(self.task.labels)}",
                                           index=i, field=field)
-        self.store.write_history(current + clean)
+        total = self.store.append_history(clean)  # one transaction: another process's items are kept
         self._ctx = None
         if self._models is not None or self._has_bundle():
             self._sync_history(self.models, compute=True)
-        return len(current) + len(clean)
+        return total
 
     def _sync_history(self, models: DeviceModels, *, compute: bool) -> None:
         """Pin the history records' embeddings in ``models``: the ones the store has cached for this encoder as
@@ -204,6 +220,13 @@ class PersonalClient:
             cache.update({digests[t]: v for t, v in zip(missing, vectors)})
             self.store.write_embeddings(ident, cache)
 
+    def _adopt(self, models: DeviceModels) -> DeviceModels:
+        """Make ``models`` this client's: the stored heads (if they load) and the cached history embeddings."""
+        self._models = models
+        self._load_heads()
+        self._sync_history(models, compute=False)
+        return models
+
     # -- the model bundle ---------------------------------------------------------------------------------
     @property
     def bundle_dir(self) -> Path:
@@ -217,41 +240,108 @@ class PersonalClient:
         if self._models is None:
             if not self._has_bundle():
                 raise ConfigError(f"{self.store.path}: no model bundle yet; call update_base(bundle_dir)")
-            self._models = DeviceModels(self.bundle_dir, threads=self.threads, quantized=self.quantized)
-            self._load_heads()
-            self._sync_history(self._models, compute=False)
+            return self._adopt(DeviceModels(self.bundle_dir, threads=self.threads, quantized=self.quantized))
         return self._models
 
     def update_base(self, bundle: str | Path) -> None:
-        """Take a new global base: verify the bundle, swap it in atomically, drop the history embeddings made
-        by another encoder, refit heads if the user has data (re-encoding the history), else re-encode it."""
+        """Take a new global base: copy the bundle into a staging folder, verify it there (format, version, every
+        file's hash), prove that it answers (:meth:`_prove`: it loads, its anchor and margin are usable, and it
+        answers a probe question with finite scores, no LLM), then swap it in; drop the history embeddings made by
+        another encoder, refit heads if the user has data (re-encoding the history), else re-encode it.
+
+        Raises:
+            BundleInvalid: the bundle is damaged or cannot answer; the installed bundle is untouched.
+        """
         source = Path(bundle)
-        manifest = read_manifest(source)  # verifies format, version and every file's hash before anything moves
-        new_id = embedding_id(manifest, HISTORY_ROLE, uses_int8(manifest, self.quantized))
-        staging = self.store.path / f".bundle-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(source, staging)
-        old = self.store.path / f".bundle-old-{uuid.uuid4().hex[:8]}"
-        if self.bundle_dir.exists():
-            os.replace(self.bundle_dir, old)
-        os.replace(staging, self.bundle_dir)
-        shutil.rmtree(old, ignore_errors=True)
-        self._models = None
-        for role in ROLES:
-            (self.store.path / f"scorer-{role}.onnx").unlink(missing_ok=True)
-        if self.store.embeddings_model() != new_id:
-            self.store.clear_embeddings()
+        read_manifest(source, verify=False)  # format and version, before anything is copied
+        with self.store.writing():  # a process opening the store meanwhile leaves the staging folder alone
+            staging = self.store.path / f".bundle-{uuid.uuid4().hex[:8]}"
+            try:
+                shutil.copytree(source, staging)
+                manifest = read_manifest(staging)  # every file's hash, on the copy that will be installed
+                models = self._prove(staging)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            new_id = embedding_id(manifest, HISTORY_ROLE, uses_int8(manifest, self.quantized))
+            old = self.store.path / f".bundle-old-{uuid.uuid4().hex[:8]}"
+            with self._guard:
+                if self.bundle_dir.exists():
+                    os.replace(self.bundle_dir, old)
+                os.replace(staging, self.bundle_dir)  # a kill before this: opening the store restores ``old``
+                shutil.rmtree(old, ignore_errors=True)
+                models.dir = self.bundle_dir
+                self._models = None
+                for role in ROLES:
+                    (self.store.path / f"scorer-{role}.onnx").unlink(missing_ok=True)
+                if self.store.embeddings_model() != new_id:
+                    self.store.clear_embeddings()
+                self._adopt(models)
         if self.store.read_episodes():
             self.fit()
         elif self.history:
             self._sync_history(self.models, compute=True)
 
+    def _prove(self, folder: Path) -> DeviceModels:
+        """Load the bundle in ``folder`` and answer a probe question with it, without an LLM: its anchor must be one
+        of this task's, its margin a number (not NaN), and every score finite. Returns the loaded models.
+
+        Raises:
+            BundleInvalid: naming what failed (the bundle's model config unlike its base's, an unknown anchor, ...).
+        """
+        try:
+            models = DeviceModels(folder, threads=self.threads, quantized=self.quantized, verify=False)
+        except BundleInvalid:
+            raise
+        except Exception as exc:  # noqa: BLE001 - onnxruntime, safetensors and the base's checks raise several types
+            raise BundleInvalid(f"the new bundle does not load: {type(exc).__name__}: "
+                                f"{str(exc).replace(str(folder), 'bundle')[:300]}") from None
+        if models.anchor not in anchors_for(self.task):
+            raise BundleInvalid(f"the new bundle's anchor is none of {list(anchors_for(self.task))} ({self.task.name})")
+        if models.margin is not None and math.isnan(models.margin):
+            raise BundleInvalid("the new bundle's margin is NaN")
+        items = self.history[:8] or [{**{f: f"probe record {i}" for f in self.task.profile_fields}, "id": str(i)}
+                                      for i in range(2)]
+        question = self.task.pseudo_question(items[0])
+        probe = question[0] if question is not None else self.task.instruction + self.task.item_text(items[0])
+        try:
+            ctx = UserContext.build(self.task, items, embed=lambda texts: models.embed(HISTORY_ROLE, list(texts)))
+            result = answer(self.task, probe, ctx, None, OnnxScorer(models), models.editor, heads=None,
+                            config=self.inference, variant="hydra", margin=models.margin, rating=models.rating,
+                            anchor=models.anchor)
+        except Exception as exc:  # noqa: BLE001 - whatever fails here would fail every answer()
+            raise BundleInvalid(f"the new bundle does not answer: {type(exc).__name__}") from None
+        scores = [r["score"] for r in result.records] + [c["score"] for c in result.candidates]
+        if not all(math.isfinite(float(s)) for s in scores):
+            raise BundleInvalid("the new bundle answers with non-finite scores")
+        models.clear_cache()  # the probe leaves no trace: no cached embedding, no count
+        models.encoded = models.encoded_tokens = 0
+        return models
+
     def _load_heads(self) -> None:
+        """Load the stored heads into the models; heads that fail the store's checks or do not fit this base's
+        shapes are refused (logged, removed: the next fit makes them again) and the shared heads answer."""
         assert self._models is not None
-        heads = self.store.read_heads(self._models.config)
-        if heads:
+        try:
+            heads = self.store.read_heads(self._models.config)
+            if heads:
+                for role in ROLES:
+                    shared = self._models.shared_weights(role)
+                    for key, want in ((f"head.{role}.weight", shared.head_w), (f"head.{role}.bias", shared.head_b)):
+                        if key in heads and tuple(heads[key].shape) != tuple(np.shape(want)):
+                            raise StoreError(f"heads.safetensors: tensor {key!r} has shape "
+                                             f"{tuple(heads[key].shape)}, this base needs {tuple(np.shape(want))}")
+        except StoreError as exc:
+            _LOG.warning("stored heads refused, answering with the shared heads until the next fit: %s", exc)
+            self.store.clear_heads()
             for role in ROLES:
-                if f"head.{role}.weight" in heads:
-                    self._models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
+                (self.store.path / f"scorer-{role}.onnx").unlink(missing_ok=True)
+            return
+        if heads:
+            with self.store.writing():
+                for role in ROLES:
+                    if f"head.{role}.weight" in heads:
+                        self._models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
 
     # -- fitting ------------------------------------------------------------------------------------------
     def fit(self) -> FitReport:
@@ -261,11 +351,18 @@ class PersonalClient:
         if len(history) < 2:
             raise ConfigError("fit needs at least two history items")
         episodes = self.store.read_episodes()
-        if episodes is None:  # onboarding: the LLM labels data made from the history (answers go on meanwhile)
+        failed_before = int((self.store.read_meta() or {}).get(_ONBOARDING_FAILED) or 0)
+        if episodes is None or failed_before:  # onboarding (again after an outage): the LLM labels the history's data
+            stored = episodes or []
             episodes, built = build_user_episodes(self.task, self.store.user, history, [], self.llm,
                                                   self.episode_config)
+            if len(episodes) < len(stored):  # a retry during another outage (no cache): keep what was labelled
+                episodes = stored
             self.store.write_episodes(episodes)
-            report.llm_calls, report.llm_seconds = built.llm_calls, built.llm_seconds
+            self.store.update_meta(**{_ONBOARDING_FAILED: built.failed})
+            report.llm_calls, report.llm_seconds, report.failed = built.llm_calls, built.llm_seconds, built.failed
+            if built.failed:
+                _LOG.warning("onboarding: %d LLM labels failed; the next fit() asks again", built.failed)
         with self._guard:  # the on-device part: answers wait for it (seconds), then use the new heads
             return self._fit_heads(history, episodes, report)
 
@@ -302,9 +399,10 @@ class PersonalClient:
                                                      lr=self.fit_lr, l2=self.head_l2)
             heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
         check_heads(heads, prior)  # client/guard.py: DivergedRound, the last good heads stay
-        self.store.write_heads(heads, models.config, bundle=models.id)
-        for role in ROLES:
-            models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
+        with self.store.writing():  # (the scorer graphs are written atomically: an open meanwhile leaves them be)
+            self.store.write_heads(heads, models.config, bundle=models.id)
+            for role in ROLES:
+                models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
         report.fit_seconds = time.perf_counter() - started
         return report
 
@@ -322,13 +420,9 @@ class PersonalClient:
         return self._replay[1]
 
     def _context(self) -> UserContext:
-        """The stored history's context (style, word counts, label prior), rebuilt only when the history file
-        changed (every write replaces it: a new inode), not on every answer."""
-        try:
-            stat = (self.store.path / "history.json").stat()
-            key: tuple[int, ...] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            key = None
+        """The stored history's context (style, word counts, label prior), rebuilt only when the stored history
+        changed (:meth:`client.store.UserStore.history_version`), not on every answer."""
+        key: tuple[int, ...] | None = self.store.history_version()
         if self._ctx is None or self._ctx[0] != key:
             self._ctx = (key, UserContext.build(self.task, self.history, embed=self._embed))
         return self._ctx[1]

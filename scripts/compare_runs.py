@@ -5,6 +5,10 @@ scores higher or lower (the task's per-question utility, :func:`shared.metrics.e
 minus the rating error, or correctness), the mean paired difference and its 95% bootstrap interval
 (:func:`shared.stats.paired_bootstrap`, seeded).
 
+Where some user asks more than one question (LaMP-3's timeline split: 40 questions per user), a last column gives
+the user-level interval too (users resampled, each with all their questions), the one to read when few users
+carry many questions.
+
 A side may join several prediction files of the same questions with ``+`` (e.g. one run per seed): each
 question then scores the mean of its files' scores, so the interval is over questions with the seeds averaged.
 
@@ -22,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.data import find_split_files, load_outputs, load_split
+from shared.data import find_split_files, load_outputs, load_questions, load_split
 from shared.errors import DataFormatError
 from shared.metrics import example_score
 from shared.stats import paired_bootstrap
@@ -42,14 +46,20 @@ def main() -> None:
         raise SystemExit("prediction files come in pairs: first run, second run")
     task = get_task(args.task)
     if args.split == "timeline":  # built in memory from user_histories.json (shared.data.load_timeline)
-        golds, gold_file = load_split(args.golds, task, "timeline").golds, f"{args.golds} (timeline split)"
+        split = load_split(args.golds, task, "timeline")
+        golds, gold_file, questions = split.golds, f"{args.golds} (timeline split)", split.questions
     else:
-        _, gold_file = find_split_files(args.golds, args.split)
+        question_file, gold_file = find_split_files(args.golds, args.split)
         if gold_file is None:
             raise SystemExit(f"{args.golds}: no *_outputs.json with golds")
         _, golds = load_outputs(gold_file)
-    print("| first | second | answers that differ | second better | second worse | mean difference | 95% interval |")
-    print("|---|---|---|---|---|---|---|")
+        questions = load_questions(question_file, task)
+    users = {q.id: q.user_id for q in questions}
+    by_user = len(set(users.values())) < len(users)  # some user carries several questions
+    extra = (" users | 95% interval over users |", "---|---|") if by_user else ("", "")
+    print("| first | second | answers that differ | second better | second worse | mean difference | 95% interval |"
+          + extra[0])
+    print("|---|---|---|---|---|---|---|" + extra[1])
     for a, b in zip(args.pairs[::2], args.pairs[1::2]):
         firsts, seconds = _load_side(a), _load_side(b)
         ids = sorted(firsts[0])
@@ -59,10 +69,11 @@ def main() -> None:
             if set(run) != set(ids):
                 raise DataFormatError(path, f"its question ids differ from {a.split('+')[0]}'s")
         c = paired_bootstrap(_mean_scores(task, firsts, golds, ids), _mean_scores(task, seconds, golds, ids),
-                             resamples=args.resamples)
+                             resamples=args.resamples, groups=[users.get(i, i) for i in ids] if by_user else None)
         differ = sum(any(f[i] != s[i] for f in firsts for s in seconds) for i in ids)
+        tail = f" {c.users} | [{c.user_low:+.4f}, {c.user_high:+.4f}] |" if by_user else ""
         print(f"| {_name(a)} | {_name(b)} | {differ} of {len(ids)} "
-              f"| {c.wins} | {c.losses} | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |")
+              f"| {c.wins} | {c.losses} | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |" + tail)
 
 
 def _load_side(side: str) -> list[dict[str, str]]:

@@ -40,6 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from shared.io import read_jsonl  # noqa: E402 - after the repository is on sys.path
+
 SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
          "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1, "label-records": 2,
          "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20}
@@ -139,7 +141,7 @@ def checkpoint_round(out: Path) -> int | None:
 def run_figures(out: Path, summary: dict | None, mapping: dict, error: str | None) -> dict:
     """One federated run's figures, read from what the run wrote (not from what it says about itself)."""
     rounds_file = out / "server" / "rounds.jsonl"
-    rounds = [json.loads(l) for l in rounds_file.read_text().splitlines() if l.strip()] if rounds_file.exists() else []
+    rounds = read_jsonl(rounds_file)
     faults: dict[str, float] = {}
     for r in rounds:
         for k, v in (r.get("faults") or {}).items():
@@ -236,10 +238,15 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
 
     rng = random.Random(seed)
     before = {"history": 0, "episodes": 0, "heads": 0, "meta": 0}
-    damaged, went_back, torn, seen = [], 0, 0, set()
+    damaged, went_back, torn, leftover, seen = [], 0, 0, 0, set()
     for trial in range(kills):
         mode = "atomic" if trial % 2 == 0 else f"before-rename:{trial % 8}"
         kill_writer(work, max(before.values()), rng, mode)
+        folder = work / "alice"  # temporaries the kill left, counted before the open that sweeps them
+        new = ({p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")} - seen
+               if folder.exists() else set())
+        torn += len(new)
+        seen |= new
         try:
             store = UserStore(work, "alice", task="LaMP-7")
             now = versions(store)
@@ -248,12 +255,9 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
             continue
         went_back += any(now[k] < before[k] for k in now)
         before = now
-        new = set(temporaries(store)) - seen
-        torn += len(new)
-        seen |= new
-    swept = len(UserStore(work, "alice", task="LaMP-7").sweep(max_age_s=0))
-    return {"kills": kills, "damaged": damaged, "went_back": went_back, "writes_cut": torn, "swept": swept,
-            "versions": before, "completed": not damaged and not went_back}
+        leftover += len(temporaries(store))  # none: opening with no writer alive sweeps them all
+    return {"kills": kills, "damaged": damaged, "went_back": went_back, "writes_cut": torn, "left_after_open": leftover,
+            "versions": before, "completed": not damaged and not went_back and not leftover}
 
 
 def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
@@ -451,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                 f = out[0]
                 reopened = f"{f['kills'] - len(f['damaged'])}/{f['kills']} reopened"
                 lost = (f"{'none' if f['completed'] else 'DAMAGED'}: {len(f['damaged'])} damaged, "
-                        f"{f['went_back']} went back a version; {f['swept']} temporaries swept")
+                        f"{f['went_back']} went back a version; {f['left_after_open']} temporaries left after an open")
                 store_rows.append([sc.fault, f"{f['kills']} kills", reopened, "n/a", "n/a",
                                    f"{f['writes_cut']} writes cut before their rename", lost, "n/a"])
             else:

@@ -105,7 +105,7 @@ def warm(args, n_users: int, data: Path, store: Path, llm_url: str) -> dict:
     started = time.perf_counter()
     for i, user in enumerate(train):
         node = ClientNode(cfg, user, NodeRole.TRAIN, llm)
-        fresh = not (node.store.path / "episodes.jsonl").exists()
+        fresh = not node.store.has_episodes()
         t = time.perf_counter()
         node.episodes()
         if fresh:  # built now, not read from the store

@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from shared.io import read_jsonl  # noqa: E402 - after the repository is on sys.path
+
 BIN = Path(sys.executable).parent
 LINK = "fedhydra-scale"
 STUB_NOTE = "LLM: shared.llm.stub.StubEndpoint (deterministic stub, not a language model)"
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                       "connections": sum(r.connections for r in relays)}
     rounds = []
     server_rounds = out / "server" / "rounds.jsonl"
-    lines = [json.loads(x) for x in server_rounds.read_text().splitlines() if x.strip()] if server_rounds.exists() else []
+    lines = read_jsonl(server_rounds)
     probes = read_probes(probe_dir)
     previous = snapshots.get("roles")
     for r in lines:

@@ -2,7 +2,9 @@
 
 ``<dir>/round-0007.safetensors`` holds the shared tensors after round 7 and, as metadata, the round, the
 run's task and (differential privacy runs) the privacy accountant's ledger; :func:`latest_checkpoint` finds the
-newest readable one so that a run can resume, :func:`checkpoint_meta` reads its metadata. A server optimizer
+newest readable one so that a run can resume (a damaged newer one is skipped with a warning; when there are
+checkpoints but none can be read, a resume is refused: :class:`UnreadableCheckpoints`), :func:`checkpoint_meta`
+reads its metadata. A server optimizer
 with state of its own (FedAdam's moments) writes ``round-0007.server-state.safetensors`` beside it first
 (:func:`save_server_state`, :func:`load_server_state`), so that a resumed run continues the same optimization.
 
@@ -18,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Mapping
@@ -26,10 +29,22 @@ import numpy as np
 
 from shared.hydra.bundle import SERVER_STATE_SLOTS, BundleError, load_tensors, save_tensors
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "checkpoint_path", "checkpoint_meta", "save_server_state",
-           "load_server_state", "keeps_state", "strategy_state", "restore_strategy_state"]
+__all__ = ["save_checkpoint", "latest_checkpoint", "UnreadableCheckpoints", "checkpoint_path", "checkpoint_meta",
+           "save_server_state", "load_server_state", "keeps_state", "strategy_state", "restore_strategy_state"]
 
 _NAME = re.compile(r"^round-(\d{4,})\.safetensors$")
+_log = logging.getLogger(__name__)
+
+
+class UnreadableCheckpoints(BundleError):
+    """A run asked to resume from a checkpoint folder whose checkpoints all fail to load: it is refused rather than
+    started again from round 0 over them. ``folder`` is the checkpoint folder, ``count`` how many there are."""
+
+    def __init__(self, folder: Path, count: int, newest: str, reason: str):
+        self.folder = folder
+        self.count = count
+        super().__init__(f"resume = true, but none of the {count} checkpoints in {folder} can be read (the newest, "
+                         f"{newest}: {reason}); to start afresh, set resume = false or move that folder away")
 
 
 def checkpoint_path(directory: str | Path, server_round: int) -> Path:
@@ -43,18 +58,31 @@ def save_checkpoint(directory: str | Path, server_round: int, arrays: Mapping[st
                         round=server_round, **meta)
 
 
-def latest_checkpoint(directory: str | Path, *, model=None) -> tuple[int, dict[str, np.ndarray]] | None:
-    """(round, arrays) of the newest readable checkpoint, or None when there is none."""
+def latest_checkpoint(directory: str | Path, *, model=None,
+                      strict: bool = False) -> tuple[int, dict[str, np.ndarray]] | None:
+    """(round, arrays) of the newest readable checkpoint, or None when there is none.
+
+    A damaged checkpoint (a crash in the middle of its write) is skipped with a warning, for the one before it.
+    With ``strict``, a folder that holds checkpoints none of which can be read raises
+    :class:`UnreadableCheckpoints` instead of returning None (which a resume would take for "start at round 0").
+    """
     folder = Path(directory)
     if not folder.is_dir():
         return None
     rounds = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
+    first_error: BundleError | None = None
     for rnd, path in reversed(rounds):
         try:
             arrays, _ = load_tensors(path, kind="base", model=model)
-        except BundleError:
+        except BundleError as exc:
+            _log.warning("checkpoint %s cannot be read (%s); trying the one before", path.name,
+                         str(exc).removeprefix(f"{path}: "))
+            first_error = first_error or exc
             continue  # a damaged file: fall back to the one before
         return rnd, arrays
+    if strict and rounds:
+        newest = rounds[-1][1]
+        raise UnreadableCheckpoints(folder, len(rounds), newest.name, str(first_error).removeprefix(f"{newest}: "))
     return None
 
 

@@ -40,7 +40,7 @@ from server.checkpoint import save_checkpoint, save_server_state, strategy_state
 from server.validation import InvalidUpdate, expected_spec, validate_update
 from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import BASELINE_ANCHOR, MarginChoice, MarginSums
-from shared.io import atomic_write_text
+from shared.io import atomic_write_text, read_jsonl
 from shared.tasks import get_task
 from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
                              TESTING_ROLES, TRAINING_ROLES)
@@ -455,14 +455,9 @@ def reset_round_log(path: Path, start_round: int) -> list[dict]:
     rounds of an earlier one. A line cut short by a crash is dropped.
     """
     kept: list[dict] = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("server_round"), int) and row["server_round"] <= start_round:
-                kept.append(row)
+    for row in read_jsonl(path):  # split at "\n" only: a separator inside a reason does not cut its line
+        if isinstance(row, dict) and isinstance(row.get("server_round"), int) and row["server_round"] <= start_round:
+            kept.append(row)
     if path.exists() or kept:
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept

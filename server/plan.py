@@ -30,12 +30,17 @@ def paths(cfg: RunConfig) -> tuple[Path, Path]:
 
 
 def starting_point(cfg: RunConfig) -> tuple[int, dict[str, np.ndarray]]:
-    """(rounds already done, global base): the latest checkpoint when resuming, else the seeded initial base."""
+    """(rounds already done, global base): the latest checkpoint when resuming, else the seeded initial base.
+
+    Raises:
+        UnreadableCheckpoints: resuming, and the checkpoint folder holds checkpoints but none can be read (a run
+            that silently started again from round 0 would overwrite them); the message says how to start afresh.
+    """
     from shared.hydra.model import initial_shared_state
 
     _, ckpt = paths(cfg)
     if cfg.federation.resume:
-        found = latest_checkpoint(ckpt, model=cfg.model)
+        found = latest_checkpoint(ckpt, model=cfg.model, strict=True)
         if found is not None:
             return found
     return 0, initial_shared_state(cfg.model, cfg.seed)

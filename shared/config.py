@@ -5,6 +5,14 @@ Flower passes the table (with ``--run-config`` overrides) as ``context.run_confi
 command reads the same table from the project's ``pyproject.toml`` and applies ``--run-config`` and its
 own flags on top. Everything below the entry point receives plain values.
 
+Every key has a documented range, declared once here (:data:`BOUNDS` for numbers, :data:`CHOICES` for names,
+:data:`TEXT_LIMITS` for free text, the rest true or false) and stated in its comment in ``pyproject.toml``
+(``Range: ...``, the text :func:`describe_range` gives; ``tests/shared/test_config.py`` checks the two agree). A value
+outside its range is refused before anything uses it with one typed error, :class:`shared.errors.OutOfRange`, that
+names the key and the bound. A device lowers the maximum of any numeric key a server's run config may ask of it with
+a node config key ``cap-<key>`` (e.g. ``cap-local-epochs = 2``: :func:`node_caps`); a run config above the cap is
+refused, naming the cap.
+
 Example:
     >>> cfg = RunConfig.from_mapping({**default_mapping(), "train-users": 3, "n-samples": 2})
     >>> cfg.train_users, cfg.pool.n_samples, cfg.model.lora_rank
@@ -18,13 +26,14 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from shared.errors import ConfigError, SecureAggregationConflict, check_minimums
+from shared.errors import ConfigError, OutOfRange, SecureAggregationConflict, check_minimums
 
 if TYPE_CHECKING:  # imported where used (from_mapping): shared.hydra.train needs torch, which a device lacks
     from shared.hydra.candidates import PoolConfig
@@ -34,7 +43,8 @@ if TYPE_CHECKING:  # imported where used (from_mapping): shared.hydra.train need
     from shared.hydra.train import TrainConfig
 
 __all__ = ["RunConfig", "FederationConfig", "STRATEGIES", "default_mapping", "pyproject_path", "parse_overrides",
-           "parse_methods",
+           "parse_methods", "BOUNDS", "CHOICES", "TEXT_LIMITS", "FLAGS", "CAP_PREFIX", "check_number", "describe_range",
+           "node_caps",
            "SecureAggregationConfig", "SECAGG_MODULUS", "SECURE_AGGREGATION_REFUSES", "secure_aggregation_conflicts"]
 
 
@@ -93,6 +103,134 @@ STRATEGIES: dict[str, str] = {
 }
 """The aggregation strategies a run may name (config key ``strategy``) and what each does: the one list that the
 config checks against; :mod:`server.strategies` builds each by the same name (a test checks the two agree)."""
+
+
+BOUNDS: dict[str, tuple[int, int] | tuple[float, float]] = {
+    # data and users
+    "timeline-questions": (1, 1000), "synthetic-users": (1, 100_000), "synthetic-items": (2, 10_000),
+    "train-users": (0, 1_000_000), "free-train-users": (0, 1_000_000), "test-users": (0, 1_000_000),
+    "user-offset": (0, 10_000_000), "seed": (0, 2 ** 32 - 1),
+    # the black-box LLM
+    "llm-timeout": (0.001, 3600.0), "llm-calls-per-user": (0, 10_000), "llm-concurrency": (1, 256),
+    # retrieval, prompts and the candidate pool
+    "retrieve-m": (1, 100), "prompt-k": (1, 100), "n-samples": (0, 32), "temperature": (0.0, 5.0),
+    "pseudo-questions": (0, 1000), "free-questions": (0, 10_000), "label-records": (1, 100), "margin-folds": (0, 100),
+    # model
+    "lora-rank": (1, 64), "lora-alpha": (1, 1024), "trunk-dim": (1, 4096), "max-query-tokens": (8, 512),
+    "max-item-tokens": (8, 512),
+    # training
+    "epochs": (0, 100), "head-epochs": (0, 10_000), "batch-size": (1, 4096), "lr": (0.0, 10.0),
+    "lora-lr": (0.0, 10.0), "fit-steps": (0, 10_000), "fit-lr": (0.0, 10.0), "head-l2": (0.0, 1000.0),
+    # federation
+    "num-rounds": (1, 10_000), "fraction-train": (0.0, 1.0), "min-train-nodes": (1, 1_000_000),
+    "local-epochs": (1, 100), "local-head-epochs": (0, 10_000), "local-episodes": (0, 1_000_000),
+    "max-in-flight": (0, 1_000_000), "proximal-mu": (0.0, 1000.0), "server-lr": (0.0, 10.0), "trim-beta": (0.0, 0.5),
+    "outlier-norm-factor": (0.0, 1e6), "dp-noise": (0.0, 1000.0), "dp-clip": (0.0, 1e6),
+    "secagg-num-shares": (0, 1_000_000), "secagg-threshold": (0.0, 1.0), "secagg-clipping-range": (0.0, 1e6),
+    "secagg-quantization-range": (2, 2 ** 31 - 1), "secagg-max-weight": (0.0, 1e9), "eval-every": (0, 10_000),
+    "round-timeout": (1.0, 604_800.0),
+}
+"""Every numeric config key's range, ``key -> (min, max)``, both inclusive (int bounds: an integer key; float bounds:
+a number). Some keys have one more rule, stated in their comment and checked where the key is read (``margin-folds``
+is never 1; ``temperature``, ``fraction-train``, ``dp-clip``, ``secagg-threshold``, ``secagg-clipping-range`` and
+``secagg-max-weight`` are above 0; ``secagg-num-shares`` is 0 or at least 3). The maxima bound what a run may ask of a device: no epoch
+count, rank, sample count or token budget beyond what a device can do in a round."""
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "protocol": ("disjoint", "history"),
+    "strategy": tuple(STRATEGIES),
+    "prompt-style": ("turns", "inline"),
+}
+"""Config keys whose value is one of a few names (each checked where it is read, naming the key and the names)."""
+
+TEXT_LIMITS: dict[str, int] = {
+    "task": 32, "data": 4096, "split": 64, "eval-methods": 1024, "llm-url": 2048, "llm-model": 256, "out-dir": 4096,
+    "checkpoint-dir": 4096, "store-dir": 4096,
+}
+"""Free-text config keys and their most characters (``task`` and ``eval-methods`` are also checked against the known
+tasks and methods)."""
+
+FLAGS = ("train-lora", "secure-aggregation", "report-metrics", "resume", "device-quantized")
+"""Config keys that are true or false."""
+
+CAP_PREFIX = "cap-"
+"""A node config key ``cap-<key>`` lowers the maximum of the numeric config key ``<key>`` on that device."""
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def describe_range(key: str) -> str:
+    """The range of a config key as its pyproject comment states it (after ``Range: ``).
+
+    >>> describe_range("lr"), describe_range("local-epochs"), describe_range("protocol"), describe_range("resume")
+    ('[0.0, 10.0]', '[1, 100]', 'one of disjoint, history', 'true or false')
+    >>> describe_range("store-dir")
+    'text of at most 4096 characters'
+    """
+    if key in BOUNDS:
+        low, high = BOUNDS[key]
+        return f"[{_number(low)}, {_number(high)}]"
+    if key in CHOICES:
+        return "one of " + ", ".join(CHOICES[key])
+    if key in TEXT_LIMITS:
+        return f"text of at most {TEXT_LIMITS[key]} characters"
+    if key in FLAGS:
+        return "true or false"
+    raise ConfigError(f"config key {key!r} has no declared range")
+
+
+def check_number(key: str, value: Any, caps: Mapping[str, float] | None = None) -> int | float:
+    """``value`` of the numeric config key ``key`` once it is a number of the key's kind within :data:`BOUNDS` (and at
+    most ``caps[key]``, a device's cap); else :class:`shared.errors.OutOfRange` naming the key and the bound.
+
+    >>> check_number("local-epochs", 3.0)
+    3
+    >>> check_number("local-epochs", 1e9)
+    Traceback (most recent call last):
+    ...
+    shared.errors.OutOfRange: config key 'local-epochs' must be >= 1 and <= 100, got 1000000000.0
+    >>> check_number("local-epochs", 3, {"local-epochs": 2})
+    Traceback (most recent call last):
+    ...
+    shared.errors.OutOfRange: config key 'local-epochs' must be >= 1 and <= 2 (capped by this device's node config), got 3
+    """
+    low, high = BOUNDS[key]
+    capped = caps is not None and key in caps and caps[key] < high
+    if capped:
+        high = caps[key]
+    integer = isinstance(BOUNDS[key][0], int)
+    kind = "int" if integer else "float"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise OutOfRange(key, value, low, high, kind=kind)
+    if integer and isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise OutOfRange(key, value, low, high, kind=kind) if math.isfinite(value) else \
+                OutOfRange(key, value, low, high, capped=capped)
+        if low <= value <= high:
+            value = int(value)
+    if not (low <= value <= high):  # NaN fails every comparison
+        raise OutOfRange(key, value, low, high, capped=capped)
+    return value if integer else float(value)
+
+
+def node_caps(node_config: Mapping[str, Any]) -> dict[str, float]:
+    """A device's caps on what a run may ask of it: its node config keys ``cap-<key>`` (see :data:`CAP_PREFIX`), each
+    a number within ``<key>``'s own range.
+
+    >>> node_caps({"user-id": "u1", "cap-local-epochs": 2, "cap-lr": 0.01})
+    {'local-epochs': 2, 'lr': 0.01}
+    """
+    out: dict[str, float] = {}
+    for name, value in node_config.items():
+        if not str(name).startswith(CAP_PREFIX):
+            continue
+        key = str(name)[len(CAP_PREFIX):]
+        if key not in BOUNDS:
+            raise ConfigError(f"node config key {str(name)[:64]!r}: {key[:60]!r} is no numeric config key")
+        out[key] = check_number(key, value)
+    return out
 
 
 def parse_methods(text: str) -> tuple[str, ...]:
@@ -318,11 +456,14 @@ class RunConfig:
         parse_methods(" ".join(self.eval_methods))  # names each unknown one
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, complete: bool = False) -> "RunConfig":
+    def from_mapping(cls, mapping: Mapping[str, Any], *, complete: bool = False,
+                     caps: Mapping[str, float] | None = None) -> "RunConfig":
         """Validate a kebab-case mapping (the pyproject table plus overrides) into a RunConfig.
 
         With ``complete`` the mapping is a whole run config (Flower's ``context.run_config``) and serves as its
-        own defaults, so an installed app bundle without the project's pyproject works.
+        own defaults, so an installed app bundle without the project's pyproject works. Every value is checked
+        against its declared range (:data:`BOUNDS`, :data:`CHOICES`, :data:`TEXT_LIMITS`, :data:`FLAGS`) before
+        anything reads it; ``caps`` (a device's :func:`node_caps`) lower the maxima.
         """
         from shared.hydra.candidates import PoolConfig
         from shared.hydra.episodes import EpisodeConfig
@@ -346,12 +487,17 @@ class RunConfig:
 
         def get(key: str, kind: type) -> Any:
             value = values[key]
+            if key in BOUNDS:
+                value = check_number(key, value, caps)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if kind is int and isinstance(value, float) and value.is_integer():
                 value = int(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ConfigError(f"config key {key!r} must be {kind.__name__}, got {value!r}")
+                raise ConfigError(f"config key {key!r} must be {kind.__name__}, got {str(value)[:40]!r}")
+            if kind is str and key in TEXT_LIMITS and len(value) > TEXT_LIMITS[key]:
+                raise ConfigError(f"config key {key!r} must be at most {TEXT_LIMITS[key]} characters, got "
+                                  f"{len(value)}")
             return value
 
         def positive(key: str, kind: type = int, minimum: float = 1) -> Any:
@@ -381,6 +527,8 @@ class RunConfig:
                                 lr=get("lr", float), lora_lr=get("lora-lr", float), train_lora=get("train-lora", bool),
                                 fit_steps=positive("fit-steps", int, 0), fit_lr=get("fit-lr", float),
                                 head_l2=get("head-l2", float), seed=get("seed", int))
+        except OutOfRange:
+            raise
         except ConfigError as exc:
             raise ConfigError(f"config: {exc}") from None
         episodes = EpisodeConfig(pseudo_questions=positive("pseudo-questions", int, 0),

@@ -17,6 +17,8 @@ from typing import Callable, Mapping
 __all__ = [
     "FedHydraError",
     "ConfigError",
+    "OutOfRange",
+    "WrongRole",
     "DataFormatError",
     "UnknownTaskError",
     "LLMError",
@@ -43,6 +45,33 @@ class FedHydraError(Exception):
 
 class ConfigError(FedHydraError, ValueError):
     """A configuration value is missing, of the wrong type or out of range (names the key)."""
+
+
+class OutOfRange(ConfigError):
+    """A config value outside its documented range (:data:`shared.config.BOUNDS`), or not a number: names the key and
+    the bound (``key``, ``low``, ``high``); a device's own cap (node config ``cap-<key>``) lowers ``high``.
+
+    >>> str(OutOfRange("lr", float("nan"), 0.0, 10.0))
+    "config key 'lr' must be >= 0 and <= 10, got nan"
+    """
+
+    def __init__(self, key: str, value: object, low: float, high: float, *, capped: bool = False,
+                 kind: str | None = None):
+        self.key, self.low, self.high = key, low, high
+        shown = (repr(value) if isinstance(value, (str, bytes)) else str(value))[:40]
+        if kind is not None:  # not a number of the key's kind at all
+            super().__init__(f"config key {key!r} must be {kind}, got {shown}")
+            return
+        by = " (capped by this device's node config)" if capped else ""
+        super().__init__(f"config key {key!r} must be >= {_bound(low)} and <= {_bound(high)}{by}, got {shown}")
+
+
+def _bound(value: float) -> str:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else f"{value:g}"
+
+
+class WrongRole(ConfigError):
+    """A node asked for work its role does not do (a test user asked to train or for margin sums)."""
 
 
 def check_minimums(config: object, minimums: Mapping[str, float], *, name: Callable[[str], str] | None = None) -> None:

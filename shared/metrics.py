@@ -160,8 +160,11 @@ def evaluate(task: TaskSpec, predictions: Mapping[str, str], golds: Mapping[str,
     Predictions must cover exactly the gold ids (as the official script asserts).
 
     Raises:
-        DataFormatError: ids are missing or unknown; the message names both sides.
+        DataFormatError: there are no golds (a metric over nothing would read as a perfect or a worst score), or
+            ids are missing or unknown; the message names both sides.
     """
+    if not golds:
+        raise DataFormatError(golds_name, "no golds to score (a metric needs at least one)")
     missing = [k for k in golds if k not in predictions]
     extra = [k for k in predictions if k not in golds]
     if missing or extra:

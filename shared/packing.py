@@ -51,14 +51,17 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import io
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
 from shared.errors import PackingError
 
-__all__ = ["FORMAT", "PACKED_RECORD", "LAYOUT_RECORD", "Tensors", "pack_arrays", "unpack_arrays", "is_packed",
-           "array_tensors", "pack_content", "unpack_content", "packed_tensors"]
+__all__ = ["FORMAT", "PACKED_RECORD", "LAYOUT_RECORD", "MAX_NDIM", "Tensors", "Fingerprint", "fingerprint",
+           "pack_arrays", "unpack_arrays", "is_packed", "array_tensors", "array_view", "flat_views", "pack_content",
+           "unpack_content", "packed_tensors", "declared_tensors", "check_layout_size"]
 
 FORMAT = 1
 """The layout's format; :func:`unpack_arrays` refuses any other."""
@@ -68,11 +71,32 @@ LAYOUT_RECORD = "packing"
 """The name of the config record that holds the layout."""
 _LISTS = ("records", "record-of", "keys", "dtypes", "ndims", "dims", "same-as", "sent")
 
-Tensors = Mapping[str, Mapping[str, np.ndarray]]
-"""``{record name: {key: tensor}}``: a message's array records."""
+MAX_NDIM = 8
+"""The most dimensions a packed tensor may have (FedHydra's have 1 or 2)."""
+
+Tensors = Mapping[str, Mapping[str, Any]]
+"""``{record name: {key: tensor}}``: a message's array records (as a reference: tensors or :class:`Fingerprint`)."""
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a tensor is, without its values: dtype, shape and a SHA-256 of its bytes (C order). A reference made of
+    fingerprints marks a reply's equal tensors ``sent`` as the tensors themselves would, without keeping a copy."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    digest: bytes
+
+
+def fingerprint(value: Any) -> Fingerprint:
+    """The :class:`Fingerprint` of a tensor."""
+    value = np.asarray(value)
+    return Fingerprint(value.dtype.name, tuple(value.shape), hashlib.sha256(np.ascontiguousarray(value).data).digest())
 
 
 def _equal(a: np.ndarray, b: Any) -> bool:
+    if isinstance(b, Fingerprint):
+        return a.dtype.name == b.dtype and tuple(a.shape) == b.shape and fingerprint(a).digest == b.digest
     b = np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
 
@@ -120,8 +144,26 @@ def _ints(layout: Mapping[str, Any], field: str, *, most: int | None = None) -> 
     return values
 
 
-def _entries(layout: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
-    """The layout checked for form: (record names, per tensor (record, key, dtype, shape, same-as, sent))."""
+def check_layout_size(layout: Mapping[str, Any], max_tensors: int) -> None:
+    """Raise :class:`PackingError` unless every list of ``layout`` is short enough for at most ``max_tensors``
+    tensors of at most :data:`MAX_NDIM` dimensions: checked on the lists' lengths alone, before any entry is read."""
+    if layout.get("format") != FORMAT:
+        raise PackingError(f"packed message: layout format {layout.get('format')!r}, this FedHydra reads {FORMAT}")
+    missing = [k for k in _LISTS if not isinstance(layout.get(k), list)]
+    if missing:
+        raise PackingError(f"packed message: layout field {missing[0]!r} missing or not a list")
+    for field in _LISTS:
+        most = max_tensors * MAX_NDIM if field == "dims" else max_tensors
+        if len(layout[field]) > most:
+            raise PackingError(f"packed message: layout field {field!r} holds {len(layout[field])} entries, "
+                               f"at most {most}")
+
+
+def _entries(layout: Mapping[str, Any], max_tensors: int | None = None) -> tuple[list[str], list[tuple]]:
+    """The layout checked for form: (record names, per tensor (record, key, dtype, shape, same-as, sent));
+    ``max_tensors``: first :func:`check_layout_size`."""
+    if max_tensors is not None:
+        check_layout_size(layout, max_tensors)
     if layout.get("format") != FORMAT:
         raise PackingError(f"packed message: layout format {layout.get('format')!r}, this FedHydra reads {FORMAT}")
     missing = [k for k in _LISTS if not isinstance(layout.get(k), list)]
@@ -134,6 +176,8 @@ def _entries(layout: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
     if not len(record_of) == len(keys) == len(dtypes) == len(ndims) == len(same_as) == len(sent):
         raise PackingError("packed message: layout fields 'record-of', 'keys', 'dtypes', 'ndims', 'same-as' and 'sent' "
                            "differ in length")
+    if any(n > MAX_NDIM for n in ndims):
+        raise PackingError(f"packed message: a tensor of the layout has more than {MAX_NDIM} dimensions")
     if sum(ndims) != len(dims):
         raise PackingError(f"packed message: layout field 'dims' holds {len(dims)} sizes, 'ndims' asks {sum(ndims)}")
     if len(set(names)) != len(names):
@@ -152,11 +196,15 @@ def _entries(layout: Mapping[str, Any]) -> tuple[list[str], list[tuple]]:
 
 
 def unpack_arrays(flat: Mapping[str, np.ndarray], layout: Mapping[str, Any], *,
-                  reference: Tensors | None) -> dict[str, dict[str, np.ndarray]]:
+                  reference: Tensors | None, max_tensors: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """The ``{record: {key: tensor}}`` that :func:`pack_arrays` packed, the tensors marked ``sent`` taken from
     ``reference`` (the message this one answers; None: there was none); :class:`PackingError` unless ``layout``
-    describes ``flat`` exactly (every value used once, every tensor within the array of its dtype)."""
-    names, entries = _entries(layout)
+    describes ``flat`` exactly (every value used once, every tensor within the array of its dtype).
+
+    Nothing is copied: every tensor is a view of ``flat`` (a ``same-as`` tensor is the very object of the one it
+    names), so what this returns takes no more memory than ``flat`` whatever the layout says. ``max_tensors``: a
+    layout naming more tensors is refused before any entry is read (:func:`check_layout_size`)."""
+    names, entries = _entries(layout, max_tensors)
     for dtype, values in flat.items():
         if np.asarray(values).ndim != 1 or np.asarray(values).dtype.name != dtype:
             raise PackingError(f"packed message: array {dtype!r} must be 1-D of dtype {dtype}, "
@@ -203,6 +251,39 @@ def array_tensors(content: Any) -> dict[str, dict[str, np.ndarray]]:
     return {name: {k: v.numpy() for k, v in record.items()} for name, record in content.array_records.items()}
 
 
+def array_view(array: Any) -> np.ndarray:
+    """A Flower ``Array``'s values as a read-only NumPy view of its bytes (no copy), read as ``Array.numpy`` reads
+    them (the ``.npy`` format, never pickles); :class:`PackingError` when the bytes are no plain ``.npy`` array of
+    numbers or hold more or fewer values than their header says."""
+    data = array.data
+    try:
+        stream = io.BytesIO(data)  # shares ``data`` until written to
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"format version {version}")
+    except (ValueError, TypeError, OSError, SyntaxError) as exc:
+        raise PackingError(f"packed message: an array's bytes are not a .npy array ({type(exc).__name__})") from None
+    if dtype.kind not in "biuf" or dtype.hasobject:
+        raise PackingError(f"packed message: an array of dtype {dtype} (numbers only)")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    offset = stream.tell()
+    if count * dtype.itemsize != len(data) - offset:
+        raise PackingError(f"packed message: an array's header says {count} values of {dtype}, its bytes hold "
+                           f"{len(data) - offset}")
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F" if fortran else "C")
+
+
+def flat_views(content: Any) -> dict[str, np.ndarray]:
+    """The flat arrays of a packed ``RecordDict``, each a read-only view of the bytes that came (:func:`array_view`)."""
+    if PACKED_RECORD not in content.array_records:
+        raise PackingError(f"packed message without its array record {PACKED_RECORD!r}")
+    return {k: array_view(v) for k, v in content.array_records[PACKED_RECORD].items()}
+
+
 def pack_content(content: Any, *, reference: Tensors | None = None) -> Any:
     """A Flower ``RecordDict`` with its array records packed (the others kept as they are); unchanged when it has no
     array record. ``reference``: the tensors of the message this content answers (:func:`array_tensors`), whose equal
@@ -222,9 +303,14 @@ def pack_content(content: Any, *, reference: Tensors | None = None) -> Any:
     return out
 
 
-def unpack_content(content: Any, *, reference: Tensors | None = None) -> Any:
+def unpack_content(content: Any, *, reference: Tensors | None = None, max_tensors: int | None = None,
+                   records: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> Any:
     """The Flower ``RecordDict`` that :func:`pack_content` packed (``reference``: the tensors of the message it
-    answers, if any); :class:`PackingError` on a layout that does not fit, or a packed message without its arrays."""
+    answers, if any); :class:`PackingError` on a layout that does not fit, or a packed message without its arrays.
+
+    ``max_tensors``: refuse a layout naming more tensors before any entry is read. ``records``: the tensors
+    :func:`unpack_arrays` already made of this content (a caller that checked them first). A tensor stored once and
+    named several times (``same-as``) becomes one ``Array`` under each name, never a copy per name."""
     from flwr.app import Array, ArrayRecord, RecordDict
 
     if PACKED_RECORD not in content.array_records:
@@ -232,21 +318,35 @@ def unpack_content(content: Any, *, reference: Tensors | None = None) -> Any:
     if len(content.array_records) != 1:
         raise PackingError(f"packed message with array records besides {PACKED_RECORD!r}: "
                            f"{sorted(set(content.array_records) - {PACKED_RECORD})}")
-    flat = {k: v.numpy() for k, v in content.array_records[PACKED_RECORD].items()}
-    records = unpack_arrays(flat, dict(content.config_records[LAYOUT_RECORD]), reference=reference)
+    if records is None:
+        records = unpack_arrays(flat_views(content), dict(content.config_records[LAYOUT_RECORD]), reference=reference,
+                                max_tensors=max_tensors)
     out = RecordDict({name: record for name, record in content.items() if name not in (PACKED_RECORD, LAYOUT_RECORD)})
+    made: dict[int, Any] = {}  # id of a tensor -> its Array: a tensor named twice is serialized once
     for name, tensors in records.items():
         if name in out:
             raise PackingError(f"packed message: record {name!r} is both packed and unpacked")
-        out[name] = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in tensors.items()})
+        arrays = {}
+        for k, v in tensors.items():
+            if id(v) not in made:
+                made[id(v)] = (v, Array(np.ascontiguousarray(v)))
+            arrays[k] = made[id(v)][1]
+        out[name] = ArrayRecord(arrays)
+    return out
+
+
+def declared_tensors(layout: Mapping[str, Any], *,
+                     max_tensors: int | None = None) -> dict[str, dict[str, tuple[list[int], str, bool]]]:
+    """What a layout says its message carries: ``{record: {key: (shape, dtype, sent back unchanged)}}``, read from the
+    layout alone (:class:`PackingError` on a layout of the wrong form; ``max_tensors``: or naming more tensors)."""
+    names, entries = _entries(layout, max_tensors)
+    out: dict[str, dict[str, tuple[list[int], str, bool]]] = {name: {} for name in names}
+    for name, key, dtype, shape, _, sent in entries:
+        out[name][key] = (list(shape), dtype, bool(sent))
     return out
 
 
 def packed_tensors(content: Any) -> dict[str, dict[str, tuple[list[int], str, bool]]]:
     """What a packed ``RecordDict`` carries, read from its layout: ``{record: {key: (shape, dtype, sent back
     unchanged)}}`` (:class:`PackingError` on a layout of the wrong form)."""
-    names, entries = _entries(dict(content.config_records[LAYOUT_RECORD]))
-    out: dict[str, dict[str, tuple[list[int], str, bool]]] = {name: {} for name in names}
-    for name, key, dtype, shape, _, sent in entries:
-        out[name][key] = (list(shape), dtype, bool(sent))
-    return out
+    return declared_tensors(dict(content.config_records[LAYOUT_RECORD]))

@@ -16,7 +16,7 @@ from enum import Enum
 
 __all__ = ["FAULT_COUNTERS", "WEIGHT_KEY", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
            "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY", "ANCHOR_KEY",
-           "SECAGG_KEYS"]
+           "SECAGG_KEYS", "ERROR_REPLIES", "ERROR_FAILED"]
 
 
 class NodeRole(str, Enum):
@@ -69,3 +69,22 @@ DP_WEIGHT_KEY = "dp-weight"
 SECAGG_KEYS = "tensor-keys"
 """Under secure aggregation (SecAgg+, Flower's legacy ``fitins`` layout, whose tensors have no names): the key of the
 training config's list of the shared tensors' names, in the order the tensors travel both ways."""
+
+ERROR_FAILED = 100
+"""The code of a client's error reply for any failure without a code of its own in :data:`ERROR_REPLIES`."""
+ERROR_REPLIES: dict[int, tuple[str, str]] = {
+    101: ("UnsafeBase", "refused the global base: it breaks a rule of the device's guard"),
+    102: ("DivergedRound", "round discarded: local training diverged; nothing was kept or sent"),
+    103: ("UnsafeUpdate", "update not sent: it failed the device's own checks"),
+    104: ("PackingError", "the packed message does not fit its layout"),
+    105: ("WrongRole", "this node's role does not do what the message asks"),
+    106: ("ConfigError", "a config value is missing, of the wrong type or out of range"),
+    107: ("StoreError", "the device's store is damaged or unreadable"),
+    108: ("LLMError", "the LLM endpoint failed"),
+    109: ("DataFormatError", "the device's data does not follow the expected layout"),
+    ERROR_FAILED: ("Exception", "the client failed to handle the message"),
+}
+"""What a client's error reply carries (``Error(code, reason)``): per code, the exception class it stands for (the
+first match in this order, subclasses included) and the fixed reason sent; never the exception's own text, which may
+name a user, a path or data (it is logged on the device only). Flower's own codes are 0-8; these do not overlap, and
+the server counts every error reply as a failed client whatever its code."""

@@ -25,17 +25,41 @@ from shared.errors import ConfigError
 from shared.evaluation import answer_or_empty
 from shared.llm.client import LLMClient
 from shared.metrics import evaluate
+from shared.tasks import TaskSpec
 from shared.users import user_history
 from simulations.report import MethodResult
 
-__all__ = ["run_baselines", "select_users", "user_histories"]
+__all__ = ["run_baselines", "select_users", "user_histories", "check_methods"]
 
 
 def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list[Question]:
-    """The questions of users ``offset .. offset+n_users`` in order of first appearance (all if None)."""
+    """The questions of users ``offset .. offset+n_users`` in order of first appearance (all if None).
+
+    Raises:
+        ConfigError: ``n_users`` is not None and below 1, or ``offset`` is not one of the data's users (0 to the
+            number of users - 1); names the flag and the bound.
+    """
     groups = list(group_by_user(dataset.questions).values())
+    if n_users is not None and (isinstance(n_users, bool) or not isinstance(n_users, int) or n_users < 1):
+        raise ConfigError(f"--users must be an integer >= 1, got {n_users!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < max(len(groups), 1):
+        raise ConfigError(f"--offset must be an integer in 0..{max(len(groups) - 1, 0)} (the data has "
+                          f"{len(groups)} users), got {offset!r}")
     chosen = groups[offset: None if n_users is None else offset + n_users]
     return [q for group in chosen for q in group]
+
+
+def check_methods(task: TaskSpec, methods: Sequence[str], *, llm: LLMClient | None | bool = True) -> None:
+    """Raise :class:`ConfigError` for a method that is unknown, does not apply to ``task``, or needs an LLM when
+    ``llm`` is None (a bool: whether one will be given)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown baseline method(s) {unknown}; known: {list(METHODS)}")
+    invalid = [m for m in methods if not METHODS[m].applies(task)]
+    if invalid:
+        raise ConfigError(f"method(s) {invalid} do not apply to {task.name}; use {methods_for(task)}")
+    if any(METHODS[m].uses_llm for m in methods) and (llm is None or llm is False):
+        raise ConfigError("an LLM is needed for " + ", ".join(m for m in methods if METHODS[m].uses_llm))
 
 
 def user_histories(questions: Sequence[Question]) -> dict[str, Sequence[Mapping[str, str]]]:
@@ -54,14 +78,9 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
     from tqdm import tqdm
 
     task = dataset.task
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown baseline method(s) {unknown}; known: {list(METHODS)}")
-    invalid = [m for m in methods if not METHODS[m].applies(task)]
-    if invalid:
-        raise ConfigError(f"method(s) {invalid} do not apply to {task.name}; use {methods_for(task)}")
-    if any(METHODS[m].uses_llm for m in methods) and llm is None:
-        raise ConfigError("an LLM is needed for " + ", ".join(m for m in methods if METHODS[m].uses_llm))
+    check_methods(task, methods, llm=llm)
+    if not questions:
+        raise ConfigError("no questions to answer (the selected users have none)")
     golds = {q.id: dataset.golds[q.id] for q in questions}
     ctx = BaselineContext(task=task, llm=llm, style=style, histories=user_histories(questions),
                           global_majority=majority_label(task, (it for q in questions for it in q.profile)))

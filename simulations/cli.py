@@ -18,18 +18,25 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from shared.errors import DataFormatError, FedHydraError, UnknownTaskError
+from shared.errors import ConfigError, DataFormatError, FedHydraError, UnknownTaskError
+from simulations.cli_args import Parser, bounded, llm_cache_file, out_path, plain_name, text
+from simulations.failures import EXIT_USERS_FAILED
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "SYNTH_MAX_ITEMS"]
+
+SYNTH_MAX_ITEMS = 5_000_000
+"""The most items (history items plus questions, over all users) ``fedhydra synth`` writes at once."""
 
 
 def _add_llm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM (default: FEDHYDRA_LLM_BASE_URL, else the embedded server, started on demand)")
-    g.add_argument("--llm-url", help="base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1")
-    g.add_argument("--llm-model", help="model name sent to that API")
-    g.add_argument("--llm-cache", help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
-    g.add_argument("--llm-timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    g.add_argument("--llm-concurrency", type=int, default=None,
+    g.add_argument("--llm-url", type=text, help="base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument("--llm-model", type=text, help="model name sent to that API")
+    g.add_argument("--llm-cache", type=llm_cache_file,
+                   help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
+    g.add_argument("--llm-timeout", type=bounded("llm-timeout"), default=60.0,
+                   help="seconds per request (default 60)")
+    g.add_argument("--llm-concurrency", type=bounded("llm-concurrency"), default=None,
                    help="most requests in flight (default: llm-concurrency of pyproject's [tool.flwr.app.config])")
 
 
@@ -48,7 +55,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from shared.metrics import evaluate
     from shared.tasks import MOVIE_TAGS, NEWS_CATEGORIES, get_task
 
-    task_id, golds = load_outputs(args.golds)
+    task_id, golds = load_outputs(args.golds)  # empty golds: evaluate() refuses them (no metric over nothing)
     _, preds = load_outputs(args.preds)
     name = args.task or task_id
     if name is None:
@@ -74,7 +81,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from shared.llm.client import LLMClient
     from shared.llm.resolver import resolve_llm
     from shared.tasks import get_task
-    from simulations.baseline import run_baselines, select_users
+    from simulations.baseline import check_methods, run_baselines, select_users
     from simulations.report import write_table
 
     task = get_task(args.task)
@@ -82,15 +89,22 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
     q = args.timeline_questions if args.timeline_questions is not None else default_mapping()["timeline-questions"]
     dataset = load_split(args.data, task, args.split, timeline_questions=q)
+    if dataset.questions and not dataset.golds:
+        raise DataFormatError(args.data, "no *_outputs.json with the golds beside the questions (baseline scores "
+                                         "against them)")
     questions = select_users(dataset, args.users, args.offset)
     methods = methods_for(task) if "all" in args.method else list(dict.fromkeys(args.method))
+    check_methods(task, methods)
+    needs_llm = any(METHODS[m].uses_llm for m in methods)
+    concurrency = _concurrency(args) if needs_llm else 1
+    if needs_llm:
+        _check_llm_cache(args.llm_cache)
     out = Path(args.out)
     _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
     started = time.perf_counter()
-    needs_llm = any(METHODS[m].uses_llm for m in methods if m in METHODS)
     if needs_llm:
         with resolve_llm(url=args.llm_url or None, model=args.llm_model, cache_path=args.llm_cache,
-                         timeout_s=args.llm_timeout, concurrency=_concurrency(args)) as endpoint:
+                         timeout_s=args.llm_timeout, concurrency=concurrency) as endpoint:
             llm = LLMClient(endpoint.config)
             results = run_baselines(dataset, questions, methods, llm=llm, ks=args.k, style=args.style, out_dir=out)
     else:
@@ -129,23 +143,27 @@ def _run_config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from shared.llm.client import LLMClient
     from shared.llm.resolver import resolve_llm
-    from shared.run_data import load_run_data
     from simulations.hydra_run import run_central
+    from simulations.run_inputs import checked_inputs
 
     cfg = _run_config(args)
     out = Path(args.out)
-    _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
-    dataset, _ = load_run_data(cfg, synthetic_dir=out / "data")
+    with checked_inputs(cfg) as inputs:  # every value checked before anything is written
+        _check_llm_cache(args.llm_cache)
+        _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
+        inputs.place(out)
     with resolve_llm(url=cfg.llm_url or None, model=cfg.llm_model or None, cache_path=args.llm_cache,
                      timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency) as endpoint:
         llm = LLMClient(endpoint.config)
-        summary = run_central(dataset, cfg, llm, out, progress=lambda s: print(s, file=sys.stderr, flush=True))
+        summary = run_central(inputs.dataset, cfg, llm, out,
+                              progress=lambda s: print(s, file=sys.stderr, flush=True))
     print(summary.pop("table"))
     print("LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):")
     print(summary.pop("ledger_table"))
     print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']} "
           f"(cache hits {summary['llm']['llm_cache_hits']}); pool oracle {summary['pool_oracle']}; written to {out}")
-    return 0
+    return _failed_users_status(args, summary, summary["train_users"] + summary["free_train_users"] +
+                                summary["test_users"])
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -154,8 +172,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     mapping = _mapping(args)
     RunConfig.from_mapping(mapping)  # validates flags and overrides before anything starts
-    if args.client_cpus is not None and args.client_cpus <= 0:
-        raise FedHydraError(f"--client-cpus must be > 0, got {args.client_cpus}")
+    _check_llm_cache(args.llm_cache)
     summary = simulate(mapping, args.out, llm_cache=args.llm_cache,
                        progress=lambda s: print(s, file=sys.stderr, flush=True), ray_address=args.ray_address,
                        client_cpus=args.client_cpus if args.client_cpus is not None else 2)
@@ -166,7 +183,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']}; upload per client per round "
           f"{summary.get('bytes_up_per_client_round', 0):,} B (full encoder {summary.get('full_model_bytes', 0):,} B); "
           f"written to {args.out}")
-    return 0
+    return _failed_users_status(args, summary, summary["train_users"] + summary["free_train_users"] +
+                                summary["test_users"])
+
+
+def _failed_users_status(args: argparse.Namespace, summary: dict, total: int) -> int:
+    """0, or :data:`~simulations.failures.EXIT_USERS_FAILED` with one line on stderr naming the failed users (the
+    run's outputs are written for the others)."""
+    failed = summary.get("failed_users") or {}
+    if not failed.get("count"):
+        return 0
+    named = ", ".join(f"{f['user']} ({f['stage']}: {f['error']})" for f in failed["users"])
+    print(f"fedhydra {args.command}: {failed['count']} of {total} users failed: {named}; metrics over the "
+          f"{summary.get('scored_test_users')} test users that finished, written to {args.out}", file=sys.stderr)
+    return EXIT_USERS_FAILED
+
+
+def _check_llm_cache(path: str | None) -> None:
+    """Open the LLM response cache (``--llm-cache``, else the default one) before anything else is written: a damaged
+    one is refused here, as :class:`~shared.errors.ConfigError` naming the flag (or the typed error of the cache)."""
+    import sqlite3
+
+    from shared.llm.cache import ResponseCache
+    from shared.paths import llm_cache_path
+
+    try:
+        ResponseCache(Path(path) if path else llm_cache_path())
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"--llm-cache is not a readable LLM cache (SQLite: {exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"--llm-cache cannot be opened ({exc.strerror})") from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -198,6 +244,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from shared.synthetic import write_synthetic
 
+    if args.users * (args.items + args.questions) > SYNTH_MAX_ITEMS:
+        raise ConfigError(f"--users x (--items + --questions) must be at most {SYNTH_MAX_ITEMS:,}, got "
+                          f"{args.users * (args.items + args.questions):,}")
     out = write_synthetic(args.out, args.task, n_users=args.users, items_per_user=args.items,
                           questions_per_user=args.questions, seed=args.seed)
     print(f"wrote {args.users} synthetic {args.task} users to {out}")
@@ -223,44 +272,53 @@ def cmd_llm(args: argparse.Namespace) -> int:
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="LaMP-format directory (default from pyproject: synthetic users)")
-    p.add_argument("--task", help="LaMP task (default from pyproject)")
-    p.add_argument("--split", help="file prefix when the directory holds several splits")
+    """The flags of ``run`` and ``simulate``: keys of the run config (bounded by :mod:`shared.config` when the config
+    is built) and the output folder and LLM (bounded here)."""
+    p.add_argument("--data", type=text, help="LaMP-format directory (default from pyproject: synthetic users)")
+    p.add_argument("--task", type=text, help="LaMP task (default from pyproject)")
+    p.add_argument("--split", type=plain_name, help="file prefix when the directory holds several splits")
     p.add_argument("--train-users", type=int, help="users whose questions train the base")
     p.add_argument("--test-users", type=int, help="new users who fit heads and answer their questions")
     p.add_argument("--protocol", choices=["disjoint", "history"], help="user protocol (see pyproject)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--run-config", help='more settings, e.g. "n-samples=4 epochs=2" (keys of [tool.flwr.app.config])')
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--llm-url", help="OpenAI-compatible base URL (default: env, else the embedded server)")
-    p.add_argument("--llm-model", help="model name for that endpoint")
-    p.add_argument("--llm-cache", help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
+    p.add_argument("--run-config", type=text,
+                   help='more settings, e.g. "n-samples=4 epochs=2" (keys of [tool.flwr.app.config])')
+    p.add_argument("--out", type=out_path, required=True, help="output directory")
+    p.add_argument("--llm-url", type=text, help="OpenAI-compatible base URL (default: env, else the embedded server)")
+    p.add_argument("--llm-model", type=text, help="model name for that endpoint")
+    p.add_argument("--llm-cache", type=llm_cache_file,
+                   help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedhydra", description="Federated on-device HYDRA for black-box LLMs")
+    """The ``fedhydra`` parser: every flag of every subcommand is bounded (:mod:`simulations.cli_args`), and a
+    refusal is one line on stderr with exit status 2."""
+    parser = Parser(prog="fedhydra", description="Federated on-device HYDRA for black-box LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("eval", help="score predictions with the official LaMP metrics (prints JSON)")
-    p.add_argument("--golds", required=True, help="official *_outputs.json with the golds")
-    p.add_argument("--preds", required=True, help="predictions in the same layout")
-    p.add_argument("--task", help="task name when the golds file does not say it (or to force LaMP-2N)")
+    p.add_argument("--golds", type=text, required=True, help="official *_outputs.json with the golds")
+    p.add_argument("--preds", type=text, required=True, help="predictions in the same layout")
+    p.add_argument("--task", type=text, help="task name when the golds file does not say it (or to force LaMP-2N)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("baseline", help="run baselines and write predictions plus a metrics table")
-    p.add_argument("--data", required=True, help="directory with *_questions.json and *_outputs.json")
-    p.add_argument("--task", required=True, help="LaMP-1, 2, 2N, 3, 4, 5, 6 or 7")
-    p.add_argument("--split", help="file prefix when the directory holds several splits (e.g. dev)")
-    p.add_argument("--users", type=int, help="number of users (default: all)")
-    p.add_argument("--offset", type=int, default=0, help="skip this many users first")
-    p.add_argument("--method", action="append", required=True,
+    p.add_argument("--data", type=text, required=True, help="directory with *_questions.json and *_outputs.json")
+    p.add_argument("--task", type=text, required=True, help="LaMP-1, 2, 2N, 3, 4, 5, 6 or 7")
+    p.add_argument("--split", type=plain_name,
+                   help="file prefix when the directory holds several splits (e.g. dev)")
+    p.add_argument("--users", type=bounded("users"), help="number of users (default: all)")
+    p.add_argument("--offset", type=bounded("offset"), default=0,
+                   help="skip this many users first (fewer than the data has)")
+    p.add_argument("--method", type=text, action="append", required=True,
                    help="input, majority, user-mean, user-ridge, global-ridge, zero-shot, rag or all (repeatable)")
-    p.add_argument("--timeline-questions", type=int, default=None,
+    p.add_argument("--timeline-questions", type=bounded("timeline-questions"), default=None,
                    help="with --split timeline: the last this many reviews of each user are questions "
                         "(default: timeline-questions of the config)")
-    p.add_argument("--k", type=int, action="append", help="records in the RAG prompt (repeatable; default 4)")
+    p.add_argument("--k", type=bounded("k"), action="append",
+                   help="records in the RAG prompt (repeatable; default 4)")
     p.add_argument("--style", default="turns", choices=["turns", "inline"], help="RAG prompt style")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", type=out_path, required=True, help="output directory")
     _add_llm_args(p)
     p.set_defaults(func=cmd_baseline)
 
@@ -271,36 +329,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="the main job: federated HYDRA as a Flower simulation (one SuperNode per user)")
     _add_run_args(p)
     p.add_argument("--num-rounds", type=int, help="federated rounds")
-    p.add_argument("--ray-address", help="HOST:PORT of a running Ray cluster's head: the ClientApps run on its nodes "
-                                         "(default: a Ray instance of the simulation's own on this machine)")
-    p.add_argument("--client-cpus", type=int, help="whole CPUs each ClientApp holds on the Ray cluster (default 2); "
-                                                     "cluster CPUs / this many ClientApps run at once")
+    p.add_argument("--ray-address", type=text,
+                   help="HOST:PORT of a running Ray cluster's head: the ClientApps run on its nodes "
+                        "(default: a Ray instance of the simulation's own on this machine)")
+    p.add_argument("--client-cpus", type=bounded("client-cpus"),
+                   help="whole CPUs each ClientApp holds on the Ray cluster (default 2); "
+                        "cluster CPUs / this many ClientApps run at once")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("export", help="write a device bundle (ONNX encoders and scorers) of a global base")
-    p.add_argument("--from", dest="source", help="a checkpoint file, or a checkpoint directory (its latest round); "
-                                                  "default: the seeded initial base")
+    p.add_argument("--from", dest="source", type=text,
+                   help="a checkpoint file, or a checkpoint directory (its latest round); "
+                        "default: the seeded initial base")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 quantized encoders")
-    p.add_argument("--run-config", help="model settings, e.g. \"lora-rank=8\" (must match the checkpoint)")
-    p.add_argument("--out", required=True, help="bundle directory")
+    p.add_argument("--run-config", type=text,
+                   help="model settings, e.g. \"lora-rank=8\" (must match the checkpoint)")
+    p.add_argument("--out", type=out_path, required=True, help="bundle directory")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("synth", help="write synthetic LaMP-format users with planted personal structure")
-    p.add_argument("--task", default="LaMP-7", help="LaMP-3 or LaMP-7")
-    p.add_argument("--users", type=int, default=20)
-    p.add_argument("--items", type=int, default=30, help="history items per user")
-    p.add_argument("--questions", type=int, default=1, help="questions per user")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--task", type=text, default="LaMP-7", help="LaMP-3 or LaMP-7")
+    p.add_argument("--users", type=bounded("synth-users"), default=20)
+    p.add_argument("--items", type=bounded("items"), default=30, help="history items per user")
+    p.add_argument("--questions", type=bounded("questions"), default=1, help="questions per user")
+    p.add_argument("--seed", type=bounded("seed"), default=0)
+    p.add_argument("--out", type=out_path, required=True)
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("llm", help="the embedded LLM server (llama.cpp's llama-server + SmolLM2-135M-Instruct)")
     p.add_argument("action", choices=["serve", "stop", "status"])
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    p.add_argument("--slots", type=int, default=None,
+    p.add_argument("--port", type=bounded("port"), default=0, help="port (default: a free one)")
+    p.add_argument("--threads", type=bounded("threads"), default=2, help="CPU threads (default 2)")
+    p.add_argument("--slots", type=bounded("slots"), default=None,
                    help="requests decoded in parallel (default: shared.llm.embedded.EMBEDDED_SLOTS)")
-    p.add_argument("--ctx", type=int, default=2048, help="context length in tokens, per slot")
+    p.add_argument("--ctx", type=bounded("ctx"), default=2048, help="context length in tokens, per slot")
     p.set_defaults(func=cmd_llm)
     return parser
 
@@ -316,18 +378,31 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fedhydra`` console script; errors print one line and exit with status 2."""
+    """Entry point of the ``fedhydra`` console script.
+
+    Exit status: 0 done; 2 refused or failed, one line on stderr (a bad argument, a typed FedHydra error: bad data,
+    a bad config value, a damaged cache), and nothing written; 3 (``run``, ``simulate``) done with the outputs
+    written, but one or more users failed (named on stderr and in ``summary.json``'s ``failed_users``).
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a refused argument (one line on stderr, status 2) or --help (0)
+        return exc.code if isinstance(exc.code, int) else 2
     if getattr(args, "k", None) is None and args.command == "baseline":
         args.k = [4]
     # SIGTERM unwinds like Ctrl-C, so what a command started (an embedded LLM server, a SuperLink) is stopped
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args) or 0)
-    except FedHydraError as exc:
-        print(f"fedhydra {args.command}: error: {exc}", file=sys.stderr)
+    except FedHydraError as exc:  # typed errors, wherever they arise: one line, never a traceback
+        print(f"fedhydra {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line (a message that spans lines would read as several errors)."""
+    return " ".join(str(exc).splitlines())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ centralized run (``<method>_outputs.json``, ``metrics.{md,json,png}``), plus the
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -20,16 +19,18 @@ from typing import Any, Callable, Mapping
 
 from shared.config import RunConfig
 from shared.data import Dataset
+from shared.errors import FedHydraError
 from shared.evaluation import Predictions
 from shared.hydra.variants import FEDERATED_PREFIX, is_hydra_method
-from shared.io import atomic_write_text
+from shared.io import atomic_write_text, read_jsonl
 from shared.ledger import Cost, Ledger
 from shared.llm.client import LLMConfig
 from shared.metrics import primary_metric
 from shared.paths import llm_cache_path
-from shared.run_data import load_run_data
 from shared.users import HISTORY_PROTOCOL, node_count, split_users
+from simulations.failures import UserFailures
 from simulations.hydra_run import finish_run
+from simulations.run_inputs import checked_inputs
 from simulations.superlink import LocalSuperLink, SimulationError
 
 __all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "flower_app", "app_copy",
@@ -39,6 +40,10 @@ FULL_MODEL_BYTES = 22_713_216 * 4
 """all-MiniLM-L6-v2 in float32: what sending the whole encoder each round would cost."""
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+class NoPredictions(FedHydraError):
+    """A test client of a simulation left no predictions in its store."""
 
 
 def cache_rows_since(path: Path, since: float) -> int:
@@ -98,20 +103,32 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     preds = Predictions()
     missing = []
     ledger = Ledger()
+    failures = UserFailures()  # a client whose store cannot be read costs that client, not the run
+
+    def first_contact(user) -> dict:
+        if not UserStore.exists(store_dir, user.user_id):  # never reached (dropped out every round)
+            return {}
+        return UserStore(store_dir, user.user_id, task=dataset.task.name).read_meta() or {}
+
+    def predictions(user) -> dict:
+        saved = UserStore(store_dir, user.user_id, task=dataset.task.name).read_predictions()
+        if not saved:
+            missing.append(user.user_id)
+            raise NoPredictions("the test client stored no predictions (its evaluation failed or never ran; "
+                                "see flwr.log)")
+        return saved
+
     with ledger.stage("episodes (first contact)", timed=False):  # what each client's store says its first contact cost
         for users, unit in ((paid, "training user"), (free, "free training user"),
                             ([] if cfg.protocol == HISTORY_PROTOCOL else test, "new user onboarding")):
             for user in users:
-                if not UserStore.exists(store_dir, user.user_id):  # never reached (dropped out every round)
-                    continue
-                meta = UserStore(store_dir, user.user_id, task=dataset.task.name).read_meta() or {}
+                meta = failures.guard(first_contact, "store")(user) or {}
                 if "episode_llm_asked" in meta:
                     ledger.record(unit, Cost(asked=meta["episode_llm_asked"], sent=meta["episode_llm_calls"],
                                              llm_seconds=meta["episode_llm_seconds"]))
     for user in test:
-        saved = UserStore(store_dir, user.user_id, task=dataset.task.name).read_predictions()
-        if not saved:
-            missing.append(user.user_id)
+        saved = failures.guard(predictions, "answer")(user)
+        if saved is None:
             continue
         for method, answers in saved["by_method"].items():
             preds.by_method.setdefault(method, {}).update(answers)
@@ -125,8 +142,11 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
             ledger.record(f"answer ({method})", Cost(asked=preds.asked[method], sent=preds.calls[method],
                                                      llm_seconds=preds.llm_seconds[method]), n=len(answers))
     rounds_file = out / "server" / "rounds.jsonl"
-    rounds = [json.loads(l) for l in rounds_file.read_text().splitlines() if l.strip()] if rounds_file.exists() else []
-    summary = {**summary, "test_users_without_predictions": missing, "ledger": ledger.as_dict(), "margin": None}
+    rounds = read_jsonl(rounds_file)
+    failures.check_some_left([u.user_id for u in test], "test users")
+    scored = [u for u in test if not failures.failed(u.user_id)]
+    summary = {**summary, "test_users_without_predictions": missing, "scored_test_users": len(scored),
+               "failed_users": failures.as_dict(), "ledger": ledger.as_dict(), "margin": None}
     if rounds:
         summary["round_table"] = round_table(rounds, dataset.task, out)
         ups = [b for r in rounds for b in r["bytes_up_per_client"]]
@@ -157,10 +177,12 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
         getattr(preds, key).update({f"{FEDERATED_PREFIX}{m}": v for m, v in getattr(preds, key).items()
                                     if is_hydra_method(m)})
     free_note = f" (+{summary['free_train_users']} free)" if summary.get("free_train_users") else ""
+    failed = f" ({len(test) - len(scored)} failed)" if len(scored) < len(test) else ""
     title = (f"{dataset.task.name}: federated HYDRA, {summary['train_users']}{free_note} training / "
-             f"{summary['test_users']} test users")
+             f"{len(scored)} test users{failed}")
     groups = {m: ("federated" if is_hydra_method(m) else "baseline") for m in preds.by_method}
-    result = finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups)
+    result = finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups,
+                        users={q.id: u.user_id for u in test for q in u.questions})
     result["ledger_table"] = ledger.table()
     return result
 
@@ -240,11 +262,13 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
     from shared.llm.resolver import resolve_llm
 
     out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     values = dict(mapping)
     cfg = RunConfig.from_mapping(values)
-    clear_results(out)
-    dataset, folder = load_run_data(cfg, synthetic_dir=out / "data")
+    with checked_inputs(cfg) as inputs:  # a refused config or data leaves ``out`` as it was
+        out.mkdir(parents=True, exist_ok=True)
+        clear_results(out)
+        folder = inputs.place(out)
+    dataset = inputs.dataset
     values["data"] = str(folder.resolve())
     store_dir = Path(cfg.store_dir).resolve() if cfg.store_dir else out / "clients"
     values.update({"store-dir": str(store_dir), "out-dir": str(out / "server")})

@@ -43,6 +43,7 @@ from shared.llm.client import LLMClient
 from shared.metrics import evaluate, example_score, primary_metric
 from shared.tasks import TaskSpec
 from shared.users import User, split_users
+from simulations.failures import UserFailures
 from simulations.report import MethodResult, plot_methods, relative_gain, write_table
 from simulations.trained import load_trained, save_margin, save_trained, training_fingerprint
 
@@ -90,10 +91,11 @@ def map_users(fn: Callable[[User], T], users: Sequence[User], *, workers: int, d
 
 
 def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient | None, cfg: RunConfig, *, with_golds: bool,
-                   progress: bool = True, ledger: Ledger | None = None,
-                   unit: str = "training user") -> tuple[dict[str, list[Episode]], dict[str, int]]:
+                   progress: bool = True, ledger: Ledger | None = None, unit: str = "training user",
+                   failures: UserFailures | None = None) -> tuple[dict[str, list[Episode]], dict[str, int]]:
     """Every user's episodes (their golds only if ``with_golds``), several users at once, with a progress bar;
-    returns stats too. Each user's cost goes into ``ledger`` as one ``unit``."""
+    returns stats too. Each user's cost goes into ``ledger`` as one ``unit``. With ``failures``, a user whose
+    episodes fail is recorded there (stage ``episodes``) and left out of the result; else the error propagates."""
 
     def one(user: User):
         questions = user.training_questions() if with_golds else []
@@ -104,10 +106,14 @@ def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient | None,
                                      wall_seconds=time.perf_counter() - started))
         return eps, report
 
-    built = map_users(one, users, workers=cfg.llm_concurrency, desc="episodes", progress=progress)
+    work = failures.guard(one, "episodes") if failures is not None else one
+    built = map_users(work, users, workers=cfg.llm_concurrency, desc="episodes", progress=progress)
     out: dict[str, list[Episode]] = {}
     stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
-    for user, (eps, report) in zip(users, built):
+    for user, done in zip(users, built):
+        if done is None:  # this user failed (recorded in failures)
+            continue
+        eps, report = done
         out[user.user_id] = eps
         stats["episodes"] += report.episodes
         stats["skipped"] += report.skipped
@@ -149,12 +155,19 @@ def comparison_tables(paired: Mapping[str, dict], left: Mapping[str, Mapping[str
     ...                                             "wins": 2, "losses": 1}}, {}).strip().splitlines()[-1])
     | hydra vs input | 3 | +0.1000 | [-0.2000, +0.3000] | 2 / 1 |
     """
+    by_user = any("user_interval" in c for c in paired.values())  # users resampled too (several questions each)
+    extra = (" users | 95% interval over users |", "---|---|") if by_user else ("", "")
     lines = ["", "Paired comparisons (per-question score, B minus A: > 0 means B is better; 95% paired bootstrap):", "",
-             "| B vs A | questions | mean difference | 95% interval | B better / worse |", "|---|---|---|---|---|"]
+             "| B vs A | questions | mean difference | 95% interval | B better / worse |" + extra[0],
+             "|---|---|---|---|---|" + extra[1]]
     for name, c in paired.items():
         low, high = c["interval"]
+        tail = ""
+        if by_user:
+            u_low, u_high = c.get("user_interval", [float("nan"), float("nan")])
+            tail = f" {c.get('users', '')} | [{u_low:+.4f}, {u_high:+.4f}] |"
         lines.append(f"| {name} | {c['n']} | {c['mean_difference']:+.4f} | [{low:+.4f}, {high:+.4f}] | "
-                     f"{c['wins']} / {c['losses']} |")
+                     f"{c['wins']} / {c['losses']} |" + tail)
     if left:
         lines += ["", "How often each method left its anchor (the strongest non-LLM answer, or the edit of the input chosen "
                   "with the margin), and whether that helped (by the gold):",
@@ -164,8 +177,14 @@ def comparison_tables(paired: Mapping[str, dict], left: Mapping[str, Mapping[str
 
 
 def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out: Path, *, title: str,
-               summary: dict, groups: Mapping[str, str] | None = None) -> dict:
-    """Write predictions, the metrics table, the plot and the summary; return the summary."""
+               summary: dict, groups: Mapping[str, str] | None = None,
+               users: Mapping[str, str] | None = None) -> dict:
+    """Write predictions, the metrics table, the plot and the summary; return the summary.
+
+    ``users`` (question id -> user): where some user asks several questions (LaMP-3's timeline split), the paired
+    comparisons also give the user-level interval (users resampled, :mod:`shared.stats`)."""
+    if users is not None and len(set(users.values())) == len(users):
+        users = None  # one question per user: the question-level interval is the user-level one
     results = []
     for label, predictions in preds.by_method.items():
         write_outputs(out / f"{label}_outputs.json", task, predictions)
@@ -195,7 +214,7 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
         name = str(r["method"])
         if is_hydra_method(name) and strongest is not None:
             paired[f"{name} vs {strongest['method']}"] = compare_predictions(
-                task, by_method[str(strongest["method"])], by_method[name], golds).as_dict()
+                task, by_method[str(strongest["method"])], by_method[name], golds, users=users).as_dict()
     for pre in ("", FEDERATED_PREFIX):  # personal vs shared heads; each cost-aware mode against the full method
         full = f"{pre}hydra"
         if full not in by_method:
@@ -204,10 +223,10 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
             if other in by_method:
                 first, second = (other, full) if other.endswith("shared-head") else (full, other)
                 paired[f"{second} vs {first}"] = compare_predictions(task, by_method[first], by_method[second],
-                                                                     golds).as_dict()
+                                                                     golds, users=users).as_dict()
         if f"{pre}hydra-no-margin" in by_method:
             paired[f"{full} vs {pre}hydra-no-margin"] = compare_predictions(
-                task, by_method[f"{pre}hydra-no-margin"], by_method[full], golds).as_dict()
+                task, by_method[f"{pre}hydra-no-margin"], by_method[full], golds, users=users).as_dict()
     summary = {**summary, "primary_metric": metric, "pool_oracle": oracle,
                "strongest_baseline": strongest["method"] if strongest else None, "relative_gain": gains,
                "paired_bootstrap": paired, "left_baseline": left_baseline(task, preds, golds)}
@@ -220,6 +239,11 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     summary["table"] = table
     return summary
+
+
+def _survivors(users: Sequence[User], failures: UserFailures) -> list[User]:
+    """``users`` less those that failed."""
+    return [u for u in users if not failures.failed(u.user_id)]
 
 
 def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str | Path, *,
@@ -236,24 +260,29 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     history = cfg.protocol == "history"
     ledger = Ledger()
     calls0 = llm.stats.calls
+    failures = UserFailures()  # one user's failure costs that user, not the run
+    all_train_users, all_test_users = list(train_users), list(test_users)
 
     with ledger.stage("episodes"):
         _say(progress, f"[1/4] episodes of {len(llm_users)} training users through the LLM")
         train_eps, train_stats = build_episodes(task, llm_users, llm, cfg, with_golds=not history, progress=bars,
-                                                ledger=ledger, unit="training user")
+                                                ledger=ledger, unit="training user", failures=failures)
         if free_users:
             _say(progress, f"      and of {len(free_users)} free training users (their questions, no LLM call)")
             free_cfg = replace(cfg, episodes=free_user_config(cfg.episodes))
             free_eps, free_stats = build_episodes(task, free_users, None, free_cfg, with_golds=True, progress=bars,
-                                                  ledger=ledger, unit="free training user")
+                                                  ledger=ledger, unit="free training user", failures=failures)
             train_eps.update(free_eps)
             train_stats = {k: train_stats[k] + free_stats[k] for k in train_stats}
         test_eps, test_stats = ({}, {"episodes": 0, "skipped": 0, "llm_calls": 0})
         if not history:
             _say(progress, f"      and of {len(test_users)} new users (history only: their onboarding)")
             test_eps, test_stats = build_episodes(task, test_users, llm, cfg, with_golds=False, progress=bars,
-                                                  ledger=ledger, unit="new user onboarding")
+                                                  ledger=ledger, unit="new user onboarding", failures=failures)
 
+    train_users, test_users = _survivors(train_users, failures), _survivors(test_users, failures)
+    failures.check_some_left([u.user_id for u in all_train_users], "training users")
+    llm_users, free_users = _survivors(llm_users, failures), _survivors(free_users, failures)
     fingerprint = training_fingerprint(cfg, {u.user_id: train_eps[u.user_id] for u in train_users})
     saved = load_trained(out, fingerprint, cfg.model) if cfg.federation.resume else None
     with ledger.stage("train"):
@@ -262,8 +291,11 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
         torch.manual_seed(cfg.seed)
         base = HydraBase(cfg.model)
         trainer = Trainer(base, cfg.train)
-        contexts = {u.user_id: UserContext.build(task, u.history, embed=trainer.history_embed)
-                    for u in train_users + test_users}
+        build_context = failures.guard(lambda u: UserContext.build(task, u.history, embed=trainer.history_embed),
+                                       "context")
+        contexts = {u.user_id: build_context(u) for u in train_users + test_users}
+        train_users, test_users = _survivors(train_users, failures), _survivors(test_users, failures)
+        llm_users, free_users = _survivors(llm_users, failures), _survivors(free_users, failures)
         if saved is not None:
             _say(progress, f"[2/4] the shared base trained by an earlier run of these settings ({out / 'trained'})")
             base.load_shared_state(saved.base)
@@ -322,15 +354,19 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
             return evaluate_user(task, u, bundle, device_cfg, llm, out / "clients", dataset.golds,
                                  methods=list(cfg.eval_methods) or None)
 
-        preds = merge_predictions(map_users(evaluate, test_users, workers=cfg.llm_concurrency, desc="answer",
-                                            progress=bars))
+        answered = map_users(failures.guard(evaluate, "answer"), test_users, workers=cfg.llm_concurrency,
+                             desc="answer", progress=bars)
+        test_users = _survivors(test_users, failures)
+        failures.check_some_left([u.user_id for u in all_test_users], "test users")
+        preds = merge_predictions([p for p in answered if p is not None])
         for method, answers in preds.by_method.items():
             ledger.record(f"answer ({method})", Cost(asked=preds.asked[method], sent=preds.calls[method],
                                                      llm_seconds=preds.llm_seconds[method]), n=len(answers))
 
     summary = {"task": task.name, "protocol": cfg.protocol, "train_users": len(llm_users),
                "free_train_users": len(free_users),
-               "test_users": len(test_users), "test_questions": sum(len(u.questions) for u in test_users),
+               "test_users": len(all_test_users), "scored_test_users": len(test_users),
+               "test_questions": sum(len(u.questions) for u in test_users), "failed_users": failures.as_dict(),
                "episodes": {"train": train_stats, "test": test_stats},
                "examples": report.examples, "losses": report.losses, "editor_loss": report.editor_loss,
                "margin": choice.as_dict() if choice is not None else None,
@@ -339,7 +375,9 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                "wall_seconds": round(time.perf_counter() - started, 1), "llm_calls": llm.stats.calls - calls0,
                "llm_concurrency": llm.config.concurrency, "llm": llm.stats.as_dict(), "ledger": ledger.as_dict()}
     free = f" (+{len(free_users)} free)" if free_users else ""
-    title = f"{task.name}: HYDRA, {len(llm_users)}{free} training / {len(test_users)} test users"
-    result = finish_run(task, preds, dataset.golds, out, title=title, summary=summary)
+    failed = f" ({len(all_test_users) - len(test_users)} failed)" if len(test_users) < len(all_test_users) else ""
+    title = f"{task.name}: HYDRA, {len(llm_users)}{free} training / {len(test_users)} test users{failed}"
+    result = finish_run(task, preds, dataset.golds, out, title=title, summary=summary,
+                        users={q.id: u.user_id for u in test_users for q in u.questions})
     result["ledger_table"] = ledger.table()
     return result

@@ -12,7 +12,8 @@ whose items are bare tweets, the LLM writes the formal paraphrase that serves as
 inputs were made).
 
 Every LLM call goes through the cached client and a per-user :class:`~shared.llm.CallBudget`; when a call
-fails or the budget is spent, the example is skipped and counted, never invented. ``free_questions`` more
+fails or the budget is spent, the example is skipped and counted, never invented (``BuildReport.failed`` counts
+those the endpoint failed, apart from the budget: asking again later may get them). ``free_questions`` more
 pseudo-questions get neither record labels nor LLM candidates: the adapter learns from the candidates that cost
 no call (the label pool; for rewrite tasks the input and its edits), as it must answer when the LLM is down.
 For tasks whose items have an input side they cost nothing; for rewrite tasks each costs its paraphrase.
@@ -34,7 +35,7 @@ from typing import Mapping, Sequence
 
 from shared.errors import LLMError, check_minimums
 from shared.hydra.candidates import PoolConfig, parse_pool_answers, pool_calls
-from shared.llm.client import CallBudget, LLMCall, LLMClient, LLMMeter
+from shared.llm.client import BudgetExhausted, CallBudget, LLMCall, LLMClient, LLMMeter
 from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_scores
 from shared.tasks import TaskSpec
@@ -128,10 +129,12 @@ def round_sample(episodes: Sequence[Episode], k: int, *, seed: int, server_round
 @dataclass
 class BuildReport:
     """What building a user's episodes cost (LLM requests sent, answers used incl. cache hits, the requests'
-    seconds) and skipped."""
+    seconds) and skipped; ``failed``: how many of the skipped ones an endpoint failure cost (not the budget, not a
+    missing client): a later build may get them."""
 
     episodes: int = 0
     skipped: int = 0
+    failed: int = 0
     llm_calls: int = 0
     llm_asked: int = 0
     llm_seconds: float = 0.0
@@ -177,6 +180,7 @@ def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *,
         for idx, answer in zip(ask, llm.complete_many(prompts, budget=budget)):
             if isinstance(answer, LLMError):
                 report.skipped += 1
+                report.failed += not isinstance(answer, BudgetExhausted)
                 report.errors.append(f"paraphrase: {answer}")
                 continue
             paraphrase = task.parse_answer(answer)
@@ -211,6 +215,7 @@ def label_episodes(task: TaskSpec, episodes: Sequence[Episode], llm: LLMClient, 
         failed = next((a for a in mine if isinstance(a, LLMError)), None)
         if failed is not None:
             report.skipped += 1
+            report.failed += not all(isinstance(a, BudgetExhausted) for a in mine if isinstance(a, LLMError))
             report.errors.append(f"{ep.qid}: {failed}")
             continue
         n_rerank = len(plan) - 1 - config.pool.n_samples

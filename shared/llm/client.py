@@ -2,7 +2,13 @@
 
 - Configured by base URL, model and API key, from arguments or the environment
   (``FEDHYDRA_LLM_BASE_URL``, ``FEDHYDRA_LLM_MODEL``, ``FEDHYDRA_LLM_API_KEY`` or ``OPENAI_API_KEY``).
-- Timeouts; retries with exponential backoff and full jitter on connection errors, timeouts, HTTP 429
+- A total deadline per request (``timeout_s`` covers connecting, the headers and the whole body: an endpoint that
+  sends a byte now and then cannot keep a request alive past it; it counts as a timeout). Bounded answers: at most
+  ``max_response_bytes`` of body are read (counted while streaming, before anything is parsed), and an answer longer
+  than ``answer_chars_per_token * max_tokens + 256`` characters is refused; either is an
+  :class:`~shared.errors.LLMResponseError` naming the bound, never cached and never returned (nor is such an answer
+  found in the cache).
+- Retries with exponential backoff and full jitter on connection errors, timeouts, HTTP 429
   and 5xx (a ``Retry-After`` header is honoured, capped at the maximum backoff); typed errors for the
   rest (:mod:`shared.errors`).
 - A retry budget per client: retries may number at most ``retry_budget_min`` plus ``retry_budget_ratio``
@@ -20,7 +26,9 @@
   request already in flight is not sent twice (a second caller waits for the first one's answer).
 - Every answer goes through a persistent :class:`~shared.llm.cache.ResponseCache` keyed by the
   endpoint's identity, the model, the messages and the sampling parameters; with temperature 0 the seed
-  is not part of the key (greedy answers do not depend on it).
+  is not part of the key (greedy answers do not depend on it). A cache file that is no SQLite database (damaged,
+  or another file given as the cache) raises :class:`LLMCacheError`, which says what to do; the client does not
+  delete or rebuild it (it may be a file of the user's given by mistake).
 - :class:`CallBudget` caps the network calls spent on one user; cache hits are free.
 - :attr:`LLMClient.stats` counts network calls, cache hits, retries and failures.
 
@@ -34,8 +42,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
+import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,9 +54,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import requests
+import urllib3
 
 from shared.errors import (
     ConfigError,
+    FedHydraError,
     LLMConnectionError,
     LLMError,
     LLMHTTPError,
@@ -56,11 +68,23 @@ from shared.errors import (
     LLMUnavailable,
 )
 from shared.llm.cache import ResponseCache, request_key
+from shared.llm.deadline import Deadline, DeadlineAdapter, read_capped, watching
 from shared.paths import llm_cache_path
 
-__all__ = ["LLMConfig", "LLMStats", "LLMClient", "LLMCall", "LLMMeter", "CallBudget", "BudgetExhausted", "Message"]
+__all__ = ["LLMConfig", "LLMStats", "LLMClient", "LLMCall", "LLMMeter", "CallBudget", "BudgetExhausted", "Message",
+           "LLMCacheError", "ANSWER_SLACK_CHARS"]
 
 Message = Mapping[str, str]
+
+ANSWER_SLACK_CHARS = 256
+"""Characters an answer may hold beyond ``answer_chars_per_token * max_tokens``."""
+
+_ERROR_BODY_BYTES = 4096  # what is read of an error status's body (it only goes into the error's message)
+
+
+class LLMCacheError(FedHydraError):
+    """The LLM answer cache file cannot be used (not an SQLite database, damaged, or not openable). It holds only
+    cached LLM answers, so moving it away costs LLM calls, nothing else; the message says so."""
 
 
 class BudgetExhausted(LLMError):
@@ -77,7 +101,8 @@ class LLMConfig:
         api_key: sent as ``Authorization: Bearer``; never written to the cache or logs.
         endpoint_id: the endpoint's identity in cache keys; defaults to ``base_url``. The embedded server
             sets it to its model file, so that a restart on another port still hits the cache.
-        timeout_s: per-request timeout (connect and read).
+        timeout_s: the total deadline of one request attempt: connecting, the headers and the whole body, however
+            slowly they come (a timed-out attempt is retried like any timeout).
         max_retries: retries after the first attempt for retryable failures.
         backoff_s, backoff_max_s: the first backoff and its cap; attempt ``i`` waits up to
             ``min(backoff_max_s, backoff_s * 2**i)``, uniformly jittered.
@@ -95,6 +120,12 @@ class LLMConfig:
             sent one after another, other prompts beside them: for a server that keeps a prompt's computation
             only in the slot that served it (llama.cpp's ``llama-server``), so that the prompt is computed once.
             Off for servers that share a prompt's computation between concurrent requests (vLLM).
+        max_response_bytes: the most bytes of a response body read (after any content decoding); a longer one is
+            refused (:class:`~shared.errors.LLMResponseError`) without reading further. 1 MiB is far over a chat
+            completion of thousands of tokens.
+        answer_chars_per_token: an answer may hold at most ``answer_chars_per_token * max_tokens`` characters plus
+            :data:`ANSWER_SLACK_CHARS`; a longer one is refused (a token is about 4 characters; 64 leaves room for
+            the longest tokens of common vocabularies).
     """
 
     base_url: str
@@ -112,6 +143,8 @@ class LLMConfig:
     retry_budget_ratio: float = 0.5
     concurrency: int = 1
     same_prompt_in_turn: bool = False
+    max_response_bytes: int = 1 << 20
+    answer_chars_per_token: int = 64
 
     def __post_init__(self) -> None:
         if not self.base_url or not self.base_url.startswith(("http://", "https://")):
@@ -126,6 +159,20 @@ class LLMConfig:
             raise ConfigError(f"llm retry_budget_min must be >= 0, got {self.retry_budget_min}")
         if not isinstance(self.concurrency, int) or isinstance(self.concurrency, bool) or self.concurrency < 1:
             raise ConfigError(f"llm concurrency must be an integer >= 1, got {self.concurrency!r}")
+        if not math.isfinite(self.timeout_s):
+            raise ConfigError(f"llm timeout_s must be finite, got {self.timeout_s}")
+        for name, least in (("max_response_bytes", 1024), ("answer_chars_per_token", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"llm {name} must be an integer >= {least}, got {value!r}")
+
+    def max_answer_chars(self, max_tokens: int) -> int:
+        """The longest answer accepted for a request of ``max_tokens``.
+
+        >>> LLMConfig(base_url="http://x/v1").max_answer_chars(8)
+        768
+        """
+        return self.answer_chars_per_token * max(int(max_tokens), 0) + ANSWER_SLACK_CHARS
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "LLMConfig":
@@ -206,13 +253,14 @@ class LLMClient:
                  session: requests.Session | None = None, sleep=time.sleep):
         self.config = config
         if cache is None and config.cache_path != "":
-            cache = ResponseCache(Path(config.cache_path) if config.cache_path else llm_cache_path())
+            cache = _open_cache(Path(config.cache_path) if config.cache_path else llm_cache_path())
         self.cache = cache
         self.stats = LLMStats()
+        self._watched = session is None  # its connections obey the deadline watchdog (shared.llm.deadline)
         if session is None:
             session = requests.Session()
             pool = max(10, config.concurrency)
-            adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+            adapter = DeadlineAdapter(pool_connections=pool, pool_maxsize=pool)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         self._session = session
@@ -247,7 +295,9 @@ class LLMClient:
         """The cached answer for these arguments, without any network call."""
         if self.cache is None:
             return None
-        return self.cache.get(self.cache_key(self.request(messages, **params)))
+        body = self.request(messages, **params)
+        hit = self._cache_get(self.cache_key(body))
+        return hit if hit is None or len(hit) <= self.config.max_answer_chars(body["max_tokens"]) else None
 
     def complete(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
                  seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None,
@@ -255,9 +305,12 @@ class LLMClient:
         """One chat completion's text (cached).
 
         Raises:
-            LLMRetriesExhausted: retryable failures outlasted ``max_retries``.
+            LLMRetriesExhausted: retryable failures (connection errors, timeouts: ``timeout_s`` is the deadline of
+                each attempt, 429, 5xx) outlasted ``max_retries``.
             LLMHTTPError: a non-retryable HTTP status (e.g. 400, 401, 404).
-            LLMResponseError: a 200 answer that is not a chat completion (bad JSON, no choices).
+            LLMResponseError: a 200 answer that is not a chat completion (bad JSON, no choices), or over a bound
+                (``max_response_bytes``, :meth:`LLMConfig.max_answer_chars`).
+            LLMCacheError: the cache file is damaged.
             BudgetExhausted: the answer is not cached and ``budget`` has no calls left.
         """
         result = self.complete_many([LLMCall(messages, temperature, max_tokens, seed, top_p, stop)], budget=budget)[0]
@@ -282,10 +335,14 @@ class LLMClient:
             if key in to_send:
                 to_send[key][1].append(i)
                 continue
-            hit = self.cache.get(key) if self.cache is not None else None
+            hit = self._cache_get(key) if self.cache is not None else None
             if hit is not None:
                 self._charge(meters, hits=1)
-                results[i] = hit
+                bound = self.config.max_answer_chars(body["max_tokens"])
+                results[i] = hit if len(hit) <= bound else LLMResponseError(
+                    f"the cached answer holds {len(hit)} characters, over the bound of {bound} for max_tokens = "
+                    f"{body['max_tokens']} (answer_chars_per_token = {self.config.answer_chars_per_token}); "
+                    "move the LLM answer cache away to ask again")
                 continue
             if budget is not None:
                 try:
@@ -403,8 +460,12 @@ class LLMClient:
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
-        if self.cache is not None:
-            self.cache.put(key, body, text)
+        try:
+            if self.cache is not None:
+                self._cache_put(key, body, text)
+        except BaseException as exc:  # a damaged cache (LLMCacheError): waiters see it too, none hangs
+            running.set_exception(exc)
+            raise
         self._charge(meters, requests=1, seconds=self._local.seconds)
         running.set_result(text)
         return text
@@ -461,39 +522,95 @@ class LLMClient:
             self._gate.acquire()  # at most `concurrency` in flight; the wait is not the request's time
             started = time.monotonic()
             try:
-                response = self._session.post(url, json=body, headers=headers, timeout=self.config.timeout_s)
-            except requests.Timeout as exc:
-                last = LLMTimeoutError(f"no answer from {url} within {self.config.timeout_s}s ({type(exc).__name__})")
-                continue
-            except requests.ConnectionError as exc:
-                last = LLMConnectionError(f"cannot reach {url}: {exc.__class__.__name__}")
-                continue
-            except requests.RequestException as exc:
+                status, payload, retry_after = self._exchange(url, body, headers)
+            except (LLMTimeoutError, LLMConnectionError) as exc:
+                if getattr(exc, "retryable", True):
+                    last = exc
+                    continue
                 with self._lock:
                     self.stats.failures += 1
-                raise LLMConnectionError(f"request to {url} failed: {exc}") from exc
+                raise
+            except LLMError:  # over a bound: the endpoint answered, badly
+                with self._lock:
+                    self.stats.failures += 1
+                raise
             finally:
                 self._gate.release()
                 spent = time.monotonic() - started
                 self._local.seconds = getattr(self._local, "seconds", 0.0) + spent
                 with self._lock:
                     self.stats.seconds += spent
-            status = response.status_code
             if status == 429 or status >= 500:
-                last = LLMHTTPError(status, response.text)
-                last.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+                last = LLMHTTPError(status, _text(payload))
+                last.retry_after = retry_after  # type: ignore[attr-defined]
                 continue
             if status != 200:
                 with self._lock:
                     self.stats.failures += 1
-                raise LLMHTTPError(status, response.text)
-            text = self._parse(response)
+                raise LLMHTTPError(status, _text(payload))
+            try:
+                text = self._parse(payload, int(body["max_tokens"]))
+            except LLMError:
+                with self._lock:
+                    self.stats.failures += 1
+                raise
             with self._lock:
                 self.stats.calls += 1
             return text
         with self._lock:
             self.stats.failures += 1
         raise LLMRetriesExhausted(self.config.max_retries + 1, last or LLMError("no attempt was made"))
+
+    def _exchange(self, url: str, body: Mapping[str, Any],
+                  headers: Mapping[str, str]) -> tuple[int, Any, float | None]:
+        """One attempt: (status, payload, Retry-After). The payload is the body's bytes (at most
+        ``max_response_bytes`` for a 200, the first :data:`_ERROR_BODY_BYTES` otherwise), or, from a session that
+        is no :mod:`requests` one (a stand-in), the decoded JSON of a 200 / the text of an error.
+
+        Raises LLMTimeoutError when the attempt outlives ``timeout_s`` (connect, headers and body together),
+        LLMConnectionError when the connection fails or breaks (both retryable, except a request error of another
+        kind: ``retryable = False``), LLMResponseError when the body is over ``max_response_bytes``.
+        """
+        timeout = self.config.timeout_s
+        deadline = Deadline(timeout) if self._watched else None
+        ends = time.monotonic() + timeout
+        response = None
+        try:
+            with watching(deadline):
+                try:
+                    response = self._session.post(url, json=body, headers=headers, timeout=timeout, stream=True)
+                    if not isinstance(response, requests.Response):  # a stand-in session: nothing to stream
+                        status = int(response.status_code)
+                        if status != 200:
+                            return status, str(response.text)[:_ERROR_BODY_BYTES], _retry_after(response)
+                        try:
+                            return status, response.json(), None
+                        except ValueError:
+                            raise LLMResponseError("answer is not JSON") from None
+                    status = response.status_code
+                    limit = self.config.max_response_bytes if status == 200 else _ERROR_BODY_BYTES
+                    payload = read_capped(response, limit, ends, cut=status != 200)
+                except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+                    raise _timed_out(url, timeout, exc) from None
+                except urllib3.exceptions.DecodeError:  # it answered, in an encoding that does not decode
+                    raise LLMResponseError("answer's content encoding does not decode") from None
+                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                        urllib3.exceptions.HTTPError, OSError) as exc:
+                    if (deadline is not None and deadline.expired) or time.monotonic() > ends:
+                        raise _timed_out(url, timeout, exc) from None
+                    raise LLMConnectionError(f"cannot reach {url}: {exc.__class__.__name__}") from None
+                except requests.RequestException as exc:
+                    error = LLMConnectionError(f"request to {url} failed: {exc}")
+                    error.retryable = False  # type: ignore[attr-defined]
+                    raise error from exc
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+            if response is not None and hasattr(response, "close"):
+                response.close()
+        if (deadline is not None and deadline.expired) or time.monotonic() > ends:  # e.g. a body cut by the watchdog
+            raise _timed_out(url, timeout, None)
+        return status, payload, _retry_after(response)
 
     def _retry_allowed(self) -> bool:
         """Whether the retry budget allows one more retry (call with the lock held)."""
@@ -508,43 +625,86 @@ class LLMClient:
             return min(self.config.backoff_max_s, max(hinted, 0.0))
         return self._rng.uniform(0.0, cap)
 
-    def _parse(self, response: requests.Response) -> str:
-        try:
-            data = response.json()
-        except ValueError:
-            with self._lock:
-                self.stats.failures += 1
-            raise LLMResponseError(f"answer is not JSON: {response.text[:200]!r}") from None
+    def _parse(self, payload: Any, max_tokens: int) -> str:
+        """The answer of a 200's payload (bytes, or already decoded JSON from a stand-in session), within bounds."""
+        if isinstance(payload, (bytes, bytearray)):
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                raise LLMResponseError(f"answer is not JSON: {_text(payload)[:200]!r}") from None
+        else:
+            data = payload
         try:
             choices = data["choices"]
             if not choices:
                 raise LLMResponseError("answer has no choices")
             content = choices[0]["message"]["content"]
-        except LLMResponseError:
-            with self._lock:
-                self.stats.failures += 1
-            raise
         except (KeyError, IndexError, TypeError):
-            with self._lock:
-                self.stats.failures += 1
             raise LLMResponseError(f"answer is not a chat completion: {str(data)[:200]!r}") from None
         if content is None:
             content = ""
         if not isinstance(content, str):
-            with self._lock:
-                self.stats.failures += 1
             raise LLMResponseError(f"message content is {type(content).__name__}, not text")
+        bound = self.config.max_answer_chars(max_tokens)
+        if len(content) > bound:
+            raise LLMResponseError(f"answer holds {len(content)} characters, over the bound of {bound} for "
+                                   f"max_tokens = {max_tokens} (answer_chars_per_token = "
+                                   f"{self.config.answer_chars_per_token})")
         return content
 
+    # -- cache ------------------------------------------------------------------------------------
+    def _cache_get(self, key: str) -> str | None:
+        try:
+            return self.cache.get(key)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise _cache_error(exc) from None
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+    def _cache_put(self, key: str, body: Mapping[str, Any], text: str) -> None:
+        try:
+            self.cache.put(key, body, text)  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise _cache_error(exc) from None
+
+
+def _open_cache(path: Path) -> ResponseCache:
+    """The response cache at ``path``; a file that cannot serve as one raises :class:`LLMCacheError`."""
+    try:
+        return ResponseCache(path)
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a format version that is no number
+        raise _cache_error(exc) from None
+
+
+def _cache_error(exc: BaseException) -> LLMCacheError:
+    """What went wrong with the cache file, and what to do (its role, not its path: the config names that)."""
+    name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    damaged = name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or isinstance(exc, ValueError) or (
+        isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError))
+    what = "is not an SQLite database or is damaged" if damaged else "cannot be used"
+    return LLMCacheError(f"the LLM answer cache file {what} ({name}); it holds only cached LLM answers: move it away "
+                         "or delete it (a new one is made, later answers cost LLM calls again), or choose another file "
+                         "(--llm-cache, FEDHYDRA_LLM_CACHE)")
+
+
+def _text(payload: Any) -> str:
+    if isinstance(payload, (bytes, bytearray)):
+        return bytes(payload).decode("utf-8", errors="replace")
+    return str(payload)
+
+
+def _timed_out(url: str, timeout: float, exc: BaseException | None) -> LLMTimeoutError:
+    cause = f" ({type(exc).__name__})" if exc is not None else ""
+    return LLMTimeoutError(f"no complete answer from {url} within the deadline of timeout_s = {timeout}s{cause}")
+
+
+def _retry_after(response: Any) -> float | None:
+    value = getattr(response, "headers", {}).get("Retry-After")
     if value is None:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class CallBudget:

@@ -54,10 +54,14 @@ print("ready", flush=True)
 while True:
     version += 1
     history = [{"id": str(i), "text": f"v{version} " + "tweet text " * 4} for i in range(%(items)d)]
-    if naive:  # what the store must not do: write in place
-        with open(store.path / "history.json", "w", encoding="utf-8") as fh:
-            for chunk in json.JSONEncoder().iterencode(history):
-                fh.write(chunk)
+    if naive:  # what the store must not do: write a file in place (the heads, in 16 KiB pieces)
+        from safetensors.numpy import save
+        data = save({"head.adapter.weight": np.full((256, 256), version, np.float32)},
+                    metadata={"format": "fedhydra-heads", "version": "3", "model": model.to_json()})
+        with open(store.heads_path, "wb") as fh:
+            for at in range(0, len(data), 1 << 14):
+                fh.write(data[at: at + (1 << 14)])
+                fh.flush()
         continue
     store.write_history(history)
     store.write_episodes([Episode(qid=f"v{version}-{i}", input="x" * 500, query="x", gold=str(version),

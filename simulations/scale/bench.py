@@ -22,14 +22,13 @@ deterministic stub, not a language model), and every table they print says so.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from shared.io import atomic_write_text
+from shared.io import atomic_write_text, read_jsonl
 from simulations.scale.app import scale_app
 from simulations.scale.memory import TreeMemory
 from simulations.scale.probe import read_probes
@@ -75,7 +74,10 @@ def store_disk(store_dir: Path, users: list[str] | None = None) -> dict[str, flo
 
 def analyze(out: Path) -> dict[str, Any]:
     """The per-round figures of a finished run in ``out`` (``server/rounds.jsonl`` and ``probe/``)."""
-    rounds = [json.loads(line) for line in (out / "server" / "rounds.jsonl").read_text().splitlines() if line.strip()]
+    rounds_file = out / "server" / "rounds.jsonl"
+    if not rounds_file.exists():
+        raise FileNotFoundError(rounds_file)
+    rounds = read_jsonl(rounds_file)
     probes = read_probes(out / "probe")
     rows = []
     for r in rounds:

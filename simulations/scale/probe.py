@@ -38,6 +38,7 @@ from typing import Any
 
 from flwr.app import Context, Message
 
+from shared.io import read_jsonl
 from shared.packing import array_tensors, pack_content
 
 __all__ = ["probe_mod", "install", "serialized_size", "tensor_bytes", "read_probes", "memory_mb"]
@@ -61,7 +62,7 @@ def install() -> None:
     original_make_llm = client_app.make_llm
 
     def episodes(self):
-        built = not (self.store.path / "episodes.jsonl").exists()
+        built = not self.store.has_episodes()  # the store keeps them in its database (client/store.py)
         started = time.perf_counter()
         try:
             return original_episodes(self)
@@ -170,9 +171,6 @@ def read_probes(folder: str | Path) -> list[dict]:
     """Every probe line under ``folder`` (all processes), in start order."""
     rows = []
     for path in sorted(Path(folder).glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut short by a killed process
+        # split at "\n" only; a line cut short by a killed process is skipped
+        rows.extend(row for row in read_jsonl(path) if isinstance(row, dict))
     return sorted(rows, key=lambda r: r.get("start", 0))

@@ -87,8 +87,9 @@ def test_only_the_fault_injection_client_app_carries_the_mod():
 
     assert faults_mod not in client_app.app._mods  # the production ClientApp
     # the order it always had, SecAgg+ and the packing outside it (a fault is what the client masks, packs and sends)
-    assert fault_app.app._mods == [client_app.audit_mod, client_app.packing_mod, client_app.secagg_mod, faults_mod,
-                                   client_app._dp_mod]
+    # the error replies' mod right inside the audit: an injected fault leaves as a fixed error reply too
+    assert fault_app.app._mods == [client_app.audit_mod, client_app.error_mod, client_app.packing_mod,
+                                   client_app.secagg_mod, faults_mod, client_app._dp_mod]
     assert set(fault_app.app._registered_funcs) == set(client_app.app._registered_funcs)
     imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(client_app))) if isinstance(n, ast.ImportFrom)}
     assert not [m for m in imported if m.startswith(("simulations", "tests"))]

@@ -94,3 +94,46 @@ def test_a_training_round_uses_at_most_local_episodes_of_the_users_episodes(cfg)
     out, metrics = capped.train(arrays, server_round=1)
     assert 0 < metrics[WEIGHT_KEY] <= 2 * len(ROLES) < all_examples
     assert set(out) == set(arrays) and llm.stats.calls == 0
+
+
+def test_a_margin_is_a_number_in_its_range_or_inf_and_an_anchor_one_of_the_tasks():
+    """Issue 28, probe 2 (property-based): whatever a server sends as the final evaluation's margin, only a number in
+    [0, MAX_MARGIN] or inf gets through; an anchor only if it is one of the task's anchors (no text of it is ever a
+    path: device_bundle names its folder by a digest)."""
+    import math
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from client.node import MAX_MARGIN, check_anchor, check_margin
+    from shared.errors import ConfigError
+    from shared.hydra.candidates import anchors_for
+    from shared.tasks import get_task
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10), st.booleans(),
+                     st.text(max_size=4), st.none()))
+    def margins(value):
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and (0 <= value <= MAX_MARGIN or value == math.inf))
+        if ok:
+            assert check_margin(value) == float(value)
+        else:
+            with pytest.raises(ConfigError, match="'margin' must be a number in"):
+                check_margin(value)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.sampled_from(["LaMP-3", "LaMP-7"]), st.one_of(st.text(max_size=12), st.sampled_from(
+        ["baseline", "edit-0.6", "edit-1", "x/../../../escaped", "../baseline"]), st.integers()))
+    def anchors(task_name, value):
+        task = get_task(task_name)
+        if value in anchors_for(task):
+            assert check_anchor(value, task) == value
+        else:
+            with pytest.raises(ConfigError) as caught:
+                check_anchor(value, task)
+            assert str(caught.value) == (f"message config key 'anchor' must be one of {', '.join(anchors_for(task))} "
+                                         f"for {task.name}")  # the server's text is not repeated
+
+    margins()
+    anchors()

@@ -10,13 +10,16 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from client.audit import describe
-from client.packing import packing_mod
-from shared.errors import PackingError
-from shared.packing import LAYOUT_RECORD, is_packed, pack_content, unpack_content
+from client.guard import Guard
+from client.packing import make_packing_mod
+from shared.errors import PackingError, UnsafeBase
+from shared.packing import LAYOUT_RECORD, PACKED_RECORD, is_packed, pack_content, unpack_content
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 BASE = {"base.a": np.arange(6, dtype=np.float32).reshape(3, 2), "base.b": np.zeros(4, np.float32)}
+SPEC = {k: v.shape for k, v in BASE.items()}
+packing_mod = make_packing_mod(lambda ctx: Guard(SPEC, "/nonexistent/fedhydra-store", "u", task="LaMP-3"))
 
 
 def _content() -> RecordDict:
@@ -74,3 +77,66 @@ def test_the_audit_describes_the_tensors_a_packed_reply_carries():
     assert line["records"]["arrays"]["tensors"] == {"base.a": [[3, 2], "float32"], "base.b": [[4], "float32"]}
     assert line["records"]["arrays"]["unchanged"] == ["base.b"]
     assert set(line["records"]) == {"arrays", "metrics"}
+
+
+def _hostile(layout_edit=None, flat=None) -> RecordDict:
+    """A packed message of BASE with its layout or flat arrays replaced as a hostile server would."""
+    content = pack_content(_content())
+    if flat is not None:
+        content[PACKED_RECORD] = ArrayRecord({k: Array(v) for k, v in flat.items()})
+    if layout_edit is not None:
+        layout = dict(content[LAYOUT_RECORD])
+        layout.update(layout_edit(layout))
+        content[LAYOUT_RECORD] = ConfigRecord(layout)
+    return content
+
+
+@pytest.mark.parametrize("name,content,error,reason", [
+    ("same-as under 500 names", lambda: _hostile(lambda l: {"records": ["arrays"], "record-of": [0] * 500,
+                                                            "keys": [f"base.k{i}" for i in range(500)],
+                                                            "dtypes": ["float32"] * 500, "ndims": [1] * 500,
+                                                            "dims": [4] * 500, "same-as": [0] * 500,
+                                                            "sent": [0] * 500},
+                                                 flat={"float32": np.zeros(4, np.float32)}),
+     UnsafeBase, "holds 500 tensors; this device's base has 2"),
+    ("a huge flat array", lambda: _hostile(flat={"float32": np.zeros(10_000, np.float32)}), UnsafeBase,
+     "bytes of tensors"),
+    ("a huge shape", lambda: _hostile(lambda l: {"dims": [3, 2, 10 ** 9]}), UnsafeBase, "bytes of tensors"),
+    ("a shape of another tensor", lambda: _hostile(lambda l: {"dims": [2, 3, 4]}), UnsafeBase, "has shape"),
+    ("a long dims list", lambda: _hostile(lambda l: {"dims": [1] * 100_000}), PackingError, "'dims' holds 100000"),
+    ("a tensor marked sent", lambda: _hostile(lambda l: {"sent": [0, 1]}), UnsafeBase, "marked as sent back"),
+    ("an integer dtype", lambda: _hostile(lambda l: {"dtypes": ["int64", "float32"]}), UnsafeBase, "dtype int64"),
+    ("a second record", lambda: _hostile(lambda l: {"records": ["arrays", "x"], "record-of": [0, 1]}), UnsafeBase,
+     "lacks 1 shared tensors"),
+])
+def test_a_hostile_layout_is_refused_by_the_guard_before_anything_is_unpacked(name, content, error, reason,
+                                                                              monkeypatch):
+    """Refused on the layout and the flat arrays' byte length: nothing is unpacked, no handler runs."""
+    import client.packing
+
+    unpacked = []
+    monkeypatch.setattr(client.packing, "flat_views", lambda *a, **k: unpacked.append(a))
+    called = []
+    with pytest.raises(error, match=reason):
+        packing_mod(Message(content(), dst_node_id=1, message_type="train"), None, lambda m, c: called.append(m))
+    assert not called and not unpacked, name
+
+
+def test_a_base_that_breaks_a_value_rule_is_refused_on_views_of_the_message_before_any_array_is_made(monkeypatch):
+    import client.packing
+
+    made = []
+    monkeypatch.setattr(client.packing, "unpack_content", lambda *a, **k: made.append(a))
+    bad = {"float32": np.array([0, 1, 2, 3, 4, np.nan, 0, 0, 0, 0], np.float32)}
+    with pytest.raises(UnsafeBase, match="'base.a' holds NaN"):
+        packing_mod(Message(_hostile(flat=bad), dst_node_id=1, message_type="train"), None, _train)
+    assert not made
+
+
+def test_a_tensor_named_twice_is_one_array_not_a_copy_per_name():
+    twice = RecordDict({"arrays": ArrayRecord({"base.a": Array(np.ones(4, np.float32)),
+                                               "base.b": Array(np.ones(4, np.float32))})})
+    packed = pack_content(twice)
+    assert list(packed[LAYOUT_RECORD]["same-as"]) == [0, 0]
+    back = unpack_content(packed)
+    assert back["arrays"]["base.a"].data is back["arrays"]["base.b"].data  # one serialization, two names

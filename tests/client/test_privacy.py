@@ -128,3 +128,47 @@ def test_the_llm_provider_gets_history_records_and_inputs_never_a_gold():
     assert records and set(records) <= history  # history records, as the assistant's earlier turns
     asks = [m["content"] for call in sent for m in call.messages if m["role"] == "user"]
     assert any(t in a for a in asks for t in history)  # a pseudo-question's tweet, sent whole to be paraphrased
+
+
+def _leaks(text: str, *secrets: str) -> list[str]:
+    return [s for s in secrets if s and s in text]
+
+
+def test_an_error_reply_carries_a_code_and_a_fixed_reason_and_the_audit_records_it(run_config, tmp_path,
+                                                                                   monkeypatch, caplog):
+    """Issue 28's probe 5: a training message sent to a test node, and a message to a node whose store is damaged,
+    fail; their replies carry a code and a fixed reason (shared.protocol.ERROR_REPLIES), never the user's id, the
+    store's path or data; the privacy audit records both error replies as they leave, and the device's log keeps the
+    full reason."""
+    import json
+    import logging
+    from pathlib import Path
+
+    from shared.protocol import ERROR_REPLIES
+
+    audit = tmp_path / "audit"
+    monkeypatch.setenv("FEDHYDRA_AUDIT_DIR", str(audit))
+    caplog.set_level(logging.WARNING, logger="client.replies")
+    initial = initial_shared_state(ModelConfig(), 0)
+    store = Path(run_config["store-dir"])
+
+    wrong_role = send(run_config, 1, MessageType.TRAIN, initial)  # partition 1: the test user
+    assert wrong_role.has_error()
+    assert (wrong_role.error.code, wrong_role.error.reason) == (105, ERROR_REPLIES[105][1])
+    test_user = next(line for line in caplog.text.splitlines() if "is a test user" in line).split("user ")[-1].split()[0]
+
+    assert not send(run_config, 0, MessageType.TRAIN, initial).has_error()  # the training user's store exists now
+    user = next(p for p in store.iterdir() if p.is_dir() and p.name != "bundles")
+    for damaged in [p for p in user.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors")]:
+        damaged.write_bytes(b"\x00garbage")
+    broken = send(run_config, 0, MessageType.TRAIN, initial)
+    assert broken.has_error() and broken.error.code != 0
+    assert broken.error.reason == ERROR_REPLIES[broken.error.code][1]
+
+    sent = [json.loads(line) for f in audit.glob("*.jsonl") for line in f.read_text().splitlines()]
+    errors = [line for line in sent if "error" in line]
+    assert [(e["code"], e["error"]) for e in errors] == [(105, ERROR_REPLIES[105][1]),
+                                                         (broken.error.code, broken.error.reason)]
+    everything = wrong_role.error.reason + broken.error.reason + "".join(f.read_text() for f in audit.glob("*.jsonl"))
+    assert not _leaks(everything, test_user, user.name, str(store), str(tmp_path), "test user", "garbage")
+    assert test_user in caplog.text  # the device's own log keeps what happened

@@ -9,6 +9,7 @@ from server.plan import starting_point
 from server.strategies import BUILDERS, build_strategy, sampled_clients
 from shared.config import STRATEGIES, RunConfig, default_mapping
 from shared.errors import ConfigError
+from shared.hydra.bundle import BundleError
 from shared.hydra.model import ModelConfig
 
 
@@ -122,3 +123,25 @@ def test_a_server_state_file_holds_only_moments_of_shared_tensors(tmp_path):
         save_server_state(tmp_path, 1, {"m_t.head.adapter.weight": np.zeros(1, np.float32)}, model=ModelConfig())
     with pytest.raises(BundleError, match="base.a"):
         save_server_state(tmp_path, 1, {"base.a": np.zeros(1, np.float32)}, model=ModelConfig())
+
+
+def test_a_resume_whose_checkpoints_all_fail_to_load_is_refused_not_started_from_round_0(tmp_path, caplog):
+    # issue 28: latest_checkpoint skipped every damaged file and starting_point then began at round 0 over them
+    c = cfg(**{"out-dir": str(tmp_path), "resume": True})
+    folder = tmp_path / "checkpoints"
+    _, fresh = starting_point(c)
+    for rnd in (1, 2):
+        save_checkpoint(folder, rnd, fresh, model=c.model, task=c.task)
+    checkpoint_path(folder, 2).write_bytes(b"torn write")
+    assert starting_point(c)[0] == 1  # one readable: resumed from it
+    checkpoint_path(folder, 1).write_bytes(b"\x00" * 64)
+    with pytest.raises(BundleError) as refused:
+        starting_point(c)
+    assert type(refused.value).__name__ == "UnreadableCheckpoints"
+    message = str(refused.value)
+    assert f"none of the 2 checkpoints in {folder} can be read" in message
+    assert "round-0002.safetensors" in message and "resume = false" in message
+    assert sorted(p.name for p in folder.iterdir()) == ["round-0001.safetensors", "round-0002.safetensors"]  # kept
+    assert latest_checkpoint(folder, model=c.model) is None  # not strict: still "none" for other callers
+    assert starting_point(cfg(**{"out-dir": str(tmp_path), "resume": False}))[0] == 0  # afresh, as the message says
+    assert "round-0002.safetensors cannot be read" in caplog.text  # each skipped file is named in a warning

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from client.store import UserStore
 from shared.procs import stop_process_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.llm]
@@ -243,8 +244,8 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
             folders = [p.name for p in stores[name].iterdir() if p.is_dir()]
             assert folders == [user.user_id], (name, folders)
             assert (stores[name] / user.user_id / "heads.safetensors").is_file()
-            assert (stores[name] / user.user_id / "episodes.jsonl").is_file()
-        for private in ("heads.safetensors", "episodes.jsonl", "history.json"):
+            assert UserStore(stores[name], user.user_id, task=SMALL["task"]).has_episodes()
+        for private in ("heads.safetensors", "store.sqlite", "episodes.jsonl", "history.json"):
             for server_side in ("server", "superlink", "operator"):
                 assert not list((tmp_path / server_side).rglob(private)), (server_side, private)
     finally:

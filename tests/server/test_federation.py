@@ -318,3 +318,45 @@ def test_without_valid_margin_replies_the_test_users_answer_without_a_margin_rul
     assert grid.eval_configs and all("margin" not in c for c in grid.eval_configs)
     (row,) = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     assert "margin" not in row["margin"] and row["margin"]["clients"] == 0 and len(row["margin"]["dropped"]) == 2
+
+
+def test_a_resumed_round_log_keeps_rounds_whose_strings_hold_line_separators(tmp_path):
+    # issue 28, item 16: reset_round_log split at str.splitlines(), so a round whose reason holds U+0085, U+2028 or
+    # U+2029 raw (a JSON string may) was read as two damaged lines and dropped from the resumed run's log
+    separators = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    rows = [{"server_round": r, "rejected": [f"node {r}: bad{sep}update"], "note": separators}
+            for r, sep in enumerate(separators, start=1)]
+    log = tmp_path / "rounds.jsonl"
+    log.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert reset_round_log(log, 8) == rows[:8]
+    assert [json.loads(line) for line in log.read_text(encoding="utf-8").split("\n") if line] == rows[:8]
+
+
+def outlier_reply(delta: float, node: int) -> Message:
+    arrays = ArrayRecord({k: Array(v + np.float32(delta)) for k, v in SENT.items()})
+    content = RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": 4, **COUNTERS})})
+    sent = Message(content=RecordDict(), dst_node_id=node, message_type="train")
+    return Message(content, reply_to=sent)  # a reply comes from the node the instruction went to
+
+
+def test_the_outlier_filter_drops_updates_over_10x_the_median_norm_and_only_those():
+    # a fast unit test of _drop_outliers ("norm over 10x the median"); the slow one is test_robust_aggregation
+    strategy = ValidatingStrategy(FedAvg(), expected_from(ArrayRecord({k: Array(v) for k, v in SENT.items()})))
+    strategy._sent = dict(SENT)  # what configure_train keeps of the base it sent
+    # every element moves by delta: norm = |delta| * sqrt(12); median of (1, 1, 1, 1, 9.9, 10.1, -50) is 1
+    deltas = {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 9.9, 6: 10.1, 7: -50.0}
+    replies = [outlier_reply(d, node) for node, d in deltas.items()]
+    strategy.current = record = RoundLog(server_round=1)
+    kept = strategy._drop_outliers(1, replies)
+    assert [m.metadata.src_node_id for m in kept] == [1, 2, 3, 4, 5]  # 9.9x kept, 10.1x and 50x (any sign) dropped
+    assert len(record.rejected) == 2 and all(" x the median " in r for r in record.rejected)
+    assert record.rejected[0].startswith("node 6: update norm 35") and "over 10 x the median 3.46" in record.rejected[0]
+    # through aggregate_train: the scaled update does not reach the aggregate
+    strategy.current = RoundLog(server_round=2)
+    arrays, _ = strategy.aggregate_train(2, [outlier_reply(d, n) for n, d in ((1, 1.0), (2, 1.0), (3, 1000.0))])
+    assert np.allclose(arrays["base.adapter.trunk.weight"].numpy(), 1.0)
+    # off (factor 0), or too few replies for a median to mean anything: nothing is dropped
+    strategy.norm_factor = 0.0
+    assert len(strategy._drop_outliers(3, replies)) == 7
+    strategy.norm_factor = 10.0
+    assert len(strategy._drop_outliers(4, replies[-2:])) == 2

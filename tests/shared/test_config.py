@@ -79,11 +79,11 @@ def test_the_parts_built_directly_are_checked(build, message):
 @pytest.mark.parametrize("key,value,message", [
     ("strategy", "fedsum", "config key 'strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg, "
                            "got 'fedsum'"),
-    ("fraction-train", 1.5, "config key 'fraction-train' must be in (0, 1], got 1.5"),
+    ("fraction-train", 1.5, "config key 'fraction-train' must be >= 0 and <= 1, got 1.5"),
     ("protocol", "mixed", "config key 'protocol' must be 'disjoint' or 'history', got 'mixed'"),
     ("margin-folds", 1, "config key 'margin-folds' must be 0 (no margin rule) or >= 2 (folds of training users)"),
     ("temperature", 0, "config key 'temperature' must be > 0, got 0.0"),
-    ("retrieve-m", 0, "config key 'retrieve-m' must be >= 1, got 0"),
+    ("retrieve-m", 0, "config key 'retrieve-m' must be >= 1 and <= 100, got 0"),
 ])
 def test_the_pyproject_keys_are_named_as_before(key, value, message):
     with pytest.raises(ConfigError) as caught:

@@ -1,14 +1,20 @@
-"""The LLM client against a stub that misbehaves on purpose, and its cache."""
+"""The LLM client against a stub that misbehaves on purpose (and raw 127.0.0.1 servers that trickle or flood), and
+its cache."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import socket
+import sqlite3
+import threading
+import time
 
 import pytest
 
 from shared.errors import (
     ConfigError,
+    FedHydraError,
     LLMConnectionError,
     LLMHTTPError,
     LLMResponseError,
@@ -254,3 +260,187 @@ def test_the_stub_mix_is_seeded():
         stub.server.server_close()
     assert draws[0] == draws[1]
     assert 40 < draws[0].count("500") < 80 and 20 < draws[0].count("429") < 60
+
+
+# -- issue 28, items 12-14: a deadline per request, bounded answers, a damaged cache file ------------------------
+
+COMPLETION = json.dumps({"choices": [{"message": {"role": "assistant", "content": "fine"}}]}).encode()
+
+
+class RawEndpoint:
+    """A TCP server on 127.0.0.1 that reads one HTTP request per connection and answers with ``respond(sock, stop)``
+    (raw bytes: for what an HTTP library will not send, such as a byte every half second)."""
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.stop = threading.Event()
+        self.connections = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/v1"
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            worker = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self.threads.append(worker)
+            worker.start()
+
+    def _handle(self, conn):
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length"))
+            while len(body) < length:
+                body += conn.recv(65536)
+            try:
+                self.respond(conn, self.stop)
+            except OSError:
+                pass  # the client hung up: what these tests want
+
+    def __enter__(self):
+        self.threads[0].start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.server.close()
+
+
+def trickle(data: bytes, every_s: float = 0.5):
+    def respond(conn, stop):
+        for i in range(len(data)):
+            if stop.wait(every_s):
+                return
+            conn.sendall(data[i:i + 1])
+    return respond
+
+
+HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+
+
+@pytest.mark.parametrize("phase", ["body", "headers"])
+def test_a_server_sending_a_byte_every_half_second_cannot_outlive_the_deadline(tmp_path, phase):
+    # issue 28, item 12: each byte arrived within the 2 s read timeout, so the request lived 40 s and counted as a
+    # success; now 2 s is the deadline of the whole attempt: a timeout, retried per the policy, never cached
+    if phase == "body":
+        def respond(conn, stop):
+            conn.sendall(HEADERS % len(COMPLETION))
+            trickle(COMPLETION)(conn, stop)
+    else:  # the status line and headers themselves trickle, then a close-delimited body
+        respond = trickle(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + COMPLETION)
+    with RawEndpoint(respond) as endpoint:
+        client = make_client(endpoint.url, tmp_path, timeout_s=2.0, max_retries=1)
+        started = time.monotonic()
+        with pytest.raises(LLMRetriesExhausted) as err:
+            client.complete(MSG)
+        elapsed = time.monotonic() - started
+    assert isinstance(err.value.last, LLMTimeoutError) and "timeout_s = 2.0" in str(err.value.last)
+    assert err.value.attempts == 2 and client.stats.retries == 1 and endpoint.connections == 2
+    assert elapsed < 2 * 2.0 + 1.5  # two attempts of at most 2 s each (plus a read's slack)
+    assert client.stats.calls == 0 and len(client.cache) == 0  # not a success, not cached
+
+
+def test_the_deadline_leaves_a_healthy_endpoint_alone_and_the_pool_usable(tmp_path):
+    with StubLLM(["slow"], slow_s=3.0) as stub:
+        client = make_client(stub.url, tmp_path, timeout_s=1.0, max_retries=2)
+        assert client.complete(MSG) == "echo:hi:seed=0"  # the slow attempt timed out, the retry answered
+        assert client.stats.retries == 1
+        for i in range(20):  # connections reused after a timed-out attempt; no deadline fires late on them
+            assert client.complete([{"role": "user", "content": f"q{i}"}]) == f"echo:q{i}:seed=0"
+        time.sleep(1.2)
+        assert client.complete([{"role": "user", "content": "after"}]) == "echo:after:seed=0"
+
+
+def big(n_bytes: int, *, declare: bool):
+    """A valid chat completion whose answer is ``n_bytes`` of "x" (what the client accepted and cached before)."""
+    prefix, suffix = b'{"choices": [{"message": {"content": "', b'"}}]}'
+
+    def respond(conn, stop):
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        total = len(prefix) + n_bytes + len(suffix)
+        head += b"Content-Length: %d\r\n\r\n" % total if declare else b"Connection: close\r\n\r\n"
+        conn.sendall(head + prefix)
+        block = b"x" * 65536
+        for start in range(0, n_bytes, len(block)):
+            if stop.is_set():
+                return
+            conn.sendall(block[:n_bytes - start])
+        conn.sendall(suffix)
+    return respond
+
+
+@pytest.mark.parametrize("declare", [True, False])
+def test_a_10_mb_body_is_refused_while_streaming_naming_the_bound(tmp_path, declare):
+    # issue 28, item 13: a 10 MB answer was read whole, parsed and cached
+    with RawEndpoint(big(10 << 20, declare=declare)) as endpoint:
+        client = make_client(endpoint.url, tmp_path, max_retries=3)
+        started = time.monotonic()
+        with pytest.raises(LLMResponseError, match=r"over max_response_bytes = 1048576"):
+            client.complete(MSG, max_tokens=8)
+        assert time.monotonic() - started < 2.0
+    assert endpoint.connections == 1 and client.stats.retries == 0  # the endpoint answered: not retried
+    assert len(client.cache) == 0 and client.stats.failures == 1
+
+
+def test_an_answer_longer_than_max_tokens_allows_is_refused_and_not_cached(tmp_path):
+    long_text = "word " * 2000  # 10,000 characters
+    body = json.dumps({"choices": [{"message": {"content": long_text}}]}).encode()
+
+    def respond(conn, stop):
+        conn.sendall(HEADERS % len(body) + body)
+
+    with RawEndpoint(respond) as endpoint:
+        client = make_client(endpoint.url, tmp_path)
+        with pytest.raises(LLMResponseError) as err:
+            client.complete(MSG, max_tokens=8)
+        assert "10000 characters, over the bound of 768 for max_tokens = 8" in str(err.value)
+        assert len(client.cache) == 0 and client.stats.retries == 0
+        assert client.complete(MSG, max_tokens=200) == long_text  # within 64 characters a token: accepted
+    # an over-long answer already in a cache (written by an older version) is not used either
+    body8 = client.request(MSG, max_tokens=8)
+    client.cache.put(client.cache_key(body8), body8, long_text)
+    with pytest.raises(LLMResponseError, match="cached answer holds 10000 characters"):
+        client.complete(MSG, max_tokens=8)
+    assert client.cached(MSG, max_tokens=8) is None
+
+
+@pytest.mark.parametrize("content", [b"this is no database, it is a user's notes\n" * 50, "truncated"])
+def test_a_garbage_cache_file_is_a_typed_error_saying_what_to_do(tmp_path, content):
+    # issue 28, item 14: a raw sqlite3.DatabaseError traceback; the file is refused (not rebuilt: it may be a file
+    # of the user's given as the cache by mistake) and left as it was
+    path = tmp_path / "cache.sqlite"
+    if content == "truncated":  # a real cache cut short: the header is right, the pages are gone
+        with StubLLM() as stub:
+            make_client(stub.url, tmp_path).complete(MSG)
+        conn = sqlite3.connect(path)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        content = path.read_bytes()[:200] + b"\xff" * 3000
+    path.write_bytes(content)
+    with pytest.raises(FedHydraError) as err:  # one line and exit 2 from the command line
+        make_client("http://127.0.0.1:9/v1", tmp_path)
+    assert type(err.value).__name__ == "LLMCacheError"
+    message = str(err.value)
+    assert "LLM answer cache" in message and "move it away" in message and "FEDHYDRA_LLM_CACHE" in message
+    assert str(tmp_path) not in message and "notes" not in message
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("field,value", [("max_response_bytes", 0), ("max_response_bytes", 1.5e6),
+                                         ("answer_chars_per_token", 0), ("timeout_s", float("inf")),
+                                         ("timeout_s", float("nan"))])
+def test_the_bounds_themselves_are_checked(field, value):
+    with pytest.raises(ConfigError, match=f"llm {field} must be"):
+        LLMConfig(base_url="http://127.0.0.1:9/v1", **{field: value})

@@ -52,8 +52,8 @@ def test_every_conflict_is_named_at_once_and_a_config_built_directly_is_checked_
     ("secagg-num-shares", 2, "config key 'secagg-num-shares' must be 0 (every client of the round) or >= 3, got 2"),
     ("secagg-threshold", 0.0, "config key 'secagg-threshold' must be in (0, 1], got 0.0"),
     ("secagg-clipping-range", 0.0, "config key 'secagg-clipping-range' must be > 0, got 0.0"),
-    ("secagg-quantization-range", 1, "config key 'secagg-quantization-range' must be in [2, 2^31), got 1"),
-    ("secagg-max-weight", -1.0, "config key 'secagg-max-weight' must be > 0, got -1.0"),
+    ("secagg-quantization-range", 1, "config key 'secagg-quantization-range' must be >= 2 and <= 2147483647, got 1"),
+    ("secagg-max-weight", -1.0, "config key 'secagg-max-weight' must be >= 0 and <= 1e+09, got -1.0"),
     ("secagg-num-shares", 3.5, "config key 'secagg-num-shares' must be int, got 3.5"),
 ])
 def test_the_secagg_keys_are_validated(key, value, message):

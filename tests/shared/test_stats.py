@@ -115,3 +115,68 @@ def test_compare_runs_averages_the_runs_joined_by_plus(tmp_path, monkeypatch, ca
                                       base, f"{seed0}+{bad}"])
     with pytest.raises(DataFormatError, match="bad.json"):
         compare_runs.main()
+
+
+def test_user_level_interval_resamples_users_and_is_wider_when_users_differ():
+    """Six users, forty questions each, one user carrying the whole gain: the question-level interval excludes
+    zero, the user-level one (users resampled, their questions kept together) does not, and the question-level
+    figures are those of the plain call."""
+    a = [0.0] * 240
+    b = [1.0 if i < 40 else 0.0 for i in range(240)]
+    groups = [f"u{i // 40}" for i in range(240)]
+    plain = paired_bootstrap(a, b, resamples=2000, seed=0)
+    c = paired_bootstrap(a, b, resamples=2000, seed=0, groups=groups)
+    assert (c.n, c.mean, c.low, c.high) == (plain.n, plain.mean, plain.low, plain.high)
+    assert plain.significant and c.users == 6
+    assert c.user_low == 0.0 and c.user_high > plain.high  # a resample without u0 has no gain at all
+    assert not c.significant
+    assert c.as_dict()["user_interval"] == [round(c.user_low, 4), round(c.user_high, 4)]
+    assert "users" not in plain.as_dict() and "u=6" in str(c)
+
+
+def test_user_level_interval_by_hand_and_bad_groups():
+    # two users with per-question differences (1, 1) and (0,): a resample draws {A, A}, {A, B}, {B, A} or {B, B}
+    # with means 1, 2/3, 2/3, 0: the 2.5% and 97.5% percentiles are 0 and 1
+    c = paired_bootstrap([0.0, 0.0, 0.0], [1.0, 1.0, 0.0], groups=["A", "A", "B"], resamples=4000, seed=1)
+    assert (c.users, c.user_low, c.user_high) == (2, 0.0, 1.0)
+    with pytest.raises(ConfigError, match="groups: 2"):
+        paired_bootstrap([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], groups=["a", "b"])
+
+
+def test_compare_predictions_takes_each_questions_user():
+    task = get_task("LaMP-3")
+    golds = {str(i): "5" for i in range(8)}
+    first = {str(i): "4" for i in range(8)}
+    second = {str(i): ("5" if i < 4 else "4") for i in range(8)}
+    users = {str(i): f"u{i // 4}" for i in range(8)}
+    c = compare_predictions(task, first, second, golds, users=users)
+    assert c.users == 2 and c.user_low == 0.0 and c.user_high == 1.0
+    assert compare_predictions(task, first, second, golds).users is None
+
+
+def test_compare_runs_adds_the_user_level_interval_when_users_carry_several_questions(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    try:
+        import compare_runs
+    finally:
+        sys.path.pop(0)
+    n = 12
+    questions = [{"id": str(i), "input": "What score?", "user_id": f"u{i % 3}",
+                  "profile": [{"text": "fine", "score": "4", "id": "p"}]} for i in range(n)]
+    golds = {"task": "LaMP_3", "golds": [{"id": str(i), "output": "4"} for i in range(n)]}
+    first = {"task": "LaMP_3", "golds": [{"id": str(i), "output": "5"} for i in range(n)]}
+    second = {"task": "LaMP_3", "golds": [{"id": str(i), "output": "4" if i % 3 == 0 else "5"} for i in range(n)]}
+    for name, data in [("dev_questions.json", questions), ("dev_outputs.json", golds), ("a.json", first),
+                       ("b.json", second)]:
+        (tmp_path / name).write_text(json.dumps(data))
+    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
+                                      str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    compare_runs.main()
+    out = capsys.readouterr().out
+    users = {str(i): f"u{i % 3}" for i in range(n)}
+    c = compare_predictions(get_task("LaMP-3"), {g["id"]: g["output"] for g in first["golds"]},
+                            {g["id"]: g["output"] for g in second["golds"]}, {g["id"]: g["output"] for g in golds["golds"]},
+                            users=users)
+    assert c.users == 3 and c.user_low == 0.0  # a resample without u0 gains nothing
+    assert "95% interval over users" in out
+    assert f"| [{c.low:+.4f}, {c.high:+.4f}] | 3 | [{c.user_low:+.4f}, {c.user_high:+.4f}] |" in out

@@ -31,3 +31,23 @@ def test_finish_run_reports_paired_intervals(tmp_path):
     shared = compare_predictions(task, by_method["hydra-shared-head"], by_method["hydra"], golds)
     assert paired["hydra vs hydra-shared-head"]["mean_difference"] == round(shared.mean, 4) > 0
     assert json.loads((tmp_path / "summary.json").read_text())["paired_bootstrap"] == paired
+
+
+def test_finish_run_adds_the_user_level_interval_where_users_ask_several_questions(tmp_path):
+    """Three users with ten questions each (as LaMP-3's timeline split): the comparisons also resample users; with
+    one question per user they stay question-level only."""
+    task = get_task("LaMP-3")
+    ids = [f"q{i}" for i in range(30)]
+    golds = {q: str(1 + i % 5) for i, q in enumerate(ids)}
+    by_method = {"user-mean": {q: "4" for q in ids}, "hydra": {q: (golds[q] if i < 10 else "4") for i, q in enumerate(ids)}}
+    preds = Predictions(by_method=by_method, seconds={m: 0.0 for m in by_method}, calls={m: 0 for m in by_method},
+                        failures={m: 0 for m in by_method})
+    users = {q: f"u{i // 10}" for i, q in enumerate(ids)}
+    summary = finish_run(task, preds, golds, tmp_path / "a", title="t", summary={}, users=users)
+    row = summary["paired_bootstrap"]["hydra vs user-mean"]
+    expected = compare_predictions(task, by_method["user-mean"], by_method["hydra"], golds, users=users)
+    assert row == expected.as_dict() and row["users"] == 3 and row["user_interval"][0] == 0.0
+    assert "95% interval over users" in (tmp_path / "a" / "metrics.md").read_text()
+    single = finish_run(task, preds, golds, tmp_path / "b", title="t", summary={}, users={q: q for q in ids})
+    assert "user_interval" not in single["paired_bootstrap"]["hydra vs user-mean"]
+    assert "over users" not in (tmp_path / "b" / "metrics.md").read_text()

@@ -183,3 +183,14 @@ def test_the_ray_nodes_command_lines_choose_their_own_ports_and_never_the_defaul
         assert ports and not {"6379", "10001", "52365", "8265"} & set(ports)
     assert head[head.index("--num-cpus") + 1] == "2" and worker[worker.index("--address") + 1] == "127.0.0.1:40001"
     assert "--head" not in worker
+
+
+def test_probe_lines_keep_every_line_separator_inside_their_strings(tmp_path):
+    # issue 28, item 16: read_probes split at str.splitlines(), so a reason or a host name holding U+0085, U+2028
+    # or U+2029 (left raw by json.dumps(..., ensure_ascii=False)) made two damaged lines and the row was lost
+    separators = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    rows = [{"type": "train", "pid": 1, "start": float(i), "error": f"boom{sep}again", "host": separators}
+            for i, sep in enumerate(separators)]
+    (tmp_path / "h-1.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + '{"cut',
+                                        encoding="utf-8")
+    assert read_probes(tmp_path) == rows
