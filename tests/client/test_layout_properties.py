@@ -60,6 +60,7 @@ def _message(layout: dict, flat: dict) -> Message:
     return Message(content=content, dst_node_id=1, message_type="train")
 
 
+@pytest.mark.slow  # 150 generated layouts through the ClientApp: about 17 s on 2 cores
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layouts())
 def test_any_layout_is_refused_before_a_handler_or_fits_the_base_and_costs_at_most_2x_its_bytes(case):
