@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -570,6 +570,3 @@ class RunConfig:
                    eval_methods=parse_methods(get("eval-methods", str)), federation=federation, model=model,
                    train=train, episodes=episodes, inference=inference, pool=pool, store_dir=get("store-dir", str),
                    device_quantized=get("device-quantized", bool))
-
-    def field_names(self) -> list[str]:
-        return [f.name for f in fields(self)]

@@ -121,10 +121,6 @@ def build_episodes(task: TaskSpec, users: Sequence[User], llm: LLMClient | None,
     return out, stats
 
 
-def _heads_map(heads: PersonalHeads | None) -> dict[str, object] | None:
-    return None if heads is None else {r: heads.heads[r] for r in heads.heads}
-
-
 def left_baseline(task: TaskSpec, preds: Predictions, golds: Mapping[str, str]) -> dict[str, dict[str, int]]:
     """Per HYDRA method: on how many questions it answered other than the strongest non-LLM answer, and how often
     that scored higher (helped) or lower (hurt) than the baseline would have, by the gold."""

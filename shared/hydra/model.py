@@ -181,11 +181,6 @@ class HydraBase(nn.Module):
                 params[f"{SHARED_PREFIX}{role}.{name}"] = param
         return params
 
-    def trainable(self, role: str) -> list[nn.Parameter]:
-        """The parameters of a role's base that training updates (its LoRA, trunk and shared head)."""
-        prefix = f"{SHARED_PREFIX}{role}."
-        return [p for k, p in self._shared_params().items() if k.startswith(prefix)]
-
 
 class PersonalHeads(nn.Module):
     """One user's heads: a linear layer per role on ``[hidden, extras]``."""

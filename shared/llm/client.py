@@ -387,10 +387,6 @@ class LLMClient:
                 raise a
         return answers  # type: ignore[return-value]
 
-    def with_budget(self, max_calls: int | None) -> "CallBudget":
-        """A budget of network calls for one unit of work (one user, say)."""
-        return CallBudget(max_calls)
-
     @contextlib.contextmanager
     def meter(self) -> Iterator[LLMMeter]:
         """Count what the calls made in this block by this thread cost (blocks nest; each is charged).
