@@ -35,10 +35,6 @@ __all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_bas
            "MAX_MARGIN", "KEPT_BUNDLES"]
 
 
-ONBOARDING_FAILED = "onboarding_failed"
-"""The store's meta counter of the LLM labels an outage cost the last onboarding (as the SDK keeps it): above 0, the
-next message builds the episodes again."""
-
 _BASES: dict[str, Any] = {}
 _DATASETS: dict[tuple[str, str, str, int], Any] = {}
 
@@ -153,7 +149,7 @@ class ClientNode:
 
         store = self.store
         cached = store.read_episodes()
-        failed_before = int((store.read_meta() or {}).get(ONBOARDING_FAILED) or 0) if cached is not None else 0
+        failed_before = store.onboarding_failed() if cached is not None else 0
         if cached is not None and not failed_before:  # an onboarding an outage cut short is built again
             return cached, {"llm_calls": 0, "skipped": 0, "offlabel": 0}
         questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []  # golds never for test users
@@ -167,7 +163,7 @@ class ClientNode:
         store.update_meta(episodes=len(episodes), episode_llm_calls=report.llm_calls, skipped=report.skipped,
                           offlabel_answers=offlabel, episode_llm_asked=report.llm_asked,
                           episode_llm_seconds=round(report.llm_seconds, 3), role=self.role.value,
-                          **{ONBOARDING_FAILED: int(getattr(report, "failed", 0))})
+                          onboarding_failed=report.failed)
         return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped, "offlabel": offlabel}
 
     def _trainer(self, arrays: Mapping[str, np.ndarray]):

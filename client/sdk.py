@@ -76,8 +76,6 @@ __all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE", "ONBOARDING_
 ONBOARDING_CALLS = 20
 """Most LLM calls a new user's onboarding (the episodes that fit their heads) may cost by default."""
 _LOG = logging.getLogger("client.sdk")
-_ONBOARDING_FAILED = "onboarding_failed"
-"""The store's meta field: how many LLM labels the last onboarding lost to endpoint failures (0: complete)."""
 
 
 @dataclass
@@ -351,7 +349,7 @@ class PersonalClient:
         if len(history) < 2:
             raise ConfigError("fit needs at least two history items")
         episodes = self.store.read_episodes()
-        failed_before = int((self.store.read_meta() or {}).get(_ONBOARDING_FAILED) or 0)
+        failed_before = self.store.onboarding_failed()
         if episodes is None or failed_before:  # onboarding (again after an outage): the LLM labels the history's data
             stored = episodes or []
             episodes, built = build_user_episodes(self.task, self.store.user, history, [], self.llm,
@@ -359,7 +357,7 @@ class PersonalClient:
             if len(episodes) < len(stored):  # a retry during another outage (no cache): keep what was labelled
                 episodes = stored
             self.store.write_episodes(episodes)
-            self.store.update_meta(**{_ONBOARDING_FAILED: built.failed})
+            self.store.update_meta(onboarding_failed=built.failed)
             report.llm_calls, report.llm_seconds, report.failed = built.llm_calls, built.llm_seconds, built.failed
             if built.failed:
                 _LOG.warning("onboarding: %d LLM labels failed; the next fit() asks again", built.failed)

@@ -394,6 +394,12 @@ class UserStore:
             con.executemany("INSERT INTO meta VALUES (?, ?)",
                             [(str(k), _dumps(v)) for k, v in meta.items() if k not in _IDENTITY])
 
+    def onboarding_failed(self) -> int:
+        """LLM labels the last onboarding lost to an outage (meta ``onboarding_failed``): above 0, the SDK's next
+        ``fit()`` and a node's next message build the episodes again."""
+        value = (self.read_meta() or {}).get("onboarding_failed") or 0
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
     def update_meta(self, **fields: Any) -> None:
         """Set these counters, in one transaction (concurrent updates of other fields are kept)."""
         with self._transaction() as con:

@@ -137,3 +137,17 @@ def test_a_margin_is_a_number_in_its_range_or_inf_and_an_anchor_one_of_the_tasks
 
     margins()
     anchors()
+
+
+def test_a_node_builds_again_an_onboarding_an_outage_cut_short(cfg):
+    """Episodes stored with ``onboarding_failed`` > 0 (labels an LLM outage cost) are built again on the next
+    message; without it the stored episodes are used as they are (as the SDK's ``fit()``)."""
+    user, role = resolve_user(cfg, {"partition-id": 2})
+    node = ClientNode(cfg=cfg, user=user, role=role, llm=None, free=True)
+    full, _ = node.episodes()
+    assert full and node.store.onboarding_failed() == 0
+    node.store.write_episodes(full[:1])  # what an onboarding cut short by an outage stored
+    assert len(node.episodes()[0]) == 1  # no failure recorded: the stored episodes are used
+    node.store.update_meta(onboarding_failed=3)
+    again, _ = node.episodes()
+    assert [ep.to_json() for ep in again] == [ep.to_json() for ep in full] and node.store.onboarding_failed() == 0
