@@ -23,7 +23,7 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
 from client.guard import Guard
-from client.node import (ClientNode, base_shapes, check_anchor, check_margin, is_free_node, make_llm, node_dataset,
+from client.node import (ClientNode, base_shapes, check_anchor, check_llm_calls, check_margin, is_free_node, make_llm, node_dataset,
                          resolve_user, store_root)
 from client.packing import make_packing_mod
 from client.replies import error_mod
@@ -31,7 +31,7 @@ from client.secagg import secagg_mod
 from shared.config import RunConfig, check_number, node_caps
 from shared.errors import ConfigError
 from shared.packing import array_view
-from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
+from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, LLM_CALLS_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
                              ROLE_KEY)
 
 NODE_KEYS = ("data", "split", "store-dir", "llm-url", "llm-model")
@@ -125,8 +125,9 @@ def evaluate(msg: Message, context: Context) -> Message:
     methods = (list(node.cfg.eval_methods) or None) if str(config.get("methods", "hydra")) == "all" else ["hydra"]
     margin = check_margin(config[MARGIN_KEY]) if MARGIN_KEY in config else None
     anchor = check_anchor(config[ANCHOR_KEY], node.task) if ANCHOR_KEY in config else None
+    llm_calls = check_llm_calls(config[LLM_CALLS_KEY], node.cfg.pool) if LLM_CALLS_KEY in config else None
     metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds, margin=margin,
-                            anchor=anchor)
+                            anchor=anchor, llm_calls=llm_calls)
     if not node.cfg.federation.report_metrics:
         metrics = {WEIGHT_KEY: metrics[WEIGHT_KEY]}
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

@@ -51,6 +51,8 @@ __all__ = ["BundleInvalid", "DeviceModels", "OnnxScorer", "fit_head", "PERSONAL"
 
 PERSONAL = "personal"
 LRU_SIZE = 4096
+MAX_LLM_CALLS = 64
+"""The most LLM answers per answer a bundle may ask for (its ``llm_calls``; the config's pool is smaller)."""
 """Most embeddings of non-history texts (queries, candidates) kept in memory (1.5 kB each)."""
 RUN_COST_TOKENS = 16
 """The fixed cost of one encoder run, in padded tokens (CPU, a MiniLM: about the time of 16 tokens)."""
@@ -198,6 +200,11 @@ class DeviceModels:
             raise BundleInvalid("bundle.json: field 'margin' is NaN")
         self.anchor: str = str(self.manifest.get("anchor", BASELINE_ANCHOR))
         """The answer the margin rule keeps (chosen with the margin; :func:`shared.hydra.candidates.anchors_for`)."""
+        calls = self.manifest.get("llm_calls")
+        if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls <= MAX_LLM_CALLS):
+            raise BundleInvalid(f"bundle.json: field 'llm_calls' is no whole number in [0, {MAX_LLM_CALLS}]")
+        self.llm_calls: int | None = calls
+        """How many LLM answers an answer asks for (chosen with the margin); None: the whole pool's."""
         self.lru_size = lru_size
         self._history: dict[Key, np.ndarray] = {}
         self._recent: OrderedDict[Key, np.ndarray] = OrderedDict()

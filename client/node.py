@@ -31,7 +31,7 @@ from shared.paths import fedhydra_home
 from shared.users import HISTORY_PROTOCOL
 
 __all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_base", "store_root", "device_bundle",
-           "llm_faults", "offlabel_answers", "node_dataset", "base_shapes", "check_margin", "check_anchor",
+           "llm_faults", "offlabel_answers", "node_dataset", "base_shapes", "check_margin", "check_anchor", "check_llm_calls",
            "MAX_MARGIN", "KEPT_BUNDLES"]
 
 
@@ -220,6 +220,7 @@ class ClientNode:
         (:func:`shared.hydra.calibrate.user_margin_sums`); returns only the per-margin counts and sums as a flat
         record (:meth:`shared.hydra.decision.MarginSums.to_record`). The stored heads are left as they are."""
         from shared.hydra.calibrate import user_margin_sums
+        from shared.hydra.candidates import call_choices
         from shared.hydra.context import UserContext
         from shared.protocol import TRAINING_ROLES
 
@@ -229,29 +230,33 @@ class ClientNode:
         episodes, _ = self.episodes()
         trainer = self._trainer(arrays)
         ctx = UserContext.build(self.task, self.user.history, embed=trainer.history_embed)
-        return user_margin_sums(self.task, trainer, self.user.user_id, ctx, episodes).to_record()
+        return user_margin_sums(self.task, trainer, self.user.user_id, ctx, episodes,
+                                calls=call_choices(self.cfg.pool)).to_record()
 
     def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str],
-                 margin: float | None = None, anchor: str | None = None) -> dict[str, float]:
+                 margin: float | None = None, anchor: str | None = None,
+                 llm_calls: int | None = None) -> dict[str, float]:
         """Fit fresh heads (base frozen) and answer every question through the on-device SDK; keep the
         predictions in the store; return scalar metrics.
 
         ``methods`` None answers with every method of the centralized run (baselines and HYDRA variants).
         ``margin`` is the decision margin the server chose on training users (it goes into the device bundle, as in
-        the centralized run); None: no margin rule. ``anchor`` is the answer the margin rule keeps, chosen with it.
+        the centralized run); None: no margin rule. ``anchor`` is the answer the margin rule keeps, chosen with it,
+        and ``llm_calls`` how many LLM answers an answer asks for (None: the whole pool's).
         """
         from client.evaluation import evaluate_user
         from shared.metrics import evaluate
 
         margin = None if margin is None else check_margin(margin)  # before any use: the bundle's name and manifest
         anchor = None if anchor is None else check_anchor(anchor, self.task)
+        llm_calls = None if llm_calls is None else check_llm_calls(llm_calls, self.cfg.pool)
         guard = self.guard()
         arrays = guard.check_base(arrays)  # UnsafeBase: refused before any export or store write
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
         _, built = self.episodes()
-        bundle = device_bundle(arrays, self.cfg, margin=margin, anchor=anchor)
+        bundle = device_bundle(arrays, self.cfg, margin=margin, anchor=anchor, llm_calls=llm_calls)
         preds = evaluate_user(self.task, self.user, bundle, self.cfg, self.llm,
                               store_root(self.cfg), golds, methods=methods)
         self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
@@ -337,8 +342,28 @@ def check_anchor(anchor: object, task) -> str:
     return anchor
 
 
+def check_llm_calls(llm_calls: object, pool) -> int:
+    """How many LLM answers a server said an answer asks for, once it is a whole number from 0 to the pool's requests
+    (the greedy answer and ``pool.n_samples`` samples: :data:`shared.protocol.LLM_CALLS_KEY`); else
+    :class:`ConfigError`.
+
+    >>> from shared.hydra.candidates import PoolConfig
+    >>> check_llm_calls(0, PoolConfig(n_samples=3))
+    0
+    >>> check_llm_calls(99, PoolConfig(n_samples=3))
+    Traceback (most recent call last):
+    ...
+    shared.errors.ConfigError: message config key 'llm-calls' must be a whole number in [0, 4]
+    """
+    top = pool.n_samples + 1
+    ok = isinstance(llm_calls, (int, np.integer)) and not isinstance(llm_calls, bool)
+    if not ok or not 0 <= int(llm_calls) <= top:
+        raise ConfigError(f"message config key 'llm-calls' must be a whole number in [0, {top}]")
+    return int(llm_calls)
+
+
 def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: float | None = None,
-                  anchor: str | None = None) -> Path:
+                  anchor: str | None = None, llm_calls: int | None = None) -> Path:
     """The device bundle of this global base (and decision margin and anchor), exported once per node and base (kept
     under the store root, in a folder named by a digest of all three: no text of the server's is part of the path).
 
@@ -360,12 +385,15 @@ def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: f
         anchor = check_anchor(anchor, get_task(cfg.task))
     if anchor == BASELINE_ANCHOR:
         anchor = None
-    tag = hashlib.sha256(repr((margin, anchor)).encode()).hexdigest()[:12]
+    if llm_calls is not None:
+        llm_calls = check_llm_calls(llm_calls, cfg.pool)
+    tag = hashlib.sha256(repr((margin, anchor) if llm_calls is None else (margin, anchor, llm_calls)).encode()).hexdigest()[:12]
     root = store_root(cfg) / "bundles"
     folder = root / f"{content_id(arrays)[:16]}-{tag}"
     if not (folder / "bundle.json").exists():
         staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
-        export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin, anchor=anchor)
+        export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin, anchor=anchor,
+                      llm_calls=llm_calls)
         try:
             os.replace(staging, folder)
         except OSError:  # another process finished the same export first

@@ -306,7 +306,7 @@ class PersonalClient:
             ctx = UserContext.build(self.task, items, embed=lambda texts: models.embed(HISTORY_ROLE, list(texts)))
             result = answer(self.task, probe, ctx, None, OnnxScorer(models), models.editor, heads=None,
                             config=self.inference, variant="hydra", margin=models.margin, rating=models.rating,
-                            anchor=models.anchor)
+                            anchor=models.anchor, llm_calls=models.llm_calls)
         except Exception as exc:  # noqa: BLE001 - whatever fails here would fail every answer()
             raise BundleInvalid(f"the new bundle does not answer: {type(exc).__name__}") from None
         scores = [r["score"] for r in result.records] + [c["score"] for c in result.candidates]
@@ -444,6 +444,6 @@ class PersonalClient:
             heads = {r: PERSONAL for r in ROLES} if any(models.has_personal(r) for r in ROLES) else None
             result = answer(self.task, input, ctx, llm, OnnxScorer(models), models.editor, heads=heads,
                             config=self.inference, variant=variant, margin=models.margin, rating=models.rating,
-                            anchor=models.anchor)
+                            anchor=models.anchor, llm_calls=models.llm_calls)
         result.cost = cost_of(meter, time.perf_counter() - started).as_dict()
         return result

@@ -9,6 +9,9 @@ Where some user asks more than one question (LaMP-3's timeline split: 40 questio
 the user-level interval too (users resampled, each with all their questions), the one to read when few users
 carry many questions.
 
+For a rewrite task (LaMP-7) a column gives each side's broken share (:func:`shared.readability.is_broken` against
+the question's input; a joined side's mean over its files).
+
 A side may join several prediction files of the same questions with ``+`` (e.g. one run per seed): each
 question then scores the mean of its files' scores, so the interval is over questions with the seeds averaged.
 
@@ -29,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.data import find_split_files, load_outputs, load_questions, load_split
 from shared.errors import DataFormatError
 from shared.metrics import example_score
+from shared.readability import broken_share
 from shared.stats import paired_bootstrap
 from shared.tasks import get_task
 
@@ -55,8 +59,11 @@ def main() -> None:
         _, golds = load_outputs(gold_file)
         questions = load_questions(question_file, task)
     users = {q.id: q.user_id for q in questions}
+    inputs = {q.id: q.query for q in questions}
     by_user = len(set(users.values())) < len(users)  # some user carries several questions
     extra = (" users | 95% interval over users |", "---|---|") if by_user else ("", "")
+    if task.rewrite:
+        extra = (extra[0] + " broken: first / second |", extra[1] + "---|")
     print("| first | second | answers that differ | second better | second worse | mean difference | 95% interval |"
           + extra[0])
     print("|---|---|---|---|---|---|---|" + extra[1])
@@ -72,6 +79,10 @@ def main() -> None:
                              resamples=args.resamples, groups=[users.get(i, i) for i in ids] if by_user else None)
         differ = sum(any(f[i] != s[i] for f in firsts for s in seconds) for i in ids)
         tail = f" {c.users} | [{c.user_low:+.4f}, {c.user_high:+.4f}] |" if by_user else ""
+        if task.rewrite:
+            shares = [sum(broken_share([r[i] for i in ids], [inputs[i] for i in ids]) for r in side) / len(side)
+                      for side in (firsts, seconds)]
+            tail += f" {shares[0]:.1%} / {shares[1]:.1%} |"
         print(f"| {_name(a)} | {_name(b)} | {differ} of {len(ids)} "
               f"| {c.wins} | {c.losses} | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |" + tail)
 

@@ -42,7 +42,7 @@ from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import BASELINE_ANCHOR, MarginChoice, MarginSums
 from shared.io import atomic_write_text, read_jsonl
 from shared.tasks import get_task
-from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
+from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, LLM_CALLS_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
                              TESTING_ROLES, TRAINING_ROLES)
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
@@ -368,15 +368,16 @@ def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, s
 def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *, num_rounds: int, start_round: int,
                roles: Mapping[int, str], out_dir: Path, checkpoint_dir: Path, model, task: str, accountant=None,
                final_methods: str = "", timeout: float = 3600.0, eval_every: int = 1,
-               margin: bool = False) -> ArrayRecord:
+               margin: bool = False, decisions: Sequence[str] | None = None) -> ArrayRecord:
     """Rounds ``start_round+1 .. num_rounds``; writes ``rounds.jsonl`` and a checkpoint per round.
 
     Test users evaluate after every ``eval_every``-th round and after the last (``eval_every=0``: the last only);
     ``timeout`` is how long one round's training, or its evaluation, waits for replies. With ``margin``, after the
     last round's training the training nodes that were sampled in some round of this run (not the whole federation:
     a node never sampled has no episodes yet) choose the decision margin (:func:`gather_margin`); it goes into the
-    last round's line of ``rounds.jsonl`` and the final evaluation's config (:data:`MARGIN_KEY`). Earlier
-    evaluations answer without a margin rule (none is chosen yet).
+    last round's line of ``rounds.jsonl`` and the final evaluation's config (:data:`MARGIN_KEY`, :data:`ANCHOR_KEY`,
+    :data:`LLM_CALLS_KEY`), chosen among ``decisions`` (:func:`shared.hydra.candidates.decision_keys`; None: the
+    task's anchors, each with the whole pool). Earlier evaluations answer without a margin rule (none is chosen yet).
     """
     train_grid = RoleGrid(grid, [n for n, r in roles.items() if r in TRAINING_ROLES])
     test_grid = RoleGrid(grid, [n for n, r in roles.items() if r in TESTING_ROLES])
@@ -419,13 +420,15 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
             # never sampled would build its episodes (LLM calls) only to answer this query
             asked = [n for n in train_grid.get_node_ids() if n in participants]
             chosen, margin_report = gather_margin(grid, asked, arrays, server_round=rnd, timeout=timeout,
-                                                  anchors=anchors_for(get_task(task)))
+                                                  anchors=tuple(decisions or anchors_for(get_task(task))))
             record.margin = {**(chosen.as_dict() if chosen is not None else {}), **margin_report}
             phase = _lap(record, "margin", phase)
         if test_grid.get_node_ids() and (final or (eval_every > 0 and rnd % eval_every == 0)):
             cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra",
                                 **({MARGIN_KEY: float(chosen.margin), ANCHOR_KEY: chosen.anchor}
-                                   if chosen is not None else {})})
+                                   if chosen is not None else {}),
+                                **({LLM_CALLS_KEY: int(chosen.llm_calls)}
+                                   if chosen is not None and chosen.llm_calls is not None else {})})
             eval_messages = strategy.configure_evaluate(rnd, arrays, cfg, test_grid)
             eval_replies = grid.send_and_receive(eval_messages, timeout=timeout)
             record.eval_metrics = dict(strategy.aggregate_evaluate(rnd, eval_replies) or {})

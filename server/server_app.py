@@ -15,8 +15,10 @@ from server.packing import PackedGrid
 from server.plan import paths, restore_accountant, restore_server_state, starting_point
 from server.window import WindowedGrid
 from shared.config import RunConfig
+from shared.hydra.candidates import decision_keys
 from shared.io import atomic_write_text
 from shared.protocol import TESTING_ROLES, TRAINING_ROLES
+from shared.tasks import get_task
 from shared.users import node_count
 
 app = ServerApp()
@@ -57,7 +59,7 @@ def main(grid: Grid, context: Context) -> None:
     run_rounds(rounds_grid, strategy, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
                final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every,
-               margin=cfg.margin_folds != 0)
+               margin=cfg.margin_folds != 0, decisions=decision_keys(get_task(cfg.task), cfg.pool))
     summary = {"train_clients": n_train, "test_clients": n_test, "rounds": cfg.federation.num_rounds,
                "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise,
                "margin_rule": cfg.margin_folds != 0, "aggregation": aggregation_name(cfg.federation)}

@@ -4,6 +4,10 @@ Each method answers one question from what a :class:`BaselineContext` allows; ea
 kinds only:
 
 - ``input``: the input returned unchanged (rewrite tasks such as LaMP-7, whose input is a draft).
+- ``style-rules`` (rewrite tasks): the input written the way the user's own history favours, by fixed rules and no
+  model (:class:`shared.style.StyleHabits`): informal spellings ("you" -> "u", "I'm" -> "im") where the user
+  writes them more often than the formal ones, a lowercase first letter and no final period where the user
+  mostly writes so. No word is deleted.
 - ``majority``: the most frequent label over every selected user's profile (label tasks; :func:`majority_label`).
 - ``user-mean``: the user's mean profile score, rounded (LaMP-3; "the user's typical score"); for
   classification the user's most frequent label.
@@ -26,7 +30,7 @@ baselines need torch (the embedder), imported only when one runs.
 Example:
     >>> from shared.tasks import get_task
     >>> methods_for(get_task("LaMP-7"))
-    ['input', 'zero-shot', 'rag']
+    ['input', 'style-rules', 'zero-shot', 'rag']
     >>> methods_for(get_task("LaMP-3"))
     ['majority', 'user-mean', 'user-ridge', 'global-ridge', 'zero-shot', 'rag']
     >>> majority_label(get_task("LaMP-3"), [{"text": "a", "score": "4"}, {"text": "b", "score": "2"},
@@ -46,6 +50,7 @@ from shared.errors import ConfigError
 from shared.llm.client import LLMClient
 from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_top_k
+from shared.style import StyleHabits
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["BaselineContext", "Method", "METHODS", "methods_for", "majority_label"]
@@ -79,6 +84,10 @@ def majority_label(task: TaskSpec, items: Iterable[Mapping[str, str]]) -> str | 
 
 def _input(ctx: BaselineContext, q: Question) -> str:
     return q.query
+
+
+def _style_rules(ctx: BaselineContext, q: Question) -> str:
+    return StyleHabits.of(q.profile_texts(ctx.task)).apply(q.query)
 
 
 def _majority(ctx: BaselineContext, q: Question) -> str:
@@ -171,6 +180,7 @@ class Method:
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method("input", _input, lambda t: t.rewrite, False),
+    Method("style-rules", _style_rules, lambda t: t.rewrite, False),
     Method("majority", _majority, lambda t: bool(t.labels), False),
     Method("user-mean", _user_mean, lambda t: bool(t.labels) and t.item_output is not None, False),
     Method("user-ridge", _user_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),

@@ -38,7 +38,7 @@ from shared.users import User
 
 __all__ = ["Predictions", "AnswerFn", "evaluate_users", "merge_predictions", "answer_or_empty", "DEVICE_BASELINES"]
 
-DEVICE_BASELINES = ("input", "majority", "user-mean", "user-ridge")
+DEVICE_BASELINES = ("input", "style-rules", "majority", "user-mean", "user-ridge")
 """The non-LLM baselines a device can compute for its own user, run where they apply (``global-ridge`` needs the
 other users' data: ``fedhydra baseline``)."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = ["FAULT_COUNTERS", "WEIGHT_KEY", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
-           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY", "ANCHOR_KEY",
+           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY", "ANCHOR_KEY", "LLM_CALLS_KEY",
            "SECAGG_KEYS", "ERROR_REPLIES", "ERROR_FAILED"]
 
 
@@ -50,6 +50,9 @@ MARGIN_KEY = "margin"
 ANCHOR_KEY = "anchor"
 """The key of the answer the margin rule keeps (chosen with the margin; absent: the strongest non-LLM answer) in the
 final evaluation's config record."""
+LLM_CALLS_KEY = "llm-calls"
+"""The key of how many LLM answers an answer asks for (chosen with the margin; absent: the whole pool's) in the final
+evaluation's config record."""
 TRAINING_ROLES = (NodeRole.TRAIN.value, NodeRole.BOTH.value)
 """Roles whose nodes train (the server sends them train messages)."""
 TESTING_ROLES = (NodeRole.TEST.value, NodeRole.BOTH.value)

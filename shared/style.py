@@ -19,7 +19,21 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-__all__ = ["StyleRule", "STYLE_RULES", "RULE_NAMES", "apply_rules", "style_profile", "favoured_rules", "signature"]
+__all__ = ["StyleRule", "STYLE_RULES", "RULE_NAMES", "apply_rules", "style_profile", "favoured_rules", "signature",
+           "StyleHabits"]
+
+
+class _Pattern(str):
+    """A rule's formal side that is a regular expression, not a literal phrase."""
+
+
+_GOING_TO = _Pattern(r"going to(?! (?:the|a|an|my|your|his|her|our|their|this|that|bed|school|work|church|class|"
+                     r"town|college|uni|hospital|dinner|lunch|breakfast|practice|gym|mall|beach|sleep in|(?-i:[A-Z0-9])))")
+"""'going to' before a verb only: "going to the beach" does not become "gonna the beach"."""
+
+
+def _regex(phrase: str) -> str:
+    return phrase if isinstance(phrase, _Pattern) else re.escape(phrase)
 
 
 @dataclass(frozen=True)
@@ -31,12 +45,12 @@ class StyleRule:
 
     def apply(self, text: str) -> str:
         for formal, informal in self.pairs:
-            text = re.sub(rf"(?<![\w']){re.escape(formal)}(?![\w'])", informal, text, flags=re.I)
+            text = re.sub(rf"(?<![\w']){_regex(formal)}(?![\w'])", informal, text, flags=re.I)
         return text
 
     def counts(self, text: str) -> tuple[int, int]:
         """(formal uses, informal uses) in ``text``."""
-        formal = sum(len(re.findall(rf"(?<![\w']){re.escape(f)}(?![\w'])", text, re.I)) for f, _ in self.pairs)
+        formal = sum(len(re.findall(rf"(?<![\w']){_regex(f)}(?![\w'])", text, re.I)) for f, _ in self.pairs)
         informal = sum(len(re.findall(rf"(?<![\w']){re.escape(i)}(?![\w'])", text, re.I)) for _, i in self.pairs)
         return formal, informal
 
@@ -47,7 +61,7 @@ STYLE_RULES: tuple[StyleRule, ...] = (
         ("cannot", "can't"), ("can not", "can't"), ("will not", "won't"), ("is not", "isn't"),
         ("are not", "aren't"), ("it is", "it's"), ("that is", "that's"), ("I will", "I'll"),
         ("I have", "I've"), ("you are", "you're"), ("we are", "we're"), ("they are", "they're"),
-        ("going to", "gonna"), ("want to", "wanna"), ("have to", "gotta"),
+        (_GOING_TO, "gonna"), ("want to", "wanna"), ("have to", "gotta"),
     )),
     StyleRule("no-apostrophe", (("I'm", "im"), ("don't", "dont"), ("can't", "cant"), ("won't", "wont"),
                                 ("it's", "its"), ("that's", "thats"), ("didn't", "didnt"), ("isn't", "isnt"))),
@@ -63,6 +77,16 @@ STYLE_RULES: tuple[StyleRule, ...] = (
     StyleRule("thx", (("thank you", "thx"), ("thanks", "thx"))),
     StyleRule("ppl", (("people", "ppl"),)),
     StyleRule("b4", (("before", "b4"),)),
+    StyleRule("tho", (("though", "tho"), ("although", "tho"))),
+    StyleRule("thru", (("through", "thru"),)),
+    StyleRule("nite", (("tonight", "tonite"), ("night", "nite"))),
+    StyleRule("bday", (("birthday", "bday"),)),
+    StyleRule("kinda", (("kind of", "kinda"), ("sort of", "sorta"))),
+    StyleRule("idk", (("I don't know", "idk"), ("I do not know", "idk"))),
+    StyleRule("btw", (("by the way", "btw"),)),
+    StyleRule("omg", (("oh my god", "omg"), ("oh my gosh", "omg"))),
+    StyleRule("ya", (("yes", "ya"), ("yeah", "ya"))),
+    StyleRule("n", (("and", "n"),)),
 )
 RULE_NAMES = tuple(rule.name for rule in STYLE_RULES)
 _BY_NAME = {rule.name: rule for rule in STYLE_RULES}
@@ -97,9 +121,73 @@ def signature(texts: Sequence[str], *, min_share: float = 0.3, min_count: int = 
 
     >>> signature(["so fun lol", "ok lol", "bye lol", "hi there"])
     'lol'
+    >>> signature(["tell me", "call me", "text me"]) is None
+    True
     """
     ends = [t.split()[-1] for t in texts if t.split()]
     if not ends:
         return None
     word, count = max(((w, ends.count(w)) for w in set(ends)), key=lambda x: (x[1], x[0]))
+    if word.lower().strip(".,!?") in _NOT_SIGN_OFFS:  # "... please reply me": an object, not a sign-off
+        return None
     return word if count >= min_count and count / len(ends) >= min_share else None
+
+
+_NOT_SIGN_OFFS = frozenset("me you u it that this to too now today tonight here there them him her us all again".split())
+"""Words that often end a text without signing it."""
+
+
+_FIRST_LETTER = re.compile(r"\s*(?:[@#]\S+\s+)*[^A-Za-z@#]*([A-Za-z])")
+
+
+def _starts_lower(text: str) -> bool | None:
+    """Whether the first word that is no @mention or #tag starts lowercase (None: no letter)."""
+    m = _FIRST_LETTER.match(text.strip())
+    return None if m is None else m.group(1).islower()
+
+
+@dataclass(frozen=True)
+class StyleHabits:
+    """How a user writes, from their own texts: the rules they favour, whether they start lowercase, whether they
+    end on a period, and their sign-off. :meth:`apply` writes a text their way, keeping every word's meaning:
+    no word is deleted.
+
+    >>> habits = StyleHabits.of(["going 2 bed now", "u r great", "see u there", "ok then"])
+    >>> habits.rules, habits.lower_first, habits.drop_period
+    (('u', 'r', '2'), True, True)
+    >>> habits.apply("I will see you at 2. You are great.")
+    'I will see u at 2. u r great'
+    """
+
+    rules: tuple[str, ...] = ()
+    lower_first: bool = False
+    drop_period: bool = False
+    signature: str | None = None
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> "StyleHabits":
+        """The habits of a user's own ``texts`` (each a majority over them; none without texts)."""
+        texts = [t for t in texts if t.strip()]
+        starts = [s for s in (_starts_lower(t) for t in texts) if s is not None]
+        ends = [t.rstrip()[-1] for t in texts]
+        rules = favoured_rules(style_profile(texts)) if texts else []
+        if "no-apostrophe" in rules and "contractions" not in rules:  # "im" writers contract "I am" too
+            rules.insert(0, "contractions")
+        return cls(rules=tuple(rules),
+                   lower_first=bool(starts) and sum(starts) / len(starts) > 0.5,
+                   drop_period=bool(ends) and sum(e == "." for e in ends) / len(ends) < 0.2,
+                   signature=signature(texts) if texts else None)
+
+    def apply(self, text: str, *, sign: bool = False) -> str:
+        """``text`` with the user's rules, first-letter case and final period (and sign-off, with ``sign``)."""
+        out = apply_rules(text, self.rules)
+        if self.lower_first:
+            m = _FIRST_LETTER.match(out)
+            if m is not None and not out[m.start(1):].startswith(("I ", "I'")):
+                i = m.start(1)
+                out = out[:i] + out[i].lower() + out[i + 1:]
+        if self.drop_period and out.rstrip().endswith(".") and not out.rstrip().endswith(".."):
+            out = out.rstrip()[:-1]
+        if sign and self.signature and not out.rstrip().lower().endswith(self.signature.lower()):
+            out = f"{out.rstrip()} {self.signature}"
+        return out

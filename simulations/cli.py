@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=bounded("offset"), default=0,
                    help="skip this many users first (fewer than the data has)")
     p.add_argument("--method", type=text, action="append", required=True,
-                   help="input, majority, user-mean, user-ridge, global-ridge, zero-shot, rag or all (repeatable)")
+                   help="input, style-rules, majority, user-mean, user-ridge, global-ridge, zero-shot, rag or all "
+                        "(repeatable)")
     p.add_argument("--timeline-questions", type=bounded("timeline-questions"), default=None,
                    help="with --split timeline: the last this many reviews of each user are questions "
                         "(default: timeline-questions of the config)")

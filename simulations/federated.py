@@ -182,7 +182,8 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
              f"{len(scored)} test users{failed}")
     groups = {m: ("federated" if is_hydra_method(m) else "baseline") for m in preds.by_method}
     result = finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups,
-                        users={q.id: u.user_id for u in test for q in u.questions})
+                        users={q.id: u.user_id for u in test for q in u.questions},
+                        inputs={q.id: q.query for u in test for q in u.questions})
     result["ledger_table"] = ledger.table()
     return result
 

@@ -32,7 +32,7 @@ from shared.evaluation import Predictions, merge_predictions
 from shared.hydra.context import UserContext
 from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
 from shared.hydra.model import HydraBase, PersonalHeads
-from shared.hydra.candidates import anchors_for
+from shared.hydra.candidates import call_choices, decision_keys
 from shared.hydra.decision import MarginChoice
 from shared.hydra.stages import StageReport, train_stage
 from shared.hydra.train import Trainer
@@ -41,6 +41,7 @@ from shared.io import atomic_write_text
 from shared.ledger import Cost, Ledger
 from shared.llm.client import LLMClient
 from shared.metrics import evaluate, example_score, primary_metric
+from shared.readability import broken_share, is_broken
 from shared.tasks import TaskSpec
 from shared.users import User, split_users
 from simulations.failures import UserFailures
@@ -174,17 +175,24 @@ def comparison_tables(paired: Mapping[str, dict], left: Mapping[str, Mapping[str
 
 def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out: Path, *, title: str,
                summary: dict, groups: Mapping[str, str] | None = None,
-               users: Mapping[str, str] | None = None) -> dict:
+               users: Mapping[str, str] | None = None, inputs: Mapping[str, str] | None = None) -> dict:
     """Write predictions, the metrics table, the plot and the summary; return the summary.
 
     ``users`` (question id -> user): where some user asks several questions (LaMP-3's timeline split), the paired
-    comparisons also give the user-level interval (users resampled, :mod:`shared.stats`)."""
+    comparisons also give the user-level interval (users resampled, :mod:`shared.stats`). ``inputs`` (question id ->
+    the input a rewrite task rewrites): every method's table row gets ``broken``, the share of its answers that
+    :func:`shared.readability.is_broken` judges broken, and each HYDRA method's comparison with the strongest
+    baseline is repeated with its broken answers replaced by the input (``(readable)``): what its readable answers
+    earn."""
     if users is not None and len(set(users.values())) == len(users):
         users = None  # one question per user: the question-level interval is the user-level one
     results = []
     for label, predictions in preds.by_method.items():
         write_outputs(out / f"{label}_outputs.json", task, predictions)
         metrics = evaluate(task, predictions, {k: golds[k] for k in predictions})
+        if task.rewrite and inputs is not None:
+            ids = [k for k in predictions if k in inputs]
+            metrics["broken"] = broken_share([predictions[k] for k in ids], [inputs[k] for k in ids])
         results.append(MethodResult(label, predictions, metrics, preds.seconds[label], preds.calls[label],
                                     preds.asked.get(label, 0) - preds.calls[label], preds.failures[label],
                                     llm_seconds=preds.llm_seconds.get(label, 0.0)))
@@ -211,6 +219,11 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
         if is_hydra_method(name) and strongest is not None:
             paired[f"{name} vs {strongest['method']}"] = compare_predictions(
                 task, by_method[str(strongest["method"])], by_method[name], golds, users=users).as_dict()
+            if task.rewrite and inputs is not None:
+                readable = {k: inputs[k] if k in inputs and is_broken(v, inputs[k]) else v
+                            for k, v in by_method[name].items()}
+                paired[f"{name} (readable) vs {strongest['method']}"] = compare_predictions(
+                    task, by_method[str(strongest["method"])], readable, golds, users=users).as_dict()
     for pre in ("", FEDERATED_PREFIX):  # personal vs shared heads; each cost-aware mode against the full method
         full = f"{pre}hydra"
         if full not in by_method:
@@ -308,10 +321,12 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     margin = None
     choice = None
     earlier = MarginChoice.from_dict(saved.margin) if saved is not None and saved.margin is not None else None
-    if earlier is not None and earlier.anchors_tried() == anchors_for(task):  # else chosen over other anchors: again
+    decisions = decision_keys(task, cfg.pool)
+    if earlier is not None and earlier.anchors_tried() == decisions:  # else chosen over other decisions: again
         choice = earlier
         margin = choice.margin
-        _say(progress, f"      margin {margin:g}, anchor {choice.anchor} (chosen by the earlier run)")
+        _say(progress, f"      margin {margin:g}, anchor {choice.anchor}, {choice.llm_calls} LLM answers per answer "
+                       "(chosen by the earlier run)")
     elif cfg.margin_folds and len(train_users) >= 2:
         from shared.hydra.calibrate import cross_validate_margin
 
@@ -321,9 +336,11 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
             choice = cross_validate_margin(task, {u.user_id: (contexts[u.user_id], train_eps[u.user_id])
                                                   for u in train_users}, cfg.model, cfg.train,
                                            folds=min(cfg.margin_folds, len(train_users)), seed=cfg.seed,
-                                           progress=(lambda s: _say(progress, "      " + s)))
+                                           progress=(lambda s: _say(progress, "      " + s)),
+                                           calls=call_choices(cfg.pool))
             margin = choice.margin
-            _say(progress, f"      margin {margin:g}, anchor {choice.anchor}: on {choice.points} held-out training "
+            _say(progress, f"      margin {margin:g}, anchor {choice.anchor}, {choice.llm_calls} LLM answers per "
+                           f"answer: on {choice.points} held-out training "
                            f"questions the adapter leaves the anchor {choice.left} times ({choice.helped} helped, "
                            f"{choice.hurt} hurt)")
             save_margin(out, fingerprint, choice.as_dict())
@@ -336,7 +353,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
         device_cfg = replace(cfg, store_dir=str(out / "clients"))
         _say(progress, "[3/4] exporting the device bundle (ONNX) of the trained base")
         bundle = device_bundle({k: v.numpy() for k, v in base.shared_state().items()}, device_cfg, margin=margin,
-                               anchor=choice.anchor if choice is not None else None)
+                               anchor=choice.anchor if choice is not None else None,
+                               llm_calls=choice.llm_calls if choice is not None else None)
 
     with ledger.stage("answer"):
         n_questions = sum(len(u.questions) for u in test_users)
@@ -374,6 +392,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     failed = f" ({len(all_test_users) - len(test_users)} failed)" if len(test_users) < len(all_test_users) else ""
     title = f"{task.name}: HYDRA, {len(llm_users)}{free} training / {len(test_users)} test users{failed}"
     result = finish_run(task, preds, dataset.golds, out, title=title, summary=summary,
-                        users={q.id: u.user_id for u in test_users for q in u.questions})
+                        users={q.id: u.user_id for u in test_users for q in u.questions},
+                        inputs={q.id: q.query for u in test_users for q in u.questions})
     result["ledger_table"] = ledger.table()
     return result

@@ -13,7 +13,10 @@ non-LLM answer must be before HYDRA leaves that answer. It is chosen on training
    for rewrite tasks the editor's fixed edits), a :class:`~shared.hydra.decision.CalibrationPoint`: the predicted
    advantage of the adapter's choice over the anchor, what taking it gains by the gold, and what the anchor
    itself gains over the baseline;
-5. :func:`~shared.hydra.decision.choose_margin` picks the (anchor, margin) pair with the largest total gain.
+5. given ``calls`` (how many of the LLM's answers an answer may ask for: :func:`~shared.hydra.candidates.call_choices`),
+   each scored example is scored again with its pool holding only the first ``c`` LLM answers, by the same head,
+   for each ``c``, and each (anchor, ``c``) pair is a decision (:func:`~shared.hydra.decision.decision_key`);
+6. :func:`~shared.hydra.decision.choose_margin` picks the (decision, margin) pair with the largest total gain.
 
 Step 3 is :func:`held_out_points`, one user against a frozen base. A federated run has no folds: after its last
 round each training client runs the same function on its own user against the global base and sends only the
@@ -44,7 +47,7 @@ from shared.errors import ConfigError
 from shared.hydra.candidates import anchors_for
 from shared.hydra.context import UserContext
 from shared.hydra.decision import (MARGIN_GRID, CalibrationPoint, MarginChoice, MarginSums, advantage,
-                                   anchor_margin_sums, choose_margin, decide)
+                                   anchor_margin_sums, choose_margin, decide, decision_key)
 from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, adapter_example
 from shared.tasks import TaskSpec
@@ -69,19 +72,39 @@ def fold_users(users: Sequence[str], folds: int, seed: int) -> list[list[str]]:
 
 
 def adapter_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext,
-                     editor) -> list[tuple[RoleExample, dict[str, str]]]:
+                     editor, *, llm_calls: int | None = None,
+                     keep: Sequence[bool] | None = None) -> list[tuple[RoleExample, dict[str, str]]]:
     """The adapter's examples of a user's labelled episodes (as :func:`~shared.hydra.examples.role_examples` makes
-    them) with each one's anchors' texts (``{anchor: text}``); only examples where every anchor is a candidate."""
+    them) with each one's anchors' texts (``{anchor: text}``); only examples where every anchor is a candidate.
+
+    ``llm_calls``: each pool holds only the first that many of the episode's LLM answers (greedy, then samples).
+    ``keep`` (one flag per labelled episode): instead of the rule above, exactly the episodes flagged."""
     out = []
     names = anchors_for(task)
-    for ep in episodes:
-        if ep.gold is None:
+    labelled = [ep for ep in episodes if ep.gold is not None]
+    for i, ep in enumerate(labelled):
+        if keep is not None and not keep[i]:
             continue
         ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
+        if llm_calls is not None and ep.greedy is not None:  # the pool's requests: the greedy answer, then samples
+            ep = replace(ep, greedy=ep.greedy if llm_calls >= 1 else None, samples=list(ep.samples)[:max(0, llm_calls - 1)])
+        elif llm_calls is not None:
+            ep = replace(ep, samples=list(ep.samples)[:llm_calls])
         ex, pool = adapter_example(task, user, ep, ep_ctx, editor)
-        if ex.target is not None and len(ex.items) > 1 and all(a in pool.anchors for a in names):
-            out.append((ex, {a: pool.texts[pool.anchors[a]] for a in names}))
+        if keep is not None or (ex.target is not None and len(ex.items) > 1 and all(a in pool.anchors for a in names)):
+            out.append((ex, {a: pool.texts[pool.anchors[a]] if a in pool.anchors else "" for a in names}))
     return out
+
+
+def _usable(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext, editor) -> list[bool]:
+    """Per labelled episode, whether its full pool makes an adapter example (:func:`adapter_examples`' rule)."""
+    names = anchors_for(task)
+    flags = []
+    for ep in (e for e in episodes if e.gold is not None):
+        ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
+        ex, pool = adapter_example(task, user, ep, ep_ctx, editor)
+        flags.append(ex.target is not None and len(ex.items) > 1 and all(a in pool.anchors for a in names))
+    return flags
 
 
 def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], anchors: Sequence[Mapping[str, str]],
@@ -101,12 +124,14 @@ def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], anchors:
     return points
 
 
-def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext,
-                    episodes: Sequence[Episode]) -> dict[str, list[CalibrationPoint]]:
+def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext, episodes: Sequence[Episode], *,
+                    calls: Sequence[int] | None = None) -> dict[str, list[CalibrationPoint]]:
     """One user playing a new user against ``trainer``'s base (frozen): their adapter examples are split in two halves
     (even and odd positions), a personal head fitted on one half scores the other and the other way round (a user
     with a single example is scored by the shared head); ``{anchor: points}``, one point per anchor and scored
-    example whose anchors are all candidates.
+    example whose anchors are all candidates. With ``calls``, ``{decision: points}``: each example is scored again
+    for each count ``c`` of LLM answers, with only the first ``c`` in its pool, by the same head
+    (:func:`~shared.hydra.decision.decision_key` names each (anchor, ``c``) pair).
 
     The centralized cross-validation calls it for each held-out user with its fold's base; a federated training
     client calls it for its own user with the global base (:func:`user_margin_sums`).
@@ -114,31 +139,45 @@ def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext,
     from shared.hydra.model import PersonalHeads
 
     base = trainer.base
-    pairs = adapter_examples(task, user, episodes, ctx, base.editor)
+    keep = _usable(task, user, episodes, ctx, base.editor)
+    pairs = adapter_examples(task, user, episodes, ctx, base.editor, keep=keep)
     examples, anchors = [ex for ex, _ in pairs], [a for _, a in pairs]
-    scores: list[np.ndarray | None] = [None] * len(examples)
+    heads_of: list[object | None] = [None] * len(examples)
     halves = [list(range(0, len(examples), 2)), list(range(1, len(examples), 2))]
     if len(examples) >= 2:
         for fit_on, score_on in (halves, halves[::-1]):
             heads = PersonalHeads.from_shared(base)
             trainer.fit_heads(heads, {"adapter": [examples[i] for i in fit_on]})
             for i in score_on:
-                scores[i] = trainer.scores("adapter", examples[i], heads.heads["adapter"])
-    else:
-        scores = [trainer.scores("adapter", ex) for ex in examples]
-    return calibration_points(task, examples, anchors, scores)
+                heads_of[i] = heads.heads["adapter"]
+
+    def score(exs: Sequence[RoleExample]) -> list[np.ndarray]:
+        return [trainer.scores("adapter", ex, head) if head is not None else trainer.scores("adapter", ex)
+                for ex, head in zip(exs, heads_of)]
+
+    if calls is None:
+        return calibration_points(task, examples, anchors, score(examples))
+    out: dict[str, list[CalibrationPoint]] = {}
+    for c in calls:
+        truncated = adapter_examples(task, user, episodes, ctx, base.editor, llm_calls=c, keep=keep)
+        exs = [ex for ex, _ in truncated]
+        for anchor, points in calibration_points(task, exs, anchors, score(exs)).items():
+            out[decision_key(anchor, c)] = points
+    return out
 
 
 def user_margin_sums(task: TaskSpec, trainer, user: str, ctx: UserContext, episodes: Sequence[Episode],
-                     grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
+                     grid: Sequence[float] = MARGIN_GRID, *, calls: Sequence[int] | None = None) -> MarginSums:
     """What a federated training client contributes to the margin: the :class:`~shared.hydra.decision.MarginSums`
     of its own :func:`held_out_points` under ``trainer``'s base (the global base, frozen). Only counts and sums."""
-    return anchor_margin_sums(held_out_points(task, trainer, user, ctx, episodes), grid)
+    return anchor_margin_sums(held_out_points(task, trainer, user, ctx, episodes, calls=calls), grid)
 
 
 def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_config, *, folds: int, seed: int,
-                          progress: Callable[[str], None] | None = None) -> MarginChoice:
-    """The margin chosen over ``users`` (training users only) by ``folds``-fold cross-validation (module docstring)."""
+                          progress: Callable[[str], None] | None = None,
+                          calls: Sequence[int] | None = None) -> MarginChoice:
+    """The margin chosen over ``users`` (training users only) by ``folds``-fold cross-validation (module docstring);
+    with ``calls``, also how many LLM answers an answer asks for (:attr:`MarginChoice.llm_calls`)."""
     import torch
 
     from shared.hydra.model import HydraBase
@@ -146,7 +185,8 @@ def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_conf
     from shared.hydra.train import Trainer
 
     groups = fold_users(list(users), folds, seed)
-    points: dict[str, list[CalibrationPoint]] = {a: [] for a in anchors_for(task)}
+    keys = anchors_for(task) if calls is None else tuple(decision_key(a, c) for c in calls for a in anchors_for(task))
+    points: dict[str, list[CalibrationPoint]] = {a: [] for a in keys}
     for f, held_out in enumerate(groups, start=1):
         rest = {u: users[u] for u in users if u not in held_out}
         torch.manual_seed(seed)
@@ -156,7 +196,7 @@ def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_conf
         n_before = len(next(iter(points.values())))
         for user in held_out:
             ctx, episodes = users[user]
-            for a, user_points in held_out_points(task, trainer, user, ctx, episodes).items():
+            for a, user_points in held_out_points(task, trainer, user, ctx, episodes, calls=calls).items():
                 points[a] += user_points
         if progress:
             progress(f"margin fold {f}/{len(groups)}: {len(held_out)} held-out users, "

@@ -3,10 +3,12 @@
 For label tasks (LaMP-1/2/2N/3) the pool is the label set itself; the LLM's greedy answer and samples,
 asked with the retrieved records in the prompt, become votes (a feature of each label). For generation
 tasks the pool is the LLM's greedy answer and samples; for rewrite tasks (LaMP-7) also the input itself,
-edits of it by the :class:`~shared.hydra.editor.InputEditor` (a few compression levels), and the input
-and the middle edit rewritten with the quirks the user's history favours (:mod:`shared.style`), also
-followed by the word the user habitually signs with, if any.
-Duplicates (same ROUGE tokens) keep their first source.
+the input written the way the user's history favours (:class:`shared.style.StyleHabits`: their informal
+spellings, first-letter case, final period; also followed by their sign-off, if any), and edits of it by the
+:class:`~shared.hydra.editor.InputEditor` (a few levels), each also written the user's way. The editor may drop
+fillers only (:func:`shared.readability.droppable_words`), and no candidate that
+:func:`shared.readability.is_broken` judges broken enters the pool, the LLM's included: whatever the adapter
+chooses is a whole sentence. Duplicates (same ROUGE tokens) keep their first source.
 
 The pool's *anchor* is the answer the adapter must beat by the margin to leave (:mod:`shared.hydra.decision`): the
 strongest non-LLM answer (``baseline``: :func:`baseline_output`), or for rewrite tasks one of the editor's fixed
@@ -20,7 +22,7 @@ Example:
     >>> pool.texts, pool.sources[0]
     (['1', '2', '3', '4', '5'], 'label')
     >>> anchors_for(t), anchors_for(get_task("LaMP-7"))
-    (('baseline',), ('baseline', 'edit-0.6', 'edit-0.8', 'edit-1'))
+    (('baseline',), ('baseline', 'style', 'edit-0.6', 'edit-0.8', 'edit-1'))
 """
 
 from __future__ import annotations
@@ -31,26 +33,65 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from shared.hydra.context import UserContext
-from shared.hydra.decision import BASELINE_ANCHOR
+from shared.hydra.decision import BASELINE_ANCHOR, decision_key
 from shared.hydra.editor import InputEditor, f1_optimal_keep, word_tokens
 from shared.hydra.features import adapter_extras
 from shared.errors import ConfigError, LLMError, check_minimums
 from shared.llm.client import CallBudget, LLMCall, LLMClient
 from shared.prompts import PROMPT_STYLES, PromptBudget, build_messages
-from shared.style import apply_rules
+from shared.readability import droppable_words, is_broken
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "pool_calls", "parse_pool_answers", "EDIT_LEVELS",
-           "baseline_output", "anchors_for"]
+           "baseline_output", "anchors_for", "STYLE_ANCHOR", "filler_edit", "call_choices", "decision_keys"]
 
 EDIT_LEVELS = (0.6, 0.8, 1.0)
 """Expected gold length, as a fraction of the input's length, of the editor's candidates."""
 
 
+STYLE_ANCHOR = "style"
+"""The anchor of rewrite tasks that is the input written the user's way (:meth:`shared.style.StyleHabits.apply`)."""
+
+
 def anchors_for(task: TaskSpec) -> tuple[str, ...]:
     """The answers the margin rule may keep, in order of preference on ties: the baseline, then for rewrite tasks the
-    editor's edit at each of :data:`EDIT_LEVELS` (``edit-<level>``); all cost no LLM call."""
-    return (BASELINE_ANCHOR,) + (tuple(_edit_anchor(level) for level in EDIT_LEVELS) if task.rewrite else ())
+    input written the user's way (``style``) and the editor's edit at each of :data:`EDIT_LEVELS` (``edit-<level>``);
+    all cost no LLM call."""
+    edits = (STYLE_ANCHOR, *(_edit_anchor(level) for level in EDIT_LEVELS)) if task.rewrite else ()
+    return (BASELINE_ANCHOR, *edits)
+
+
+def call_choices(config: "PoolConfig") -> tuple[int, ...]:
+    """How many of the pool's LLM requests an answer may ask for, as the margin's cross-validation tries them: none,
+    the greedy answer, ..., the whole pool (greedy + ``n_samples``).
+
+    >>> call_choices(PoolConfig(n_samples=1))
+    (0, 1, 2)
+    """
+    return tuple(range(config.n_samples + 2))
+
+
+def decision_keys(task: TaskSpec, config: "PoolConfig") -> tuple[str, ...]:
+    """Every decision the margin's cross-validation chooses among: each anchor (:func:`anchors_for`) with each count
+    of LLM answers (:func:`call_choices`), fewer calls first (:func:`shared.hydra.decision.decision_key`).
+
+    >>> from shared.tasks import get_task
+    >>> decision_keys(get_task("LaMP-3"), PoolConfig(n_samples=1))
+    ('baseline@0', 'baseline@1', 'baseline@2')
+    """
+    return tuple(decision_key(a, c) for c in call_choices(config) for a in anchors_for(task))
+
+
+def filler_edit(editor: InputEditor, words: Sequence[str], counts: Mapping[str, int], level: float) -> str:
+    """The editor's edit of ``words`` at ``level`` (:data:`EDIT_LEVELS`) that may drop fillers only
+    (:func:`shared.readability.droppable_words`): the words the editor would drop, among those whose loss keeps a
+    sentence whole (every other word is kept as if certain).
+
+    >>> filler_edit(InputEditor(bias=-2.0), "I really love it".split(), {}, 0.6)
+    'I love it'
+    """
+    p = np.where(droppable_words(words), editor.keep_probabilities(words, counts), 1.0)
+    return f1_optimal_keep(words, p, level * len(words))
 
 
 def _edit_anchor(level: float) -> str:
@@ -156,7 +197,7 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
 
     def add(text: str, source: str, removed: float = 0.0, is_styled: bool = False) -> None:
         key = _key(text)
-        if not text.strip() or key in seen:
+        if not text.strip() or key in seen or (task.rewrite and text != query and is_broken(text, query)):
             return
         seen.add(key)
         texts.append(text)
@@ -170,25 +211,20 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
     else:
         if task.rewrite:
             add(query, "input")
+            habits = ctx.habits
+            styled_input = habits.apply(query)
+            add(styled_input, "input", 0.0, True)
+            anchor_texts[STYLE_ANCHOR] = styled_input
             words = query.split()
-            middle = query
-            if editor is not None and words:
-                p = editor.keep_probabilities(words, ctx.counts)
-                edits = [f1_optimal_keep(words, p, level * len(words)) for level in EDIT_LEVELS]
-                for level, edited in zip(EDIT_LEVELS, edits):
-                    add(edited, "edit", 1.0 - len(edited.split()) / len(words))
+            if editor is not None and words:  # the editor may drop fillers only: no edit breaks a sentence
+                for level in EDIT_LEVELS:
+                    edited = filler_edit(editor, words, ctx.counts, level)
+                    removed = 1.0 - len(edited.split()) / len(words)
+                    add(edited, "edit", removed)
+                    add(habits.apply(edited), "edit", removed, True)
                     anchor_texts[_edit_anchor(level)] = edited
-                middle = edits[len(edits) // 2]
-            removed = 1.0 - len(middle.split()) / max(1, len(words))
-            source = "edit" if middle != query else "input"
-            styled_input = apply_rules(query, ctx.style_rules)
-            styled_edit = apply_rules(middle, ctx.style_rules)
-            if ctx.style_rules:
-                add(styled_input, "input", 0.0, True)
-                add(styled_edit, source, removed, True)
-            if ctx.signature:
-                add(f"{styled_input.rstrip('.')} {ctx.signature}", "input", 0.0, True)
-                add(f"{styled_edit.rstrip('.')} {ctx.signature}", source, removed, True)
+            if habits.signature:
+                add(habits.apply(query, sign=True), "input", 0.0, True)
         if greedy is not None:
             add(greedy, "llm")
         for s in samples:

@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from shared.hydra.editor import history_counts
-from shared.style import favoured_rules, signature, style_profile
+from shared.style import StyleHabits
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["UserContext", "Embed", "MIN_RATED"]
@@ -42,8 +42,8 @@ class UserContext:
     texts: tuple[str, ...]
     answers: tuple[str, ...]
     counts: Mapping[str, int] = field(repr=False)
-    style_rules: tuple[str, ...] = ()
-    signature: str | None = None
+    habits: StyleHabits = StyleHabits()
+    """How the user writes (generation tasks): the rules, case, final period and sign-off their history favours."""
     label_prior: Mapping[str, float] = field(default_factory=dict)
     mean_score: float | None = None
     embed: Embed | None = field(default=None, repr=False, compare=False)
@@ -64,9 +64,8 @@ class UserContext:
             mean = sum(values) / len(values) if values else None
         writing = [task.item_output(i) for i in items] if (task.item_output and task.kind is TaskKind.GENERATION) else texts
         generation = task.kind is TaskKind.GENERATION
-        rules = tuple(favoured_rules(style_profile(writing))) if generation else ()
         return cls(task=task, items=tuple(items), texts=texts, answers=answers, counts=history_counts(writing),
-                   style_rules=rules, signature=signature(writing) if generation else None, label_prior=prior,
+                   habits=StyleHabits.of(writing) if generation else StyleHabits(), label_prior=prior,
                    mean_score=mean, embed=embed)
 
     @cached_property

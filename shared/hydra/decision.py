@@ -25,6 +25,13 @@ margin) pair's total gain is counted against the same reference, and the pair wi
 earlier anchor, then the larger margin). An anchor other than ``baseline`` is chosen only when it gains on
 held-out training users.
 
+**How many LLM answers.** The same cross-validation also chooses how many of the LLM's answers (a prefix of the
+pool's requests: none, the greedy answer, the greedy answer and one sample, ...) an answer asks for: each held-out
+question is scored once per count, each (anchor, count) pair is a *decision* (:func:`decision_key`:
+``"edit-1@0"``), and the decision with the largest total gain wins (ties: fewer calls, then the earlier anchor, then
+the larger margin). Where the LLM's answers do not pay on held-out training users, no answer asks for one
+(:attr:`MarginChoice.llm_calls`, carried in the bundle).
+
 The choice is **additive**: it depends on the points only through :class:`MarginSums`, per margin of the grid how
 many points the adapter would leave the baseline on, how many of those helped or hurt, and their total gain. A
 federated training client computes its sums (:func:`margin_sums`), the server adds them up and chooses from the
@@ -65,13 +72,28 @@ from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["softmax", "weighted_median", "decide", "advantage", "decide_with_margin", "CalibrationPoint",
            "MarginChoice", "MarginSums", "margin_sums", "anchor_margin_sums", "choose_margin", "MARGIN_GRID",
-           "BASELINE_ANCHOR"]
+           "BASELINE_ANCHOR", "decision_key", "split_decision"]
 
 MARGIN_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, math.inf)
 """Margins tried by cross-validation; ``inf`` never leaves the baseline."""
 
 BASELINE_ANCHOR = "baseline"
 """The anchor that is the strongest non-LLM answer itself (:func:`shared.hydra.candidates.baseline_output`)."""
+
+
+def decision_key(anchor: str, llm_calls: int | None) -> str:
+    """The name of a decision: the anchor, and how many LLM answers are asked (None: all the pool's).
+
+    >>> decision_key("edit-1", 0), decision_key("baseline", None), split_decision("edit-1@0")
+    ('edit-1@0', 'baseline', ('edit-1', 0))
+    """
+    return anchor if llm_calls is None else f"{anchor}@{int(llm_calls)}"
+
+
+def split_decision(key: str) -> tuple[str, int | None]:
+    """The inverse of :func:`decision_key`: ``(anchor, llm_calls)``."""
+    anchor, sep, calls = key.rpartition("@")
+    return (anchor, int(calls)) if sep and calls.isdigit() else (key, None)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -160,9 +182,12 @@ class MarginChoice:
     gain: float
     grid: list[dict[str, float]] = field(default_factory=list)
     anchor: str = BASELINE_ANCHOR
+    llm_calls: int | None = None
+    """How many LLM answers an answer asks for (a prefix of the pool's requests); None: the whole pool's."""
 
     def anchors_tried(self) -> tuple[str, ...]:
-        """The anchors the choice was made over, in order (from its grid; ``()`` for a grid without anchors).
+        """The decisions (anchors, with their LLM answer counts: :func:`decision_key`) the choice was made over, in
+        order (from its grid; ``()`` for a grid without anchors).
 
         >>> MarginSums.zero((0.0, 1.0), anchors=("baseline", "edit-1")).choose().anchors_tried()
         ('baseline', 'edit-1')
@@ -186,9 +211,10 @@ class MarginChoice:
         """
         inf = lambda m: math.inf if m is None else float(m)  # noqa: E731
         grid = [{**row, "margin": inf(row["margin"])} for row in data.get("grid", [])]
+        calls = data.get("llm_calls")
         return cls(margin=inf(data["margin"]), points=int(data["points"]), left=int(data["left"]),
                    helped=int(data["helped"]), hurt=int(data["hurt"]), gain=float(data["gain"]), grid=grid,
-                   anchor=str(data.get("anchor", BASELINE_ANCHOR)))
+                   anchor=str(data.get("anchor", BASELINE_ANCHOR)), llm_calls=None if calls is None else int(calls))
 
 
 @dataclass(frozen=True)
@@ -233,14 +259,16 @@ class MarginSums:
                 for (a, m), l, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]
 
     def choose(self) -> MarginChoice:
-        """The (anchor, margin) pair with the largest total gain (ties: the earlier anchor, then the larger margin;
-        without points: the first anchor and ``inf``)."""
+        """The (decision, margin) pair with the largest total gain (ties: the earlier decision, then the larger
+        margin; without points: the first decision and ``inf``); a decision names an anchor and may name how many
+        LLM answers are asked (:func:`decision_key`)."""
         rows = self.rows()
         order = {a: i for i, a in enumerate(self.anchors)}
         best = max(rows, key=lambda r: (round(r["gain"], 9), -order[r["anchor"]], r["margin"]))
+        anchor, calls = split_decision(str(best["anchor"]))
         return MarginChoice(margin=best["margin"], points=self.points, left=int(best["left"]),
                             helped=int(best["helped"]), hurt=int(best["hurt"]), gain=best["gain"], grid=rows,
-                            anchor=str(best["anchor"]))
+                            anchor=anchor, llm_calls=calls)
 
     def to_record(self) -> dict[str, int | float]:
         """A flat ``{key: number}`` record (the anchors and margins are the grid's, known to both sides, so only

@@ -186,13 +186,14 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 
 def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir: str | Path, *,
                   quantize: bool = True, template: Path | None = None, margin: float | None = None,
-                  anchor: str | None = None, **meta: object) -> Path:
+                  anchor: str | None = None, llm_calls: int | None = None, **meta: object) -> Path:
     """Write a device bundle for this global base (see the module docstring); returns its folder.
 
     ``margin`` (chosen on training users, :mod:`shared.hydra.calibrate`) goes into the manifest as text ("inf":
     never leave the baseline); devices apply it (:mod:`shared.hydra.decision`); None: no margin rule. ``anchor``
     (chosen with it; :func:`shared.hydra.candidates.anchors_for`) is the answer kept below the margin; None or
-    ``baseline``: the strongest non-LLM answer, and the manifest says nothing.
+    ``baseline``: the strongest non-LLM answer, and the manifest says nothing. ``llm_calls`` (chosen with them) is
+    how many LLM answers an answer asks for; None: the whole pool's, and the manifest says nothing.
     """
     import onnx
 
@@ -224,5 +225,7 @@ def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir
         manifest["margin"] = str(float(margin))
     if anchor is not None and anchor != BASELINE_ANCHOR:
         manifest["anchor"] = str(anchor)
+    if llm_calls is not None:
+        manifest["llm_calls"] = int(llm_calls)
     atomic_write_text(out / "bundle.json", json.dumps(manifest, indent=1))
     return out

@@ -7,7 +7,9 @@ runs, the ONNX runtime on a device; both give the same answers.
 Decision rule (:mod:`shared.hydra.decision`): the adapter's choice (the weighted median of its distribution
 for ratings, else its top candidate), kept only when its predicted advantage over the strongest non-LLM answer
 passes the bundle's margin (chosen on training users); else that answer, or the bundle's anchor (for rewrite tasks,
-one of the editor's fixed edits, chosen on training users with the margin). Under an infinite margin (the training
+one of the editor's fixed edits, chosen on training users with the margin). The same choice says how many of the
+pool's LLM requests an answer asks for (the bundle's ``llm_calls``: none where they did not pay on held-out training
+users). Under an infinite margin (the training
 users showed that leaving the anchor never paid) no LLM answer is asked: none could change the choice.
 
 Example:
@@ -91,13 +93,16 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
            editor: InputEditor | None, *, heads: Mapping[str, object] | None, config: InferenceConfig = InferenceConfig(),
            variant: str | Variant = "hydra", budget: CallBudget | None = None,
            prompt_budget: PromptBudget = PromptBudget(), margin: float | None = None,
-           rating: SharedRatingHead | None = None, anchor: str = BASELINE_ANCHOR) -> Answer:
+           rating: SharedRatingHead | None = None, anchor: str = BASELINE_ANCHOR,
+           llm_calls: int | None = None) -> Answer:
     """Answer one question from the user's profile (``ctx.items``) as ``variant`` does (:mod:`shared.hydra.variants`);
     ``heads`` None means shared heads (so does a variant without personal heads). ``margin`` (the bundle's, chosen
     on training users; None: none) is the predicted advantage the adapter needs to leave the ``anchor`` (the bundle's:
     the baseline, or for rewrite tasks one of the editor's edits; :func:`shared.hydra.candidates.anchors_for`). A variant
     without personal heads also scores ratings with the base's shared ``rating`` head, when it is fitted, instead of
-    the user's own rating model (:mod:`shared.hydra.rating_head`)."""
+    the user's own rating model (:mod:`shared.hydra.rating_head`). ``llm_calls`` (the bundle's, chosen with the
+    margin; None: all) caps the LLM answers a variant with the margin rule asks for, unless the variant names its
+    own count (the ``hydra-calls-*`` variants, which measure the trade-off)."""
     v = get_variant(variant)
     heads = (heads or {}) if v.personal else {}
     shared_model = rating.model() if (rating is not None and not v.personal) else None
@@ -117,6 +122,8 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
         calls = calls[:1]
     elif v.llm_calls is not None:
         calls = calls[: v.llm_calls]
+    elif llm_calls is not None and v.margin and not v.stable:
+        calls = calls[:llm_calls]
     asked: list[str] = []
     degraded = None
 

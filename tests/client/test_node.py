@@ -60,11 +60,15 @@ def test_a_training_nodes_margin_reply_is_counts_and_sums_only_and_leaves_its_mo
     arrays = initial_shared_state(cfg.model, 0)
     heads_before = node.store.read_heads(cfg.model)
     record = node.margin_sums(arrays)
-    # exactly the grid's counts and sums: numbers, no tensor, no text, nothing naming the user
-    assert set(record) == MarginSums.record_keys()
+    # exactly the grid's counts and sums, per decision (anchor, LLM answers): numbers, no tensor, no text, nothing
+    # naming the user
+    from shared.hydra.candidates import decision_keys
+
+    decisions = decision_keys(node.task, cfg.pool)
+    assert set(record) == MarginSums.record_keys(anchors=decisions)
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record.values())
     assert user.user_id not in json.dumps(record) and not any(user.user_id in k for k in record)
-    sums = MarginSums.from_record(record)
+    sums = MarginSums.from_record(record, anchors=decisions)
     assert sums.points > 0 and sums.left[0] >= sums.left[-1] == 0
     assert node.margin_sums(arrays) == record  # deterministic
     # the base stayed frozen and the stored personal heads untouched
@@ -151,3 +155,14 @@ def test_a_node_builds_again_an_onboarding_an_outage_cut_short(cfg):
     node.store.update_meta(onboarding_failed=3)
     again, _ = node.episodes()
     assert [ep.to_json() for ep in again] == [ep.to_json() for ep in full] and node.store.onboarding_failed() == 0
+
+
+def test_a_servers_llm_call_count_is_a_whole_number_up_to_the_pools_requests():
+    from client.node import check_llm_calls
+    from shared.hydra.candidates import PoolConfig
+
+    pool = PoolConfig(n_samples=1)
+    assert [check_llm_calls(c, pool) for c in (0, 1, 2)] == [0, 1, 2]
+    for bad in (-1, 3, 1.0, "1", True, None, float("nan")):
+        with pytest.raises(ConfigError, match="'llm-calls' must be a whole number in \\[0, 2\\]"):
+            check_llm_calls(bad, pool)

@@ -174,8 +174,7 @@ def test_closing_the_client_stops_the_server_it_started(tmp_path, fake_llama_ser
 def test_the_bundles_anchor_is_what_an_infinite_margin_keeps_and_asks_the_llm_nothing(tmp_path, bundle):
     """A bundle whose margin is ``inf`` and anchor ``edit-1`` answers with the editor's edit at level 1.0 (the answer
     the margin rule keeps), through the real SDK and without an LLM call."""
-    from shared.hydra.candidates import EDIT_LEVELS
-    from shared.hydra.editor import f1_optimal_keep
+    from shared.hydra.candidates import EDIT_LEVELS, filler_edit
     from shared.llm import LLMClient, LLMConfig
     from shared.llm.stub import StubEndpoint
 
@@ -194,5 +193,31 @@ def test_the_bundles_anchor_is_what_an_infinite_margin_keeps_and_asks_the_llm_no
     ctx = client._context()
     for q, a in zip(questions, answers):
         words = task.extract_query(q["input"]).split()
-        edit = f1_optimal_keep(words, client.models.editor.keep_probabilities(words, ctx.counts), len(words))
+        edit = filler_edit(client.models.editor, words, ctx.counts, 1.0)
         assert a.output == a.baseline == edit
+
+
+@pytest.mark.parametrize("calls", [0, 1])
+def test_the_bundles_llm_calls_is_how_many_llm_answers_an_answer_asks_for(tmp_path, bundle, calls):
+    """A bundle whose cross-validation chose ``llm_calls`` answers with that many LLM requests per question (a finite
+    margin, so the LLM's answers could matter); ``hydra-calls-2`` still asks its own two."""
+    from shared.llm import LLMClient, LLMConfig
+    from shared.llm.stub import StubEndpoint
+
+    folder = shutil.copytree(bundle, tmp_path / "bundle")
+    manifest = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**manifest, "margin": "0.05", "llm_calls": calls}))
+    questions, _, _ = generate("LaMP-7", n_users=2, items_per_user=12, seed=9)
+    with StubEndpoint(delay_s=0.0) as stub:
+        llm = LLMClient(LLMConfig(base_url=stub.url, cache_path=""))
+        client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=llm, bundle=folder)
+        assert client.models.llm_calls == calls
+        client.add_history(questions[0]["profile"])
+        for q in questions:
+            assert client.answer(q["input"]).cost["asked"] == calls
+            assert not any(c["source"] == "llm" for c in client.answer(q["input"]).candidates) or calls
+        assert client.answer(questions[0]["input"], variant="hydra-calls-2").cost["asked"] == 2
+    for bad in (-1, 1000, "2", True):
+        (folder / "bundle.json").write_text(json.dumps({**manifest, "llm_calls": bad}))
+        with pytest.raises(BundleInvalid, match="llm_calls"):
+            PersonalClient(tmp_path / f"store-{bad}", task="LaMP-7", llm=None, bundle=folder)

@@ -37,3 +37,34 @@ def test_non_llm_methods_answer_one_question():
     assert METHODS["user-mean"].run(ctx, q) == "3"  # 2.67 rounds half up to 3
     with pytest.raises(ConfigError, match="needs an LLM"):
         METHODS["zero-shot"].run(ctx, q)
+
+
+def test_style_rules_writes_the_input_the_users_way_and_deletes_nothing(lamp_data):
+    """On 300 real LaMP-7 questions: each answer is the input with the user's spellings, case and final period; no
+    word of the input is lost (every canonical word survives) and it changes only where the user's history says so."""
+    from shared.data import load_split
+    from shared.readability import canonical_tokens, is_broken
+    from shared.style import StyleHabits
+
+    ds = load_split(lamp_data / "lamp7", "LaMP-7")
+    ctx = BaselineContext(task=ds.task, llm=None)
+    changed = 0
+    for q in ds.questions[:300]:
+        answer = METHODS["style-rules"].run(ctx, q)
+        assert canonical_tokens(answer)[0] == canonical_tokens(q.query)[0] or not is_broken(answer, q.query)
+        habits = StyleHabits.of(q.profile_texts(ds.task))
+        if habits == StyleHabits(signature=habits.signature):
+            assert answer == q.query  # formal writers keep their input
+        changed += answer != q.query
+    assert changed > 100
+
+
+def test_a_users_habits_come_from_their_own_majority():
+    from shared.style import StyleHabits
+
+    formal = StyleHabits.of(["I am home.", "You are late.", "Thank you."])
+    assert formal.rules == () and not formal.lower_first and not formal.drop_period
+    casual = StyleHabits.of(["im home", "u r late", "thx so much"])
+    assert {"u", "r"} <= set(casual.rules) and casual.lower_first and casual.drop_period
+    assert casual.apply("I am home. You are late.") == "im home. you're late"  # contractions come first
+    assert StyleHabits.of([]) == StyleHabits()

@@ -10,7 +10,8 @@ import pytest
 
 from shared.protocol import FAULT_COUNTERS
 from shared.config import default_mapping
-from shared.hydra.candidates import anchors_for
+from shared.config import RunConfig
+from shared.hydra.candidates import decision_keys
 from shared.hydra.decision import MarginSums
 from shared.tasks import get_task
 from shared.hydra.model import ModelConfig, initial_shared_state
@@ -24,6 +25,12 @@ SMALL = {"task": "LaMP-7", "synthetic-users": 5, "synthetic-items": 10, "train-u
          "local-epochs": 1,
          "min-train-nodes": 2}
 TRAIN_METRICS = {"num-examples", "train-loss", "llm-calls", "seconds", *FAULT_COUNTERS}
+
+
+def decisions(overrides: dict) -> tuple[str, ...]:
+    """The margin's decisions of a run of these settings: one block of margins per anchor and LLM answer count."""
+    cfg = RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides})
+    return decision_keys(get_task(cfg.task), cfg.pool)
 
 
 def run(tmp: Path, monkeypatch, llm_config, **overrides) -> tuple[dict, list[dict]]:
@@ -83,8 +90,7 @@ def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run)
                 if r["type"] == "train":
                     assert set(rec["items"]) <= TRAIN_METRICS
                 elif r["type"] == "query":  # the margin reply: the grid's counts and sums, nothing else
-                    anchors = anchors_for(get_task(SMALL["task"]))  # one block of margins per anchor of the task
-                    assert name == "margin" and set(rec["items"]) == MarginSums.record_keys(anchors=anchors)
+                    assert name == "margin" and set(rec["items"]) == MarginSums.record_keys(anchors=decisions(SMALL))
                 else:
                     assert all(k in ("num-examples", "llm-calls", "seconds", *FAULT_COUNTERS) or "/" in k
                                for k in rec["items"])
@@ -172,11 +178,11 @@ def test_a_margin_reply_carries_only_counts_and_sums(margin_run):
     for r in replies:
         assert "error" not in r and set(r["records"]) == {"margin"}
         rec = r["records"]["margin"]
-        assert rec["kind"] == "metrics" and set(rec["items"]) == MarginSums.record_keys()
+        assert rec["kind"] == "metrics" and set(rec["items"]) == MarginSums.record_keys(anchors=decisions(STUB_RUN))
         assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rec["items"].values())
         text = json.dumps(rec)
         assert not any(u in text for u in users)
-        MarginSums.from_record(rec["items"])  # and it passes the server's checks
+        MarginSums.from_record(rec["items"], anchors=decisions(STUB_RUN))  # and it passes the server's checks
 
 
 def test_a_free_training_client_trains_without_any_llm_call(margin_run):

@@ -51,3 +51,25 @@ def test_finish_run_adds_the_user_level_interval_where_users_ask_several_questio
     single = finish_run(task, preds, golds, tmp_path / "b", title="t", summary={}, users={q: q for q in ids})
     assert "user_interval" not in single["paired_bootstrap"]["hydra vs user-mean"]
     assert "over users" not in (tmp_path / "b" / "metrics.md").read_text()
+
+
+def test_a_rewrite_tasks_table_gives_each_methods_broken_share_and_the_readable_comparison(tmp_path):
+    """LaMP-7: the broken column counts answers that delete words grammar needs; the "(readable)" comparison scores
+    HYDRA with its broken answers replaced by the input."""
+    task = get_task("LaMP-7")
+    inputs = {"q0": "My printer is fixed and now we can print.", "q1": "I am so tired today.",
+              "q2": "I really love you.", "q3": "See you at the game tonight."}
+    golds = {"q0": "My is and now we print", "q1": "so tired today", "q2": "love u", "q3": "see u at the game"}
+    by_method = {"input": dict(inputs),
+                 "hydra": {"q0": "My is and now we print.", "q1": "so tired today", "q2": "I love u.",
+                           "q3": "see u at the game tonight"}}
+    preds = Predictions(by_method=by_method, seconds={m: 0.0 for m in by_method}, calls={m: 0 for m in by_method},
+                        failures={m: 0 for m in by_method})
+    summary = finish_run(task, preds, golds, tmp_path, title="t", summary={}, inputs=inputs)
+    rows = {r["method"]: r for r in json.loads((tmp_path / "metrics.json").read_text())["rows"]}
+    assert rows["input"]["broken"] == 0 and rows["hydra"]["broken"] == 0.25
+    readable = {**by_method["hydra"], "q0": inputs["q0"]}
+    expected = compare_predictions(task, by_method["input"], readable, golds).as_dict()
+    assert summary["paired_bootstrap"]["hydra (readable) vs input"] == expected
+    assert summary["paired_bootstrap"]["hydra vs input"]["mean_difference"] > expected["mean_difference"]
+    assert "broken" in (tmp_path / "metrics.md").read_text()

@@ -66,9 +66,12 @@ def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path,
     assert ledger["per_unit"]["answer (hydra-calls-0)"]["asked"] == 0
     rows = {r["method"]: r for r in table["rows"]}
     # greedy + n-samples 1; none under margin inf (summary: None), where no LLM answer could change the choice
-    asks = 0.0 if first["margin"]["margin"] is None else 2.0
+    # and no more than the cross-validation's count of LLM answers (`llm_calls`), where it chose one
+    full = 0.0 if first["margin"]["margin"] is None else 2.0
+    chosen = first["margin"].get("llm_calls")
+    asks = full if chosen is None else min(full, float(chosen))
     assert rows["hydra"]["llm_per_answer"] == asks and rows["hydra-no-margin"]["llm_per_answer"] == 2.0
-    assert rows["hydra-calls-1"]["llm_per_answer"] == asks / 2 and rows["hydra-calls-1"]["llm_calls"] == 0  # from cache
+    assert rows["hydra-calls-1"]["llm_per_answer"] == full / 2 and rows["hydra-calls-1"]["llm_calls"] == 0  # from cache
     assert (tmp_path / "a" / "metrics.png").stat().st_size > 1000
     assert first["pool_oracle"] == 0.0  # the label set always contains the gold
 
@@ -91,7 +94,7 @@ def test_a_cold_run_answers_the_same_at_every_llm_concurrency(tmp_path):
             served[concurrency] = (stub.served, stub.max_in_flight)
         outputs[concurrency] = {p.name: load_outputs(p) for p in sorted(out.glob("*_outputs.json"))}
         assert summary["llm_concurrency"] == concurrency
-    assert outputs[1] == outputs[4] and len(outputs[1]) == 4 + len(HYDRA_METHODS) + len(COST_METHODS) - 1
+    assert outputs[1] == outputs[4] and len(outputs[1]) == 5 + len(HYDRA_METHODS) + len(COST_METHODS) - 1
     assert served[1][0] == served[4][0]  # the same number of requests reached the endpoint
     assert served[1][1] == 1 and served[4][1] > 1
 

@@ -56,9 +56,9 @@ def test_the_chosen_margin_maximizes_the_held_out_gain_and_prefers_keeping_the_b
 def test_calibration_points_score_the_adapters_choice_against_each_anchor_by_the_gold():
     ex = RoleExample(user="u", query="q", items=["input", "edit", "llm"], extras=np.zeros((3, len(ADAPTER_FEATURES)), np.float32),
                      utilities=np.array([0.4, 0.6, 0.1], np.float32))
-    anchors = {"baseline": "input", "edit-0.6": "edit", "edit-0.8": "edit", "edit-1": "input"}
+    anchors = {"baseline": "input", "style": "input", "edit-0.6": "edit", "edit-0.8": "edit", "edit-1": "input"}
     points = calibration_points(LAMP7, [ex], [anchors], [np.array([0.0, 1.0, -1.0])])
-    assert list(points) == ["baseline", "edit-0.6", "edit-0.8", "edit-1"]
+    assert list(points) == ["baseline", "style", "edit-0.6", "edit-0.8", "edit-1"]
     [base], [edit] = points["baseline"], points["edit-0.6"]
     assert base.gain == pytest.approx(0.2) and base.advantage > 0 and base.anchor_gain == 0
     # against the edit the adapter's choice (the edit itself) gains nothing; the edit gains 0.2 over the input
@@ -169,3 +169,46 @@ def test_a_margin_record_is_checked_before_it_is_added(change, reason):
     change(record)
     with pytest.raises(ValueError, match=reason):
         MarginSums.from_record(record)
+
+
+def test_how_many_llm_answers_to_ask_is_chosen_with_the_anchor_and_fewer_calls_win_ties():
+    from shared.hydra.decision import anchor_margin_sums, decision_key, split_decision
+
+    same = [CalibrationPoint(0.5, 0.1), CalibrationPoint(0.5, -0.05)]
+    tie = anchor_margin_sums({decision_key("baseline", c): same for c in (0, 1, 2)}, grid=(0.0, 1.0)).choose()
+    assert (tie.anchor, tie.llm_calls, tie.margin) == ("baseline", 0, 0.0)  # the same gain: no call is asked
+    # the LLM's answers add a helping choice on the second question: worth one call, not two
+    one = [CalibrationPoint(0.5, 0.1), CalibrationPoint(0.5, 0.2)]
+    paid = anchor_margin_sums({"baseline@0": same, "baseline@1": one, "baseline@2": one}, grid=(0.0, 1.0)).choose()
+    assert (paid.llm_calls, paid.gain) == (1, pytest.approx(0.3))
+    assert MarginChoice.from_dict(paid.as_dict()) == paid and split_decision("edit-0.6") == ("edit-0.6", None)
+
+
+def test_held_out_points_score_each_llm_answer_count_with_the_same_questions():
+    """One user against a frozen base: with ``calls`` every decision (anchor @ count) gets one point per question, and
+    with no LLM answer the adapter can only choose among the LLM-free candidates."""
+    from shared.hydra.calibrate import held_out_points
+    from shared.hydra.candidates import anchors_for
+    from shared.hydra.context import UserContext
+    from shared.hydra.episodes import Episode
+    from shared.hydra.model import HydraBase, ModelConfig
+    from shared.hydra.train import TrainConfig, Trainer
+
+    task = LAMP7
+    history = [{"id": str(i), "text": t} for i, t in enumerate(["u r gr8", "see u tmrw lol", "thx so much", "omg yes"] * 3)]
+    ctx = UserContext.build(task, history)
+    episodes = [Episode(qid=f"q{i}", input=task.instruction + q, query=q, gold=g, corpus=tuple(history), top=[0, 1],
+                        bm25=[1.0, 0.5], greedy=f"{g} for real", samples=[f"{q} ok"])
+                for i, (q, g) in enumerate([("Thank you so much, see you tomorrow", "thx so much see u tmrw"),
+                                            ("You are really great", "u r gr8"),
+                                            ("Oh my god yes, I really agree", "omg yes"),
+                                            ("See you tomorrow at the game", "see u tmrw lol")])]
+    trainer = Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1))
+    plain = held_out_points(task, trainer, "u", ctx, episodes)
+    by_calls = held_out_points(task, trainer, "u", ctx, episodes, calls=(0, 1, 2))
+    assert list(plain) == list(anchors_for(task))
+    assert list(by_calls) == [f"{a}@{c}" for c in (0, 1, 2) for a in anchors_for(task)]
+    assert {len(p) for p in by_calls.values()} == {len(plain["baseline"])} and len(plain["baseline"]) == 4
+    # the whole pool scores as without calls; the anchors' own gains do not depend on the calls
+    assert [(p.gain, p.anchor_gain) for p in by_calls["edit-1@2"]] == [(p.gain, p.anchor_gain) for p in plain["edit-1"]]
+    assert [p.anchor_gain for p in by_calls["style@0"]] == [p.anchor_gain for p in by_calls["style@2"]]

@@ -7,6 +7,7 @@ from shared.hydra.context import UserContext
 from shared.hydra.editor import InputEditor
 from shared.hydra.features import ADAPTER_FEATURES
 from shared.hydra.decision import decide, weighted_median
+from shared.readability import droppable_words, is_broken
 from shared.tasks import get_task
 
 
@@ -32,14 +33,17 @@ def test_label_pool_with_votes_and_record_evidence():
 def test_rewrite_pool_has_input_edits_styles_and_llm_without_duplicates():
     t = get_task("LaMP-7")
     ctx = UserContext.build(t, [{"text": "u r great, thx"}, {"text": "see u tmrw"}, {"text": "u know"}])
-    assert "u" in ctx.style_rules
+    assert "u" in ctx.habits.rules
     editor = InputEditor()
     editor.dense[5] = 3.0  # keep words the user wrote
     editor.bias[0] = -3.0
-    pool = build_pool(t, ctx, "Thank you, see you tomorrow", greedy="Thank you, see you tomorrow", samples=["bye now"],
-                      editor=editor)
-    assert pool.texts[0] == "Thank you, see you tomorrow" and pool.sources[0] == "input"
+    query = "Thank you, I really will see you tomorrow"
+    pool = build_pool(t, ctx, query, greedy=query, samples=["bye now", "Thank you, I will you tomorrow"], editor=editor)
+    assert pool.texts[0] == query and pool.sources[0] == "input"
     assert "edit" in pool.sources and "llm" in pool.sources
+    # the editor drops the filler only, and the LLM's broken sample stays out
+    assert "Thank you, I will see you tomorrow" in pool.texts and "Thank you, I will you tomorrow" not in pool.texts
+    assert not any(is_broken(text, query) for text in pool.texts)
     assert any("u" in text.split() for text in pool.texts)  # the user's quirk applied
     keys = [tuple(x.lower().replace(",", "").split()) for x in pool.texts]
     assert len(keys) == len(set(keys))  # the greedy answer equal to the input was not added twice
@@ -62,7 +66,7 @@ def test_decide_uses_argmax_for_text_and_median_for_ratings():
     assert decide(get_task("LaMP-3"), ["1", "2", "3", "4", "5"], np.log(np.array([0.4, 0.05, 0.05, 0.1, 0.4]))) == "3"
 
 
-def test_the_anchor_of_a_rewrite_pool_is_the_input_or_the_chosen_edit_and_nothing_else():
+def test_the_anchor_of_a_rewrite_pool_is_the_input_its_styled_form_or_the_chosen_edit_and_nothing_else():
     import pytest
 
     from shared.errors import ConfigError
@@ -79,7 +83,10 @@ def test_the_anchor_of_a_rewrite_pool_is_the_input_or_the_chosen_edit_and_nothin
     plain = build_pool(t, ctx, query, **kwargs)
     assert plain.texts[plain.baseline] == query and set(plain.anchors) == set(anchors_for(t))
     words = query.split()
-    p = editor.keep_probabilities(words, ctx.counts)
+    p = np.where(droppable_words(words), editor.keep_probabilities(words, ctx.counts), 1.0)
+    assert build_pool(t, ctx, query, anchor="style", **kwargs).texts[0] == query
+    styled = build_pool(t, ctx, query, anchor="style", **kwargs)
+    assert styled.texts[styled.baseline] == "thank u so much, see u tmrw at the usual place"  # their case too
     for level in EDIT_LEVELS:
         pool = build_pool(t, ctx, query, anchor=f"edit-{level:g}", **kwargs)
         assert pool.texts == plain.texts  # the anchor moves nothing but the kept answer
