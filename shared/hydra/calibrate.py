@@ -72,39 +72,36 @@ def fold_users(users: Sequence[str], folds: int, seed: int) -> list[list[str]]:
 
 
 def adapter_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext,
-                     editor, *, llm_calls: int | None = None,
-                     keep: Sequence[bool] | None = None) -> list[tuple[RoleExample, dict[str, str]]]:
+                     editor) -> list[tuple[RoleExample, dict[str, str]]]:
     """The adapter's examples of a user's labelled episodes (as :func:`~shared.hydra.examples.role_examples` makes
-    them) with each one's anchors' texts (``{anchor: text}``); only examples where every anchor is a candidate.
+    them) with each one's anchors' texts (``{anchor: text}``); only examples where every anchor is a candidate."""
+    return [(ex, anchors) for _, _, ex, anchors in _usable(task, user, episodes, ctx, editor)]
 
-    ``llm_calls``: each pool holds only the first that many of the episode's LLM answers (greedy, then samples).
-    ``keep`` (one flag per labelled episode): instead of the rule above, exactly the episodes flagged."""
-    out = []
+
+def _usable(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext,
+            editor) -> list[tuple[Episode, UserContext, RoleExample, dict[str, str]]]:
+    """(episode, its context, example, anchors' texts) of each labelled episode of :func:`adapter_examples`."""
     names = anchors_for(task)
-    labelled = [ep for ep in episodes if ep.gold is not None]
-    for i, ep in enumerate(labelled):
-        if keep is not None and not keep[i]:
+    out = []
+    for ep in episodes:
+        if ep.gold is None:
             continue
         ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
-        if llm_calls is not None and ep.greedy is not None:  # the pool's requests: the greedy answer, then samples
-            ep = replace(ep, greedy=ep.greedy if llm_calls >= 1 else None, samples=list(ep.samples)[:max(0, llm_calls - 1)])
-        elif llm_calls is not None:
-            ep = replace(ep, samples=list(ep.samples)[:llm_calls])
         ex, pool = adapter_example(task, user, ep, ep_ctx, editor)
-        if keep is not None or (ex.target is not None and len(ex.items) > 1 and all(a in pool.anchors for a in names)):
-            out.append((ex, {a: pool.texts[pool.anchors[a]] if a in pool.anchors else "" for a in names}))
+        if ex.target is not None and len(ex.items) > 1 and all(a in pool.anchors for a in names):
+            out.append((ep, ep_ctx, ex, {a: pool.texts[pool.anchors[a]] for a in names}))
     return out
 
 
-def _usable(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext, editor) -> list[bool]:
-    """Per labelled episode, whether its full pool makes an adapter example (:func:`adapter_examples`' rule)."""
-    names = anchors_for(task)
-    flags = []
-    for ep in (e for e in episodes if e.gold is not None):
-        ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
-        ex, pool = adapter_example(task, user, ep, ep_ctx, editor)
-        flags.append(ex.target is not None and len(ex.items) > 1 and all(a in pool.anchors for a in names))
-    return flags
+def _llm_answers(ep: Episode) -> int:
+    return (ep.greedy is not None) + len(ep.samples)
+
+
+def _first_answers(ep: Episode, count: int) -> Episode:
+    """``ep`` with only its first ``count`` LLM answers (the pool's requests: the greedy answer, then samples)."""
+    if ep.greedy is None:
+        return replace(ep, samples=list(ep.samples)[:count])
+    return replace(ep, greedy=ep.greedy if count >= 1 else None, samples=list(ep.samples)[:max(0, count - 1)])
 
 
 def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], anchors: Sequence[Mapping[str, str]],
@@ -139,9 +136,8 @@ def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext, episod
     from shared.hydra.model import PersonalHeads
 
     base = trainer.base
-    keep = _usable(task, user, episodes, ctx, base.editor)
-    pairs = adapter_examples(task, user, episodes, ctx, base.editor, keep=keep)
-    examples, anchors = [ex for ex, _ in pairs], [a for _, a in pairs]
+    usable = _usable(task, user, episodes, ctx, base.editor)
+    examples, anchors = [ex for _, _, ex, _ in usable], [a for _, _, _, a in usable]
     heads_of: list[object | None] = [None] * len(examples)
     halves = [list(range(0, len(examples), 2)), list(range(1, len(examples), 2))]
     if len(examples) >= 2:
@@ -151,17 +147,24 @@ def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext, episod
             for i in score_on:
                 heads_of[i] = heads.heads["adapter"]
 
-    def score(exs: Sequence[RoleExample]) -> list[np.ndarray]:
-        return [trainer.scores("adapter", ex, head) if head is not None else trainer.scores("adapter", ex)
-                for ex, head in zip(exs, heads_of)]
+    def score(ex: RoleExample, head) -> np.ndarray:
+        return trainer.scores("adapter", ex, head) if head is not None else trainer.scores("adapter", ex)
 
+    scores = [score(ex, head) for ex, head in zip(examples, heads_of)]
     if calls is None:
-        return calibration_points(task, examples, anchors, score(examples))
+        return calibration_points(task, examples, anchors, scores)
     out: dict[str, list[CalibrationPoint]] = {}
     for c in calls:
-        truncated = adapter_examples(task, user, episodes, ctx, base.editor, llm_calls=c, keep=keep)
-        exs = [ex for ex, _ in truncated]
-        for anchor, points in calibration_points(task, exs, anchors, score(exs)).items():
+        exs, sc = [], []
+        for (ep, ep_ctx, ex, _), head, full in zip(usable, heads_of, scores):
+            if c >= _llm_answers(ep):  # the whole pool: the example and its scores above
+                exs.append(ex)
+                sc.append(full)
+            else:
+                truncated, _ = adapter_example(task, user, _first_answers(ep, c), ep_ctx, base.editor)
+                exs.append(truncated)
+                sc.append(score(truncated, head))
+        for anchor, points in calibration_points(task, exs, anchors, sc).items():
             out[decision_key(anchor, c)] = points
     return out
 

@@ -214,8 +214,10 @@ def test_the_bundles_llm_calls_is_how_many_llm_answers_an_answer_asks_for(tmp_pa
         assert client.models.llm_calls == calls
         client.add_history(questions[0]["profile"])
         for q in questions:
-            assert client.answer(q["input"]).cost["asked"] == calls
-            assert not any(c["source"] == "llm" for c in client.answer(q["input"]).candidates) or calls
+            result = client.answer(q["input"])
+            assert result.cost["asked"] == calls
+            if calls == 0:  # nothing of the LLM's in the pool
+                assert all(c["source"] != "llm" for c in result.candidates)
         assert client.answer(questions[0]["input"], variant="hydra-calls-2").cost["asked"] == 2
     for bad in (-1, 1000, "2", True):
         (folder / "bundle.json").write_text(json.dumps({**manifest, "llm_calls": bad}))
