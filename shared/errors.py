@@ -203,7 +203,7 @@ class UnsafeUpdate(GuardError):
 
 
 class SecureAggregationConflict(ConfigError):
-    """``secure-aggregation = true`` with a setting that needs every single update (robust aggregation, the outlier
+    """``secagg.enabled = true`` with a setting that needs every single update (robust aggregation, the outlier
     filter) or a round of one client: refused at start, naming each setting and why."""
 
 

@@ -252,7 +252,7 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
              ray_address: str | None = None, client_cpus: int = 2) -> dict:
     """Run the whole federated simulation and gather its results (see the module docstring).
 
-    The LLM is ``llm_config``, else the run config's ``llm-url`` (and ``llm-model``), else what
+    The LLM is ``llm_config``, else the run config's ``llm.url`` (and ``llm.model``), else what
     :func:`shared.llm.resolver.resolve_llm` finds (an embedded server started here stops when the run ends).
     ``llm_cache`` is the response cache every client uses (default: ``FEDHYDRA_LLM_CACHE``, else
     ``$FEDHYDRA_HOME/llm-cache.sqlite``). ``ray_address`` (``HOST:PORT`` of a running Ray cluster's head) runs the
@@ -270,9 +270,9 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
         clear_results(out)
         folder = inputs.place(out)
     dataset = inputs.dataset
-    values["data"] = str(folder.resolve())
+    values["data.dir"] = str(folder.resolve())
     store_dir = Path(cfg.store_dir).resolve() if cfg.store_dir else out / "clients"
-    values.update({"store-dir": str(store_dir), "out-dir": str(out / "server")})
+    values.update({"device.store-dir": str(store_dir), "run.out-dir": str(out / "server")})
     cfg = RunConfig.from_mapping(values)
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
                               offset=cfg.user_offset, free_train_users=cfg.free_train_users)
@@ -285,7 +285,7 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
     with resolve_llm(llm_config, url=cfg.llm_url or None, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
                      concurrency=cfg.llm_concurrency, cache_path=str(cache) if llm_cache else None) as endpoint:
         llm = endpoint.config
-        values.update({"llm-url": llm.base_url, "llm-model": llm.model})
+        values.update({"llm.url": llm.base_url, "llm.model": llm.model})
         config_file = out / "run_config.toml"
         import tomli_w
 

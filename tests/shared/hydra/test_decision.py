@@ -105,7 +105,7 @@ def test_folds_partition_the_training_users_and_need_two():
     assert sorted(u for g in groups for u in g) == sorted(users) and len(groups) == 3
     assert max(map(len, groups)) - min(map(len, groups)) <= 1
     assert fold_users(users, 3, seed=1) == groups
-    with pytest.raises(ConfigError, match="margin-folds"):
+    with pytest.raises(ConfigError, match="pool.margin-folds"):
         fold_users(users, 1, seed=0)
 
 
