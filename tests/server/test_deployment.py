@@ -159,7 +159,7 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
     stores = {name: tmp_path / name / "store" for name in ("n0", "n1")}
     node1_config = tmp_path / "n1" / "node_config.toml"
     node1_config.parent.mkdir(parents=True, exist_ok=True)
-    node1_config.write_text(tomli_w.dumps({"user-id": train[1].user_id, "role": "train", "data": str(data),
+    node1_config.write_text(tomli_w.dumps({"user-id": train[1].user_id, "role": "train", "data.dir": str(data),
                                            "device.store-dir": str(stores["n1"]), "llm.url": llm_server.url}))
     node_configs = {"n0": f"partition-id=0 data.dir='{data}' device.store-dir='{stores['n0']}'", "n1": str(node1_config)}
 
