@@ -170,7 +170,7 @@ def run_figures(out: Path, summary: dict | None, mapping: dict, error: str | Non
 
 # -- federated scenarios ----------------------------------------------------------------------------------------
 def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
-    from shared.config import default_mapping
+    from shared.config import RunConfig, default_mapping
     from shared.llm.client import LLMConfig
     from shared.llm.faulty_stub import StubLLM
     from simulations.federated import simulate
@@ -184,7 +184,8 @@ def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None
     with environment(FEDHYDRA_FAULTS=faults, FEDHYDRA_HOME=str(work / "home")), \
             (stub if stub is not None else contextlib.nullcontext()):
         try:
-            summary = simulate(mapping, out, llm_config=LLMConfig(base_url=url, model="stub"), progress=say)
+            summary = simulate(RunConfig.from_mapping(mapping), out, llm_config=LLMConfig(base_url=url, model="stub"),
+                               progress=say)
         except Exception as exc:  # noqa: BLE001 - a run that fails is a figure, not a crash of this script
             error = f"{type(exc).__name__}: {exc}"[:300]
         if stub is not None:
@@ -268,7 +269,8 @@ def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
     from flwr.supercore.task_identity import TaskIdentity
 
     from shared.hydra.model import HydraBase, ModelConfig
-    from shared.hydra.train import TrainConfig, Trainer
+    from shared.hydra.settings import TrainConfig
+    from shared.hydra.train import Trainer
     from simulations.faults.poison import federate
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1

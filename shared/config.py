@@ -789,6 +789,24 @@ class RunConfig:
             raise ConfigError(f"{name('margin_folds')} must be 0 (no margin rule) or >= 2 (folds of training users)")
         parse_methods(" ".join(self.eval_methods))  # names each unknown one
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The run config as dotted keys, each read from the first field its declaration names (what
+        :meth:`from_mapping` turns back into an equal RunConfig; a derived value, e.g. ``federation.local-head-epochs``,
+        as derived).
+
+        >>> cfg = RunConfig.from_mapping({**default_mapping(), "eval.methods": "rag hydra"})
+        >>> mapping = cfg.to_mapping()
+        >>> mapping["eval.methods"], mapping["federation.local-head-epochs"], RunConfig.from_mapping(mapping) == cfg
+        ('rag hydra', 14, True)
+        """
+        out: dict[str, Any] = {}
+        for s in SETTINGS:
+            part, attr = s.to[0].split(".")
+            owner = self if part == "run" else self.federation.secagg if part == "secagg" else getattr(self, part)
+            value = getattr(owner, attr)
+            out[s.key] = (" ".join(value) or "all") if s.key == "eval.methods" else value
+        return out
+
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, complete: bool = False,
                      caps: Mapping[str, float] | None = None) -> "RunConfig":

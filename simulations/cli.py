@@ -121,13 +121,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def _mapping(args: argparse.Namespace) -> dict:
-    """pyproject's [tool.flwr.app.config], then --run-config, then the explicit flags (kebab-case keys)."""
+    """pyproject's [tool.flwr.app.config], then --run-config, then the explicit flags (dotted keys)."""
     from shared.config import default_mapping, parse_overrides
 
     mapping = {**default_mapping(), **parse_overrides(args.run_config or "")}
     for flag, key in (("data", "data.dir"), ("task", "data.task"), ("split", "data.split"),
-                      ("train_users", "data.train-users"), ("test_users", "data.test-users"), ("protocol", "data.protocol"), ("seed", "run.seed"),
-                      ("llm_url", "llm.url"), ("llm_model", "llm.model"), ("num_rounds", "federation.num-rounds")):
+                      ("train_users", "data.train-users"), ("test_users", "data.test-users"),
+                      ("protocol", "data.protocol"), ("seed", "run.seed"), ("llm_url", "llm.url"),
+                      ("llm_model", "llm.model"), ("num_rounds", "federation.num-rounds")):
         value = getattr(args, flag, None)
         if value is not None:
             mapping[key] = str(value) if flag == "data" else value
@@ -170,10 +171,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from shared.config import RunConfig
     from simulations.federated import simulate
 
-    mapping = _mapping(args)
-    RunConfig.from_mapping(mapping)  # validates flags and overrides before anything starts
+    cfg = RunConfig.from_mapping(_mapping(args))  # validates flags and overrides before anything starts
     _check_llm_cache(args.llm_cache)
-    summary = simulate(mapping, args.out, llm_cache=args.llm_cache,
+    summary = simulate(cfg, args.out, llm_cache=args.llm_cache,
                        progress=lambda s: print(s, file=sys.stderr, flush=True), ray_address=args.ray_address,
                        client_cpus=args.client_cpus if args.client_cpus is not None else 2)
     print(summary.get("round_table", ""))

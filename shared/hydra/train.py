@@ -29,7 +29,7 @@ from shared.hydra.settings import TrainConfig
 from shared.hydra.spec import HISTORY_ROLE
 from shared.hydra.tokenizer import TextTokenizer
 
-__all__ = ["TrainConfig", "Trainer", "cross_entropy"]
+__all__ = ["Trainer", "cross_entropy"]
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -76,3 +76,14 @@ def test_the_table_is_valid_toml_with_one_table_per_group():
     with open(pyproject_path(), "rb") as fh:
         table = tomllib.load(fh)["tool"]["flwr"]["app"]["config"]
     assert list(table) == list(GROUPS)
+
+
+def test_a_run_config_goes_back_to_its_keys_and_comes_back_equal():
+    """What a simulation writes for Flower (:meth:`RunConfig.to_mapping`) reads back to the same run config."""
+    for overrides in ({}, {"eval.methods": "rag hydra", "federation.local-head-epochs": 5, "run.seed": 7},
+                      {"secagg.enabled": True, "federation.outlier-norm-factor": 0.0, "secagg.num-shares": 4},
+                      {"train.head-epochs": 0, "prompt.style": "inline", "data.protocol": "history"}):
+        cfg = RunConfig.from_mapping({**default_mapping(), **overrides})
+        mapping = cfg.to_mapping()
+        assert list(mapping) == [s.key for s in SETTINGS]
+        assert RunConfig.from_mapping(mapping, complete=True) == cfg

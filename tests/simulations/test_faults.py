@@ -19,7 +19,7 @@ import pytest
 
 from client.store import UserStore
 from server.checkpoint import latest_checkpoint
-from shared.config import default_mapping
+from shared.config import RunConfig, default_mapping
 from shared.hydra.spec import ModelConfig
 from shared.hydra.variants import VARIANTS
 from shared.llm.client import LLMConfig
@@ -43,7 +43,7 @@ MIX = {"500": 0.08, "503": 0.04, "429": 0.08, "drop": 0.04, "slow": 0.04, "badjs
 
 
 def run(tmp: Path, url: str, **overrides) -> dict:
-    return simulate({**default_mapping(), **SMALL, **overrides}, tmp / "out",
+    return simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
                     llm_config=LLMConfig(base_url=url, model="stub"), progress=lambda s: None)
 
 

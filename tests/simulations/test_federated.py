@@ -36,8 +36,8 @@ def decisions(overrides: dict) -> tuple[str, ...]:
 def run(tmp: Path, monkeypatch, llm_config, **overrides) -> tuple[dict, list[dict]]:
     audit = tmp / "audit"
     monkeypatch.setenv("FEDHYDRA_AUDIT_DIR", str(audit))
-    summary = simulate({**default_mapping(), **SMALL, **overrides}, tmp / "out", llm_config=llm_config,
-                       progress=lambda s: None)
+    summary = simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
+                       llm_config=llm_config, progress=lambda s: None)
     records = [json.loads(line) for f in sorted(audit.glob("*.jsonl")) for line in f.read_text().splitlines()]
     return summary, records
 

@@ -41,7 +41,7 @@ def secure_run(tmp_path_factory):
     mp.setenv("FEDHYDRA_FAULTS", json.dumps({DROPPED: "raise", "capture": str(tmp / "capture")}))
     try:
         with StubEndpoint(delay_s=0.0) as stub:
-            summary = simulate({**default_mapping(), **SECURE_RUN}, tmp / "out",
+            summary = simulate(RunConfig.from_mapping({**default_mapping(), **SECURE_RUN}), tmp / "out",
                                llm_config=LLMConfig(base_url=stub.url, model="stub"), progress=lambda s: None)
     finally:
         mp.undo()

@@ -192,7 +192,8 @@ def test_held_out_points_score_each_llm_answer_count_with_the_same_questions():
     from shared.hydra.context import UserContext
     from shared.hydra.episodes import Episode
     from shared.hydra.model import HydraBase, ModelConfig
-    from shared.hydra.train import TrainConfig, Trainer
+    from shared.hydra.settings import TrainConfig
+    from shared.hydra.train import Trainer
 
     task = LAMP7
     history = [{"id": str(i), "text": t} for i, t in enumerate(["u r gr8", "see u tmrw lol", "thx so much", "omg yes"] * 3)]
