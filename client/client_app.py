@@ -10,8 +10,8 @@ asks for it. Simulations that inject faults run :func:`build_app` with one more 
 What the server's run config may ask of this node is bounded (:func:`shared.config.check_number`, lowered by the
 node config's ``cap-<key>`` keys), and so is every value of a message's config the handlers read (``proximal-mu``,
 ``server-round``, ``margin``, ``anchor``). A device (a node config with ``user-id``) takes ``data.dir``, ``data.split``,
-``device.store-dir`` and ``llm.url`` from its own node config only: a server's run config never names a path or an endpoint
-on it.
+``device.store-dir`` and ``llm.url`` from its own node config only: a server's run config never names a path or an
+endpoint on it.
 """
 
 from __future__ import annotations

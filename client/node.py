@@ -60,7 +60,8 @@ def store_root(cfg: RunConfig) -> Path:
 
 
 def node_dataset(cfg: RunConfig):
-    """The node's dataset (:func:`shared.run_data.load_run_data`), loaded once per process; a node needs ``data.dir``."""
+    """The node's dataset (:func:`shared.run_data.load_run_data`), loaded once per process; a node needs
+    ``data.dir``."""
     from shared.run_data import load_run_data
 
     if not cfg.data:
@@ -94,8 +95,8 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
 
 
 def is_free_node(cfg: RunConfig, node_config: Mapping[str, Any]) -> bool:
-    """Whether this node is a free training user's (no LLM call: ``data.free-train-users``): by its ``partition-id`` in a
-    simulation, by ``free-train = true`` in a device's node config."""
+    """Whether this node is a free training user's (no LLM call: ``data.free-train-users``): by its ``partition-id`` in
+    a simulation, by ``free-train = true`` in a device's node config."""
     from shared.users import is_free_train_node
 
     if "user-id" in node_config:

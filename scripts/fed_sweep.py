@@ -12,9 +12,10 @@ reporting come from ``fedhydra simulate`` (on LaMP-3 the two agreed: see docs/re
 Usage::
 
     .venv/bin/python scripts/fed_sweep.py --data ../shared/data/lamp/lamp3 --task LaMP-3 --protocol history \\
-        --test-users 6 --run-config "pool.pseudo-questions=12 pool.free-questions=60 llm.calls-per-user=120 federation.num-rounds=2" \\
+        --test-users 6 --out runs/fed-sweep \\
+        --run-config "pool.pseudo-questions=12 pool.free-questions=60 llm.calls-per-user=120 federation.num-rounds=2" \\
         --variant "federation.local-head-epochs=40" --variant "federation.local-head-epochs=20" \\
-        --variant "federation.strategy=fedprox federation.proximal-mu=1.0 federation.local-head-epochs=40" --out runs/fed-sweep
+        --variant "federation.strategy=fedprox federation.proximal-mu=1.0 federation.local-head-epochs=40"
 
 It prints one markdown row per variant (each method's primary metric) and writes ``sweep.json``.
 """

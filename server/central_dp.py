@@ -23,8 +23,8 @@ Differentially Private Recurrent Language Models"):
    ``clip + slack`` in L2, ``slack = sqrt(d) * 2 * clipping_range / levels`` for ``d`` values (0.0013 at the
    defaults: d = 115,631 values, range 16, 2^23 levels).
 
-With ``q = 1`` (``federation.fraction-train = 1``, the default) every client joins every round and the accounting is the plain
-Gaussian mechanism's, as in the plain DP path (:func:`server.strategies.build_strategy`, which Flower allows only
+With ``q = 1`` (``federation.fraction-train = 1``, the default) every client joins every round and the accounting is the
+plain Gaussian mechanism's, as in the plain DP path (:func:`server.strategies.build_strategy`, which Flower allows only
 without amplification).
 
 Example:

@@ -9,8 +9,8 @@ temporary folder first; :meth:`RunInputs.place` moves them to ``<out>/data`` onc
 Example:
     >>> import tempfile
     >>> from shared.config import RunConfig, default_mapping
-    >>> cfg = RunConfig.from_mapping({**default_mapping(), "data.dir": "", "data.task": "LaMP-3", "data.synthetic-users": 4,
-    ...                               "data.train-users": 2, "data.test-users": 1})
+    >>> cfg = RunConfig.from_mapping({**default_mapping(), "data.dir": "", "data.task": "LaMP-3",
+    ...                               "data.synthetic-users": 4, "data.train-users": 2, "data.test-users": 1})
     >>> out = Path(tempfile.mkdtemp())
     >>> with checked_inputs(cfg) as inputs:
     ...     before = list(out.iterdir())

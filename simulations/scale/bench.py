@@ -1,7 +1,7 @@
 """One measured federation (issue 16): a real Flower simulation of training rounds, probed, and what it cost.
 
-:func:`run_federation` runs ``federation.num-rounds`` rounds of the real server and client code on a local SuperLink (or on
-an existing Ray cluster, ``ray_address``) with the probed ClientApp (:mod:`simulations.scale.client_app`), samples
+:func:`run_federation` runs ``federation.num-rounds`` rounds of the real server and client code on a local SuperLink (or
+on an existing Ray cluster, ``ray_address``) with the probed ClientApp (:mod:`simulations.scale.client_app`), samples
 the memory of every process of the run (:class:`simulations.scale.memory.TreeMemory`) and returns what
 :func:`analyze` makes of the server's ``rounds.jsonl`` and the clients' probe lines:
 
@@ -153,11 +153,11 @@ def run_federation(mapping: Mapping[str, Any], out: Path, *, ray_address: str | 
                    extra_roots: list[int] | None = None) -> dict[str, Any]:
     """Run the federation of ``mapping`` (a complete run config) in ``out`` and measure it (module docstring).
 
-    ``mapping`` must name ``device.store-dir`` and ``llm.url``; ``out/server`` gets the server's files, ``out/probe`` the
-    probe lines. ``ray_address`` attaches Flower's simulation engine to that Ray cluster (``RAY_ADDRESS`` in the
-    environment of the simulation process) instead of a Ray instance of its own; ``client_cpus`` is each
-    ClientApp's CPU share (``client-resources-num-cpus``), so ``cluster CPUs / client_cpus`` ClientApps run at once.
-    ``extra_roots``: more process trees whose memory counts (a Ray cluster started outside the run).
+    ``mapping`` must name ``device.store-dir`` and ``llm.url``; ``out/server`` gets the server's files, ``out/probe``
+    the probe lines. ``ray_address`` attaches Flower's simulation engine to that Ray cluster (``RAY_ADDRESS`` in the
+    environment of the simulation process) instead of a Ray instance of its own; ``client_cpus`` is each ClientApp's CPU
+    share (``client-resources-num-cpus``), so ``cluster CPUs / client_cpus`` ClientApps run at once. ``extra_roots``:
+    more process trees whose memory counts (a Ray cluster started outside the run).
     """
     import tomli_w
 

@@ -108,7 +108,8 @@ def test_eval_methods_are_all_by_default_or_the_named_ones_and_an_unknown_name_i
 
 @pytest.mark.parametrize("key, field", [("federation.local-episodes", "local_episodes"), ("federation.max-in-flight", "max_in_flight")])
 def test_the_scale_keys_are_off_by_default_and_checked(key, field):
-    """`federation.local-episodes` and `federation.max-in-flight` (0 = every episode, every message at once) reject a negative value by name."""
+    """`federation.local-episodes` and `federation.max-in-flight` (0 = every episode, every message at once) reject a
+    negative value by name."""
     assert getattr(RunConfig.from_mapping(default_mapping()).federation, field) == 0
     assert getattr(RunConfig.from_mapping({**default_mapping(), key: 4}).federation, field) == 4
     with pytest.raises(ConfigError, match=key):

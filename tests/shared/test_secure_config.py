@@ -1,5 +1,5 @@
-"""The secure-aggregation keys (secagg.*) of the run config (shared/config.py): validated, and what needs single updates refused
-at start with a typed error that says why."""
+"""The secure-aggregation keys (secagg.*) of the run config (shared/config.py): validated, and what needs single updates
+refused at start with a typed error that says why."""
 
 from __future__ import annotations
 

@@ -125,7 +125,8 @@ STUB_RUN = {"data.task": "LaMP-3", "data.synthetic-users": 5, "data.synthetic-it
             "data.test-users": 2, "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1,
             "pool.label-records": 2, "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2,
             "train.fit-steps": 20, "pool.margin-folds": 2, "federation.max-in-flight": 2, "federation.local-episodes": 3}
-# (federation.max-in-flight 2: the rounds' training, margin and evaluation messages go out two at a time, server/window.py)
+# (federation.max-in-flight 2: the rounds' training, margin and evaluation messages go out two at a time,
+# server/window.py)
 
 
 @pytest.fixture(scope="module")
