@@ -9,9 +9,9 @@ asks for it. Simulations that inject faults run :func:`build_app` with one more 
 
 What the server's run config may ask of this node is bounded (:func:`shared.config.check_number`, lowered by the
 node config's ``cap-<key>`` keys), and so is every value of a message's config the handlers read (``proximal-mu``,
-``server-round``, ``margin``, ``anchor``). A device (a node config with ``user-id``) takes ``data``, ``split``,
-``store-dir`` and ``llm-url`` from its own node config only: a server's run config never names a path or an endpoint
-on it.
+``server-round``, ``margin``, ``anchor``). A device (a node config with ``user-id``) takes ``data.dir``, ``data.split``,
+``device.store-dir`` and ``llm.url`` from its own node config only: a server's run config never names a path or an
+endpoint on it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from shared.packing import array_view
 from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, LLM_CALLS_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
                              ROLE_KEY)
 
-NODE_KEYS = ("data", "split", "store-dir", "llm-url", "llm-model")
+NODE_KEYS = ("data.dir", "data.split", "device.store-dir", "llm.url", "llm.model")
 """Run config keys a node's own config overrides."""
-DEVICE_ONLY_KEYS = ("data", "split", "store-dir", "llm-url")
+DEVICE_ONLY_KEYS = ("data.dir", "data.split", "device.store-dir", "llm.url")
 """Run config keys a device (``user-id`` in its node config) takes from its node config only, never from the run
 config a server sent: paths and the endpoint its user's text goes to."""
 
@@ -85,9 +85,9 @@ def _arrays(msg: Message) -> dict:
     return {k: array_view(v) for k, v in msg.content["arrays"].items()}
 
 
-def _config_number(config, key: str, default: float, caps) -> float:
-    """A number of a message's config, within the range of the run config key of the same name."""
-    return check_number(key, config.get(key, default), caps)
+def _config_number(config, key: str, setting: str, default: float, caps) -> float:
+    """A number of a message's config (``key``), within the range of the run config key ``setting``."""
+    return check_number(setting, config.get(key, default), caps)
 
 
 def query(msg: Message, context: Context) -> Message:
@@ -106,7 +106,8 @@ def train(msg: Message, context: Context) -> Message:
     server_round = config.get("server-round", 0)
     if isinstance(server_round, bool) or not isinstance(server_round, int) or not 0 <= server_round <= MAX_ROUND:
         raise ConfigError(f"message config key 'server-round' must be an integer in [0, {MAX_ROUND}]")
-    arrays, metrics = node.train(_arrays(msg), proximal_mu=_config_number(config, "proximal-mu", 0.0, caps),
+    mu = _config_number(config, "proximal-mu", "federation.proximal-mu", 0.0, caps)
+    arrays, metrics = node.train(_arrays(msg), proximal_mu=mu,
                                  server_round=server_round)
     if KEY_CLIPPING_NORM in config:
         metrics[DP_WEIGHT_KEY] = 1

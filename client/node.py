@@ -2,7 +2,7 @@
 
 A *training* client builds its episodes through the LLM on first contact (kept in its store), loads the
 received shared base, trains it together with its personal heads on its own data, keeps the heads, and
-returns the shared tensors and its example count (a *free* training client, ``free-train-users``, builds its
+returns the shared tensors and its example count (a *free* training client, ``data.free-train-users``, builds its
 episodes without any LLM call, as the centralized run's free users do). After the last round it returns its
 per-margin counts and sums under the global base (:meth:`ClientNode.margin_sums`). A *test* client (a new user)
 fits fresh heads on its history with the received base frozen, answers its questions (with the decision margin the
@@ -60,7 +60,8 @@ def store_root(cfg: RunConfig) -> Path:
 
 
 def node_dataset(cfg: RunConfig):
-    """The node's dataset (:func:`shared.run_data.load_run_data`), loaded once per process; a node needs ``data``."""
+    """The node's dataset (:func:`shared.run_data.load_run_data`), loaded once per process; a node needs
+    ``data.dir``."""
     from shared.run_data import load_run_data
 
     if not cfg.data:
@@ -94,8 +95,8 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
 
 
 def is_free_node(cfg: RunConfig, node_config: Mapping[str, Any]) -> bool:
-    """Whether this node is a free training user's (no LLM call: ``free-train-users``): by its ``partition-id`` in a
-    simulation, by ``free-train = true`` in a device's node config."""
+    """Whether this node is a free training user's (no LLM call: ``data.free-train-users``): by its ``partition-id`` in
+    a simulation, by ``free-train = true`` in a device's node config."""
     from shared.users import is_free_train_node
 
     if "user-id" in node_config:
@@ -175,7 +176,7 @@ class ClientNode:
 
     def train(self, arrays: Mapping[str, np.ndarray], *, proximal_mu: float = 0.0,
               server_round: int = 0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Local training on this user's data (at most ``local-episodes`` of its episodes, drawn for
+        """Local training on this user's data (at most ``federation.local-episodes`` of its episodes, drawn for
         ``server_round``); returns (shared tensors, metrics with ``num-examples``)."""
         from shared.hydra.context import UserContext
         from shared.hydra.episodes import round_sample

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LAYOUTS = ("same-as-500", "huge-shapes", "many-tensors", "long-dims", "oversized-flat", "nan-float64-base")
 TASK = "LaMP-3"
-SMALL = {"task": TASK, "train-users": 1, "test-users": 1, "pseudo-questions": 2, "free-questions": 2, "n-samples": 1,
-         "label-records": 2, "local-epochs": 1, "local-head-epochs": 2, "seed": 0, "split": "synthetic",
-         "llm-model": "stub"}
+SMALL = {"data.task": TASK, "data.train-users": 1, "data.test-users": 1, "pool.pseudo-questions": 2, "pool.free-questions": 2, "pool.n-samples": 1,
+         "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0, "data.split": "synthetic",
+         "llm.model": "stub"}
 
 
 def _status(field: str) -> int:
@@ -179,8 +179,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fh-bench-hostile-") as tmp, StubEndpoint(delay_s=0.0) as stub:
         data = write_synthetic(Path(tmp) / "data", TASK, n_users=2, items_per_user=10, seed=0)
         config = Path(tmp) / "run_config.json"
-        config.write_text(json.dumps({**default_mapping(), **SMALL, "data": str(data),
-                                      "store-dir": str(Path(tmp) / "store"), "llm-url": stub.url}))
+        config.write_text(json.dumps({**default_mapping(), **SMALL, "data.dir": str(data),
+                                      "device.store-dir": str(Path(tmp) / "store"), "llm.url": stub.url}))
         for layout in args.layouts:
             done = subprocess.run([sys.executable, __file__, "--one", layout, "--run-config", str(config)],
                                   capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})

@@ -242,8 +242,8 @@ def stage_episodes(args, tmp: Path) -> dict:
     from simulations.hydra_run import build_episodes
     from shared.users import split_users
 
-    cfg = RunConfig.from_mapping({"task": "LaMP-7", "data": str(args.data), "train-users": args.episodes,
-                                  "test-users": 0})
+    cfg = RunConfig.from_mapping({"data.task": "LaMP-7", "data.dir": str(args.data), "data.train-users": args.episodes,
+                                  "data.test-users": 0})
     dataset = load_split(args.data, cfg.task, "dev" if (args.data / "dev_questions.json").exists() else None)
     users, _ = split_users(dataset, train_users=args.episodes, test_users=0)
     out: dict = {"users": len(users)}

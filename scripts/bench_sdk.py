@@ -306,7 +306,8 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         initial_shared_state,
     )
     from shared.hydra.tokenizer import TextTokenizer
-    from shared.hydra.train import TrainConfig, Trainer
+    from shared.hydra.settings import TrainConfig
+    from shared.hydra.train import Trainer
     from shared.tasks import get_task
 
     load_before = os.getloadavg()

@@ -42,9 +42,9 @@ if str(REPO) not in sys.path:
 
 from shared.io import read_jsonl  # noqa: E402 - after the repository is on sys.path
 
-SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
-         "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1, "label-records": 2,
-         "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20}
+SMALL = {"data.task": "LaMP-3", "data.synthetic-users": 4, "data.synthetic-items": 10, "data.train-users": 3, "data.test-users": 1,
+         "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1, "pool.label-records": 2,
+         "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20}
 
 
 @dataclass
@@ -63,7 +63,7 @@ SCENARIOS = [
     Scenario("control", "none (control)"),
     Scenario("llm-bursts", "LLM: bursts of 429 and 5xx (30% of requests)", mix={"429": 0.12, "500": 0.12, "503": 0.06}),
     Scenario("llm-slow", "LLM: slower than the timeout (25% of requests take 1.5 s, timeout 0.5 s)",
-             mix={"slow": 0.25}, overrides={"llm-timeout": 0.5}),
+             mix={"slow": 0.25}, overrides={"llm.timeout": 0.5}),
     Scenario("llm-malformed", "LLM: malformed or empty answers (bad JSON 10%, no choices 10%, empty 10%)",
              mix={"badjson": 0.1, "nochoices": 0.1, "empty": 0.1}),
     Scenario("llm-offlabel", "LLM: answers outside the label set (50%)", mix={"offlabel": 0.5}),
@@ -71,13 +71,13 @@ SCENARIOS = [
     Scenario("crash", "client raises before training (1 of 3) and crashes after training (1 of 3)",
              faults={"0": "raise", "1": "crash-after-train"}),
     Scenario("dropout", "a third of the clients drop out every round (2 rounds)", faults={"dropout": 1 / 3},
-             overrides={"num-rounds": 2}),
+             overrides={"federation.num-rounds": 2}),
     Scenario("bad-updates", "bad updates: NaN, x1e3 scaled, wrong shape, extra metric (4 of 6 clients)",
              faults={"0": "nan", "1": "scale", "2": "wrong-shape", "3": "extra-metric"},
-             overrides={"synthetic-users": 7, "train-users": 6}),
+             overrides={"data.synthetic-users": 7, "data.train-users": 6}),
     Scenario("kill", "ClientApp process SIGKILLed mid-round (1 of 3, round 1 of 2)", faults={"0": "kill"},
-             overrides={"num-rounds": 2}),
-    Scenario("server-kill", "server killed mid-run (whole process tree SIGKILLed as round 2 of 2 starts), then resume=true",
+             overrides={"federation.num-rounds": 2}),
+    Scenario("server-kill", "server killed mid-run (whole process tree SIGKILLed as round 2 of 2 starts), then run.resume=true",
              kind="resume"),
     Scenario("store-kill", "client store writer SIGKILLed at random / just before a rename", kind="store"),
     Scenario("poison", "1 client in 10 poisoned (sign flipped, x10), 3 rounds (direct, no simulation)", kind="poison"),
@@ -146,12 +146,12 @@ def run_figures(out: Path, summary: dict | None, mapping: dict, error: str | Non
     for r in rounds:
         for k, v in (r.get("faults") or {}).items():
             faults[k] = faults.get(k, 0) + v
-    n_stores, problems = check_stores(out, mapping["task"])
+    n_stores, problems = check_stores(out, mapping["data.task"])
     server = out / "server" / "server_summary.json"
     return {
         "completed": bool(summary and summary.get("status") == "finished:completed"),
         "error": error,
-        "rounds_total": int(mapping["num-rounds"]),
+        "rounds_total": int(mapping["federation.num-rounds"]),
         "rounds_done": len({r["server_round"] for r in rounds}),
         "failed": sum(r["failed"] for r in rounds),
         "rejected": sum(len(r["rejected"]) for r in rounds),
@@ -170,12 +170,12 @@ def run_figures(out: Path, summary: dict | None, mapping: dict, error: str | Non
 
 # -- federated scenarios ----------------------------------------------------------------------------------------
 def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
-    from shared.config import default_mapping
+    from shared.config import RunConfig, default_mapping
     from shared.llm.client import LLMConfig
     from shared.llm.faulty_stub import StubLLM
     from simulations.federated import simulate
 
-    mapping = {**default_mapping(), **SMALL, **sc.overrides, "seed": seed}
+    mapping = {**default_mapping(), **SMALL, **sc.overrides, "run.seed": seed}
     out = work / "out"
     summary, error, served = None, None, {}
     stub = None if sc.llm_down else StubLLM(mix=sc.mix, slow_s=1.5, seed=seed)
@@ -184,7 +184,8 @@ def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None
     with environment(FEDHYDRA_FAULTS=faults, FEDHYDRA_HOME=str(work / "home")), \
             (stub if stub is not None else contextlib.nullcontext()):
         try:
-            summary = simulate(mapping, out, llm_config=LLMConfig(base_url=url, model="stub"), progress=say)
+            summary = simulate(RunConfig.from_mapping(mapping), out, llm_config=LLMConfig(base_url=url, model="stub"),
+                               progress=say)
         except Exception as exc:  # noqa: BLE001 - a run that fails is a figure, not a crash of this script
             error = f"{type(exc).__name__}: {exc}"[:300]
         if stub is not None:
@@ -195,7 +196,7 @@ def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None
 
 
 def simulate_process(out: Path, url: str, *, home: Path, resume: bool) -> subprocess.Popen:
-    config = " ".join(f"{k}={json.dumps(v)}" for k, v in {**SMALL, "num-rounds": 2, "resume": resume}.items())
+    config = " ".join(f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": 2, "run.resume": resume}.items())
     return subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", "--out", str(out), "--llm-url", url,
                              "--llm-model", "stub", "--run-config", config], cwd=REPO,
                             env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
@@ -210,7 +211,7 @@ def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
 
     out, home = work / "out", work / "home"
     log = out / "server" / "rounds.jsonl"
-    mapping = {**SMALL, "num-rounds": 2}
+    mapping = {**SMALL, "federation.num-rounds": 2}
     with StubLLM(seed=seed) as stub:
         first = simulate_process(out, stub.url, home=home, resume=False)
         deadline = time.monotonic() + 900
@@ -268,7 +269,8 @@ def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
     from flwr.supercore.task_identity import TaskIdentity
 
     from shared.hydra.model import HydraBase, ModelConfig
-    from shared.hydra.train import TrainConfig, Trainer
+    from shared.hydra.settings import TrainConfig
+    from shared.hydra.train import Trainer
     from simulations.faults.poison import federate
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1

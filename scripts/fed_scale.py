@@ -4,11 +4,11 @@
 For every federation size N (``--users``) and clients sampled per round K (``--sampled``, K <= N) it runs a real
 Flower simulation (:func:`simulations.scale.bench.run_federation`: local SuperLink, Ray, the production server and
 client code plus a probe) of ``--rounds`` training rounds of N LaMP-7 training users, K sampled each round
-(``fraction-train = K/N``, ``min-train-nodes = K``), no test users and no evaluation (``eval-every = 0``), and no
-margin query unless ``--margin``. The LLM is :class:`shared.llm.stub.StubEndpoint` (``--stub-delay`` seconds per
-request, default 0): a deterministic stub, **not a language model**, so the figures measure the federation, not the
-LLM; every table says so. ``--llm-url URL --llm-model NAME`` uses that endpoint instead (e.g. the embedded server of
-``fedhydra llm serve``, for the issue's one run at 300 real users with the real LLM); the tables then name it.
+(``federation.fraction-train = K/N``, ``federation.min-train-nodes = K``), no test users and no evaluation (``eval.every
+= 0``), and no margin query unless ``--margin``. The LLM is :class:`shared.llm.stub.StubEndpoint` (``--stub-delay``
+seconds per request, default 0): a deterministic stub, **not a language model**, so the figures measure the federation,
+not the LLM; every table says so. ``--llm-url URL --llm-model NAME`` uses that endpoint instead (e.g. the embedded
+server of ``fedhydra llm serve``, for the issue's one run at 300 real users with the real LLM); the tables then name it.
 
 Users: the real LaMP-7 users of ``--data`` (default ``../shared/data/lamp/lamp7`` beside the repository: 1,000
 users, read in place, never copied) or, with ``--synthetic``, that many synthetic LaMP-7 users written into the
@@ -55,10 +55,10 @@ STUB_NOTE = ("LLM: shared.llm.stub.StubEndpoint (deterministic stub, {delay:g} s
              "figures measure the federation, not the LLM)")
 
 # the run's settings besides the defaults of [tool.flwr.app.config]: training rounds only
-# (max-in-flight 4: a few more messages in flight than the ClientApps at work; Flower's engine scans every pending
-# message for every node ten times a second, server/window.py)
-BENCH = {"task": "LaMP-7", "test-users": 0, "eval-every": 0, "margin-folds": 0, "protocol": "disjoint",
-         "llm-model": "stub", "llm-concurrency": 4, "max-in-flight": 4}
+# (federation.max-in-flight 4: a few more messages in flight than the ClientApps at work; Flower's engine scans every
+# pending message for every node ten times a second, server/window.py)
+BENCH = {"data.task": "LaMP-7", "data.test-users": 0, "eval.every": 0, "pool.margin-folds": 0, "data.protocol": "disjoint",
+         "llm.model": "stub", "llm.concurrency": 4, "federation.max-in-flight": 4}
 
 
 def cpu_model() -> str:
@@ -80,11 +80,11 @@ def machine() -> dict:
 def mapping_for(args, n_users: int, sampled: int, data: Path, store: Path, llm_url: str) -> dict:
     from shared.config import default_mapping, parse_overrides
 
-    return {**default_mapping(), **BENCH, **parse_overrides(args.run_config or ""), "data": str(data),
-            "train-users": n_users, "num-rounds": args.rounds, "fraction-train": sampled / n_users,
-            "min-train-nodes": sampled, "store-dir": str(store), "llm-url": llm_url,
-            "margin-folds": 3 if args.margin else 0, "seed": args.seed,
-            **({"llm-model": args.llm_model} if args.llm_url else {})}
+    return {**default_mapping(), **BENCH, **parse_overrides(args.run_config or ""), "data.dir": str(data),
+            "data.train-users": n_users, "federation.num-rounds": args.rounds, "federation.fraction-train": sampled / n_users,
+            "federation.min-train-nodes": sampled, "device.store-dir": str(store), "llm.url": llm_url,
+            "pool.margin-folds": 3 if args.margin else 0, "run.seed": args.seed,
+            **({"llm.model": args.llm_model} if args.llm_url else {})}
 
 
 def warm(args, n_users: int, data: Path, store: Path, llm_url: str) -> dict:

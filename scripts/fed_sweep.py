@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Sweep federated training schedules without Flower: FedAvg (or FedProx) over the real client code.
 
-Each variant runs, for ``num-rounds`` rounds, :meth:`client.node.ClientNode.train` for every training user
+Each variant runs, for ``federation.num-rounds`` rounds, :meth:`client.node.ClientNode.train` for every training user
 (their episodes come through the LLM cache, their heads stay in the variant's stores) and averages the
 returned shared tensors weighted by example count, as FedAvg does; ``strategy=fedprox`` adds the proximal
 term. Then every test user answers with every method through :meth:`client.node.ClientNode.evaluate`,
@@ -12,9 +12,10 @@ reporting come from ``fedhydra simulate`` (on LaMP-3 the two agreed: see docs/re
 Usage::
 
     .venv/bin/python scripts/fed_sweep.py --data ../shared/data/lamp/lamp3 --task LaMP-3 --protocol history \\
-        --test-users 6 --run-config "pseudo-questions=12 free-questions=60 llm-calls-per-user=120 num-rounds=2" \\
-        --variant "local-head-epochs=40" --variant "local-head-epochs=20" \\
-        --variant "strategy=fedprox proximal-mu=1.0 local-head-epochs=40" --out runs/fed-sweep
+        --test-users 6 --out runs/fed-sweep \\
+        --run-config "pool.pseudo-questions=12 pool.free-questions=60 llm.calls-per-user=120 federation.num-rounds=2" \\
+        --variant "federation.local-head-epochs=40" --variant "federation.local-head-epochs=20" \\
+        --variant "federation.strategy=fedprox federation.proximal-mu=1.0 federation.local-head-epochs=40"
 
 It prints one markdown row per variant (each method's primary metric) and writes ``sweep.json``.
 """
@@ -54,7 +55,7 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     from shared.hydra.model import initial_shared_state
     from shared.users import split_users
 
-    cfg = RunConfig.from_mapping({**mapping, "store-dir": str(out / name / "clients")})
+    cfg = RunConfig.from_mapping({**mapping, "device.store-dir": str(out / name / "clients")})
     fed = cfg.federation
     if fed.strategy not in ("fedavg", "fedprox"):
         raise SystemExit(f"{name}: this sweep averages like FedAvg/FedProx only, not {fed.strategy!r}")
@@ -117,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for the variants' stores and sweep.json")
     args = p.parse_args(argv)
 
-    base = {**default_mapping(), **parse_overrides(args.run_config), "data": args.data, "task": args.task,
+    base = {**default_mapping(), **parse_overrides(args.run_config), "data.dir": args.data, "data.task": args.task,
             "protocol": args.protocol}
-    for flag, key in (("train_users", "train-users"), ("test_users", "test-users")):
+    for flag, key in (("train_users", "data.train-users"), ("test_users", "data.test-users")):
         if getattr(args, flag) is not None:
             base[key] = getattr(args, flag)
     task = get_task(args.task)
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    with resolve_llm(concurrency=base["llm-concurrency"]) as endpoint:
+    with resolve_llm(concurrency=base["llm.concurrency"]) as endpoint:
         llm = LLMClient(endpoint.config)
         for i, variant in enumerate(args.variant or [""]):
             name = f"v{i + 1}"

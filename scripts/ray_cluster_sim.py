@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = write_synthetic(out / "data", "LaMP-7", n_users=args.users + 1, items_per_user=12, seed=0)
-    small = {"task": "LaMP-7", "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2,
-             "epochs": 1, "local-epochs": 1, "head-epochs": 4, "margin-folds": 0, "eval-every": 0, "seed": 0,
-             "llm-model": "stub", **parse_overrides(args.run_config)}
+    small = {"data.task": "LaMP-7", "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2,
+             "train.epochs": 1, "federation.local-epochs": 1, "train.head-epochs": 4, "pool.margin-folds": 0, "eval.every": 0, "run.seed": 0,
+             "llm.model": "stub", **parse_overrides(args.run_config)}
     env = {"FEDHYDRA_LLM_CACHE": str(out / "llm-cache.sqlite"), "FEDHYDRA_HOME": str(out / "home")}
     report: dict = {"llm": STUB_NOTE}
     started = time.time()
@@ -98,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Ray cluster at {cluster.address}: {len(nodes)} nodes ({described}); start-up "
               f"{time.time() - started:.0f} s", file=sys.stderr, flush=True)
         with StubEndpoint(delay_s=0.0) as stub:
-            mapping = {**default_mapping(), **small, "data": str(data), "train-users": args.users, "test-users": 0,
-                       "num-rounds": args.rounds, "store-dir": str(out / "clients"), "llm-url": stub.url,
-                       "min-train-nodes": args.users}
+            mapping = {**default_mapping(), **small, "data.dir": str(data), "data.train-users": args.users, "data.test-users": 0,
+                       "federation.num-rounds": args.rounds, "device.store-dir": str(out / "clients"), "llm.url": stub.url,
+                       "federation.min-train-nodes": args.users}
             run = run_federation(mapping, out / "federation", ray_address=cluster.address,
                                  client_cpus=args.client_cpus, env=env, extra_roots=cluster.pids,
                                  progress=lambda s: print(s, file=sys.stderr, flush=True))
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--llm-url", stub.url, "--llm-model", "stub", "--llm-cache", str(out / "llm-cache.sqlite"),
                        "--ray-address", cluster.address, "--client-cpus", str(args.client_cpus),
                        "--run-config", " ".join(f"{k}={v}" for k, v in small.items()
-                                                if k not in ("task", "llm-model", "eval-every"))]
+                                                if k not in ("data.task", "llm.model", "eval.every"))]
                 t0 = time.time()
                 done = subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True)
                 stop.set()

@@ -50,10 +50,10 @@ from shared.io import read_jsonl  # noqa: E402 - after the repository is on sys.
 BIN = Path(sys.executable).parent
 LINK = "fedhydra-scale"
 STUB_NOTE = "LLM: shared.llm.stub.StubEndpoint (deterministic stub, not a language model)"
-BASE = {"task": "LaMP-7", "margin-folds": 0, "eval-every": 0, "seed": 0, "llm-model": "stub", "test-users": 0}
+BASE = {"data.task": "LaMP-7", "pool.margin-folds": 0, "eval.every": 0, "run.seed": 0, "llm.model": "stub", "data.test-users": 0}
 """The run's settings besides the defaults of ``[tool.flwr.app.config]``: training rounds only."""
-SMALL = {**BASE, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2, "epochs": 1,
-         "local-epochs": 1, "head-epochs": 4}
+SMALL = {**BASE, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2, "train.epochs": 1,
+         "federation.local-epochs": 1, "train.head-epochs": 4}
 """... and a small client's work (the default; ``--full`` keeps the defaults' training settings)."""
 
 
@@ -179,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(n):
                 relay = Relay(("127.0.0.1", port))
                 relays.append(relay)
-                node_config = (f"partition-id={i} data='{data}' store-dir='{out / 'homes' / f'n{i}' / 'store'}' "
-                               f"llm-url='{stub.url}'")
+                node_config = (f"partition-id={i} data.dir='{data}' device.store-dir='{out / 'homes' / f'n{i}' / 'store'}' "
+                               f"llm.url='{stub.url}'")
                 proc = procs.start(f"n{i}", [str(BIN / "flower-supernode"), "--insecure", "--superlink",
                                              f"127.0.0.1:{relay.port}", "--port", str(free_port()),
                                              "--node-config", node_config], env_for(f"n{i}"))
@@ -202,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                 f'[superlink]\ndefault = "{LINK}"\n\n[superlink.{LINK}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
             run_config = out / "run_config.toml"
             run_config.write_text(tomli_w.dumps({**settings, **parse_overrides(args.run_config), "data": str(data),
-                                                 "train-users": n, "num-rounds": args.rounds,
-                                                 "fraction-train": k / n, "min-train-nodes": k,
-                                                 "out-dir": str(out / "server"), "llm-url": stub.url}))
+                                                 "data.train-users": n, "federation.num-rounds": args.rounds,
+                                                 "federation.fraction-train": k / n, "federation.min-train-nodes": k,
+                                                 "run.out-dir": str(out / "server"), "llm.url": stub.url}))
             done = flwr(cli, "run", str(app), LINK, "--run-config", str(run_config), "--format", "json", timeout=600)
             match = re.search(r'"run-id"\s*:\s*"?(\d+)', done.stdout)
             if done.returncode != 0 or not match:

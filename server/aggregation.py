@@ -1,9 +1,9 @@
-"""How a round's training replies become the next global base: one registry, chosen by ``secure-aggregation``.
+"""How a round's training replies become the next global base: one registry, chosen by ``secagg.enabled``.
 
 | name | config | the server sees | built by |
 |---|---|---|---|
-| ``plain`` | ``secure-aggregation = false`` | every update: each validated (:mod:`server.validation`), outliers dropped, then the configured strategy (and DP wrapper) | :func:`build_plain` |
-| ``secagg+`` | ``secure-aggregation = true`` | the round's masked sum only (Flower's SecAgg+), then the configured strategy; central DP on the sum | :func:`server.secure.build_secure` |
+| ``plain`` | ``secagg.enabled = false`` | every update: each validated (:mod:`server.validation`), outliers dropped, then the configured strategy (and DP wrapper) | :func:`build_plain` |
+| ``secagg+`` | ``secagg.enabled = true`` | the round's masked sum only (Flower's SecAgg+), then the configured strategy; central DP on the sum | :func:`server.secure.build_secure` |
 
 Both return a :class:`server.federation.ValidatingStrategy` (the secure one a subclass) that
 :func:`server.federation.run_rounds` drives the same way, and the run's privacy accountant (None without DP). What the
@@ -11,8 +11,8 @@ secure path cannot combine with is refused when the config is read (:func:`share
 
 Example:
     >>> from shared.config import RunConfig, default_mapping
-    >>> aggregation_name(RunConfig.from_mapping({**default_mapping(), "secure-aggregation": True,
-    ...                                          "outlier-norm-factor": 0.0}).federation)
+    >>> aggregation_name(RunConfig.from_mapping({**default_mapping(), "secagg.enabled": True,
+    ...                                          "federation.outlier-norm-factor": 0.0}).federation)
     'secagg+'
 """
 

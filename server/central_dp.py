@@ -9,11 +9,11 @@ Differentially Private Recurrent Language Models"):
    with probability ``q = expected / population`` (Poisson sampling; ``expected`` is how many clients a round samples
    without DP, :func:`server.strategies.sampled_clients`), drawn from the operating system's entropy, not the run's
    seed: the amplification by sampling holds only if nobody can predict the sample;
-2. **clipping**: every client clips its update to L2 norm ``clip`` (``dp-clip``; Flower's ``fixedclipping_mod``
+2. **clipping**: every client clips its update to L2 norm ``clip`` (``dp.clip``; Flower's ``fixedclipping_mod``
    on the client) before SecAgg+ masks it; every update weighs 1;
 3. **release** (:meth:`CentralDP.release`): the new base is ``base + (S + N(0, (z * clip)^2 I)) / expected``, where
    ``S`` is the sum of the clipped updates that reached the sum (``contributors * (mean - base)``, exact since every
-   weight is 1) and ``z`` the noise multiplier (``dp-noise``). The denominator is the expected sample size, fixed: a
+   weight is 1) and ``z`` the noise multiplier (``dp.noise``). The denominator is the expected sample size, fixed: a
    client that drops out counts as a zero update, so the guarantee does not depend on who answered;
 4. **accounting** (:meth:`CentralDP.account`): every round is one Poisson-subsampled Gaussian release of that sum
    (Flower's :class:`RdpAccountant`, add-or-remove-one client, ``q``, ``delta = 1 / (10 population)``), also a round
@@ -23,8 +23,8 @@ Differentially Private Recurrent Language Models"):
    ``clip + slack`` in L2, ``slack = sqrt(d) * 2 * clipping_range / levels`` for ``d`` values (0.0013 at the
    defaults: d = 115,631 values, range 16, 2^23 levels).
 
-With ``q = 1`` (``fraction-train = 1``, the default) every client joins every round and the accounting is the plain
-Gaussian mechanism's, as in the plain DP path (:func:`server.strategies.build_strategy`, which Flower allows only
+With ``q = 1`` (``federation.fraction-train = 1``, the default) every client joins every round and the accounting is the
+plain Gaussian mechanism's, as in the plain DP path (:func:`server.strategies.build_strategy`, which Flower allows only
 without amplification).
 
 Example:

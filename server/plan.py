@@ -2,7 +2,7 @@
 
 Example:
     >>> from shared.config import RunConfig, default_mapping
-    >>> cfg = RunConfig.from_mapping({**default_mapping(), "out-dir": "/tmp/fh-plan-doc"})
+    >>> cfg = RunConfig.from_mapping({**default_mapping(), "run.out-dir": "/tmp/fh-plan-doc"})
     >>> str(paths(cfg)[1])
     '/tmp/fh-plan-doc/checkpoints'
 """

@@ -1,4 +1,4 @@
-"""Secure aggregation of the shared-base updates with Flower's SecAgg+ (``secure-aggregation = true``).
+"""Secure aggregation of the shared-base updates with Flower's SecAgg+ (``secagg.enabled = true``).
 
 The server learns only each round's weighted sum of the clients' shared bases, never one of them. FedHydra writes no
 cryptography: the protocol is Flower's :class:`flwr.server.workflow.SecAggPlusWorkflow` here and
@@ -18,9 +18,9 @@ One round (:meth:`SecureAggregation.configure_train`, :meth:`~SecureAggregation.
    it by its weight and masks it), unmask (the survivors send the shares that remove the masks). The base travels by
    the names in its config (:data:`shared.protocol.SECAGG_KEYS`). A client that fails or goes silent after sharing its
    keys is left out: its pairwise masks are rebuilt from its neighbours' shares, as long as every client keeps
-   ``secagg-threshold`` of its shares alive; below that the round is dropped and the base stays;
+   ``secagg.threshold`` of its shares alive; below that the round is dropped and the base stays;
 3. the unmasked result is the weighted mean of the survivors' bases (weights: ``num-examples``, capped at
-   ``secagg-max-weight``; under DP all 1), within :func:`quantization_error_bound` of the exact one;
+   ``secagg.max-weight``; under DP all 1), within :func:`quantization_error_bound` of the exact one;
 4. with DP, :meth:`CentralDP.release` adds the noise to it and the round is accounted; the mean is checked
    (:func:`server.validation.validate_update`: shared keys, shapes, float32, finite, within 1e4) and handed to the
    configured strategy as one reply, so FedAvg and FedProx take it as it is and FedAdam steps toward it (its moments
@@ -123,7 +123,7 @@ def check_population(secagg: SecureAggregationConfig, clients: int, *, most: int
     most = clients if most is None else most
     if most > secagg.max_clients:
         raise SecureAggregationConflict(
-            f"secure aggregation sums at most {secagg.max_clients} clients a round at secagg-quantization-range = "
+            f"secure aggregation sums at most {secagg.max_clients} clients a round at secagg.quantization-range = "
             f"{secagg.quantization_range} (2^32 / levels), this run may have {most}: lower the quantization range")
 
 
@@ -204,7 +204,7 @@ class SecureAggregation(ValidatingStrategy):
     """One round of SecAgg+ over the configured strategy's sample (see the module docstring).
 
     ``inner`` is the configured Message API strategy (FedAvg, FedProx or FedAdam; built without DP), ``spec`` the
-    shared tensors' shapes and dtypes, ``dp`` the central DP of a run with ``dp-noise`` > 0 (else None).
+    shared tensors' shapes and dtypes, ``dp`` the central DP of a run with ``dp.noise`` > 0 (else None).
     """
 
     def __init__(self, inner, spec, *, secagg: SecureAggregationConfig, dp: CentralDP | None = None,
@@ -347,7 +347,7 @@ def build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple
     plain = replace(fed, secure_aggregation=False, dp_noise=0.0)
     if fed.dp_noise > 0:
         if fed.dp_clip <= 0:
-            raise SecureAggregationConflict(f"dp-clip must be > 0 with dp-noise > 0, got {fed.dp_clip}")
+            raise SecureAggregationConflict(f"dp.clip must be > 0 with dp.noise > 0, got {fed.dp_clip}")
         spec = to_numpy(initial)
         dimension = int(sum(v.size for v in spec.values()))
         dp = CentralDP(noise=fed.dp_noise, clip=fed.dp_clip, expected=expected, population=n_train, dimension=dimension,

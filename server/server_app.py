@@ -30,7 +30,7 @@ def main(grid: Grid, context: Context) -> None:
     out_dir, checkpoint_dir = paths(cfg)
     done, arrays = starting_point(cfg)
     initial = ArrayRecord({k: Array(v) for k, v in arrays.items()})
-    # one node per user (shared.users.node_count; history protocol: every one of the `test-users` users trains and
+    # one node per user (shared.users.node_count; history protocol: every one of the `data.test-users` users trains and
     # is tested on one node; free training users are training nodes too)
     expected = node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users,
                           free_train_users=cfg.free_train_users)
@@ -52,8 +52,8 @@ def main(grid: Grid, context: Context) -> None:
         log(WARNING, "resuming %s without its optimizer state of round %d: its moments start again from zero",
             cfg.federation.strategy, done)
     strategy.summary()
-    # the role query above goes out at once (small, quick messages); the rounds keep max-in-flight in flight, and
-    # their tensors travel packed (one array per dtype, not one object per tensor: server/packing.py)
+    # the role query above goes out at once (small, quick messages); the rounds keep federation.max-in-flight in flight,
+    # and their tensors travel packed (one array per dtype, not one object per tensor: server/packing.py)
     window = cfg.federation.max_in_flight
     rounds_grid = PackedGrid(WindowedGrid(grid, window) if window else grid)
     run_rounds(rounds_grid, strategy, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,

@@ -7,7 +7,7 @@ strategies.
 
 Example:
     >>> from shared.config import RunConfig, default_mapping
-    >>> cfg = RunConfig.from_mapping({**default_mapping(), "strategy": "fedmedian"})
+    >>> cfg = RunConfig.from_mapping({**default_mapping(), "federation.strategy": "fedmedian"})
     >>> type(build_strategy(cfg.federation, n_train=4)[0]).__name__
     'FedMedian'
 """
@@ -64,7 +64,7 @@ def build_strategy(fed: FederationConfig, *, n_train: int) -> tuple[Strategy, ob
     if not dp:
         return strategy, None
     if fed.dp_clip <= 0:
-        raise ConfigError(f"dp-clip must be > 0 with dp-noise > 0, got {fed.dp_clip}")
+        raise ConfigError(f"dp.clip must be > 0 with dp.noise > 0, got {fed.dp_clip}")
     accountant = None
     if importlib.util.find_spec("dp_accounting") is not None and isinstance(strategy, FedAvg) \
             and type(strategy).aggregate_train is FedAvg.aggregate_train:

@@ -1,4 +1,4 @@
-"""A round's messages kept at most ``window`` in flight at once (``max-in-flight``).
+"""A round's messages kept at most ``window`` in flight at once (``federation.max-in-flight``).
 
 Flower's simulation engine scans its store of undelivered messages for every node of the federation ten times a
 second (``add_messages_to_queue`` in Flower 1.41's ``vce_api``): a round that pushes all K of its messages at once
@@ -40,7 +40,7 @@ POLL_S = 0.25
 
 def _check(window: int) -> None:
     if window < 1:
-        raise ConfigError(f"max-in-flight must be >= 1 here, got {window}")
+        raise ConfigError(f"federation.max-in-flight must be >= 1 here, got {window}")
 
 
 def send_windowed(grid: Any, messages: Iterable[Any], *, window: int, timeout: float | None,

@@ -294,7 +294,7 @@ def load_timeline(path: str | Path, task: TaskSpec | str, questions_per_user: in
     path = Path(path)
     spec = get_task(task) if isinstance(task, str) else task
     if isinstance(questions_per_user, bool) or not isinstance(questions_per_user, int) or questions_per_user < 1:
-        raise ConfigError(f"config key 'timeline-questions' must be an integer >= 1, got {questions_per_user!r}")
+        raise ConfigError(f"config key 'data.timeline-questions' must be an integer >= 1, got {questions_per_user!r}")
     if spec.item_input is None or spec.item_output is None:
         raise ConfigError(f"the timeline split needs a task whose profile items carry the answer (e.g. LaMP-3), "
                           f"not {spec.name}")
@@ -319,7 +319,7 @@ def load_timeline(path: str | Path, task: TaskSpec | str, questions_per_user: in
         if "n_items" in raw and raw["n_items"] != n:
             raise DataFormatError(path, f"n_items is {raw['n_items']!r} but items holds {n}", index=u, field="n_items")
         if n < questions_per_user + 2:
-            raise DataFormatError(path, f"user {user!r} has {n} items; timeline-questions={questions_per_user} needs "
+            raise DataFormatError(path, f"user {user!r} has {n} items; data.timeline-questions={questions_per_user} needs "
                                         f"at least {questions_per_user + 2}", index=u, field="items")
         prefix = _string(raw.get("source_question_id", user), path, u, "source_question_id", allow_number=True)
         for i in range(n - questions_per_user, n):

@@ -51,8 +51,8 @@ class OutOfRange(ConfigError):
     """A config value outside its documented range (:data:`shared.config.BOUNDS`), or not a number: names the key and
     the bound (``key``, ``low``, ``high``); a device's own cap (node config ``cap-<key>``) lowers ``high``.
 
-    >>> str(OutOfRange("lr", float("nan"), 0.0, 10.0))
-    "config key 'lr' must be >= 0 and <= 10, got nan"
+    >>> str(OutOfRange("train.lr", float("nan"), 0.0, 10.0))
+    "config key 'train.lr' must be >= 0 and <= 10, got nan"
     """
 
     def __init__(self, key: str, value: object, low: float, high: float, *, capped: bool = False,
@@ -203,7 +203,7 @@ class UnsafeUpdate(GuardError):
 
 
 class SecureAggregationConflict(ConfigError):
-    """``secure-aggregation = true`` with a setting that needs every single update (robust aggregation, the outlier
+    """``secagg.enabled = true`` with a setting that needs every single update (robust aggregation, the outlier
     filter) or a round of one client: refused at start, naming each setting and why."""
 
 

@@ -1,10 +1,10 @@
-"""A run's dataset, from its configuration: the one place ``data``, ``task``, ``split`` and ``timeline-questions``
-become a :class:`~shared.data.Dataset`.
+"""A run's dataset, from its configuration: the one place ``data.dir``, ``data.task``, ``data.split`` and
+``data.timeline-questions`` become a :class:`~shared.data.Dataset`.
 
-``data`` names a LaMP-format directory (:func:`shared.data.load_split` with the configured split; ``split =
-"timeline"`` builds the time-based split). Empty ``data`` means synthetic users (``synthetic-users`` of
-``synthetic-items`` items, seeded by ``seed``: :func:`shared.synthetic.write_synthetic`), written under the folder
-the caller names; a caller that names none (a federated node, whose data is its own) gets a
+``data.dir`` names a LaMP-format directory (:func:`shared.data.load_split` with the configured split; ``data.split =
+"timeline"`` builds the time-based split). Empty ``data.dir`` means synthetic users (``data.synthetic-users`` of
+``data.synthetic-items`` items, seeded by ``run.seed``: :func:`shared.synthetic.write_synthetic`), written under the
+folder the caller names; a caller that names none (a federated node, whose data is its own) gets a
 :class:`~shared.errors.ConfigError`.
 
 Used by ``fedhydra run`` and ``simulate`` (:mod:`simulations.cli`, :mod:`simulations.federated`) and by the
@@ -13,7 +13,8 @@ federated node (:func:`client.node.node_dataset`).
 Example:
     >>> import tempfile
     >>> from shared.config import RunConfig, default_mapping
-    >>> cfg = RunConfig.from_mapping({**default_mapping(), "data": "", "task": "LaMP-3", "synthetic-users": 3})
+    >>> cfg = RunConfig.from_mapping({**default_mapping(), "data.dir": "", "data.task": "LaMP-3",
+    ...                               "data.synthetic-users": 3})
     >>> dataset, folder = load_run_data(cfg, synthetic_dir=Path(tempfile.mkdtemp()) / "data")
     >>> len(dataset.users()), folder.name
     (3, 'data')
@@ -34,7 +35,7 @@ def load_run_data(cfg: RunConfig, *, synthetic_dir: Path | None = None) -> tuple
     """The configured dataset and the folder it was read from (see the module docstring).
 
     Raises:
-        ConfigError: ``data`` is empty and no ``synthetic_dir`` is given.
+        ConfigError: ``data.dir`` is empty and no ``synthetic_dir`` is given.
         DataFormatError: the files do not follow the LaMP layout.
     """
     if cfg.data:

@@ -14,7 +14,7 @@ later question's gold is ever part of it (:func:`user_history`).
 A federation has one node per user that trains or answers: :func:`node_users` lists them in partition order
 (the node with ``partition-id`` i is the i-th) and :func:`node_count` is their number, computed from the
 configuration alone (the server's expectation) or from the split's sizes (the simulation's SuperNodes). Free
-training users (``free-train-users``) are training nodes after the others (:func:`is_free_train_node`).
+training users (``data.free-train-users``) are training nodes after the others (:func:`is_free_train_node`).
 
 Example:
     >>> from shared.synthetic import generate
@@ -67,7 +67,7 @@ def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol
     ``free_train_users`` more training users follow the first ``train_users`` (the test users come after them)."""
     groups = list(group_by_user(dataset.questions).items())
     if groups and offset >= len(groups):
-        raise ConfigError(f"user-offset is {offset}, the data has {len(groups)} users (offsets 0-{len(groups) - 1})")
+        raise ConfigError(f"data.user-offset is {offset}, the data has {len(groups)} users (offsets 0-{len(groups) - 1})")
     groups = groups[offset:] + groups[:offset]
     history = user_history
     if protocol == HISTORY_PROTOCOL:
@@ -117,7 +117,7 @@ def node_count(protocol: str, *, train_users: int, test_users: int, free_train_u
 
 
 def is_free_train_node(protocol: str, index: int, *, train_users: int, free_train_users: int) -> bool:
-    """Whether the node with partition ``index`` is a free training user's (``free-train-users``: after the first
+    """Whether the node with partition ``index`` is a free training user's (``data.free-train-users``: after the first
     ``train_users`` training nodes, before the test nodes; disjoint protocol only).
 
     >>> [is_free_train_node("disjoint", i, train_users=2, free_train_users=1) for i in range(4)]

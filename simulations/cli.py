@@ -37,14 +37,14 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm-timeout", type=bounded("llm-timeout"), default=60.0,
                    help="seconds per request (default 60)")
     g.add_argument("--llm-concurrency", type=bounded("llm-concurrency"), default=None,
-                   help="most requests in flight (default: llm-concurrency of pyproject's [tool.flwr.app.config])")
+                   help="most requests in flight (default: llm.concurrency of pyproject's [tool.flwr.app.config])")
 
 
 def _concurrency(args: argparse.Namespace) -> int:
-    """``--llm-concurrency``, else the configured ``llm-concurrency``."""
+    """``--llm-concurrency``, else the configured ``llm.concurrency``."""
     from shared.config import default_mapping
 
-    value = args.llm_concurrency if args.llm_concurrency is not None else default_mapping()["llm-concurrency"]
+    value = args.llm_concurrency if args.llm_concurrency is not None else default_mapping()["llm.concurrency"]
     if not isinstance(value, int) or value < 1:
         raise FedHydraError(f"--llm-concurrency must be an integer >= 1, got {value!r}")
     return value
@@ -87,7 +87,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     from shared.config import default_mapping
 
-    q = args.timeline_questions if args.timeline_questions is not None else default_mapping()["timeline-questions"]
+    q = args.timeline_questions if args.timeline_questions is not None else default_mapping()["data.timeline-questions"]
     dataset = load_split(args.data, task, args.split, timeline_questions=q)
     if dataset.questions and not dataset.golds:
         raise DataFormatError(args.data, "no *_outputs.json with the golds beside the questions (baseline scores "
@@ -121,13 +121,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def _mapping(args: argparse.Namespace) -> dict:
-    """pyproject's [tool.flwr.app.config], then --run-config, then the explicit flags (kebab-case keys)."""
+    """pyproject's [tool.flwr.app.config], then --run-config, then the explicit flags (dotted keys)."""
     from shared.config import default_mapping, parse_overrides
 
     mapping = {**default_mapping(), **parse_overrides(args.run_config or "")}
-    for flag, key in (("data", "data"), ("task", "task"), ("split", "split"), ("train_users", "train-users"),
-                      ("test_users", "test-users"), ("protocol", "protocol"), ("seed", "seed"),
-                      ("llm_url", "llm-url"), ("llm_model", "llm-model"), ("num_rounds", "num-rounds")):
+    for flag, key in (("data", "data.dir"), ("task", "data.task"), ("split", "data.split"),
+                      ("train_users", "data.train-users"), ("test_users", "data.test-users"),
+                      ("protocol", "data.protocol"), ("seed", "run.seed"), ("llm_url", "llm.url"),
+                      ("llm_model", "llm.model"), ("num_rounds", "federation.num-rounds")):
         value = getattr(args, flag, None)
         if value is not None:
             mapping[key] = str(value) if flag == "data" else value
@@ -170,10 +171,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from shared.config import RunConfig
     from simulations.federated import simulate
 
-    mapping = _mapping(args)
-    RunConfig.from_mapping(mapping)  # validates flags and overrides before anything starts
+    cfg = RunConfig.from_mapping(_mapping(args))  # validates flags and overrides before anything starts
     _check_llm_cache(args.llm_cache)
-    summary = simulate(mapping, args.out, llm_cache=args.llm_cache,
+    summary = simulate(cfg, args.out, llm_cache=args.llm_cache,
                        progress=lambda s: print(s, file=sys.stderr, flush=True), ray_address=args.ray_address,
                        client_cpus=args.client_cpus if args.client_cpus is not None else 2)
     print(summary.get("round_table", ""))
@@ -282,7 +282,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", choices=["disjoint", "history"], help="user protocol (see pyproject)")
     p.add_argument("--seed", type=int)
     p.add_argument("--run-config", type=text,
-                   help='more settings, e.g. "n-samples=4 epochs=2" (keys of [tool.flwr.app.config])')
+                   help='more settings, e.g. "pool.n-samples=4 train.epochs=2" (keys of [tool.flwr.app.config])')
     p.add_argument("--out", type=out_path, required=True, help="output directory")
     p.add_argument("--llm-url", type=text, help="OpenAI-compatible base URL (default: env, else the embedded server)")
     p.add_argument("--llm-model", type=text, help="model name for that endpoint")
@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable)")
     p.add_argument("--timeline-questions", type=bounded("timeline-questions"), default=None,
                    help="with --split timeline: the last this many reviews of each user are questions "
-                        "(default: timeline-questions of the config)")
+                        "(default: data.timeline-questions of the config)")
     p.add_argument("--k", type=bounded("k"), action="append",
                    help="records in the RAG prompt (repeatable; default 4)")
     p.add_argument("--style", default="turns", choices=["turns", "inline"], help="RAG prompt style")
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the seeded initial base")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 quantized encoders")
     p.add_argument("--run-config", type=text,
-                   help="model settings, e.g. \"lora-rank=8\" (must match the checkpoint)")
+                   help="model settings, e.g. \"model.lora-rank=8\" (must match the checkpoint)")
     p.add_argument("--out", type=out_path, required=True, help="bundle directory")
     p.set_defaults(func=cmd_export)
 

@@ -14,8 +14,9 @@ import shutil
 import sqlite3
 import time
 import tomllib
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 from shared.config import RunConfig
 from shared.data import Dataset
@@ -247,12 +248,13 @@ def app_copy(out: Path, client_app: str) -> Path:
     return app
 
 
-def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLMConfig | None = None,
+def simulate(cfg: RunConfig, out_dir: str | Path, *, llm_config: LLMConfig | None = None,
              llm_cache: str | Path | None = None, progress: Callable[[str], None] = print,
              ray_address: str | None = None, client_cpus: int = 2) -> dict:
-    """Run the whole federated simulation and gather its results (see the module docstring).
+    """Run the whole federated simulation of the run config ``cfg`` (validated at the entry point) and gather its
+    results (see the module docstring).
 
-    The LLM is ``llm_config``, else the run config's ``llm-url`` (and ``llm-model``), else what
+    The LLM is ``llm_config``, else the run config's ``llm.url`` (and ``llm.model``), else what
     :func:`shared.llm.resolver.resolve_llm` finds (an embedded server started here stops when the run ends).
     ``llm_cache`` is the response cache every client uses (default: ``FEDHYDRA_LLM_CACHE``, else
     ``$FEDHYDRA_HOME/llm-cache.sqlite``). ``ray_address`` (``HOST:PORT`` of a running Ray cluster's head) runs the
@@ -263,17 +265,14 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
     from shared.llm.resolver import resolve_llm
 
     out = Path(out_dir).resolve()
-    values = dict(mapping)
-    cfg = RunConfig.from_mapping(values)
     with checked_inputs(cfg) as inputs:  # a refused config or data leaves ``out`` as it was
         out.mkdir(parents=True, exist_ok=True)
         clear_results(out)
         folder = inputs.place(out)
     dataset = inputs.dataset
-    values["data"] = str(folder.resolve())
     store_dir = Path(cfg.store_dir).resolve() if cfg.store_dir else out / "clients"
-    values.update({"store-dir": str(store_dir), "out-dir": str(out / "server")})
-    cfg = RunConfig.from_mapping(values)
+    cfg = replace(cfg, data=str(folder.resolve()), store_dir=str(store_dir),
+                  federation=replace(cfg.federation, out_dir=str(out / "server")))
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
                               offset=cfg.user_offset, free_train_users=cfg.free_train_users)
     n_nodes = node_count(cfg.protocol, train_users=len(train), test_users=len(test))  # len(train) counts the free
@@ -285,11 +284,11 @@ def simulate(mapping: Mapping[str, Any], out_dir: str | Path, *, llm_config: LLM
     with resolve_llm(llm_config, url=cfg.llm_url or None, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
                      concurrency=cfg.llm_concurrency, cache_path=str(cache) if llm_cache else None) as endpoint:
         llm = endpoint.config
-        values.update({"llm-url": llm.base_url, "llm-model": llm.model})
         config_file = out / "run_config.toml"
         import tomli_w
 
-        atomic_write_text(config_file, tomli_w.dumps(values))
+        sent = replace(cfg, llm_url=llm.base_url, llm_model=llm.model)  # the clients' LLM, as this process resolved it
+        atomic_write_text(config_file, tomli_w.dumps(sent.to_mapping()))
         progress(f"federation: {len(train)} training + {len(test)} test clients, {cfg.federation.num_rounds} rounds, "
                  f"strategy {cfg.federation.strategy}; LLM {llm.base_url}")
         with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes, num_cpus_per_client=client_cpus,

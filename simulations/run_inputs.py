@@ -2,15 +2,15 @@
 nothing left behind.
 
 :func:`checked_inputs` builds the run config's dataset and checks the user split it asks for (training, test and
-free users, the offset) against the users the data has. Synthetic users (empty ``data``) are generated in a
+free users, the offset) against the users the data has. Synthetic users (empty ``data.dir``) are generated in a
 temporary folder first; :meth:`RunInputs.place` moves them to ``<out>/data`` once every check passed. A refusal
 (:class:`~shared.errors.ConfigError`, :class:`~shared.errors.DataFormatError`) leaves the output folder as it was.
 
 Example:
     >>> import tempfile
     >>> from shared.config import RunConfig, default_mapping
-    >>> cfg = RunConfig.from_mapping({**default_mapping(), "data": "", "task": "LaMP-3", "synthetic-users": 4,
-    ...                               "train-users": 2, "test-users": 1})
+    >>> cfg = RunConfig.from_mapping({**default_mapping(), "data.dir": "", "data.task": "LaMP-3",
+    ...                               "data.synthetic-users": 4, "data.train-users": 2, "data.test-users": 1})
     >>> out = Path(tempfile.mkdtemp())
     >>> with checked_inputs(cfg) as inputs:
     ...     before = list(out.iterdir())

@@ -5,7 +5,7 @@ non-LLM answer must be before HYDRA leaves that answer. It is chosen on training
 
 1. the training users are split into ``folds`` groups (a seeded shuffle);
 2. for each group, a fresh base (the run's initial state, its encoder without LoRA) learns the editor and the
-   trunks and shared heads from the *other* groups' examples (``head-epochs`` cheap epochs on frozen embeddings);
+   trunks and shared heads from the *other* groups' examples (``train.head-epochs`` cheap epochs on frozen embeddings);
 3. each held-out user plays a new user: their adapter examples are split in two halves; a personal head fitted
    (base frozen, as on a device) on one half scores the other, and the other way round; a user with a single
    example is scored by the fold's shared head; only examples whose baseline is a candidate count;
@@ -65,7 +65,7 @@ def fold_users(users: Sequence[str], folds: int, seed: int) -> list[list[str]]:
     [['c', 'a', 'b'], ['d', 'e']]
     """
     if folds < 2:
-        raise ConfigError(f"margin-folds: {folds}; cross-validation needs at least 2 folds (0 turns the margin off)")
+        raise ConfigError(f"pool.margin-folds: {folds}; cross-validation needs at least 2 folds (0 turns the margin off)")
     order = sorted(users)
     random.Random(f"margin:{seed}").shuffle(order)
     return [group for group in (order[i::folds] for i in range(folds)) if group]

@@ -61,7 +61,7 @@ class EpisodeConfig:
     seed: int = 0
     label_questions: bool = True
     """Whether real questions get record labels and LLM candidates; ``False``: they cost no call, like free
-    questions (a free training user's, see ``free-train-users``)."""
+    questions (a free training user's, see ``data.free-train-users``)."""
 
     def __post_init__(self) -> None:
         check_minimums(self, {"pseudo_questions": 0, "free_questions": 0, "rerank_m": 1, "label_records": 1,
@@ -69,9 +69,9 @@ class EpisodeConfig:
 
 
 def free_user_config(config: EpisodeConfig) -> EpisodeConfig:
-    """How a free training user's episodes are built (``free-train-users``; with no LLM client): their real questions
-    without record labels or LLM candidates, no pseudo-question that needs labels; the free questions that cost no
-    call stay. The centralized run and a federated free training node both use it.
+    """How a free training user's episodes are built (``data.free-train-users``; with no LLM client): their real
+    questions without record labels or LLM candidates, no pseudo-question that needs labels; the free questions that
+    cost no call stay. The centralized run and a federated free training node both use it.
 
     >>> c = free_user_config(EpisodeConfig(pseudo_questions=4, free_questions=6))
     >>> c.pseudo_questions, c.free_questions, c.label_questions

@@ -17,42 +17,19 @@ Example:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from shared.errors import ConfigError
 from shared.hydra.examples import RoleExample
 from shared.hydra.model import ROLES, HydraBase, PersonalHeads, pair_features
+from shared.hydra.settings import TrainConfig
 from shared.hydra.spec import HISTORY_ROLE
 from shared.hydra.tokenizer import TextTokenizer
 
-__all__ = ["TrainConfig", "Trainer", "cross_entropy"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimization settings of base training and head fitting."""
-
-    epochs: int = 3
-    head_epochs: int = 40
-    batch_size: int = 16
-    lr: float = 2e-3
-    lora_lr: float = 1e-3
-    train_lora: bool = True
-    fit_steps: int = 200
-    fit_lr: float = 0.05
-    head_l2: float = 0.05
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0 or self.head_epochs < 0 or self.batch_size < 1 or self.fit_steps < 0:
-            raise ConfigError("epochs, head_epochs and fit_steps must be >= 0 and batch_size >= 1")
-        if self.lr <= 0 or self.lora_lr <= 0 or self.fit_lr <= 0 or self.head_l2 < 0:
-            raise ConfigError("learning rates must be > 0 and head_l2 >= 0")
+__all__ = ["Trainer", "cross_entropy"]
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ none of them tests flags or names of its own: whether a method is a HYDRA varian
 
 | variant | reranker | adapter | heads | LLM answers asked per question |
 |---|---|---|---|---|
-| ``hydra`` | yes | yes | personal | greedy + ``n-samples`` samples |
+| ``hydra`` | yes | yes | personal | greedy + ``pool.n-samples`` samples |
 | ``hydra-no-margin`` | yes | yes, without the margin rule | personal | greedy + samples |
 | ``hydra-shared-head`` | yes | yes | shared | greedy + samples |
 | ``hydra-adapter`` | BM25 order | yes | personal | greedy + samples |

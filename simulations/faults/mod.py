@@ -19,8 +19,8 @@ to that node's training replies:
 
 Two more keys apply to every training node:
 
-- ``"dropout": f`` makes ``round(f * train-users)`` training partitions fail in every round (an error reply,
-  as Flower reports a ClientApp that died); which ones is drawn afresh each round from the run's ``seed`` and
+- ``"dropout": f`` makes ``round(f * data.train-users)`` training partitions fail in every round (an error reply,
+  as Flower reports a ClientApp that died); which ones is drawn afresh each round from the run's ``run.seed`` and
   the round (:func:`dropped_partitions`), so that everyone agrees without talking. A partition out of the last
   round is out of the margin query that follows it too (it is offline).
 - ``"kill-within-s": s`` bounds the delay of ``kill``.
@@ -124,8 +124,8 @@ def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
     server_round = int(config.get("server-round", 0)) if config is not None else 0
     dropout = float(faults.get("dropout", 0) or 0)
     if dropout and partition.isdigit():
-        n_train = int(ctx.run_config.get("train-users", 0))
-        if int(partition) in dropped_partitions(n_train, dropout, server_round, int(ctx.run_config.get("seed", 0))):
+        n_train = int(ctx.run_config.get("data.train-users", 0))
+        if int(partition) in dropped_partitions(n_train, dropout, server_round, int(ctx.run_config.get("run.seed", 0))):
             raise InjectedFault(f"partition {partition} dropped out of round {server_round}")
     if margin_query:  # the per-partition faults are those of training replies
         return call_next(msg, ctx)

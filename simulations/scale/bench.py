@@ -1,7 +1,7 @@
 """One measured federation (issue 16): a real Flower simulation of training rounds, probed, and what it cost.
 
-:func:`run_federation` runs ``num-rounds`` rounds of the real server and client code on a local SuperLink (or on
-an existing Ray cluster, ``ray_address``) with the probed ClientApp (:mod:`simulations.scale.client_app`), samples
+:func:`run_federation` runs ``federation.num-rounds`` rounds of the real server and client code on a local SuperLink (or
+on an existing Ray cluster, ``ray_address``) with the probed ClientApp (:mod:`simulations.scale.client_app`), samples
 the memory of every process of the run (:class:`simulations.scale.memory.TreeMemory`) and returns what
 :func:`analyze` makes of the server's ``rounds.jsonl`` and the clients' probe lines:
 
@@ -16,7 +16,7 @@ the memory of every process of the run (:class:`simulations.scale.memory.TreeMem
 - the run's start-up until the first round (Flower, Ray and the discovery of every node's role), the node-role
   discovery messages, the peak memory of every process and of the whole run, and the disk of the clients' stores.
 
-The LLM is whatever ``llm-url`` says; the scale scripts point it at :class:`shared.llm.stub.StubEndpoint` (a
+The LLM is whatever ``llm.url`` says; the scale scripts point it at :class:`shared.llm.stub.StubEndpoint` (a
 deterministic stub, not a language model), and every table they print says so.
 """
 
@@ -153,11 +153,11 @@ def run_federation(mapping: Mapping[str, Any], out: Path, *, ray_address: str | 
                    extra_roots: list[int] | None = None) -> dict[str, Any]:
     """Run the federation of ``mapping`` (a complete run config) in ``out`` and measure it (module docstring).
 
-    ``mapping`` must name ``store-dir`` and ``llm-url``; ``out/server`` gets the server's files, ``out/probe`` the
-    probe lines. ``ray_address`` attaches Flower's simulation engine to that Ray cluster (``RAY_ADDRESS`` in the
-    environment of the simulation process) instead of a Ray instance of its own; ``client_cpus`` is each
-    ClientApp's CPU share (``client-resources-num-cpus``), so ``cluster CPUs / client_cpus`` ClientApps run at once.
-    ``extra_roots``: more process trees whose memory counts (a Ray cluster started outside the run).
+    ``mapping`` must name ``device.store-dir`` and ``llm.url``; ``out/server`` gets the server's files, ``out/probe``
+    the probe lines. ``ray_address`` attaches Flower's simulation engine to that Ray cluster (``RAY_ADDRESS`` in the
+    environment of the simulation process) instead of a Ray instance of its own; ``client_cpus`` is each ClientApp's CPU
+    share (``client-resources-num-cpus``), so ``cluster CPUs / client_cpus`` ClientApps run at once. ``extra_roots``:
+    more process trees whose memory counts (a Ray cluster started outside the run).
     """
     import tomli_w
 
@@ -165,14 +165,14 @@ def run_federation(mapping: Mapping[str, Any], out: Path, *, ray_address: str | 
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    values = {**mapping, "out-dir": str(out / "server")}
+    values = {**mapping, "run.out-dir": str(out / "server")}
     for stale in ("probe",):
         for f in (out / stale).glob("*.jsonl") if (out / stale).is_dir() else []:
             f.unlink()
     config_file = out / "run_config.toml"
     atomic_write_text(config_file, tomli_w.dumps(values))
-    n_nodes = node_count(values["protocol"], train_users=int(values["train-users"]),
-                         test_users=int(values["test-users"]), free_train_users=int(values.get("free-train-users", 0)))
+    n_nodes = node_count(values["data.protocol"], train_users=int(values["data.train-users"]),
+                         test_users=int(values["data.test-users"]), free_train_users=int(values.get("data.free-train-users", 0)))
     link_env = {"FEDHYDRA_PROBE_DIR": str(out / "probe"), **(env or {})}
     if ray_address:
         link_env["RAY_ADDRESS"] = ray_address

@@ -12,7 +12,8 @@ from client.device import PERSONAL, BundleInvalid, DeviceModels, fit_head
 from shared.hydra.examples import RoleExample
 from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.spec import N_EXTRA, ROLES
-from shared.hydra.train import TrainConfig, Trainer
+from shared.hydra.settings import TrainConfig
+from shared.hydra.train import Trainer
 
 TEXTS = ["I love my new coffee maker", "the battery died after two days", "great story, weak ending",
          "shipping was fast and the box was nice", "would not buy again", "my kids play this game every day",

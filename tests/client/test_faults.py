@@ -36,7 +36,7 @@ def train_message(server_round: int) -> Message:
 
 def context(partition: int) -> Context:
     return Context(run_id=1, node_id=1, node_config={"partition-id": partition}, state=RecordDict(),
-                   run_config={"train-users": 3, "seed": 0})
+                   run_config={"data.train-users": 3, "run.seed": 0})
 
 
 def trained(msg: Message, ctx: Context) -> Message:

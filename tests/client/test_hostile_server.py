@@ -32,9 +32,9 @@ UNSAFE_BASE, DIVERGED, CONFIG = 101, 102, 106
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 TASK = "LaMP-3"
-SMALL = {"task": TASK, "train-users": 1, "test-users": 1, "pseudo-questions": 2, "free-questions": 2,
-         "n-samples": 1, "label-records": 2, "local-epochs": 1, "local-head-epochs": 2, "seed": 0, "split": "synthetic",
-         "llm-model": "stub"}
+SMALL = {"data.task": TASK, "data.train-users": 1, "data.test-users": 1, "pool.pseudo-questions": 2, "pool.free-questions": 2,
+         "pool.n-samples": 1, "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0, "data.split": "synthetic",
+         "llm.model": "stub"}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,8 @@ def device(tmp_path):
     ``tmp_path/store``."""
     data = write_synthetic(tmp_path / "data", TASK, n_users=2, items_per_user=10, seed=0)
     with StubEndpoint(delay_s=0.0) as stub:
-        yield {**default_mapping(), **SMALL, "data": str(data), "store-dir": str(tmp_path / "store"),
-               "llm-url": stub.url}
+        yield {**default_mapping(), **SMALL, "data.dir": str(data), "device.store-dir": str(tmp_path / "store"),
+               "llm.url": stub.url}
 
 
 def send(run_config: dict, partition: int, message_type: str, arrays: dict, **config) -> Message:
@@ -124,7 +124,7 @@ def hostile_bases(base: dict[str, np.ndarray]) -> dict[str, tuple[dict, str]]:
 def test_bad_bases_are_refused_and_the_store_is_unchanged_byte_for_byte(device, initial, caplog):
     reply = send(device, 0, MessageType.TRAIN, initial)  # a good first round: history, episodes, heads, reference
     assert not reply.has_error() and reply.content["metrics"]["num-examples"] > 0
-    store = Path(device["store-dir"])
+    store = Path(device["device.store-dir"])
     user = next(p for p in store.iterdir() if (p / "meta.json").exists())
     assert {"store.sqlite", "heads.safetensors", "accepted_base.json"} <= set(snapshot(user))
     before = snapshot(store)
@@ -146,7 +146,7 @@ def test_bad_bases_are_refused_and_the_store_is_unchanged_byte_for_byte(device, 
 
 
 def test_a_test_user_refuses_a_bad_base_before_its_store_or_a_bundle_exists(device, initial, caplog):
-    store = Path(device["store-dir"])
+    store = Path(device["device.store-dir"])
     caplog.set_level(logging.WARNING, logger="client.guard")
     for name, (arrays, reason) in hostile_bases(initial).items():
         if name == "scaled x20":  # plausible to a device that never accepted a base (norm 140 < 1e3)
@@ -162,14 +162,14 @@ def test_a_round_that_diverges_keeps_the_last_good_heads(device, initial):
     """A server that asks for an infinite proximal term (or sets a learning rate that blows training up) makes the
     round's training diverge: the stored heads stay as they were and the client sends nothing."""
     assert not send(device, 0, MessageType.TRAIN, initial).has_error()
-    store = Path(device["store-dir"])
+    store = Path(device["device.store-dir"])
     before = snapshot(store)
     # an infinite proximal term or learning rate is refused before training (outside the keys' ranges) ...
     refused(send(device, 0, MessageType.TRAIN, initial, **{"proximal-mu": float("inf")}), CONFIG)
-    refused(send({**device, "lr": 1e30, "lora-lr": 1e30}, 0, MessageType.TRAIN, initial), CONFIG)
+    refused(send({**device, "train.lr": 1e30, "train.lora-lr": 1e30}, 0, MessageType.TRAIN, initial), CONFIG)
     assert snapshot(store) == before
     # ... and the largest ones the ranges allow still cannot damage the store: the round diverges, nothing is kept
-    reply = send({**device, "lr": 10.0, "lora-lr": 10.0, "fit-lr": 10.0}, 0, MessageType.TRAIN, initial,
+    reply = send({**device, "train.lr": 10.0, "train.lora-lr": 10.0, "train.fit-lr": 10.0}, 0, MessageType.TRAIN, initial,
                  **{"proximal-mu": 1000.0})
     if reply.has_error():
         refused(reply, DIVERGED)
@@ -221,7 +221,7 @@ def test_a_same_as_layout_is_refused_before_it_costs_memory(device, initial):
 def test_a_server_anchor_never_becomes_a_path_and_a_nan_margin_is_refused(device, initial, tmp_path):
     """Probe 2: the final evaluation's anchor and margin are checked before any use: an anchor outside the task's
     anchors, a NaN, negative or too large margin is refused, and no bundle is written anywhere."""
-    store = Path(device["store-dir"])
+    store = Path(device["device.store-dir"])
     for config in ({"anchor": "x/../../../escaped", "margin": 0.1}, {"margin": float("nan")}, {"margin": -0.5},
                    {"margin": 7.0}, {"margin": "0.1"}, {"anchor": "baseline/.."}):
         refused(send(device, 1, MessageType.EVALUATE, initial, **config), CONFIG)
@@ -239,8 +239,8 @@ def test_a_device_keeps_at_most_the_current_and_the_previous_bundle(device, init
     from client.node import device_bundle
     from shared.config import RunConfig
 
-    cfg = RunConfig.from_mapping({**device, "device-quantized": False}, complete=True)
-    bundles = Path(device["store-dir"]) / "bundles"
+    cfg = RunConfig.from_mapping({**device, "device.quantized": False}, complete=True)
+    bundles = Path(device["device.store-dir"]) / "bundles"
     made = [device_bundle(initial, cfg, margin=margin) for margin in (0.0, 0.1)]
     stale = bundles / ".0123456789abcdef-killed"
     stale.mkdir()
@@ -251,16 +251,16 @@ def test_a_device_keeps_at_most_the_current_and_the_previous_bundle(device, init
     assert all((p / "bundle.json").exists() for p in made[1:])
 
 
-@pytest.mark.parametrize("key,value", [("local-epochs", 1e9), ("epochs", 1e9), ("fit-steps", 1e9),
-                                       ("lora-rank", 1e6), ("n-samples", 1e6), ("max-query-tokens", 1e6),
-                                       ("llm-calls-per-user", 1e9), ("lr", float("nan"))])
+@pytest.mark.parametrize("key,value", [("federation.local-epochs", 1e9), ("train.epochs", 1e9), ("train.fit-steps", 1e9),
+                                       ("model.lora-rank", 1e6), ("pool.n-samples", 1e6), ("model.max-query-tokens", 1e6),
+                                       ("llm.calls-per-user", 1e9), ("train.lr", float("nan"))])
 def test_a_run_config_beyond_its_range_is_refused_before_the_device_does_anything(device, initial, key, value, caplog):
     """Probe 4: what a run may ask of a device is bounded; the reply names no bound (a fixed reason), the device's log
     names the key and the bound."""
     caplog.set_level(logging.WARNING, logger="client.replies")
     refused(send({**device, key: value}, 0, MessageType.TRAIN, initial), CONFIG)
     assert f"config key {key!r} must be >= " in caplog.text
-    assert not Path(device["store-dir"]).exists() or snapshot(Path(device["store-dir"])) == {}
+    assert not Path(device["device.store-dir"]).exists() or snapshot(Path(device["device.store-dir"])) == {}
 
 
 def test_a_device_caps_what_a_run_may_ask_through_its_node_config(device, initial, caplog):
@@ -270,8 +270,8 @@ def test_a_device_caps_what_a_run_may_ask_through_its_node_config(device, initia
     content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in initial.items()}),
                           "config": ConfigRecord({"server-round": 1})})
     msg = Message(content=content, dst_node_id=1, message_type=MessageType.TRAIN)
-    refused(app(msg, _ctx({**device, "local-epochs": 2}, 0, {"cap-local-epochs": 1})), CONFIG)
+    refused(app(msg, _ctx({**device, "federation.local-epochs": 2}, 0, {"cap-federation.local-epochs": 1})), CONFIG)
     assert "must be >= 1 and <= 1 (capped by this device's node config), got 2" in caplog.text
-    with pytest.raises(Exception, match="'cap-local-epochs'|'local-epochs'"):
+    with pytest.raises(Exception, match="'cap-federation.local-epochs'|'federation.local-epochs'"):
         from shared.config import node_caps
-        node_caps({"cap-local-epochs": 1e9})
+        node_caps({"cap-federation.local-epochs": 1e9})

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.slow
 def cfg(tmp_path_factory) -> RunConfig:
     tmp = tmp_path_factory.mktemp("node")
     data = write_synthetic(tmp / "data", "LaMP-3", n_users=4, items_per_user=10, questions_per_user=3)
-    return RunConfig.from_mapping({**default_mapping(), "task": "LaMP-3", "data": str(data), "train-users": 2,
-                                   "free-train-users": 1, "test-users": 1, "store-dir": str(tmp / "clients"),
-                                   "free-questions": 4, "fit-steps": 20})
+    return RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-3", "data.dir": str(data), "data.train-users": 2,
+                                   "data.free-train-users": 1, "data.test-users": 1, "device.store-dir": str(tmp / "clients"),
+                                   "pool.free-questions": 4, "train.fit-steps": 20})
 
 
 def test_free_training_nodes_follow_the_paid_ones_and_build_their_episodes_as_the_centralized_run(cfg):
@@ -81,7 +81,7 @@ def test_a_training_nodes_margin_reply_is_counts_and_sums_only_and_leaves_its_mo
 
 
 def test_a_training_round_uses_at_most_local_episodes_of_the_users_episodes(cfg):
-    """`local-episodes` caps a round's work: the reply weighs only the examples of the episodes drawn."""
+    """`federation.local-episodes` caps a round's work: the reply weighs only the examples of the episodes drawn."""
     from shared.hydra.model import ROLES, initial_shared_state
     from shared.llm.client import LLMClient, LLMConfig
     from shared.protocol import WEIGHT_KEY

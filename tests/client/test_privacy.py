@@ -50,8 +50,8 @@ def test_with_dp_a_client_clips_its_update_to_dp_clip_before_it_leaves():
 def run_config(tmp_path):
     data = write_synthetic(tmp_path / "data", TASK, n_users=2, items_per_user=10, seed=0)
     with StubEndpoint(delay_s=0.0) as stub:
-        yield {**default_mapping(), **SMALL, "data": str(data), "store-dir": str(tmp_path / "store"),
-               "llm-url": stub.url}
+        yield {**default_mapping(), **SMALL, "data.dir": str(data), "device.store-dir": str(tmp_path / "store"),
+               "llm.url": stub.url}
 
 
 def test_the_tensors_a_client_did_not_train_come_back_byte_for_byte(run_config):
@@ -86,9 +86,9 @@ def test_a_devices_node_config_pins_its_llm_endpoint_over_the_run_configs(run_co
     prompts there and nowhere else; one that does not uses the run config's, even over its FEDHYDRA_LLM_BASE_URL."""
     from client.client_app import _node
 
-    mine = run_config["llm-url"]
-    operators = {**run_config, "llm-url": "http://203.0.113.9:8080/v1"}
-    ctx = Context(run_id=1, node_id=1, node_config={"partition-id": 0, "llm-url": mine}, state=RecordDict(),
+    mine = run_config["llm.url"]
+    operators = {**run_config, "llm.url": "http://203.0.113.9:8080/v1"}
+    ctx = Context(run_id=1, node_id=1, node_config={"partition-id": 0, "llm.url": mine}, state=RecordDict(),
                   run_config=operators)
     assert _node(ctx).llm.config.base_url.rstrip("/") == mine.rstrip("/")
     monkeypatch.setenv("FEDHYDRA_LLM_BASE_URL", mine)
@@ -150,7 +150,7 @@ def test_an_error_reply_carries_a_code_and_a_fixed_reason_and_the_audit_records_
     monkeypatch.setenv("FEDHYDRA_AUDIT_DIR", str(audit))
     caplog.set_level(logging.WARNING, logger="client.replies")
     initial = initial_shared_state(ModelConfig(), 0)
-    store = Path(run_config["store-dir"])
+    store = Path(run_config["device.store-dir"])
 
     wrong_role = send(run_config, 1, MessageType.TRAIN, initial)  # partition 1: the test user
     assert wrong_role.has_error()

@@ -29,34 +29,34 @@ def test_checkpoints_resume_from_the_newest_readable_round(tmp_path):
 
 
 def test_server_resumes_only_when_asked(tmp_path):
-    c = cfg(**{"out-dir": str(tmp_path), "resume": True})
+    c = cfg(**{"run.out-dir": str(tmp_path), "run.resume": True})
     done, fresh = starting_point(c)
     assert done == 0 and all(k.startswith("base.") for k in fresh)
     save_checkpoint(tmp_path / "checkpoints", 4, fresh, model=c.model, task=c.task)
     assert starting_point(c)[0] == 4
-    assert starting_point(cfg(**{"out-dir": str(tmp_path), "resume": False}))[0] == 0
-    _, again = starting_point(cfg(**{"out-dir": str(tmp_path / "x")}))
+    assert starting_point(cfg(**{"run.out-dir": str(tmp_path), "run.resume": False}))[0] == 0
+    _, again = starting_point(cfg(**{"run.out-dir": str(tmp_path / "x")}))
     assert all(np.array_equal(fresh[k], again[k]) for k in fresh)  # seeded: the same initial base every time
 
 
 @pytest.mark.parametrize("name,kind", [("fedavg", FedAvg), ("fedprox", FedProx), ("fedadam", FedAdam),
                                        ("fedtrimmedavg", FedTrimmedAvg)])
 def test_strategy_by_config(name, kind):
-    strategy, accountant = build_strategy(cfg(strategy=name).federation, n_train=10)
+    strategy, accountant = build_strategy(cfg(**{"federation.strategy": name}).federation, n_train=10)
     assert type(strategy) is kind and accountant is None
 
 
 def test_the_server_builds_exactly_the_strategies_the_config_accepts():
     assert list(BUILDERS) == list(STRATEGIES)  # one registry of names (shared.config), one builder per name (server)
     for name in STRATEGIES:
-        strategy, _ = build_strategy(cfg(strategy=name).federation, n_train=10)
+        strategy, _ = build_strategy(cfg(**{"federation.strategy": name}).federation, n_train=10)
         assert type(strategy).__name__.lower() == name
-    with pytest.raises(ConfigError, match="'strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg"):
-        cfg(strategy="fedsum")
+    with pytest.raises(ConfigError, match="'federation.strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg"):
+        cfg(**{"federation.strategy": "fedsum"})
 
 
 def test_differential_privacy_wraps_the_strategy():
-    c = cfg(**{"dp-noise": 1.0, "dp-clip": 0.5, "fraction-train": 0.5})
+    c = cfg(**{"dp.noise": 1.0, "dp.clip": 0.5, "federation.fraction-train": 0.5})
     strategy, _ = build_strategy(c.federation, n_train=10)
     assert isinstance(strategy, DifferentialPrivacyClientSideFixedClipping)
     assert strategy.noise_multiplier == 1.0 and strategy.clipping_norm == 0.5 and strategy.num_sampled_clients == 5
@@ -88,7 +88,7 @@ def test_a_resumed_fedadam_run_continues_with_its_moments(tmp_path):
     from server.checkpoint import load_server_state, save_server_state, strategy_state
     from server.plan import restore_server_state
 
-    c = cfg(**{"strategy": "fedadam", "out-dir": str(tmp_path), "resume": True})
+    c = cfg(**{"federation.strategy": "fedadam", "run.out-dir": str(tmp_path), "run.resume": True})
     rng = np.random.default_rng(0)
     start = {"base.a": rng.normal(size=(2, 3)).astype(np.float32)}
     updates = [[{"base.a": start["base.a"] + rng.normal(size=(2, 3)).astype(np.float32)} for _ in range(2)]
@@ -112,7 +112,7 @@ def test_a_resumed_fedadam_run_continues_with_its_moments(tmp_path):
     (tmp_path / "checkpoints" / "round-0001.server-state.safetensors").unlink()
     assert load_server_state(tmp_path / "checkpoints", 1) is None
     assert not restore_server_state(c, 1, build_strategy(c.federation, n_train=2)[0])
-    assert restore_server_state(cfg(**{"out-dir": str(tmp_path)}), 1, build_strategy(cfg().federation, n_train=2)[0])
+    assert restore_server_state(cfg(**{"run.out-dir": str(tmp_path)}), 1, build_strategy(cfg().federation, n_train=2)[0])
 
 
 def test_a_server_state_file_holds_only_moments_of_shared_tensors(tmp_path):
@@ -127,7 +127,7 @@ def test_a_server_state_file_holds_only_moments_of_shared_tensors(tmp_path):
 
 def test_a_resume_whose_checkpoints_all_fail_to_load_is_refused_not_started_from_round_0(tmp_path, caplog):
     # issue 28: latest_checkpoint skipped every damaged file and starting_point then began at round 0 over them
-    c = cfg(**{"out-dir": str(tmp_path), "resume": True})
+    c = cfg(**{"run.out-dir": str(tmp_path), "run.resume": True})
     folder = tmp_path / "checkpoints"
     _, fresh = starting_point(c)
     for rnd in (1, 2):
@@ -143,5 +143,5 @@ def test_a_resume_whose_checkpoints_all_fail_to_load_is_refused_not_started_from
     assert "round-0002.safetensors" in message and "resume = false" in message
     assert sorted(p.name for p in folder.iterdir()) == ["round-0001.safetensors", "round-0002.safetensors"]  # kept
     assert latest_checkpoint(folder, model=c.model) is None  # not strict: still "none" for other callers
-    assert starting_point(cfg(**{"out-dir": str(tmp_path), "resume": False}))[0] == 0  # afresh, as the message says
+    assert starting_point(cfg(**{"run.out-dir": str(tmp_path), "run.resume": False}))[0] == 0  # afresh, as the message says
     assert "round-0002.safetensors cannot be read" in caplog.text  # each skipped file is named in a warning

@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LINK = "fedhydra-deploy"
 RUN_TIMEOUT_S = 1500.0  # 2 slow cores, possibly shared with other jobs
-SMALL = {"task": "LaMP-7", "synthetic-users": 2, "synthetic-items": 8, "train-users": 2, "test-users": 0,
-         "num-rounds": 1, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2, "epochs": 1,
-         "local-epochs": 1, "min-train-nodes": 2, "seed": 0}
+SMALL = {"data.task": "LaMP-7", "data.synthetic-users": 2, "data.synthetic-items": 8, "data.train-users": 2, "data.test-users": 0,
+         "federation.num-rounds": 1, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2, "train.epochs": 1,
+         "federation.local-epochs": 1, "federation.min-train-nodes": 2, "run.seed": 0}
 
 
 def _make_certs():
@@ -127,10 +127,10 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
     tls = certs.make_ca_and_server(tmp_path / "keys", ["127.0.0.1", "localhost"])
     keys = {name: certs.make_supernode_key(tmp_path / "keys" / "supernodes", name) for name in ("n0", "n1", "rogue")}
 
-    data = write_synthetic(tmp_path / "data", SMALL["task"], n_users=SMALL["synthetic-users"],
-                           items_per_user=SMALL["synthetic-items"], seed=SMALL["seed"])
-    train, _ = split_users(load_split(data, SMALL["task"]), train_users=SMALL["train-users"],
-                           test_users=SMALL["test-users"])
+    data = write_synthetic(tmp_path / "data.dir", SMALL["data.task"], n_users=SMALL["data.synthetic-users"],
+                           items_per_user=SMALL["data.synthetic-items"], seed=SMALL["run.seed"])
+    train, _ = split_users(load_split(data, SMALL["data.task"]), train_users=SMALL["data.train-users"],
+                           test_users=SMALL["data.test-users"])
 
     def env_for(role: str) -> dict[str, str]:
         """Each process its own FLWR_HOME and FEDHYDRA_HOME, as on separate machines."""
@@ -152,16 +152,16 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
         f'root-certificates = "{tls["ca"]}"\n')
     run_config = tmp_path / "run_config.toml"
     out_dir = tmp_path / "server" / "out"
-    run_config.write_text(tomli_w.dumps({**SMALL, "out-dir": str(out_dir), "llm-url": llm_server.url,
-                                         "llm-model": "smollm2-135m-instruct"}))
+    run_config.write_text(tomli_w.dumps({**SMALL, "run.out-dir": str(out_dir), "llm.url": llm_server.url,
+                                         "llm.model": "smollm2-135m-instruct"}))
     # node 0 finds its user by partition-id (inline node config), node 1 by user-id + role (a TOML file, which also
-    # names its LLM endpoint: node config overrides the run config's data, store-dir and llm-url)
+    # names its LLM endpoint: node config overrides the run config's data.dir, device.store-dir and llm.url)
     stores = {name: tmp_path / name / "store" for name in ("n0", "n1")}
     node1_config = tmp_path / "n1" / "node_config.toml"
     node1_config.parent.mkdir(parents=True, exist_ok=True)
-    node1_config.write_text(tomli_w.dumps({"user-id": train[1].user_id, "role": "train", "data": str(data),
-                                           "store-dir": str(stores["n1"]), "llm-url": llm_server.url}))
-    node_configs = {"n0": f"partition-id=0 data='{data}' store-dir='{stores['n0']}'", "n1": str(node1_config)}
+    node1_config.write_text(tomli_w.dumps({"user-id": train[1].user_id, "role": "train", "data.dir": str(data),
+                                           "device.store-dir": str(stores["n1"]), "llm.url": llm_server.url}))
+    node_configs = {"n0": f"partition-id=0 data.dir='{data}' device.store-dir='{stores['n0']}'", "n1": str(node1_config)}
 
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -188,7 +188,7 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
         rogue = procs.start("rogue", [
             str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{port}", "--root-certificates", str(tls["ca"]),
             "--auth-supernode-private-key", str(keys["rogue"][0]), "--port", str(_free_port()),
-            "--max-retries", "2", "--max-wait-time", "60", "--node-config", f"partition-id=1 data='{data}'"],
+            "--max-retries", "2", "--max-wait-time", "60", "--node-config", f"partition-id=1 data.dir='{data}'"],
             env_for("rogue"))
         try:
             rogue.wait(timeout=180)
@@ -244,7 +244,7 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
             folders = [p.name for p in stores[name].iterdir() if p.is_dir()]
             assert folders == [user.user_id], (name, folders)
             assert (stores[name] / user.user_id / "heads.safetensors").is_file()
-            assert UserStore(stores[name], user.user_id, task=SMALL["task"]).has_episodes()
+            assert UserStore(stores[name], user.user_id, task=SMALL["data.task"]).has_episodes()
         for private in ("heads.safetensors", "store.sqlite", "episodes.jsonl", "history.json"):
             for server_side in ("server", "superlink", "operator"):
                 assert not list((tmp_path / server_side).rglob(private)), (server_side, private)

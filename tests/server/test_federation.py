@@ -80,7 +80,7 @@ def test_a_fresh_run_starts_the_round_log_anew_and_a_resumed_one_keeps_its_round
 def test_a_resumed_dp_run_gets_the_privacy_ledger_of_its_checkpoint(tmp_path):
     from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
-    cfg = RunConfig.from_mapping({**default_mapping(), "out-dir": str(tmp_path), "dp-noise": 1.0, "resume": True})
+    cfg = RunConfig.from_mapping({**default_mapping(), "run.out-dir": str(tmp_path), "dp.noise": 1.0, "run.resume": True})
     _, before = build_strategy(cfg.federation, n_train=4)
     before.compose(GaussianPrivacyEvent(noise_multiplier=1.0, sample_size=4, population_size=4), count=3)
     save_checkpoint(tmp_path / "checkpoints", 3, SENT, model=cfg.model, task=cfg.task,
@@ -142,27 +142,27 @@ def test_test_users_evaluate_every_n_rounds_and_always_after_the_last(tmp_path, 
 def test_eval_every_and_round_timeout_are_validated():
     from shared.config import ConfigError
 
-    cfg = RunConfig.from_mapping({**default_mapping(), "eval-every": 0, "round-timeout": 90.0})
+    cfg = RunConfig.from_mapping({**default_mapping(), "eval.every": 0, "federation.round-timeout": 90.0})
     assert cfg.federation.eval_every == 0 and cfg.federation.round_timeout == 90.0
-    with pytest.raises(ConfigError, match="eval-every"):
-        RunConfig.from_mapping({**default_mapping(), "eval-every": -1})
-    with pytest.raises(ConfigError, match="round-timeout"):
-        RunConfig.from_mapping({**default_mapping(), "round-timeout": 0.0})
+    with pytest.raises(ConfigError, match="eval.every"):
+        RunConfig.from_mapping({**default_mapping(), "eval.every": -1})
+    with pytest.raises(ConfigError, match="federation.round-timeout"):
+        RunConfig.from_mapping({**default_mapping(), "federation.round-timeout": 0.0})
 
 
 def test_local_head_epochs_default_to_the_runs_head_epochs_spread_over_its_rounds():
-    """A client's round trains trunk and heads for head-epochs / num-rounds (rounded up) unless set."""
+    """A client's round trains trunk and heads for train.head-epochs / federation.num-rounds (rounded up) unless set."""
     from shared.config import ConfigError
 
     def local(**kw):
         return RunConfig.from_mapping({**default_mapping(), **kw}).federation.local_head_epochs
 
-    assert local(**{"head-epochs": 40, "num-rounds": 2}) == 20
-    assert local(**{"head-epochs": 40, "num-rounds": 3}) == 14
-    assert local(**{"head-epochs": 40, "num-rounds": 3, "local-head-epochs": 5}) == 5
-    assert local(**{"head-epochs": 0, "num-rounds": 3}) == 0
-    with pytest.raises(ConfigError, match="local-head-epochs"):
-        local(**{"local-head-epochs": -1})
+    assert local(**{"train.head-epochs": 40, "federation.num-rounds": 2}) == 20
+    assert local(**{"train.head-epochs": 40, "federation.num-rounds": 3}) == 14
+    assert local(**{"train.head-epochs": 40, "federation.num-rounds": 3, "federation.local-head-epochs": 5}) == 5
+    assert local(**{"train.head-epochs": 0, "federation.num-rounds": 3}) == 0
+    with pytest.raises(ConfigError, match="federation.local-head-epochs"):
+        local(**{"federation.local-head-epochs": -1})
 
 
 def test_a_dp_run_weighs_evaluations_by_questions_although_updates_weigh_the_same(tmp_path):
@@ -171,8 +171,8 @@ def test_a_dp_run_weighs_evaluations_by_questions_although_updates_weigh_the_sam
     from server.federation import run_rounds
     from shared.protocol import DP_WEIGHT_KEY
 
-    cfg = RunConfig.from_mapping({**default_mapping(), "out-dir": str(tmp_path), "dp-noise": 0.5,
-                                  "min-train-nodes": 2})
+    cfg = RunConfig.from_mapping({**default_mapping(), "run.out-dir": str(tmp_path), "dp.noise": 0.5,
+                                  "federation.min-train-nodes": 2})
     inner, accountant = build_strategy(cfg.federation, n_train=2)
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
     strategy = ValidatingStrategy(inner, expected_from(initial), weight_key=DP_WEIGHT_KEY)
@@ -210,7 +210,7 @@ def test_each_round_checkpoints_the_server_optimizers_moments_when_it_has_some(t
     from server.checkpoint import load_server_state, strategy_state
     from server.federation import run_rounds
 
-    cfg = RunConfig.from_mapping({**default_mapping(), "strategy": strategy_name, "min-train-nodes": 2})
+    cfg = RunConfig.from_mapping({**default_mapping(), "federation.strategy": strategy_name, "federation.min-train-nodes": 2})
     inner, _ = build_strategy(cfg.federation, n_train=2)
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
     strategy = ValidatingStrategy(inner, expected_from(initial))

@@ -10,7 +10,8 @@ import torch
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 
 from shared.hydra.model import HydraBase, ModelConfig
-from shared.hydra.train import TrainConfig, Trainer
+from shared.hydra.settings import TrainConfig
+from shared.hydra.train import Trainer
 from simulations.faults.poison import federate
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")

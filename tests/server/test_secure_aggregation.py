@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 BASE = {"base.adapter.trunk.weight": np.zeros((6, 8), np.float32),
         "base.reranker.lora.A": np.zeros(4000, np.float32), "base.adapter.shared_head.bias": np.zeros(1, np.float32)}
-SECURE = {"secure-aggregation": True, "outlier-norm-factor": 0.0, "min-train-nodes": 2}
+SECURE = {"secagg.enabled": True, "federation.outlier-norm-factor": 0.0, "federation.min-train-nodes": 2}
 
 
 def config(**overrides) -> RunConfig:
@@ -190,8 +190,8 @@ def test_what_the_server_receives_from_a_client_is_uncorrelated_with_its_update(
 
 
 def test_central_dp_clips_on_the_clients_adds_noise_to_the_sum_and_accounts_each_round():
-    cfg = config(**{"dp-noise": 0.8, "dp-clip": 0.5})
-    big = [{k: (v + 10.0).astype(np.float32) for k, v in BASE.items()} for _ in range(3)]  # norm far above dp-clip
+    cfg = config(**{"dp.noise": 0.8, "dp.clip": 0.5})
+    big = [{k: (v + 10.0).astype(np.float32) for k, v in BASE.items()} for _ in range(3)]  # norm far above dp.clip
     clients = {11 + i: Client(u, 50) for i, u in enumerate(big)}
     got, _, record, grid, accountant = one_round(cfg, clients)
     aggregation, _ = build_secure(cfg, n_train=3, initial=initial())
@@ -209,7 +209,7 @@ def test_central_dp_clips_on_the_clients_adds_noise_to_the_sum_and_accounts_each
 
 def test_poisson_sampling_is_accounted_and_lowers_epsilon():
     def epsilon(fraction: float) -> float:
-        cfg = config(**{"dp-noise": 1.0, "fraction-train": fraction, "min-train-nodes": 2})
+        cfg = config(**{"dp.noise": 1.0, "federation.fraction-train": fraction, "federation.min-train-nodes": 2})
         aggregation, accountant = build_secure(cfg, n_train=20, initial=initial())
         for _ in range(5):
             aggregation.dp.account()
@@ -218,14 +218,14 @@ def test_poisson_sampling_is_accounted_and_lowers_epsilon():
 
     sampled, everyone = epsilon(0.2), epsilon(1.0)
     assert sampled < everyone / 2
-    dp = build_secure(config(**{"dp-noise": 1.0, "fraction-train": 0.2}), n_train=20, initial=initial())[0].dp
+    dp = build_secure(config(**{"dp.noise": 1.0, "federation.fraction-train": 0.2}), n_train=20, initial=initial())[0].dp
     assert dp.q == pytest.approx(0.2) and dp.expected == 4
     sizes = [len(dp.sample(list(range(20)))) for _ in range(400)]
     assert np.mean(sizes) == pytest.approx(4, abs=0.4) and len(set(sizes)) > 3  # Poisson, not a fixed size
 
 
 def test_a_secure_run_goes_through_run_rounds_with_checkpoints_and_the_privacy_ledger(tmp_path):
-    cfg = config(**{"dp-noise": 0.5, "dp-clip": 1.0, "out-dir": str(tmp_path)})
+    cfg = config(**{"dp.noise": 0.5, "dp.clip": 1.0, "run.out-dir": str(tmp_path)})
     ups = updates(3, seed=5, scale=0.01)
     grid = InMemoryGrid({11 + i: Client(u, 10) for i, u in enumerate(ups)})
     aggregation, accountant = build_aggregation(cfg, n_train=3, initial=initial())
@@ -246,7 +246,7 @@ def test_a_secure_run_goes_through_run_rounds_with_checkpoints_and_the_privacy_l
 
 def test_fedadam_steps_toward_the_secure_mean():
     ups = updates(3, seed=9, scale=0.1)
-    got, _, _, _, _ = one_round(config(strategy="fedadam"), {11 + i: Client(u, 10) for i, u in enumerate(ups)})
+    got, _, _, _, _ = one_round(config(**{"federation.strategy": "fedadam"}), {11 + i: Client(u, 10) for i, u in enumerate(ups)})
     mean = weighted_mean(ups, [10, 10, 10])
     for k in BASE:  # Adam's first step moves each value by about the server learning rate, toward the mean
         moved = got[k] - BASE[k]

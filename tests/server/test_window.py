@@ -1,4 +1,4 @@
-"""A round's messages kept at most ``max-in-flight`` in flight (server/window.py), against a fake grid whose
+"""A round's messages kept at most ``federation.max-in-flight`` in flight (server/window.py), against a fake grid whose
 nodes answer after a delay: every message is sent once, in order, never more than the window at once, and the
 round's timeout still ends the wait."""
 
@@ -77,5 +77,5 @@ def test_a_windowed_grid_delegates_everything_else_and_refuses_a_window_below_on
     view = WindowedGrid(grid, 2)
     assert view.get_node_ids() == [1, 2, 3]
     assert len(view.send_and_receive(["a", "b", "c"], timeout=5)) == 3 and grid.most <= 2
-    with pytest.raises(ConfigError, match="max-in-flight"):
+    with pytest.raises(ConfigError, match="federation.max-in-flight"):
         WindowedGrid(grid, 0)

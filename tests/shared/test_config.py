@@ -14,7 +14,7 @@ from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig
 from shared.hydra.infer import InferenceConfig
 from shared.hydra.spec import ModelConfig
-from shared.hydra.train import TrainConfig
+from shared.hydra.settings import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +32,12 @@ def test_the_parts_have_their_real_types(cfg):
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(protocol="mixed"), "config key 'protocol' must be 'disjoint' or 'history', got 'mixed'"),
-    (dict(train_users=-1), "config key 'train-users' must be >= 0, got -1"),
-    (dict(llm_concurrency=0), "config key 'llm-concurrency' must be >= 1, got 0"),
-    (dict(test_users="3"), "config key 'test-users' must be a number, got '3'"),
-    (dict(margin_folds=1), "config key 'margin-folds' must be 0"),
-    (dict(protocol="history", free_train_users=2), "config key 'free-train-users' needs protocol = 'disjoint'"),
+    (dict(protocol="mixed"), "config key 'data.protocol' must be 'disjoint' or 'history', got 'mixed'"),
+    (dict(train_users=-1), "config key 'data.train-users' must be >= 0, got -1"),
+    (dict(llm_concurrency=0), "config key 'llm.concurrency' must be >= 1, got 0"),
+    (dict(test_users="3"), "config key 'data.test-users' must be a number, got '3'"),
+    (dict(margin_folds=1), "config key 'pool.margin-folds' must be 0"),
+    (dict(protocol="history", free_train_users=2), "config key 'data.free-train-users' needs data.protocol = 'disjoint'"),
 ])
 def test_a_run_config_built_directly_is_checked(cfg, change, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -50,11 +50,11 @@ def test_an_unknown_task_is_refused_on_construction(cfg):
 
 
 @pytest.mark.parametrize("change,message", [
-    (dict(strategy="fedsum"), "config key 'strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg, "
+    (dict(strategy="fedsum"), "config key 'federation.strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg, "
                               "got 'fedsum'"),
-    (dict(fraction_train=0.0), "config key 'fraction-train' must be in (0, 1], got 0.0"),
-    (dict(num_rounds=0), "config key 'num-rounds' must be >= 1, got 0"),
-    (dict(round_timeout=0.5), "config key 'round-timeout' must be >= 1.0, got 0.5"),
+    (dict(fraction_train=0.0), "config key 'federation.fraction-train' must be in (0, 1], got 0.0"),
+    (dict(num_rounds=0), "config key 'federation.num-rounds' must be >= 1, got 0"),
+    (dict(round_timeout=0.5), "config key 'federation.round-timeout' must be >= 1.0, got 0.5"),
 ])
 def test_a_federation_config_built_directly_is_checked(cfg, change, message):
     with pytest.raises(ConfigError) as caught:
@@ -77,13 +77,13 @@ def test_the_parts_built_directly_are_checked(build, message):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("strategy", "fedsum", "config key 'strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg, "
+    ("federation.strategy", "fedsum", "config key 'federation.strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg, "
                            "got 'fedsum'"),
-    ("fraction-train", 1.5, "config key 'fraction-train' must be >= 0 and <= 1, got 1.5"),
-    ("protocol", "mixed", "config key 'protocol' must be 'disjoint' or 'history', got 'mixed'"),
-    ("margin-folds", 1, "config key 'margin-folds' must be 0 (no margin rule) or >= 2 (folds of training users)"),
-    ("temperature", 0, "config key 'temperature' must be > 0, got 0.0"),
-    ("retrieve-m", 0, "config key 'retrieve-m' must be >= 1 and <= 100, got 0"),
+    ("federation.fraction-train", 1.5, "config key 'federation.fraction-train' must be >= 0 and <= 1, got 1.5"),
+    ("data.protocol", "mixed", "config key 'data.protocol' must be 'disjoint' or 'history', got 'mixed'"),
+    ("pool.margin-folds", 1, "config key 'pool.margin-folds' must be 0 (no margin rule) or >= 2 (folds of training users)"),
+    ("pool.temperature", 0, "config key 'pool.temperature' must be > 0, got 0.0"),
+    ("prompt.retrieve-m", 0, "config key 'prompt.retrieve-m' must be >= 1 and <= 100, got 0"),
 ])
 def test_the_pyproject_keys_are_named_as_before(key, value, message):
     with pytest.raises(ConfigError) as caught:
@@ -100,15 +100,16 @@ def test_eval_methods_are_all_by_default_or_the_named_ones_and_an_unknown_name_i
     from shared.config import RunConfig, default_mapping
 
     assert RunConfig.from_mapping(default_mapping()).eval_methods == ()
-    chosen = RunConfig.from_mapping({**default_mapping(), "eval-methods": "user-ridge,hydra  hydra-shared-head"})
+    chosen = RunConfig.from_mapping({**default_mapping(), "eval.methods": "user-ridge,hydra  hydra-shared-head"})
     assert chosen.eval_methods == ("user-ridge", "hydra", "hydra-shared-head")
-    with pytest.raises(ConfigError, match="eval-methods': unknown method 'hydra-best'"):
-        RunConfig.from_mapping({**default_mapping(), "eval-methods": "hydra hydra-best"})
+    with pytest.raises(ConfigError, match="eval.methods': unknown method 'hydra-best'"):
+        RunConfig.from_mapping({**default_mapping(), "eval.methods": "hydra hydra-best"})
 
 
-@pytest.mark.parametrize("key, field", [("local-episodes", "local_episodes"), ("max-in-flight", "max_in_flight")])
+@pytest.mark.parametrize("key, field", [("federation.local-episodes", "local_episodes"), ("federation.max-in-flight", "max_in_flight")])
 def test_the_scale_keys_are_off_by_default_and_checked(key, field):
-    """`local-episodes` and `max-in-flight` (0 = every episode, every message at once) reject a negative value by name."""
+    """`federation.local-episodes` and `federation.max-in-flight` (0 = every episode, every message at once) reject a
+    negative value by name."""
     assert getattr(RunConfig.from_mapping(default_mapping()).federation, field) == 0
     assert getattr(RunConfig.from_mapping({**default_mapping(), key: 4}).federation, field) == 4
     with pytest.raises(ConfigError, match=key):

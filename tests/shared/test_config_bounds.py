@@ -29,7 +29,7 @@ def _comments() -> dict[str, list[str]]:
             continue
         if line.startswith("#"):
             block.append(line.lstrip("# ").rstrip())
-        elif m := re.match(r"^([a-z0-9-]+) = ", line):
+        elif m := re.match(r"^([a-z0-9.-]+) = ", line):
             out[m.group(1)] = block
             block = []
         else:
@@ -58,10 +58,10 @@ def test_every_default_lies_in_its_range():
     assert all(isinstance(defaults[k], bool) for k in FLAGS)
 
 
-@pytest.mark.parametrize("key,value", [("local-epochs", 1e9), ("epochs", 1e9), ("fit-steps", 1e9),
-                                       ("lora-rank", 1e6), ("n-samples", 1e6), ("max-query-tokens", 1e6),
-                                       ("llm-calls-per-user", 1e9), ("lr", math.nan), ("lr", math.inf),
-                                       ("proximal-mu", -1.0), ("seed", -1), ("llm-concurrency", True)])
+@pytest.mark.parametrize("key,value", [("federation.local-epochs", 1e9), ("train.epochs", 1e9), ("train.fit-steps", 1e9),
+                                       ("model.lora-rank", 1e6), ("pool.n-samples", 1e6), ("model.max-query-tokens", 1e6),
+                                       ("llm.calls-per-user", 1e9), ("train.lr", math.nan), ("train.lr", math.inf),
+                                       ("federation.proximal-mu", -1.0), ("run.seed", -1), ("llm.concurrency", True)])
 def test_issue_28s_values_are_refused_naming_the_key_and_the_bound(key, value):
     with pytest.raises(OutOfRange) as caught:
         RunConfig.from_mapping({**default_mapping(), key: value})
@@ -112,20 +112,24 @@ def test_a_device_cap_lowers_the_maximum_a_run_may_ask(key, data):
 
 
 def test_a_cap_is_itself_checked_and_names_a_known_key():
-    with pytest.raises(OutOfRange, match="'local-epochs'"):
-        node_caps({"cap-local-epochs": 1e9})
+    with pytest.raises(OutOfRange, match="'federation.local-epochs'"):
+        node_caps({"cap-federation.local-epochs": 1e9})
     with pytest.raises(ConfigError, match="no numeric config key"):
-        node_caps({"cap-store-dir": 1})
+        node_caps({"cap-device.store-dir": 1})
     assert node_caps({"user-id": "u", "partition-id": 0}) == {}
-    capped = RunConfig.from_mapping({**default_mapping(), "local-epochs": 1}, caps={"local-epochs": 1})
+    capped = RunConfig.from_mapping({**default_mapping(), "federation.local-epochs": 1}, caps={"federation.local-epochs": 1})
     assert capped.federation.local_epochs == 1
 
 
 def test_text_keys_are_bounded_in_length():
-    with pytest.raises(ConfigError, match="'store-dir' must be at most 4096 characters"):
-        RunConfig.from_mapping({**default_mapping(), "store-dir": "x" * 5000})
+    with pytest.raises(ConfigError, match="'device.store-dir' must be at most 4096 characters"):
+        RunConfig.from_mapping({**default_mapping(), "device.store-dir": "x" * 5000})
 
 
-def test_the_pyproject_table_parses_as_before():
+def test_the_pyproject_table_parses_as_flower_reads_it():
+    """Flower flattens the table's nested (dotted) keys to ``"group.name"`` in ``context.run_config``; the
+    ``fedhydra`` command's :func:`default_mapping` reads the same keys."""
+    from flwr.common.config import flatten_dict
+
     with open(pyproject_path(), "rb") as fh:
-        assert tomllib.load(fh)["tool"]["flwr"]["app"]["config"] == default_mapping()
+        assert flatten_dict(tomllib.load(fh)["tool"]["flwr"]["app"]["config"]) == default_mapping()

@@ -61,7 +61,7 @@ def test_history_protocol_trains_only_before_the_first_question(tmp_path):
 
 @pytest.mark.parametrize("edit, index, field, needle", [
     (lambda u: u[1].update(items=u[1]["items"][:4], n_items=4), 1, "items",
-     "user 'u1' has 4 items; timeline-questions=3 needs at least 5"),
+     "user 'u1' has 4 items; data.timeline-questions=3 needs at least 5"),
     (lambda u: u[0]["items"][2].update(score="6"), 0, "items[2].score", "'6' is not one of"),
     (lambda u: u[2]["items"][2].update(score="4.5"), 2, "items[2].score", "'4.5' is not one of"),
     (lambda u: u[0]["items"][3].pop("text"), 0, "items[3].text", "missing"),
@@ -85,14 +85,14 @@ def test_missing_file_and_bad_settings(tmp_path):
     with pytest.raises(DataFormatError, match="not a directory"):
         load_split(tmp_path / "nowhere", "LaMP-3", "timeline")
     history_file(tmp_path)
-    with pytest.raises(ConfigError, match="timeline-questions"):
+    with pytest.raises(ConfigError, match="data.timeline-questions"):
         load_split(tmp_path, "LaMP-3", "timeline", timeline_questions=0)
     with pytest.raises(ConfigError, match="LaMP-7"):
         load_split(tmp_path, "LaMP-7", "timeline")
-    with pytest.raises(ConfigError, match="'timeline-questions' must be >= 1"):
-        RunConfig.from_mapping({**default_mapping(), "timeline-questions": 0})
-    assert RunConfig.from_mapping({**default_mapping(), "timeline-questions": 7}).timeline_questions == 7
-    assert default_mapping()["timeline-questions"] == 40
+    with pytest.raises(ConfigError, match="'data.timeline-questions' must be >= 1"):
+        RunConfig.from_mapping({**default_mapping(), "data.timeline-questions": 0})
+    assert RunConfig.from_mapping({**default_mapping(), "data.timeline-questions": 7}).timeline_questions == 7
+    assert default_mapping()["data.timeline-questions"] == 40
 
 
 def test_real_histories(lamp_data):
@@ -112,7 +112,7 @@ def test_real_histories(lamp_data):
     for q in dev.questions:
         assert mine[q.id].input == q.input and len(mine[q.id].profile) == len(q.profile)
         assert ds.golds[q.id] == dev.golds[q.id]
-    with pytest.raises(DataFormatError, match="has 405 items; timeline-questions=404 needs at least 406"):
+    with pytest.raises(DataFormatError, match="has 405 items; data.timeline-questions=404 needs at least 406"):
         load_split(folder, "LaMP-3", "timeline", timeline_questions=404)
 
 
@@ -121,8 +121,8 @@ def test_federated_nodes_load_the_same_split(tmp_path):
     from shared.protocol import NodeRole
 
     history_file(tmp_path)
-    cfg = RunConfig.from_mapping({**default_mapping(), "task": "LaMP-3", "data": str(tmp_path), "split": "timeline",
-                                  "timeline-questions": 2, "protocol": "history", "test-users": 3})
+    cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-3", "data.dir": str(tmp_path), "data.split": "timeline",
+                                  "data.timeline-questions": 2, "data.protocol": "history", "data.test-users": 3})
     user, role = resolve_user(cfg, {"partition-id": 1})
     assert role is NodeRole.BOTH and user.user_id == "u1"
     assert [q.id for q in user.questions] == ["100_q5", "100_q6"] and len(user.history) == 5

@@ -33,11 +33,11 @@ def test_asking_for_more_users_than_the_data_has_counts_the_free_ones(dataset):
 
 
 def test_free_training_users_are_a_disjoint_protocol_setting():
-    assert RunConfig.from_mapping({**default_mapping(), "free-train-users": 5}).free_train_users == 5
-    with pytest.raises(ConfigError, match="free-train-users"):
-        RunConfig.from_mapping({**default_mapping(), "free-train-users": 5, "protocol": "history"})
-    with pytest.raises(ConfigError, match="free-train-users"):
-        RunConfig.from_mapping({**default_mapping(), "free-train-users": -1})
+    assert RunConfig.from_mapping({**default_mapping(), "data.free-train-users": 5}).free_train_users == 5
+    with pytest.raises(ConfigError, match="data.free-train-users"):
+        RunConfig.from_mapping({**default_mapping(), "data.free-train-users": 5, "data.protocol": "history"})
+    with pytest.raises(ConfigError, match="data.free-train-users"):
+        RunConfig.from_mapping({**default_mapping(), "data.free-train-users": -1})
 
 
 def test_the_offset_wraps_around_so_that_the_reverse_split_swaps_training_and_test_users(dataset):
@@ -49,5 +49,5 @@ def test_the_offset_wraps_around_so_that_the_reverse_split_swaps_training_and_te
 
 
 def test_an_offset_past_the_last_user_is_refused_with_its_value(dataset):
-    with pytest.raises(ConfigError, match="user-offset is 8"):
+    with pytest.raises(ConfigError, match="data.user-offset is 8"):
         split_users(dataset, train_users=1, test_users=1, offset=8)

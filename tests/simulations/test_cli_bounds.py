@@ -124,12 +124,12 @@ def test_baseline_with_a_garbage_llm_cache_is_refused(tmp_path, capsys, content)
 # -- fedhydra run / simulate -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", ["run", "simulate"])
 def test_a_run_refused_for_its_users_leaves_nothing_behind(tmp_path, capsys, monkeypatch, command):
-    """Synthetic users (empty ``data``): more users asked for than are generated. The refusal used to come after
+    """Synthetic users (empty ``data.dir``): more users asked for than are generated. The refusal used to come after
     ``out/data`` was written."""
     monkeypatch.setenv("FEDHYDRA_LLM_BASE_URL", NOWHERE)
     out = tmp_path / "out"
     line = refused(capsys, command, [command, "--out", out, "--task", "LaMP-7", "--train-users", "4",
-                                     "--test-users", "4", "--run-config", "synthetic-users=3",
+                                     "--test-users", "4", "--run-config", "data.synthetic-users=3",
                                      "--llm-url", NOWHERE])
     assert "asked for 4 training and 4 test users, the data has 3" in line
     assert tree(out) == []

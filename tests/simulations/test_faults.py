@@ -19,7 +19,7 @@ import pytest
 
 from client.store import UserStore
 from server.checkpoint import latest_checkpoint
-from shared.config import default_mapping
+from shared.config import RunConfig, default_mapping
 from shared.hydra.spec import ModelConfig
 from shared.hydra.variants import VARIANTS
 from shared.llm.client import LLMConfig
@@ -32,9 +32,9 @@ from simulations.superlink import kill_tree
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
-         "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1, "label-records": 2,
-         "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20}
+SMALL = {"data.task": "LaMP-3", "data.synthetic-users": 4, "data.synthetic-items": 10, "data.train-users": 3, "data.test-users": 1,
+         "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1, "pool.label-records": 2,
+         "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20}
 # every HYDRA variant that asks the LLM (all but hydra-calls-0) falls back without it
 HYDRA_METHODS = sum(1 for v in VARIANTS.values() if v.llm_calls != 0)
 LLM_BASELINES = 2  # zero-shot, rag-k4
@@ -43,7 +43,7 @@ MIX = {"500": 0.08, "503": 0.04, "429": 0.08, "drop": 0.04, "slow": 0.04, "badjs
 
 
 def run(tmp: Path, url: str, **overrides) -> dict:
-    return simulate({**default_mapping(), **SMALL, **overrides}, tmp / "out",
+    return simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
                     llm_config=LLMConfig(base_url=url, model="stub"), progress=lambda s: None)
 
 
@@ -119,7 +119,7 @@ def test_only_a_run_with_faults_submits_the_fault_injection_client_app(tmp_path,
 @pytest.mark.slow
 def test_a_misbehaving_llm_costs_examples_and_retries_but_the_run_completes(tmp_path):
     with StubLLM(mix=MIX, slow_s=1.5, seed=3) as stub:
-        summary = run(tmp_path, stub.url, **{"llm-timeout": 0.5})
+        summary = run(tmp_path, stub.url, **{"llm.timeout": 0.5})
     assert summary["status"] == "finished:completed"
     assert summary["failed_clients"] == 0 and summary["rejected_replies"] == 0
     assert summary["test_users_without_predictions"] == []
@@ -146,7 +146,7 @@ def test_an_llm_endpoint_that_is_down_degrades_every_answer_and_the_run_complete
     follow = sum(1 for v in VARIANTS.values() if v.llm_calls is None and v.adapter and v.margin and not v.stable)
     assert faults["degraded-answers"] == (HYDRA_METHODS - follow) * questions  # non-personalized fallback answers
     assert faults["failed-answers"] == LLM_BASELINES * questions  # the LLM-only baselines had nothing to say
-    assert faults["skipped-examples"] >= 3 * SMALL["pseudo-questions"]  # every LLM-labelled example, counted
+    assert faults["skipped-examples"] >= 3 * SMALL["pool.pseudo-questions"]  # every LLM-labelled example, counted
     assert faults["llm-refused"] > 0  # the circuit breaker stopped the calls to the dead endpoint
     assert "fed-hydra" in summary["table"]  # the fallback answers are scored like any other
     assert stores_intact(tmp_path / "out") == 4
@@ -156,7 +156,7 @@ def test_an_llm_endpoint_that_is_down_degrades_every_answer_and_the_run_complete
 def test_a_third_of_the_clients_drop_out_every_round(tmp_path, monkeypatch):
     monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"dropout": 1 / 3}))
     with StubLLM() as stub:
-        summary = run(tmp_path, stub.url, **{"num-rounds": 2})
+        summary = run(tmp_path, stub.url, **{"federation.num-rounds": 2})
     assert summary["status"] == "finished:completed"
     rounds = [json.loads(l) for l in (tmp_path / "out" / "server" / "rounds.jsonl").read_text().splitlines()]
     assert [(r["accepted"], r["failed"]) for r in rounds] == [(2, 1), (2, 1)]
@@ -168,7 +168,7 @@ def test_a_third_of_the_clients_drop_out_every_round(tmp_path, monkeypatch):
 
 
 def simulate_process(out: Path, url: str, *, rounds: int, resume: bool, home: Path) -> subprocess.Popen:
-    config = " ".join(f"{k}={json.dumps(v)}" for k, v in {**SMALL, "num-rounds": rounds, "resume": resume}.items())
+    config = " ".join(f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": rounds, "run.resume": resume}.items())
     return subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", "--out", str(out), "--llm-url", url,
                              "--llm-model", "stub", "--run-config", config], cwd=REPO,
                             env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},

@@ -20,10 +20,10 @@ from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 
 pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked `llm` one by one
 
-SMALL = {"task": "LaMP-7", "synthetic-users": 5, "synthetic-items": 10, "train-users": 4, "test-users": 1,
-         "num-rounds": 1, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2, "epochs": 1,
-         "local-epochs": 1,
-         "min-train-nodes": 2}
+SMALL = {"data.task": "LaMP-7", "data.synthetic-users": 5, "data.synthetic-items": 10, "data.train-users": 4, "data.test-users": 1,
+         "federation.num-rounds": 1, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2, "train.epochs": 1,
+         "federation.local-epochs": 1,
+         "federation.min-train-nodes": 2}
 TRAIN_METRICS = {"num-examples", "train-loss", "llm-calls", "seconds", *FAULT_COUNTERS}
 
 
@@ -36,8 +36,8 @@ def decisions(overrides: dict) -> tuple[str, ...]:
 def run(tmp: Path, monkeypatch, llm_config, **overrides) -> tuple[dict, list[dict]]:
     audit = tmp / "audit"
     monkeypatch.setenv("FEDHYDRA_AUDIT_DIR", str(audit))
-    summary = simulate({**default_mapping(), **SMALL, **overrides}, tmp / "out", llm_config=llm_config,
-                       progress=lambda s: None)
+    summary = simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
+                       llm_config=llm_config, progress=lambda s: None)
     records = [json.loads(line) for f in sorted(audit.glob("*.jsonl")) for line in f.read_text().splitlines()]
     return summary, records
 
@@ -112,8 +112,8 @@ def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
     from shared.llm.embedded import embedded_config
 
     monkeypatch.setenv("FEDHYDRA_HOME", str(tmp_path / "home"))
-    summary, records = run(tmp_path, monkeypatch, embedded_config(llm_server.url), **{"report-metrics": False,
-                                                                                        "train-users": 2})
+    summary, records = run(tmp_path, monkeypatch, embedded_config(llm_server.url), **{"eval.report-metrics": False,
+                                                                                        "data.train-users": 2})
     evaluations = [r for r in records if r["type"] == "evaluate"]
     assert evaluations
     for r in evaluations:
@@ -121,11 +121,12 @@ def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
     assert "fed-hydra" in summary["table"]  # scored from the predictions kept on the device
 
 
-STUB_RUN = {"task": "LaMP-3", "synthetic-users": 5, "synthetic-items": 10, "train-users": 2, "free-train-users": 1,
-            "test-users": 2, "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1,
-            "label-records": 2, "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2,
-            "fit-steps": 20, "margin-folds": 2, "max-in-flight": 2, "local-episodes": 3}
-# (max-in-flight 2: the rounds' training, margin and evaluation messages go out two at a time, server/window.py)
+STUB_RUN = {"data.task": "LaMP-3", "data.synthetic-users": 5, "data.synthetic-items": 10, "data.train-users": 2, "data.free-train-users": 1,
+            "data.test-users": 2, "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1,
+            "pool.label-records": 2, "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2,
+            "train.fit-steps": 20, "pool.margin-folds": 2, "federation.max-in-flight": 2, "federation.local-episodes": 3}
+# (federation.max-in-flight 2: the rounds' training, margin and evaluation messages go out two at a time,
+# server/window.py)
 
 
 @pytest.fixture(scope="module")

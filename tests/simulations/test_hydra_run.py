@@ -19,12 +19,12 @@ from simulations.hydra_run import run_central
 
 pytestmark = [pytest.mark.slow]
 
-SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 2, "pseudo-questions": 2, "n-samples": 1,
-         "label-records": 2, "epochs": 1, "fit-steps": 50}
+SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 2, "pool.pseudo-questions": 2, "pool.n-samples": 1,
+         "pool.label-records": 2, "train.epochs": 1, "train.fit-steps": 50}
 
 
 def central(data_dir, out, llm_config):
-    cfg = RunConfig.from_mapping({**default_mapping(), **SMALL, "data": str(data_dir)})
+    cfg = RunConfig.from_mapping({**default_mapping(), **SMALL, "data.dir": str(data_dir)})
     dataset = load_split(data_dir, "LaMP-3")
     return dataset, run_central(dataset, cfg, LLMClient(llm_config), out, progress=None, bars=False)
 
@@ -65,7 +65,7 @@ def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path,
     assert ledger["per_unit"]["training user"]["n"] == 2 and ledger["per_unit"]["training user"]["asked"] > 0
     assert ledger["per_unit"]["answer (hydra-calls-0)"]["asked"] == 0
     rows = {r["method"]: r for r in table["rows"]}
-    # greedy + n-samples 1; none under margin inf (summary: None), where no LLM answer could change the choice
+    # greedy + pool.n-samples 1; none under margin inf (summary: None), where no LLM answer could change the choice
     # and no more than the cross-validation's count of LLM answers (`llm_calls`), where it chose one
     full = 0.0 if first["margin"]["margin"] is None else 2.0
     chosen = first["margin"].get("llm_calls")
@@ -84,9 +84,9 @@ def test_a_cold_run_answers_the_same_at_every_llm_concurrency(tmp_path):
     outputs, served = {}, {}
     for concurrency in (1, 4):
         with StubEndpoint(delay_s=0.02) as stub:
-            cfg = RunConfig.from_mapping({**default_mapping(), "task": "LaMP-7", "data": str(data), "train-users": 3,
-                                          "test-users": 2, "epochs": 1, "head-epochs": 2, "fit-steps": 20,
-                                          "train-lora": False, "llm-concurrency": concurrency})
+            cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 3,
+                                          "data.test-users": 2, "train.epochs": 1, "train.head-epochs": 2, "train.fit-steps": 20,
+                                          "train.lora": False, "llm.concurrency": concurrency})
             llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", concurrency=concurrency,
                                       cache_path=str(tmp_path / f"cache-{concurrency}.sqlite")))
             out = tmp_path / f"c{concurrency}"
@@ -105,9 +105,9 @@ def test_free_training_users_train_the_base_without_an_llm_call(tmp_path):
     data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=6, items_per_user=8, seed=3)
     dataset = load_split(data, "LaMP-7")
     with StubEndpoint(delay_s=0.0) as stub:
-        cfg = RunConfig.from_mapping({**default_mapping(), "task": "LaMP-7", "data": str(data), "train-users": 2,
-                                      "free-train-users": 2, "test-users": 2, "epochs": 1, "head-epochs": 2,
-                                      "fit-steps": 20, "train-lora": False, "free-questions": 2, "margin-folds": 2})
+        cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 2,
+                                      "data.free-train-users": 2, "data.test-users": 2, "train.epochs": 1, "train.head-epochs": 2,
+                                      "train.fit-steps": 20, "train.lora": False, "pool.free-questions": 2, "pool.margin-folds": 2})
         llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=str(tmp_path / "cache.sqlite")))
         summary = run_central(dataset, cfg, llm, tmp_path / "out", progress=None, bars=False)
     units = summary["ledger"]["per_unit"]
@@ -127,9 +127,9 @@ def test_a_rerun_with_resume_takes_the_trained_base_and_margin_and_answers_the_s
     the margin's cross-validation (``resume = true``) and answers exactly as the first; other settings retrain."""
     data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=5, items_per_user=8, seed=6)
     dataset = load_split(data, "LaMP-7")
-    mapping = {**default_mapping(), "task": "LaMP-7", "data": str(data), "train-users": 3, "test-users": 2,
-               "epochs": 1, "head-epochs": 2, "fit-steps": 20, "train-lora": False, "free-questions": 2,
-               "pseudo-questions": 1, "margin-folds": 2, "resume": True}
+    mapping = {**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 3, "data.test-users": 2,
+               "train.epochs": 1, "train.head-epochs": 2, "train.fit-steps": 20, "train.lora": False, "pool.free-questions": 2,
+               "pool.pseudo-questions": 1, "pool.margin-folds": 2, "run.resume": True}
     out = tmp_path / "out"
     with StubEndpoint(delay_s=0.0) as stub:
         llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=str(tmp_path / "cache.sqlite")))
@@ -140,6 +140,6 @@ def test_a_rerun_with_resume_takes_the_trained_base_and_margin_and_answers_the_s
         assert second["margin"] == first["margin"] and second["losses"] == first["losses"]
         assert "margin" not in second["stage_seconds"]  # no cross-validation the second time
         assert {m: load_outputs(out / f"{m}_outputs.json") for m in outputs} == outputs
-        other = run_central(dataset, RunConfig.from_mapping({**mapping, "head-epochs": 3}), llm, out, progress=None,
+        other = run_central(dataset, RunConfig.from_mapping({**mapping, "train.head-epochs": 3}), llm, out, progress=None,
                             bars=False)
         assert not other["trained_by_earlier_run"]

@@ -15,9 +15,9 @@ from simulations.cli import main
 
 pytestmark = pytest.mark.slow
 
-SMALL = {"task": "LaMP-3", "synthetic-users": 3, "synthetic-items": 8, "train-users": 2, "test-users": 1,
-         "num-rounds": 1, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2,
-         "epochs": 1, "head-epochs": 2, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 10, "margin-folds": 0}
+SMALL = {"data.task": "LaMP-3", "data.synthetic-users": 3, "data.synthetic-items": 8, "data.train-users": 2, "data.test-users": 1,
+         "federation.num-rounds": 1, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2,
+         "train.epochs": 1, "train.head-epochs": 2, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 10, "pool.margin-folds": 0}
 
 
 def rows(path) -> int:

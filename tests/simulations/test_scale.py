@@ -23,9 +23,9 @@ from simulations.scale.bench import analyze, busy_seconds, store_disk
 from simulations.scale.memory import TreeMemory
 from simulations.scale.probe import read_probes, serialized_size
 
-SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 0, "pseudo-questions": 2, "free-questions": 2,
-         "n-samples": 1, "label-records": 2, "local-epochs": 1, "local-head-epochs": 2, "seed": 0,
-         "split": "synthetic", "llm-model": "stub"}
+SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 0, "pool.pseudo-questions": 2, "pool.free-questions": 2,
+         "pool.n-samples": 1, "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0,
+         "data.split": "synthetic", "llm.model": "stub"}
 
 
 def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> Message:
@@ -47,8 +47,8 @@ def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp
     monkeypatch.setenv("FEDHYDRA_RAY_NODE_NAME", "head")
     initial = initial_shared_state(ModelConfig(), 0)
     with StubEndpoint(delay_s=0.0) as stub:
-        run_config = {**default_mapping(), **SMALL, "data": str(data), "store-dir": str(tmp_path / "store"),
-                      "llm-url": stub.url}
+        run_config = {**default_mapping(), **SMALL, "data.dir": str(data), "device.store-dir": str(tmp_path / "store"),
+                      "llm.url": stub.url}
         first = _send(run_config, 0, initial, 1)
         second = _send(run_config, 0, initial, 2)
     assert not first.has_error() and not second.has_error()
@@ -161,14 +161,14 @@ def test_simulate_attaches_to_a_ray_cluster_given_its_address(tmp_path, monkeypa
     monkeypatch.setattr(federated, "LocalSuperLink", FakeLink)
     with StubEndpoint(delay_s=0.0) as stub:
         code = main(["simulate", "--out", str(tmp_path / "out"), "--llm-url", stub.url, "--llm-model", "stub",
-                     "--train-users", "2", "--test-users", "1", "--run-config", "synthetic-users=3 synthetic-items=6",
+                     "--train-users", "2", "--test-users", "1", "--run-config", "data.synthetic-users=3 data.synthetic-items=6",
                      "--ray-address", "10.1.2.3:6379", "--client-cpus", "3"])
     assert code == 2 and "stopped here by the test" in capsys.readouterr().err
     assert seen["env"]["RAY_ADDRESS"] == "10.1.2.3:6379" and seen["cpus"] == 3 and seen["nodes"] == 3
     seen.clear()
     with StubEndpoint(delay_s=0.0) as stub:
         main(["simulate", "--out", str(tmp_path / "out2"), "--llm-url", stub.url, "--llm-model", "stub",
-              "--train-users", "2", "--test-users", "1", "--run-config", "synthetic-users=3 synthetic-items=6"])
+              "--train-users", "2", "--test-users", "1", "--run-config", "data.synthetic-users=3 data.synthetic-items=6"])
     assert "RAY_ADDRESS" not in seen["env"] and seen["cpus"] == 2  # the default: a Ray of the simulation's own
 
 

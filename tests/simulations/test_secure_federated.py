@@ -20,10 +20,10 @@ from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 
 pytestmark = [pytest.mark.slow]
 
-SECURE_RUN = {"task": "LaMP-3", "synthetic-users": 5, "synthetic-items": 10, "train-users": 4, "test-users": 1,
-              "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1, "label-records": 2,
-              "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20,
-              "margin-folds": 2, "secure-aggregation": True, "outlier-norm-factor": 0.0}
+SECURE_RUN = {"data.task": "LaMP-3", "data.synthetic-users": 5, "data.synthetic-items": 10, "data.train-users": 4, "data.test-users": 1,
+              "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1, "pool.label-records": 2,
+              "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20,
+              "pool.margin-folds": 2, "secagg.enabled": True, "federation.outlier-norm-factor": 0.0}
 DROPPED = "1"
 """The partition that fails when asked to train: after SecAgg+'s setup and key sharing."""
 
@@ -41,7 +41,7 @@ def secure_run(tmp_path_factory):
     mp.setenv("FEDHYDRA_FAULTS", json.dumps({DROPPED: "raise", "capture": str(tmp / "capture")}))
     try:
         with StubEndpoint(delay_s=0.0) as stub:
-            summary = simulate({**default_mapping(), **SECURE_RUN}, tmp / "out",
+            summary = simulate(RunConfig.from_mapping({**default_mapping(), **SECURE_RUN}), tmp / "out",
                                llm_config=LLMConfig(base_url=stub.url, model="stub"), progress=lambda s: None)
     finally:
         mp.undo()

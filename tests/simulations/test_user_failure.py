@@ -52,7 +52,7 @@ def test_fedhydra_run_survives_one_users_damaged_store(tmp_path, capsys):
         status = main(["run", "--out", str(out), "--data", str(data), "--task", "LaMP-7", "--train-users", "2",
                        "--test-users", "3", "--llm-url", stub.url, "--llm-model", "stub",
                        "--llm-cache", str(tmp_path / "cache.sqlite"),
-                       "--run-config", "epochs=1 head-epochs=2 fit-steps=20 train-lora=false"])
+                       "--run-config", "train.epochs=1 train.head-epochs=2 train.fit-steps=20 train.lora=false"])
     captured = capsys.readouterr()
     assert status == EXIT_USERS_FAILED, captured.err[-2000:]
     last = captured.err.strip().splitlines()[-1]
@@ -90,8 +90,8 @@ def test_a_simulation_gathers_the_others_when_one_test_clients_store_is_damaged(
     predictions: a client whose store cannot be read is counted and named, the others are scored."""
     data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=5, items_per_user=6, seed=3)
     dataset, _, test = split(data, 2, 3)
-    cfg = RunConfig.from_mapping({**default_mapping(), "task": "LaMP-7", "data": str(data), "train-users": 2,
-                                  "test-users": 3})
+    cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 2,
+                                  "data.test-users": 3})
     store_dir, out = tmp_path / "clients", tmp_path / "out"
     out.mkdir()
     victim = test[0].user_id

@@ -105,7 +105,7 @@ def test_folds_partition_the_training_users_and_need_two():
     assert sorted(u for g in groups for u in g) == sorted(users) and len(groups) == 3
     assert max(map(len, groups)) - min(map(len, groups)) <= 1
     assert fold_users(users, 3, seed=1) == groups
-    with pytest.raises(ConfigError, match="margin-folds"):
+    with pytest.raises(ConfigError, match="pool.margin-folds"):
         fold_users(users, 1, seed=0)
 
 
@@ -192,7 +192,8 @@ def test_held_out_points_score_each_llm_answer_count_with_the_same_questions():
     from shared.hydra.context import UserContext
     from shared.hydra.episodes import Episode
     from shared.hydra.model import HydraBase, ModelConfig
-    from shared.hydra.train import TrainConfig, Trainer
+    from shared.hydra.settings import TrainConfig
+    from shared.hydra.train import Trainer
 
     task = LAMP7
     history = [{"id": str(i), "text": t} for i, t in enumerate(["u r gr8", "see u tmrw lol", "thx so much", "omg yes"] * 3)]

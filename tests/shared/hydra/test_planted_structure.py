@@ -11,7 +11,8 @@ from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
 from shared.hydra.decision import decide
 from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
-from shared.hydra.train import TrainConfig, Trainer
+from shared.hydra.settings import TrainConfig
+from shared.hydra.train import Trainer
 from shared.synthetic import generate
 from shared.tasks import get_task
 

@@ -12,7 +12,8 @@ from shared.hydra.model import HydraBase, ModelConfig
 from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.spec import EMBED_DIM, RATING_PREFIX
 from shared.hydra.stages import train_stage
-from shared.hydra.train import TrainConfig, Trainer
+from shared.hydra.settings import TrainConfig
+from shared.hydra.train import Trainer
 from shared.tasks import get_task
 
 TASK = get_task("LaMP-3")

@@ -8,7 +8,8 @@ import torch
 
 from shared.hydra.examples import RoleExample
 from shared.hydra.model import N_EXTRA, HydraBase, ModelConfig, PersonalHeads
-from shared.hydra.train import TrainConfig, Trainer
+from shared.hydra.settings import TrainConfig
+from shared.hydra.train import Trainer
 
 ANIMALS = ["a photo of my cat", "a photo of my dog"]
 
