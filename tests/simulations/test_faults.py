@@ -34,7 +34,7 @@ from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
          "num-rounds": 1, "pseudo-questions": 2, "free-questions": 4, "n-samples": 1, "label-records": 2,
-         "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20}
+         "epochs": 1, "head-epochs": 5, "local-epochs": 1, "min-train-nodes": 2, "fit-steps": 20, "eval-methods": "all"}
 # every HYDRA variant that asks the LLM (all but hydra-calls-0) falls back without it
 HYDRA_METHODS = sum(1 for v in VARIANTS.values() if v.llm_calls != 0)
 LLM_BASELINES = 2  # zero-shot, rag-k4

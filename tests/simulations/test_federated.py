@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked
 SMALL = {"task": "LaMP-7", "synthetic-users": 5, "synthetic-items": 10, "train-users": 4, "test-users": 1,
          "num-rounds": 1, "pseudo-questions": 1, "free-questions": 2, "n-samples": 1, "label-records": 2, "epochs": 1,
          "local-epochs": 1,
-         "min-train-nodes": 2}
+         "min-train-nodes": 2, "eval-methods": "all"}
 TRAIN_METRICS = {"num-examples", "train-loss", "llm-calls", "seconds", *FAULT_COUNTERS}
 
 

@@ -20,7 +20,7 @@ from simulations.hydra_run import run_central
 pytestmark = [pytest.mark.slow]
 
 SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 2, "pseudo-questions": 2, "n-samples": 1,
-         "label-records": 2, "epochs": 1, "fit-steps": 50}
+         "label-records": 2, "epochs": 1, "fit-steps": 50, "eval-methods": "all"}
 
 
 def central(data_dir, out, llm_config):
