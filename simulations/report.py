@@ -152,7 +152,7 @@ def headline_comparison(summary: Mapping[str, Any]) -> str | None:
     >>> print(headline_comparison({"strongest_baseline": "input", "paired_bootstrap": {"fed-hydra vs input": {
     ...     "n": 4, "mean_difference": 0.0888, "interval": [-0.0891, 0.2667], "wins": 2, "losses": 2}}}))
     ... # doctest: +NORMALIZE_WHITESPACE
-    fed-hydra vs input (the strongest baseline): +0.0888 per question, 95% interval [-0.0891, +0.2667];
+    fed-hydra vs input (the strongest baseline in the table): +0.0888 per question, 95% interval [-0.0891, +0.2667];
     better on 2, worse on 2 of 4 questions
     """
     strongest = summary.get("strongest_baseline")
@@ -161,9 +161,9 @@ def headline_comparison(summary: Mapping[str, Any]) -> str | None:
         c = paired.get(f"{name} vs {strongest}")
         if strongest and c:
             low, high = c["interval"]
-            return (f"{name} vs {strongest} (the strongest baseline): {c['mean_difference']:+.4f} per question, 95% "
-                    f"interval [{low:+.4f}, {high:+.4f}]; better on {c['wins']}, worse on {c['losses']} of {c['n']} "
-                    "questions")
+            return (f"{name} vs {strongest} (the strongest baseline in the table): {c['mean_difference']:+.4f} per "
+                    f"question, 95% interval [{low:+.4f}, {high:+.4f}]; better on {c['wins']}, worse on {c['losses']} "
+                    f"of {c['n']} questions")
     return None
 
 

@@ -42,7 +42,7 @@ def test_the_main_job_prints_one_plain_screen_with_the_four_methods(tmp_path):
     assert [r["method"] for r in json.loads((out / "metrics.json").read_text())["rows"]] == DEFAULT_METHODS
     comparisons = [line for line in done.stdout.splitlines() if " vs " in line]
     assert len(comparisons) == 1 and comparisons[0].startswith("fed-hydra vs "), done.stdout
-    assert "(the strongest baseline)" in comparisons[0]
+    assert "(the strongest baseline in the table)" in comparisons[0]
     plots = next(line for line in done.stdout.splitlines() if line.startswith("plots: "))
     assert plots == f"plots: {out / 'metrics.png'}, {out / 'rounds.png'}"
     assert "[ROUND 1/1]" in done.stderr  # the progress

@@ -50,8 +50,8 @@ def test_the_printed_summary_is_the_table_one_comparison_the_plots_and_where_the
     assert [line.split("|")[1].strip() for line in lines if line.startswith("| ") and "method" not in line] == \
         ["input", "rag-k4", "fed-hydra", "fed-hydra-shared-head"]
     assert [line for line in lines if " vs " in line] == [
-        "fed-hydra vs input (the strongest baseline): +0.1000 per question, 95% interval [-0.1000, +0.3000]; better "
-        "on 2, worse on 1 of 4 questions"]
+        "fed-hydra vs input (the strongest baseline in the table): +0.1000 per question, 95% interval [-0.1000, "
+        "+0.3000]; better on 2, worse on 1 of 4 questions"]
     assert f"plots: {tmp_path / 'metrics.png'}" in lines  # only the plots that were drawn
     assert "wall time 9.0 s; LLM calls 3" in lines and MORE_METHODS in lines[-1]
     assert len(lines) <= 20
@@ -63,5 +63,5 @@ def test_the_centralized_runs_comparison_is_hydras_and_a_run_without_a_baseline_
     central = {"strongest_baseline": "rag-k4", "paired_bootstrap": {
         "hydra-shared-head vs rag-k4": {"n": 2, "mean_difference": 0.5, "interval": [0, 1], "wins": 1, "losses": 0},
         "hydra vs rag-k4": {"n": 2, "mean_difference": -0.5, "interval": [-1, 0], "wins": 0, "losses": 1}}}
-    assert headline_comparison(central).startswith("hydra vs rag-k4 (the strongest baseline): -0.5000")
+    assert headline_comparison(central).startswith("hydra vs rag-k4 (the strongest baseline in the table): -0.5000")
     assert headline_comparison({"strongest_baseline": None, "paired_bootstrap": {}}) is None
