@@ -2,7 +2,8 @@
 
 One run, same LLM, same users, fixed seeds: build each user's episodes through the LLM (cached), train the
 shared base with the training users' heads, fit every new user's heads on their history only (base
-frozen), then answer each test question with every method and score it:
+frozen), then answer each test question with the methods of ``eval-methods`` and score them (by default input or the
+user's mean, RAG, ``hydra`` and ``hydra-shared-head``; ``eval-methods=all``: every one below):
 
 | method | what |
 |---|---|
