@@ -5,6 +5,8 @@ run in onnxruntime from a model bundle, the LLM is any OpenAI-compatible endpoin
 
     >>> import tempfile
     >>> client = PersonalClient(tempfile.mkdtemp(), task="LaMP-3", llm="http://127.0.0.1:1/v1")
+    >>> client.device.threads
+    2
     >>> client.add_history([{"text": "Loved it", "score": "5"}, {"text": "Broke in a day", "score": "1"}])
     2
     >>> len(client.history)
@@ -12,7 +14,8 @@ run in onnxruntime from a model bundle, the LLM is any OpenAI-compatible endpoin
 
 Typical use (needs a bundle from ``fedhydra export`` or a federated run, and an LLM)::
 
-    client = PersonalClient("store/", task="LaMP-7", llm="http://127.0.0.1:8080/v1", bundle="bundle/")
+    client = PersonalClient("store/", "bundle/", llm="http://127.0.0.1:8080/v1", task="LaMP-7",
+                            device=DeviceConfig(threads=2, llm_concurrency=4))
     client.add_history([{"id": "1", "text": "omg cant wait 4 the game lol"}])
     client.fit()                                  # fit this user's heads on their history (base frozen)
     result = client.answer("Paraphrase the following tweet ...: I am excited about the game.")
@@ -21,7 +24,12 @@ Typical use (needs a bundle from ``fedhydra export`` or a federated run, and an 
 
 Without ``llm`` the client resolves the endpoint (``FEDHYDRA_LLM_BASE_URL``, else the embedded server, started on
 demand); an embedded server it started stops when the client closes or the program exits, unless
-``keep_llm_server=True`` (then it says so, and ``fedhydra llm stop`` stops it).
+``DeviceConfig(keep_llm_server=True)`` (then it says so, and ``fedhydra llm stop`` stops it).
+
+``store`` is a folder (this user's store is made in it, as user ``"me"``) or an open :class:`client.store.UserStore`
+(an app that keeps several users in one folder opens each user's own); ``device`` holds every device-side knob
+(:class:`client.device_config.DeviceConfig`: threads, int8 or float encoders, retrieval and pool sizes, onboarding's
+LLM budget, the head fit, the LLM's deadline and concurrency).
 
 The store (one folder per user, see :mod:`client.store`) holds the history, the LLM-labelled episodes,
 the heads (safetensors and their ONNX scorer graphs), the current bundle, and the encoder's embeddings of
@@ -50,20 +58,21 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from client.device import (PERSONAL, BundleInvalid, DeviceModels, OnnxScorer, embedding_id, fit_head, read_manifest,
                            uses_int8)
+from client.device_config import ONBOARDING_CALLS, DeviceConfig
 from client.guard import check_heads
 from client.store import StoreError, UserStore, text_digest
 from shared.errors import ConfigError, DataFormatError
 from shared.hydra.candidates import anchors_for
 from shared.hydra.context import UserContext
-from shared.hydra.episodes import EpisodeConfig, build_user_episodes
+from shared.hydra.episodes import build_user_episodes
 from shared.hydra.examples import role_examples
-from shared.hydra.infer import Answer, InferenceConfig, answer
+from shared.hydra.infer import Answer, answer
 from shared.hydra.spec import HISTORY_ROLE, ROLES
 from shared.hydra.variants import Variant
 from shared.ledger import cost_of
@@ -71,10 +80,8 @@ from shared.llm.client import LLMClient, LLMConfig
 from shared.llm.resolver import LLMEndpoint, resolve_llm
 from shared.tasks import TaskSpec, get_task
 
-__all__ = ["PersonalClient", "FitReport", "Answer", "HISTORY_ROLE", "ONBOARDING_CALLS"]
+__all__ = ["PersonalClient", "DeviceConfig", "FitReport", "Answer", "HISTORY_ROLE", "ONBOARDING_CALLS"]
 
-ONBOARDING_CALLS = 20
-"""Most LLM calls a new user's onboarding (the episodes that fit their heads) may cost by default."""
 _LOG = logging.getLogger("client.sdk")
 
 
@@ -98,37 +105,34 @@ class PersonalClient:
     ``llm`` is an :class:`LLMClient`, an :class:`LLMConfig` or a URL; None resolves one
     (:func:`shared.llm.resolver.resolve_llm`: ``FEDHYDRA_LLM_BASE_URL``, else the embedded server, started if none
     runs). An embedded server this client started is stopped by :meth:`close` (or leaving a ``with`` block, or the
-    program's exit) unless ``keep_llm_server``; a kept one is logged with how to stop it (``fedhydra llm stop``).
+    program's exit) unless ``device.keep_llm_server``; a kept one is logged with how to stop it (``fedhydra llm
+    stop``). ``bundle`` (a folder from ``fedhydra export`` or a federated run) is installed as by :meth:`update_base`;
+    None answers with the bundle installed earlier.
+
+    Raises:
+        ConfigError: ``device`` is no :class:`DeviceConfig`, or ``store`` is a store of another task.
     """
 
-    def __init__(self, store_dir: str | Path, *, task: str | TaskSpec = "LaMP-7", user: str = "me", llm: Any = None,
-                 bundle: str | Path | None = None, threads: int = 2, quantized: bool = True,
-                 inference: InferenceConfig = InferenceConfig(), episodes: EpisodeConfig | None = None,
-                 fit_steps: int = 200, fit_lr: float = 0.05, head_l2: float = 0.05, llm_timeout: float = 60.0,
-                 llm_concurrency: int = 4, bundle_in_place: bool = False, keep_llm_server: bool = False):
+    def __init__(self, store: str | Path | UserStore, bundle: str | Path | None = None, *, llm: Any = None,
+                 task: str | TaskSpec = "LaMP-7", device: DeviceConfig = DeviceConfig()):
+        if not isinstance(device, DeviceConfig):
+            raise ConfigError(f"device must be a DeviceConfig, got {type(device).__name__}")
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
-        self.store = UserStore(store_dir, user, task=self.task.name)
+        self.device = device
+        if isinstance(store, UserStore):
+            if store.task != self.task.name:
+                raise ConfigError(f"store is for {store.task}, this client for {self.task.name}")
+            self.store = store
+        else:
+            self.store = UserStore(store, "me", task=self.task.name)
         self._llm_arg = llm
         self._llm: LLMClient | None = llm if isinstance(llm, LLMClient) else None
         self._endpoint: LLMEndpoint | None = None
-        self.llm_timeout = llm_timeout
-        self.llm_concurrency = llm_concurrency
-        self.keep_llm_server = keep_llm_server
-        self.threads = threads
-        self.quantized = quantized
-        self.inference = inference
-        self.episode_config = episodes or EpisodeConfig(pool=inference.pool, rerank_m=inference.m,
-                                                        pseudo_questions=2, calls_per_user=ONBOARDING_CALLS)
         self._guard = threading.RLock()
         self._fitting: Future | None = None
-        self.fit_steps, self.fit_lr, self.head_l2 = fit_steps, fit_lr, head_l2
         self._models: DeviceModels | None = None
         self._ctx: tuple[tuple[int, ...] | None, UserContext] | None = None
-        self._replay: tuple[tuple, UserContext] | None = None
-        self._bundle_in_place: Path | None = None
-        if bundle is not None and bundle_in_place:
-            self._bundle_in_place = Path(bundle)  # a read-only bundle shared by several users (simulations)
-        elif bundle is not None:
+        if bundle is not None:
             self.update_base(bundle)
 
     # -- the LLM, lazily (answering from cache or building nothing needs no endpoint) ----------------------
@@ -138,15 +142,15 @@ class PersonalClient:
         if self._llm is None:
             arg = self._llm_arg
             self._endpoint = resolve_llm(arg if isinstance(arg, LLMConfig) else None,
-                                         url=arg if isinstance(arg, str) else None, keep=self.keep_llm_server,
-                                         timeout_s=self.llm_timeout, concurrency=self.llm_concurrency)
+                                         url=arg if isinstance(arg, str) else None, keep=self.device.keep_llm_server,
+                                         timeout_s=self.device.llm_timeout, concurrency=self.device.llm_concurrency)
             self._llm = LLMClient(self._endpoint.config)
         return self._llm
 
     def close(self) -> None:
         """Wait for a background fit, then release the LLM endpoint this client resolved: an embedded server it
-        started stops (unless ``keep_llm_server``: then it is logged that it stays). Idempotent; a later call that
-        needs the LLM resolves it again."""
+        started stops (unless ``device.keep_llm_server``: then it is logged that it stays). Idempotent; a later call
+        that needs the LLM resolves it again."""
         fitting = self._fitting
         if fitting is not None:
             wait([fitting])
@@ -228,7 +232,8 @@ class PersonalClient:
     # -- the model bundle ---------------------------------------------------------------------------------
     @property
     def bundle_dir(self) -> Path:
-        return self._bundle_in_place or self.store.path / "bundle"
+        """The installed bundle: ``bundle`` in the store."""
+        return self.store.path / "bundle"
 
     def _has_bundle(self) -> bool:
         return (self.bundle_dir / "bundle.json").exists()
@@ -238,7 +243,8 @@ class PersonalClient:
         if self._models is None:
             if not self._has_bundle():
                 raise ConfigError(f"{self.store.path}: no model bundle yet; call update_base(bundle_dir)")
-            return self._adopt(DeviceModels(self.bundle_dir, threads=self.threads, quantized=self.quantized))
+            return self._adopt(DeviceModels(self.bundle_dir, threads=self.device.threads,
+                                             quantized=self.device.quantized))
         return self._models
 
     def update_base(self, bundle: str | Path) -> None:
@@ -261,7 +267,7 @@ class PersonalClient:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            new_id = embedding_id(manifest, HISTORY_ROLE, uses_int8(manifest, self.quantized))
+            new_id = embedding_id(manifest, HISTORY_ROLE, uses_int8(manifest, self.device.quantized))
             old = self.store.path / f".bundle-old-{uuid.uuid4().hex[:8]}"
             with self._guard:
                 if self.bundle_dir.exists():
@@ -288,7 +294,8 @@ class PersonalClient:
             BundleInvalid: naming what failed (the bundle's model config unlike its base's, an unknown anchor, ...).
         """
         try:
-            models = DeviceModels(folder, threads=self.threads, quantized=self.quantized, verify=False)
+            models = DeviceModels(folder, threads=self.device.threads, quantized=self.device.quantized,
+                                  verify=False)
         except BundleInvalid:
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime, safetensors and the base's checks raise several types
@@ -305,7 +312,7 @@ class PersonalClient:
         try:
             ctx = UserContext.build(self.task, items, embed=lambda texts: models.embed(HISTORY_ROLE, list(texts)))
             result = answer(self.task, probe, ctx, None, OnnxScorer(models), models.editor, heads=None,
-                            config=self.inference, variant="hydra", margin=models.margin, rating=models.rating,
+                            config=self.device.inference, variant="hydra", margin=models.margin, rating=models.rating,
                             anchor=models.anchor, llm_calls=models.llm_calls)
         except Exception as exc:  # noqa: BLE001 - whatever fails here would fail every answer()
             raise BundleInvalid(f"the new bundle does not answer: {type(exc).__name__}") from None
@@ -353,7 +360,7 @@ class PersonalClient:
         if episodes is None or failed_before:  # onboarding (again after an outage): the LLM labels the history's data
             stored = episodes or []
             episodes, built = build_user_episodes(self.task, self.store.user, history, [], self.llm,
-                                                  self.episode_config)
+                                                  self.device.onboarding)
             if len(episodes) < len(stored):  # a retry during another outage (no cache): keep what was labelled
                 episodes = stored
             self.store.write_episodes(episodes)
@@ -368,8 +375,8 @@ class PersonalClient:
         """Start :meth:`fit` in a thread and return its future (``.result()`` is the :class:`FitReport`).
 
         The user gets answers at once: until the fit is done they come from the shared heads, then from the
-        user's own (``Answer.personal`` says which). Onboarding asks the LLM at most ``episodes.calls_per_user``
-        times (20 by default).
+        user's own (``Answer.personal`` says which). Onboarding asks the LLM at most
+        ``device.onboarding.calls_per_user`` times (20 by default).
         """
         with self._guard:
             if self._fitting is None or self._fitting.done():
@@ -393,8 +400,9 @@ class PersonalClient:
             if usable:
                 models.prefetch(role, usable)
                 inputs = [models.head_inputs(role, e) for e in usable]
-                w, b, report.losses[role] = fit_head(inputs, [e.target for e in usable], w, b, steps=self.fit_steps,
-                                                     lr=self.fit_lr, l2=self.head_l2)
+                w, b, report.losses[role] = fit_head(inputs, [e.target for e in usable], w, b,
+                                                     steps=self.device.fit_steps, lr=self.device.fit_lr,
+                                                     l2=self.device.head_l2)
             heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
         check_heads(heads, prior)  # client/guard.py: DivergedRound, the last good heads stay
         with self.store.writing():  # (the scorer graphs are written atomically: an open meanwhile leaves them be)
@@ -410,13 +418,6 @@ class PersonalClient:
         the models load on first use (a rating model needs them, other tasks never call this)."""
         return self.models.embed(HISTORY_ROLE, list(texts))
 
-    def _replay_context(self, history: Sequence[Mapping[str, str]]) -> UserContext:
-        """The context of a given history, kept while the same history is asked again (one per question)."""
-        key = tuple((item.get("id"), self.task.item_text(item)) for item in history)
-        if self._replay is None or self._replay[0] != key:
-            self._replay = (key, UserContext.build(self.task, list(history), embed=self._embed))
-        return self._replay[1]
-
     def _context(self) -> UserContext:
         """The stored history's context (style, word counts, label prior), rebuilt only when the stored history
         changed (:meth:`client.store.UserStore.history_version`), not on every answer."""
@@ -425,25 +426,28 @@ class PersonalClient:
             self._ctx = (key, UserContext.build(self.task, self.history, embed=self._embed))
         return self._ctx[1]
 
-    def answer(self, input: str, *, task: str | None = None, variant: str | Variant = "hydra",
-               history: Sequence[Mapping[str, str]] | None = None) -> Answer:
+    def answer(self, input: str, *, task: str | None = None, variant: str | Variant = "hydra") -> Answer:
         """Answer one query: the output, the records used (with reranker scores), every candidate's score and what
         the answer cost (``result.cost``: LLM answers used, requests sent, their seconds).
 
         ``variant`` names how to answer (:mod:`shared.hydra.variants`: ``"hydra"``, ``"hydra-shared-head"``,
         ``"hydra-calls-1"``, ...); before this user's heads are fitted, every variant answers with the shared heads.
-        ``history`` answers as of that history instead of the stored one (replaying time-ordered data).
         """
         if task is not None and get_task(task).name != self.task.name:
             raise ConfigError(f"this client is for {self.task.name}, not {get_task(task).name}")
+        return self._answer(input, self._context, variant)
+
+    def _answer(self, input: str, context: Callable[[], UserContext], variant: str | Variant) -> Answer:
+        """Answer ``input`` with the user's context that ``context()`` gives (the stored history's, or in an
+        evaluation the history as of a question: :mod:`client.evaluation`)."""
         models = self.models
-        ctx = self._context() if history is None else self._replay_context(history)
+        ctx = context()
         llm = self.llm
         started = time.perf_counter()
         with self._guard, llm.meter() as meter:
             heads = {r: PERSONAL for r in ROLES} if any(models.has_personal(r) for r in ROLES) else None
             result = answer(self.task, input, ctx, llm, OnnxScorer(models), models.editor, heads=heads,
-                            config=self.inference, variant=variant, margin=models.margin, rating=models.rating,
+                            config=self.device.inference, variant=variant, margin=models.margin, rating=models.rating,
                             anchor=models.anchor, llm_calls=models.llm_calls)
         result.cost = cost_of(meter, time.perf_counter() - started).as_dict()
         return result

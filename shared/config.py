@@ -263,11 +263,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Most LLM requests in flight at once, per process. The embedded server serves this many in parallel (its "
             "slots); for a remote endpoint (vLLM, a hosted API) set it to what the endpoint allows, typically 16-64.",
             to="run.llm_concurrency"),
-    Setting("eval.methods", "all", Text(1024),
-            'The methods the test users answer with: "all" (every baseline that applies and every HYDRA variant), or '
-            "names separated by spaces or commas (baselines: input, majority, user-mean, user-ridge, zero-shot, rag; "
-            'variants of shared/hydra/variants.py, e.g. "user-ridge hydra hydra-shared-head"). Fewer methods, fewer '
-            "LLM calls.", to="run.eval_methods"),
+    Setting("eval.methods", "input style-rules user-mean rag hydra hydra-shared-head", Text(1024),
+            "The methods the test users answer with (the rows of the table): names separated by spaces or commas "
+            "(baselines of shared/baselines.py: input, style-rules, majority, user-mean, user-ridge, zero-shot, rag; "
+            'variants of shared/hydra/variants.py), or "all" (every baseline that applies and every HYDRA variant). A '
+            "baseline that does not apply to the task is left out: the default is the strongest fixed baselines "
+            "(returning the input and writing it with the user's spellings, or the user's mean score), RAG, HYDRA "
+            "and HYDRA with the shared heads. Fewer methods, fewer LLM calls.", to="run.eval_methods"),
     Setting("eval.every", 1, Num(0, 10_000),
             "Evaluate the test users every this many rounds (the last round always; 0 = the last round only). With a "
             "real LLM every evaluation asks it anew (the reranker changed), so long runs evaluate less often.",

@@ -89,7 +89,8 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
     """Answer every test question with every method (golds are read only for the oracle, after answering).
 
     ``methods`` None runs the baselines that apply (:data:`DEVICE_BASELINES`, ``zero-shot``, ``rag``) and every
-    HYDRA variant. A call that fails with an :class:`~shared.errors.LLMError` answers empty and counts a failure.
+    HYDRA variant; a named baseline that does not apply to the task (``input`` for ratings) is left out. A call that
+    fails with an :class:`~shared.errors.LLMError` answers empty and counts a failure.
     """
     from tqdm import tqdm
 
@@ -102,7 +103,7 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
                            global_majority=majority_label(task, (it for u in users for it in u.history)))
     runs: list[tuple[str, Callable[[User, Question, UserContext], str | Answer]]] = []
     for name in wanted:
-        if name in METHODS:
+        if name in METHODS and METHODS[name].applies(task):
             label = f"rag-k{k}" if name == "rag" else name
             runs.append((label, lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
     for name in wanted:
@@ -115,7 +116,7 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
         preds.asked[label] = 0
         preds.llm_seconds[label] = 0.0
         preds.failures[label] = 0
-    for user in tqdm(users, desc="answer", unit="user", disable=not progress, leave=False):
+    for user in tqdm(users, desc="answer", unit="user", disable=None if progress else True, leave=False):
         for q in user.questions:
             ctx = UserContext.build(task, q.profile)
             for label, run in runs:

@@ -97,7 +97,7 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
 
         # an LLM method's questions are independent: as many at once as the client keeps in flight
         workers = llm.config.concurrency if (llm is not None and method.uses_llm) else 1
-        bar = tqdm(total=len(questions), desc=label, unit="q", disable=not progress, leave=False)
+        bar = tqdm(total=len(questions), desc=label, unit="q", disable=None if progress else True, leave=False)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             answers = []
             for a in pool.map(answer, questions):

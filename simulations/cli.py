@@ -1,11 +1,30 @@
 """The ``fedhydra`` command line.
 
-Subcommands: ``eval`` (official metrics), ``baseline`` (non-LLM and LLM baselines), ``synth`` (write
-synthetic LaMP-format users), ``llm serve|stop|status`` (the embedded LLM server).
+Subcommands:
+
+- ``simulate``: the main job, federated HYDRA as a Flower simulation (:mod:`simulations.federated`);
+- ``run``: the centralized reference on the same users (:mod:`simulations.hydra_run`);
+- ``baseline``: the non-LLM and LLM baselines alone (:mod:`simulations.baseline`);
+- ``eval``: the official LaMP metrics of a predictions file, as JSON;
+- ``export``: a device bundle (ONNX) of a checkpoint or of the initial base;
+- ``synth``: synthetic LaMP-format users with planted personal structure;
+- ``llm serve|stop|status``: the embedded LLM server.
+
+``run`` and ``simulate`` print their progress on stderr and, when done, one screen on stdout: the table of the
+methods the run evaluated (config key ``eval.methods``: by default returning the input, RAG, HYDRA and HYDRA with
+the shared heads; ``--run-config "eval.methods=all"`` every baseline and variant), HYDRA against the strongest
+baseline, the plots and the time and LLM cost (:func:`simulations.report.console_summary`); the rest is in the
+output folder. Nothing they print carries terminal escape codes: Flower's coloured log lines are made plain
+(:func:`simulations.report.plain`) and progress bars are drawn only on a terminal.
+
+Every flag is bounded (:mod:`simulations.cli_args`); exit status 0 done, 2 refused (one line on stderr, nothing
+written), 3 (``run``, ``simulate``) done but some users failed (:func:`main`).
 
 Example:
     >>> build_parser().parse_args(["eval", "--golds", "g.json", "--preds", "p.json"]).command
     'eval'
+    >>> sorted(LLM_ACTIONS)
+    ['serve', 'status', 'stop']
 """
 
 from __future__ import annotations
@@ -22,10 +41,19 @@ from shared.errors import ConfigError, DataFormatError, FedHydraError, UnknownTa
 from simulations.cli_args import Parser, bounded, llm_cache_file, out_path, plain_name, text
 from simulations.failures import EXIT_USERS_FAILED
 
-__all__ = ["main", "build_parser", "SYNTH_MAX_ITEMS"]
+__all__ = ["main", "build_parser", "SYNTH_MAX_ITEMS", "LLM_ACTIONS", "RUN_FLAGS", "DEFAULT_K"]
 
 SYNTH_MAX_ITEMS = 5_000_000
 """The most items (history items plus questions, over all users) ``fedhydra synth`` writes at once."""
+
+DEFAULT_K = 4
+"""Records in ``fedhydra baseline``'s RAG prompt when no ``--k`` is given."""
+
+RUN_FLAGS = (("data", "data.dir"), ("task", "data.task"), ("split", "data.split"),
+             ("train_users", "data.train-users"), ("test_users", "data.test-users"), ("protocol", "data.protocol"),
+             ("seed", "run.seed"), ("llm_url", "llm.url"), ("llm_model", "llm.model"),
+             ("num_rounds", "federation.num-rounds"))
+"""The flags of ``run`` and ``simulate`` that set a run config key: ``(argparse attribute, config key)``."""
 
 
 def _add_llm_args(p: argparse.ArgumentParser) -> None:
@@ -53,7 +81,7 @@ def _concurrency(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from shared.data import load_outputs
     from shared.metrics import evaluate
-    from shared.tasks import MOVIE_TAGS, NEWS_CATEGORIES, get_task
+    from shared.tasks import get_task
 
     task_id, golds = load_outputs(args.golds)  # empty golds: evaluate() refuses them (no metric over nothing)
     _, preds = load_outputs(args.preds)
@@ -66,13 +94,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.task:
             raise
         raise DataFormatError(args.golds, str(exc), field="task") from None
-    if task.official_id == "LaMP_2" and not args.task:  # LaMP_2 names the movie task and the old news task
-        values = set(golds.values())
-        if values <= set(NEWS_CATEGORIES) and not values <= set(MOVIE_TAGS):
-            task = get_task("LaMP-2N")
+    if not args.task:  # an official id several tasks share (LaMP_2: movie tags, news categories): the golds decide
+        task = _task_of_golds(task, set(golds.values()))
     result = evaluate(task, preds, golds, preds_name=str(args.preds), golds_name=str(args.golds))
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _task_of_golds(task, values: set[str]):
+    """Of the registered tasks with ``task``'s official id, the first whose labels hold every gold value; ``task``
+    when none does (or the id is the task's alone).
+
+    >>> from shared.tasks import get_task
+    >>> movies = get_task("LaMP-2")
+    >>> _task_of_golds(movies, {"sports", "politics"}).name, _task_of_golds(movies, {"comedy"}).name
+    ('LaMP-2N', 'LaMP-2')
+    """
+    from shared.tasks import TASKS
+
+    same_id = [t for t in TASKS.values() if t.official_id == task.official_id]
+    return next((t for t in same_id if t.labels and values <= set(t.labels)), task)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -93,6 +134,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         raise DataFormatError(args.data, "no *_outputs.json with the golds beside the questions (baseline scores "
                                          "against them)")
     questions = select_users(dataset, args.users, args.offset)
+    ks = args.k or [DEFAULT_K]
     methods = methods_for(task) if "all" in args.method else list(dict.fromkeys(args.method))
     check_methods(task, methods)
     needs_llm = any(METHODS[m].uses_llm for m in methods)
@@ -106,9 +148,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         with resolve_llm(url=args.llm_url or None, model=args.llm_model, cache_path=args.llm_cache,
                          timeout_s=args.llm_timeout, concurrency=concurrency) as endpoint:
             llm = LLMClient(endpoint.config)
-            results = run_baselines(dataset, questions, methods, llm=llm, ks=args.k, style=args.style, out_dir=out)
+            results = run_baselines(dataset, questions, methods, llm=llm, ks=ks, style=args.style, out_dir=out)
     else:
-        results = run_baselines(dataset, questions, methods, llm=None, ks=args.k, style=args.style, out_dir=out)
+        results = run_baselines(dataset, questions, methods, llm=None, ks=ks, style=args.style, out_dir=out)
     n_users = len({q.user_id for q in questions})
     wall = time.perf_counter() - started
     table = write_table(results, task, out, title=f"{task.name}: {len(questions)} questions, {n_users} users",
@@ -125,13 +167,10 @@ def _mapping(args: argparse.Namespace) -> dict:
     from shared.config import default_mapping, parse_overrides
 
     mapping = {**default_mapping(), **parse_overrides(args.run_config or "")}
-    for flag, key in (("data", "data.dir"), ("task", "data.task"), ("split", "data.split"),
-                      ("train_users", "data.train-users"), ("test_users", "data.test-users"),
-                      ("protocol", "data.protocol"), ("seed", "run.seed"), ("llm_url", "llm.url"),
-                      ("llm_model", "llm.model"), ("num_rounds", "federation.num-rounds")):
+    for flag, key in RUN_FLAGS:
         value = getattr(args, flag, None)
         if value is not None:
-            mapping[key] = str(value) if flag == "data" else value
+            mapping[key] = value
     return mapping
 
 
@@ -145,6 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from shared.llm.client import LLMClient
     from shared.llm.resolver import resolve_llm
     from simulations.hydra_run import run_central
+    from simulations.report import console_summary
     from simulations.run_inputs import checked_inputs
 
     cfg = _run_config(args)
@@ -156,13 +196,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     with resolve_llm(url=cfg.llm_url or None, model=cfg.llm_model or None, cache_path=args.llm_cache,
                      timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency) as endpoint:
         llm = LLMClient(endpoint.config)
-        summary = run_central(inputs.dataset, cfg, llm, out,
-                              progress=lambda s: print(s, file=sys.stderr, flush=True))
-    print(summary.pop("table"))
-    print("LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):")
-    print(summary.pop("ledger_table"))
-    print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']} "
-          f"(cache hits {summary['llm']['llm_cache_hits']}); pool oracle {summary['pool_oracle']}; written to {out}")
+        summary = run_central(inputs.dataset, cfg, llm, out, progress=_progress)
+    print(console_summary(summary, out, totals=(
+        f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']} (cache hits "
+        f"{summary['llm']['llm_cache_hits']}); pool oracle {summary['pool_oracle']}")))
     return _failed_users_status(args, summary, summary["train_users"] + summary["free_train_users"] +
                                 summary["test_users"])
 
@@ -170,21 +207,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from shared.config import RunConfig
     from simulations.federated import simulate
+    from simulations.report import console_summary
 
     cfg = RunConfig.from_mapping(_mapping(args))  # validates flags and overrides before anything starts
     _check_llm_cache(args.llm_cache)
-    summary = simulate(cfg, args.out, llm_cache=args.llm_cache,
-                       progress=lambda s: print(s, file=sys.stderr, flush=True), ray_address=args.ray_address,
+    summary = simulate(cfg, args.out, llm_cache=args.llm_cache, progress=_progress, ray_address=args.ray_address,
                        client_cpus=args.client_cpus if args.client_cpus is not None else 2)
-    print(summary.get("round_table", ""))
-    print(summary.pop("table"))
-    print("LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):")
-    print(summary.pop("ledger_table"))
-    print(f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']}; upload per client per round "
-          f"{summary.get('bytes_up_per_client_round', 0):,} B (full encoder {summary.get('full_model_bytes', 0):,} B); "
-          f"written to {args.out}")
+    print(console_summary(summary, args.out, totals=(
+        f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']}; upload per client per round "
+        f"{summary.get('bytes_up_per_client_round', 0):,} B (full encoder {summary.get('full_model_bytes', 0):,} B)")))
     return _failed_users_status(args, summary, summary["train_users"] + summary["free_train_users"] +
                                 summary["test_users"])
+
+
+def _progress(line: str) -> None:
+    """A progress line of ``run`` or ``simulate``, on stderr at once."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _failed_users_status(args: argparse.Namespace, summary: dict, total: int) -> int:
@@ -253,22 +291,38 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_llm(args: argparse.Namespace) -> int:
-    from shared.llm.embedded import EMBEDDED_SLOTS, running_server, start_server, stop_server
+def _llm_serve(args: argparse.Namespace) -> int:
+    from shared.llm.embedded import EMBEDDED_SLOTS, start_server
 
-    if args.action == "serve":
-        info = start_server(port=args.port, threads=args.threads, slots=args.slots or EMBEDDED_SLOTS, n_ctx=args.ctx)
-        print(info.url)
-        print(f"pid {info.pid}; {info.slots} slots (keep up to {info.slots} requests in flight); log {info.log}; "
-              f"stop with: fedhydra llm stop", file=sys.stderr)
-    elif args.action == "stop":
-        info = stop_server()
-        print(f"stopped pid {info.pid} ({info.url})" if info else "no embedded LLM server was running")
-    else:
-        info = running_server()
-        print(info.url if info else "not running")
-        return 0 if info else 1
+    info = start_server(port=args.port, threads=args.threads, slots=args.slots or EMBEDDED_SLOTS, n_ctx=args.ctx)
+    print(info.url)
+    print(f"pid {info.pid}; {info.slots} slots (keep up to {info.slots} requests in flight); log {info.log}; "
+          f"stop with: fedhydra llm stop", file=sys.stderr)
     return 0
+
+
+def _llm_stop(args: argparse.Namespace) -> int:
+    from shared.llm.embedded import stop_server
+
+    info = stop_server()
+    print(f"stopped pid {info.pid} ({info.url})" if info else "no embedded LLM server was running")
+    return 0
+
+
+def _llm_status(args: argparse.Namespace) -> int:
+    from shared.llm.embedded import running_server
+
+    info = running_server()
+    print(info.url if info else "not running")
+    return 0 if info else 1
+
+
+LLM_ACTIONS = {"serve": _llm_serve, "stop": _llm_stop, "status": _llm_status}
+"""``fedhydra llm <action>``: each action's function (status 1 from ``status``: none is running)."""
+
+
+def cmd_llm(args: argparse.Namespace) -> int:
+    return LLM_ACTIONS[args.action](args)
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -317,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --split timeline: the last this many reviews of each user are questions "
                         "(default: data.timeline-questions of the config)")
     p.add_argument("--k", type=bounded("k"), action="append",
-                   help="records in the RAG prompt (repeatable; default 4)")
+                   help=f"records in the RAG prompt (repeatable; default {DEFAULT_K})")
     p.add_argument("--style", default="turns", choices=["turns", "inline"], help="RAG prompt style")
     p.add_argument("--out", type=out_path, required=True, help="output directory")
     _add_llm_args(p)
@@ -358,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("llm", help="the embedded LLM server (llama.cpp's llama-server + SmolLM2-135M-Instruct)")
-    p.add_argument("action", choices=["serve", "stop", "status"])
+    p.add_argument("action", choices=list(LLM_ACTIONS))
     p.add_argument("--port", type=bounded("port"), default=0, help="port (default: a free one)")
     p.add_argument("--threads", type=bounded("threads"), default=2, help="CPU threads (default 2)")
     p.add_argument("--slots", type=bounded("slots"), default=None,
@@ -390,8 +444,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # a refused argument (one line on stderr, status 2) or --help (0)
         return exc.code if isinstance(exc.code, int) else 2
-    if getattr(args, "k", None) is None and args.command == "baseline":
-        args.k = [4]
     # SIGTERM unwinds like Ctrl-C, so what a command started (an embedded LLM server, a SuperLink) is stopped
     signal.signal(signal.SIGTERM, _terminate)
     try:

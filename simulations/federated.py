@@ -31,6 +31,7 @@ from shared.paths import llm_cache_path
 from shared.users import HISTORY_PROTOCOL, node_count, split_users
 from simulations.failures import UserFailures
 from simulations.hydra_run import finish_run
+from simulations.report import plain
 from simulations.run_inputs import checked_inputs
 from simulations.superlink import LocalSuperLink, SimulationError
 
@@ -182,11 +183,9 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     title = (f"{dataset.task.name}: federated HYDRA, {summary['train_users']}{free_note} training / "
              f"{len(scored)} test users{failed}")
     groups = {m: ("federated" if is_hydra_method(m) else "baseline") for m in preds.by_method}
-    result = finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups,
-                        users={q.id: u.user_id for u in test for q in u.questions},
-                        inputs={q.id: q.query for u in test for q in u.questions})
-    result["ledger_table"] = ledger.table()
-    return result
+    return finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups,
+                      users={q.id: u.user_id for u in test for q in u.questions},
+                      inputs={q.id: q.query for u in test for q in u.questions}, ledger=ledger)
 
 
 def clear_results(out: Path) -> list[Path]:
@@ -297,6 +296,7 @@ def simulate(cfg: RunConfig, out_dir: str | Path, *, llm_config: LLMConfig | Non
             progress(f"Flower run {run_id} submitted; following its log (also in {out / 'flwr.log'})")
             with open(out / "flwr.log", "w", encoding="utf-8") as log:
                 def on_line(line: str) -> None:
+                    line = plain(line)  # Flower's and Ray's colours and progress bars: neither file nor pipe wants them
                     log.write(line + "\n")
                     log.flush()
                     if ("[ROUND" in line or "ERROR" in line or "rejected" in line or "failed" in line.lower()

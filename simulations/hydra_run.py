@@ -2,7 +2,8 @@
 
 One run, same LLM, same users, fixed seeds: build each user's episodes through the LLM (cached), train the
 shared base with the training users' heads, fit every new user's heads on their history only (base
-frozen), then answer each test question with every method and score it:
+frozen), then answer each test question with the methods of ``eval.methods`` and score them (by default input or the
+user's mean, RAG, ``hydra`` and ``hydra-shared-head``; ``eval.methods=all``: every one below):
 
 | method | what |
 |---|---|
@@ -53,6 +54,9 @@ __all__ = ["run_central", "HYDRA_METHODS", "build_episodes", "finish_run", "map_
 
 T = TypeVar("T")
 
+LEDGER_TITLE = "LLM cost (answers used = sent + cached, i.e. the cost on a cold cache):"
+"""The heading of the cost ledger in ``metrics.md``."""
+
 
 
 def _say(progress: Callable[[str], None] | None, text: str) -> None:
@@ -73,7 +77,8 @@ def map_users(fn: Callable[[User], T], users: Sequence[User], *, workers: int, d
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    bar = tqdm(total=len(users), desc=desc, unit="user", disable=not progress, leave=False)
+    # a bar only on a terminal: in a file or a pipe its redrawn lines would be debris
+    bar = tqdm(total=len(users), desc=desc, unit="user", disable=None if progress else True, leave=False)
     try:
         if workers <= 1 or len(users) <= 1:
             out = []
@@ -175,8 +180,13 @@ def comparison_tables(paired: Mapping[str, dict], left: Mapping[str, Mapping[str
 
 def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out: Path, *, title: str,
                summary: dict, groups: Mapping[str, str] | None = None,
-               users: Mapping[str, str] | None = None, inputs: Mapping[str, str] | None = None) -> dict:
-    """Write predictions, the metrics table, the plot and the summary; return the summary.
+               users: Mapping[str, str] | None = None, inputs: Mapping[str, str] | None = None,
+               ledger: Ledger | None = None) -> dict:
+    """Write predictions, the metrics table, the plot and the summary; return the summary, with ``table`` (what
+    ``metrics.md`` holds), ``method_table`` (its table of the methods alone) and ``ledger_table`` added.
+
+    ``metrics.md`` holds the table, the paired comparisons, how often each method left its anchor, and the cost ledger
+    of ``ledger`` (the LLM answers each stage, user and method used).
 
     ``users`` (question id -> user): where some user asks several questions (LaMP-3's timeline split), the paired
     comparisons also give the user-level interval (users resampled, :mod:`shared.stats`). ``inputs`` (question id ->
@@ -239,14 +249,20 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
     summary = {**summary, "primary_metric": metric, "pool_oracle": oracle,
                "strongest_baseline": strongest["method"] if strongest else None, "relative_gain": gains,
                "paired_bootstrap": paired, "left_baseline": left_baseline(task, preds, golds)}
-    table = write_table(results, task, out, title=title, extra=summary)
-    table += comparison_tables(paired, summary["left_baseline"])
+    method_table = write_table(results, task, out, title=title, extra=summary)
+    table = method_table + comparison_tables(paired, summary["left_baseline"])
+    ledger_table = ledger.table() if ledger is not None else None
+    if ledger_table:
+        table += f"\n{LEDGER_TITLE}\n\n{ledger_table}"
     atomic_write_text(out / "metrics.md", table)
     plot_methods(rows, task, out / "metrics.png", title=title, oracle=oracle,
                  groups=groups or {r["method"]: ("hydra" if is_hydra_method(str(r["method"])) else "baseline")
                                    for r in rows})
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     summary["table"] = table
+    summary["method_table"] = method_table
+    if ledger_table:
+        summary["ledger_table"] = ledger_table
     return summary
 
 
@@ -391,8 +407,6 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
     free = f" (+{len(free_users)} free)" if free_users else ""
     failed = f" ({len(all_test_users) - len(test_users)} failed)" if len(test_users) < len(all_test_users) else ""
     title = f"{task.name}: HYDRA, {len(llm_users)}{free} training / {len(test_users)} test users{failed}"
-    result = finish_run(task, preds, dataset.golds, out, title=title, summary=summary,
-                        users={q.id: u.user_id for u in test_users for q in u.questions},
-                        inputs={q.id: q.query for u in test_users for q in u.questions})
-    result["ledger_table"] = ledger.table()
-    return result
+    return finish_run(task, preds, dataset.golds, out, title=title, summary=summary,
+                      users={q.id: u.user_id for u in test_users for q in u.questions},
+                      inputs={q.id: q.query for u in test_users for q in u.questions}, ledger=ledger)

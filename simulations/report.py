@@ -1,23 +1,33 @@
-"""Result tables and plots of a run: one row per method, markdown and JSON, and a bar chart.
+r"""Result tables and plots of a run: one row per method, markdown and JSON, a bar chart, and what a run prints.
 
 Example:
     >>> r = MethodResult("input", {"a": "x"}, {"rouge-1": 0.5, "rouge-L": 0.4}, 1.0, 0, 0)
     >>> r.row()["rouge-L"]
     0.4
+    >>> plain("\x1b[92mINFO \x1b[0m: [ROUND 1/3]")
+    'INFO : [ROUND 1/3]'
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from shared.io import atomic_write_text
 from shared.metrics import primary_metric
 from shared.tasks import TaskSpec
 
-__all__ = ["MethodResult", "write_table", "plot_methods", "bar_axis_limit", "relative_gain"]
+__all__ = ["MethodResult", "write_table", "plot_methods", "bar_axis_limit", "relative_gain", "plain",
+           "headline_comparison", "console_summary", "MORE_METHODS"]
+
+MORE_METHODS = '--run-config "eval.methods=all"'
+"""How a run evaluates every baseline and HYDRA variant, not only the default ones (config key ``eval.methods``)."""
+
+_ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])")
+"""A terminal escape sequence: CSI (colours, cursor moves), OSC (titles, links), or a two-character one."""
 
 
 @dataclass
@@ -120,3 +130,57 @@ def plot_methods(rows: Sequence[Mapping[str, object]], task: TaskSpec, path: str
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plain(line: str) -> str:
+    r"""One line of another program's output as plain text: no terminal escape codes (colours, cursor moves), and of
+    a line a progress bar redrew with carriage returns only its last state.
+
+    >>> plain("Loading:   0%|   | 0/9\rLoading: 100%|###| 9/9\r")
+    'Loading: 100%|###| 9/9'
+    """
+    text = _ESCAPE.sub("", line)
+    parts = [p for p in text.split("\r") if p.strip()]
+    return parts[-1] if parts else text.replace("\r", "")
+
+
+def headline_comparison(summary: Mapping[str, Any]) -> str | None:
+    """The one paired comparison a run prints: HYDRA (``fed-hydra`` in a federated run) against the run's strongest
+    baseline, from ``summary["paired_bootstrap"]`` (per question, HYDRA's score minus the baseline's: > 0 is better);
+    None when the run has no such pair.
+
+    >>> print(headline_comparison({"strongest_baseline": "input", "paired_bootstrap": {"fed-hydra vs input": {
+    ...     "n": 4, "mean_difference": 0.0888, "interval": [-0.0891, 0.2667], "wins": 2, "losses": 2}}}))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    fed-hydra vs input (the strongest baseline in the table): +0.0888 per question, 95% interval [-0.0891, +0.2667];
+    better on 2, worse on 2 of 4 questions
+    """
+    strongest = summary.get("strongest_baseline")
+    paired = summary.get("paired_bootstrap") or {}
+    for name in ("fed-hydra", "hydra"):
+        c = paired.get(f"{name} vs {strongest}")
+        if strongest and c:
+            low, high = c["interval"]
+            return (f"{name} vs {strongest} (the strongest baseline in the table): {c['mean_difference']:+.4f} per "
+                    f"question, 95% interval [{low:+.4f}, {high:+.4f}]; better on {c['wins']}, worse on {c['losses']} "
+                    f"of {c['n']} questions")
+    return None
+
+
+def console_summary(summary: Mapping[str, Any], out: str | Path, *, totals: str = "") -> str:
+    """What ``fedhydra run`` and ``simulate`` print when they are done (one screen; the files hold the rest): the
+    table of the methods run, HYDRA against the strongest baseline, the plots, ``totals`` (a line of time and cost),
+    and where the rest is."""
+    out = Path(out)
+    lines = [str(summary["method_table"]).rstrip(), ""]
+    comparison = headline_comparison(summary)
+    if comparison:
+        lines.append(comparison)
+    plots = [str(out / name) for name in ("metrics.png", "rounds.png") if (out / name).exists()]
+    if plots:
+        lines.append("plots: " + ", ".join(plots))
+    if totals:
+        lines.append(totals)
+    lines.append(f"everything is in {out} (metrics.md: every paired comparison and the LLM cost per stage); every "
+                 f"baseline and HYDRA variant: {MORE_METHODS}")
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ Steps:
 
 Example::
 
-    export_bundle(shared_arrays, ModelConfig(), "bundle/")      # then PersonalClient(..., bundle="bundle/")
+    export_bundle(shared_arrays, ModelConfig(), "bundle/")      # then PersonalClient("store/", "bundle/")
 """
 
 from __future__ import annotations

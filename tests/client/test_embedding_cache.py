@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from client.device import PERSONAL, DeviceModels, embedding_id, length_batches
-from client.sdk import HISTORY_ROLE, PersonalClient
+from client.sdk import HISTORY_ROLE, DeviceConfig, PersonalClient
 from shared.hydra.examples import RoleExample
 from shared.hydra.spec import N_EXTRA
 
@@ -16,6 +16,7 @@ HISTORY = [{"id": str(i), "text": t} for i, t in enumerate([
     "finally finished the book, what an ending", "who else is watching the finals", "new phone who dis",
 ])]
 LLM = "http://127.0.0.1:9/v1"  # never called: these tests build no episodes
+FLOAT = DeviceConfig(quantized=False)
 
 
 def example(query: str, items: list[str], role: str = "reranker") -> RoleExample:
@@ -55,7 +56,7 @@ def test_cached_and_uncached_scores_equal(bundle):
 
 @pytest.mark.slow
 def test_history_embeddings_are_kept_in_the_store(tmp_path, bundle):
-    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, bundle=bundle, quantized=False)
+    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, bundle=bundle, device=FLOAT)
     client.add_history(HISTORY[:4])
     models = client.models
     ident = models.embedding_id(HISTORY_ROLE)
@@ -64,7 +65,7 @@ def test_history_embeddings_are_kept_in_the_store(tmp_path, bundle):
     client.add_history(HISTORY[4:])
     assert len(client.store.read_embeddings(ident)) == 6 and models.encoded == 6  # each record encoded once
 
-    reopened = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, quantized=False)
+    reopened = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, device=FLOAT)
     texts = [h["text"] for h in HISTORY]
     ex = example("who won the game", texts)
     warm = reopened.models.score("reranker", ex, PERSONAL)
@@ -88,7 +89,7 @@ def test_update_base_invalidates_the_cache(tmp_path, bundle, trained_state):
     # the first bundle's encoder as template: LoRA merged once more, a different encoder (fast, no torch export)
     other = export_bundle(other_state, ModelConfig(), tmp_path / "other", quantize=False,
                           template=bundle / "encoder-reranker.onnx")
-    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, bundle=bundle, quantized=False)
+    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, bundle=bundle, device=FLOAT)
     client.add_history(HISTORY)
     old_id = client.store.embeddings_model()
     old = client.store.read_embeddings(old_id)
@@ -109,10 +110,10 @@ def test_update_base_invalidates_the_cache(tmp_path, bundle, trained_state):
 
 @pytest.mark.slow
 def test_a_damaged_cache_is_rebuilt(tmp_path, bundle):
-    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, bundle=bundle, quantized=False)
+    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, bundle=bundle, device=FLOAT)
     client.add_history(HISTORY[:3])
     client.store.embeddings_path.write_bytes(b"\x00garbage")
-    reopened = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, quantized=False)
+    reopened = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, device=FLOAT)
     assert reopened.store.embeddings_model() is None
     reopened.add_history(HISTORY[3:])  # re-encodes the whole history and writes a good cache
     assert reopened.models.encoded == len(HISTORY)

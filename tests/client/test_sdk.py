@@ -131,9 +131,9 @@ def test_the_bundles_margin_decides_whether_the_adapter_may_leave_the_input(tmp_
 
 LIFECYCLE = textwrap.dedent("""
     import json, sys
-    from client.sdk import PersonalClient
+    from client.sdk import DeviceConfig, PersonalClient
     from shared.llm.embedded import running_server
-    client = PersonalClient(sys.argv[1], task="LaMP-7", keep_llm_server=sys.argv[2] == "keep")
+    client = PersonalClient(sys.argv[1], task="LaMP-7", device=DeviceConfig(keep_llm_server=sys.argv[2] == "keep"))
     answer = client.llm.complete([{"role": "user", "content": "a b c"}], max_tokens=4)
     print(json.dumps({"pid": running_server().pid, "answer": answer}))
 """)

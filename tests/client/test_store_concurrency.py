@@ -12,8 +12,9 @@ from tests.conftest import REPO
 ADDER = textwrap.dedent("""
     import sys
     from client.sdk import PersonalClient
+    from client.store import UserStore
     root, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    client = PersonalClient(root, task="LaMP-7", user="alice", llm="http://127.0.0.1:9/v1")
+    client = PersonalClient(UserStore(root, "alice", task="LaMP-7"), llm="http://127.0.0.1:9/v1", task="LaMP-7")
     print("ready", flush=True)
     sys.stdin.readline()  # go: both start adding at once
     for i in range(n):

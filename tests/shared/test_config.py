@@ -96,10 +96,12 @@ def test_every_strategy_name_is_documented():
     assert all(text.lower().startswith(name) for name, text in STRATEGIES.items())
 
 
-def test_eval_methods_are_all_by_default_or_the_named_ones_and_an_unknown_name_is_refused():
+def test_eval_methods_are_the_few_that_matter_by_default_all_or_the_named_ones_and_an_unknown_name_is_refused():
     from shared.config import RunConfig, default_mapping
 
-    assert RunConfig.from_mapping(default_mapping()).eval_methods == ()
+    assert RunConfig.from_mapping(default_mapping()).eval_methods == ("input", "style-rules", "user-mean", "rag", "hydra",
+                                                                     "hydra-shared-head")
+    assert RunConfig.from_mapping({**default_mapping(), "eval.methods": "all"}).eval_methods == ()
     chosen = RunConfig.from_mapping({**default_mapping(), "eval.methods": "user-ridge,hydra  hydra-shared-head"})
     assert chosen.eval_methods == ("user-ridge", "hydra", "hydra-shared-head")
     with pytest.raises(ConfigError, match="eval.methods': unknown method 'hydra-best'"):

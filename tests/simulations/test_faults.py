@@ -34,7 +34,7 @@ from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"data.task": "LaMP-3", "data.synthetic-users": 4, "data.synthetic-items": 10, "data.train-users": 3, "data.test-users": 1,
          "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1, "pool.label-records": 2,
-         "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20}
+         "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20, "eval.methods": "all"}
 # every HYDRA variant that asks the LLM (all but hydra-calls-0) falls back without it
 HYDRA_METHODS = sum(1 for v in VARIANTS.values() if v.llm_calls != 0)
 LLM_BASELINES = 2  # zero-shot, rag-k4

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked
 SMALL = {"data.task": "LaMP-7", "data.synthetic-users": 5, "data.synthetic-items": 10, "data.train-users": 4, "data.test-users": 1,
          "federation.num-rounds": 1, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2, "train.epochs": 1,
          "federation.local-epochs": 1,
-         "federation.min-train-nodes": 2}
+         "federation.min-train-nodes": 2, "eval.methods": "all"}
 TRAIN_METRICS = {"num-examples", "train-loss", "llm-calls", "seconds", *FAULT_COUNTERS}
 
 

@@ -20,7 +20,7 @@ from simulations.hydra_run import run_central
 pytestmark = [pytest.mark.slow]
 
 SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 2, "pool.pseudo-questions": 2, "pool.n-samples": 1,
-         "pool.label-records": 2, "train.epochs": 1, "train.fit-steps": 50}
+         "pool.label-records": 2, "train.epochs": 1, "train.fit-steps": 50, "eval.methods": "all"}
 
 
 def central(data_dir, out, llm_config):
