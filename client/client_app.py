@@ -23,16 +23,35 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
 from client.guard import Guard
-from client.node import (ClientNode, base_shapes, check_anchor, check_llm_calls, check_margin, is_free_node, make_llm, node_dataset,
-                         resolve_user, store_root)
+from client.node import (
+    ClientNode,
+    base_shapes,
+    check_anchor,
+    check_llm_calls,
+    check_margin,
+    is_free_node,
+    make_llm,
+    node_dataset,
+    resolve_user,
+    store_root,
+)
 from client.packing import make_packing_mod
 from client.replies import error_mod
 from client.secagg import secagg_mod
 from shared.config import RunConfig, check_number, node_caps
 from shared.errors import ConfigError
 from shared.packing import array_view
-from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, LLM_CALLS_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
-                             ROLE_KEY)
+from shared.protocol import (
+    ANCHOR_KEY,
+    ASK_KEY,
+    ASK_MARGIN,
+    DP_WEIGHT_KEY,
+    LLM_CALLS_KEY,
+    MARGIN_KEY,
+    MARGIN_RECORD,
+    ROLE_KEY,
+    WEIGHT_KEY,
+)
 
 NODE_KEYS = ("data", "split", "store-dir", "llm-url", "llm-model")
 """Run config keys a node's own config overrides."""

@@ -30,8 +30,8 @@ import hashlib
 import json
 import math
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 

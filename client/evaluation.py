@@ -9,8 +9,8 @@ counts what it cost is :func:`shared.evaluation.evaluate_users`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from client.sdk import PersonalClient
 from shared.config import RunConfig

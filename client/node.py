@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from client.store import UserStore
-from shared.protocol import WEIGHT_KEY, NodeRole
 from shared.config import RunConfig
 from shared.errors import ConfigError, WrongRole
 from shared.hydra.variants import is_hydra_method
 from shared.paths import fedhydra_home
+from shared.protocol import WEIGHT_KEY, NodeRole
 from shared.users import HISTORY_PROTOCOL
 
 __all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_base", "store_root", "device_bundle",

@@ -37,14 +37,22 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flwr.app import Context, Message
 
 from client.guard import Guard
 from shared.errors import PackingError
-from shared.packing import (LAYOUT_RECORD, PACKED_RECORD, fingerprint, flat_views, is_packed, pack_content,
-                            unpack_arrays, unpack_content)
+from shared.packing import (
+    LAYOUT_RECORD,
+    PACKED_RECORD,
+    fingerprint,
+    flat_views,
+    is_packed,
+    pack_content,
+    unpack_arrays,
+    unpack_content,
+)
 
 __all__ = ["make_packing_mod"]
 

@@ -47,15 +47,24 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from client.device import (PERSONAL, BundleInvalid, DeviceModels, OnnxScorer, embedding_id, fit_head, read_manifest,
-                           uses_int8)
+from client.device import (
+    PERSONAL,
+    BundleInvalid,
+    DeviceModels,
+    OnnxScorer,
+    embedding_id,
+    fit_head,
+    read_manifest,
+    uses_int8,
+)
 from client.guard import check_heads
 from client.store import StoreError, UserStore, text_digest
 from shared.errors import ConfigError, DataFormatError
@@ -155,7 +164,7 @@ class PersonalClient:
             self._llm = None
             endpoint.close()
 
-    def __enter__(self) -> "PersonalClient":
+    def __enter__(self) -> PersonalClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -26,7 +26,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from client.guard import check_secure_update
 from shared.errors import UnsafeBase, UnsafeUpdate
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY, SECAGG_KEYS
+from shared.protocol import DP_WEIGHT_KEY, SECAGG_KEYS, WEIGHT_KEY
 
 __all__ = ["secagg_mod"]
 

@@ -72,8 +72,9 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from shared.errors import FedHydraError
 from shared.io import atomic_write_text

@@ -54,8 +54,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.llm.embedded import (EMBEDDED_MODEL, EMBEDDED_SLOTS, EMBEDDED_THREADS, gguf_path,  # noqa: E402
-                                 recommended_concurrency, start_server, stop_server)
+from shared.llm.embedded import (  # noqa: E402
+    EMBEDDED_MODEL,
+    EMBEDDED_SLOTS,
+    EMBEDDED_THREADS,
+    gguf_path,
+    recommended_concurrency,
+    start_server,
+    stop_server,
+)
 from shared.procs import free_port  # noqa: E402
 
 DEFAULT_DATA = Path("..") / "shared" / "data" / "lamp" / "lamp7"  # relative to the repository root
@@ -239,8 +246,8 @@ def stage_episodes(args, tmp: Path) -> dict:
     from shared.data import load_split
     from shared.llm.client import LLMClient, LLMConfig
     from shared.llm.embedded import embedded_config
-    from simulations.hydra_run import build_episodes
     from shared.users import split_users
+    from simulations.hydra_run import build_episodes
 
     cfg = RunConfig.from_mapping({"task": "LaMP-7", "data": str(args.data), "train-users": args.episodes,
                                   "test-users": 0})

@@ -314,8 +314,8 @@ def measure(args) -> dict:
             mapping = mapping_for(args, n, k, data, store, llm_url)
             run = run_federation(mapping, run_dir, ray_address=args.ray_address, client_cpus=args.client_cpus,
                                  env=env, progress=lambda s: print(s, file=sys.stderr, flush=True))
-            from shared.run_data import load_run_data
             from shared.config import RunConfig
+            from shared.run_data import load_run_data
             from shared.users import split_users
 
             cfg = RunConfig.from_mapping(mapping)

@@ -18,13 +18,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flwr.app import ArrayRecord
 
 from server.federation import ValidatingStrategy, expected_from
 from shared.config import FederationConfig, RunConfig
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY
+from shared.protocol import DP_WEIGHT_KEY, WEIGHT_KEY
 
 __all__ = ["AGGREGATIONS", "aggregation_name", "build_aggregation", "build_plain"]
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -41,9 +41,21 @@ from server.validation import InvalidUpdate, expected_spec, validate_update
 from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import BASELINE_ANCHOR, MarginChoice, MarginSums
 from shared.io import atomic_write_text, read_jsonl
+from shared.protocol import (
+    ANCHOR_KEY,
+    ASK_KEY,
+    ASK_MARGIN,
+    ASK_ROLE,
+    FAULT_COUNTERS,
+    LLM_CALLS_KEY,
+    MARGIN_KEY,
+    MARGIN_RECORD,
+    ROLE_KEY,
+    TESTING_ROLES,
+    TRAINING_ROLES,
+    WEIGHT_KEY,
+)
 from shared.tasks import get_task
-from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, LLM_CALLS_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
-                             TESTING_ROLES, TRAINING_ROLES)
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
            "weighted_metrics", "gather_margin", "short_reason"]

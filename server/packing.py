@@ -25,7 +25,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flwr.app import Error, Message
 from flwr.common.constant import ErrorCode

@@ -39,14 +39,13 @@ vector), both ways.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from logging import INFO, WARNING
-from typing import Iterable, Sequence
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.common import FitIns, FitRes, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.common import log
+from flwr.common import FitIns, FitRes, log, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.compat.grid_client_proxy import GridClientProxy
@@ -62,7 +61,7 @@ from server.federation import RoleGrid, ValidatingStrategy, expected_from, short
 from server.validation import InvalidUpdate, validate_update
 from shared.config import SECAGG_MODULUS, RunConfig, SecureAggregationConfig
 from shared.errors import SecureAggregationConflict
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY, FAULT_COUNTERS, SECAGG_KEYS
+from shared.protocol import DP_WEIGHT_KEY, FAULT_COUNTERS, SECAGG_KEYS, WEIGHT_KEY
 
 __all__ = ["SecureAggregation", "build_secure", "quantization_error_bound", "payload_bytes", "check_population"]
 

@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
@@ -29,7 +30,7 @@ from flwr.serverapp.strategy import (
 
 from shared.config import FederationConfig
 from shared.errors import ConfigError
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY
+from shared.protocol import DP_WEIGHT_KEY, WEIGHT_KEY
 
 __all__ = ["build_strategy", "sampled_clients", "BUILDERS"]
 

@@ -42,8 +42,8 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
 
 from shared.data import Question
 from shared.errors import ConfigError

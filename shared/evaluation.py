@@ -21,8 +21,9 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from shared.baselines import METHODS, BaselineContext, majority_label
 from shared.config import RunConfig

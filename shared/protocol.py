@@ -27,7 +27,7 @@ class NodeRole(str, Enum):
     BOTH = "both"
 
     @classmethod
-    def from_index(cls, index: int, *, train_users: int) -> "NodeRole":
+    def from_index(cls, index: int, *, train_users: int) -> NodeRole:
         """The role of the node with partition ``index`` in the disjoint protocol (training users come first)."""
         return cls.TRAIN if index < train_users else cls.TEST
 

@@ -19,9 +19,9 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Mapping
 
 from shared.errors import UnknownTaskError
 

@@ -34,8 +34,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from shared.data import Dataset, Question, group_by_user
 from shared.errors import ConfigError

@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from shared.baselines import METHODS, BaselineContext, majority_label, methods_for
 from shared.data import Dataset, Question, group_by_user, write_outputs

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from shared.config import RunConfig
 from shared.data import Dataset, write_outputs
 from shared.evaluation import Predictions, merge_predictions
+from shared.hydra.candidates import call_choices, decision_keys
 from shared.hydra.context import UserContext
+from shared.hydra.decision import MarginChoice
 from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
 from shared.hydra.model import HydraBase, PersonalHeads
-from shared.hydra.candidates import call_choices, decision_keys
-from shared.hydra.decision import MarginChoice
 from shared.hydra.stages import StageReport, train_stage
 from shared.hydra.train import Trainer
 from shared.hydra.variants import COST_METHODS, FEDERATED_PREFIX, HYDRA_METHODS, is_hydra_method

@@ -9,9 +9,9 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from shared.io import atomic_write_text
 from shared.metrics import primary_metric

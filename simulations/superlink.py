@@ -27,8 +27,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from shared.errors import FedHydraError
 from shared.procs import descendants, free_port, pid_alive, stop_process_tree
@@ -116,7 +116,7 @@ class LocalSuperLink:
         self.control_port = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    def __enter__(self) -> "LocalSuperLink":
+    def __enter__(self) -> LocalSuperLink:
         self.start()
         return self
 

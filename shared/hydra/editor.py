@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -129,7 +129,7 @@ class InputEditor:
         return {"vocab": self.vocab.copy(), "dense": self.dense.copy(), "bias": self.bias.copy()}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, np.ndarray]) -> "InputEditor":
+    def from_state(cls, state: Mapping[str, np.ndarray]) -> InputEditor:
         return cls(np.asarray(state["vocab"]), np.asarray(state["dense"]), float(np.asarray(state["bias"]).reshape(-1)[0]))
 
 

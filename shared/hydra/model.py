@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -190,7 +190,7 @@ class PersonalHeads(nn.Module):
         self.heads = nn.ModuleDict({r: nn.Linear(config.trunk_dim + N_EXTRA[r], 1) for r in ROLES})
 
     @classmethod
-    def from_shared(cls, base: HydraBase) -> "PersonalHeads":
+    def from_shared(cls, base: HydraBase) -> PersonalHeads:
         """Fresh heads initialized from the shared heads (the prior that personal fitting moves away from)."""
         heads = cls(base.config)
         with torch.no_grad():

@@ -48,13 +48,13 @@ import os
 import random
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
-from shared.protocol import WEIGHT_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY
+from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, WEIGHT_KEY
 
 __all__ = ["faults_mod", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS", "InjectedFault"]
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from shared.io import atomic_write_text, read_jsonl
 from simulations.scale.app import scale_app

@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from shared.procs import descendants
 
@@ -174,7 +174,7 @@ class TreeMemory:
                 pass
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self) -> TreeMemory:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="tree-memory")
         self._thread.start()
         return self

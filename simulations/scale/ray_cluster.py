@@ -93,7 +93,7 @@ class LocalRayCluster:
         self.address = ""
         self.temp_dir = ""
 
-    def __enter__(self) -> "LocalRayCluster":
+    def __enter__(self) -> LocalRayCluster:
         self.start()
         return self
 

@@ -24,12 +24,12 @@ from shared.hydra.spec import ModelConfig
 from shared.hydra.variants import VARIANTS
 from shared.llm.client import LLMConfig
 from shared.llm.faulty_stub import StubLLM
+from shared.procs import pid_alive
+from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 from simulations.cli import main
 from simulations.faults.mod import dropped_partitions
 from simulations.federated import clear_results, simulate
-from shared.procs import pid_alive
 from simulations.superlink import kill_tree
-from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"task": "LaMP-3", "synthetic-users": 4, "synthetic-items": 10, "train-users": 3, "test-users": 1,
