@@ -208,7 +208,7 @@ class ClientNode:
         self.store.write_heads(heads.state(), self.cfg.model)
         guard.accept()
         n = sum(report.examples.values())
-        losses = [l[-1] for l in report.losses.values() if l]
+        losses = [curve[-1] for curve in report.losses.values() if curve]
         metrics = {WEIGHT_KEY: max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
                    "llm-calls": self.llm.stats.calls - calls0, "seconds": time.perf_counter() - started,
                    "skipped-examples": built["skipped"], "offlabel-answers": built["offlabel"],

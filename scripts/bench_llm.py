@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         if "episodes" in stages:
             try:
                 result["episodes"] = stage_episodes(args, tmp)
-            except Exception as exc:  # the other stages' figures still count
+            except Exception as exc:  # noqa: BLE001 - the other stages' figures still count
                 note = f"episodes stage failed: {type(exc).__name__}: {exc}"
                 print(note, flush=True)
                 result["notes"].append(note)
@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stub: 8 in flight = {result['stub_8_vs_1']}x of 1 in flight")
         try:
             plot(rows, args.out / "bench_llm.png")
-        except Exception as exc:  # a plot is optional
+        except Exception as exc:  # noqa: BLE001 - a plot is optional
             result["notes"].append(f"no plot: {exc}")
     (args.out / "bench_llm.json").write_text(json.dumps(result, indent=1))
     print(f"\nwritten to {args.out}/bench_llm.json")

@@ -50,13 +50,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np
-
-from shared.llm.client import LLMClient, LLMConfig
+from shared.llm.client import LLMClient, LLMConfig  # noqa: E402 - after the repository is on sys.path
 
 THREADS = 2
 HISTORY = 50

@@ -78,8 +78,9 @@ def main() -> None:
             raise SystemExit(f"--train {n} would overlap the evaluation users from {start}")
         editor = InputEditor()
         editor.fit([(w, c, InputEditor.labels(w, g)) for w, c, g in pairs(dataset, groups[:n])])
-        ways = {"any word": lambda w, c, h, lv: f1_optimal_keep(w, editor.keep_probabilities(w, c), lv * len(w)),
-                "fillers, user's style": lambda w, c, h, lv: h.apply(filler_edit(editor, w, c, lv))}
+        # both ways are used within this iteration, with this iteration's editor
+        ways = {"any word": lambda w, c, h, lv: f1_optimal_keep(w, editor.keep_probabilities(w, c), lv * len(w)),  # noqa: B023
+                "fillers, user's style": lambda w, c, h, lv: h.apply(filler_edit(editor, w, c, lv))}  # noqa: B023
         for way, edit in ways.items():
             cells, best = [], inp.copy()
             for level in LEVELS:

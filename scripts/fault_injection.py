@@ -327,7 +327,7 @@ def bad_input_rows(work: Path) -> list[dict]:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             status = main(["baseline", "--data", str(data), "--task", task, "--method", "majority",
                            "--method", "user-mean", "--out", str(out)])
-        lines = [l for l in err.getvalue().splitlines() if l.strip() and "it/s]" not in l and "%|" not in l]
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip() and "it/s]" not in ln and "%|" not in ln]
         left = sorted(p.name for p in out.iterdir()) if out.exists() else []
         truncated = None
         if "huge" in name and status == 0:
@@ -352,7 +352,7 @@ def bad_input_rows(work: Path) -> list[dict]:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             status = main([command, "--data", str(bad), "--task", "LaMP-3", *extra, "--out", str(out)])
         left = sorted(p.name for p in out.iterdir())
-        lines = [l for l in err.getvalue().splitlines() if l.strip()]
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
         rows.append({"input": f"malformed JSON, `{command}` rerun into the folder of a finished run", "status": status,
                      "error": lines[-1] if lines else "", "left": [f"{p} (stale)" for p in left],
                      "looks_complete": "metrics.json" in left, "truncated_to": None, "names_the_place": True})

@@ -258,10 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the SuperLink and everything under it are stopped by pid
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
-    if args.report:
-        report = json.loads(Path(args.report).read_text())
-    else:
-        report = measure(args)
+    report = json.loads(Path(args.report).read_text()) if args.report else measure(args)
     text = tables(report)
     print(text)
     if not args.report:

@@ -214,7 +214,7 @@ class ValidatingStrategy(Strategy):
         if len(replies) < 2:
             return replies
         layouts = [layout(m) for m in replies]
-        common = max(layouts, key=lambda l: (layouts.count(l), -layouts.index(l)))
+        common = max(layouts, key=lambda lay: (layouts.count(lay), -layouts.index(lay)))
         kept = []
         for msg, lay in zip(replies, layouts):
             if lay == common:

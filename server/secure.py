@@ -275,7 +275,7 @@ class SecureAggregation(ValidatingStrategy):
         self._grid = _MeteredGrid(grid)
         try:
             workflow(self._grid, context)
-        except Exception as exc:  # a malformed masked vector, a share that does not decode: the round, not the run
+        except Exception as exc:  # noqa: BLE001 - a malformed masked vector, a share that does not decode: the round, not the run
             log(WARNING, "round %d: SecAgg+ failed: %s", server_round, short_reason(exc))
             self._round.aggregate = None
             self._grid.failures.setdefault(-1, f"SecAgg+ failed: {short_reason(exc)}")

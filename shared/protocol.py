@@ -19,7 +19,7 @@ __all__ = ["FAULT_COUNTERS", "WEIGHT_KEY", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KE
            "SECAGG_KEYS", "ERROR_REPLIES", "ERROR_FAILED"]
 
 
-class NodeRole(str, Enum):
+class NodeRole(str, Enum):  # noqa: UP042 - StrEnum would change str() and format() of a role
     """A training user, a new (test) user, or both (the "history" protocol: train on history, answer later)."""
 
     TRAIN = "train"

@@ -93,7 +93,8 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
         started = time.perf_counter()
 
         def answer(q: Question) -> tuple[str, bool]:
-            return answer_or_empty(lambda: method.run(ctx, q))  # a failed LLM call costs one answer, not the run
+            # a failed LLM call costs one answer, not the run (answer runs within this iteration of the loop)
+            return answer_or_empty(lambda: method.run(ctx, q))  # noqa: B023
 
         # an LLM method's questions are independent: as many at once as the client keeps in flight
         workers = llm.config.concurrency if (llm is not None and method.uses_llm) else 1

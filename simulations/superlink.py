@@ -152,7 +152,7 @@ class LocalSuperLink:
             f"[superlink.{self.FEDERATION}]\n"
             f'address = "127.0.0.1:{self.control_port}"\n'
             "insecure = true\n")
-        log = open(self.home / "superlink.log", "ab")
+        log = open(self.home / "superlink.log", "ab")  # noqa: SIM115 - the SuperLink's output while it runs
         cmd = [flwr_executable("flower-superlink"), "--insecure", "--simulation", "--isolation", "subprocess",
                "--host", "127.0.0.1",
                "--port", str(api_port), "--database", str(self.home / "state.db")]

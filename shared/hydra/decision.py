@@ -256,8 +256,8 @@ class MarginSums:
 
     def rows(self) -> list[dict[str, float]]:
         pairs = [(a, m) for a in self.anchors for m in self.grid]
-        return [{"anchor": a, "margin": m, "left": l, "helped": h, "hurt": u, "gain": g}
-                for (a, m), l, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]
+        return [{"anchor": a, "margin": m, "left": left, "helped": h, "hurt": u, "gain": g}
+                for (a, m), left, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]
 
     def choose(self) -> MarginChoice:
         """The (decision, margin) pair with the largest total gain (ties: the earlier decision, then the larger

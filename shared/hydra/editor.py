@@ -104,7 +104,7 @@ class InputEditor:
         feats = [self.features(w, c) for w, c, _ in examples]
         buckets = np.concatenate([b for b, _ in feats])
         dense = np.concatenate([d for _, d in feats])
-        y = np.concatenate([np.asarray(l, dtype=np.float32) for _, _, l in examples])
+        y = np.concatenate([np.asarray(lab, dtype=np.float32) for _, _, lab in examples])
         n = len(y)
         adam = Adam([self.vocab, self.dense, self.bias], lr)
         loss = float("nan")

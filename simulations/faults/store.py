@@ -68,7 +68,7 @@ while True:
                                   corpus=tuple(history[:20]), top=[0, 1], bm25=[1.0, 0.5]) for i in range(40)])
     store.write_heads({"head.adapter.weight": np.full((256, 256), version, np.float32)}, model)
     store.update_meta(version=version)
-""" % {"items": HISTORY_ITEMS}
+""" % {"items": HISTORY_ITEMS}  # noqa: UP031 - Python source full of braces: %-format fills it
 
 
 def _check(condition: bool, message: str) -> None:

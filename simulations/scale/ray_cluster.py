@@ -106,7 +106,7 @@ class LocalRayCluster:
         return [p.pid for _, p in self.procs]
 
     def _start_node(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        log = open(self.folder / f"ray-{name}.log", "ab")
+        log = open(self.folder / f"ray-{name}.log", "ab")  # noqa: SIM115 - the node's output while it runs
         env = {**self.env, "FEDHYDRA_RAY_NODE_NAME": name}
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -142,7 +142,7 @@ class LocalRayCluster:
     def alive_nodes(self) -> list[dict]:
         """The cluster's live nodes as Ray's GCS lists them (``ray list nodes`` needs the dashboard, so this asks
         the GCS from a short-lived driver process)."""
-        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "  # noqa: UP031
                 "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], 'cpus': n['Resources'].get('CPU', 0), "
                 "'name': n.get('NodeName')} for n in ray.nodes()])); ray.shutdown()") % self.address
         done = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=120)

@@ -158,7 +158,7 @@ def test_a_third_of_the_clients_drop_out_every_round(tmp_path, monkeypatch):
     with StubLLM() as stub:
         summary = run(tmp_path, stub.url, **{"num-rounds": 2})
     assert summary["status"] == "finished:completed"
-    rounds = [json.loads(l) for l in (tmp_path / "out" / "server" / "rounds.jsonl").read_text().splitlines()]
+    rounds = [json.loads(line) for line in (tmp_path / "out" / "server" / "rounds.jsonl").read_text().splitlines()]
     assert [(r["accepted"], r["failed"]) for r in rounds] == [(2, 1), (2, 1)]
     # a dropout leaves as the fixed reason of any failure: its own text stays on the device (client/replies.py)
     assert all(ERROR_REPLIES[ERROR_FAILED][1] in f for r in rounds for f in r["failures"])
