@@ -43,13 +43,20 @@ from shared.errors import ConfigError
 from shared.packing import array_view
 from shared.protocol import (
     ANCHOR_KEY,
+    ARRAYS_RECORD,
     ASK_KEY,
     ASK_MARGIN,
+    CONFIG_RECORD,
     DP_WEIGHT_KEY,
     LLM_CALLS_KEY,
     MARGIN_KEY,
     MARGIN_RECORD,
+    METHODS_ALL,
+    METHODS_HYDRA,
+    METHODS_KEY,
+    METRICS_RECORD,
     ROLE_KEY,
+    SERVER_ROUND_KEY,
     WEIGHT_KEY,
 )
 
@@ -62,7 +69,7 @@ config a server sent: paths and the endpoint its user's text goes to."""
 
 def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
     """Flower's client-side clipping when the server asks for it (DP runs), else nothing."""
-    config = msg.content.config_records.get("config") if msg.has_content() else None
+    config = msg.content.config_records.get(CONFIG_RECORD) if msg.has_content() else None
     if config is not None and KEY_CLIPPING_NORM in config:
         return fixedclipping_mod(msg, ctx, call_next)
     return call_next(msg, ctx)
@@ -101,7 +108,7 @@ packing_mod = make_packing_mod(node_guard)
 
 def _arrays(msg: Message) -> dict:
     """The message's tensors as read-only views of the bytes that came (no copy before the guard has checked them)."""
-    return {k: array_view(v) for k, v in msg.content["arrays"].items()}
+    return {k: array_view(v) for k, v in msg.content[ARRAYS_RECORD].items()}
 
 
 def _config_number(config, key: str, default: float, caps) -> float:
@@ -112,17 +119,17 @@ def _config_number(config, key: str, default: float, caps) -> float:
 def query(msg: Message, context: Context) -> Message:
     """The server asks this node's role, or (with the global base) its margin sums."""
     node = _node(context)
-    if str(msg.content["config"].get(ASK_KEY, "")) == ASK_MARGIN:
+    if str(msg.content[CONFIG_RECORD].get(ASK_KEY, "")) == ASK_MARGIN:
         return Message(content=RecordDict({MARGIN_RECORD: MetricRecord(node.margin_sums(_arrays(msg)))}),
                        reply_to=msg)
-    return Message(content=RecordDict({"config": ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
+    return Message(content=RecordDict({CONFIG_RECORD: ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
 
 
 def train(msg: Message, context: Context) -> Message:
     node = _node(context)
-    config = msg.content["config"]
+    config = msg.content[CONFIG_RECORD]
     caps = node_caps(context.node_config)
-    server_round = config.get("server-round", 0)
+    server_round = config.get(SERVER_ROUND_KEY, 0)
     if isinstance(server_round, bool) or not isinstance(server_round, int) or not 0 <= server_round <= MAX_ROUND:
         raise ConfigError(f"message config key 'server-round' must be an integer in [0, {MAX_ROUND}]")
     arrays, metrics = node.train(_arrays(msg), proximal_mu=_config_number(config, "proximal-mu", 0.0, caps),
@@ -131,17 +138,17 @@ def train(msg: Message, context: Context) -> Message:
         metrics[DP_WEIGHT_KEY] = 1
     # in the order the server sent (a resumed server's checkpoint has its keys sorted; Flower's DP clipping refuses
     # a reply in another order)
-    sent = list(msg.content["arrays"].keys())
+    sent = list(msg.content[ARRAYS_RECORD].keys())
     order = [k for k in sent if k in arrays] + [k for k in arrays if k not in sent]
-    content = RecordDict({"arrays": ArrayRecord({k: Array(arrays[k]) for k in order}),
-                          "metrics": MetricRecord(metrics)})
+    content = RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(arrays[k]) for k in order}),
+                          METRICS_RECORD: MetricRecord(metrics)})
     return Message(content=content, reply_to=msg)
 
 
 def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
-    config = msg.content["config"]
-    methods = (list(node.cfg.eval_methods) or None) if str(config.get("methods", "hydra")) == "all" else ["hydra"]
+    config = msg.content[CONFIG_RECORD]
+    methods = (list(node.cfg.eval_methods) or None) if str(config.get(METHODS_KEY, METHODS_HYDRA)) == METHODS_ALL else [METHODS_HYDRA]
     margin = check_margin(config[MARGIN_KEY]) if MARGIN_KEY in config else None
     anchor = check_anchor(config[ANCHOR_KEY], node.task) if ANCHOR_KEY in config else None
     llm_calls = check_llm_calls(config[LLM_CALLS_KEY], node.cfg.pool) if LLM_CALLS_KEY in config else None
@@ -149,7 +156,7 @@ def evaluate(msg: Message, context: Context) -> Message:
                             anchor=anchor, llm_calls=llm_calls)
     if not node.cfg.federation.report_metrics:
         metrics = {WEIGHT_KEY: metrics[WEIGHT_KEY]}
-    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+    return Message(content=RecordDict({METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg)
 
 
 MAX_ROUND = 1_000_000

@@ -26,7 +26,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from client.guard import check_secure_update
 from shared.errors import UnsafeBase, UnsafeUpdate
-from shared.protocol import DP_WEIGHT_KEY, SECAGG_KEYS, WEIGHT_KEY
+from shared.protocol import ARRAYS_RECORD, CONFIG_RECORD, DP_WEIGHT_KEY, METRICS_RECORD, SECAGG_KEYS, WEIGHT_KEY
 
 __all__ = ["secagg_mod"]
 
@@ -53,14 +53,14 @@ def _train_legacy(msg: Message, ctx: Context, call_next) -> Message:
         raise UnsafeBase(f"a SecAgg+ training message whose {len(tensors)} tensors are not named one by one "
                          f"({SECAGG_KEYS!r})")
     received = dict(zip(keys, tensors))
-    inner = Message(content=RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in received.items()}),
-                                        "config": ConfigRecord({k: v for k, v in config.items() if k != SECAGG_KEYS})}),
+    inner = Message(content=RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in received.items()}),
+                                        CONFIG_RECORD: ConfigRecord({k: v for k, v in config.items() if k != SECAGG_KEYS})}),
                     metadata=copy.copy(msg.metadata))
     reply = call_next(inner, ctx)
     if reply.has_error():
         raise UnsafeUpdate(f"training failed: {reply.error.reason}")
-    arrays = {k: v.numpy() for k, v in reply.content["arrays"].items()}
-    metrics = dict(reply.content["metrics"])
+    arrays = {k: v.numpy() for k, v in reply.content[ARRAYS_RECORD].items()}
+    metrics = dict(reply.content[METRICS_RECORD])
     state = ctx.state.config_records[RECORD_KEY_STATE]
     ordered, weight = check_secure_update(arrays, keys, {k: v.shape for k, v in received.items()},
                                           metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY)),

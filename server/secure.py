@@ -61,7 +61,16 @@ from server.federation import RoleGrid, ValidatingStrategy, expected_from, short
 from server.validation import InvalidUpdate, validate_update
 from shared.config import SECAGG_MODULUS, RunConfig, SecureAggregationConfig
 from shared.errors import SecureAggregationConflict
-from shared.protocol import DP_WEIGHT_KEY, FAULT_COUNTERS, SECAGG_KEYS, WEIGHT_KEY
+from shared.protocol import (
+    ARRAYS_RECORD,
+    CONFIG_RECORD,
+    DP_WEIGHT_KEY,
+    FAULT_COUNTERS,
+    METRICS_RECORD,
+    SECAGG_KEYS,
+    SERVER_ROUND_KEY,
+    WEIGHT_KEY,
+)
 
 __all__ = ["SecureAggregation", "build_secure", "quantization_error_bound", "payload_bytes", "check_population"]
 
@@ -248,13 +257,13 @@ class SecureAggregation(ValidatingStrategy):
         self._round, self._grid = None, None
         if not messages:
             return []
-        keys = list(to_numpy(messages[0].content["arrays"]))
+        keys = list(to_numpy(messages[0].content[ARRAYS_RECORD]))
         proxies, instructions = {}, []
         for msg in messages:
             node = msg.metadata.dst_node_id
             proxies[node] = GridClientProxy(node, grid, msg.metadata.run_id)
-            arrays = to_numpy(msg.content["arrays"])
-            config = {**dict(msg.content["config"]), SECAGG_KEYS: keys}
+            arrays = to_numpy(msg.content[ARRAYS_RECORD])
+            config = {**dict(msg.content[CONFIG_RECORD]), SECAGG_KEYS: keys}
             instructions.append((proxies[node], FitIns(ndarrays_to_parameters([arrays[k] for k in keys]), config)))
         manager = SimpleClientManager()
         for proxy in proxies.values():
@@ -263,7 +272,7 @@ class SecureAggregation(ValidatingStrategy):
         context = LegacyContext(Context(run_id=messages[0].metadata.run_id, node_id=0, node_config={},
                                         state=RecordDict(), run_config={}),
                                 strategy=self._round, client_manager=manager)
-        server_round = int(messages[0].content["config"].get("server-round", 0))
+        server_round = int(messages[0].content[CONFIG_RECORD].get(SERVER_ROUND_KEY, 0))
         context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: server_round})
         context.state.array_records[MAIN_PARAMS_RECORD] = ArrayRecord()
         s = self.secagg
@@ -311,7 +320,7 @@ class SecureAggregation(ValidatingStrategy):
                          "shares); the global base is unchanged", server_round,
                 len([n for n in metered.failures if n >= 0]), len(self._messages), self.secagg.threshold)
             return None, None
-        keys = list(to_numpy(self._messages[0].content["arrays"]))
+        keys = list(to_numpy(self._messages[0].content[ARRAYS_RECORD]))
         if len(round_.aggregate) != len(keys):
             return self._reject(server_round, f"the aggregate has {len(round_.aggregate)} tensors, not {len(keys)}")
         mean = dict(zip(keys, round_.aggregate))
@@ -321,8 +330,8 @@ class SecureAggregation(ValidatingStrategy):
             validate_update(released, self.spec, num_examples=1)
         except InvalidUpdate as exc:
             return self._reject(server_round, f"the aggregate: {exc}")
-        reply = Message(RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in released.items()}),
-                                    "metrics": MetricRecord({WEIGHT_KEY: 1})}), reply_to=self._messages[0])
+        reply = Message(RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in released.items()}),
+                                    METRICS_RECORD: MetricRecord({WEIGHT_KEY: 1})}), reply_to=self._messages[0])
         arrays, _ = self.inner.aggregate_train(server_round, [reply])
         metrics = weighted_metrics([dict(res.metrics) for _, res in round_.results], weight_key=self.weight_key)
         log(INFO, "round %d: SecAgg+ summed %d of %d clients", server_round, len(summed), len(self._messages))
