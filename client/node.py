@@ -29,7 +29,7 @@ from shared.errors import ConfigError, WrongRole
 from shared.hydra.variants import is_hydra_method
 from shared.paths import fedhydra_home
 from shared.protocol import WEIGHT_KEY, NodeRole
-from shared.users import HISTORY_PROTOCOL
+from shared.users import get_protocol
 
 __all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_base", "store_root", "device_bundle",
            "llm_faults", "offlabel_answers", "node_dataset", "base_shapes", "check_margin", "check_anchor", "check_llm_calls",
@@ -80,14 +80,14 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
     if "user-id" in node_config:  # a device: its own user, found in its own data (which may hold only that user)
         wanted = str(node_config["user-id"])
         role = NodeRole(str(node_config.get("role", "test")))
-        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and cfg.protocol != HISTORY_PROTOCOL)
+        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and not get_protocol(cfg.protocol).same_users)
         if user is None:
             raise ConfigError(f"node config user-id {wanted!r} is not a user of {cfg.data}")
         return user, role
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
                               protocol=cfg.protocol, offset=cfg.user_offset, free_train_users=cfg.free_train_users)
     index = int(node_config.get("partition-id", -1))
-    history = cfg.protocol == HISTORY_PROTOCOL
+    history = get_protocol(cfg.protocol).same_users
     users = node_users(train, test, cfg.protocol)
     if not 0 <= index < len(users):
         raise ConfigError(f"partition-id {index} is outside the {len(users)} users of this run")

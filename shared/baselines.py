@@ -170,12 +170,22 @@ def _rag(ctx: BaselineContext, q: Question) -> str:
 
 @dataclass(frozen=True)
 class Method:
-    """A baseline: ``run(ctx, question) -> answer``, the tasks it ``applies`` to, and whether it ``uses_llm``."""
+    """A baseline: ``run(ctx, question) -> answer``, the tasks it ``applies`` to, whether it ``uses_llm``, and
+    whether it ``uses_k`` (the context's ``k`` records: run and labelled once per ``k``, ``rag-k4``)."""
 
     name: str
     run: Callable[[BaselineContext, Question], str]
     applies: Callable[[TaskSpec], bool]
     uses_llm: bool
+    uses_k: bool = False
+
+    def label(self, k: int) -> str:
+        """The method's name in tables and output files when run with ``k`` records.
+
+        >>> METHODS["rag"].label(4), METHODS["majority"].label(4)
+        ('rag-k4', 'majority')
+        """
+        return f"{self.name}-k{k}" if self.uses_k else self.name
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -186,7 +196,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("user-ridge", _user_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
     Method("global-ridge", _global_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
     Method("zero-shot", _zero_shot, lambda t: True, True),
-    Method("rag", _rag, lambda t: True, True),
+    Method("rag", _rag, lambda t: True, True, uses_k=True),
 ]}
 """The baselines by name, in the order tables list them."""
 

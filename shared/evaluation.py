@@ -104,8 +104,7 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
     runs: list[tuple[str, Callable[[User, Question, UserContext], str | Answer]]] = []
     for name in wanted:
         if name in METHODS:
-            label = f"rag-k{k}" if name == "rag" else name
-            runs.append((label, lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
+            runs.append((METHODS[name].label(k), lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
     for name in wanted:
         if name in VARIANTS:
             runs.append((name, lambda u, q, c, name=name: hydra(u, q, c, variant=name)))

@@ -84,7 +84,7 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
     golds = {q.id: dataset.golds[q.id] for q in questions}
     ctx = BaselineContext(task=task, llm=llm, style=style, histories=user_histories(questions),
                           global_majority=majority_label(task, (it for q in questions for it in q.profile)))
-    runs = [(f"rag-k{k}", "rag", k) if m == "rag" else (m, m, ctx.k) for m in methods for k in (ks if m == "rag" else [0])]
+    runs = [(METHODS[m].label(k), m, k) for m in methods for k in (ks if METHODS[m].uses_k else [ctx.k])]
     results = []
     for label, name, k in runs:
         ctx.k = k

@@ -44,7 +44,7 @@ from shared.llm.client import LLMClient
 from shared.metrics import evaluate, example_score, primary_metric
 from shared.readability import broken_share, is_broken
 from shared.tasks import TaskSpec
-from shared.users import User, split_users
+from shared.users import User, get_protocol, split_users
 from simulations.failures import UserFailures
 from simulations.report import MethodResult, plot_methods, relative_gain, write_table
 from simulations.trained import load_trained, save_margin, save_trained, training_fingerprint
@@ -267,7 +267,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                                           protocol=cfg.protocol, offset=cfg.user_offset,
                                           free_train_users=cfg.free_train_users)
     llm_users, free_users = train_users[:cfg.train_users], train_users[cfg.train_users:]
-    history = cfg.protocol == "history"
+    history = get_protocol(cfg.protocol).same_users
     ledger = Ledger()
     calls0 = llm.stats.calls
     failures = UserFailures()  # one user's failure costs that user, not the run
