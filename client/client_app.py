@@ -16,6 +16,8 @@ on it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import fixedclipping_mod
@@ -106,6 +108,13 @@ packing_mod = make_packing_mod(node_guard)
 """The production packing mod: the node's guard checks a packed message before it is unpacked."""
 
 
+def _metric_record(values: Mapping[str, float]) -> MetricRecord:
+    """A metric record of ``values`` (Flower's constructor takes a dict of every metric value type; dicts are
+    invariant)."""
+    items: dict[str, int | float | list[int] | list[float]] = dict(values)
+    return MetricRecord(items)
+
+
 def _arrays(msg: Message) -> dict:
     """The message's tensors as read-only views of the bytes that came (no copy before the guard has checked them)."""
     return {k: array_view(v) for k, v in msg.content[ARRAYS_RECORD].items()}
@@ -120,7 +129,7 @@ def query(msg: Message, context: Context) -> Message:
     """The server asks this node's role, or (with the global base) its margin sums."""
     node = _node(context)
     if str(msg.content[CONFIG_RECORD].get(ASK_KEY, "")) == ASK_MARGIN:
-        return Message(content=RecordDict({MARGIN_RECORD: MetricRecord(node.margin_sums(_arrays(msg)))}),
+        return Message(content=RecordDict({MARGIN_RECORD: _metric_record(node.margin_sums(_arrays(msg)))}),
                        reply_to=msg)
     return Message(content=RecordDict({CONFIG_RECORD: ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
 
@@ -141,7 +150,7 @@ def train(msg: Message, context: Context) -> Message:
     sent = list(msg.content[ARRAYS_RECORD].keys())
     order = [k for k in sent if k in arrays] + [k for k in arrays if k not in sent]
     content = RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(arrays[k]) for k in order}),
-                          METRICS_RECORD: MetricRecord(metrics)})
+                          METRICS_RECORD: _metric_record(metrics)})
     return Message(content=content, reply_to=msg)
 
 
@@ -156,7 +165,7 @@ def evaluate(msg: Message, context: Context) -> Message:
                             anchor=anchor, llm_calls=llm_calls)
     if not node.cfg.federation.report_metrics:
         metrics = {WEIGHT_KEY: metrics[WEIGHT_KEY]}
-    return Message(content=RecordDict({METRICS_RECORD: MetricRecord(metrics)}), reply_to=msg)
+    return Message(content=RecordDict({METRICS_RECORD: _metric_record(metrics)}), reply_to=msg)
 
 
 MAX_ROUND = 1_000_000

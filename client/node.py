@@ -326,8 +326,8 @@ def check_margin(margin: object) -> float:
     ...
     shared.errors.ConfigError: message config key 'margin' must be a number in [0, 1] or inf
     """
-    ok = isinstance(margin, (int, float)) and not isinstance(margin, bool)
-    if not ok or not (0.0 <= float(margin) <= MAX_MARGIN or float(margin) == float("inf")):
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) \
+            or not (0.0 <= float(margin) <= MAX_MARGIN or float(margin) == float("inf")):
         raise ConfigError(f"message config key 'margin' must be a number in [0, {MAX_MARGIN:g}] or inf")
     return float(margin)
 
@@ -357,8 +357,7 @@ def check_llm_calls(llm_calls: object, pool) -> int:
     shared.errors.ConfigError: message config key 'llm-calls' must be a whole number in [0, 4]
     """
     top = pool.n_samples + 1
-    ok = isinstance(llm_calls, (int, np.integer)) and not isinstance(llm_calls, bool)
-    if not ok or not 0 <= int(llm_calls) <= top:
+    if not isinstance(llm_calls, (int, np.integer)) or isinstance(llm_calls, bool) or not 0 <= int(llm_calls) <= top:
         raise ConfigError(f"message config key 'llm-calls' must be a whole number in [0, {top}]")
     return int(llm_calls)
 

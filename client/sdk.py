@@ -402,7 +402,8 @@ class PersonalClient:
             if usable:
                 models.prefetch(role, usable)
                 inputs = [models.head_inputs(role, e) for e in usable]
-                w, b, report.losses[role] = fit_head(inputs, [e.target for e in usable], w, b, steps=self.fit_steps,
+                targets = [e.target for e in usable if e.target is not None]  # all of them: usable ones have one
+                w, b, report.losses[role] = fit_head(inputs, targets, w, b, steps=self.fit_steps,
                                                      lr=self.fit_lr, l2=self.head_l2)
             heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
         check_heads(heads, prior)  # client/guard.py: DivergedRound, the last good heads stay

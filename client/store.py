@@ -591,7 +591,7 @@ class UserStore:
 
         keys = list(vectors)
         stacked = np.stack([np.asarray(vectors[k], np.float32) for k in keys]) if keys else np.zeros((0, 0), np.float32)
-        arrays = {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16), "vectors": stacked}
+        arrays: dict[str, np.ndarray] = {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16), "vectors": stacked}
         metadata = {"format": EMBEDDINGS_FORMAT, "version": EMBEDDINGS_VERSION, "model": model_id, "user": self.user}
         with self.writing():
             atomic_write_bytes(self.embeddings_path, save(arrays, metadata=metadata))

@@ -47,6 +47,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -314,7 +315,7 @@ def stage_answers(args, tmp: Path) -> dict:
         golds += [dataset.golds[q.id]] * len(mine)
         kinds += ["greedy"] + ["sample"] * (len(mine) - 1)
     default = recommended_concurrency()
-    runs = {}
+    runs: dict[int, dict[str, Any]] = {}
     for concurrency in (1, default):
         with NewServer(EMBEDDED_SLOTS, EMBEDDED_THREADS, tmp / f"answers-c{concurrency}") as url:
             llm = LLMClient(embedded_config(url, cache_path="", concurrency=concurrency))

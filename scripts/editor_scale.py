@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def pairs(dataset, users, *, with_ids: bool = False, with_habits: bool = False):
         counts = history_counts(history)
         habits = StyleHabits.of(history) if with_habits else None
         for q in qs:
-            row = (task.extract_query(q.input).split(), counts, dataset.golds[q.id])
+            row: tuple[Any, ...] = (task.extract_query(q.input).split(), counts, dataset.golds[q.id])
             row = (*row, habits) if with_habits else row
             out.append((q.id, *row) if with_ids else row)
     return out

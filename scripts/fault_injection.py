@@ -239,7 +239,8 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
 
     rng = random.Random(seed)
     before = {"history": 0, "episodes": 0, "heads": 0, "meta": 0}
-    damaged, went_back, torn, leftover, seen = [], 0, 0, 0, set()
+    damaged, went_back, torn, leftover = [], 0, 0, 0
+    seen: set[str] = set()
     for trial in range(kills):
         mode = "atomic" if trial % 2 == 0 else f"before-rename:{trial % 8}"
         kill_writer(work, max(before.values()), rng, mode)

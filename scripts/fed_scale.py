@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -298,7 +299,7 @@ def measure(args) -> dict:
                       machine=earlier["machine"], warm=earlier.get("warm"), appended=earlier.get("appended", []) +
                       [{"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "rounds": args.rounds}])
     with (contextlib.nullcontext() if args.llm_url else StubEndpoint(delay_s=args.stub_delay)) as stub:
-        llm_url = args.llm_url or stub.url
+        llm_url = args.llm_url or cast(StubEndpoint, stub).url  # a stub whenever there is no --llm-url
         report["llm_note"] = (f"LLM: {args.llm_url} (model {args.llm_model!r})" if args.llm_url
                               else STUB_NOTE.format(delay=args.stub_delay))
         print(report["llm_note"] + f"; at {llm_url}", file=sys.stderr, flush=True)

@@ -42,6 +42,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from logging import INFO, WARNING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -54,6 +55,7 @@ from flwr.server.strategy import Strategy as LegacyStrategy
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
 from flwr.server.workflow.constant import Key as WorkflowKey
+from flwr.serverapp import Grid
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from server.central_dp import CentralDP, quantization_slack
@@ -72,6 +74,9 @@ from shared.protocol import (
     WEIGHT_KEY,
 )
 
+if TYPE_CHECKING:
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+
 __all__ = ["SecureAggregation", "build_secure", "quantization_error_bound", "payload_bytes", "check_population"]
 
 FITRES_METRICS = "fitres.metrics"
@@ -84,8 +89,8 @@ def payload_bytes(content: RecordDict) -> int:
     total = 0
     for record in content.array_records.values():
         total += sum(len(a.data) for a in record.values())
-    for record in content.config_records.values():
-        for value in record.values():
+    for config in content.config_records.values():
+        for value in config.values():
             if isinstance(value, bytes):
                 total += len(value)
             elif isinstance(value, list):
@@ -171,7 +176,7 @@ class _RoundStrategy(LegacyStrategy):
 class _MeteredGrid:
     """A grid for the workflow: delegates, and counts each node's payload both ways and its first failure."""
 
-    def __init__(self, grid):
+    def __init__(self, grid: Grid) -> None:
         self._grid = grid
         self.down: dict[int, int] = {}
         self.up: dict[int, int] = {}
@@ -283,7 +288,7 @@ class SecureAggregation(ValidatingStrategy):
                                       timeout=timeout if timeout is not None else self.timeout)
         self._grid = _MeteredGrid(grid)
         try:
-            workflow(self._grid, context)
+            workflow(cast(Grid, self._grid), context)  # a Grid in all but name: it delegates to one
         except Exception as exc:  # noqa: BLE001 - a malformed masked vector, a share that does not decode: the round, not the run
             log(WARNING, "round %d: SecAgg+ failed: %s", server_round, short_reason(exc))
             self._round.aggregate = None
@@ -344,7 +349,7 @@ class SecureAggregation(ValidatingStrategy):
         return None, None
 
 
-def build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[SecureAggregation, object | None]:
+def build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[SecureAggregation, RdpAccountant | None]:
     """The secure aggregation of a run (and its privacy accountant under DP); refuses a federation it cannot sum."""
     from server.strategies import build_strategy, sampled_clients
 

@@ -44,6 +44,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shared.data import Question
 from shared.errors import ConfigError
@@ -52,6 +53,9 @@ from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_top_k
 from shared.style import StyleHabits
 from shared.tasks import TaskKind, TaskSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["BaselineContext", "Method", "METHODS", "methods_for", "majority_label"]
 
@@ -116,11 +120,14 @@ def _embed(ctx: BaselineContext, texts: Sequence[str]):
     return ctx.cache["embedder"](texts)
 
 
-def _xy(ctx: BaselineContext, items: Sequence[Mapping[str, str]]):
+def _xy(ctx: BaselineContext, items: Sequence[Mapping[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
+    output = ctx.task.item_output
+    if output is None:  # the ridge baselines apply only to tasks whose items carry an output
+        raise ConfigError(f"task {ctx.task.name} has no item output to fit a ridge to")
     x = _embed(ctx, [ctx.task.item_text(it) for it in items])
-    return x, np.array([float(ctx.task.item_output(it)) for it in items])
+    return x, np.array([float(output(it)) for it in items])
 
 
 def _user_ridge(ctx: BaselineContext, q: Question) -> str:

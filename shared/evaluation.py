@@ -27,7 +27,6 @@ from typing import TypeVar
 
 from shared.baselines import METHODS, BaselineContext, majority_label
 from shared.config import RunConfig
-from shared.data import Question
 from shared.errors import LLMError
 from shared.hydra.context import UserContext
 from shared.hydra.infer import Answer
@@ -101,7 +100,7 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
     bctx = BaselineContext(task=task, llm=llm, k=k, style=cfg.pool.style,
                            histories={u.user_id: u.history for u in users},
                            global_majority=majority_label(task, (it for u in users for it in u.history)))
-    runs: list[tuple[str, Callable[[User, Question, UserContext], str | Answer]]] = []
+    runs: list[tuple[str, Callable[..., str | Answer]]] = []  # fn(user, question, ctx)
     for name in wanted:
         if name in METHODS:
             runs.append((METHODS[name].label(k), lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))

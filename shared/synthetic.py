@@ -99,7 +99,7 @@ QUIRKABLE = ["contractions", "u", "ur", "r", "2", "4", "cuz", "luv", "pls", "tmr
 def _rating_user(rng: random.Random, uid: str, n_items: int, clarity: float) -> tuple[dict, list[dict]]:
     topics = list(TOPICS)
     likes, dislikes = rng.sample(topics, 2)
-    truth = {"bias": rng.choice([-1, 0, 0, 1]), "likes": likes, "dislikes": dislikes,
+    truth: dict[str, Any] = {"bias": rng.choice([-1, 0, 0, 1]), "likes": likes, "dislikes": dislikes,
              "habit": rng.choice([4, 5, 5]), "steadiness": rng.choice([0.0, 0.0, 0.8])}
     items = []
     for j in range(n_items):
@@ -134,7 +134,7 @@ def _rewrite_user(rng: random.Random, uid: str, n_items: int) -> tuple[dict, lis
     quirks = sorted(rng.sample(QUIRKABLE, rng.randint(2, 6)))
     if "contractions" in quirks and rng.random() < 0.5:
         quirks.append("no-apostrophe")
-    truth = {"quirks": sorted(quirks), "lowercase": rng.random() < 0.5,
+    truth: dict[str, Any] = {"quirks": sorted(quirks), "lowercase": rng.random() < 0.5,
              "signature": rng.choice(SIGNATURES + [""] * 5), "topics": rng.sample(list(TWEET_TOPICS), 2)}
     items = [{"id": f"{uid}_h{j}", "text": _styled(_tweet(rng, rng.choice(truth["topics"])), truth, rng)}
              for j in range(n_items)]

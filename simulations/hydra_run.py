@@ -244,7 +244,7 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
     table += comparison_tables(paired, summary["left_baseline"])
     atomic_write_text(out / "metrics.md", table)
     plot_methods(rows, task, out / "metrics.png", title=title, oracle=oracle,
-                 groups=groups or {r["method"]: ("hydra" if is_hydra_method(str(r["method"])) else "baseline")
+                 groups=groups or {str(r["method"]): ("hydra" if is_hydra_method(str(r["method"])) else "baseline")
                                    for r in rows})
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     summary["table"] = table
@@ -284,7 +284,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                                                   ledger=ledger, unit="free training user", failures=failures)
             train_eps.update(free_eps)
             train_stats = {k: train_stats[k] + free_stats[k] for k in train_stats}
-        test_eps, test_stats = ({}, {"episodes": 0, "skipped": 0, "llm_calls": 0})
+        test_eps: dict[str, list[Episode]] = {}
+        test_stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
         if not history:
             _say(progress, f"      and of {len(test_users)} new users (history only: their onboarding)")
             test_eps, test_stats = build_episodes(task, test_users, llm, cfg, with_golds=False, progress=bars,
@@ -303,7 +304,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
         trainer = Trainer(base, cfg.train)
         build_context = failures.guard(lambda u: UserContext.build(task, u.history, embed=trainer.history_embed),
                                        "context")
-        contexts = {u.user_id: build_context(u) for u in train_users + test_users}
+        contexts = {u.user_id: c for u in train_users + test_users if (c := build_context(u)) is not None}
         train_users, test_users = _survivors(train_users, failures), _survivors(test_users, failures)
         llm_users, free_users = _survivors(llm_users, failures), _survivors(free_users, failures)
         if saved is not None:

@@ -89,5 +89,5 @@ def load_tensors(path: str | Path, *, kind: str, model=None) -> tuple[dict[str, 
 
 def _numpy(value: object) -> np.ndarray:
     if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()  # type: ignore[union-attr]
+        return value.detach().cpu().numpy()
     return np.asarray(value)

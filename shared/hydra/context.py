@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 
@@ -116,7 +117,8 @@ class UserContext:
         model = self.rating_model
         if model is None:
             return None
-        x = np.asarray(self.embed([query]), dtype=np.float64)
+        embed = cast(Embed, self.embed)  # set whenever there is a rating model
+        x = np.asarray(embed([query]), dtype=np.float64)
         values = [float(label) for label in self.task.labels]
         score = float(np.clip(model.predict(x)[0], min(values), max(values)))
         self._scores[query] = score

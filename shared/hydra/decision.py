@@ -254,7 +254,7 @@ class MarginSums:
                           hurt=tuple(a + b for a, b in zip(self.hurt, other.hurt)),
                           gain=tuple(a + b for a, b in zip(self.gain, other.gain)), anchors=self.anchors)
 
-    def rows(self) -> list[dict[str, float]]:
+    def rows(self) -> list[dict[str, Any]]:
         pairs = [(a, m) for a in self.anchors for m in self.grid]
         return [{"anchor": a, "margin": m, "left": left, "helped": h, "hurt": u, "gain": g}
                 for (a, m), left, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]

@@ -113,7 +113,7 @@ class InputEditor:
             p = 1.0 / (1.0 + np.exp(-z))
             g = (p - y) / n
             grads = [np.bincount(buckets, weights=g, minlength=EDITOR_BUCKETS).astype(np.float32) + l2 * self.vocab,
-                     (dense.T @ g).astype(np.float32) + l2 * self.dense, np.float32([g.sum()])]
+                     (dense.T @ g).astype(np.float32) + l2 * self.dense, np.array([g.sum()], dtype=np.float32)]
             adam.step(grads)
             loss = float(-np.mean(y * np.log(p + 1e-9) + (1 - y) * np.log(1 - p + 1e-9)))
         return loss

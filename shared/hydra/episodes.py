@@ -173,7 +173,7 @@ def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *,
                 made[idx] = free
             elif task.rewrite and llm is not None:
                 ask.append(idx)
-        if not ask:
+        if not ask or llm is None:  # ask holds items only when there is an LLM
             continue
         prompts = [LLMCall([{"role": "user", "content": PARAPHRASE_PROMPT.format(text=task.item_text(items[i]))}],
                            max_tokens=task.max_new_tokens) for i in ask]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -71,8 +71,8 @@ class Answer:
     """
 
     output: str
-    records: list[dict[str, object]] = field(default_factory=list)
-    candidates: list[dict[str, object]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
     degraded: str | None = None
     cost: dict[str, float] = field(default_factory=dict)
     personal: bool = False

@@ -183,7 +183,7 @@ class LLMConfig:
             "model": os.environ.get("FEDHYDRA_LLM_MODEL"),
             "api_key": os.environ.get("FEDHYDRA_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY"),
         }
-        values = {k: v for k, v in env.items() if v}
+        values: dict[str, Any] = {k: v for k, v in env.items() if v}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "base_url" not in values:
             raise ConfigError("no LLM endpoint: set FEDHYDRA_LLM_BASE_URL or pass base_url")
@@ -435,7 +435,7 @@ class LLMClient:
         with self._lock:
             running = self._inflight.get(key)
             mine = running is None
-            if mine:
+            if running is None:
                 running = self._inflight[key] = Future()
         if not mine:
             try:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
@@ -103,11 +104,12 @@ def kill_writer(root: Path, start: int, rng: random.Random, mode: str = "atomic"
     its n-th temporary file into place."""
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(start), mode],
                             cwd=REPO, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    out = cast(IO[bytes], proc.stdout)  # stdout=PIPE
     try:
-        line = proc.stdout.readline().strip()
+        line = out.readline().strip()
         _check(line == b"ready", f"the writer did not start: {line!r}")
         if mode.startswith("before-rename"):
-            line = proc.stdout.readline()
+            line = out.readline()
             _check(line.startswith(b"renaming"), f"the writer did not reach a rename: {line!r}")
         else:
             time.sleep(rng.uniform(0.02, 0.6))

@@ -44,7 +44,8 @@ def busy_seconds(intervals: list[tuple[float, float]]) -> float:
     >>> busy_seconds([(0, 2), (1, 3), (5, 6)])
     4
     """
-    total, end = 0, float("-inf")
+    total: float = 0
+    end = float("-inf")
     for a, b in sorted(intervals):
         if b <= end:
             continue

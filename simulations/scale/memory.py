@@ -118,7 +118,7 @@ class TreeMemory:
     def add_root(self, pid: int) -> None:
         with self._lock:
             if pid not in self.roots:
-                self.roots.append(pid)
+                self.roots = [*self.roots, pid]
 
     def sample(self) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from shared.errors import FedHydraError
@@ -79,7 +80,7 @@ def node_command(*, head_address: str | None, num_cpus: float, temp_dir: str, ob
 class LocalRayCluster:
     """See the module docstring. ``nodes``: (name, CPUs) per Ray node, the head first."""
 
-    def __init__(self, folder: Path, *, nodes: list[tuple[str, float]] = (("head", 1), ("worker", 1)),
+    def __init__(self, folder: Path, *, nodes: Sequence[tuple[str, float]] = (("head", 1), ("worker", 1)),
                  object_store_mb: int = 300, env: dict | None = None):
         self.folder = Path(folder).resolve()
         self.nodes = list(nodes)
