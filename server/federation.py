@@ -199,8 +199,8 @@ class ValidatingStrategy(Strategy):
         for msg in valid:
             if self.current is not None:
                 self.current.accepted += 1
-                arrays = next(iter(msg.content.array_records.values()))
-                self.current.bytes_up_per_client.append(_nbytes(arrays))
+                record = next(iter(msg.content.array_records.values()))
+                self.current.bytes_up_per_client.append(_nbytes(record))
         if not valid:
             log(WARNING, "round %d: no valid reply; the global base is unchanged", server_round)
             return None, None

@@ -325,7 +325,7 @@ class SecureAggregation(ValidatingStrategy):
                          "shares); the global base is unchanged", server_round,
                 len([n for n in metered.failures if n >= 0]), len(self._messages), self.secagg.threshold)
             return None, None
-        keys = list(to_numpy(self._messages[0].content[ARRAYS_RECORD]))
+        keys = list(to_numpy(self._messages[0].content.array_records[ARRAYS_RECORD]))
         if len(round_.aggregate) != len(keys):
             return self._reject(server_round, f"the aggregate has {len(round_.aggregate)} tensors, not {len(keys)}")
         mean = dict(zip(keys, round_.aggregate))
