@@ -45,11 +45,11 @@ def describe(message: Message) -> dict:
         if name not in packing:
             out["records"][name] = {"kind": "arrays",
                                     "tensors": {k: [list(v.shape), str(v.dtype)] for k, v in record.items()}}
-    for name, record in content.metric_records.items():
-        out["records"][name] = {"kind": "metrics", "items": {k: v for k, v in record.items()}}
-    for name, record in content.config_records.items():
+    for name, metrics in content.metric_records.items():
+        out["records"][name] = {"kind": "metrics", "items": dict(metrics.items())}
+    for name, config in content.config_records.items():
         if name not in packing:
-            out["records"][name] = {"kind": "config", "items": {k: _item(v) for k, v in record.items()}}
+            out["records"][name] = {"kind": "config", "items": {k: _item(v) for k, v in config.items()}}
     return out
 
 
@@ -87,7 +87,7 @@ def audit_mod(msg: Message, ctx: Context, call_next) -> Message:
         strings = byte_strings(reply)
         if strings:
             name = f"{os.getpid()}-{len(list(path.glob(f'{os.getpid()}-*.npz')))}.npz"
-            np.savez(path / name, **strings)
+            np.savez(path / name, **strings)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
             line["payload"] = name
         with open(path / f"{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, default=str) + "\n")

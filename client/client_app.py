@@ -16,6 +16,8 @@ endpoint on it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import fixedclipping_mod
@@ -23,16 +25,42 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.audit import audit_mod
 from client.guard import Guard
-from client.node import (ClientNode, base_shapes, check_anchor, check_llm_calls, check_margin, is_free_node, make_llm, node_dataset,
-                         resolve_user, store_root)
+from client.node import (
+    ClientNode,
+    base_shapes,
+    check_anchor,
+    check_llm_calls,
+    check_margin,
+    is_free_node,
+    make_llm,
+    node_dataset,
+    resolve_user,
+    store_root,
+)
 from client.packing import make_packing_mod
 from client.replies import error_mod
 from client.secagg import secagg_mod
 from shared.config import RunConfig, check_number, node_caps
 from shared.errors import ConfigError
 from shared.packing import array_view
-from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, LLM_CALLS_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, MARGIN_KEY, MARGIN_RECORD,
-                             ROLE_KEY)
+from shared.protocol import (
+    ANCHOR_KEY,
+    ARRAYS_RECORD,
+    ASK_KEY,
+    ASK_MARGIN,
+    CONFIG_RECORD,
+    DP_WEIGHT_KEY,
+    LLM_CALLS_KEY,
+    MARGIN_KEY,
+    MARGIN_RECORD,
+    METHODS_ALL,
+    METHODS_HYDRA,
+    METHODS_KEY,
+    METRICS_RECORD,
+    ROLE_KEY,
+    SERVER_ROUND_KEY,
+    WEIGHT_KEY,
+)
 
 NODE_KEYS = ("data.dir", "data.split", "device.store-dir", "llm.url", "llm.model")
 """Run config keys a node's own config overrides."""
@@ -43,7 +71,7 @@ config a server sent: paths and the endpoint its user's text goes to."""
 
 def _dp_mod(msg: Message, ctx: Context, call_next) -> Message:
     """Flower's client-side clipping when the server asks for it (DP runs), else nothing."""
-    config = msg.content.config_records.get("config") if msg.has_content() else None
+    config = msg.content.config_records.get(CONFIG_RECORD) if msg.has_content() else None
     if config is not None and KEY_CLIPPING_NORM in config:
         return fixedclipping_mod(msg, ctx, call_next)
     return call_next(msg, ctx)
@@ -80,9 +108,16 @@ packing_mod = make_packing_mod(node_guard)
 """The production packing mod: the node's guard checks a packed message before it is unpacked."""
 
 
+def _metric_record(values: Mapping[str, float]) -> MetricRecord:
+    """A metric record of ``values`` (Flower's constructor takes a dict of every metric value type; dicts are
+    invariant)."""
+    items: dict[str, int | float | list[int] | list[float]] = dict(values)
+    return MetricRecord(items)
+
+
 def _arrays(msg: Message) -> dict:
     """The message's tensors as read-only views of the bytes that came (no copy before the guard has checked them)."""
-    return {k: array_view(v) for k, v in msg.content["arrays"].items()}
+    return {k: array_view(v) for k, v in msg.content[ARRAYS_RECORD].items()}
 
 
 def _config_number(config, key: str, setting: str, default: float, caps) -> float:
@@ -93,17 +128,17 @@ def _config_number(config, key: str, setting: str, default: float, caps) -> floa
 def query(msg: Message, context: Context) -> Message:
     """The server asks this node's role, or (with the global base) its margin sums."""
     node = _node(context)
-    if str(msg.content["config"].get(ASK_KEY, "")) == ASK_MARGIN:
-        return Message(content=RecordDict({MARGIN_RECORD: MetricRecord(node.margin_sums(_arrays(msg)))}),
+    if str(msg.content[CONFIG_RECORD].get(ASK_KEY, "")) == ASK_MARGIN:
+        return Message(content=RecordDict({MARGIN_RECORD: _metric_record(node.margin_sums(_arrays(msg)))}),
                        reply_to=msg)
-    return Message(content=RecordDict({"config": ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
+    return Message(content=RecordDict({CONFIG_RECORD: ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
 
 
 def train(msg: Message, context: Context) -> Message:
     node = _node(context)
-    config = msg.content["config"]
+    config = msg.content[CONFIG_RECORD]
     caps = node_caps(context.node_config)
-    server_round = config.get("server-round", 0)
+    server_round = config.get(SERVER_ROUND_KEY, 0)
     if isinstance(server_round, bool) or not isinstance(server_round, int) or not 0 <= server_round <= MAX_ROUND:
         raise ConfigError(f"message config key 'server-round' must be an integer in [0, {MAX_ROUND}]")
     mu = _config_number(config, "proximal-mu", "federation.proximal-mu", 0.0, caps)
@@ -113,17 +148,17 @@ def train(msg: Message, context: Context) -> Message:
         metrics[DP_WEIGHT_KEY] = 1
     # in the order the server sent (a resumed server's checkpoint has its keys sorted; Flower's DP clipping refuses
     # a reply in another order)
-    sent = list(msg.content["arrays"].keys())
+    sent = list(msg.content[ARRAYS_RECORD].keys())
     order = [k for k in sent if k in arrays] + [k for k in arrays if k not in sent]
-    content = RecordDict({"arrays": ArrayRecord({k: Array(arrays[k]) for k in order}),
-                          "metrics": MetricRecord(metrics)})
+    content = RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(arrays[k]) for k in order}),
+                          METRICS_RECORD: _metric_record(metrics)})
     return Message(content=content, reply_to=msg)
 
 
 def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
-    config = msg.content["config"]
-    methods = (list(node.cfg.eval_methods) or None) if str(config.get("methods", "hydra")) == "all" else ["hydra"]
+    config = msg.content[CONFIG_RECORD]
+    methods = (list(node.cfg.eval_methods) or None) if str(config.get(METHODS_KEY, METHODS_HYDRA)) == METHODS_ALL else [METHODS_HYDRA]
     margin = check_margin(config[MARGIN_KEY]) if MARGIN_KEY in config else None
     anchor = check_anchor(config[ANCHOR_KEY], node.task) if ANCHOR_KEY in config else None
     llm_calls = check_llm_calls(config[LLM_CALLS_KEY], node.cfg.pool) if LLM_CALLS_KEY in config else None
@@ -131,7 +166,7 @@ def evaluate(msg: Message, context: Context) -> Message:
                             anchor=anchor, llm_calls=llm_calls)
     if not node.cfg.federation.report_metrics:
         metrics = {WEIGHT_KEY: metrics[WEIGHT_KEY]}
-    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+    return Message(content=RecordDict({METRICS_RECORD: _metric_record(metrics)}), reply_to=msg)
 
 
 MAX_ROUND = 1_000_000

@@ -30,8 +30,9 @@ import hashlib
 import json
 import math
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -184,7 +185,7 @@ class DeviceModels:
         self.spin = spin
         self.tokenizer = TextTokenizer(self.dir / "tokenizer.json", max_length=self.config.max_query_tokens)
         self._encoders = {r: _session(self.dir / name, threads, spin) for r, name in encoders.items()}
-        self._scorers = {(r, None): _session(self.dir / f"scorer-{r}.onnx", threads, spin) for r in ROLES}
+        self._scorers: dict[tuple[str, str | None], Any] = {(r, None): _session(self.dir / f"scorer-{r}.onnx", threads, spin) for r in ROLES}
         self.base, _ = load_tensors(self.dir / "base.safetensors", kind="base", model=self.config)
         self.editor = InputEditor.from_state({k[len(EDITOR_PREFIX):]: v for k, v in self.base.items()
                                               if k.startswith(EDITOR_PREFIX)})

@@ -13,8 +13,8 @@ history the data gives it (replaying time-ordered data), not the stored one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from client.device_config import DeviceConfig
 from client.sdk import PersonalClient

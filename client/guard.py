@@ -66,9 +66,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -76,6 +77,7 @@ from client.store import StoreError, UserStore
 from shared.errors import DivergedRound, GuardError, UnsafeBase, UnsafeUpdate
 from shared.hydra.naming import is_personal_key, is_shared_key
 from shared.packing import declared_tensors
+from shared.protocol import ARRAYS_RECORD
 
 __all__ = ["Limits", "LIMITS", "ACCEPTED_DTYPES", "TensorShapes", "Guard", "check_base", "check_declared",
            "check_packed", "base_budget", "check_heads", "check_update", "check_secure_update", "l2_norm"]
@@ -205,13 +207,13 @@ def check_packed(layout: Mapping[str, Any], flat: Mapping[str, int], spec: Tenso
                 _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is marked as sent back unchanged, and this "
                                     f"message answers none", key)
             total += 1
-            if record != "arrays" and (tuple(shape) not in shapes or dtype not in ACCEPTED_DTYPES):
+            if record != ARRAYS_RECORD and (tuple(shape) not in shapes or dtype not in ACCEPTED_DTYPES):
                 _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is {dtype} {tuple(shape)}, no tensor of "
                                     f"this device's base", key)
     if total > len(spec):
         _refuse(UnsafeBase, f"the message holds {total} tensors; this device's base has {len(spec)}")
-    if "arrays" in declared:
-        check_declared({k: (shape, dtype) for k, (shape, dtype, _) in declared["arrays"].items()}, spec,
+    if ARRAYS_RECORD in declared:
+        check_declared({k: (shape, dtype) for k, (shape, dtype, _) in declared[ARRAYS_RECORD].items()}, spec,
                        limits=limits)
 
 

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from client.store import UserStore
-from shared.protocol import WEIGHT_KEY, NodeRole
 from shared.config import RunConfig
 from shared.errors import ConfigError, WrongRole
 from shared.hydra.variants import is_hydra_method
 from shared.paths import fedhydra_home
-from shared.users import HISTORY_PROTOCOL
+from shared.protocol import WEIGHT_KEY, NodeRole
+from shared.users import get_protocol
 
 __all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_base", "store_root", "device_bundle",
            "llm_faults", "offlabel_answers", "node_dataset", "base_shapes", "check_margin", "check_anchor", "check_llm_calls",
@@ -80,14 +81,14 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
     if "user-id" in node_config:  # a device: its own user, found in its own data (which may hold only that user)
         wanted = str(node_config["user-id"])
         role = NodeRole(str(node_config.get("role", "test")))
-        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and cfg.protocol != HISTORY_PROTOCOL)
+        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and not get_protocol(cfg.protocol).same_users)
         if user is None:
             raise ConfigError(f"node config user-id {wanted!r} is not a user of {cfg.data}")
         return user, role
     train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
                               protocol=cfg.protocol, offset=cfg.user_offset, free_train_users=cfg.free_train_users)
     index = int(node_config.get("partition-id", -1))
-    history = cfg.protocol == HISTORY_PROTOCOL
+    history = get_protocol(cfg.protocol).same_users
     users = node_users(train, test, cfg.protocol)
     if not 0 <= index < len(users):
         raise ConfigError(f"partition-id {index} is outside the {len(users)} users of this run")
@@ -208,7 +209,7 @@ class ClientNode:
         self.store.write_heads(heads.state(), self.cfg.model)
         guard.accept()
         n = sum(report.examples.values())
-        losses = [l[-1] for l in report.losses.values() if l]
+        losses = [curve[-1] for curve in report.losses.values() if curve]
         metrics = {WEIGHT_KEY: max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
                    "llm-calls": self.llm.stats.calls - calls0, "seconds": time.perf_counter() - started,
                    "skipped-examples": built["skipped"], "offlabel-answers": built["offlabel"],
@@ -326,8 +327,8 @@ def check_margin(margin: object) -> float:
     ...
     shared.errors.ConfigError: message config key 'margin' must be a number in [0, 1] or inf
     """
-    ok = isinstance(margin, (int, float)) and not isinstance(margin, bool)
-    if not ok or not (0.0 <= float(margin) <= MAX_MARGIN or float(margin) == float("inf")):
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool) \
+            or not (0.0 <= float(margin) <= MAX_MARGIN or float(margin) == float("inf")):
         raise ConfigError(f"message config key 'margin' must be a number in [0, {MAX_MARGIN:g}] or inf")
     return float(margin)
 
@@ -357,8 +358,7 @@ def check_llm_calls(llm_calls: object, pool) -> int:
     shared.errors.ConfigError: message config key 'llm-calls' must be a whole number in [0, 4]
     """
     top = pool.n_samples + 1
-    ok = isinstance(llm_calls, (int, np.integer)) and not isinstance(llm_calls, bool)
-    if not ok or not 0 <= int(llm_calls) <= top:
+    if not isinstance(llm_calls, (int, np.integer)) or isinstance(llm_calls, bool) or not 0 <= int(llm_calls) <= top:
         raise ConfigError(f"message config key 'llm-calls' must be a whole number in [0, {top}]")
     return int(llm_calls)
 

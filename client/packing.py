@@ -37,14 +37,23 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flwr.app import Context, Message
 
 from client.guard import Guard
 from shared.errors import PackingError
-from shared.packing import (LAYOUT_RECORD, PACKED_RECORD, fingerprint, flat_views, is_packed, pack_content,
-                            unpack_arrays, unpack_content)
+from shared.packing import (
+    LAYOUT_RECORD,
+    PACKED_RECORD,
+    fingerprint,
+    flat_views,
+    is_packed,
+    pack_content,
+    unpack_arrays,
+    unpack_content,
+)
+from shared.protocol import ARRAYS_RECORD
 
 __all__ = ["make_packing_mod"]
 
@@ -65,8 +74,8 @@ def make_packing_mod(guard_of: Callable[[Context], Guard]) -> Mod:
         layout = dict(content.config_records[LAYOUT_RECORD])
         guard.check_packed(layout, {k: len(v.data) for k, v in content.array_records[PACKED_RECORD].items()})
         records = unpack_arrays(flat_views(content), layout, reference=None, max_tensors=len(guard.spec))
-        if "arrays" in records:
-            guard.check_base(records["arrays"], copy=False)  # every rule, on views of the message's bytes: no copy yet
+        if ARRAYS_RECORD in records:
+            guard.check_base(records[ARRAYS_RECORD], copy=False)  # every rule, on views of the message's bytes: no copy yet
         received = {name: {k: fingerprint(v) for k, v in tensors.items()} for name, tensors in records.items()}
         msg.content = unpack_content(content, records=records)
         del records, content

@@ -52,7 +52,7 @@ def error_mod(msg: Message, ctx: Context, call_next) -> Message:
     docstring)."""
     try:
         return call_next(msg, ctx)
-    except Exception as exc:  # noqa: BLE001: every failure must leave as a fixed reason, never as its text
+    except Exception as exc:  # noqa: BLE001 - every failure must leave as a fixed reason, never as its text
         code = error_code(exc)
         _LOG.warning("message %s failed (error reply %d): %s: %s", msg.metadata.message_type, code,
                      type(exc).__name__, exc, exc_info=not isinstance(exc, errors.FedHydraError))

@@ -55,6 +55,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,7 @@ class PersonalClient:
             self._llm = None
             endpoint.close()
 
-    def __enter__(self) -> "PersonalClient":
+    def __enter__(self) -> PersonalClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -400,9 +401,9 @@ class PersonalClient:
             if usable:
                 models.prefetch(role, usable)
                 inputs = [models.head_inputs(role, e) for e in usable]
-                w, b, report.losses[role] = fit_head(inputs, [e.target for e in usable], w, b,
-                                                     steps=self.device.fit_steps, lr=self.device.fit_lr,
-                                                     l2=self.device.head_l2)
+                targets = [e.target for e in usable if e.target is not None]  # all of them: usable ones have one
+                w, b, report.losses[role] = fit_head(inputs, targets, w, b, steps=self.device.fit_steps,
+                                                     lr=self.device.fit_lr, l2=self.device.head_l2)
             heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
         check_heads(heads, prior)  # client/guard.py: DivergedRound, the last good heads stay
         with self.store.writing():  # (the scorer graphs are written atomically: an open meanwhile leaves them be)

@@ -17,6 +17,7 @@ and the largest weight are the ones the server sent in the setup stage (kept in 
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.client.mod import secaggplus_mod
@@ -26,7 +27,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from client.guard import check_secure_update
 from shared.errors import UnsafeBase, UnsafeUpdate
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY, SECAGG_KEYS
+from shared.protocol import ARRAYS_RECORD, CONFIG_RECORD, DP_WEIGHT_KEY, METRICS_RECORD, SECAGG_KEYS, WEIGHT_KEY
 
 __all__ = ["secagg_mod"]
 
@@ -52,20 +53,21 @@ def _train_legacy(msg: Message, ctx: Context, call_next) -> Message:
             or len(set(keys)) != len(keys):
         raise UnsafeBase(f"a SecAgg+ training message whose {len(tensors)} tensors are not named one by one "
                          f"({SECAGG_KEYS!r})")
-    received = dict(zip(keys, tensors))
-    inner = Message(content=RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in received.items()}),
-                                        "config": ConfigRecord({k: v for k, v in config.items() if k != SECAGG_KEYS})}),
-                    metadata=copy.copy(msg.metadata))
+    names = cast(list[str], keys)  # checked above: a list of distinct strings, one per tensor
+    received = dict(zip(names, tensors))
+    inner = Message(content=RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in received.items()}),  # type: ignore[call-overload]
+                                        CONFIG_RECORD: ConfigRecord({str(k): v for k, v in config.items() if k != SECAGG_KEYS})}),
+                    metadata=copy.copy(msg.metadata))  # Flower's stubs omit the metadata form its own code uses
     reply = call_next(inner, ctx)
     if reply.has_error():
         raise UnsafeUpdate(f"training failed: {reply.error.reason}")
-    arrays = {k: v.numpy() for k, v in reply.content["arrays"].items()}
-    metrics = dict(reply.content["metrics"])
+    arrays = {k: v.numpy() for k, v in reply.content[ARRAYS_RECORD].items()}
+    metrics = dict(reply.content[METRICS_RECORD])
     state = ctx.state.config_records[RECORD_KEY_STATE]
-    ordered, weight = check_secure_update(arrays, keys, {k: v.shape for k, v in received.items()},
+    ordered, weight = check_secure_update(arrays, names, {k: v.shape for k, v in received.items()},
                                           metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY)),
-                                          clipping_range=float(state["clipping_range"]),
-                                          max_weight=float(state["max_weight"]))
+                                          clipping_range=float(cast(float, state["clipping_range"])),
+                                          max_weight=float(cast(float, state["max_weight"])))
     fitres = FitRes(status=Status(code=Code.OK, message=""), parameters=ndarrays_to_parameters(ordered),
-                    num_examples=weight, metrics=metrics)
+                    num_examples=weight, metrics=metrics)  # type: ignore[arg-type]  # the capped weight may be fractional
     return Message(content=compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)

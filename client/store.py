@@ -72,8 +72,9 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from shared.errors import FedHydraError
 from shared.io import atomic_write_text
@@ -590,7 +591,7 @@ class UserStore:
 
         keys = list(vectors)
         stacked = np.stack([np.asarray(vectors[k], np.float32) for k in keys]) if keys else np.zeros((0, 0), np.float32)
-        arrays = {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16), "vectors": stacked}
+        arrays: dict[str, np.ndarray] = {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16), "vectors": stacked}
         metadata = {"format": EMBEDDINGS_FORMAT, "version": EMBEDDINGS_VERSION, "model": model_id, "user": self.user}
         with self.writing():
             atomic_write_bytes(self.embeddings_path, save(arrays, metadata=metadata))

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -63,7 +64,7 @@ def hostile(layout: str, spec: dict[str, tuple[int, ...]]):
     keys = list(spec)
 
     def content(entries: list[tuple[str, str, tuple[int, ...], int]], flat: dict):
-        layout_record = {"format": FORMAT, "records": ["arrays"], "record-of": [0] * len(entries),
+        layout_record: dict[str, Any] = {"format": FORMAT, "records": ["arrays"], "record-of": [0] * len(entries),
                          "keys": [k for k, _, _, _ in entries], "dtypes": [d for _, d, _, _ in entries],
                          "ndims": [len(s) for _, _, s, _ in entries],
                          "dims": [n for _, _, s, _ in entries for n in s], "same-as": [a for _, _, _, a in entries],
@@ -146,6 +147,7 @@ def measure_one(layout: str, run_config: dict) -> dict:
     if how == "sampled":
         sampler.start()
     started = time.perf_counter()
+    reply: Message | Exception
     try:
         reply = app(msg, ctx)
     except Exception as exc:  # noqa: BLE001 (a ClientApp without error replies raises; Flower would send its text)

@@ -47,6 +47,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -54,8 +55,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.llm.embedded import (EMBEDDED_MODEL, EMBEDDED_SLOTS, EMBEDDED_THREADS, gguf_path,  # noqa: E402
-                                 recommended_concurrency, start_server, stop_server)
+from shared.llm.embedded import (  # noqa: E402
+    EMBEDDED_MODEL,
+    EMBEDDED_SLOTS,
+    EMBEDDED_THREADS,
+    gguf_path,
+    recommended_concurrency,
+    start_server,
+    stop_server,
+)
 from shared.procs import free_port  # noqa: E402
 
 DEFAULT_DATA = Path("..") / "shared" / "data" / "lamp" / "lamp7"  # relative to the repository root
@@ -239,8 +247,8 @@ def stage_episodes(args, tmp: Path) -> dict:
     from shared.data import load_split
     from shared.llm.client import LLMClient, LLMConfig
     from shared.llm.embedded import embedded_config
-    from simulations.hydra_run import build_episodes
     from shared.users import split_users
+    from simulations.hydra_run import build_episodes
 
     cfg = RunConfig.from_mapping({"data.task": "LaMP-7", "data.dir": str(args.data), "data.train-users": args.episodes,
                                   "data.test-users": 0})
@@ -307,7 +315,7 @@ def stage_answers(args, tmp: Path) -> dict:
         golds += [dataset.golds[q.id]] * len(mine)
         kinds += ["greedy"] + ["sample"] * (len(mine) - 1)
     default = recommended_concurrency()
-    runs = {}
+    runs: dict[int, dict[str, Any]] = {}
     for concurrency in (1, default):
         with NewServer(EMBEDDED_SLOTS, EMBEDDED_THREADS, tmp / f"answers-c{concurrency}") as url:
             llm = LLMClient(embedded_config(url, cache_path="", concurrency=concurrency))
@@ -416,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         if "episodes" in stages:
             try:
                 result["episodes"] = stage_episodes(args, tmp)
-            except Exception as exc:  # the other stages' figures still count
+            except Exception as exc:  # noqa: BLE001 - the other stages' figures still count
                 note = f"episodes stage failed: {type(exc).__name__}: {exc}"
                 print(note, flush=True)
                 result["notes"].append(note)
@@ -439,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stub: 8 in flight = {result['stub_8_vs_1']}x of 1 in flight")
         try:
             plot(rows, args.out / "bench_llm.png")
-        except Exception as exc:  # a plot is optional
+        except Exception as exc:  # noqa: BLE001 - a plot is optional
             result["notes"].append(f"no plot: {exc}")
     (args.out / "bench_llm.json").write_text(json.dumps(result, indent=1))
     print(f"\nwritten to {args.out}/bench_llm.json")

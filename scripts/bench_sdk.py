@@ -38,6 +38,7 @@ episode labels for timing, and are never a quality figure.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -48,15 +49,15 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import numpy as np
-
-from shared.llm.client import LLMClient, LLMConfig
+from shared.llm.client import LLMClient, LLMConfig  # noqa: E402 - after the repository is on sys.path
 
 THREADS = 2
 HISTORY = 50
@@ -110,7 +111,7 @@ class InstantLLM(LLMClient):
     with no response cache: used only to time what is not the LLM, never for a quality figure."""
 
     def __init__(self) -> None:
-        super().__init__(LLMConfig(base_url="http://instant-llm.invalid/v1", cache_path=""), session=_InstantSession())
+        super().__init__(LLMConfig(base_url="http://instant-llm.invalid/v1", cache_path=""), session=cast(Any, _InstantSession()))  # a session in all but name
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -129,10 +130,10 @@ def lamp7_user(data: Path) -> tuple[str, list[dict[str, str]], str, list[str]]:
         return source, history, user.input, others
     from shared.synthetic import generate
 
-    questions, _, _ = generate("LaMP-7", n_users=1, items_per_user=HISTORY, questions_per_user=41, seed=11)
-    history = [{"id": p["id"], "text": p["text"]} for p in questions[0]["profile"]]
-    return ("synthetic LaMP-7 (shared.synthetic.generate; no real data found)", history, questions[0]["input"],
-            [q["input"] for q in questions[1:]])
+    generated, _, _ = generate("LaMP-7", n_users=1, items_per_user=HISTORY, questions_per_user=41, seed=11)
+    history = [{"id": p["id"], "text": p["text"]} for p in generated[0]["profile"]]
+    return ("synthetic LaMP-7 (shared.synthetic.generate; no real data found)", history, generated[0]["input"],
+            [q["input"] for q in generated[1:]])
 
 
 def lamp3_user(data: Path) -> tuple[str, list[dict[str, str]]]:
@@ -290,6 +291,7 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
     os.environ["FEDHYDRA_HOME"] = str(tmp / "home")  # nothing of the benchmark lands in the user's cache
     import onnxruntime
     import torch
+    from torch import nn
 
     torch.set_num_threads(THREADS)
     from client.device import PERSONAL, DeviceModels
@@ -370,13 +372,16 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
     base.eval()
     trainer = Trainer(base, TrainConfig(), tokenizer=TextTokenizer(bundle / "tokenizer.json"))
     heads = PersonalHeads(config)
-    heads.load_state(int8_client.store.read_heads(config))
+    head_state = int8_client.store.read_heads(config)
+    if head_state is None:
+        raise SystemExit("the benchmark's client has no personal heads after its fit")
+    heads.load_state(head_state)
     heads.eval()
 
     def torch_scores() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            return (trainer.scores("reranker", rr_example, heads.heads["reranker"]),
-                    trainer.scores("adapter", ad_example, heads.heads["adapter"]))
+            return (trainer.scores("reranker", rr_example, cast(nn.Linear, heads.heads["reranker"])),
+                    trainer.scores("adapter", ad_example, cast(nn.Linear, heads.heads["adapter"])))
 
     def onnx_scores(client: PersonalClient) -> tuple[np.ndarray, np.ndarray]:
         m = client.models
@@ -412,11 +417,11 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
 
     variants: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {}
     for variant, client in clients.items():
-        variants[f"{variant} ONNX|cold"] = (cold(client), lambda c=client: onnx_scores(c))
-        variants[f"{variant} ONNX|warm"] = (warm(client), lambda c=client: onnx_scores(c))
+        variants[f"{variant} ONNX|cold"] = (cold(client), functools.partial(onnx_scores, client))
+        variants[f"{variant} ONNX|warm"] = (warm(client), functools.partial(onnx_scores, client))
     spinning = DeviceModels(int8_client.bundle_dir, threads=THREADS, quantized=True, spin=True)
     for role in ("reranker", "adapter"):
-        spinning.load_personal(role, int8_client.store.read_heads(config), tmp / f"spinning-{role}.onnx")
+        spinning.load_personal(role, head_state, tmp / f"spinning-{role}.onnx")
     variants["int8 ONNX, spinning threads|warm"] = (
         warm_models(spinning), lambda: (spinning.score("reranker", rr_example, PERSONAL),
                                         spinning.score("adapter", ad_example, PERSONAL)))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -49,9 +50,10 @@ def main() -> None:
     if len(args.pairs) % 2:
         raise SystemExit("prediction files come in pairs: first run, second run")
     task = get_task(args.task)
+    gold_file: str | Path | None
     if args.split == "timeline":  # built in memory from user_histories.json (shared.data.load_timeline)
         split = load_split(args.golds, task, "timeline")
-        golds, gold_file, questions = split.golds, f"{args.golds} (timeline split)", split.questions
+        golds, gold_file, questions = split.golds, f"{args.golds} (timeline split)", list(split.questions)
     else:
         question_file, gold_file = find_split_files(args.golds, args.split)
         if gold_file is None:
@@ -92,7 +94,7 @@ def _load_side(side: str) -> list[dict[str, str]]:
     return [load_outputs(path)[1] for path in side.split("+")]
 
 
-def _mean_scores(task, runs: list[dict[str, str]], golds: dict[str, str], ids: list[str]) -> list[float]:
+def _mean_scores(task, runs: list[dict[str, str]], golds: Mapping[str, str], ids: list[str]) -> list[float]:
     """Each question's score, averaged over the runs of one side."""
     return [sum(example_score(task, run[i], golds[i]) for run in runs) / len(runs) for i in ids]
 

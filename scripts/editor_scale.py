@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def pairs(dataset, users, *, with_ids: bool = False, with_habits: bool = False):
         counts = history_counts(history)
         habits = StyleHabits.of(history) if with_habits else None
         for q in qs:
-            row = (task.extract_query(q.input).split(), counts, dataset.golds[q.id])
+            row: tuple[Any, ...] = (task.extract_query(q.input).split(), counts, dataset.golds[q.id])
             row = (*row, habits) if with_habits else row
             out.append((q.id, *row) if with_ids else row)
     return out
@@ -78,8 +79,9 @@ def main() -> None:
             raise SystemExit(f"--train {n} would overlap the evaluation users from {start}")
         editor = InputEditor()
         editor.fit([(w, c, InputEditor.labels(w, g)) for w, c, g in pairs(dataset, groups[:n])])
-        ways = {"any word": lambda w, c, h, lv: f1_optimal_keep(w, editor.keep_probabilities(w, c), lv * len(w)),
-                "fillers, user's style": lambda w, c, h, lv: h.apply(filler_edit(editor, w, c, lv))}
+        # both ways are used within this iteration, with this iteration's editor
+        ways = {"any word": lambda w, c, h, lv: f1_optimal_keep(w, editor.keep_probabilities(w, c), lv * len(w)),  # noqa: B023
+                "fillers, user's style": lambda w, c, h, lv: h.apply(filler_edit(editor, w, c, lv))}  # noqa: B023
         for way, edit in ways.items():
             cells, best = [], inp.copy()
             for level in LEVELS:

@@ -32,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -239,7 +240,8 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
 
     rng = random.Random(seed)
     before = {"history": 0, "episodes": 0, "heads": 0, "meta": 0}
-    damaged, went_back, torn, leftover, seen = [], 0, 0, 0, set()
+    damaged, went_back, torn, leftover = [], 0, 0, 0
+    seen: set[str] = set()
     for trial in range(kills):
         mode = "atomic" if trial % 2 == 0 else f"before-rename:{trial % 8}"
         kill_writer(work, max(before.values()), rng, mode)
@@ -328,7 +330,7 @@ def bad_input_rows(work: Path) -> list[dict]:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             status = main(["baseline", "--data", str(data), "--task", task, "--method", "majority",
                            "--method", "user-mean", "--out", str(out)])
-        lines = [l for l in err.getvalue().splitlines() if l.strip() and "it/s]" not in l and "%|" not in l]
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip() and "it/s]" not in ln and "%|" not in ln]
         left = sorted(p.name for p in out.iterdir()) if out.exists() else []
         truncated = None
         if "huge" in name and status == 0:
@@ -353,7 +355,7 @@ def bad_input_rows(work: Path) -> list[dict]:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             status = main([command, "--data", str(bad), "--task", "LaMP-3", *extra, "--out", str(out)])
         left = sorted(p.name for p in out.iterdir())
-        lines = [l for l in err.getvalue().splitlines() if l.strip()]
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
         rows.append({"input": f"malformed JSON, `{command}` rerun into the folder of a finished run", "status": status,
                      "error": lines[-1] if lines else "", "left": [f"{p} (stale)" for p in left],
                      "looks_complete": "metrics.json" in left, "truncated_to": None, "names_the_place": True})

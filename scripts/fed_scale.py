@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -258,10 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the SuperLink and everything under it are stopped by pid
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
-    if args.report:
-        report = json.loads(Path(args.report).read_text())
-    else:
-        report = measure(args)
+    report = json.loads(Path(args.report).read_text()) if args.report else measure(args)
     text = tables(report)
     print(text)
     if not args.report:
@@ -301,7 +299,7 @@ def measure(args) -> dict:
                       machine=earlier["machine"], warm=earlier.get("warm"), appended=earlier.get("appended", []) +
                       [{"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), "rounds": args.rounds}])
     with (contextlib.nullcontext() if args.llm_url else StubEndpoint(delay_s=args.stub_delay)) as stub:
-        llm_url = args.llm_url or stub.url
+        llm_url = args.llm_url or cast(StubEndpoint, stub).url  # a stub whenever there is no --llm-url
         report["llm_note"] = (f"LLM: {args.llm_url} (model {args.llm_model!r})" if args.llm_url
                               else STUB_NOTE.format(delay=args.stub_delay))
         print(report["llm_note"] + f"; at {llm_url}", file=sys.stderr, flush=True)
@@ -314,8 +312,8 @@ def measure(args) -> dict:
             mapping = mapping_for(args, n, k, data, store, llm_url)
             run = run_federation(mapping, run_dir, ray_address=args.ray_address, client_cpus=args.client_cpus,
                                  env=env, progress=lambda s: print(s, file=sys.stderr, flush=True))
-            from shared.run_data import load_run_data
             from shared.config import RunConfig
+            from shared.run_data import load_run_data
             from shared.users import split_users
 
             cfg = RunConfig.from_mapping(mapping)

@@ -193,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(10.0)
             before, t0 = [r.counts() for r in relays], time.monotonic()
             time.sleep(args.idle_window)
-            after, elapsed = [r.counts() for r in relays], time.monotonic() - t0
+            idle_after, elapsed = [r.counts() for r in relays], time.monotonic() - t0
             report["idle_wire_bytes_per_node_per_s"] = {
-                "up": round(statistics.mean(a[0] - b[0] for a, b in zip(after, before)) / elapsed, 1),
-                "down": round(statistics.mean(a[1] - b[1] for a, b in zip(after, before)) / elapsed, 1)}
+                "up": round(statistics.mean(a[0] - b[0] for a, b in zip(idle_after, before)) / elapsed, 1),
+                "down": round(statistics.mean(a[1] - b[1] for a, b in zip(idle_after, before)) / elapsed, 1)}
             cli = env_for("operator")
             (Path(cli["FLWR_HOME"]) / "config.toml").write_text(
                 f'[superlink]\ndefault = "{LINK}"\n\n[superlink.{LINK}]\naddress = "127.0.0.1:{port}"\ninsecure = true\n')
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     server_rounds = out / "server" / "rounds.jsonl"
     lines = read_jsonl(server_rounds)
     probes = read_probes(probe_dir)
-    previous = snapshots.get("roles")
+    previous: list[tuple[int, int]] | None = snapshots.get("roles")
     for r in lines:
         rnd = r["server_round"]
         after = snapshots.get(f"round{rnd}")

@@ -18,18 +18,22 @@ Example:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flwr.app import ArrayRecord
 
 from server.federation import ValidatingStrategy, expected_from
 from shared.config import FederationConfig, RunConfig
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY
+from shared.protocol import DP_WEIGHT_KEY, WEIGHT_KEY
+
+if TYPE_CHECKING:
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 __all__ = ["AGGREGATIONS", "aggregation_name", "build_aggregation", "build_plain"]
 
 
-def build_plain(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[ValidatingStrategy, object | None]:
+def build_plain(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[ValidatingStrategy, RdpAccountant | None]:
     """Every reply validated and the outlier filter, around the configured strategy (with DP: Flower's wrapper)."""
     from server.strategies import build_strategy
 
@@ -45,7 +49,7 @@ def _build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord):
     return build_secure(cfg, n_train=n_train, initial=initial)
 
 
-AGGREGATIONS: dict[str, Callable[..., tuple[ValidatingStrategy, object | None]]] = {
+AGGREGATIONS: dict[str, Callable[..., tuple[ValidatingStrategy, RdpAccountant | None]]] = {
     "plain": build_plain,
     "secagg+": _build_secure,
 }
@@ -58,6 +62,6 @@ def aggregation_name(fed: FederationConfig) -> str:
 
 
 def build_aggregation(cfg: RunConfig, *, n_train: int,
-                      initial: ArrayRecord) -> tuple[ValidatingStrategy, object | None]:
+                      initial: ArrayRecord) -> tuple[ValidatingStrategy, RdpAccountant | None]:
     """The aggregation of a run with ``n_train`` training clients starting from ``initial``, and its accountant."""
     return AGGREGATIONS[aggregation_name(cfg.federation)](cfg, n_train=n_train, initial=initial)

@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -41,9 +41,27 @@ from server.validation import InvalidUpdate, expected_spec, validate_update
 from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import BASELINE_ANCHOR, MarginChoice, MarginSums
 from shared.io import atomic_write_text, read_jsonl
+from shared.protocol import (
+    ANCHOR_KEY,
+    ARRAYS_RECORD,
+    ASK_KEY,
+    ASK_MARGIN,
+    ASK_ROLE,
+    CONFIG_RECORD,
+    FAULT_COUNTERS,
+    FINAL_KEY,
+    LLM_CALLS_KEY,
+    MARGIN_KEY,
+    MARGIN_RECORD,
+    METHODS_HYDRA,
+    METHODS_KEY,
+    ROLE_KEY,
+    SERVER_ROUND_KEY,
+    TESTING_ROLES,
+    TRAINING_ROLES,
+    WEIGHT_KEY,
+)
 from shared.tasks import get_task
-from shared.protocol import (WEIGHT_KEY, ANCHOR_KEY, LLM_CALLS_KEY, ASK_KEY, ASK_MARGIN, ASK_ROLE, FAULT_COUNTERS, MARGIN_KEY, MARGIN_RECORD, ROLE_KEY,
-                             TESTING_ROLES, TRAINING_ROLES)
 
 __all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
            "weighted_metrics", "gather_margin", "short_reason"]
@@ -181,8 +199,8 @@ class ValidatingStrategy(Strategy):
         for msg in valid:
             if self.current is not None:
                 self.current.accepted += 1
-                arrays = next(iter(msg.content.array_records.values()))
-                self.current.bytes_up_per_client.append(_nbytes(arrays))
+                record = next(iter(msg.content.array_records.values()))
+                self.current.bytes_up_per_client.append(_nbytes(record))
         if not valid:
             log(WARNING, "round %d: no valid reply; the global base is unchanged", server_round)
             return None, None
@@ -202,7 +220,7 @@ class ValidatingStrategy(Strategy):
         if len(replies) < 2:
             return replies
         layouts = [layout(m) for m in replies]
-        common = max(layouts, key=lambda l: (layouts.count(l), -layouts.index(l)))
+        common = max(layouts, key=lambda lay: (layouts.count(lay), -layouts.index(lay)))
         kept = []
         for msg, lay in zip(replies, layouts):
             if lay == common:
@@ -306,14 +324,14 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
     while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
         time.sleep(1)
     ids = list(grid.get_node_ids())
-    messages = [Message(content=RecordDict({"config": ConfigRecord({ASK_KEY: ASK_ROLE})}),
+    messages = [Message(content=RecordDict({CONFIG_RECORD: ConfigRecord({ASK_KEY: ASK_ROLE})}),
                         message_type=MessageType.QUERY, dst_node_id=n) for n in ids]
     roles: dict[int, str] = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
             log(WARNING, "node %d did not say its role: %s", reply.metadata.src_node_id, reply.error.reason)
             continue
-        role = str(reply.content["config"].get(ROLE_KEY, ""))
+        role = str(reply.content[CONFIG_RECORD].get(ROLE_KEY, ""))
         if role in TRAINING_ROLES + TESTING_ROLES:
             roles[reply.metadata.src_node_id] = role
     return roles
@@ -330,8 +348,8 @@ def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, s
     ``{"clients": answered validly, "dropped": ["node N: reason", ...]}``; a failed or invalid reply is logged and
     dropped.
     """
-    config = ConfigRecord({ASK_KEY: ASK_MARGIN, "server-round": server_round})
-    messages = [Message(content=RecordDict({"config": config, "arrays": arrays}), message_type=MessageType.QUERY,
+    config = ConfigRecord({ASK_KEY: ASK_MARGIN, SERVER_ROUND_KEY: server_round})
+    messages = [Message(content=RecordDict({CONFIG_RECORD: config, ARRAYS_RECORD: arrays}), message_type=MessageType.QUERY,
                         dst_node_id=n) for n in node_ids]
     total: MarginSums | None = None
     report: dict = {"clients": 0, "dropped": []}
@@ -390,7 +408,7 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
         started = time.perf_counter()
         record = RoundLog(server_round=rnd)
         strategy.current = record
-        messages = list(strategy.configure_train(rnd, arrays, ConfigRecord({"final": False}), train_grid))
+        messages = list(strategy.configure_train(rnd, arrays, ConfigRecord({FINAL_KEY: False}), train_grid))
         record.sampled = len(messages)
         log(INFO, "[ROUND %d/%d] training on %d of %d clients", rnd, num_rounds, record.sampled,
             len(train_grid.get_node_ids()))
@@ -424,7 +442,7 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
             record.margin = {**(chosen.as_dict() if chosen is not None else {}), **margin_report}
             phase = _lap(record, "margin", phase)
         if test_grid.get_node_ids() and (final or (eval_every > 0 and rnd % eval_every == 0)):
-            cfg = ConfigRecord({"final": final, "methods": final_methods if final else "hydra",
+            cfg = ConfigRecord({FINAL_KEY: final, METHODS_KEY: final_methods if final else METHODS_HYDRA,
                                 **({MARGIN_KEY: float(chosen.margin), ANCHOR_KEY: chosen.anchor}
                                    if chosen is not None else {}),
                                 **({LLM_CALLS_KEY: int(chosen.llm_calls)}

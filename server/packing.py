@@ -25,7 +25,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flwr.app import Error, Message
 from flwr.common.constant import ErrorCode
@@ -52,7 +53,8 @@ def unpack_reply(reply: Any, sent: Any = None) -> Any:
         reference = array_tensors(sent) if sent is not None else None
         reply.content = unpack_content(reply.content, reference=reference)
     except PackingError as exc:
-        return Message(error=Error(code=ErrorCode.UNKNOWN, reason=f"PackingError: {exc}"), metadata=reply.metadata)
+        return Message(error=Error(code=ErrorCode.UNKNOWN, reason=f"PackingError: {exc}"),  # type: ignore[call-overload]
+                       metadata=reply.metadata)  # Flower's stubs omit the metadata form its own code uses
     return reply
 
 

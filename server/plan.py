@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.checkpoint import (checkpoint_meta, keeps_state, latest_checkpoint, load_server_state,
-                               restore_strategy_state)
+from server.checkpoint import checkpoint_meta, keeps_state, latest_checkpoint, load_server_state, restore_strategy_state
 from shared.config import RunConfig
 from shared.paths import fedhydra_home
 

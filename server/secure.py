@@ -39,14 +39,14 @@ vector), both ways.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from logging import INFO, WARNING
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
-from flwr.common import FitIns, FitRes, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.common import log
+from flwr.common import FitIns, FitRes, log, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 from flwr.server.client_manager import SimpleClientManager
 from flwr.server.compat.grid_client_proxy import GridClientProxy
@@ -55,6 +55,7 @@ from flwr.server.strategy import Strategy as LegacyStrategy
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
 from flwr.server.workflow.constant import Key as WorkflowKey
+from flwr.serverapp import Grid
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from server.central_dp import CentralDP, quantization_slack
@@ -62,7 +63,19 @@ from server.federation import RoleGrid, ValidatingStrategy, expected_from, short
 from server.validation import InvalidUpdate, validate_update
 from shared.config import SECAGG_MODULUS, RunConfig, SecureAggregationConfig
 from shared.errors import SecureAggregationConflict
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY, FAULT_COUNTERS, SECAGG_KEYS
+from shared.protocol import (
+    ARRAYS_RECORD,
+    CONFIG_RECORD,
+    DP_WEIGHT_KEY,
+    FAULT_COUNTERS,
+    METRICS_RECORD,
+    SECAGG_KEYS,
+    SERVER_ROUND_KEY,
+    WEIGHT_KEY,
+)
+
+if TYPE_CHECKING:
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 __all__ = ["SecureAggregation", "build_secure", "quantization_error_bound", "payload_bytes", "check_population"]
 
@@ -76,8 +89,8 @@ def payload_bytes(content: RecordDict) -> int:
     total = 0
     for record in content.array_records.values():
         total += sum(len(a.data) for a in record.values())
-    for record in content.config_records.values():
-        for value in record.values():
+    for config in content.config_records.values():
+        for value in config.values():
             if isinstance(value, bytes):
                 total += len(value)
             elif isinstance(value, list):
@@ -163,7 +176,7 @@ class _RoundStrategy(LegacyStrategy):
 class _MeteredGrid:
     """A grid for the workflow: delegates, and counts each node's payload both ways and its first failure."""
 
-    def __init__(self, grid):
+    def __init__(self, grid: Grid) -> None:
         self._grid = grid
         self.down: dict[int, int] = {}
         self.up: dict[int, int] = {}
@@ -249,13 +262,13 @@ class SecureAggregation(ValidatingStrategy):
         self._round, self._grid = None, None
         if not messages:
             return []
-        keys = list(to_numpy(messages[0].content["arrays"]))
+        keys = list(to_numpy(messages[0].content[ARRAYS_RECORD]))
         proxies, instructions = {}, []
         for msg in messages:
             node = msg.metadata.dst_node_id
             proxies[node] = GridClientProxy(node, grid, msg.metadata.run_id)
-            arrays = to_numpy(msg.content["arrays"])
-            config = {**dict(msg.content["config"]), SECAGG_KEYS: keys}
+            arrays = to_numpy(msg.content[ARRAYS_RECORD])
+            config = {**dict(msg.content[CONFIG_RECORD]), SECAGG_KEYS: keys}
             instructions.append((proxies[node], FitIns(ndarrays_to_parameters([arrays[k] for k in keys]), config)))
         manager = SimpleClientManager()
         for proxy in proxies.values():
@@ -264,7 +277,7 @@ class SecureAggregation(ValidatingStrategy):
         context = LegacyContext(Context(run_id=messages[0].metadata.run_id, node_id=0, node_config={},
                                         state=RecordDict(), run_config={}),
                                 strategy=self._round, client_manager=manager)
-        server_round = int(messages[0].content["config"].get("server-round", 0))
+        server_round = int(messages[0].content[CONFIG_RECORD].get(SERVER_ROUND_KEY, 0))
         context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: server_round})
         context.state.array_records[MAIN_PARAMS_RECORD] = ArrayRecord()
         s = self.secagg
@@ -275,8 +288,8 @@ class SecureAggregation(ValidatingStrategy):
                                       timeout=timeout if timeout is not None else self.timeout)
         self._grid = _MeteredGrid(grid)
         try:
-            workflow(self._grid, context)
-        except Exception as exc:  # a malformed masked vector, a share that does not decode: the round, not the run
+            workflow(cast(Grid, self._grid), context)  # a Grid in all but name: it delegates to one
+        except Exception as exc:  # noqa: BLE001 - a malformed masked vector, a share that does not decode: the round, not the run
             log(WARNING, "round %d: SecAgg+ failed: %s", server_round, short_reason(exc))
             self._round.aggregate = None
             self._grid.failures.setdefault(-1, f"SecAgg+ failed: {short_reason(exc)}")
@@ -312,7 +325,7 @@ class SecureAggregation(ValidatingStrategy):
                          "shares); the global base is unchanged", server_round,
                 len([n for n in metered.failures if n >= 0]), len(self._messages), self.secagg.threshold)
             return None, None
-        keys = list(to_numpy(self._messages[0].content["arrays"]))
+        keys = list(to_numpy(self._messages[0].content.array_records[ARRAYS_RECORD]))
         if len(round_.aggregate) != len(keys):
             return self._reject(server_round, f"the aggregate has {len(round_.aggregate)} tensors, not {len(keys)}")
         mean = dict(zip(keys, round_.aggregate))
@@ -322,8 +335,8 @@ class SecureAggregation(ValidatingStrategy):
             validate_update(released, self.spec, num_examples=1)
         except InvalidUpdate as exc:
             return self._reject(server_round, f"the aggregate: {exc}")
-        reply = Message(RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in released.items()}),
-                                    "metrics": MetricRecord({WEIGHT_KEY: 1})}), reply_to=self._messages[0])
+        reply = Message(RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in released.items()}),
+                                    METRICS_RECORD: MetricRecord({WEIGHT_KEY: 1})}), reply_to=self._messages[0])
         arrays, _ = self.inner.aggregate_train(server_round, [reply])
         metrics = weighted_metrics([dict(res.metrics) for _, res in round_.results], weight_key=self.weight_key)
         log(INFO, "round %d: SecAgg+ summed %d of %d clients", server_round, len(summed), len(self._messages))
@@ -336,7 +349,7 @@ class SecureAggregation(ValidatingStrategy):
         return None, None
 
 
-def build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[SecureAggregation, object | None]:
+def build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[SecureAggregation, RdpAccountant | None]:
     """The secure aggregation of a run (and its privacy accountant under DP); refuses a federation it cannot sum."""
     from server.strategies import build_strategy, sampled_clients
 

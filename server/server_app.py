@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from logging import INFO, WARNING
+from typing import cast
 
 from flwr.app import Array, ArrayRecord, Context
 from flwr.common import log
@@ -17,7 +18,7 @@ from server.window import WindowedGrid
 from shared.config import RunConfig
 from shared.hydra.candidates import decision_keys
 from shared.io import atomic_write_text
-from shared.protocol import TESTING_ROLES, TRAINING_ROLES
+from shared.protocol import METHODS_ALL, TESTING_ROLES, TRAINING_ROLES
 from shared.tasks import get_task
 from shared.users import node_count
 
@@ -56,9 +57,9 @@ def main(grid: Grid, context: Context) -> None:
     # and their tensors travel packed (one array per dtype, not one object per tensor: server/packing.py)
     window = cfg.federation.max_in_flight
     rounds_grid = PackedGrid(WindowedGrid(grid, window) if window else grid)
-    run_rounds(rounds_grid, strategy, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
+    run_rounds(cast(Grid, rounds_grid), strategy, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
                out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
-               final_methods="all", timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every,
+               final_methods=METHODS_ALL, timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every,
                margin=cfg.margin_folds != 0, decisions=decision_keys(get_task(cfg.task), cfg.pool))
     summary = {"train_clients": n_train, "test_clients": n_test, "rounds": cfg.federation.num_rounds,
                "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise,
@@ -66,5 +67,5 @@ def main(grid: Grid, context: Context) -> None:
     if accountant is not None and accountant.num_releases:
         spent = accountant.get_privacy_spent()
         summary["privacy"] = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases,
-                              **(strategy.dp.report() if getattr(strategy, "dp", None) is not None else {})}
+                              **(dp.report() if (dp := getattr(strategy, "dp", None)) is not None else {})}
     atomic_write_text(out_dir / "server_summary.json", json.dumps(summary, indent=1))

@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flwr.serverapp.strategy import (
     DifferentialPrivacyClientSideFixedClipping,
@@ -29,7 +30,10 @@ from flwr.serverapp.strategy import (
 
 from shared.config import FederationConfig
 from shared.errors import ConfigError
-from shared.protocol import WEIGHT_KEY, DP_WEIGHT_KEY
+from shared.protocol import DP_WEIGHT_KEY, WEIGHT_KEY
+
+if TYPE_CHECKING:
+    from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 __all__ = ["build_strategy", "sampled_clients", "BUILDERS"]
 
@@ -50,7 +54,7 @@ def sampled_clients(fed: FederationConfig, n_train: int) -> int:
     return min(n_train, max(int(n_train * fed.fraction_train), min(fed.min_train_nodes, n_train)))
 
 
-def build_strategy(fed: FederationConfig, *, n_train: int) -> tuple[Strategy, object | None]:
+def build_strategy(fed: FederationConfig, *, n_train: int) -> tuple[Strategy, RdpAccountant | None]:
     """(strategy, privacy accountant or None) for ``n_train`` training clients; evaluation is configured elsewhere."""
     per_round = sampled_clients(fed, n_train)
     dp = fed.dp_noise > 0

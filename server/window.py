@@ -28,7 +28,8 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from shared.errors import ConfigError
 

@@ -42,8 +42,9 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from shared.data import Question
 from shared.errors import ConfigError
@@ -52,6 +53,9 @@ from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_top_k
 from shared.style import StyleHabits
 from shared.tasks import TaskKind, TaskSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["BaselineContext", "Method", "METHODS", "methods_for", "majority_label"]
 
@@ -116,11 +120,14 @@ def _embed(ctx: BaselineContext, texts: Sequence[str]):
     return ctx.cache["embedder"](texts)
 
 
-def _xy(ctx: BaselineContext, items: Sequence[Mapping[str, str]]):
+def _xy(ctx: BaselineContext, items: Sequence[Mapping[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     import numpy as np
 
+    output = ctx.task.item_output
+    if output is None:  # the ridge baselines apply only to tasks whose items carry an output
+        raise ConfigError(f"task {ctx.task.name} has no item output to fit a ridge to")
     x = _embed(ctx, [ctx.task.item_text(it) for it in items])
-    return x, np.array([float(ctx.task.item_output(it)) for it in items])
+    return x, np.array([float(output(it)) for it in items])
 
 
 def _user_ridge(ctx: BaselineContext, q: Question) -> str:
@@ -170,12 +177,22 @@ def _rag(ctx: BaselineContext, q: Question) -> str:
 
 @dataclass(frozen=True)
 class Method:
-    """A baseline: ``run(ctx, question) -> answer``, the tasks it ``applies`` to, and whether it ``uses_llm``."""
+    """A baseline: ``run(ctx, question) -> answer``, the tasks it ``applies`` to, whether it ``uses_llm``, and
+    whether it ``uses_k`` (the context's ``k`` records: run and labelled once per ``k``, ``rag-k4``)."""
 
     name: str
     run: Callable[[BaselineContext, Question], str]
     applies: Callable[[TaskSpec], bool]
     uses_llm: bool
+    uses_k: bool = False
+
+    def label(self, k: int) -> str:
+        """The method's name in tables and output files when run with ``k`` records.
+
+        >>> METHODS["rag"].label(4), METHODS["majority"].label(4)
+        ('rag-k4', 'majority')
+        """
+        return f"{self.name}-k{k}" if self.uses_k else self.name
 
 
 METHODS: dict[str, Method] = {m.name: m for m in [
@@ -186,7 +203,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method("user-ridge", _user_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
     Method("global-ridge", _global_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
     Method("zero-shot", _zero_shot, lambda t: True, True),
-    Method("rag", _rag, lambda t: True, True),
+    Method("rag", _rag, lambda t: True, True, uses_k=True),
 ]}
 """The baselines by name, in the order tables list them."""
 

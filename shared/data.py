@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from shared.errors import DataFormatError
 from shared.tasks import TaskKind, TaskSpec, get_task
@@ -198,7 +199,7 @@ def load_outputs(path: str | Path) -> tuple[str | None, dict[str, str]]:
     task = data.get("task")
     if task is not None and not isinstance(task, str):
         raise DataFormatError(path, f"expected a string, got {type(task).__name__}", field="task")
-    out: "OrderedDict[str, str]" = OrderedDict()
+    out: OrderedDict[str, str] = OrderedDict()
     for i, raw in enumerate(golds):
         if not isinstance(raw, dict):
             raise DataFormatError(path, f"expected an object, got {type(raw).__name__}", index=i, field="golds")
@@ -333,9 +334,9 @@ def load_timeline(path: str | Path, task: TaskSpec | str, questions_per_user: in
     return Dataset(task=spec, questions=tuple(questions), golds=golds)
 
 
-def group_by_user(questions: Sequence[Question]) -> "OrderedDict[str, list[Question]]":
+def group_by_user(questions: Sequence[Question]) -> OrderedDict[str, list[Question]]:
     """Questions grouped by user, users in order of first appearance."""
-    groups: "OrderedDict[str, list[Question]]" = OrderedDict()
+    groups: OrderedDict[str, list[Question]] = OrderedDict()
     for q in questions:
         groups.setdefault(q.user_id, []).append(q)
     return groups

@@ -11,8 +11,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from numbers import Real
-from typing import Callable, Mapping
 
 __all__ = [
     "FedHydraError",

@@ -21,12 +21,12 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from shared.baselines import METHODS, BaselineContext, majority_label
 from shared.config import RunConfig
-from shared.data import Question
 from shared.errors import LLMError
 from shared.hydra.context import UserContext
 from shared.hydra.infer import Answer
@@ -101,11 +101,10 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
     bctx = BaselineContext(task=task, llm=llm, k=k, style=cfg.pool.style,
                            histories={u.user_id: u.history for u in users},
                            global_majority=majority_label(task, (it for u in users for it in u.history)))
-    runs: list[tuple[str, Callable[[User, Question, UserContext], str | Answer]]] = []
+    runs: list[tuple[str, Callable[..., str | Answer]]] = []  # fn(user, question, ctx)
     for name in wanted:
         if name in METHODS and METHODS[name].applies(task):
-            label = f"rag-k{k}" if name == "rag" else name
-            runs.append((label, lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
+            runs.append((METHODS[name].label(k), lambda u, q, c, m=METHODS[name]: m.run(bctx, q)))
     for name in wanted:
         if name in VARIANTS:
             runs.append((name, lambda u, q, c, name=name: hydra(u, q, c, variant=name)))
@@ -122,7 +121,7 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
             for label, run in runs:
                 started = time.perf_counter()
                 with llm.meter() as meter:
-                    result, failed = answer_or_empty(lambda: run(user, q, ctx))
+                    result, failed = answer_or_empty(lambda: run(user, q, ctx))  # noqa: B023 - called at once
                 preds.failures[label] += failed
                 preds.seconds[label] += time.perf_counter() - started
                 preds.calls[label] += meter.requests

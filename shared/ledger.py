@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 __all__ = ["Cost", "Ledger", "cost_of"]
 
@@ -36,7 +36,7 @@ class Cost:
     llm_seconds: float = 0.0
     wall_seconds: float = 0.0
 
-    def __iadd__(self, other: "Cost") -> "Cost":
+    def __iadd__(self, other: Cost) -> Cost:
         self.asked += other.asked
         self.sent += other.sent
         self.llm_seconds += other.llm_seconds

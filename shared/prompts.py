@@ -22,8 +22,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from shared.errors import ConfigError
 from shared.tasks import TaskSpec

@@ -16,10 +16,11 @@ from enum import Enum
 
 __all__ = ["FAULT_COUNTERS", "WEIGHT_KEY", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
            "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY", "ANCHOR_KEY", "LLM_CALLS_KEY",
-           "SECAGG_KEYS", "ERROR_REPLIES", "ERROR_FAILED"]
+           "SECAGG_KEYS", "ERROR_REPLIES", "ERROR_FAILED", "ARRAYS_RECORD", "CONFIG_RECORD", "METRICS_RECORD",
+           "SERVER_ROUND_KEY", "FINAL_KEY", "METHODS_KEY", "METHODS_ALL", "METHODS_HYDRA"]
 
 
-class NodeRole(str, Enum):
+class NodeRole(str, Enum):  # noqa: UP042 - StrEnum would change str() and format() of a role
     """A training user, a new (test) user, or both (the "history" protocol: train on history, answer later)."""
 
     TRAIN = "train"
@@ -27,11 +28,28 @@ class NodeRole(str, Enum):
     BOTH = "both"
 
     @classmethod
-    def from_index(cls, index: int, *, train_users: int) -> "NodeRole":
+    def from_index(cls, index: int, *, train_users: int) -> NodeRole:
         """The role of the node with partition ``index`` in the disjoint protocol (training users come first)."""
         return cls.TRAIN if index < train_users else cls.TEST
 
 
+ARRAYS_RECORD = "arrays"
+"""The record name of a message's tensors (the shared base out, its update back; Flower's strategies' default)."""
+CONFIG_RECORD = "config"
+"""The record name of a message's config (what the server asks or sets for a round; Flower's strategies' default)."""
+METRICS_RECORD = "metrics"
+"""The record name of a reply's metrics (Flower's strategies' default)."""
+SERVER_ROUND_KEY = "server-round"
+"""The key of the round number in a train or query message's config record."""
+FINAL_KEY = "final"
+"""The key of an evaluation's config record that says whether it is the last round's (bool)."""
+METHODS_KEY = "methods"
+"""The key of an evaluation's config record that says which methods the test nodes answer with:
+:data:`METHODS_ALL` (the final evaluation: the run's ``eval-methods``) or :data:`METHODS_HYDRA` (HYDRA only)."""
+METHODS_ALL = "all"
+"""Evaluation: every method of the node's ``eval-methods``."""
+METHODS_HYDRA = "hydra"
+"""Evaluation: HYDRA only (a round's evaluation before the last)."""
 ROLE_KEY = "role"
 """The key of a node's role in its reply to the server's role query."""
 ASK_KEY = "ask"

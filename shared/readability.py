@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["broken_reason", "is_broken", "broken_share", "canonical_tokens", "is_filler", "droppable_words",
            "DROPPABLE", "CANONICAL", "REASONS"]
@@ -43,19 +43,13 @@ __all__ = ["broken_reason", "is_broken", "broken_share", "canonical_tokens", "is
 REASONS = ("empty", "meta", "deleted", "dangling")
 """What :func:`broken_reason` names."""
 
-DROPPABLE = frozenset("""
-just really very actually literally totally quite pretty truly simply definitely absolutely honestly basically
-seriously super extremely incredibly oh ah haha hahaha lol yeah wow also still even anyway maybe please now
-""".split())
+DROPPABLE = frozenset(["just", "really", "very", "actually", "literally", "totally", "quite", "pretty", "truly", "simply", "definitely", "absolutely", "honestly", "basically", "seriously", "super", "extremely", "incredibly", "oh", "ah", "haha", "hahaha", "lol", "yeah", "wow", "also", "still", "even", "anyway", "maybe", "please", "now"])
 """Filler words whose deletion keeps a sentence whole ("I'm really tired" -> "I'm tired")."""
 
-_OPENING_SUBJECT = frozenset("i am it is we are that this there you".split())
+_OPENING_SUBJECT = frozenset(["i", "am", "it", "is", "we", "are", "that", "this", "there", "you"])
 """Words of a sentence's opening subject and verb, which a tweet may drop ("I am so tired" -> "so tired")."""
 
-_DANGLING = frozenset("""
-the a an my your his her our their and or but of with from at in on for to by as than if because i am is are
-was were be been will would can could should shall must have has had do does did very so into onto about
-""".split())
+_DANGLING = frozenset(["the", "a", "an", "my", "your", "his", "her", "our", "their", "and", "or", "but", "of", "with", "from", "at", "in", "on", "for", "to", "by", "as", "than", "if", "because", "i", "am", "is", "are", "was", "were", "be", "been", "will", "would", "can", "could", "should", "shall", "must", "have", "has", "had", "do", "does", "did", "very", "so", "into", "onto", "about"])
 """Words a sentence does not end on."""
 
 CANONICAL: dict[str, tuple[str, ...]] = {
@@ -108,7 +102,7 @@ def canonical_tokens(text: str) -> tuple[list[str], list[int]]:
     return tokens, sentences
 
 
-_NOT_ADVERBS = frozenset("family reply supply july italy only holy belly jelly fly ally rally silly lovely ugly".split())
+_NOT_ADVERBS = frozenset(["family", "reply", "supply", "july", "italy", "only", "holy", "belly", "jelly", "fly", "ally", "rally", "silly", "lovely", "ugly"])
 
 
 def is_filler(token: str) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 from rank_bm25 import BM25Okapi
 
@@ -36,7 +36,7 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-_INDEXES: "OrderedDict[tuple[str, ...], BM25Okapi | None]" = OrderedDict()
+_INDEXES: OrderedDict[tuple[str, ...], BM25Okapi | None] = OrderedDict()
 _INDEX_LOCK = threading.Lock()
 _KEEP = 16
 """Indexes kept (least recently used dropped): the same profile is searched by every method answering a question."""

@@ -29,8 +29,8 @@ Example:
 from __future__ import annotations
 
 import random
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Mapping, Sequence
 
 from shared.errors import ConfigError
 

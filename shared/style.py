@@ -16,8 +16,8 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 __all__ = ["StyleRule", "STYLE_RULES", "RULE_NAMES", "apply_rules", "style_profile", "favoured_rules", "signature",
            "StyleHabits"]
@@ -133,7 +133,7 @@ def signature(texts: Sequence[str], *, min_share: float = 0.3, min_count: int = 
     return word if count >= min_count and count / len(ends) >= min_share else None
 
 
-_NOT_SIGN_OFFS = frozenset("me you u it that this to too now today tonight here there them him her us all again".split())
+_NOT_SIGN_OFFS = frozenset(["me", "you", "u", "it", "that", "this", "to", "too", "now", "today", "tonight", "here", "there", "them", "him", "her", "us", "all", "again"])
 """Words that often end a text without signing it."""
 
 
@@ -165,7 +165,7 @@ class StyleHabits:
     signature: str | None = None
 
     @classmethod
-    def of(cls, texts: Sequence[str]) -> "StyleHabits":
+    def of(cls, texts: Sequence[str]) -> StyleHabits:
         """The habits of a user's own ``texts`` (each a majority over them; none without texts)."""
         texts = [t for t in texts if t.strip()]
         starts = [s for s in (_starts_lower(t) for t in texts) if s is not None]

@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shared.errors import ConfigError
 from shared.io import atomic_write_text
 from shared.style import apply_rules
-from shared.tasks import get_task
+from shared.tasks import TaskSpec, get_task
 
 __all__ = ["generate", "write_synthetic", "SYNTHETIC_TASKS"]
-
-SYNTHETIC_TASKS = ("LaMP-3", "LaMP-7")
 
 TOPICS = {
     "books": ["novel", "story", "author", "plot", "ending", "characters"],
@@ -100,7 +99,7 @@ QUIRKABLE = ["contractions", "u", "ur", "r", "2", "4", "cuz", "luv", "pls", "tmr
 def _rating_user(rng: random.Random, uid: str, n_items: int, clarity: float) -> tuple[dict, list[dict]]:
     topics = list(TOPICS)
     likes, dislikes = rng.sample(topics, 2)
-    truth = {"bias": rng.choice([-1, 0, 0, 1]), "likes": likes, "dislikes": dislikes,
+    truth: dict[str, Any] = {"bias": rng.choice([-1, 0, 0, 1]), "likes": likes, "dislikes": dislikes,
              "habit": rng.choice([4, 5, 5]), "steadiness": rng.choice([0.0, 0.0, 0.8])}
     items = []
     for j in range(n_items):
@@ -135,11 +134,50 @@ def _rewrite_user(rng: random.Random, uid: str, n_items: int) -> tuple[dict, lis
     quirks = sorted(rng.sample(QUIRKABLE, rng.randint(2, 6)))
     if "contractions" in quirks and rng.random() < 0.5:
         quirks.append("no-apostrophe")
-    truth = {"quirks": sorted(quirks), "lowercase": rng.random() < 0.5,
+    truth: dict[str, Any] = {"quirks": sorted(quirks), "lowercase": rng.random() < 0.5,
              "signature": rng.choice(SIGNATURES + [""] * 5), "topics": rng.sample(list(TWEET_TOPICS), 2)}
     items = [{"id": f"{uid}_h{j}", "text": _styled(_tweet(rng, rng.choice(truth["topics"])), truth, rng)}
              for j in range(n_items)]
     return truth, items, _tweet(rng, rng.choice(truth["topics"]))
+
+
+Generated = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]
+"""One synthetic user: (planted truth, questions, golds)."""
+
+
+def _rating_questions(rng: random.Random, uid: str, spec: TaskSpec, items_per_user: int, questions_per_user: int,
+                      clarity: float) -> Generated:
+    truth, items = _rating_user(rng, uid, items_per_user + questions_per_user, clarity)
+    history, asked = items[:items_per_user], items[items_per_user:]
+    questions, golds = [], []
+    for k, item in enumerate(asked):
+        questions.append({"id": f"{uid}_q{k}", "user_id": uid, "input": spec.instruction + item["text"],
+                          "profile": [{f: h[f] for f in ("id", "text", "score")} for h in history]})
+        golds.append({"id": f"{uid}_q{k}", "output": item["score"]})
+    return truth, questions, golds
+
+
+def _rewrite_questions(rng: random.Random, uid: str, spec: TaskSpec, items_per_user: int, questions_per_user: int,
+                       clarity: float) -> Generated:
+    truth, history, _ = _rewrite_user(rng, uid, items_per_user)
+    questions, golds = [], []
+    for k in range(questions_per_user):
+        formal = _tweet(rng, rng.choice(truth["topics"]))
+        questions.append({"id": f"{uid}_q{k}", "user_id": uid, "input": spec.instruction + formal,
+                          "profile": history})
+        golds.append({"id": f"{uid}_q{k}", "output": _styled(formal, truth, rng)})
+    return truth, questions, golds
+
+
+_GENERATORS: dict[str, Callable[[random.Random, str, TaskSpec, int, int, float], Generated]] = {
+    "LaMP-3": _rating_questions,
+    "LaMP-7": _rewrite_questions,
+}
+"""How each synthetic task makes one user: ``fn(rng, user_id, spec, items_per_user, questions_per_user, clarity)``
+(``clarity`` only rating users use)."""
+
+SYNTHETIC_TASKS = tuple(_GENERATORS)
+"""The tasks with synthetic data."""
 
 
 def generate(task: str, *, n_users: int, items_per_user: int = 30, questions_per_user: int = 1, seed: int = 0,
@@ -158,23 +196,15 @@ def generate(task: str, *, n_users: int, items_per_user: int = 30, questions_per
     if n_users < 1 or items_per_user < 1 or questions_per_user < 1:
         raise ConfigError("n_users, items_per_user and questions_per_user must be >= 1")
     rng = random.Random(f"fedhydra-synthetic:{spec.name}:{seed}")
-    questions, golds, users = [], [], {}
+    make_user = _GENERATORS[spec.name]
+    questions: list[dict[str, Any]] = []
+    golds: list[dict[str, str]] = []
+    users: dict[str, Any] = {}
     for u in range(n_users):
         uid = f"s{seed}u{u:04d}"
-        if spec.name == "LaMP-3":
-            truth, items = _rating_user(rng, uid, items_per_user + questions_per_user, clarity)
-            history, asked = items[:items_per_user], items[items_per_user:]
-            for k, item in enumerate(asked):
-                questions.append({"id": f"{uid}_q{k}", "user_id": uid, "input": spec.instruction + item["text"],
-                                  "profile": [{f: h[f] for f in ("id", "text", "score")} for h in history]})
-                golds.append({"id": f"{uid}_q{k}", "output": item["score"]})
-        else:
-            truth, history, _ = _rewrite_user(rng, uid, items_per_user)
-            for k in range(questions_per_user):
-                formal = _tweet(rng, rng.choice(truth["topics"]))
-                questions.append({"id": f"{uid}_q{k}", "user_id": uid, "input": spec.instruction + formal,
-                                  "profile": history})
-                golds.append({"id": f"{uid}_q{k}", "output": _styled(formal, truth, rng)})
+        truth, user_questions, user_golds = make_user(rng, uid, spec, items_per_user, questions_per_user, clarity)
+        questions += user_questions
+        golds += user_golds
         users[uid] = truth
     structure = {"task": spec.name, "seed": seed, "users": users,
                  "description": __doc__.split("Example:")[0].strip()}

@@ -19,9 +19,9 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Mapping
 
 from shared.errors import UnknownTaskError
 
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 
-class TaskKind(str, Enum):
+class TaskKind(str, Enum):  # noqa: UP042 - StrEnum would change str() and format() of a kind
     """What kind of answer a task expects; decides the candidate pool and the metric family."""
 
     CLASSIFICATION = "classification"

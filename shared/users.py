@@ -30,21 +30,48 @@ Example:
     >>> train, test = split_users(ds, train_users=2, test_users=2, protocol="disjoint", offset=4)
     >>> [u.user_id for u in train], [u.user_id for u in test]
     (['s0u0004', 's0u0000'], ['s0u0001', 's0u0002'])
+    >>> list(PROTOCOLS), get_protocol("history").same_users
+    (['disjoint', 'history'], True)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from shared.data import Dataset, Question, group_by_user
 from shared.errors import ConfigError
 
 __all__ = ["User", "split_users", "find_user", "user_history", "node_users", "node_count", "is_free_train_node",
-           "HISTORY_PROTOCOL"]
+           "HISTORY_PROTOCOL", "UserProtocol", "PROTOCOLS", "get_protocol"]
 
 HISTORY_PROTOCOL = "history"
 """The protocol in which the same users train and answer (one node each, in both roles)."""
+
+
+@dataclass(frozen=True)
+class UserProtocol:
+    """A user protocol (see the module docstring): its ``name`` and whether the ``same_users`` train (on
+    pseudo-questions from their history, without golds) and answer, one node each in both roles."""
+
+    name: str
+    same_users: bool
+
+
+PROTOCOLS: dict[str, UserProtocol] = {p.name: p for p in (UserProtocol("disjoint", same_users=False),
+                                                          UserProtocol(HISTORY_PROTOCOL, same_users=True))}
+"""The user protocols by name."""
+
+
+def get_protocol(name: str) -> UserProtocol:
+    """The protocol called ``name``.
+
+    Raises:
+        ConfigError: no such protocol.
+    """
+    if name not in PROTOCOLS:
+        raise ConfigError(f"protocol must be {' or '.join(map(repr, PROTOCOLS))}, got {name!r}")
+    return PROTOCOLS[name]
 
 
 @dataclass(frozen=True)
@@ -70,12 +97,10 @@ def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol
         raise ConfigError(f"data.user-offset is {offset}, the data has {len(groups)} users (offsets 0-{len(groups) - 1})")
     groups = groups[offset:] + groups[:offset]
     history = user_history
-    if protocol == HISTORY_PROTOCOL:
+    if get_protocol(protocol).same_users:
         chosen = groups[:test_users] if test_users else groups
         users = [User(u, history(qs), tuple(qs), {}) for u, qs in chosen]
         return users, users
-    if protocol != "disjoint":
-        raise ConfigError(f"protocol must be 'disjoint' or 'history', got {protocol!r}")
     train_users += free_train_users
     if train_users + test_users > len(groups):
         raise ConfigError(f"asked for {train_users} training and {test_users} test users, the data has {len(groups)}")
@@ -103,7 +128,7 @@ def user_history(questions: Sequence[Question]) -> tuple[Mapping[str, str], ...]
 def node_users(train: Sequence[User], test: Sequence[User], protocol: str) -> list[User]:
     """The federation's nodes' users in partition order: the training users, then the test users (in the
     ``history`` protocol the same users do both, one node each)."""
-    return list(train) + ([] if protocol == HISTORY_PROTOCOL else list(test))
+    return list(train) + ([] if get_protocol(protocol).same_users else list(test))
 
 
 def node_count(protocol: str, *, train_users: int, test_users: int, free_train_users: int = 0) -> int:
@@ -113,7 +138,7 @@ def node_count(protocol: str, *, train_users: int, test_users: int, free_train_u
     >>> node_count("disjoint", train_users=3, test_users=2, free_train_users=4), node_count("history", train_users=3, test_users=2)
     (9, 2)
     """
-    return test_users if protocol == HISTORY_PROTOCOL else train_users + free_train_users + test_users
+    return test_users if get_protocol(protocol).same_users else train_users + free_train_users + test_users
 
 
 def is_free_train_node(protocol: str, index: int, *, train_users: int, free_train_users: int) -> bool:
@@ -123,4 +148,4 @@ def is_free_train_node(protocol: str, index: int, *, train_users: int, free_trai
     >>> [is_free_train_node("disjoint", i, train_users=2, free_train_users=1) for i in range(4)]
     [False, False, True, False]
     """
-    return protocol != HISTORY_PROTOCOL and train_users <= index < train_users + free_train_users
+    return not get_protocol(protocol).same_users and train_users <= index < train_users + free_train_users

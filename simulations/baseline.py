@@ -15,9 +15,9 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from shared.baselines import METHODS, BaselineContext, majority_label, methods_for
 from shared.data import Dataset, Question, group_by_user, write_outputs
@@ -84,7 +84,7 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
     golds = {q.id: dataset.golds[q.id] for q in questions}
     ctx = BaselineContext(task=task, llm=llm, style=style, histories=user_histories(questions),
                           global_majority=majority_label(task, (it for q in questions for it in q.profile)))
-    runs = [(f"rag-k{k}", "rag", k) if m == "rag" else (m, m, ctx.k) for m in methods for k in (ks if m == "rag" else [0])]
+    runs = [(METHODS[m].label(k), m, k) for m in methods for k in (ks if METHODS[m].uses_k else [ctx.k])]
     results = []
     for label, name, k in runs:
         ctx.k = k
@@ -93,7 +93,8 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
         started = time.perf_counter()
 
         def answer(q: Question) -> tuple[str, bool]:
-            return answer_or_empty(lambda: method.run(ctx, q))  # a failed LLM call costs one answer, not the run
+            # a failed LLM call costs one answer, not the run (answer runs within this iteration of the loop)
+            return answer_or_empty(lambda: method.run(ctx, q))  # noqa: B023
 
         # an LLM method's questions are independent: as many at once as the client keeps in flight
         workers = llm.config.concurrency if (llm is not None and method.uses_llm) else 1

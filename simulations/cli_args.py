@@ -27,9 +27,10 @@ import math
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 __all__ = ["Parser", "Bound", "BOUNDS", "bounded", "plain_name", "text", "out_path", "llm_cache_file",
            "SQLITE_HEADER", "TEXT_MAX"]

@@ -23,8 +23,9 @@ Example:
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 from shared.errors import FedHydraError
 

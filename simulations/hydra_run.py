@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Mapping, Sequence, TypeVar
+from typing import TypeVar
 
 from shared.config import RunConfig
 from shared.data import Dataset, write_outputs
 from shared.evaluation import Predictions, merge_predictions
+from shared.hydra.candidates import call_choices, decision_keys
 from shared.hydra.context import UserContext
+from shared.hydra.decision import MarginChoice
 from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
 from shared.hydra.model import HydraBase, PersonalHeads
-from shared.hydra.candidates import call_choices, decision_keys
-from shared.hydra.decision import MarginChoice
 from shared.hydra.stages import StageReport, train_stage
 from shared.hydra.train import Trainer
 from shared.hydra.variants import COST_METHODS, FEDERATED_PREFIX, HYDRA_METHODS, is_hydra_method
@@ -44,7 +45,7 @@ from shared.llm.client import LLMClient
 from shared.metrics import evaluate, example_score, primary_metric
 from shared.readability import broken_share, is_broken
 from shared.tasks import TaskSpec
-from shared.users import User, split_users
+from shared.users import User, get_protocol, split_users
 from simulations.failures import UserFailures
 from simulations.report import MethodResult, plot_methods, relative_gain, write_table
 from simulations.trained import load_trained, save_margin, save_trained, training_fingerprint
@@ -256,7 +257,7 @@ def finish_run(task: TaskSpec, preds: Predictions, golds: Mapping[str, str], out
         table += f"\n{LEDGER_TITLE}\n\n{ledger_table}"
     atomic_write_text(out / "metrics.md", table)
     plot_methods(rows, task, out / "metrics.png", title=title, oracle=oracle,
-                 groups=groups or {r["method"]: ("hydra" if is_hydra_method(str(r["method"])) else "baseline")
+                 groups=groups or {str(r["method"]): ("hydra" if is_hydra_method(str(r["method"])) else "baseline")
                                    for r in rows})
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     summary["table"] = table
@@ -282,7 +283,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                                           protocol=cfg.protocol, offset=cfg.user_offset,
                                           free_train_users=cfg.free_train_users)
     llm_users, free_users = train_users[:cfg.train_users], train_users[cfg.train_users:]
-    history = cfg.protocol == "history"
+    history = get_protocol(cfg.protocol).same_users
     ledger = Ledger()
     calls0 = llm.stats.calls
     failures = UserFailures()  # one user's failure costs that user, not the run
@@ -299,7 +300,8 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
                                                   ledger=ledger, unit="free training user", failures=failures)
             train_eps.update(free_eps)
             train_stats = {k: train_stats[k] + free_stats[k] for k in train_stats}
-        test_eps, test_stats = ({}, {"episodes": 0, "skipped": 0, "llm_calls": 0})
+        test_eps: dict[str, list[Episode]] = {}
+        test_stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
         if not history:
             _say(progress, f"      and of {len(test_users)} new users (history only: their onboarding)")
             test_eps, test_stats = build_episodes(task, test_users, llm, cfg, with_golds=False, progress=bars,
@@ -318,7 +320,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
         trainer = Trainer(base, cfg.train)
         build_context = failures.guard(lambda u: UserContext.build(task, u.history, embed=trainer.history_embed),
                                        "context")
-        contexts = {u.user_id: build_context(u) for u in train_users + test_users}
+        contexts = {u.user_id: c for u in train_users + test_users if (c := build_context(u)) is not None}
         train_users, test_users = _survivors(train_users, failures), _survivors(test_users, failures)
         llm_users, free_users = _survivors(llm_users, failures), _survivors(free_users, failures)
         if saved is not None:

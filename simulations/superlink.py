@@ -27,8 +27,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from shared.errors import FedHydraError
 from shared.procs import descendants, free_port, pid_alive, stop_process_tree
@@ -116,7 +116,7 @@ class LocalSuperLink:
         self.control_port = 0
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    def __enter__(self) -> "LocalSuperLink":
+    def __enter__(self) -> LocalSuperLink:
         self.start()
         return self
 
@@ -152,7 +152,7 @@ class LocalSuperLink:
             f"[superlink.{self.FEDERATION}]\n"
             f'address = "127.0.0.1:{self.control_port}"\n'
             "insecure = true\n")
-        log = open(self.home / "superlink.log", "ab")
+        log = open(self.home / "superlink.log", "ab")  # noqa: SIM115 - the SuperLink's output while it runs
         cmd = [flwr_executable("flower-superlink"), "--insecure", "--simulation", "--isolation", "subprocess",
                "--host", "127.0.0.1",
                "--port", str(api_port), "--database", str(self.home / "state.db")]

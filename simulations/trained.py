@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.hydra.bundle import BundleError, load_tensors, save_tensors
 from shared.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from shared.hydra.episodes import Episode
 
 __all__ = ["TRAINED_VERSION", "Trained", "training_fingerprint", "save_trained", "save_margin", "load_trained"]
 
@@ -50,7 +54,7 @@ def _folder(out: Path) -> Path:
     return Path(out) / "trained"
 
 
-def training_fingerprint(cfg, episodes: Mapping[str, Sequence[object]]) -> str:
+def training_fingerprint(cfg, episodes: Mapping[str, Sequence[Episode]]) -> str:
     """A hash of what determines the trained base and its margin: task, model, training settings, seed, margin
     folds and every training user's episodes."""
     settings = {"task": cfg.task, "model": asdict(cfg.model), "train": asdict(cfg.train), "seed": cfg.seed,

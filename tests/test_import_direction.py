@@ -5,8 +5,8 @@ Parsed from the sources, lazy imports (inside functions) included. docs/design.m
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = {

@@ -23,8 +23,8 @@ import argparse
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -62,7 +62,7 @@ def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName:
 def make_ca_and_server(out: str | Path, hosts: Sequence[str] = DEFAULT_HOSTS, *, days: int = 365) -> dict[str, Path]:
     """A CA and a server certificate for ``hosts``; returns the paths (``ca``, ``ca_key``, ``cert``, ``key``)."""
     out = Path(out)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     not_before, not_after = now - dt.timedelta(minutes=5), now + dt.timedelta(days=days)
 
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -15,7 +15,7 @@ Example (the minimum of ``x**2``):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

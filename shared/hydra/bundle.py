@@ -18,8 +18,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def load_tensors(path: str | Path, *, kind: str, model=None) -> tuple[dict[str, 
     try:
         with safe_open(str(path), framework="numpy") as fh:
             meta = dict(fh.metadata() or {})
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - a safetensors handle, not a dict
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise BundleError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != name:
@@ -89,5 +89,5 @@ def load_tensors(path: str | Path, *, kind: str, model=None) -> tuple[dict[str, 
 
 def _numpy(value: object) -> np.ndarray:
     if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()  # type: ignore[union-attr]
+        return value.detach().cpu().numpy()
     return np.asarray(value)

@@ -38,16 +38,25 @@ Example::
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from shared.errors import ConfigError
 from shared.hydra.candidates import anchors_for
 from shared.hydra.context import UserContext
-from shared.hydra.decision import (MARGIN_GRID, CalibrationPoint, MarginChoice, MarginSums, advantage,
-                                   anchor_margin_sums, choose_margin, decide, decision_key)
+from shared.hydra.decision import (
+    MARGIN_GRID,
+    CalibrationPoint,
+    MarginChoice,
+    MarginSums,
+    advantage,
+    anchor_margin_sums,
+    choose_margin,
+    decide,
+    decision_key,
+)
 from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, adapter_example
 from shared.tasks import TaskSpec

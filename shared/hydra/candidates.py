@@ -27,16 +27,16 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
+from shared.errors import ConfigError, LLMError, check_minimums
 from shared.hydra.context import UserContext
 from shared.hydra.decision import BASELINE_ANCHOR, decision_key
 from shared.hydra.editor import InputEditor, f1_optimal_keep, word_tokens
 from shared.hydra.features import adapter_extras
-from shared.errors import ConfigError, LLMError, check_minimums
 from shared.llm.client import CallBudget, LLMCall, LLMClient
 from shared.prompts import PROMPT_STYLES, PromptBudget, build_messages
 from shared.readability import droppable_words, is_broken
@@ -61,7 +61,7 @@ def anchors_for(task: TaskSpec) -> tuple[str, ...]:
     return (BASELINE_ANCHOR, *edits)
 
 
-def call_choices(config: "PoolConfig") -> tuple[int, ...]:
+def call_choices(config: PoolConfig) -> tuple[int, ...]:
     """How many of the pool's LLM requests an answer may ask for, as the margin's cross-validation tries them: none,
     the greedy answer, ..., the whole pool (greedy + ``n_samples``).
 
@@ -71,7 +71,7 @@ def call_choices(config: "PoolConfig") -> tuple[int, ...]:
     return tuple(range(config.n_samples + 2))
 
 
-def decision_keys(task: TaskSpec, config: "PoolConfig") -> tuple[str, ...]:
+def decision_keys(task: TaskSpec, config: PoolConfig) -> tuple[str, ...]:
     """Every decision the margin's cross-validation chooses among: each anchor (:func:`anchors_for`) with each count
     of LLM answers (:func:`call_choices`), fewer calls first (:func:`shared.hydra.decision.decision_key`).
 

@@ -15,9 +15,10 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Callable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class UserContext:
     _scores: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
-    def build(cls, task: TaskSpec, items: Sequence[Mapping[str, str]], *, embed: Embed | None = None) -> "UserContext":
+    def build(cls, task: TaskSpec, items: Sequence[Mapping[str, str]], *, embed: Embed | None = None) -> UserContext:
         texts = tuple(task.item_text(i) for i in items)
         answers = tuple(task.item_output(i) for i in items) if task.item_output else texts
         prior: dict[str, float] = {}
@@ -88,7 +89,7 @@ class UserContext:
         rated = [(t, float(a)) for t, a in zip(self.texts, self.answers) if a in self.task.labels]
         return [t for t, _ in rated], np.array([v for _, v in rated], dtype=np.float64)
 
-    def with_rating_model(self, model) -> "UserContext":
+    def with_rating_model(self, model) -> UserContext:
         """This context with ``model`` (a :class:`shared.ridge.RidgeModel`) in place of the user's own rating model:
         how the ``hydra-shared-head`` variant answers with the shared rating head (:mod:`shared.hydra.rating_head`).
 
@@ -116,13 +117,14 @@ class UserContext:
         model = self.rating_model
         if model is None:
             return None
-        x = np.asarray(self.embed([query]), dtype=np.float64)
+        embed = cast(Embed, self.embed)  # set whenever there is a rating model
+        x = np.asarray(embed([query]), dtype=np.float64)
         values = [float(label) for label in self.task.labels]
         score = float(np.clip(model.predict(x)[0], min(values), max(values)))
         self._scores[query] = score
         return score
 
-    def without_items(self, corpus) -> "UserContext":
+    def without_items(self, corpus) -> UserContext:
         """The context of a pseudo-question's corpus (the profile minus the item the question was made from)."""
         if len(corpus) == len(self.items):
             return self

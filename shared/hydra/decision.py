@@ -63,8 +63,9 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -202,7 +203,7 @@ class MarginChoice:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MarginChoice":
+    def from_dict(cls, data: Mapping[str, Any]) -> MarginChoice:
         """The inverse of :meth:`as_dict` (None is an infinite margin).
 
         >>> c = MarginChoice(math.inf, 3, 0, 0, 0, 0.0, [{"margin": math.inf, "left": 0}])
@@ -237,13 +238,13 @@ class MarginSums:
     COUNTS = ("left", "helped", "hurt")
 
     @classmethod
-    def zero(cls, grid: Sequence[float] = MARGIN_GRID, anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> "MarginSums":
+    def zero(cls, grid: Sequence[float] = MARGIN_GRID, anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> MarginSums:
         g = tuple(float(m) for m in sorted(grid))
         n = len(g) * len(anchors)
         return cls(grid=g, points=0, left=(0,) * n, helped=(0,) * n, hurt=(0,) * n, gain=(0.0,) * n,
                    anchors=tuple(anchors))
 
-    def __add__(self, other: "MarginSums") -> "MarginSums":
+    def __add__(self, other: MarginSums) -> MarginSums:
         if self.grid != other.grid or self.anchors != other.anchors:
             raise ValueError(f"margin sums over different grids: {self.anchors} x {self.grid} and "
                              f"{other.anchors} x {other.grid}")
@@ -253,10 +254,10 @@ class MarginSums:
                           hurt=tuple(a + b for a, b in zip(self.hurt, other.hurt)),
                           gain=tuple(a + b for a, b in zip(self.gain, other.gain)), anchors=self.anchors)
 
-    def rows(self) -> list[dict[str, float]]:
+    def rows(self) -> list[dict[str, Any]]:
         pairs = [(a, m) for a in self.anchors for m in self.grid]
-        return [{"anchor": a, "margin": m, "left": l, "helped": h, "hurt": u, "gain": g}
-                for (a, m), l, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]
+        return [{"anchor": a, "margin": m, "left": left, "helped": h, "hurt": u, "gain": g}
+                for (a, m), left, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]
 
     def choose(self) -> MarginChoice:
         """The (decision, margin) pair with the largest total gain (ties: the earlier decision, then the larger
@@ -289,7 +290,7 @@ class MarginSums:
 
     @classmethod
     def from_record(cls, record: Mapping[str, object], grid: Sequence[float] = MARGIN_GRID,
-                    anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> "MarginSums":
+                    anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> MarginSums:
         """The sums of a record made by :meth:`to_record` over ``anchors`` x ``grid``, checked: exactly the expected
         keys, numbers only, finite, counts whole and non-negative, ``helped + hurt <= left <= points``, and ``left``
         not growing with the margin. Raises ValueError on anything else."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class InputEditor:
         feats = [self.features(w, c) for w, c, _ in examples]
         buckets = np.concatenate([b for b, _ in feats])
         dense = np.concatenate([d for _, d in feats])
-        y = np.concatenate([np.asarray(l, dtype=np.float32) for _, _, l in examples])
+        y = np.concatenate([np.asarray(lab, dtype=np.float32) for _, _, lab in examples])
         n = len(y)
         adam = Adam([self.vocab, self.dense, self.bias], lr)
         loss = float("nan")
@@ -113,7 +113,7 @@ class InputEditor:
             p = 1.0 / (1.0 + np.exp(-z))
             g = (p - y) / n
             grads = [np.bincount(buckets, weights=g, minlength=EDITOR_BUCKETS).astype(np.float32) + l2 * self.vocab,
-                     (dense.T @ g).astype(np.float32) + l2 * self.dense, np.float32([g.sum()])]
+                     (dense.T @ g).astype(np.float32) + l2 * self.dense, np.array([g.sum()], dtype=np.float32)]
             adam.step(grads)
             loss = float(-np.mean(y * np.log(p + 1e-9) + (1 - y) * np.log(1 - p + 1e-9)))
         return loss
@@ -129,7 +129,7 @@ class InputEditor:
         return {"vocab": self.vocab.copy(), "dense": self.dense.copy(), "bias": self.bias.copy()}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, np.ndarray]) -> "InputEditor":
+    def from_state(cls, state: Mapping[str, np.ndarray]) -> InputEditor:
         return cls(np.asarray(state["vocab"]), np.asarray(state["dense"]), float(np.asarray(state["bias"]).reshape(-1)[0]))
 
 

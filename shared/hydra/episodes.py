@@ -30,8 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Mapping, Sequence
 
 from shared.errors import LLMError, check_minimums
 from shared.hydra.candidates import PoolConfig, parse_pool_answers, pool_calls
@@ -102,7 +102,7 @@ class Episode:
         return json.dumps(data, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "Episode":
+    def from_json(cls, text: str) -> Episode:
         data = json.loads(text)
         data["corpus"] = tuple(data["corpus"])
         return cls(**data)
@@ -173,7 +173,7 @@ def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *,
                 made[idx] = free
             elif task.rewrite and llm is not None:
                 ask.append(idx)
-        if not ask:
+        if not ask or llm is None:  # ask holds items only when there is an LLM
             continue
         prompts = [LLMCall([{"role": "user", "content": PARAPHRASE_PROMPT.format(text=task.item_text(items[i]))}],
                            max_tokens=task.max_new_tokens) for i in ask]

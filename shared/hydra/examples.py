@@ -12,8 +12,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class RoleExample:
     utilities: np.ndarray | None = None
 
 
-def soft_target(utilities: Sequence[float], temperature: float) -> np.ndarray:
+def soft_target(utilities: Sequence[float] | np.ndarray, temperature: float) -> np.ndarray:
     """Softmax of utilities / temperature."""
     u = np.asarray(utilities, dtype=np.float64) / temperature
     e = np.exp(u - u.max())
@@ -57,13 +58,13 @@ def record_answer(task: TaskSpec, item: Mapping[str, str]) -> str:
     return task.item_output(item) if task.item_output else task.item_text(item)
 
 
-def _rerank_utilities(task: TaskSpec, ep: Episode) -> list[float]:
-    return [example_score(task, a, ep.gold) if a is not None else float("nan") for a in ep.rerank_answers]
+def _rerank_utilities(task: TaskSpec, ep: Episode, gold: str) -> list[float]:
+    return [example_score(task, a, gold) if a is not None else float("nan") for a in ep.rerank_answers]
 
 
 def user_rerank_baseline(task: TaskSpec, episodes: Sequence[Episode]) -> float:
     """The user's mean utility over every labelled record (the positive/negative threshold)."""
-    values = [u for ep in episodes if ep.gold is not None for u in _rerank_utilities(task, ep) if u == u]
+    values = [u for ep in episodes if ep.gold is not None for u in _rerank_utilities(task, ep, ep.gold) if u == u]
     return float(np.mean(values)) if values else 0.0
 
 
@@ -83,7 +84,7 @@ def reranker_example(task: TaskSpec, user: str, ep: Episode, *, threshold: float
     example = RoleExample(user=user, query=ep.query, items=items, extras=extras)
     if threshold is None:
         return example
-    utilities = np.asarray(_rerank_utilities(task, ep)[: len(idx)], dtype=np.float32)
+    utilities = np.asarray(_rerank_utilities(task, ep, cast(str, ep.gold))[: len(idx)], dtype=np.float32)
     positive = (utilities > threshold).astype(np.float32)
     if positive.sum() == 0 or positive.sum() == len(positive) or np.isnan(utilities).any():
         return None
@@ -138,4 +139,4 @@ def editor_examples(task: TaskSpec, episodes: Sequence[Episode], ctx: UserContex
     labelled = [ep for ep in episodes if ep.gold is not None]
     real = [ep for ep in labelled if not ep.pseudo]
     chosen = real or labelled
-    return [(ep.query.split(), ctx.counts, InputEditor.labels(ep.query.split(), ep.gold)) for ep in chosen if ep.query]
+    return [(ep.query.split(), ctx.counts, InputEditor.labels(ep.query.split(), ep.gold or "")) for ep in chosen if ep.query]

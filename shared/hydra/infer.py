@@ -19,11 +19,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
+from shared.errors import LLMError, check_minimums
 from shared.hydra.candidates import PoolConfig, baseline_output, pool_calls
 from shared.hydra.context import UserContext
 from shared.hydra.decision import BASELINE_ANCHOR, decide_with_margin
@@ -32,7 +34,6 @@ from shared.hydra.episodes import Episode, top_records
 from shared.hydra.examples import RoleExample, adapter_example, reranker_example
 from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.variants import Variant, get_variant
-from shared.errors import LLMError, check_minimums
 from shared.llm.client import CallBudget, LLMClient
 from shared.prompts import PromptBudget
 from shared.tasks import TaskSpec
@@ -70,8 +71,8 @@ class Answer:
     """
 
     output: str
-    records: list[dict[str, object]] = field(default_factory=list)
-    candidates: list[dict[str, object]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    candidates: list[dict[str, Any]] = field(default_factory=list)
     degraded: str | None = None
     cost: dict[str, float] = field(default_factory=dict)
     personal: bool = False

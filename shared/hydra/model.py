@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -151,10 +151,11 @@ class HydraBase(nn.Module):
             for name, current in part.state().items():
                 key = f"{prefix}{name}"
                 if key in state:
-                    value = np.asarray(state[key].detach().numpy() if isinstance(state[key], torch.Tensor) else state[key])
-                    if value.shape != current.shape:
-                        raise ConfigError(f"shared tensor {key}: shape {value.shape}, expected {current.shape}")
-                    part_state[name] = value.astype(np.float32)
+                    given = state[key]
+                    array = np.asarray(given.detach().numpy() if isinstance(given, torch.Tensor) else given)
+                    if array.shape != current.shape:
+                        raise ConfigError(f"shared tensor {key}: shape {array.shape}, expected {current.shape}")
+                    part_state[name] = array.astype(np.float32)
             setattr(self, _NUMPY_PARTS[prefix], type(part).from_state(part_state))
         with torch.no_grad():
             for key, value in state.items():
@@ -190,12 +191,12 @@ class PersonalHeads(nn.Module):
         self.heads = nn.ModuleDict({r: nn.Linear(config.trunk_dim + N_EXTRA[r], 1) for r in ROLES})
 
     @classmethod
-    def from_shared(cls, base: HydraBase) -> "PersonalHeads":
+    def from_shared(cls, base: HydraBase) -> PersonalHeads:
         """Fresh heads initialized from the shared heads (the prior that personal fitting moves away from)."""
         heads = cls(base.config)
         with torch.no_grad():
             for r in ROLES:
-                heads.heads[r].load_state_dict(base.roles[r].shared_head.state_dict())
+                heads.heads[r].load_state_dict(base.roles[r].shared_head.state_dict())  # type: ignore[union-attr]  # torch types a submodule as Tensor | Module
         return heads
 
     def state(self) -> dict[str, torch.Tensor]:

@@ -17,7 +17,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Mapping, TypeVar
+from collections.abc import Mapping
+from typing import TypeVar
 
 from shared.errors import FedHydraError
 

@@ -24,8 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class SharedRatingHead:
     bias: np.ndarray = field(default_factory=lambda: np.zeros(1, np.float32))
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray) -> "SharedRatingHead":
+    def fit(cls, x: np.ndarray, y: np.ndarray) -> SharedRatingHead:
         """A ridge of ``y`` on embeddings ``x`` (penalty by leave-one-out, :func:`shared.ridge.fit_ridge`)."""
         model = fit_ridge(np.asarray(x, np.float64), np.asarray(y, np.float64))
         return cls(np.asarray(model.coef, np.float32), np.array([model.intercept], np.float32))
@@ -58,6 +58,6 @@ class SharedRatingHead:
         return {"weight": self.weight.copy(), "bias": self.bias.copy()}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, np.ndarray]) -> "SharedRatingHead":
+    def from_state(cls, state: Mapping[str, np.ndarray]) -> SharedRatingHead:
         return cls(np.asarray(state["weight"], np.float32).reshape(EMBED_DIM),
                    np.asarray(state["bias"], np.float32).reshape(1))

@@ -15,8 +15,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class ScorerWeights:
 
     @classmethod
     def from_state(cls, base: Mapping[str, np.ndarray], head: Mapping[str, np.ndarray], role: str, *,
-                   head_prefix: str | None = None) -> "ScorerWeights":
+                   head_prefix: str | None = None) -> ScorerWeights:
         """From ``base.<role>.trunk.*`` and a head (``head.<role>.*``, or ``base.<role>.shared_head.*``)."""
         hp = head_prefix or f"head.{role}."
         return cls(np.asarray(base[f"base.{role}.trunk.weight"], np.float32), np.asarray(base[f"base.{role}.trunk.bias"], np.float32),

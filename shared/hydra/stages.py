@@ -14,8 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[User
             examples[role].extend(exs)
     for role in roles:
         report.examples[role] = len(examples[role])
-        say = (lambda e, n, l, r=role: progress(f"{r} epoch {e}/{n}: loss {l:.4f}")) if progress else None
+        say = (lambda e, n, loss, r=role: progress(f"{r} epoch {e}/{n}: loss {loss:.4f}")) if progress else None
         report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, head_epochs=head_epochs,
                                                  proximal_mu=proximal_mu, progress=say)
     if train_editor and rating_head and task.kind is TaskKind.RATING:

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import random
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ class Trainer:
     # -- scoring ------------------------------------------------------------------------------------
     def _hidden(self, role: str, q: torch.Tensor, items: torch.Tensor, extras: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.asarray(extras, dtype=np.float32))
-        h = self.base.roles[role].hidden(pair_features(q.unsqueeze(0), items, x))
+        h = self.base.roles[role].hidden(pair_features(q.unsqueeze(0), items, x))  # type: ignore[operator]  # torch types a submodule as Tensor | Module
         return torch.cat([h, x], dim=-1), x
 
     def scores(self, role: str, example: RoleExample, head: nn.Linear | None = None) -> np.ndarray:
@@ -89,7 +89,7 @@ class Trainer:
             items = self.embed_frozen(role, example.items, il)
             z, _ = self._hidden(role, q, items, example.extras)
             layer = head if head is not None else self.base.roles[role].shared_head
-            return layer(z).squeeze(-1).numpy()
+            return layer(z).squeeze(-1).numpy()  # type: ignore[operator]  # torch types a submodule as Tensor | Module
 
     # -- base training ------------------------------------------------------------------------------
     def train_role(self, role: str, examples: Sequence[RoleExample], heads: Mapping[str, PersonalHeads], *,
@@ -163,7 +163,7 @@ class Trainer:
             for e in batch:
                 z, _ = self._hidden(role, qe[q_index[e.query]], ie[[i_index[t] for t in e.items]], e.extras)
                 target = torch.from_numpy(e.target)
-                loss = loss + cross_entropy(role_base.shared_head(z).squeeze(-1), target)
+                loss = loss + cross_entropy(role_base.shared_head(z).squeeze(-1), target)  # type: ignore[operator]  # torch types a submodule as Tensor | Module
                 if e.user in heads:
                     loss = loss + cross_entropy(heads[e.user].heads[role](z).squeeze(-1), target)
             loss = loss / len(batch)
@@ -194,11 +194,11 @@ class Trainer:
                     z, _ = self._hidden(role, q, self.embed_frozen(role, e.items, il), e.extras)
                     feats.append((z, torch.from_numpy(e.target)))
             head = heads.heads[role]
-            prior = [p.detach().clone() for p in self.base.roles[role].shared_head.parameters()]
+            prior = [p.detach().clone() for p in self.base.roles[role].shared_head.parameters()]  # type: ignore[union-attr]  # torch types a submodule as Tensor | Module
             optimizer = torch.optim.Adam(head.parameters(), lr=cfg.fit_lr)
             loss = torch.zeros(())
             for _ in range(cfg.fit_steps if steps is None else steps):
-                loss = sum(cross_entropy(head(z).squeeze(-1), t) for z, t in feats) / len(feats)
+                loss = cast(torch.Tensor, sum(cross_entropy(head(z).squeeze(-1), t) for z, t in feats) / len(feats))
                 penalty = sum(((p - p0) ** 2).sum() for p, p0 in zip(head.parameters(), prior))
                 optimizer.zero_grad()
                 (loss + cfg.head_l2 * penalty).backward()

@@ -48,10 +48,11 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import requests
 import urllib3
@@ -175,14 +176,14 @@ class LLMConfig:
         return self.answer_chars_per_token * max(int(max_tokens), 0) + ANSWER_SLACK_CHARS
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "LLMConfig":
+    def from_env(cls, **overrides: Any) -> LLMConfig:
         """Build from ``FEDHYDRA_LLM_*`` variables; keyword arguments that are not None win."""
         env = {
             "base_url": os.environ.get("FEDHYDRA_LLM_BASE_URL"),
             "model": os.environ.get("FEDHYDRA_LLM_MODEL"),
             "api_key": os.environ.get("FEDHYDRA_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY"),
         }
-        values = {k: v for k, v in env.items() if v}
+        values: dict[str, Any] = {k: v for k, v in env.items() if v}
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "base_url" not in values:
             raise ConfigError("no LLM endpoint: set FEDHYDRA_LLM_BASE_URL or pass base_url")
@@ -301,7 +302,7 @@ class LLMClient:
 
     def complete(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
                  seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None,
-                 budget: "CallBudget | None" = None) -> str:
+                 budget: CallBudget | None = None) -> str:
         """One chat completion's text (cached).
 
         Raises:
@@ -318,7 +319,7 @@ class LLMClient:
             raise result
         return result
 
-    def complete_many(self, calls: Sequence[LLMCall], *, budget: "CallBudget | None" = None) -> list[str | LLMError]:
+    def complete_many(self, calls: Sequence[LLMCall], *, budget: CallBudget | None = None) -> list[str | LLMError]:
         """The answers of independent requests, in the order of ``calls``; a failed one is its exception.
 
         Cache hits and the budget are settled first, in the order of ``calls`` (so which requests are sent
@@ -376,7 +377,7 @@ class LLMClient:
         return list(groups.values())
 
     def sample(self, messages: Sequence[Message], n: int, *, temperature: float = 1.0, max_tokens: int = 64,
-               seed: int = 0, top_p: float = 1.0, budget: "CallBudget | None" = None) -> list[str]:
+               seed: int = 0, top_p: float = 1.0, budget: CallBudget | None = None) -> list[str]:
         """``n`` candidates as ``n`` requests seeded ``seed .. seed+n-1`` (one greedy answer if temperature is 0)."""
         if temperature <= 0:
             return [self.complete(messages, temperature=0.0, max_tokens=max_tokens, budget=budget)] * n
@@ -434,7 +435,7 @@ class LLMClient:
         with self._lock:
             running = self._inflight.get(key)
             mine = running is None
-            if mine:
+            if running is None:
                 running = self._inflight[key] = Future()
         if not mine:
             try:

@@ -24,7 +24,8 @@ import contextlib
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import requests
 from urllib3.connection import HTTPConnection, HTTPSConnection

@@ -36,8 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from shared.llm.client import LLMConfig
-from shared.llm.embedded import (EMBEDDED_MODEL, EMBEDDED_SLOTS, EMBEDDED_THREADS, ServerInfo, embedded_config,
-                                 running_server, start_server, stop_server)
+from shared.llm.embedded import (
+    EMBEDDED_MODEL,
+    EMBEDDED_SLOTS,
+    EMBEDDED_THREADS,
+    ServerInfo,
+    embedded_config,
+    running_server,
+    start_server,
+    stop_server,
+)
 from shared.paths import llm_state_dir
 
 __all__ = ["LLMEndpoint", "resolve_llm", "STOP_HINT"]
@@ -81,7 +89,7 @@ class LLMEndpoint:
     def __repr__(self) -> str:
         return f"LLMEndpoint({self.config.base_url!r}, source={self.source!r}, owns_server={self.server is not None})"
 
-    def __enter__(self) -> "LLMEndpoint":
+    def __enter__(self) -> LLMEndpoint:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -29,8 +29,9 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["StubEndpoint", "stub_answer"]
 
@@ -119,7 +120,7 @@ class StubEndpoint:
         self.url = f"http://{host}:{self.server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "StubEndpoint":
+    def __enter__(self) -> StubEndpoint:
         self._thread.start()
         return self
 

@@ -48,13 +48,14 @@ import os
 import random
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
-from shared.protocol import WEIGHT_KEY, ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY
+from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, WEIGHT_KEY
 
 __all__ = ["faults_mod", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS", "InjectedFault"]
 
@@ -121,7 +122,7 @@ def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
         return call_next(msg, ctx)
     faults = json.loads(spec)
     partition = str(ctx.node_config.get("partition-id", ""))
-    server_round = int(config.get("server-round", 0)) if config is not None else 0
+    server_round = int(cast(int, config.get("server-round", 0))) if config is not None else 0
     dropout = float(faults.get("dropout", 0) or 0)
     if dropout and partition.isdigit():
         n_train = int(ctx.run_config.get("data.train-users", 0))
@@ -146,7 +147,7 @@ def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
     if fault == "extra-metric":
         reply.content["metrics"]["injected-metric"] = 1.0
         return reply
-    sent = {k: v.numpy() for k, v in msg.content["arrays"].items()}
+    sent = {k: v.numpy() for k, v in msg.content.array_records["arrays"].items()}
     update = {k: v.numpy() for k, v in reply.content["arrays"].items()}
     reply.content["arrays"] = ArrayRecord({k: Array(v) for k, v in corrupt(update, sent, fault).items()})
     return _capture(faults, ctx, server_round, reply)
@@ -160,5 +161,5 @@ def _capture(faults: Mapping, ctx: Context, server_round: int, reply: Message) -
         weight = metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY))
         Path(folder).mkdir(parents=True, exist_ok=True)
         np.savez(Path(folder) / f"{ctx.node_id}-{server_round}.npz", __weight__=np.asarray(weight),
-                 **{k: v.numpy() for k, v in reply.content["arrays"].items()})
+                 **{k: v.numpy() for k, v in reply.content.array_records["arrays"].items()})  # type: ignore[arg-type]
     return reply

@@ -10,6 +10,8 @@ model's accuracy. Messages built here need a Flower task identity (``TaskIdentit
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
@@ -55,7 +57,7 @@ def accuracy(trainer: Trainer, arrays: dict[str, np.ndarray]) -> float:
     trainer.base.load_shared_state(arrays)
     trainer.invalidate()
     test = examples(999, 20)
-    return float(np.mean([np.argmax(trainer.scores("adapter", e)) == np.argmax(e.target) for e in test]))
+    return float(np.mean([np.argmax(trainer.scores("adapter", e)) == np.argmax(cast(np.ndarray, e.target)) for e in test]))
 
 
 def federate(trainer: Trainer, strategy, *, poisoned: bool, rounds: int = 3, norm_factor: float = 10.0) -> float:

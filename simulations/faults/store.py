@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO, cast
 
 import numpy as np
 
@@ -68,7 +69,7 @@ while True:
                                   corpus=tuple(history[:20]), top=[0, 1], bm25=[1.0, 0.5]) for i in range(40)])
     store.write_heads({"head.adapter.weight": np.full((256, 256), version, np.float32)}, model)
     store.update_meta(version=version)
-""" % {"items": HISTORY_ITEMS}
+""" % {"items": HISTORY_ITEMS}  # noqa: UP031 - Python source full of braces: %-format fills it
 
 
 def _check(condition: bool, message: str) -> None:
@@ -103,11 +104,12 @@ def kill_writer(root: Path, start: int, rng: random.Random, mode: str = "atomic"
     its n-th temporary file into place."""
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(start), mode],
                             cwd=REPO, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    out = cast(IO[bytes], proc.stdout)  # stdout=PIPE
     try:
-        line = proc.stdout.readline().strip()
+        line = out.readline().strip()
         _check(line == b"ready", f"the writer did not start: {line!r}")
         if mode.startswith("before-rename"):
-            line = proc.stdout.readline()
+            line = out.readline()
             _check(line.startswith(b"renaming"), f"the writer did not reach a rename: {line!r}")
         else:
             time.sleep(rng.uniform(0.02, 0.6))

@@ -25,8 +25,9 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from shared.io import atomic_write_text, read_jsonl
 from simulations.scale.app import scale_app
@@ -43,7 +44,8 @@ def busy_seconds(intervals: list[tuple[float, float]]) -> float:
     >>> busy_seconds([(0, 2), (1, 3), (5, 6)])
     4
     """
-    total, end = 0, float("-inf")
+    total: float = 0
+    end = float("-inf")
     for a, b in sorted(intervals):
         if b <= end:
             continue

@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from shared.procs import descendants
 
@@ -118,7 +118,7 @@ class TreeMemory:
     def add_root(self, pid: int) -> None:
         with self._lock:
             if pid not in self.roots:
-                self.roots.append(pid)
+                self.roots = [*self.roots, pid]
 
     def sample(self) -> None:
         with self._lock:
@@ -174,7 +174,7 @@ class TreeMemory:
                 pass
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self) -> TreeMemory:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="tree-memory")
         self._thread.start()
         return self

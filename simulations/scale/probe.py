@@ -127,7 +127,7 @@ def _wire(message: Message, reference: dict | None = None) -> tuple[int, int]:
         return 0, 0
     try:
         packed = pack_content(message.content, reference=reference)
-        return serialized_size(Message(content=packed, metadata=message.metadata))
+        return serialized_size(Message(content=packed, metadata=message.metadata))  # type: ignore[call-overload]  # Flower's stubs omit this form
     except Exception:  # noqa: BLE001
         return 0, 0
 
@@ -148,7 +148,7 @@ def probe_mod(msg: Message, ctx: Context, call_next) -> Message:
     wire_in, objects_in = _wire(msg)
     wire_out, objects_out = _wire(reply, received)
     rss, hwm = memory_mb()
-    row = {"type": msg.metadata.message_type, "round": (config or {}).get("server-round"),
+    row = {"type": msg.metadata.message_type, "round": config.get("server-round") if config is not None else None,
            "partition": ctx.node_config.get("partition-id"), "node": msg.metadata.dst_node_id,
            "host": socket.gethostname(), "pid": os.getpid(), "ray_node": _ray_node(),
            "ray_node_name": os.environ.get("FEDHYDRA_RAY_NODE_NAME"), "start": wall, "seconds": round(seconds, 4),
@@ -169,7 +169,7 @@ def probe_mod(msg: Message, ctx: Context, call_next) -> Message:
 
 def read_probes(folder: str | Path) -> list[dict]:
     """Every probe line under ``folder`` (all processes), in start order."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(Path(folder).glob("*.jsonl")):
         # split at "\n" only; a line cut short by a killed process is skipped
         rows.extend(row for row in read_jsonl(path) if isinstance(row, dict))

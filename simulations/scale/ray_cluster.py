@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from shared.errors import FedHydraError
@@ -79,7 +80,7 @@ def node_command(*, head_address: str | None, num_cpus: float, temp_dir: str, ob
 class LocalRayCluster:
     """See the module docstring. ``nodes``: (name, CPUs) per Ray node, the head first."""
 
-    def __init__(self, folder: Path, *, nodes: list[tuple[str, float]] = (("head", 1), ("worker", 1)),
+    def __init__(self, folder: Path, *, nodes: Sequence[tuple[str, float]] = (("head", 1), ("worker", 1)),
                  object_store_mb: int = 300, env: dict | None = None):
         self.folder = Path(folder).resolve()
         self.nodes = list(nodes)
@@ -93,7 +94,7 @@ class LocalRayCluster:
         self.address = ""
         self.temp_dir = ""
 
-    def __enter__(self) -> "LocalRayCluster":
+    def __enter__(self) -> LocalRayCluster:
         self.start()
         return self
 
@@ -106,7 +107,7 @@ class LocalRayCluster:
         return [p.pid for _, p in self.procs]
 
     def _start_node(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        log = open(self.folder / f"ray-{name}.log", "ab")
+        log = open(self.folder / f"ray-{name}.log", "ab")  # noqa: SIM115 - the node's output while it runs
         env = {**self.env, "FEDHYDRA_RAY_NODE_NAME": name}
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -142,7 +143,7 @@ class LocalRayCluster:
     def alive_nodes(self) -> list[dict]:
         """The cluster's live nodes as Ray's GCS lists them (``ray list nodes`` needs the dashboard, so this asks
         the GCS from a short-lived driver process)."""
-        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "  # noqa: UP031
                 "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], 'cpus': n['Resources'].get('CPU', 0), "
                 "'name': n.get('NodeName')} for n in ray.nodes()])); ray.shutdown()") % self.address
         done = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=120)

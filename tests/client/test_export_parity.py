@@ -24,7 +24,7 @@ TEXTS = ["I love my new coffee maker", "the battery died after two days", "great
 def examples(n: int, seed: int) -> list[RoleExample]:
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         items = list(rng.choice(TEXTS, 8, replace=False))
         out.append(RoleExample(user="u", query=str(rng.choice(TEXTS)), items=items,
                                extras=rng.normal(size=(8, max(N_EXTRA.values()))).astype(np.float32)))

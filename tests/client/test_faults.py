@@ -14,7 +14,6 @@ from shared.hydra.episodes import Episode
 from shared.tasks import get_task
 from simulations.faults.mod import InjectedFault, dropped_partitions, faults_mod
 
-
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 

@@ -92,7 +92,7 @@ def _hostile(layout_edit=None, flat=None) -> RecordDict:
 
 
 @pytest.mark.parametrize("name,content,error,reason", [
-    ("same-as under 500 names", lambda: _hostile(lambda l: {"records": ["arrays"], "record-of": [0] * 500,
+    ("same-as under 500 names", lambda: _hostile(lambda _: {"records": ["arrays"], "record-of": [0] * 500,
                                                             "keys": [f"base.k{i}" for i in range(500)],
                                                             "dtypes": ["float32"] * 500, "ndims": [1] * 500,
                                                             "dims": [4] * 500, "same-as": [0] * 500,
@@ -101,12 +101,12 @@ def _hostile(layout_edit=None, flat=None) -> RecordDict:
      UnsafeBase, "holds 500 tensors; this device's base has 2"),
     ("a huge flat array", lambda: _hostile(flat={"float32": np.zeros(10_000, np.float32)}), UnsafeBase,
      "bytes of tensors"),
-    ("a huge shape", lambda: _hostile(lambda l: {"dims": [3, 2, 10 ** 9]}), UnsafeBase, "bytes of tensors"),
-    ("a shape of another tensor", lambda: _hostile(lambda l: {"dims": [2, 3, 4]}), UnsafeBase, "has shape"),
-    ("a long dims list", lambda: _hostile(lambda l: {"dims": [1] * 100_000}), PackingError, "'dims' holds 100000"),
-    ("a tensor marked sent", lambda: _hostile(lambda l: {"sent": [0, 1]}), UnsafeBase, "marked as sent back"),
-    ("an integer dtype", lambda: _hostile(lambda l: {"dtypes": ["int64", "float32"]}), UnsafeBase, "dtype int64"),
-    ("a second record", lambda: _hostile(lambda l: {"records": ["arrays", "x"], "record-of": [0, 1]}), UnsafeBase,
+    ("a huge shape", lambda: _hostile(lambda _: {"dims": [3, 2, 10 ** 9]}), UnsafeBase, "bytes of tensors"),
+    ("a shape of another tensor", lambda: _hostile(lambda _: {"dims": [2, 3, 4]}), UnsafeBase, "has shape"),
+    ("a long dims list", lambda: _hostile(lambda _: {"dims": [1] * 100_000}), PackingError, "'dims' holds 100000"),
+    ("a tensor marked sent", lambda: _hostile(lambda _: {"sent": [0, 1]}), UnsafeBase, "marked as sent back"),
+    ("an integer dtype", lambda: _hostile(lambda _: {"dtypes": ["int64", "float32"]}), UnsafeBase, "dtype int64"),
+    ("a second record", lambda: _hostile(lambda _: {"records": ["arrays", "x"], "record-of": [0, 1]}), UnsafeBase,
      "lacks 1 shared tensors"),
 ])
 def test_a_hostile_layout_is_refused_by_the_guard_before_anything_is_unpacked(name, content, error, reason,

@@ -63,7 +63,7 @@ class Processes:
         self.started: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "wb")
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - the process's output while it runs
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         log.close()
@@ -175,9 +175,9 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
 
         # TLS is on, with a certificate our CA signed for 127.0.0.1
         context = ssl.create_default_context(cafile=str(tls["ca"]))
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
-                assert conn.version() in ("TLSv1.2", "TLSv1.3")
+        with (socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+              context.wrap_socket(raw, server_hostname="127.0.0.1") as conn):
+            assert conn.version() in ("TLSv1.2", "TLSv1.3")
 
         for name in ("n0", "n1"):
             done = _flwr(cli, "supernode", "register", str(keys[name][1]), LINK, "--name", name, "--format", "json")

@@ -85,7 +85,7 @@ class InMemoryGrid:
             msg = Message(content=copy.deepcopy(msg.content), metadata=copy.copy(msg.metadata))  # as if sent
             try:
                 reply = self.apps[node](msg, self.contexts[node])
-            except Exception as exc:  # what Flower does with a ClientApp that raised
+            except Exception as exc:  # noqa: BLE001 - what Flower does with a ClientApp that raised
                 reply = Message(Error(code=0, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
             replies.append(reply)
         self.received.extend(replies)

@@ -13,8 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.config import (BOUNDS, CHOICES, FLAGS, TEXT_LIMITS, RunConfig, check_number, default_mapping,
-                           describe_range, node_caps, pyproject_path)
+from shared.config import (
+    BOUNDS,
+    CHOICES,
+    FLAGS,
+    TEXT_LIMITS,
+    RunConfig,
+    check_number,
+    default_mapping,
+    describe_range,
+    node_caps,
+    pyproject_path,
+)
 from shared.errors import ConfigError, OutOfRange
 
 

@@ -13,8 +13,15 @@ import requests
 
 from shared.errors import LLMServerError
 from shared.llm import LLMClient
-from shared.llm.embedded import (EMBEDDED_SLOTS, gguf_path, llama_server_binary, recommended_concurrency,
-                                 running_server, start_server, stop_server)
+from shared.llm.embedded import (
+    EMBEDDED_SLOTS,
+    gguf_path,
+    llama_server_binary,
+    recommended_concurrency,
+    running_server,
+    start_server,
+    stop_server,
+)
 from shared.llm.resolver import resolve_llm
 from shared.procs import pid_alive
 

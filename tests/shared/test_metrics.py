@@ -47,7 +47,7 @@ def ref_rouge(pred: str, gold: str) -> tuple[float, float]:
 
 
 def ref_classification(preds, golds, labels):
-    index = {l: i for i, l in enumerate(labels)}
+    index = {lab: i for i, lab in enumerate(labels)}
     p = [index.get(x.strip(), -1) for x in preds]
     g = [index.get(x.strip(), -1) for x in golds]
     return {"accuracy": accuracy_score(g, p), "f1": f1_score(g, p, labels=list(range(len(labels))), average="macro",
@@ -98,7 +98,7 @@ def test_per_example_scores_rank_better_answers_higher():
 
 
 # -- random agreement with the references, on every task type -------------------------------------------
-WORDS = "the a cat dog sat on mat big news today I love it can't won't café 42 emails subject".split()
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "big", "news", "today", "I", "love", "it", "can't", "won't", "café", "42", "emails", "subject"]
 
 
 def random_text(rng: random.Random) -> str:

@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from shared.errors import PackingError
-from shared.packing import (LAYOUT_RECORD, PACKED_RECORD, array_tensors, is_packed, pack_arrays, pack_content,
-                            packed_tensors, unpack_arrays, unpack_content)
+from shared.packing import (
+    LAYOUT_RECORD,
+    PACKED_RECORD,
+    array_tensors,
+    is_packed,
+    pack_arrays,
+    pack_content,
+    packed_tensors,
+    unpack_arrays,
+    unpack_content,
+)
 
 
 def _records() -> dict[str, dict[str, np.ndarray]]:

@@ -467,7 +467,7 @@ ids = st.lists(st.text(max_size=6), min_size=1, max_size=12, unique=True)
 def _golds_for(spec, data, keys):
     if spec.metric == "rouge":
         return {k: data.draw(st.one_of(sentences, st.text(max_size=30))) for k in keys}
-    return {k: data.draw(st.sampled_from(spec.labels).map(lambda l: data.draw(st.sampled_from(["", " "])) + l))
+    return {k: data.draw(st.sampled_from(spec.labels).map(lambda lab: data.draw(st.sampled_from(["", " "])) + lab))
             for k in keys}
 
 

@@ -61,7 +61,7 @@ def test_every_style_rule_and_habit_keeps_a_sentence_whole():
 
 
 def test_droppable_words_are_fillers_mentions_and_adverbs_only():
-    words = '@bob I really love "@ann the" show, unfortunately it ends'.split()
+    words = ['@bob', 'I', 'really', 'love', '"@ann', 'the"', 'show,', 'unfortunately', 'it', 'ends']
     assert droppable_words(words) == [True, False, True, False, False, False, False, True, False, False]
 
 

@@ -24,12 +24,12 @@ from shared.hydra.spec import ModelConfig
 from shared.hydra.variants import VARIANTS
 from shared.llm.client import LLMConfig
 from shared.llm.faulty_stub import StubLLM
+from shared.procs import pid_alive
+from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 from simulations.cli import main
 from simulations.faults.mod import dropped_partitions
 from simulations.federated import clear_results, simulate
-from shared.procs import pid_alive
 from simulations.superlink import kill_tree
-from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"data.task": "LaMP-3", "data.synthetic-users": 4, "data.synthetic-items": 10, "data.train-users": 3, "data.test-users": 1,
@@ -158,7 +158,7 @@ def test_a_third_of_the_clients_drop_out_every_round(tmp_path, monkeypatch):
     with StubLLM() as stub:
         summary = run(tmp_path, stub.url, **{"federation.num-rounds": 2})
     assert summary["status"] == "finished:completed"
-    rounds = [json.loads(l) for l in (tmp_path / "out" / "server" / "rounds.jsonl").read_text().splitlines()]
+    rounds = [json.loads(line) for line in (tmp_path / "out" / "server" / "rounds.jsonl").read_text().splitlines()]
     assert [(r["accepted"], r["failed"]) for r in rounds] == [(2, 1), (2, 1)]
     # a dropout leaves as the fixed reason of any failure: its own text stays on the device (client/replies.py)
     assert all(ERROR_REPLIES[ERROR_FAILED][1] in f for r in rounds for f in r["failures"])

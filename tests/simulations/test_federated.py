@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.protocol import FAULT_COUNTERS
-from shared.config import default_mapping
-from shared.config import RunConfig
+from shared.config import RunConfig, default_mapping
 from shared.hydra.candidates import decision_keys
 from shared.hydra.decision import MarginSums
-from shared.tasks import get_task
 from shared.hydra.model import ModelConfig, initial_shared_state
+from shared.protocol import ERROR_FAILED, ERROR_REPLIES, FAULT_COUNTERS
+from shared.tasks import get_task
 from simulations.federated import simulate
-from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 
 pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked `llm` one by one
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from shared.evaluation import Predictions
 from shared.stats import compare_predictions
 from shared.tasks import get_task
-from shared.evaluation import Predictions
 from simulations.hydra_run import finish_run
 
 

@@ -10,11 +10,10 @@ import pytest
 from client.store import UserStore
 from shared.config import RunConfig, default_mapping
 from shared.data import load_outputs, load_split
-from shared.llm import LLMClient
-from shared.synthetic import write_synthetic
 from shared.hydra.variants import COST_METHODS, HYDRA_METHODS
-from shared.llm import LLMConfig
+from shared.llm import LLMClient, LLMConfig
 from shared.llm.stub import StubEndpoint
+from shared.synthetic import write_synthetic
 from simulations.hydra_run import run_central
 
 pytestmark = [pytest.mark.slow]

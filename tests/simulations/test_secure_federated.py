@@ -15,8 +15,8 @@ from flwr.common import bytes_to_ndarray
 
 from server.secure import quantization_error_bound
 from shared.config import RunConfig, default_mapping
-from simulations.federated import simulate
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES
+from simulations.federated import simulate
 
 pytestmark = [pytest.mark.slow]
 

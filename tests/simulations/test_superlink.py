@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from shared.procs import pid_alive, stop_process_tree
 import simulations.superlink as superlink
+from shared.procs import pid_alive, stop_process_tree
 from simulations.superlink import LocalSuperLink, descendants, kill_tree
 
 

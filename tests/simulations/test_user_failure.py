@@ -74,7 +74,8 @@ def test_fedhydra_run_survives_one_users_damaged_store(tmp_path, capsys):
 
 
 def test_every_test_user_failing_is_an_error(tmp_path):
-    from simulations.failures import EXIT_USERS_FAILED as documented, EveryUserFailed, UserFailures
+    from simulations.failures import EXIT_USERS_FAILED as documented
+    from simulations.failures import EveryUserFailed, UserFailures
 
     assert documented == EXIT_USERS_FAILED
     failures = UserFailures()

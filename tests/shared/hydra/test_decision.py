@@ -8,12 +8,21 @@ import math
 import numpy as np
 import pytest
 
+from shared.errors import ConfigError
 from shared.hydra.calibrate import calibration_points, fold_users
-from shared.hydra.decision import (CalibrationPoint, MarginChoice, MarginSums, advantage, anchor_margin_sums, choose_margin, decide,
-                                   decide_with_margin, margin_sums)
+from shared.hydra.decision import (
+    CalibrationPoint,
+    MarginChoice,
+    MarginSums,
+    advantage,
+    anchor_margin_sums,
+    choose_margin,
+    decide,
+    decide_with_margin,
+    margin_sums,
+)
 from shared.hydra.examples import RoleExample
 from shared.hydra.features import ADAPTER_FEATURES
-from shared.errors import ConfigError
 from shared.tasks import get_task
 
 LAMP3, LAMP7 = get_task("LaMP-3"), get_task("LaMP-7")

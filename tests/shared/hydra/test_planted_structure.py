@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from shared.hydra.context import UserContext
+from shared.hydra.decision import decide
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
-from shared.hydra.decision import decide
 from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.settings import TrainConfig
 from shared.hydra.train import Trainer

@@ -4,9 +4,9 @@ import numpy as np
 
 from shared.hydra.candidates import build_pool
 from shared.hydra.context import UserContext
+from shared.hydra.decision import decide, weighted_median
 from shared.hydra.editor import InputEditor
 from shared.hydra.features import ADAPTER_FEATURES
-from shared.hydra.decision import decide, weighted_median
 from shared.readability import droppable_words, is_broken
 from shared.tasks import get_task
 
