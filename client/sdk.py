@@ -55,16 +55,24 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from client.device import (PERSONAL, BundleInvalid, DeviceModels, OnnxScorer, embedding_id, fit_head, read_manifest,
-                           uses_int8)
+from client.device import (
+    PERSONAL,
+    BundleInvalid,
+    DeviceModels,
+    OnnxScorer,
+    embedding_id,
+    fit_head,
+    read_manifest,
+    uses_int8,
+)
 from client.device_config import ONBOARDING_CALLS, DeviceConfig
 from client.guard import check_heads
 from client.store import StoreError, UserStore, text_digest

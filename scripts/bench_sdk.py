@@ -294,9 +294,9 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
     from torch import nn
 
     torch.set_num_threads(THREADS)
-    from client.device import PERSONAL, DeviceModels
     from dataclasses import replace
 
+    from client.device import PERSONAL, DeviceModels
     from client.sdk import HISTORY_ROLE, DeviceConfig, PersonalClient
     from client.store import UserStore, text_digest
     from shared.hydra.candidates import PoolConfig, llm_answers
@@ -311,8 +311,8 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         PersonalHeads,
         initial_shared_state,
     )
-    from shared.hydra.tokenizer import TextTokenizer
     from shared.hydra.settings import TrainConfig
+    from shared.hydra.tokenizer import TextTokenizer
     from shared.hydra.train import Trainer
     from shared.tasks import get_task
 

@@ -49,10 +49,10 @@ def fedavg(states: list[dict], weights: list[float]) -> dict:
 def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     """Train one schedule federatedly over the real client code, then evaluate the test users."""
     from client.node import ClientNode
-    from shared.protocol import NodeRole
     from server.federation import weighted_metrics
     from shared.config import RunConfig
     from shared.hydra.model import initial_shared_state
+    from shared.protocol import NodeRole
     from shared.users import split_users
 
     cfg = RunConfig.from_mapping({**mapping, "device.store-dir": str(out / name / "clients")})

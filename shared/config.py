@@ -33,10 +33,11 @@ import difflib
 import math
 import textwrap
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from shared.errors import ConfigError, OutOfRange, SecureAggregationConflict, check_minimums
 from shared.hydra.candidates import PoolConfig
@@ -515,9 +516,10 @@ def check_number(key: str, value: Any, caps: Mapping[str, float] | None = None) 
     shared.errors.OutOfRange: config key 'federation.local-epochs' must be >= 1 and <= 2 (capped by this device's node config), got 3
     """
     low, high = BOUNDS[key]
-    capped = caps is not None and key in caps and caps[key] < high
-    if capped:
-        high = caps[key]
+    cap = caps.get(key) if caps is not None else None
+    capped = cap is not None and cap < high
+    if cap is not None and capped:
+        high = cap
     integer = isinstance(BOUNDS[key][0], int)
     kind = "int" if integer else "float"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -541,7 +543,7 @@ def _check(key: str, value: Any, caps: Mapping[str, float] | None) -> Any:
     kind = bool if rng is FLAG else str
     if not isinstance(value, kind):
         raise ConfigError(f"config key {key!r} must be {kind.__name__}, got {str(value)[:40]!r}")
-    if isinstance(rng, Text) and len(value) > rng.limit:
+    if isinstance(rng, Text) and isinstance(value, str) and len(value) > rng.limit:
         raise ConfigError(f"config key {key!r} must be at most {rng.limit} characters, got {len(value)}")
     return value
 
@@ -667,7 +669,7 @@ SECURE_AGGREGATION_REFUSES: dict[str, str] = {
 sum (FedAvg, FedProx and FedAdam need only the weighted mean)."""
 
 
-def secure_aggregation_conflicts(fed: "FederationConfig") -> list[str]:
+def secure_aggregation_conflicts(fed: FederationConfig) -> list[str]:
     """Why ``fed`` cannot run with ``secagg.enabled = true`` (empty: it can). Under SecAgg+ the server sees the
     round's masked sum only, so whatever needs a single client's update is refused, never silently dropped."""
     out = []
@@ -811,7 +813,7 @@ class RunConfig:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any], *, complete: bool = False,
-                     caps: Mapping[str, float] | None = None) -> "RunConfig":
+                     caps: Mapping[str, float] | None = None) -> RunConfig:
         """Validate a mapping of dotted keys (the pyproject table plus overrides) into a RunConfig.
 
         With ``complete`` the mapping is a whole run config (Flower's ``context.run_config``) and serves as its

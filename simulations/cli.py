@@ -34,8 +34,8 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from shared.errors import ConfigError, DataFormatError, FedHydraError, UnknownTaskError
 from simulations.cli_args import Parser, bounded, llm_cache_file, out_path, plain_name, text

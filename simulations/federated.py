@@ -14,9 +14,9 @@ import shutil
 import sqlite3
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from shared.config import RunConfig
 from shared.data import Dataset

@@ -17,7 +17,8 @@ Example:
 from __future__ import annotations
 
 import random
-from typing import Callable, Mapping, Sequence, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import torch

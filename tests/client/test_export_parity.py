@@ -11,8 +11,8 @@ import torch
 from client.device import PERSONAL, BundleInvalid, DeviceModels, fit_head
 from shared.hydra.examples import RoleExample
 from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
-from shared.hydra.spec import N_EXTRA, ROLES
 from shared.hydra.settings import TrainConfig
+from shared.hydra.spec import N_EXTRA, ROLES
 from shared.hydra.train import Trainer
 
 TEXTS = ["I love my new coffee maker", "the battery died after two days", "great story, weak ending",

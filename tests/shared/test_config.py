@@ -13,8 +13,8 @@ from shared.errors import ConfigError, UnknownTaskError
 from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig
 from shared.hydra.infer import InferenceConfig
-from shared.hydra.spec import ModelConfig
 from shared.hydra.settings import TrainConfig
+from shared.hydra.spec import ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,16 @@ import sys
 import tomllib
 from dataclasses import fields
 
-from shared.config import (GROUPS, SETTINGS, FederationConfig, RunConfig, SecureAggregationConfig, default_mapping,
-                           pyproject_path, pyproject_table)
+from shared.config import (
+    GROUPS,
+    SETTINGS,
+    FederationConfig,
+    RunConfig,
+    SecureAggregationConfig,
+    default_mapping,
+    pyproject_path,
+    pyproject_table,
+)
 from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig
 from shared.hydra.infer import InferenceConfig

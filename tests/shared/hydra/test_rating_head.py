@@ -10,9 +10,9 @@ from shared.hydra.context import UserContext
 from shared.hydra.infer import answer
 from shared.hydra.model import HydraBase, ModelConfig
 from shared.hydra.rating_head import SharedRatingHead
+from shared.hydra.settings import TrainConfig
 from shared.hydra.spec import EMBED_DIM, RATING_PREFIX
 from shared.hydra.stages import train_stage
-from shared.hydra.settings import TrainConfig
 from shared.hydra.train import Trainer
 from shared.tasks import get_task
 
