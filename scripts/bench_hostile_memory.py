@@ -172,7 +172,7 @@ def main() -> int:
         return 0
 
     from shared.config import default_mapping
-    from shared.llm.stub import StubEndpoint
+    from lab.llm_stub import StubEndpoint
     from shared.synthetic import write_synthetic
 
     rows = []

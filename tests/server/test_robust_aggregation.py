@@ -1,6 +1,6 @@
 """One client in ten poisoned: validation and robust aggregation keep the global model's quality.
 
-The harness (ten clients, the poisoned update, the accuracy) is :mod:`simulations.faults.poison`.
+The harness (ten clients, the poisoned update, the accuracy) is :mod:`lab.faults.poison`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 
 from shared.hydra.model import HydraBase, ModelConfig
 from shared.hydra.train import TrainConfig, Trainer
-from simulations.faults.poison import federate
+from lab.faults.poison import federate
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 

@@ -22,7 +22,7 @@ from shared.errors import (
     LLMTimeoutError,
 )
 from shared.llm import BudgetExhausted, CallBudget, LLMClient, LLMConfig, ResponseCache
-from shared.llm.faulty_stub import StubLLM
+from lab.faulty_llm_stub import StubLLM
 
 MSG = [{"role": "user", "content": "hi"}]
 

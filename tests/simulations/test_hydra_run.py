@@ -14,7 +14,7 @@ from shared.llm import LLMClient
 from shared.synthetic import write_synthetic
 from shared.hydra.variants import COST_METHODS, HYDRA_METHODS
 from shared.llm import LLMConfig
-from shared.llm.stub import StubEndpoint
+from lab.llm_stub import StubEndpoint
 from simulations.hydra_run import run_central
 
 pytestmark = [pytest.mark.slow]

@@ -1,6 +1,6 @@
 """The scale measurements' own parts (issue 16): the probe of the scale ClientApp, the process-tree memory sampler,
 the figures drawn from a run's files, and the local multi-node Ray cluster's command lines. Against the deterministic
-stub endpoint (``shared/llm/stub.py``, not a language model); no Flower simulation runs here."""
+stub endpoint (``lab/llm_stub.py``, not a language model); no Flower simulation runs here."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 
 from shared.config import default_mapping
 from shared.hydra.model import ModelConfig, initial_shared_state
-from shared.llm.stub import StubEndpoint
+from lab.llm_stub import StubEndpoint
 from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic
-from simulations.scale.bench import analyze, busy_seconds, store_disk
-from simulations.scale.memory import TreeMemory
-from simulations.scale.probe import read_probes, serialized_size
+from lab.scale.bench import analyze, busy_seconds, store_disk
+from lab.scale.memory import TreeMemory
+from lab.scale.probe import read_probes, serialized_size
 
 SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 0, "pseudo-questions": 2, "free-questions": 2,
          "n-samples": 1, "label-records": 2, "local-epochs": 1, "local-head-epochs": 2, "seed": 0,
@@ -29,7 +29,7 @@ SMALL = {"task": "LaMP-3", "train-users": 2, "test-users": 0, "pseudo-questions"
 
 
 def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> Message:
-    from simulations.scale.client_app import app
+    from lab.scale.client_app import app
 
     content = RecordDict({"arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
                           "config": ConfigRecord({"server-round": server_round})})
@@ -71,7 +71,7 @@ def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp
 
 
 def test_a_client_without_the_probe_directory_records_nothing(tmp_path, monkeypatch):
-    from simulations.scale.probe import probe_mod
+    from lab.scale.probe import probe_mod
 
     monkeypatch.delenv("FEDHYDRA_PROBE_DIR", raising=False)
     assert probe_mod("message", "context", lambda m, c: (m, c)) == ("message", "context")
@@ -173,7 +173,7 @@ def test_simulate_attaches_to_a_ray_cluster_given_its_address(tmp_path, monkeypa
 
 
 def test_the_ray_nodes_command_lines_choose_their_own_ports_and_never_the_defaults():
-    from simulations.scale.ray_cluster import node_command
+    from lab.scale.ray_cluster import node_command
 
     head = node_command(head_address=None, num_cpus=2, temp_dir="/tmp/fhray-x", object_store_bytes=10**8, port=40001)
     worker = node_command(head_address="127.0.0.1:40001", num_cpus=1, temp_dir="/tmp/fhray-x", object_store_bytes=10**8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.llm.client import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
+from lab.llm_stub import StubEndpoint
 from shared.tasks import get_task
 
 LAMP7 = get_task("LaMP-7")

@@ -7,7 +7,7 @@ import socket
 
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.llm import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
+from lab.llm_stub import StubEndpoint
 from shared.synthetic import generate
 from shared.tasks import get_task
 
