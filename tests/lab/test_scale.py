@@ -39,6 +39,25 @@ def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> 
     return app(msg, ctx)
 
 
+def test_the_scale_app_is_a_copy_naming_the_probed_client_app_with_the_lab_in_it(tmp_path):
+    """The production app does not carry the probe: a scale run submits a copy whose bundle adds the lab's code."""
+    import io
+    import tomllib
+    import zipfile
+
+    from flwr.cli.build import build_fab_from_disk
+
+    from lab.scale import CLIENT_APP
+    from lab.scale.app import REPO, scale_app
+
+    app = scale_app(tmp_path)
+    assert app == tmp_path / "flwr-app" and app != REPO
+    staged = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    assert staged["components"]["clientapp"] == CLIENT_APP == "lab.scale.client_app:app"
+    names = set(zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app))).namelist())
+    assert {"lab/scale/client_app.py", "lab/scale/probe.py", "client/client_app.py"} <= names
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("flower_task_identity")
 def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp_path, monkeypatch):
