@@ -5,7 +5,7 @@ a code and a fixed reason, never its text), the unpacking of packed messages (ch
 of their replies (:mod:`client.packing`), then SecAgg+ when the server runs secure aggregation
 (:mod:`client.secagg`: it hands the handlers below the same messages as a plain run), then DP clipping when the server
 asks for it. Simulations that inject faults run :func:`build_app` with one more mod
-(:mod:`simulations.faults.client_app`); this module knows nothing of them.
+(:mod:`lab.faults.client_app`); this module knows nothing of them.
 
 What the server's run config may ask of this node is bounded (:func:`shared.config.check_number`, lowered by the
 node config's ``cap-<key>`` keys), and so is every value of a message's config the handlers read (``proximal-mu``,

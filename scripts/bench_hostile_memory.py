@@ -173,8 +173,8 @@ def main() -> int:
         print(json.dumps(measure_one(args.one, json.loads(Path(args.run_config).read_text()))))
         return 0
 
+    from lab.llm_stub import StubEndpoint
     from shared.config import default_mapping
-    from shared.llm.stub import StubEndpoint
     from shared.synthetic import write_synthetic
 
     rows = []

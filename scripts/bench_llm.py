@@ -17,7 +17,7 @@ Stages (all by default; ``--only`` repeatable):
     ``--threads`` to sweep). Each in-flight level gets its own ``--prompts`` fresh prompts, the same for every
     server, so that no server reuses a prompt cached at a lower level.
 ``stub``
-    The same requests against :class:`shared.llm.stub.StubEndpoint` holding each one 0.5 s (no model): what
+    The same requests against :class:`lab.llm_stub.StubEndpoint` holding each one 0.5 s (no model): what
     the load generator itself can reach; 8 in flight should give close to 8x the requests/s of 1.
 ``episodes``
     Wall time of building ``--episodes`` LaMP-7 training users' episodes (:func:`simulations.hydra_run.build_episodes`)
@@ -234,7 +234,7 @@ def stage_servers(args, prompt_sets, levels, tmp: Path) -> tuple[list[dict], lis
 
 
 def stage_stub(args, prompt_sets, levels) -> list[dict]:
-    from shared.llm.stub import StubEndpoint
+    from lab.llm_stub import StubEndpoint
 
     print("stub endpoint, 0.5 s per request (no model):", flush=True)
     with StubEndpoint(delay_s=0.5) as stub:
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help=f"LaMP-7 folder (default {DEFAULT_DATA} from the repository root)")
     parser.add_argument("--prompts", type=int, default=16, help="prompts per in-flight level (default 16)")
     parser.add_argument("--levels", default="1,2,4,8", help="requests in flight (default 1,2,4,8)")
-    parser.add_argument("--k", type=int, default=4, help="profile records per prompt (default 4, as prompt-k)")
+    parser.add_argument("--k", type=int, default=4, help="profile records per prompt (default 4, as prompt.k)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--slots", type=int, action="append", help=f"llama-server slots (repeatable; default {EMBEDDED_SLOTS})")

@@ -3,11 +3,11 @@
 
 Every federated scenario is a real Flower simulation (``simulations.federated.simulate``) of synthetic LaMP-3
 users (3 training clients and 1 new user by default) that train the real models, with the LLM replaced by a
-local stub that misbehaves on purpose (``shared/llm/faulty_stub.py``) or by a port nobody listens on. Client
-faults come from ``FEDHYDRA_FAULTS`` (``simulations/faults/mod.py``; with it set, a simulation runs the ClientApp
-that adds that mod). The other scenarios are direct: a store writer SIGKILLed at random
-(``simulations/faults/store.py``), the command line fed bad input, and (without ``--quick``) one poisoned client in
-ten (``simulations/faults/poison.py``). Nothing here comes from ``tests/``.
+local stub that misbehaves on purpose (``lab/faulty_llm_stub.py``) or by a port nobody listens on. Client
+faults are given to the run explicitly (``simulate(..., app=fault_app(faults))``: ``lab/faults/app.py`` submits the
+ClientApp that adds the mod of ``lab/faults/mod.py``). The other scenarios are direct: a store writer SIGKILLed at random
+(``lab/faults/store.py``), the command line fed bad input, and (without ``--quick``) one poisoned client in
+ten (``lab/faults/poison.py``). Nothing here comes from ``tests/``.
 
 Usage::
 
@@ -55,7 +55,7 @@ class Scenario:
     kind: str = "federated"  # federated | resume | store | poison
     mix: dict[str, float] | None = None  # the stub's fault mix; None with llm_down False: a well-behaved stub
     llm_down: bool = False
-    faults: dict[str, Any] | None = None  # FEDHYDRA_FAULTS
+    faults: dict[str, Any] | None = None  # the client faults (lab/faults/mod.py); None: the production app
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""
 
@@ -171,22 +171,22 @@ def run_figures(out: Path, summary: dict | None, mapping: dict, error: str | Non
 
 # -- federated scenarios ----------------------------------------------------------------------------------------
 def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
+    from lab.faults.app import fault_app
+    from lab.faulty_llm_stub import StubLLM
     from shared.config import RunConfig, default_mapping
     from shared.llm.client import LLMConfig
-    from shared.llm.faulty_stub import StubLLM
-    from simulations.federated import simulate
+    from simulations.federated import production_app, simulate
 
     mapping = {**default_mapping(), **SMALL, **sc.overrides, "run.seed": seed}
     out = work / "out"
     summary, error, served = None, None, {}
     stub = None if sc.llm_down else StubLLM(mix=sc.mix, slow_s=1.5, seed=seed)
     url = f"http://127.0.0.1:{dead_port()}/v1" if stub is None else stub.url
-    faults = json.dumps(sc.faults) if sc.faults else None
-    with environment(FEDHYDRA_FAULTS=faults, FEDHYDRA_HOME=str(work / "home")), \
-            (stub if stub is not None else contextlib.nullcontext()):
+    app = fault_app(sc.faults) if sc.faults else production_app
+    with environment(FEDHYDRA_HOME=str(work / "home")), (stub if stub is not None else contextlib.nullcontext()):
         try:
             summary = simulate(RunConfig.from_mapping(mapping), out, llm_config=LLMConfig(base_url=url, model="stub"),
-                               progress=say)
+                               progress=say, app=app)
         except Exception as exc:  # noqa: BLE001 - a run that fails is a figure, not a crash of this script
             error = f"{type(exc).__name__}: {exc}"[:300]
         if stub is not None:
@@ -206,7 +206,7 @@ def simulate_process(out: Path, url: str, *, home: Path, resume: bool) -> subpro
 
 def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
     """Kill the whole simulation (driver, SuperLink, ServerApp, clients) in round 2, then run it again with resume."""
-    from shared.llm.faulty_stub import StubLLM
+    from lab.faulty_llm_stub import StubLLM
     from shared.procs import pid_alive
     from simulations.superlink import kill_tree
 
@@ -236,7 +236,7 @@ def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
 # -- direct scenarios ---------------------------------------------------------------------------------------------
 def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], kills: int) -> dict:
     from client.store import UserStore
-    from simulations.faults.store import kill_writer, temporaries, versions
+    from lab.faults.store import kill_writer, temporaries, versions
 
     rng = random.Random(seed)
     before = {"history": 0, "episodes": 0, "heads": 0, "meta": 0}
@@ -264,16 +264,16 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
 
 
 def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
-    """The quality of the global model with 1 poisoned client in 10 (:mod:`simulations.faults.poison`, as
+    """The quality of the global model with 1 poisoned client in 10 (:mod:`lab.faults.poison`, as
     tests/server/test_robust_aggregation.py)."""
     import torch
     from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
     from flwr.supercore.task_identity import TaskIdentity
 
+    from lab.faults.poison import federate
     from shared.hydra.model import HydraBase, ModelConfig
     from shared.hydra.settings import TrainConfig
     from shared.hydra.train import Trainer
-    from simulations.faults.poison import federate
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
     torch.manual_seed(seed)

@@ -2,10 +2,10 @@
 """How a federated round's cost grows with the federation and with the clients sampled per round (issue 16).
 
 For every federation size N (``--users``) and clients sampled per round K (``--sampled``, K <= N) it runs a real
-Flower simulation (:func:`simulations.scale.bench.run_federation`: local SuperLink, Ray, the production server and
+Flower simulation (:func:`lab.scale.bench.run_federation`: local SuperLink, Ray, the production server and
 client code plus a probe) of ``--rounds`` training rounds of N LaMP-7 training users, K sampled each round
 (``federation.fraction-train = K/N``, ``federation.min-train-nodes = K``), no test users and no evaluation (``eval.every
-= 0``), and no margin query unless ``--margin``. The LLM is :class:`shared.llm.stub.StubEndpoint` (``--stub-delay``
+= 0``), and no margin query unless ``--margin``. The LLM is :class:`lab.llm_stub.StubEndpoint` (``--stub-delay``
 seconds per request, default 0): a deterministic stub, **not a language model**, so the figures measure the federation,
 not the LLM; every table says so. ``--llm-url URL --llm-model NAME`` uses that endpoint instead (e.g. the embedded
 server of ``fedhydra llm serve``, for the issue's one run at 300 real users with the real LLM); the tables then name it.
@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-STUB_NOTE = ("LLM: shared.llm.stub.StubEndpoint (deterministic stub, {delay:g} s per request; not a language model: "
+STUB_NOTE = ("LLM: lab.llm_stub.StubEndpoint (deterministic stub, {delay:g} s per request; not a language model: "
              "figures measure the federation, not the LLM)")
 
 # the run's settings besides the defaults of [tool.flwr.app.config]: training rounds only
@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args) -> dict:
-    from shared.llm.stub import StubEndpoint
-    from simulations.scale.bench import run_federation, store_disk
+    from lab.llm_stub import StubEndpoint
+    from lab.scale.bench import run_federation, store_disk
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -2,11 +2,11 @@
 """A FedHydra simulation on a multi-node Ray cluster (issue 16, part 3): a Ray head and a Ray worker as separate Ray
 nodes on this machine, Flower's simulation engine attached to that cluster, and proof that clients ran on both nodes.
 
-1. Starts the cluster (:class:`simulations.scale.ray_cluster.LocalRayCluster`): ``ray start --head`` and
+1. Starts the cluster (:class:`lab.scale.ray_cluster.LocalRayCluster`): ``ray start --head`` and
    ``ray start --address=<head>`` as separate processes, each with its own CPUs (``--head-cpus``, ``--worker-cpus``),
    object store, ports and temporary folder, and ``FEDHYDRA_RAY_NODE_NAME`` = ``head`` / ``worker`` in the
    environment its Ray workers inherit. The loopback stands in for the network between two machines.
-2. Runs a small federation of training rounds on it (:func:`simulations.scale.bench.run_federation` with
+2. Runs a small federation of training rounds on it (:func:`lab.scale.bench.run_federation` with
    ``RAY_ADDRESS`` = the head, each ClientApp holding ``--client-cpus`` CPUs, so one ClientApp per node runs at once
    with the defaults): synthetic LaMP-7 users, the deterministic stub LLM (not a language model). Every message a
    ClientApp handles is recorded by the probe with the Ray node id, the node's name and the worker's pid; the
@@ -40,13 +40,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-STUB_NOTE = "LLM: shared.llm.stub.StubEndpoint (deterministic stub, not a language model)"
+STUB_NOTE = "LLM: lab.llm_stub.StubEndpoint (deterministic stub, not a language model)"
 
 
 def watch_actors(cluster, stop: threading.Event, seen: dict[str, set]) -> None:
     """Record, per Ray node, the pids of ClientApp actor processes in that node's process tree."""
+    from lab.scale.memory import process_name
     from shared.procs import descendants
-    from simulations.scale.memory import process_name
 
     while not stop.is_set():
         for name, proc in list(cluster.procs):
@@ -69,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
+    from lab.llm_stub import StubEndpoint
+    from lab.scale.bench import run_federation
+    from lab.scale.ray_cluster import LocalRayCluster
     from shared.config import default_mapping, parse_overrides
-    from shared.llm.stub import StubEndpoint
     from shared.synthetic import write_synthetic
-    from simulations.scale.bench import run_federation
-    from simulations.scale.ray_cluster import LocalRayCluster
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -5,15 +5,15 @@ One SuperLink (deployment mode, its ServerApp in a subprocess) and ``--supernode
 ``flower-supernode`` process with its own ``FLWR_HOME``, ``FEDHYDRA_HOME``, Runtime API port and node-local store,
 one LaMP-7 user each (``partition-id``; synthetic, or the first of ``--data``), as ``docs/deployment.md`` runs them
 but without TLS (``--insecure`` everywhere: this measures processes and bytes, not the certificates the deployment
-test covers). The app submitted is the production ClientApp plus the probe (:mod:`simulations.scale.client_app`);
-the LLM is the deterministic stub (:class:`shared.llm.stub.StubEndpoint`, not a language model). Each round samples
+test covers). The app submitted is the production ClientApp plus the probe (:mod:`lab.scale.client_app`);
+the LLM is the deterministic stub (:class:`lab.llm_stub.StubEndpoint`, not a language model). Each round samples
 ``--sampled`` of the nodes (default: all).
 
 Every SuperNode reaches the SuperLink through its own byte-counting TCP relay in this process, so the bytes each
 node sent and received on the wire (HTTP payload over TCP, without TLS) are counted exactly, and snapshotted when
 the server knows every node's role and when each round ends. Memory: every process of the SuperLink's tree and of
 each SuperNode's tree (SuperNode, its SuperExec, the ``flwr-clientapp`` process it starts for each message) is
-sampled (:class:`simulations.scale.memory.TreeMemory`); the probe adds each ClientApp process's own peak.
+sampled (:class:`lab.scale.memory.TreeMemory`); the probe adds each ClientApp process's own peak.
 
 Usage (from the repository root)::
 
@@ -49,7 +49,7 @@ from shared.io import read_jsonl  # noqa: E402 - after the repository is on sys.
 
 BIN = Path(sys.executable).parent
 LINK = "fedhydra-scale"
-STUB_NOTE = "LLM: shared.llm.stub.StubEndpoint (deterministic stub, not a language model)"
+STUB_NOTE = "LLM: lab.llm_stub.StubEndpoint (deterministic stub, not a language model)"
 BASE = {"data.task": "LaMP-7", "pool.margin-folds": 0, "eval.every": 0, "run.seed": 0, "llm.model": "stub", "data.test-users": 0}
 """The run's settings besides the defaults of ``[tool.flwr.app.config]``: training rounds only."""
 SMALL = {**BASE, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2, "train.epochs": 1,
@@ -114,13 +114,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import tomli_w
 
+    from lab.llm_stub import StubEndpoint
+    from lab.scale.app import scale_app
+    from lab.scale.memory import TreeMemory
+    from lab.scale.probe import read_probes
+    from lab.scale.relay import Relay
     from shared.config import parse_overrides
-    from shared.llm.stub import StubEndpoint
     from shared.synthetic import write_synthetic
-    from simulations.scale.app import scale_app
-    from simulations.scale.memory import TreeMemory
-    from simulations.scale.probe import read_probes
-    from simulations.scale.relay import Relay
 
     n = args.supernodes
     k = args.sampled or n

@@ -9,12 +9,11 @@ centralized run (``<method>_outputs.json``, ``metrics.{md,json,png}``), plus the
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,14 +27,14 @@ from shared.ledger import Cost, Ledger
 from shared.llm.client import LLMConfig
 from shared.metrics import primary_metric
 from shared.paths import llm_cache_path
-from shared.users import HISTORY_PROTOCOL, node_count, split_users
+from shared.users import node_count, node_users, split_users
 from simulations.failures import UserFailures
 from simulations.hydra_run import finish_run
 from simulations.report import plain
 from simulations.run_inputs import checked_inputs
 from simulations.superlink import LocalSuperLink, SimulationError
 
-__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "flower_app", "app_copy",
+__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "production_app", "app_copy",
            "FULL_MODEL_BYTES"]
 
 FULL_MODEL_BYTES = 22_713_216 * 4
@@ -120,9 +119,10 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
                                 "see flwr.log)")
         return saved
 
+    onboarding = node_users(train, test, cfg.protocol)[len(train):]  # test users who are nodes of their own
     with ledger.stage("episodes (first contact)", timed=False):  # what each client's store says its first contact cost
         for users, unit in ((paid, "training user"), (free, "free training user"),
-                            ([] if cfg.protocol == HISTORY_PROTOCOL else test, "new user onboarding")):
+                            (onboarding, "new user onboarding")):
             for user in users:
                 meta = failures.guard(first_contact, "store")(user) or {}
                 if "episode_llm_asked" in meta:
@@ -213,31 +213,27 @@ def clear_results(out: Path) -> list[Path]:
     return removed
 
 
-def flower_app(out: Path) -> Path:
-    """The Flower app a simulation submits: the repository itself, whose ClientApp is the production one
-    (:mod:`client.client_app`), or, when ``FEDHYDRA_FAULTS`` is set, a copy of its code in ``out/flwr-app`` whose
-    pyproject names the fault-injection ClientApp (:mod:`simulations.faults.client_app`) instead. Flower reads
-    the ClientApp from the app's pyproject only, so the copy is how a run adds the mod without the production app
-    carrying it; the copy is made afresh each time."""
-    if not os.environ.get("FEDHYDRA_FAULTS"):
-        return REPO
-    from simulations.faults import CLIENT_APP
-
-    return app_copy(out, CLIENT_APP)
+def production_app(out: Path) -> Path:
+    """The Flower app a plain simulation submits: the repository itself, whose ClientApp is the production one
+    (:mod:`client.client_app`), as deployed (``out`` is not used)."""
+    return REPO
 
 
-def app_copy(out: Path, client_app: str) -> Path:
-    """A copy of the app's code (``fab-include``) in ``out/flwr-app`` whose pyproject names ``client_app`` (a
-    ``module:attribute``) as its ClientApp, made afresh: how a run submits another ClientApp (fault injection, the
-    scale probe) without the production app carrying it."""
+def app_copy(out: Path, client_app: str, include: Sequence[str] = ()) -> Path:
+    """A copy of the app's code (``fab-include``, plus the ``include`` patterns) in ``out/flwr-app`` whose pyproject
+    names ``client_app`` (a ``module:attribute``) as its ClientApp and bundles the ``include`` patterns too, made
+    afresh: how a run submits another ClientApp (the lab's fault injection or scale probe, whose code ``include``
+    names) without the production app carrying it. Flower reads the ClientApp from the app's pyproject only."""
     import tomli_w
 
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    config["tool"]["flwr"]["app"]["components"]["clientapp"] = client_app
+    app_config = config["tool"]["flwr"]["app"]
+    app_config["components"]["clientapp"] = client_app
+    app_config["fab-include"] = list(dict.fromkeys([*app_config["fab-include"], *include]))
     app = Path(out) / "flwr-app"
     shutil.rmtree(app, ignore_errors=True)
     app.mkdir(parents=True)
-    for pattern in config["tool"]["flwr"]["app"]["fab-include"]:
+    for pattern in app_config["fab-include"]:
         for path in sorted(REPO.glob(pattern)):
             if path.is_file() and "__pycache__" not in path.parts:
                 target = app / path.relative_to(REPO)
@@ -249,7 +245,8 @@ def app_copy(out: Path, client_app: str) -> Path:
 
 def simulate(cfg: RunConfig, out_dir: str | Path, *, llm_config: LLMConfig | None = None,
              llm_cache: str | Path | None = None, progress: Callable[[str], None] = print,
-             ray_address: str | None = None, client_cpus: int = 2) -> dict:
+             ray_address: str | None = None, client_cpus: int = 2,
+             app: Callable[[Path], Path] = production_app) -> dict:
     """Run the whole federated simulation of the run config ``cfg`` (validated at the entry point) and gather its
     results (see the module docstring).
 
@@ -259,7 +256,9 @@ def simulate(cfg: RunConfig, out_dir: str | Path, *, llm_config: LLMConfig | Non
     ``$FEDHYDRA_HOME/llm-cache.sqlite``). ``ray_address`` (``HOST:PORT`` of a running Ray cluster's head) runs the
     ClientApps on that cluster instead of on a Ray instance of the simulation's own (docs/deployment.md, "A simulation
     on a Ray cluster"); ``client_cpus`` is each ClientApp's CPU share (``client-resources-num-cpus``), so
-    ``cluster CPUs / client_cpus`` ClientApps run at once.
+    ``cluster CPUs / client_cpus`` ClientApps run at once. ``app`` makes the Flower app folder the run submits, given
+    the run's output folder: the repository and its production ClientApp by default; a lab run passes its own (the
+    fault-injection app of :func:`lab.faults.app.fault_app`).
     """
     from shared.llm.resolver import resolve_llm
 
@@ -292,7 +291,7 @@ def simulate(cfg: RunConfig, out_dir: str | Path, *, llm_config: LLMConfig | Non
                  f"strategy {cfg.federation.strategy}; LLM {llm.base_url}")
         with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes, num_cpus_per_client=client_cpus,
                             env=link_env) as link:
-            run_id = link.submit(flower_app(out), config_file)
+            run_id = link.submit(app(out), config_file)
             progress(f"Flower run {run_id} submitted; following its log (also in {out / 'flwr.log'})")
             with open(out / "flwr.log", "w", encoding="utf-8") as log:
                 def on_line(line: str) -> None:

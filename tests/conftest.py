@@ -54,11 +54,11 @@ def llm_config(llm_server, tmp_path):
 
 
 FAKE_LLAMA_SERVER = """#!/bin/bash
-# llama-server's command line in, the deterministic stub endpoint out (shared/llm/stub.py), named llama-server
+# llama-server's command line in, the deterministic stub endpoint out (lab/llm_stub.py), named llama-server
 port=
 while [ $# -gt 0 ]; do if [ "$1" = "--port" ]; then port="$2"; fi; shift; done
 export PYTHONPATH={repo}
-exec -a llama-server {python} -m shared.llm.stub --port "$port" --delay 0
+exec -a llama-server {python} -m lab.llm_stub --port "$port" --delay 0
 """
 
 

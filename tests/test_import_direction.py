@@ -1,6 +1,8 @@
 """The house's one direction: shared/ knows no side; client/ and server/ never import each other or what sits on
-top (simulations/, scripts/); nothing imports tests/; and no module imports itself back through others (no cycle).
-Parsed from the sources, lazy imports (inside functions) included. docs/design.md, "The import graph", draws it."""
+top (simulations/, lab/, scripts/); the product (shared/, client/, server/) and simulations/ never import the lab
+(lab/: instruments for experiments and tests), which sits on top with scripts/ (only scripts/ and tests/ import it);
+nothing imports tests/; and no module imports itself back through others (no cycle). Parsed from the sources, lazy
+imports (inside functions) included. docs/design.md, "The import graph", draws it."""
 
 from __future__ import annotations
 
@@ -10,12 +12,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "shared": {"client", "server", "simulations", "scripts", "tests"},
-    "client": {"server", "simulations", "scripts", "tests"},
-    "server": {"client", "simulations", "scripts", "tests"},
-    "simulations": {"scripts", "tests"},
+    "shared": {"client", "server", "simulations", "lab", "scripts", "tests"},
+    "client": {"server", "simulations", "lab", "scripts", "tests"},
+    "server": {"client", "simulations", "lab", "scripts", "tests"},
+    "simulations": {"lab", "scripts", "tests"},
+    "lab": {"scripts", "tests"},
     "scripts": {"tests"},
 }
+PRODUCT = ("shared", "client", "server")
+"""What a deployment and an installed wheel run (with simulations/, the ``fedhydra`` command): never the lab."""
 
 
 def imported_modules(source: str) -> list[str]:
@@ -126,6 +131,16 @@ def test_a_planted_forbidden_import_is_caught():
                                                              ("client/x.py", "server.strategies.build_strategy")]
     assert violations("server", planted, "server/x.py") == []
     assert violations("shared", "import simulations.cli\n", "shared/x.py") == [("shared/x.py", "simulations.cli")]
+
+
+def test_only_scripts_and_tests_import_the_lab():
+    assert {p for p, banned in FORBIDDEN.items() if "lab" not in banned} == {"lab", "scripts"}
+    assert all("lab" in FORBIDDEN[p] for p in PRODUCT)
+    assert violations("simulations", "from lab.faults.app import fault_app\n", "simulations/x.py") == [
+        ("simulations/x.py", "lab.faults.app"), ("simulations/x.py", "lab.faults.app.fault_app")]
+    assert violations("server", "def f():\n    import lab.llm_stub\n", "server/x.py") == [("server/x.py", "lab.llm_stub")]
+    assert violations("lab", "from simulations.federated import app_copy\n", "lab/x.py") == []
+    assert violations("lab", "import scripts.fed_sweep\n", "lab/x.py") == [("lab/x.py", "scripts.fed_sweep")]
 
 
 def test_a_planted_cycle_is_caught():

@@ -3,7 +3,7 @@
 This is the README's command for app developers (``pip install -c requirements.txt .``, no extras), run in a
 copy of the checkout into a new virtual environment; torch, transformers, peft and flwr must not be there. The
 bundle is exported here, in the full environment (exporting needs torch), as an app would receive it. The LLM
-is the deterministic stub (:class:`shared.llm.stub.StubEndpoint`, not a language model), served from this
+is the deterministic stub (:class:`lab.llm_stub.StubEndpoint`, not a language model), served from this
 process. It needs the package registry (pip) and takes a minute or two.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.llm.stub import StubEndpoint
+from lab.llm_stub import StubEndpoint
 from shared.synthetic import generate
 
 pytestmark = pytest.mark.slow

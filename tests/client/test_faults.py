@@ -1,18 +1,16 @@
-"""The fault-injection mod (:mod:`simulations.faults.mod`): which clients fail, when, and how, and that only the
+"""The fault-injection mod (:mod:`lab.faults.mod`): which clients fail, when, and how, and that only the
 fault-injection ClientApp carries it (the federated runs are in tests/simulations)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 
 from client.node import offlabel_answers
+from lab.faults.mod import FaultsMod, InjectedFault, dropped_partitions
 from shared.hydra.episodes import Episode
 from shared.tasks import get_task
-from simulations.faults.mod import InjectedFault, dropped_partitions, faults_mod
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
@@ -45,8 +43,8 @@ def trained(msg: Message, ctx: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
-def test_the_mod_drops_exactly_the_chosen_partitions(monkeypatch):
-    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"dropout": 1 / 3}))
+def test_the_mod_drops_exactly_the_chosen_partitions():
+    faults_mod = FaultsMod({"dropout": 1 / 3})
     for rnd in (1, 2, 3):
         dropped = dropped_partitions(3, 1 / 3, rnd, 0)
         for p in range(3):
@@ -59,8 +57,8 @@ def test_the_mod_drops_exactly_the_chosen_partitions(monkeypatch):
                 assert faults_mod(train_message(rnd), context(p), trained).content["arrays"]["base.a"].numpy()[0] == 1
 
 
-def test_crash_after_train_does_the_work_and_loses_the_reply(monkeypatch):
-    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"1": "crash-after-train", "2": "scale"}))
+def test_crash_after_train_does_the_work_and_loses_the_reply():
+    faults_mod = FaultsMod({"1": "crash-after-train", "2": "scale"})
     trained.calls = 0
     with pytest.raises(InjectedFault, match="after training"):
         faults_mod(train_message(1), context(1), trained)
@@ -82,13 +80,15 @@ def test_only_the_fault_injection_client_app_carries_the_mod():
     import inspect
 
     from client import client_app
-    from simulations.faults import client_app as fault_app
+    from lab.faults import client_app as fault_app
 
-    assert faults_mod not in client_app.app._mods  # the production ClientApp
+    assert not [m for m in client_app.app._mods if isinstance(m, FaultsMod)]  # the production ClientApp
     # the order it always had, SecAgg+ and the packing outside it (a fault is what the client masks, packs and sends)
     # the error replies' mod right inside the audit: an injected fault leaves as a fixed error reply too
     assert fault_app.app._mods == [client_app.audit_mod, client_app.error_mod, client_app.packing_mod,
-                                   client_app.secagg_mod, faults_mod, client_app._dp_mod]
+                                   client_app.secagg_mod, fault_app.faults_mod, client_app._dp_mod]
+    assert isinstance(fault_app.faults_mod, FaultsMod)
+    assert fault_app.faults_mod.faults == {}  # imported from the repository: no app copy's faults, so it does nothing
     assert set(fault_app.app._registered_funcs) == set(client_app.app._registered_funcs)
     imported = {n.module for n in ast.walk(ast.parse(inspect.getsource(client_app))) if isinstance(n, ast.ImportFrom)}
-    assert not [m for m in imported if m.startswith(("simulations", "tests"))]
+    assert not [m for m in imported if m.startswith(("simulations", "lab", "tests"))]

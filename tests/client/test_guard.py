@@ -120,8 +120,8 @@ def test_the_sdk_keeps_the_last_good_heads_when_a_fit_diverges(tmp_path, bundle,
     """Against the deterministic stub endpoint (not a language model)."""
     import client.sdk
     from client.sdk import PersonalClient
+    from lab.llm_stub import StubEndpoint
     from shared.llm import LLMClient, LLMConfig
-    from shared.llm.stub import StubEndpoint
     from shared.synthetic import generate
 
     questions, _, _ = generate("LaMP-7", n_users=1, items_per_user=12, seed=5)

@@ -2,7 +2,7 @@
 ClientApp (``client.client_app.app``: its mods, its handlers, a real :class:`client.node.ClientNode` with its store,
 the real models) are refused, and the user's store is left byte for byte as it was.
 
-The LLM is the deterministic stub of ``shared/llm/stub.py`` (not a language model): what is checked here needs none.
+The LLM is the deterministic stub of ``lab/llm_stub.py`` (not a language model): what is checked here needs none.
 A refused message becomes the client's error reply inside the ClientApp (:mod:`client.replies`: a code and a fixed
 reason; the reason itself is logged on the device), which the server logs and counts as a failed client while the
 round goes on (``tests/server/test_federation.py``).
@@ -21,9 +21,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 
 from client.guard import LIMITS
 from client.store import UserStore
+from lab.llm_stub import StubEndpoint
 from shared.config import default_mapping
 from shared.hydra.model import ModelConfig, initial_shared_state
-from shared.llm.stub import StubEndpoint
 from shared.protocol import ASK_KEY, ASK_MARGIN, ERROR_REPLIES
 from shared.synthetic import write_synthetic
 

@@ -1,6 +1,6 @@
 """Claims of docs/privacy.md about what a real client sends, that no other test shows: the differential-privacy
 clipping of a reply, the tensors a client did not train coming back byte for byte, and the device's own LLM endpoint
-winning over the run config's. Against the deterministic stub endpoint (``shared/llm/stub.py``, not a language
+winning over the run config's. Against the deterministic stub endpoint (``lab/llm_stub.py``, not a language
 model)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
+from lab.llm_stub import StubEndpoint
 from shared.config import default_mapping
 from shared.hydra.model import ModelConfig, initial_shared_state
 from shared.hydra.spec import EDITOR_PREFIX
-from shared.llm.stub import StubEndpoint
 from shared.synthetic import write_synthetic
 from tests.client.test_hostile_server import SMALL, TASK, send
 

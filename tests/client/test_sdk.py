@@ -83,8 +83,8 @@ def test_sdk_fits_and_answers_with_neither_torch_nor_flwr(tmp_path, bundle, llm_
 @pytest.mark.slow
 def test_a_new_user_gets_answers_at_once_while_their_fit_runs_in_the_background(tmp_path, bundle):
     """Against a deterministic endpoint that takes 0.5 s a request (not a language model)."""
+    from lab.llm_stub import StubEndpoint
     from shared.llm import LLMClient, LLMConfig
-    from shared.llm.stub import StubEndpoint
 
     questions, _, _ = generate("LaMP-7", n_users=1, items_per_user=12, seed=5)
     with StubEndpoint(delay_s=0.5) as stub:
@@ -106,8 +106,8 @@ def test_a_new_user_gets_answers_at_once_while_their_fit_runs_in_the_background(
 def test_the_bundles_margin_decides_whether_the_adapter_may_leave_the_input(tmp_path, bundle, margin):
     """``inf``: every answer is the baseline (the input); below any advantage: the adapter's top candidate. Against
     a deterministic endpoint (not a language model); hydra-calls-0 asks it nothing."""
+    from lab.llm_stub import StubEndpoint
     from shared.llm import LLMClient, LLMConfig
-    from shared.llm.stub import StubEndpoint
 
     folder = shutil.copytree(bundle, tmp_path / "bundle")
     manifest = json.loads((folder / "bundle.json").read_text())
@@ -174,9 +174,9 @@ def test_closing_the_client_stops_the_server_it_started(tmp_path, fake_llama_ser
 def test_the_bundles_anchor_is_what_an_infinite_margin_keeps_and_asks_the_llm_nothing(tmp_path, bundle):
     """A bundle whose margin is ``inf`` and anchor ``edit-1`` answers with the editor's edit at level 1.0 (the answer
     the margin rule keeps), through the real SDK and without an LLM call."""
+    from lab.llm_stub import StubEndpoint
     from shared.hydra.candidates import EDIT_LEVELS, filler_edit
     from shared.llm import LLMClient, LLMConfig
-    from shared.llm.stub import StubEndpoint
 
     folder = shutil.copytree(bundle, tmp_path / "bundle")
     manifest = json.loads((folder / "bundle.json").read_text())
@@ -201,8 +201,8 @@ def test_the_bundles_anchor_is_what_an_infinite_margin_keeps_and_asks_the_llm_no
 def test_the_bundles_llm_calls_is_how_many_llm_answers_an_answer_asks_for(tmp_path, bundle, calls):
     """A bundle whose cross-validation chose ``llm_calls`` answers with that many LLM requests per question (a finite
     margin, so the LLM's answers could matter); ``hydra-calls-2`` still asks its own two."""
+    from lab.llm_stub import StubEndpoint
     from shared.llm import LLMClient, LLMConfig
-    from shared.llm.stub import StubEndpoint
 
     folder = shutil.copytree(bundle, tmp_path / "bundle")
     manifest = json.loads((folder / "bundle.json").read_text())

@@ -1,6 +1,6 @@
 """What the SDK does with an LLM outage at onboarding, corrupt stored state, a bundle that cannot answer, and the
 leftovers of a killed ``update_base``: against a deterministic OpenAI-compatible stub endpoint (not a language
-model, :mod:`shared.llm.stub`) and a real bundle in onnxruntime."""
+model, :mod:`lab.llm_stub`) and a real bundle in onnxruntime."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 
 from client.device import BundleInvalid
 from client.sdk import HISTORY_ROLE, PersonalClient
+from lab.llm_stub import StubEndpoint
 from shared.hydra.bundle import load_tensors, save_tensors
 from shared.hydra.spec import EMBED_DIM
 from shared.llm import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
 from shared.synthetic import generate
 
 pytestmark = pytest.mark.slow  # each loads a bundle in onnxruntime (seconds)

@@ -20,9 +20,9 @@ import pytest
 
 from client.sdk import PersonalClient
 from client.store import UserStore
+from lab.llm_stub import StubEndpoint
 from shared.hydra.spec import ModelConfig
 from shared.llm import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
 from shared.synthetic import generate
 from tests.conftest import REPO
 

@@ -5,7 +5,7 @@ version; the test SIGKILLs it at a random moment, reopens the store as a restart
 that every file loads, holds one version only, and never went back to an older version than it had before
 (nothing lost), and that opening removed what the killed writer left. A control run with a naive writer (heads
 written in place, no temporary file, no rename) shows that the harness does catch torn files. The harness is
-:mod:`simulations.faults.store` (the fault-injection script uses it too).
+:mod:`lab.faults.store` (the fault-injection script uses it too).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 import pytest
 
 from client.store import LOCK, STALE_TEMP_S, StoreError, UserStore
-from simulations.faults.store import kill_writer, temporaries, versions
+from lab.faults.store import kill_writer, temporaries, versions
 from tests.conftest import REPO
 
 

@@ -1,6 +1,6 @@
 """One client in ten poisoned: validation and robust aggregation keep the global model's quality.
 
-The harness (ten clients, the poisoned update, the accuracy) is :mod:`simulations.faults.poison`.
+The harness (ten clients, the poisoned update, the accuracy) is :mod:`lab.faults.poison`.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 import torch
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 
+from lab.faults.poison import federate
 from shared.hydra.model import HydraBase, ModelConfig
 from shared.hydra.settings import TrainConfig
 from shared.hydra.train import Trainer
-from simulations.faults.poison import federate
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lab.faults.mod import FAULTS, corrupt
 from server.validation import InvalidUpdate, expected_spec, validate_update
-from simulations.faults.mod import FAULTS, corrupt
 
 SENT = {"base.adapter.trunk.weight": np.zeros((3, 4), np.float32), "base.reranker.lora.x.lora_A.weight": np.ones(5, np.float32)}
 SPEC = expected_spec(SENT)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from lab.llm_stub import StubEndpoint
 from shared.config import RunConfig, default_mapping
 from shared.data import load_split
 from shared.errors import LLMUnavailable
 from shared.evaluation import Predictions, evaluate_users, merge_predictions
 from shared.hydra.infer import Answer
 from shared.llm.client import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
 from shared.synthetic import write_synthetic
 from shared.users import split_users
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from lab.faulty_llm_stub import StubLLM
 from shared.errors import (
     ConfigError,
     FedHydraError,
@@ -22,7 +23,6 @@ from shared.errors import (
     LLMTimeoutError,
 )
 from shared.llm import BudgetExhausted, CallBudget, LLMClient, LLMConfig, ResponseCache
-from shared.llm.faulty_stub import StubLLM
 
 MSG = [{"role": "user", "content": "hi"}]
 

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from lab.faulty_llm_stub import StubLLM
+from lab.llm_stub import StubEndpoint, stub_answer
 from shared.errors import LLMHTTPError, LLMRetriesExhausted, LLMUnavailable
 from shared.llm import BudgetExhausted, CallBudget, LLMClient, LLMConfig
 from shared.llm.client import LLMCall
-from shared.llm.faulty_stub import StubLLM
-from shared.llm.stub import StubEndpoint, stub_answer
 
 
 def calls(n: int, prefix: str = "q") -> list[LLMCall]:

@@ -1,7 +1,7 @@
 """Faults injected into real (small) Flower simulations: the LLM misbehaving, clients dropping out, the server
 killed mid-run. Each run must complete, report what the faults cost, and lose nothing.
 
-The LLM is the misbehaving stub of ``shared/llm/faulty_stub.py`` (fault handling needs no real model); the
+The LLM is the misbehaving stub of ``lab/faulty_llm_stub.py`` (fault handling needs no real model); the
 clients train the real models. LaMP-3 (ratings) is used because its answers have a label set.
 """
 
@@ -18,17 +18,18 @@ from pathlib import Path
 import pytest
 
 from client.store import UserStore
+from lab.faults.app import fault_app
+from lab.faults.mod import dropped_partitions
+from lab.faulty_llm_stub import StubLLM
 from server.checkpoint import latest_checkpoint
 from shared.config import RunConfig, default_mapping
 from shared.hydra.spec import ModelConfig
 from shared.hydra.variants import VARIANTS
 from shared.llm.client import LLMConfig
-from shared.llm.faulty_stub import StubLLM
 from shared.procs import pid_alive
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 from simulations.cli import main
-from simulations.faults.mod import dropped_partitions
-from simulations.federated import clear_results, simulate
+from simulations.federated import clear_results, production_app, simulate
 from simulations.superlink import kill_tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,9 +43,9 @@ MIX = {"500": 0.08, "503": 0.04, "429": 0.08, "drop": 0.04, "slow": 0.04, "badjs
        "empty": 0.04, "offlabel": 0.1}
 
 
-def run(tmp: Path, url: str, **overrides) -> dict:
+def run(tmp: Path, url: str, app=production_app, **overrides) -> dict:
     return simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
-                    llm_config=LLMConfig(base_url=url, model="stub"), progress=lambda s: None)
+                    llm_config=LLMConfig(base_url=url, model="stub"), progress=lambda s: None, app=app)
 
 
 def stores_intact(out: Path, task: str = "LaMP-3") -> int:
@@ -92,28 +93,30 @@ def test_a_refused_rerun_leaves_the_earlier_run_as_it_was(tmp_path, capsys):
     assert all((out / n).exists() for n in kept) and not [n for n in results if (out / n).exists()]
 
 
-def test_only_a_run_with_faults_submits_the_fault_injection_client_app(tmp_path, monkeypatch):
+def test_only_a_run_given_the_fault_app_submits_the_fault_injection_client_app(tmp_path):
     import io
     import tomllib
     import zipfile
 
     from flwr.cli.build import build_fab_from_disk
 
-    from simulations.faults import CLIENT_APP
-    from simulations.federated import flower_app
+    from lab.faults import CLIENT_APP
+    from lab.faults.app import fault_app
+    from lab.faults.mod import SPEC_FILE
+    from simulations.federated import production_app
 
-    monkeypatch.delenv("FEDHYDRA_FAULTS", raising=False)
-    assert flower_app(tmp_path) == REPO  # the production app, as deployed
-    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"0": "raise"}))
-    app = flower_app(tmp_path)
+    assert production_app(tmp_path) == REPO  # the production app, as deployed: what simulate submits by default
+    app = fault_app({"0": "raise"})(tmp_path)
     production = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
     staged = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
     assert staged["components"] == {**production["components"], "clientapp": CLIENT_APP}
     assert staged["config"] == production["config"]  # the same settings
-    names = set(zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app))).namelist())
+    fab = zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app)))
+    names = set(fab.namelist())
     code = {p.relative_to(REPO).as_posix() for pattern in production["fab-include"] for p in REPO.glob(pattern)
             if "__pycache__" not in p.parts}
-    assert code <= names and "simulations/faults/client_app.py" in names
+    assert code <= names and "lab/faults/client_app.py" in names
+    assert json.loads(fab.read(f"lab/faults/{SPEC_FILE}")) == {"0": "raise"}  # the faults travel inside the app
 
 
 @pytest.mark.slow
@@ -153,10 +156,9 @@ def test_an_llm_endpoint_that_is_down_degrades_every_answer_and_the_run_complete
 
 
 @pytest.mark.slow
-def test_a_third_of_the_clients_drop_out_every_round(tmp_path, monkeypatch):
-    monkeypatch.setenv("FEDHYDRA_FAULTS", json.dumps({"dropout": 1 / 3}))
+def test_a_third_of_the_clients_drop_out_every_round(tmp_path):
     with StubLLM() as stub:
-        summary = run(tmp_path, stub.url, **{"federation.num-rounds": 2})
+        summary = run(tmp_path, stub.url, app=fault_app({"dropout": 1 / 3}), **{"federation.num-rounds": 2})
     assert summary["status"] == "finished:completed"
     rounds = [json.loads(line) for line in (tmp_path / "out" / "server" / "rounds.jsonl").read_text().splitlines()]
     assert [(r["accepted"], r["failed"]) for r in rounds] == [(2, 1), (2, 1)]

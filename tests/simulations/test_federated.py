@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from lab.faults.app import fault_app
 from shared.config import RunConfig, default_mapping
 from shared.hydra.candidates import decision_keys
 from shared.hydra.decision import MarginSums
 from shared.hydra.model import ModelConfig, initial_shared_state
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES, FAULT_COUNTERS
 from shared.tasks import get_task
-from simulations.federated import simulate
+from simulations.federated import production_app, simulate
 
 pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked `llm` one by one
 
@@ -31,11 +32,11 @@ def decisions(overrides: dict) -> tuple[str, ...]:
     return decision_keys(get_task(cfg.task), cfg.pool)
 
 
-def run(tmp: Path, monkeypatch, llm_config, **overrides) -> tuple[dict, list[dict]]:
+def run(tmp: Path, monkeypatch, llm_config, app=production_app, **overrides) -> tuple[dict, list[dict]]:
     audit = tmp / "audit"
     monkeypatch.setenv("FEDHYDRA_AUDIT_DIR", str(audit))
     summary = simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
-                       llm_config=llm_config, progress=lambda s: None)
+                       llm_config=llm_config, progress=lambda s: None, app=app)
     records = [json.loads(line) for f in sorted(audit.glob("*.jsonl")) for line in f.read_text().splitlines()]
     return summary, records
 
@@ -47,9 +48,8 @@ def faulty_run(tmp_path_factory, llm_server):
     mp = pytest.MonkeyPatch()
     tmp = tmp_path_factory.mktemp("federated")
     mp.setenv("FEDHYDRA_HOME", str(tmp / "home"))
-    mp.setenv("FEDHYDRA_FAULTS", json.dumps({"0": "raise", "1": "nan"}))
-    try:  # the faults (environment variables) end with this run: the module's other runs must not inherit them
-        result = run(tmp, mp, embedded_config(llm_server.url))
+    try:  # the environment variables end with this run: the module's other runs must not inherit them
+        result = run(tmp, mp, embedded_config(llm_server.url), app=fault_app({"0": "raise", "1": "nan"}))
     finally:
         mp.undo()
     yield result
@@ -130,8 +130,8 @@ STUB_RUN = {"data.task": "LaMP-3", "data.synthetic-users": 5, "data.synthetic-it
 @pytest.fixture(scope="module")
 def margin_run(tmp_path_factory):
     """A small LaMP-3 run against the stub endpoint with a margin rule and one free training user, audited."""
+    from lab.llm_stub import StubEndpoint
     from shared.llm.client import LLMConfig
-    from shared.llm.stub import StubEndpoint
 
     mp = pytest.MonkeyPatch()
     tmp = tmp_path_factory.mktemp("federated-margin")

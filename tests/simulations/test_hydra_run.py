@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from client.store import UserStore
+from lab.llm_stub import StubEndpoint
 from shared.config import RunConfig, default_mapping
 from shared.data import load_outputs, load_split
 from shared.hydra.variants import COST_METHODS, HYDRA_METHODS
 from shared.llm import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
 from shared.synthetic import write_synthetic
 from simulations.hydra_run import run_central
 

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from shared.llm.stub import StubEndpoint
+from lab.llm_stub import StubEndpoint
 from shared.paths import llm_cache_path
 from simulations.cli import main
 

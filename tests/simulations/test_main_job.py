@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from shared.llm.stub import StubEndpoint
+from lab.llm_stub import StubEndpoint
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from flwr.common import bytes_to_ndarray
 
+from lab.faults.app import fault_app
 from server.secure import quantization_error_bound
 from shared.config import RunConfig, default_mapping
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES
@@ -31,18 +32,19 @@ DROPPED = "1"
 @pytest.fixture(scope="module")
 def secure_run(tmp_path_factory):
     """The run, its audit (what each client sent) and the updates the clients masked (captured just before)."""
+    from lab.llm_stub import StubEndpoint
     from shared.llm.client import LLMConfig
-    from shared.llm.stub import StubEndpoint
 
     mp = pytest.MonkeyPatch()
     tmp = tmp_path_factory.mktemp("secure")
     mp.setenv("FEDHYDRA_HOME", str(tmp / "home"))
     mp.setenv("FEDHYDRA_AUDIT_DIR", str(tmp / "audit"))
-    mp.setenv("FEDHYDRA_FAULTS", json.dumps({DROPPED: "raise", "capture": str(tmp / "capture")}))
+    faults = fault_app({DROPPED: "raise", "capture": str(tmp / "capture")})
     try:
         with StubEndpoint(delay_s=0.0) as stub:
             summary = simulate(RunConfig.from_mapping({**default_mapping(), **SECURE_RUN}), tmp / "out",
-                               llm_config=LLMConfig(base_url=stub.url, model="stub"), progress=lambda s: None)
+                               llm_config=LLMConfig(base_url=stub.url, model="stub"), progress=lambda s: None,
+                               app=faults)
     finally:
         mp.undo()
     audit = [json.loads(line) for f in sorted((tmp / "audit").glob("*.jsonl")) for line in f.read_text().splitlines()]

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from client.store import UserStore
+from lab.llm_stub import StubEndpoint
 from shared.config import RunConfig, default_mapping
 from shared.data import load_outputs, load_split
-from shared.llm.stub import StubEndpoint
 from shared.synthetic import write_synthetic
 from shared.users import split_users
 from simulations.cli import main

@@ -7,10 +7,10 @@ import socket
 import pytest
 
 from client.node import offlabel_answers
+from lab.faulty_llm_stub import StubLLM
 from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.llm.client import LLMClient, LLMConfig
-from shared.llm.faulty_stub import StubLLM
 from shared.tasks import get_task
 
 TASK = get_task("LaMP-3")

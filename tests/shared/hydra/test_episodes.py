@@ -3,10 +3,10 @@ paraphrase (against the deterministic stub endpoint: its answers are not a langu
 
 from __future__ import annotations
 
+from lab.llm_stub import StubEndpoint
 from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.llm.client import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
 from shared.tasks import get_task
 
 LAMP7 = get_task("LaMP-7")

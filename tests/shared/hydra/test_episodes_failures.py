@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import socket
 
+from lab.llm_stub import StubEndpoint
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.llm import LLMClient, LLMConfig
-from shared.llm.stub import StubEndpoint
 from shared.synthetic import generate
 from shared.tasks import get_task
 

@@ -96,8 +96,8 @@ def test_too_few_rated_items_leave_the_head_unfitted(n):
 
 
 def test_an_infinite_margin_asks_the_llm_nothing_and_a_finite_one_asks():
+    from lab.faulty_llm_stub import StubLLM
     from shared.llm.client import LLMClient, LLMConfig
-    from shared.llm.faulty_stub import StubLLM
 
     ctx = UserContext.build(TASK, profile(20), embed=embed)
     with StubLLM(["ok"] * 100) as stub:  # a real HTTP endpoint that answers

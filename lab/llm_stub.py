@@ -19,7 +19,7 @@ Example:
     >>> first == again, set(first.split()) <= {"a", "b", "c"}, stub.served
     (True, True, 2)
 
-Run one on its own: ``python -m shared.llm.stub --port 8099 --delay 0.5``.
+Run one on its own: ``python -m lab.llm_stub --port 8099 --delay 0.5``.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class StubEndpoint:
 
 
 def main() -> None:
-    """``python -m shared.llm.stub``: serve until interrupted."""
+    """``python -m lab.llm_stub``: serve until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--delay", type=float, default=0.5, help="seconds each request is held")

@@ -1,20 +1,21 @@
 """The Flower app a scale run submits: a copy of the repository's code whose pyproject names the probed ClientApp.
 
-Flower reads the ClientApp from the app's pyproject only, so, as for fault injection
-(:func:`simulations.federated.flower_app`), the production app does not carry the probe: a run submits this copy,
-made afresh in ``out/flwr-app``.
+Flower reads the ClientApp from the app's pyproject only, so, as for fault injection (:func:`lab.faults.app.fault_app`),
+the production app does not carry the probe: a run submits this copy, with the lab's code in it, made afresh in
+``out/flwr-app``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from lab import LAB_CODE
+from lab.scale import CLIENT_APP
 from simulations.federated import REPO, app_copy
-from simulations.scale import CLIENT_APP
 
 __all__ = ["scale_app", "REPO"]
 
 
 def scale_app(out: Path, client_app: str = CLIENT_APP) -> Path:
     """A copy of the app's code in ``out/flwr-app`` with ``client_app`` (the probed one) as its ClientApp."""
-    return app_copy(out, client_app)
+    return app_copy(out, client_app, include=LAB_CODE)

@@ -1,6 +1,6 @@
 """The scale measurements' own parts (issue 16): the probe of the scale ClientApp, the process-tree memory sampler,
 the figures drawn from a run's files, and the local multi-node Ray cluster's command lines. Against the deterministic
-stub endpoint (``shared/llm/stub.py``, not a language model); no Flower simulation runs here."""
+stub endpoint (``lab/llm_stub.py``, not a language model); no Flower simulation runs here."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
+from lab.llm_stub import StubEndpoint
+from lab.scale.bench import analyze, busy_seconds, store_disk
+from lab.scale.memory import TreeMemory
+from lab.scale.probe import read_probes, serialized_size
 from shared.config import default_mapping
 from shared.hydra.model import ModelConfig, initial_shared_state
-from shared.llm.stub import StubEndpoint
 from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic
-from simulations.scale.bench import analyze, busy_seconds, store_disk
-from simulations.scale.memory import TreeMemory
-from simulations.scale.probe import read_probes, serialized_size
 
 SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 0, "pool.pseudo-questions": 2, "pool.free-questions": 2,
          "pool.n-samples": 1, "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0,
@@ -29,7 +29,7 @@ SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 0, "po
 
 
 def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> Message:
-    from simulations.scale.client_app import app
+    from lab.scale.client_app import app
 
     content = RecordDict({"arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
                           "config": ConfigRecord({"server-round": server_round})})
@@ -37,6 +37,25 @@ def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> 
     ctx = Context(run_id=1, node_id=7, node_config={"partition-id": partition}, state=RecordDict(),
                   run_config=run_config)
     return app(msg, ctx)
+
+
+def test_the_scale_app_is_a_copy_naming_the_probed_client_app_with_the_lab_in_it(tmp_path):
+    """The production app does not carry the probe: a scale run submits a copy whose bundle adds the lab's code."""
+    import io
+    import tomllib
+    import zipfile
+
+    from flwr.cli.build import build_fab_from_disk
+
+    from lab.scale import CLIENT_APP
+    from lab.scale.app import REPO, scale_app
+
+    app = scale_app(tmp_path)
+    assert app == tmp_path / "flwr-app" and app != REPO
+    staged = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
+    assert staged["components"]["clientapp"] == CLIENT_APP == "lab.scale.client_app:app"
+    names = set(zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app))).namelist())
+    assert {"lab/scale/client_app.py", "lab/scale/probe.py", "client/client_app.py"} <= names
 
 
 @pytest.mark.slow
@@ -71,7 +90,7 @@ def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp
 
 
 def test_a_client_without_the_probe_directory_records_nothing(tmp_path, monkeypatch):
-    from simulations.scale.probe import probe_mod
+    from lab.scale.probe import probe_mod
 
     monkeypatch.delenv("FEDHYDRA_PROBE_DIR", raising=False)
     assert probe_mod("message", "context", lambda m, c: (m, c)) == ("message", "context")
@@ -173,7 +192,7 @@ def test_simulate_attaches_to_a_ray_cluster_given_its_address(tmp_path, monkeypa
 
 
 def test_the_ray_nodes_command_lines_choose_their_own_ports_and_never_the_defaults():
-    from simulations.scale.ray_cluster import node_command
+    from lab.scale.ray_cluster import node_command
 
     head = node_command(head_address=None, num_cpus=2, temp_dir="/tmp/fhray-x", object_store_bytes=10**8, port=40001)
     worker = node_command(head_address="127.0.0.1:40001", num_cpus=1, temp_dir="/tmp/fhray-x", object_store_bytes=10**8)

@@ -1,10 +1,11 @@
 """Fault injection for reliability tests and the fault-injection script: a ClientApp mod.
 
-The production ClientApp (:mod:`client.client_app`) does not carry it: :mod:`simulations.faults.client_app` adds
-it, and a simulation runs that app whenever ``FEDHYDRA_FAULTS`` is set (:func:`simulations.federated.flower_app`).
+The production ClientApp (:mod:`client.client_app`) does not carry it: :mod:`lab.faults.client_app` adds it, and a
+simulation runs that app only when its caller passes the fault-injection app explicitly
+(``simulate(..., app=fault_app(faults))``, :func:`lab.faults.app.fault_app`).
 
-``FEDHYDRA_FAULTS`` holds JSON. A key that is a node's ``partition-id`` (as a string) maps to a fault applied
-to that node's training replies:
+The faults are a JSON object, which travels inside the app copy the run submits (:data:`SPEC_FILE`). A key that is a
+node's ``partition-id`` (as a string) maps to a fault applied to that node's training replies:
 
 | fault | what the client does |
 |---|---|
@@ -28,7 +29,7 @@ Two more keys apply to every training node:
   applied; under secure aggregation, before SecAgg+ masks them) in ``dir/<node id>-<round>.npz`` (``__weight__``:
   ``dp-weight`` or ``num-examples``): what the tests compare the server's view with.
 
-With the variable unset the mod does nothing.
+With no faults (an empty object, or no spec file) the mod does nothing.
 
 Example:
     >>> import numpy as np
@@ -38,6 +39,8 @@ Example:
     True
     >>> len(dropped_partitions(10, 0.3, server_round=2, seed=0))
     3
+    >>> FaultsMod({"0": "nan"}).faults, FaultsMod(read_faults(Path("no-such-dir") / SPEC_FILE)).faults
+    ({'0': 'nan'}, {})
 """
 
 from __future__ import annotations
@@ -57,11 +60,14 @@ from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
 from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, WEIGHT_KEY
 
-__all__ = ["faults_mod", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS", "InjectedFault"]
+__all__ = ["FaultsMod", "read_faults", "SPEC_FILE", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS",
+           "InjectedFault"]
 
 UPDATE_FAULTS = ("nan", "scale", "poison", "unknown-key", "personal-key", "wrong-shape", "wrong-dtype")
 """Faults that alter the update a client sends."""
 FAULTS = ("raise", "crash-after-train", "kill", "extra-metric") + UPDATE_FAULTS
+SPEC_FILE = "faults.json"
+"""The name of the faults' file beside :mod:`lab.faults.client_app` in the app copy a fault-injection run submits."""
 
 
 class InjectedFault(RuntimeError):
@@ -113,14 +119,32 @@ def _schedule_kill(partition: str, server_round: int, within_s: float) -> thread
     return timer
 
 
-def faults_mod(msg: Message, ctx: Context, call_next) -> Message:
-    spec = os.environ.get("FEDHYDRA_FAULTS")
+def read_faults(path: Path) -> dict:
+    """The faults of ``path`` (a JSON object; see the module docstring); none if there is no such file."""
+    if not path.is_file():
+        return {}
+    faults = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(faults, dict):
+        raise ValueError(f"{path.name}: the faults must be a JSON object, got {type(faults).__name__}")
+    return faults
+
+
+class FaultsMod:
+    """The ClientApp mod that applies ``faults`` (see the module docstring) to this node's messages."""
+
+    def __init__(self, faults: Mapping):
+        self.faults = dict(faults)
+
+    def __call__(self, msg: Message, ctx: Context, call_next) -> Message:
+        return _apply(self.faults, msg, ctx, call_next)
+
+
+def _apply(faults: Mapping, msg: Message, ctx: Context, call_next) -> Message:
     config = msg.content.config_records.get("config") if msg.has_content() else None
     margin_query = (msg.metadata.message_type == MessageType.QUERY and config is not None
                     and config.get(ASK_KEY) == ASK_MARGIN)
-    if not spec or (msg.metadata.message_type != MessageType.TRAIN and not margin_query):
+    if not faults or (msg.metadata.message_type != MessageType.TRAIN and not margin_query):
         return call_next(msg, ctx)
-    faults = json.loads(spec)
     partition = str(ctx.node_config.get("partition-id", ""))
     server_round = int(cast(int, config.get("server-round", 0))) if config is not None else 0
     dropout = float(faults.get("dropout", 0) or 0)

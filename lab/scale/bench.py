@@ -1,8 +1,8 @@
 """One measured federation (issue 16): a real Flower simulation of training rounds, probed, and what it cost.
 
-:func:`run_federation` runs ``federation.num-rounds`` rounds of the real server and client code on a local SuperLink (or
-on an existing Ray cluster, ``ray_address``) with the probed ClientApp (:mod:`simulations.scale.client_app`), samples
-the memory of every process of the run (:class:`simulations.scale.memory.TreeMemory`) and returns what
+:func:`run_federation` runs ``federation.num-rounds`` rounds of the real server and client code on a local SuperLink (or on
+an existing Ray cluster, ``ray_address``) with the probed ClientApp (:mod:`lab.scale.client_app`), samples
+the memory of every process of the run (:class:`lab.scale.memory.TreeMemory`) and returns what
 :func:`analyze` makes of the server's ``rounds.jsonl`` and the clients' probe lines:
 
 - per round: the round's seconds and their split: ``clients_busy_s`` (wall seconds during which at least one
@@ -16,7 +16,7 @@ the memory of every process of the run (:class:`simulations.scale.memory.TreeMem
 - the run's start-up until the first round (Flower, Ray and the discovery of every node's role), the node-role
   discovery messages, the peak memory of every process and of the whole run, and the disk of the clients' stores.
 
-The LLM is whatever ``llm.url`` says; the scale scripts point it at :class:`shared.llm.stub.StubEndpoint` (a
+The LLM is whatever ``llm.url`` says; the scale scripts point it at :class:`lab.llm_stub.StubEndpoint` (a
 deterministic stub, not a language model), and every table they print says so.
 """
 
@@ -29,10 +29,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lab.scale.app import scale_app
+from lab.scale.memory import TreeMemory
+from lab.scale.probe import read_probes
 from shared.io import atomic_write_text, read_jsonl
-from simulations.scale.app import scale_app
-from simulations.scale.memory import TreeMemory
-from simulations.scale.probe import read_probes
 from simulations.superlink import LocalSuperLink, SimulationError
 
 __all__ = ["run_federation", "analyze", "store_disk", "busy_seconds"]

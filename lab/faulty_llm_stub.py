@@ -2,7 +2,7 @@
 
 The tests of the LLM client and the fault-injection runs (``tests/``, ``scripts/fault_injection.py``) serve it;
 nothing in the product does. Its well-behaved sibling, a deterministic endpoint for measuring the system apart from
-the LLM, is :class:`shared.llm.stub.StubEndpoint`.
+the LLM, is :class:`lab.llm_stub.StubEndpoint`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ the ``poison`` scenario of ``scripts/fault_injection.py``.
 
 Ten clients train the adapter of a small HYDRA base on a task that is easy to learn (pick the good answer over the
 bad one); :func:`federate` aggregates their updates for a few rounds through the server's validating strategy,
-optionally with client 0 poisoned (:func:`simulations.faults.mod.corrupt`, ``poison``), and returns the global
+optionally with client 0 poisoned (:func:`lab.faults.mod.corrupt`, ``poison``), and returns the global
 model's accuracy. Messages built here need a Flower task identity (``TaskIdentity.run_id``, ``node_id`` and
 ``task_id`` set), as outside a Flower process they have none.
 """
@@ -15,13 +15,13 @@ from typing import cast
 import numpy as np
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
+from lab.faults.mod import corrupt
 from server.federation import ValidatingStrategy, expected_from, to_numpy
 from shared.hydra.examples import RoleExample
 from shared.hydra.model import PersonalHeads
 from shared.hydra.spec import N_EXTRA
 from shared.hydra.train import Trainer
 from shared.protocol import WEIGHT_KEY
-from simulations.faults.mod import corrupt
 
 __all__ = ["GOOD", "BAD", "examples", "reply", "accuracy", "federate"]
 
