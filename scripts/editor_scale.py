@@ -5,7 +5,7 @@ No LLM and no model but the editor (:class:`shared.hydra.editor.InputEditor`): i
 pairs of the first N users of the data (as the run's training users would teach it), with each user's history word
 counts, and scored on later users that are also training users of a run (never on a run's test users): ROUGE-L of
 each fixed compression level (:func:`shared.hydra.editor.f1_optimal_keep`) against the input returned unchanged,
-and the oracle of the input and the levels. The figures motivate ``data.free-train-users`` (docs/results.md).
+and the oracle of the input and the levels. The figures motivate ``data.free-train-users`` (docs/lab-notebook.md).
 
 Each level is shown twice: the editor free to drop any word (as it was before issue 27: ROUGE rewards deleting, and
 most of those edits are broken sentences), and the editor as HYDRA's pool now uses it, dropping fillers only and

@@ -10,7 +10,7 @@ The nodes and their roles are those of a simulation (:func:`client.node.resolve_
 with every method through :meth:`client.node.ClientNode.evaluate`, exactly as the final evaluation of ``fedhydra
 simulate`` does. There is no SuperLink, no Ray, no ClientApp mods (so no DP clipping or secure aggregation, which
 need ``fedhydra simulate``) and no checkpoint, so it is a research tool for choosing a schedule quickly; results worth
-reporting come from ``fedhydra simulate`` (on LaMP-3 the two agreed: see docs/results.md).
+reporting come from ``fedhydra simulate`` (on LaMP-3 the two agreed: see docs/lab-notebook.md).
 
 Usage::
 

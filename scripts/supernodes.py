@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             port = free_port()
             # Flower's default state is in memory; its SQLite state (--database) answered 20 SuperNodes replying at
-            # once on 2 cores with "database is locked" and lost a reply (docs/results.md)
+            # once on 2 cores with "database is locked" and lost a reply (docs/lab-notebook.md)
             database = ["--database", str(Path(args.database).resolve())] if args.database else []
             link = procs.start("superlink", [str(BIN / "flower-superlink"), "--insecure", "--host", "127.0.0.1",
                                              "--port", str(port), *database], env_for("superlink"))

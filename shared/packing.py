@@ -4,7 +4,7 @@ Flower 1.41 ships a message as a tree of objects (the message, each record, each
 SuperNode pushes or pulls every object in an HTTP request of its own: FedHydra's shared base, 61 tensors, costs a
 reply 126 requests. Packed, the same tensors travel as one array per dtype (one chunk under Flower's 5 MB chunk size)
 and a config record that names them: 7 objects. A real LaMP-7 client's upload in a deployment fell from 626-750 kB to
-361-435 kB a round (``docs/results.md``, "Bytes per client per round").
+361-435 kB a round (``docs/lab-notebook.md``, "Bytes per client per round").
 
 Packing also stores less than separate arrays did:
 

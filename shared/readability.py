@@ -17,7 +17,7 @@ A rewrite that shares little with the input (an LLM's paraphrase) is judged by i
 deleted opening phrase that leaves a noun phrase standing alone ("Sending you hugs and kisses" -> "hugs and
 kisses") counts as broken; a deleted adjective or a deleted clause that leaves grammar whole is broken for it
 unless the words are fillers. Its agreement with 555 hand labels (``docs/labels/``; precision 0.94 and recall 0.81
-on broken for the 240 labelled after it was frozen) is in docs/results.md. Pure Python: a device runs it on every
+on broken for the 240 labelled after it was frozen) is in docs/lab-notebook.md. Pure Python: a device runs it on every
 candidate, LLM answers included.
 
 Example:

@@ -140,7 +140,7 @@ def baseline_output(task: TaskSpec, ctx: UserContext, query: str) -> str:
     label tasks.
 
     On LaMP-3's 240 timeline questions the user's own ridge has MAE .417 against .496 for the rounded mean (paired
-    gain [+.029, +.129], docs/results.md), so for ratings it is the answer the adapter must beat to leave."""
+    gain [+.029, +.129], docs/lab-notebook.md), so for ratings it is the answer the adapter must beat to leave."""
     if task.kind is TaskKind.RATING:
         own = ctx.predicted_score(query)
         score = own if own is not None else ctx.mean_score

@@ -11,7 +11,7 @@ its process group. Code that needs an LLM does not start the server itself: it r
 
 The server decodes the requests of all busy slots in one batch, so clients should keep
 :func:`recommended_concurrency` requests in flight. On 2 cores the small model is compute-bound and the
-gain is modest (1.2-1.8x the former single-stream server; docs/results.md, "LLM serving and concurrency").
+gain is modest (1.2-1.8x the former single-stream server; docs/lab-notebook.md, "LLM serving and concurrency").
 
 Example (starts the server, so not a doctest)::
 
@@ -48,7 +48,7 @@ __all__ = ["ServerInfo", "gguf_path", "start_server", "stop_server", "running_se
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_ENGINE = "llama-server"
 EMBEDDED_SLOTS = 4
-"""Parallel slots of the embedded server, chosen by measurement on 2 cores (docs/results.md, "LLM serving
+"""Parallel slots of the embedded server, chosen by measurement on 2 cores (docs/lab-notebook.md, "LLM serving
 and concurrency"): 4 slots were best or tied at 1-8 requests in flight; 8 slots were slower."""
 EMBEDDED_THREADS = 2
 CTX_PER_SLOT = 2048
