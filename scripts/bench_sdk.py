@@ -23,8 +23,7 @@ temporary folder, and prints markdown tables of:
    torch, flwr, transformers or peft were imported there (they must not be).
 3. **A new user's fit** from a 50-item history with the base frozen, in a new store: installing the bundle
    (apart: ``update_base`` copies, verifies, loads and proves it), ``add_history`` (encodes the records) and the on-device part of ``fit()``
-   (``FitReport.fit_seconds``: features from the ONNX base, numpy head fitting, writing the heads and their
-   scorer graphs). The LLM's labelling of the episodes is NOT
+   (``FitReport.fit_seconds``: features from the ONNX base, numpy head fitting, writing the heads). The LLM's labelling of the episodes is NOT
    timed: LaMP-7 episodes are labelled by a deterministic instant stand-in LLM (its calls are counted,
    their time reported apart and excluded); LaMP-3 episodes are label-pool-only pseudo-questions that need
    no LLM at all (the adapter's head only).
@@ -409,7 +408,7 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         variants[f"{variant} ONNX|warm"] = (warm(client), lambda c=client: onnx_scores(c))
     spinning = DeviceModels(int8_client.bundle_dir, threads=THREADS, quantized=True, spin=True)
     for role in ("reranker", "adapter"):
-        spinning.load_personal(role, int8_client.store.read_heads(config), tmp / f"spinning-{role}.onnx")
+        spinning.load_personal(role, int8_client.store.read_heads(config))
     variants["int8 ONNX, spinning threads|warm"] = (
         warm_models(spinning), lambda: (spinning.score("reranker", rr_example, PERSONAL),
                                         spinning.score("adapter", ad_example, PERSONAL)))
@@ -535,7 +534,7 @@ def report(v: dict[str, Any]) -> list[str]:
     out("Timed: installing the bundle (`update_base`: copying it into the store, verifying every file, creating "
         "the onnxruntime sessions and answering a probe question; once per bundle), `add_history` (validation, store write, encoding the records and caching them in the store) and "
         "the on-device part of `fit()` (`FitReport.fit_seconds`: features from the frozen ONNX base, numpy head "
-        "fitting, writing the heads and their scorer graphs). Not timed: building the episodes, the LLM's labelling "
+        "fitting, writing the heads). Not timed: building the episodes, the LLM's labelling "
         "(with the real LLM the slow part; here the stand-in's calls are counted).")
     out()
     p50w, p50c = timings["int8 ONNX|warm"]["p50"], timings["int8 ONNX|cold"]["p50"]
