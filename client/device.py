@@ -1,7 +1,7 @@
 """The device runtime of a model bundle: ONNX encoders and shared scorers in onnxruntime, numpy elsewhere; no torch,
 no onnx.
 
-:class:`DeviceModels` loads a bundle (made by :func:`shared.hydra.export.export_bundle`), checks its manifest
+:class:`DeviceModels` loads a bundle (made by :func:`shared.training.export.export_bundle`), checks its manifest
 and file hashes, embeds texts with the role's ONNX encoder, and scores items with the bundle's shared scorer or,
 in numpy (:func:`shared.hydra.scorer_graph.numpy_scores`), with the bundle's trunk and a user's own head.
 :func:`fit_head` fits a personal head in numpy on features computed by the frozen ONNX base.
@@ -38,7 +38,7 @@ import numpy as np
 
 from shared.errors import FedHydraError
 from shared.hydra.adam import Adam
-from shared.hydra.bundle import load_tensors
+from shared.hydra.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, load_tensors
 from shared.hydra.decision import BASELINE_ANCHOR
 from shared.hydra.editor import InputEditor
 from shared.hydra.examples import RoleExample
@@ -96,8 +96,6 @@ def read_manifest(bundle_dir: str | Path, *, verify: bool = True, only: Sequence
     Raises:
         BundleInvalid: no or a damaged manifest, another format or version, a file missing or altered.
     """
-    from shared.hydra.export import BUNDLE_FORMAT, BUNDLE_VERSION
-
     folder = Path(bundle_dir)
     path = folder / "bundle.json"
     if not path.exists():

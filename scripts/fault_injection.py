@@ -267,8 +267,8 @@ def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
     from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
     from flwr.supercore.task_identity import TaskIdentity
 
-    from shared.hydra.model import HydraBase, ModelConfig
-    from shared.hydra.train import TrainConfig, Trainer
+    from shared.training.model import HydraBase, ModelConfig
+    from shared.training.train import TrainConfig, Trainer
     from simulations.faults.poison import federate
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1

@@ -51,7 +51,7 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     from shared.protocol import NodeRole
     from server.federation import weighted_metrics
     from shared.config import RunConfig
-    from shared.hydra.model import initial_shared_state
+    from shared.training.model import initial_shared_state
     from shared.users import split_users
 
     cfg = RunConfig.from_mapping({**mapping, "store-dir": str(out / name / "clients")})

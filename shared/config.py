@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from shared.errors import ConfigError, OutOfRange, SecureAggregationConflict, check_minimums
 
-if TYPE_CHECKING:  # imported where used (from_mapping): shared.hydra.train needs torch, which a device lacks
+if TYPE_CHECKING:  # imported where used (from_mapping): shared.training.train needs torch, which a device lacks
     from shared.hydra.candidates import PoolConfig
     from shared.hydra.episodes import EpisodeConfig
     from shared.hydra.infer import InferenceConfig
     from shared.hydra.spec import ModelConfig
-    from shared.hydra.train import TrainConfig
+    from shared.training.train import TrainConfig
 
 __all__ = ["RunConfig", "FederationConfig", "STRATEGIES", "default_mapping", "pyproject_path", "parse_overrides",
            "parse_methods", "BOUNDS", "CHOICES", "TEXT_LIMITS", "FLAGS", "CAP_PREFIX", "check_number", "describe_range",
@@ -468,8 +468,8 @@ class RunConfig:
         from shared.hydra.candidates import PoolConfig
         from shared.hydra.episodes import EpisodeConfig
         from shared.hydra.infer import InferenceConfig
-        from shared.hydra.model import ModelConfig
-        from shared.hydra.train import TrainConfig
+        from shared.training.model import ModelConfig
+        from shared.training.train import TrainConfig
         from shared.prompts import PROMPT_STYLES
         from shared.tasks import get_task
 

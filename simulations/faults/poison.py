@@ -15,9 +15,9 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
 from server.federation import ValidatingStrategy, expected_from, to_numpy
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import PersonalHeads
+from shared.training.model import PersonalHeads
 from shared.hydra.spec import N_EXTRA
-from shared.hydra.train import Trainer
+from shared.training.train import Trainer
 from shared.protocol import WEIGHT_KEY
 from simulations.faults.mod import corrupt
 

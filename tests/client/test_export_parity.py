@@ -10,9 +10,9 @@ import torch
 
 from client.device import PERSONAL, BundleInvalid, DeviceModels, fit_head
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
+from shared.training.model import HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.spec import N_EXTRA, ROLES
-from shared.hydra.train import TrainConfig, Trainer
+from shared.training.train import TrainConfig, Trainer
 
 TEXTS = ["I love my new coffee maker", "the battery died after two days", "great story, weak ending",
          "shipping was fast and the box was nice", "would not buy again", "my kids play this game every day",
@@ -67,7 +67,8 @@ def test_numpy_personal_scores_equal_the_onnx_scorer_graph(bundle, tmp_path):
     built per user before) gives the same scores within float32 rounding."""
     import onnxruntime as ort
 
-    from shared.hydra.scorer_graph import ScorerWeights, build_scorer_model
+    from shared.hydra.scorer_graph import ScorerWeights
+    from shared.training.export import build_scorer_model
     from shared.hydra.spec import EMBED_DIM
 
     models = DeviceModels(bundle, threads=1, quantized=True)

@@ -22,7 +22,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from client.guard import LIMITS
 from client.store import UserStore
 from shared.config import default_mapping
-from shared.hydra.model import ModelConfig, initial_shared_state
+from shared.training.model import ModelConfig, initial_shared_state
 from shared.llm.stub import StubEndpoint
 from shared.protocol import ASK_KEY, ASK_MARGIN, ERROR_REPLIES
 from shared.synthetic import write_synthetic

@@ -11,7 +11,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from shared.config import default_mapping
-from shared.hydra.model import ModelConfig, initial_shared_state
+from shared.training.model import ModelConfig, initial_shared_state
 from shared.hydra.spec import EDITOR_PREFIX
 from shared.llm.stub import StubEndpoint
 from shared.synthetic import write_synthetic

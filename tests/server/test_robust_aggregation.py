@@ -9,8 +9,8 @@ import pytest
 import torch
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 
-from shared.hydra.model import HydraBase, ModelConfig
-from shared.hydra.train import TrainConfig, Trainer
+from shared.training.model import HydraBase, ModelConfig
+from shared.training.train import TrainConfig, Trainer
 from simulations.faults.poison import federate
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")

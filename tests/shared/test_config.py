@@ -14,7 +14,7 @@ from shared.hydra.candidates import PoolConfig
 from shared.hydra.episodes import EpisodeConfig
 from shared.hydra.infer import InferenceConfig
 from shared.hydra.spec import ModelConfig
-from shared.hydra.train import TrainConfig
+from shared.training.train import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from shared.config import RunConfig
 from shared.hydra.candidates import decision_keys
 from shared.hydra.decision import MarginSums
 from shared.tasks import get_task
-from shared.hydra.model import ModelConfig, initial_shared_state
+from shared.training.model import ModelConfig, initial_shared_state
 from simulations.federated import simulate
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES
 

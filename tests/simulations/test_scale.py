@@ -15,7 +15,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 
 from shared.config import default_mapping
-from shared.hydra.model import ModelConfig, initial_shared_state
+from shared.training.model import ModelConfig, initial_shared_state
 from shared.llm.stub import StubEndpoint
 from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic

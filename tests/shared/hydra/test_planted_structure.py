@@ -10,8 +10,8 @@ from shared.hydra.context import UserContext
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
 from shared.hydra.decision import decide
-from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
-from shared.hydra.train import TrainConfig, Trainer
+from shared.training.model import HydraBase, ModelConfig, PersonalHeads
+from shared.training.train import TrainConfig, Trainer
 from shared.synthetic import generate
 from shared.tasks import get_task
 

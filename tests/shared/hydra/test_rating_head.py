@@ -8,11 +8,11 @@ import torch
 
 from shared.hydra.context import UserContext
 from shared.hydra.infer import answer
-from shared.hydra.model import HydraBase, ModelConfig
+from shared.training.model import HydraBase, ModelConfig
 from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.spec import EMBED_DIM, RATING_PREFIX
-from shared.hydra.stages import train_stage
-from shared.hydra.train import TrainConfig, Trainer
+from shared.training.stages import train_stage
+from shared.training.train import TrainConfig, Trainer
 from shared.tasks import get_task
 
 TASK = get_task("LaMP-3")

@@ -26,7 +26,7 @@ from torch import nn
 
 from shared.errors import ConfigError
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import ROLES, HydraBase, PersonalHeads, pair_features
+from shared.training.model import ROLES, HydraBase, PersonalHeads, pair_features
 from shared.hydra.spec import HISTORY_ROLE
 from shared.hydra.tokenizer import TextTokenizer
 

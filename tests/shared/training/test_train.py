@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import N_EXTRA, HydraBase, ModelConfig, PersonalHeads
-from shared.hydra.train import TrainConfig, Trainer
+from shared.training.model import N_EXTRA, HydraBase, ModelConfig, PersonalHeads
+from shared.training.train import TrainConfig, Trainer
 
 ANIMALS = ["a photo of my cat", "a photo of my dog"]
 
