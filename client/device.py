@@ -1,9 +1,10 @@
-"""The device runtime of a model bundle: ONNX encoders and scorers in onnxruntime, numpy elsewhere, no torch.
+"""The device runtime of a model bundle: ONNX encoders and shared scorers in onnxruntime, numpy elsewhere; no torch,
+no onnx.
 
-:class:`DeviceModels` loads a bundle (made by :func:`shared.hydra.export.export_bundle`), checks its manifest
-and file hashes, embeds texts with the role's ONNX encoder, and scores items with the shared scorer or a
-user's own scorer graph. :func:`fit_head` fits a personal head in numpy on features computed by the frozen
-ONNX base.
+:class:`DeviceModels` loads a bundle (made by :func:`shared.training.export.export_bundle`), checks its manifest
+and file hashes, embeds texts with the role's ONNX encoder, and scores items with the bundle's shared scorer or,
+in numpy (:func:`shared.hydra.scorer_graph.numpy_scores`), with the bundle's trunk and a user's own head.
+:func:`fit_head` fits a personal head in numpy on features computed by the frozen ONNX base.
 
 Embeddings are cached in memory under (role, token ids after truncation), so a text embedded as a query
 and again as an item within both token budgets (LaMP-7's input, which is also a candidate) is encoded once:
@@ -32,19 +33,18 @@ import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from shared.errors import FedHydraError
 from shared.hydra.adam import Adam
-from shared.hydra.bundle import load_tensors
+from shared.hydra.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, load_tensors
 from shared.hydra.decision import BASELINE_ANCHOR
 from shared.hydra.editor import InputEditor
 from shared.hydra.examples import RoleExample
 from shared.hydra.rating_head import SharedRatingHead
-from shared.hydra.scorer_graph import ScorerWeights, build_scorer_model, numpy_hidden
-from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, N_EXTRA, RATING_PREFIX, ROLES, ModelConfig
+from shared.hydra.scorer_graph import ScorerWeights, numpy_hidden, numpy_scores
+from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, RATING_PREFIX, ROLES, ModelConfig
 from shared.hydra.tokenizer import TextTokenizer
 
 __all__ = ["BundleInvalid", "DeviceModels", "OnnxScorer", "fit_head", "PERSONAL", "LRU_SIZE", "embedding_id",
@@ -96,8 +96,6 @@ def read_manifest(bundle_dir: str | Path, *, verify: bool = True, only: Sequence
     Raises:
         BundleInvalid: no or a damaged manifest, another format or version, a file missing or altered.
     """
-    from shared.hydra.export import BUNDLE_FORMAT, BUNDLE_VERSION
-
     folder = Path(bundle_dir)
     path = folder / "bundle.json"
     if not path.exists():
@@ -185,7 +183,8 @@ class DeviceModels:
         self.spin = spin
         self.tokenizer = TextTokenizer(self.dir / "tokenizer.json", max_length=self.config.max_query_tokens)
         self._encoders = {r: _session(self.dir / name, threads, spin) for r, name in encoders.items()}
-        self._scorers: dict[tuple[str, str | None], Any] = {(r, None): _session(self.dir / f"scorer-{r}.onnx", threads, spin) for r in ROLES}
+        self._scorers = {r: _session(self.dir / f"scorer-{r}.onnx", threads, spin) for r in ROLES}
+        self._personal: dict[str, ScorerWeights] = {}
         self.base, _ = load_tensors(self.dir / "base.safetensors", kind="base", model=self.config)
         self.editor = InputEditor.from_state({k[len(EDITOR_PREFIX):]: v for k, v in self.base.items()
                                               if k.startswith(EDITOR_PREFIX)})
@@ -308,23 +307,22 @@ class DeviceModels:
     def shared_weights(self, role: str) -> ScorerWeights:
         return ScorerWeights.from_state(self.base, self.base, role, head_prefix=f"base.{role}.shared_head.")
 
-    def load_personal(self, role: str, head: Mapping[str, np.ndarray], path: Path) -> None:
-        """Write and load a user's scorer graph for ``role`` (trunk from the bundle, head from ``head``)."""
-        from shared.io import atomic_write_bytes
-
-        weights = ScorerWeights.from_state(self.base, head, role)
-        atomic_write_bytes(path, build_scorer_model(weights, EMBED_DIM, N_EXTRA[role]).SerializeToString())
-        self._scorers[(role, PERSONAL)] = _session(path, self.threads, self.spin)
+    def load_personal(self, role: str, head: Mapping[str, np.ndarray]) -> None:
+        """Score ``role`` with a user's own head (``head.<role>.*`` of ``head``) on the bundle's trunk, in numpy."""
+        self._personal[role] = ScorerWeights.from_state(self.base, head, role)
 
     def has_personal(self, role: str) -> bool:
-        return (role, PERSONAL) in self._scorers
+        return role in self._personal
 
     def score(self, role: str, example: RoleExample, head: object | None) -> np.ndarray:
-        """Scores of the example's items; ``head`` is :data:`PERSONAL` or None (the shared head)."""
+        """Scores of the example's items; ``head`` is :data:`PERSONAL` (the user's head, if loaded) or None (the
+        shared head, the bundle's ONNX scorer)."""
         q, items = self._query_and_items(role, example.query, example.items)
-        key = (role, PERSONAL if head == PERSONAL and self.has_personal(role) else None)
-        out = self._scorers[key].run(None, {"query": q, "items": items,
-                                            "extras": np.asarray(example.extras, np.float32)})[0]
+        extras = np.asarray(example.extras, np.float32)
+        personal = self._personal.get(role) if head == PERSONAL else None
+        if personal is not None:
+            return numpy_scores(personal, q, items, extras).astype(np.float32, copy=False)
+        out = self._scorers[role].run(None, {"query": q, "items": items, "extras": extras})[0]
         return np.asarray(out, np.float32)
 
     def head_inputs(self, role: str, example: RoleExample) -> np.ndarray:

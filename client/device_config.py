@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from shared.config import BOUNDS
 from shared.errors import ConfigError
 from shared.hydra.episodes import EpisodeConfig
 from shared.hydra.infer import InferenceConfig
@@ -31,15 +30,16 @@ ONBOARDING_CALLS = 20
 
 _RANGES: dict[str, tuple[int, int] | tuple[float, float]] = {
     "threads": (1, 1024),
-    "fit_steps": BOUNDS["train.fit-steps"],
-    "fit_lr": BOUNDS["train.fit-lr"],
-    "head_l2": BOUNDS["train.head-l2"],
-    "llm_timeout": BOUNDS["llm.timeout"],
-    "llm_concurrency": BOUNDS["llm.concurrency"],
+    "fit_steps": (0, 10_000),
+    "fit_lr": (0.0, 10.0),
+    "head_l2": (0.0, 1000.0),
+    "llm_timeout": (0.001, 3600.0),
+    "llm_concurrency": (1, 256),
 }
 """The range of every numeric field, both ends inclusive (int ends: an integer field). Each one with a run config
-setting of the same name takes that setting's declared range (``train.fit-steps``, ``llm.concurrency``, ...), so a
-run's settings always make a valid device config."""
+setting of the same name is that setting's declared range (``train.fit-steps``, ``llm.concurrency``, ...; a test
+checks they agree), so a run's settings always make a valid device config. They are spelled here, not read from
+:mod:`shared.config`, because the device imports nothing of the run config (it names the training methods)."""
 
 
 @dataclass(frozen=True)

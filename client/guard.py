@@ -7,7 +7,7 @@ or the store. The rules, in the order they are checked (defaults in :class:`Limi
 
 1. **size**: no more tensors than the device's own base has, and no more bytes than that base would take in float64
    (8 bytes per element), counted before any value is read. A packed message (:mod:`shared.packing`) is checked on
-   its layout and the byte length of its flat arrays before anything is unpacked (:meth:`Guard.check_packed`: the
+   its layout and the byte length of its flat arrays before anything is unpacked (:func:`client.packing.check_packed`: the
    tensor count, bytes, dtypes and shapes the layout names, whatever its ``same-as`` entries repeat), then unpacked
    into views of the bytes that came and checked by every rule below before any copy is made
    (:func:`client.packing.make_packing_mod`): what a message makes the device allocate is bounded by its own base,
@@ -76,11 +76,9 @@ import numpy as np
 from client.store import StoreError, UserStore
 from shared.errors import DivergedRound, GuardError, UnsafeBase, UnsafeUpdate
 from shared.hydra.naming import is_personal_key, is_shared_key
-from shared.packing import declared_tensors
-from shared.protocol import ARRAYS_RECORD
 
 __all__ = ["Limits", "LIMITS", "ACCEPTED_DTYPES", "TensorShapes", "Guard", "check_base", "check_declared",
-           "check_packed", "base_budget", "check_heads", "check_update", "check_secure_update", "l2_norm"]
+           "base_budget", "check_heads", "check_update", "check_secure_update", "l2_norm"]
 
 _LOG = logging.getLogger("client.guard")
 
@@ -178,47 +176,6 @@ def check_declared(tensors: Mapping[str, tuple[Sequence[int], str]], spec: Tenso
         if tuple(got) != tuple(shape):
             _refuse(UnsafeBase, f"tensor {key!r} has shape {tuple(got)}, expected {tuple(shape)}", key)
         _itemsize(key, dtype)
-
-
-def check_packed(layout: Mapping[str, Any], flat: Mapping[str, int], spec: TensorShapes, *,
-                 limits: Limits = LIMITS) -> None:
-    """Check a packed message (:mod:`shared.packing`) before anything of it is unpacked: ``layout`` is its layout
-    record, ``flat`` the byte length of each of its flat arrays by dtype name. Raises :class:`UnsafeBase` when the
-    layout names more tensors than the device's base has (counted on its list's length), the flat arrays hold more
-    bytes than :func:`base_budget` (plus their small headers) or come in another dtype, a tensor is marked as sent
-    back (a server's message answers none), or the ``arrays`` record breaks :func:`check_declared` (any other
-    record, SecAgg+'s ``fitins.parameters``, must hold tensors of the base's shapes and dtypes, no more of them than
-    the base has); :class:`shared.errors.PackingError` when the layout is of the wrong form."""
-    keys = layout.get("keys")
-    if isinstance(keys, (list, tuple)) and len(keys) > len(spec):
-        _refuse(UnsafeBase, f"the message holds {len(keys)} tensors; this device's base has {len(spec)}")
-    budget = base_budget(spec, limits)
-    for dtype in flat:
-        _itemsize(f"<packed {dtype}>", str(dtype))
-    size = sum(int(n) for n in flat.values())
-    if size > budget + _HEADER * len(flat):
-        _refuse(UnsafeBase, f"the message holds {size:,} bytes of tensors; this device's base takes at most {budget:,}")
-    declared = declared_tensors(layout, max_tensors=len(spec))
-    shapes = {tuple(shape) for shape in spec.values()}
-    total = 0
-    for record, tensors in declared.items():
-        for key, (shape, dtype, sent) in tensors.items():
-            if sent:
-                _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is marked as sent back unchanged, and this "
-                                    f"message answers none", key)
-            total += 1
-            if record != ARRAYS_RECORD and (tuple(shape) not in shapes or dtype not in ACCEPTED_DTYPES):
-                _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is {dtype} {tuple(shape)}, no tensor of "
-                                    f"this device's base", key)
-    if total > len(spec):
-        _refuse(UnsafeBase, f"the message holds {total} tensors; this device's base has {len(spec)}")
-    if ARRAYS_RECORD in declared:
-        check_declared({k: (shape, dtype) for k, (shape, dtype, _) in declared[ARRAYS_RECORD].items()}, spec,
-                       limits=limits)
-
-
-_HEADER = 4096
-"""The most bytes a flat array's ``.npy`` header may add to its values (numpy writes 128)."""
 
 
 def check_base(arrays: Mapping[str, Any], spec: TensorShapes, *, reference: float | None = None,
@@ -339,10 +296,6 @@ class Guard:
         if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not math.isfinite(norm) or norm < 0:
             raise StoreError(f"{store.path / 'accepted_base.json'}: damaged (norm {norm!r})")
         return float(norm)
-
-    def check_packed(self, layout: Mapping[str, Any], flat: Mapping[str, int]) -> None:
-        """:func:`check_packed` against this device's base: before anything of a packed message is unpacked."""
-        check_packed(layout, flat, self.spec, limits=self.limits)
 
     def check_base(self, arrays: Mapping[str, Any], *, copy: bool = True) -> dict[str, np.ndarray]:
         """The received base as float32 once every rule passes (``copy=False``: only checked, an empty dict); raises

@@ -42,7 +42,7 @@ _DATASETS: dict[tuple[str, str, str, int], Any] = {}
 
 def shared_base(model_config):
     """The process's HydraBase for this architecture (loading MiniLM once per process, not per message)."""
-    from shared.hydra.model import HydraBase
+    from shared.training.model import HydraBase
 
     key = model_config.to_json()
     if key not in _BASES:
@@ -169,7 +169,7 @@ class ClientNode:
         return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped, "offlabel": offlabel}
 
     def _trainer(self, arrays: Mapping[str, np.ndarray]):
-        from shared.hydra.train import Trainer
+        from shared.training.train import Trainer
 
         base = shared_base(self.cfg.model)
         base.load_shared_state(arrays)
@@ -181,8 +181,8 @@ class ClientNode:
         ``server_round``); returns (shared tensors, metrics with ``num-examples``)."""
         from shared.hydra.context import UserContext
         from shared.hydra.episodes import round_sample
-        from shared.hydra.model import PersonalHeads
-        from shared.hydra.stages import train_stage
+        from shared.training.model import PersonalHeads
+        from shared.training.stages import train_stage
 
         if self.role is NodeRole.TEST:
             raise WrongRole(f"user {self.user.user_id} is a test user and does not train")
@@ -219,12 +219,12 @@ class ClientNode:
     def margin_sums(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int | float]:
         """This training user's contribution to the decision margin under the global base ``arrays`` (frozen):
         personal heads cross-fitted on halves of its own adapter examples score the other halves
-        (:func:`shared.hydra.calibrate.user_margin_sums`); returns only the per-margin counts and sums as a flat
+        (:func:`shared.training.calibrate.user_margin_sums`); returns only the per-margin counts and sums as a flat
         record (:meth:`shared.hydra.decision.MarginSums.to_record`). The stored heads are left as they are."""
-        from shared.hydra.calibrate import user_margin_sums
         from shared.hydra.candidates import call_choices
         from shared.hydra.context import UserContext
         from shared.protocol import TRAINING_ROLES
+        from shared.training.calibrate import user_margin_sums
 
         if self.role.value not in TRAINING_ROLES:
             raise WrongRole(f"user {self.user.user_id} is a test user and has no training data for the margin")
@@ -376,7 +376,7 @@ def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: f
     import uuid
 
     from shared.hydra.decision import BASELINE_ANCHOR
-    from shared.hydra.export import content_id, export_bundle
+    from shared.training.export import content_id, export_bundle
 
     if margin is not None:
         margin = check_margin(margin)

@@ -32,7 +32,7 @@ demand); an embedded server it started stops when the client closes or the progr
 LLM budget, the head fit, the LLM's deadline and concurrency).
 
 The store (one folder per user, see :mod:`client.store`) holds the history, the LLM-labelled episodes,
-the heads (safetensors and their ONNX scorer graphs), the current bundle, and the encoder's embeddings of
+the heads (safetensors; scored in numpy), the current bundle, and the encoder's embeddings of
 the history records: records never change once added, so they are encoded once (by ``add_history``,
 ``fit`` or ``update_base``, whichever comes first with a bundle installed) under the identity of the encoder
 (:func:`client.device.embedding_id`; a new base makes them stale and they are encoded again), and answering
@@ -285,8 +285,6 @@ class PersonalClient:
                 shutil.rmtree(old, ignore_errors=True)
                 models.dir = self.bundle_dir
                 self._models = None
-                for role in ROLES:
-                    (self.store.path / f"scorer-{role}.onnx").unlink(missing_ok=True)
                 if self.store.embeddings_model() != new_id:
                     self.store.clear_embeddings()
                 self._adopt(models)
@@ -348,14 +346,11 @@ class PersonalClient:
         except StoreError as exc:
             _LOG.warning("stored heads refused, answering with the shared heads until the next fit: %s", exc)
             self.store.clear_heads()
-            for role in ROLES:
-                (self.store.path / f"scorer-{role}.onnx").unlink(missing_ok=True)
             return
         if heads:
-            with self.store.writing():
-                for role in ROLES:
-                    if f"head.{role}.weight" in heads:
-                        self._models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
+            for role in ROLES:
+                if f"head.{role}.weight" in heads:
+                    self._models.load_personal(role, heads)
 
     # -- fitting ------------------------------------------------------------------------------------------
     def fit(self) -> FitReport:
@@ -414,10 +409,10 @@ class PersonalClient:
                                                      lr=self.device.fit_lr, l2=self.device.head_l2)
             heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
         check_heads(heads, prior)  # client/guard.py: DivergedRound, the last good heads stay
-        with self.store.writing():  # (the scorer graphs are written atomically: an open meanwhile leaves them be)
+        with self.store.writing():
             self.store.write_heads(heads, models.config, bundle=models.id)
-            for role in ROLES:
-                models.load_personal(role, heads, self.store.path / f"scorer-{role}.onnx")
+        for role in ROLES:
+            models.load_personal(role, heads)
         report.fit_seconds = time.perf_counter() - started
         return report
 

@@ -27,7 +27,8 @@ while it stages a bundle). Opening the store takes that lock exclusively if it c
 temporary file and staging folder (``.bundle-*``) left by a killed one is removed, whatever its age; if a writer is
 alive, only the temporaries older than :data:`STALE_TEMP_S` go. A ``bundle/`` that a kill left missing between the two
 renames of a swap is restored from the previous bundle. What a killed process leaves is thus bounded by what live
-processes are writing.
+processes are writing. The user's ONNX scorer graphs an earlier SDK wrote (``scorer-<role>.onnx``: heads are now
+scored in numpy) are removed too, when no writer is alive.
 
 **Damage.** A file that does not parse, a history row that lacks one of the task's fields, an episode that does not
 load, heads that are not finite or beyond :data:`HEAD_MAX_ABS`, are reported as :class:`StoreError` (naming the
@@ -102,6 +103,8 @@ DATABASE = "store.sqlite"
 LOCK = ".lock"
 _TEMP = re.compile(r"^\..+\.tmp$")
 _STAGING = re.compile(r"^\.bundle-(old-)?[0-9a-f]+$")
+_RETIRED = re.compile(r"^scorer-[a-z]+\.onnx$")
+"""Files an earlier SDK wrote into the store (a user's scorer graphs, before heads were scored in numpy)."""
 _VERBATIM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _IDENTITY = ("format_version", "user", "task")
 EMBEDDINGS_FORMAT = "fedhydra-embeddings"
@@ -292,6 +295,10 @@ class UserStore:
                 entries = sorted(self.path.iterdir())
         for entry in entries:
             temp, staging = _TEMP.match(entry.name), _STAGING.match(entry.name)
+            if alone and _RETIRED.match(entry.name) and entry.is_file():  # no earlier SDK is writing it now
+                entry.unlink(missing_ok=True)
+                removed.append(entry)
+                continue
             if not (temp or staging):
                 continue
             try:

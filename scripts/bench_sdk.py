@@ -7,11 +7,12 @@ Run from the repository root (about 3 minutes on 2 idle cores, longer on busy on
 It exports a device bundle from a freshly initialized shared base (weights do not matter for speed) into a
 temporary folder, and prints markdown tables of:
 
-1. **Latency** of "rerank 10 records + score 8 candidates" for one query (the two ONNX scorer calls that
+1. **Latency** of "rerank 10 records + score 8 candidates" for one query (the two scorer calls that
    :meth:`client.sdk.PersonalClient.answer` makes: ``DeviceModels.score`` of the reranker on the BM25 top-10
-   records, then of the adapter on 8 candidates, both with the user's personal heads), on 2 threads
+   records, then of the adapter on 8 candidates, both with the user's personal heads: the ONNX encoder in
+   onnxruntime, the user's head on the bundle's trunk in numpy), on 2 threads
    (onnxruntime ``intra_op_num_threads=2``, ``torch.set_num_threads(2)``), for the fp32 and the int8 ONNX
-   encoders of the bundle and for torch eager (:meth:`shared.hydra.train.Trainer.scores` on the same base
+   encoders of the bundle and for torch eager (:meth:`shared.training.train.Trainer.scores` on the same base
    and heads, the same examples). Each is measured *cold* (no embedding cached: every text is encoded) and
    *warm* (the user's history records cached, as the SDK keeps them in the store: only the query and the
    candidates are encoded). Variants run in interleaved blocks so that load from other processes affects
@@ -20,11 +21,10 @@ temporary folder, and prints markdown tables of:
    The int8 encoder's graph is inspected: how many of its linear layers really are int8.
 2. **Peak RSS** (``ru_maxrss``) of a fresh SDK process that imports :class:`client.sdk.PersonalClient`,
    opens the user's store (bundle, heads, cached history embeddings) and answers repeatedly; and whether
-   torch, flwr, transformers or peft were imported there (they must not be).
+   torch, flwr, transformers, peft or onnx were imported there (they must not be).
 3. **A new user's fit** from a 50-item history with the base frozen, in a new store: installing the bundle
    (apart: ``update_base`` copies, verifies, loads and proves it), ``add_history`` (encodes the records) and the on-device part of ``fit()``
-   (``FitReport.fit_seconds``: features from the ONNX base, numpy head fitting, writing the heads and their
-   scorer graphs). The LLM's labelling of the episodes is NOT
+   (``FitReport.fit_seconds``: features from the ONNX base, numpy head fitting, writing the heads). The LLM's labelling of the episodes is NOT
    timed: LaMP-7 episodes are labelled by a deterministic instant stand-in LLM (its calls are counted,
    their time reported apart and excluded); LaMP-3 episodes are label-pool-only pseudo-questions that need
    no LLM at all (the adapter's head only).
@@ -225,7 +225,7 @@ hwm = [int(line.split()[1]) for line in open("/proc/self/status") if line.starts
 print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "first_s": first,
                   "hwm_mb": hwm[0] / 1024 if hwm else None, "answers": len(times) + 1,
                   "p50_ms": sorted(times)[len(times) // 2] * 1000,
-                  "loaded": sorted(m for m in ("torch", "flwr", "transformers", "peft") if m in sys.modules)}))
+                  "loaded": sorted(m for m in ("torch", "flwr", "transformers", "peft", "onnx") if m in sys.modules)}))
 """
 
 
@@ -303,18 +303,18 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
     from shared.hydra.context import UserContext
     from shared.hydra.episodes import Episode, EpisodeConfig, top_records
     from shared.hydra.examples import RoleExample, adapter_example, reranker_example
-    from shared.hydra.export import export_bundle, template_encoder
     from shared.hydra.infer import InferenceConfig
-    from shared.hydra.model import (
+    from shared.hydra.settings import TrainConfig
+    from shared.hydra.tokenizer import TextTokenizer
+    from shared.tasks import get_task
+    from shared.training.export import export_bundle, template_encoder
+    from shared.training.model import (
         HydraBase,
         ModelConfig,
         PersonalHeads,
         initial_shared_state,
     )
-    from shared.hydra.settings import TrainConfig
-    from shared.hydra.tokenizer import TextTokenizer
-    from shared.hydra.train import Trainer
-    from shared.tasks import get_task
+    from shared.training.train import Trainer
 
     load_before = os.getloadavg()
     task = get_task("LaMP-7")
@@ -420,8 +420,11 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         variants[f"{variant} ONNX|cold"] = (cold(client), functools.partial(onnx_scores, client))
         variants[f"{variant} ONNX|warm"] = (warm(client), functools.partial(onnx_scores, client))
     spinning = DeviceModels(int8_client.bundle_dir, threads=THREADS, quantized=True, spin=True)
+    stored_heads = int8_client.store.read_heads(config)
+    if stored_heads is None:
+        raise SystemExit("the int8 client's store holds no personal heads after its fit")
     for role in ("reranker", "adapter"):
-        spinning.load_personal(role, head_state, tmp / f"spinning-{role}.onnx")
+        spinning.load_personal(role, stored_heads)
     variants["int8 ONNX, spinning threads|warm"] = (
         warm_models(spinning), lambda: (spinning.score("reranker", rr_example, PERSONAL),
                                         spinning.score("adapter", ad_example, PERSONAL)))
@@ -530,7 +533,7 @@ def report(v: dict[str, Any]) -> list[str]:
     for label, p in (("store holds the bundle", process), ("`bundle=` given (update_base)", process_bundle)):
         out(f"| SDK process peak RSS, {label}, {p['answers']} answers | {p['maxrss_mb']:.0f} MB |")
     loaded = sorted(set(process["loaded"] + process_bundle["loaded"]))
-    out(f"| torch / flwr / transformers / peft imported there | {', '.join(loaded) or 'none'} |")
+    out(f"| torch / flwr / transformers / peft / onnx imported there | {', '.join(loaded) or 'none'} |")
     out(f"| that process: start to first answer; later answers p50 | {process['first_s']:.2f} s; "
         f"{process['p50_ms']:.0f} ms |")
     out()
@@ -547,7 +550,7 @@ def report(v: dict[str, Any]) -> list[str]:
     out("Timed: installing the bundle (`update_base`: copying it into the store, verifying every file, creating "
         "the onnxruntime sessions and answering a probe question; once per bundle), `add_history` (validation, store write, encoding the records and caching them in the store) and "
         "the on-device part of `fit()` (`FitReport.fit_seconds`: features from the frozen ONNX base, numpy head "
-        "fitting, writing the heads and their scorer graphs). Not timed: building the episodes, the LLM's labelling "
+        "fitting, writing the heads). Not timed: building the episodes, the LLM's labelling "
         "(with the real LLM the slow part; here the stand-in's calls are counted).")
     out()
     p50w, p50c = timings["int8 ONNX|warm"]["p50"], timings["int8 ONNX|cold"]["p50"]

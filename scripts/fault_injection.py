@@ -271,9 +271,9 @@ def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
     from flwr.supercore.task_identity import TaskIdentity
 
     from lab.faults.poison import federate
-    from shared.hydra.model import HydraBase, ModelConfig
     from shared.hydra.settings import TrainConfig
-    from shared.hydra.train import Trainer
+    from shared.training.model import HydraBase, ModelConfig
+    from shared.training.train import Trainer
 
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 1, 1
     torch.manual_seed(seed)

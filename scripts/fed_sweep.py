@@ -89,9 +89,9 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     from server.federation import gather_margin, to_numpy, weighted_metrics
     from shared.config import RunConfig
     from shared.hydra.candidates import decision_keys
-    from shared.hydra.model import initial_shared_state
     from shared.protocol import TESTING_ROLES, TRAINING_ROLES
     from shared.tasks import get_task
+    from shared.training.model import initial_shared_state
     from shared.users import node_count
 
     cfg = RunConfig.from_mapping({**mapping, "device.store-dir": str(out / name / "clients")})

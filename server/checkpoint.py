@@ -10,7 +10,7 @@ with state of its own (FedAdam's moments) writes ``round-0007.server-state.safet
 
 Example:
     >>> import tempfile, pathlib, numpy as np
-    >>> from shared.hydra.model import ModelConfig
+    >>> from shared.training.model import ModelConfig
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = save_checkpoint(d, 2, {"base.a": np.ones(2, np.float32)}, model=ModelConfig(), task="LaMP-7")
     >>> rnd, arrays = latest_checkpoint(d, model=ModelConfig())

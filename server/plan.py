@@ -35,7 +35,7 @@ def starting_point(cfg: RunConfig) -> tuple[int, dict[str, np.ndarray]]:
         UnreadableCheckpoints: resuming, and the checkpoint folder holds checkpoints but none can be read (a run
             that silently started again from round 0 would overwrite them); the message says how to start afresh.
     """
-    from shared.hydra.model import initial_shared_state
+    from shared.training.model import initial_shared_state
 
     _, ckpt = paths(cfg)
     if cfg.federation.resume:

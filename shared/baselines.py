@@ -12,7 +12,7 @@ kinds only:
 - ``user-mean``: the user's mean profile score, rounded (LaMP-3; "the user's typical score"); for
   classification the user's most frequent label.
 - ``user-ridge`` (ratings): a ridge regression of the score on frozen MiniLM embeddings
-  (:mod:`shared.hydra.text_embedder`) of the user's own profile, i.e. the reviews strictly before the question,
+  (:mod:`shared.training.text_embedder`) of the user's own profile, i.e. the reviews strictly before the question,
   refitted per question; its penalty is chosen once per user by leave-one-out on the user's training part only
   (the profile of their first question: ``BaselineContext.histories``; without it, on the question's profile).
   The prediction is rounded half up and clipped to 1..5.
@@ -113,7 +113,7 @@ def _round_rating(value: float) -> str:
 
 
 def _embed(ctx: BaselineContext, texts: Sequence[str]):
-    from shared.hydra import text_embedder
+    from shared.training import text_embedder
 
     if "embedder" not in ctx.cache:
         ctx.cache["embedder"] = text_embedder.TextEmbedder()

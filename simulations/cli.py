@@ -256,8 +256,8 @@ def _check_llm_cache(path: str | None) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from server.checkpoint import latest_checkpoint
     from shared.hydra.bundle import load_tensors
-    from shared.hydra.export import export_bundle
-    from shared.hydra.model import initial_shared_state
+    from shared.training.export import export_bundle
+    from shared.training.model import initial_shared_state
 
     cfg = _run_config(args)
     source = "initial base"

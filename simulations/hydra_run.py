@@ -35,9 +35,6 @@ from shared.hydra.candidates import call_choices, decision_keys
 from shared.hydra.context import UserContext
 from shared.hydra.decision import MarginChoice
 from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
-from shared.hydra.model import HydraBase, PersonalHeads
-from shared.hydra.stages import StageReport, train_stage
-from shared.hydra.train import Trainer
 from shared.hydra.variants import COST_METHODS, FEDERATED_PREFIX, HYDRA_METHODS, is_hydra_method
 from shared.io import atomic_write_text
 from shared.ledger import Cost, Ledger
@@ -45,6 +42,9 @@ from shared.llm.client import LLMClient
 from shared.metrics import evaluate, example_score, primary_metric
 from shared.readability import broken_share, is_broken
 from shared.tasks import TaskSpec
+from shared.training.model import HydraBase, PersonalHeads
+from shared.training.stages import StageReport, train_stage
+from shared.training.train import Trainer
 from shared.users import User, get_protocol, split_users
 from simulations.failures import UserFailures
 from simulations.report import MethodResult, plot_methods, relative_gain, write_table
@@ -346,7 +346,7 @@ def run_central(dataset: Dataset, cfg: RunConfig, llm: LLMClient, out_dir: str |
         _say(progress, f"      margin {margin:g}, anchor {choice.anchor}, {choice.llm_calls} LLM answers per answer "
                        "(chosen by the earlier run)")
     elif cfg.margin_folds and len(train_users) >= 2:
-        from shared.hydra.calibrate import cross_validate_margin
+        from shared.training.calibrate import cross_validate_margin
 
         with ledger.stage("margin"):
             _say(progress, f"      choosing the decision margin by {cfg.margin_folds}-fold cross-validation over "

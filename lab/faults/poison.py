@@ -18,10 +18,10 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from lab.faults.mod import corrupt
 from server.federation import ValidatingStrategy, expected_from, to_numpy
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import PersonalHeads
 from shared.hydra.spec import N_EXTRA
-from shared.hydra.train import Trainer
 from shared.protocol import WEIGHT_KEY
+from shared.training.model import PersonalHeads
+from shared.training.train import Trainer
 
 __all__ = ["GOOD", "BAD", "examples", "reply", "accuracy", "federate"]
 

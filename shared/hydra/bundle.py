@@ -8,7 +8,7 @@ moments of shared tensors, ``m_t.base.*`` and ``v_t.base.*``) and the architectu
 
 Example:
     >>> import tempfile, pathlib, numpy as np
-    >>> from shared.hydra.model import ModelConfig
+    >>> from shared.hydra.spec import ModelConfig
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "h.safetensors"
     >>> _ = save_tensors(p, {"head.adapter.bias": np.zeros(1, np.float32)}, kind="heads", model=ModelConfig())
     >>> tensors, meta = load_tensors(p, kind="heads")
@@ -27,7 +27,13 @@ from shared.errors import FedHydraError
 from shared.hydra.naming import is_personal_key, is_shared_key
 from shared.io import atomic_write_bytes
 
-__all__ = ["FORMAT_VERSION", "BundleError", "save_tensors", "load_tensors", "SERVER_STATE_SLOTS"]
+__all__ = ["FORMAT_VERSION", "BundleError", "save_tensors", "load_tensors", "SERVER_STATE_SLOTS", "BUNDLE_FORMAT",
+           "BUNDLE_VERSION"]
+
+BUNDLE_FORMAT = "fedhydra-bundle"
+"""The ``format`` of a device bundle's manifest (``bundle.json``, written by :func:`shared.training.export.export_bundle`)."""
+BUNDLE_VERSION = "2"
+"""The ``version`` of that manifest the device reads (:func:`client.device.read_manifest`)."""
 
 FORMAT_VERSION = "3"
 """3: the base holds the shared rating head (``base.adapter.rating.*``); 2: the adapter has 14 features."""

@@ -13,7 +13,7 @@ advantage is, under ``p``:
 - ratings: the expected absolute error of the baseline minus that of the choice (>= 0);
 - otherwise: ``p[choice] - p[baseline]`` (>= 0).
 
-The margin is chosen on training users only, by cross-validation (:mod:`shared.hydra.calibrate` collects the
+The margin is chosen on training users only, by cross-validation (:mod:`shared.training.calibrate` collects the
 held-out :class:`CalibrationPoint` s; :func:`choose_margin` picks the margin of the grid with the largest
 total gain, the larger margin on ties). Test users never choose anything.
 

@@ -1,7 +1,7 @@
 """Answering a query with HYDRA: BM25 top-m, the reranker's top-k in the prompt, the LLM's candidates,
 the adapter's pick.
 
-The scorer is abstract (:class:`Scorer`): the torch :class:`~shared.hydra.train.Trainer` during research
+The scorer is abstract (:class:`Scorer`): the torch :class:`~shared.training.train.Trainer` during research
 runs, the ONNX runtime on a device; both give the same answers.
 
 Decision rule (:mod:`shared.hydra.decision`): the adapter's choice (the weighted median of its distribution

@@ -3,7 +3,7 @@
 For a rating task the user's own **rating model** (:meth:`shared.hydra.context.UserContext.rating_model`, a
 ridge fitted on the device on the user's rated history) is the personal part that predicts a score; this is its
 shared counterpart, part of the shared base under ``base.adapter.rating.{weight,bias}``: fitted in closed form on
-the training users' rated items (:func:`shared.hydra.stages.train_stage`; in a federation each client fits it on
+the training users' rated items (:func:`shared.training.stages.train_stage`; in a federation each client fits it on
 its own user and the server averages the fits like every other shared tensor). The ``hydra-shared-head`` variant
 answers with it in place of the user's own model (:func:`shared.hydra.infer.answer`), so that variant has no
 parameter fitted to the user at all. All zeros means not fitted (other tasks, or no rated items yet).

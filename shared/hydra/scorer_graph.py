@@ -1,9 +1,9 @@
-"""The scoring head as an ONNX graph and as numpy, with no torch: trunk + head on pair features.
+"""The scoring head in numpy, with no torch and no onnx: trunk + head on pair features.
 
 ``scores = [gelu(W_t [q*c, |q-c|, x] + b_t), x] @ w_h + b_h`` for a query embedding ``q`` ([1, D] or
-[N, D]), item embeddings ``c`` ([N, D]) and extras ``x`` ([N, E]). :func:`build_scorer_model` writes it with
-``onnx.helper`` from plain arrays (so a device can re-export its freshly fitted head), and
-:func:`numpy_scores` computes the same in numpy (used to fit heads on a device).
+[N, D]), item embeddings ``c`` ([N, D]) and extras ``x`` ([N, E]). :func:`numpy_scores` computes it: a device
+scores a user's own head with it, and fits heads on :func:`numpy_hidden`. The same function as an ONNX graph (the
+bundle's shared scorers) is :func:`shared.training.export.build_scorer_model`.
 
 Example:
     >>> import numpy as np
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ScorerWeights", "build_scorer_model", "numpy_scores", "numpy_hidden", "gelu"]
+__all__ = ["ScorerWeights", "numpy_scores", "numpy_hidden", "gelu"]
 
 
 @dataclass
@@ -59,43 +59,3 @@ def numpy_hidden(w: ScorerWeights, q: np.ndarray, c: np.ndarray, x: np.ndarray) 
 
 def numpy_scores(w: ScorerWeights, q: np.ndarray, c: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (numpy_hidden(w, q, c, x) @ w.head_w.T + w.head_b)[:, 0]
-
-
-def build_scorer_model(w: ScorerWeights, embed_dim: int, n_extra: int):
-    """The scorer as an ONNX model (opset 17): inputs ``query`` [Q, D], ``items`` [N, D], ``extras`` [N, E]."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    inits = [numpy_helper.from_array(np.ascontiguousarray(w.trunk_w.T), "trunk_wt"),
-             numpy_helper.from_array(w.trunk_b, "trunk_b"),
-             numpy_helper.from_array(np.ascontiguousarray(w.head_w.T), "head_wt"),
-             numpy_helper.from_array(w.head_b, "head_b"),
-             numpy_helper.from_array(np.asarray(1.0 / math.sqrt(2.0), np.float32), "inv_sqrt2"),
-             numpy_helper.from_array(np.asarray(0.5, np.float32), "half"),
-             numpy_helper.from_array(np.asarray(1.0, np.float32), "one"),
-             numpy_helper.from_array(np.asarray([-1], np.int64), "flat")]
-    nodes = [
-        helper.make_node("Mul", ["query", "items"], ["qc"]),
-        helper.make_node("Sub", ["query", "items"], ["qmc"]),
-        helper.make_node("Abs", ["qmc"], ["absdiff"]),
-        helper.make_node("Concat", ["qc", "absdiff", "extras"], ["feats"], axis=-1),
-        helper.make_node("MatMul", ["feats", "trunk_wt"], ["t0"]),
-        helper.make_node("Add", ["t0", "trunk_b"], ["t1"]),
-        helper.make_node("Mul", ["t1", "inv_sqrt2"], ["t2"]),
-        helper.make_node("Erf", ["t2"], ["t3"]),
-        helper.make_node("Add", ["t3", "one"], ["t4"]),
-        helper.make_node("Mul", ["t1", "t4"], ["t5"]),
-        helper.make_node("Mul", ["t5", "half"], ["hidden"]),
-        helper.make_node("Concat", ["hidden", "extras"], ["z"], axis=-1),
-        helper.make_node("MatMul", ["z", "head_wt"], ["s0"]),
-        helper.make_node("Add", ["s0", "head_b"], ["s1"]),
-        helper.make_node("Reshape", ["s1", "flat"], ["scores"]),
-    ]
-    graph = helper.make_graph(
-        nodes, "fedhydra_scorer",
-        [helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", embed_dim]),
-         helper.make_tensor_value_info("items", TensorProto.FLOAT, ["n", embed_dim]),
-         helper.make_tensor_value_info("extras", TensorProto.FLOAT, ["n", n_extra])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fedhydra")
-    model.ir_version = 8
-    return model

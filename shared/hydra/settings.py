@@ -1,5 +1,5 @@
 """The optimization settings of training (:class:`TrainConfig`), apart from the training code: the run's config
-(:mod:`shared.config`) builds them without torch, which a device lacks; :mod:`shared.hydra.train` uses them.
+(:mod:`shared.config`) builds them without torch, which a device lacks; :mod:`shared.training.train` uses them.
 
 Example:
     >>> TrainConfig(epochs=2).head_epochs

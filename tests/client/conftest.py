@@ -7,7 +7,7 @@ import pytest
 @pytest.fixture(scope="session")
 def trained_state():
     """A shared base with non-trivial LoRA, trunks and heads (random but fixed), as numpy."""
-    from shared.hydra.model import ModelConfig, initial_shared_state
+    from shared.training.model import ModelConfig, initial_shared_state
 
     rng = np.random.default_rng(0)
     state = initial_shared_state(ModelConfig(), 0)
@@ -18,8 +18,8 @@ def trained_state():
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory, trained_state):
-    from shared.hydra.export import export_bundle, template_encoder
-    from shared.hydra.model import ModelConfig
+    from shared.training.export import export_bundle, template_encoder
+    from shared.training.model import ModelConfig
 
     folder = tmp_path_factory.mktemp("bundle")
     template = template_encoder(tmp_path_factory.mktemp("onnx-cache"))

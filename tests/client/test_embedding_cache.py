@@ -80,8 +80,8 @@ def test_history_embeddings_are_kept_in_the_store(tmp_path, bundle):
 
 @pytest.mark.slow
 def test_update_base_invalidates_the_cache(tmp_path, bundle, trained_state):
-    from shared.hydra.export import export_bundle
-    from shared.hydra.model import ModelConfig
+    from shared.training.export import export_bundle
+    from shared.training.model import ModelConfig
 
     rng = np.random.default_rng(1)
     other_state = {k: v + rng.normal(scale=0.05, size=v.shape).astype(np.float32) if "lora_B" in k else v

@@ -10,10 +10,10 @@ import torch
 
 from client.device import PERSONAL, BundleInvalid, DeviceModels, fit_head
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.settings import TrainConfig
 from shared.hydra.spec import N_EXTRA, ROLES
-from shared.hydra.train import Trainer
+from shared.training.model import HydraBase, ModelConfig, PersonalHeads
+from shared.training.train import Trainer
 
 TEXTS = ["I love my new coffee maker", "the battery died after two days", "great story, weak ending",
          "shipping was fast and the box was nice", "would not buy again", "my kids play this game every day",
@@ -51,7 +51,7 @@ def test_fp32_scores_match_torch_within_1e4(bundle, torch_side):
             heads.heads[r].weight.add_(0.3)
     models_heads = {k: v.numpy() for k, v in heads.state().items()}
     for role in ROLES:
-        models.load_personal(role, models_heads, bundle.parent / f"personal-{role}.onnx")
+        models.load_personal(role, models_heads)
         for ex in examples(5, 1):
             ex = _extras(ex, role)
             shared_t = torch_side.scores(role, ex, None)
@@ -61,6 +61,34 @@ def test_fp32_scores_match_torch_within_1e4(bundle, torch_side):
             assert np.abs(shared_t - shared_o).max() < 1e-4
             assert np.abs(personal_t - personal_o).max() < 1e-4
             assert np.abs(personal_t - shared_t).max() > 1e-3  # the personal head really differs
+
+
+def test_numpy_personal_scores_equal_the_onnx_scorer_graph(bundle, tmp_path):
+    """The device scores a user's head in numpy; the ONNX scorer graph of the same trunk and head (as the device
+    built per user before) gives the same scores within float32 rounding."""
+    import onnxruntime as ort
+
+    from shared.hydra.scorer_graph import ScorerWeights
+    from shared.hydra.spec import EMBED_DIM
+    from shared.training.export import build_scorer_model
+
+    models = DeviceModels(bundle, threads=1, quantized=True)
+    rng = np.random.default_rng(7)
+    for role in ROLES:
+        shared = models.shared_weights(role)
+        head = {f"head.{role}.weight": shared.head_w + rng.normal(0, 0.3, shared.head_w.shape).astype(np.float32),
+                f"head.{role}.bias": shared.head_b + np.float32(0.1)}
+        models.load_personal(role, head)
+        graph = build_scorer_model(ScorerWeights.from_state(models.base, head, role), EMBED_DIM, N_EXTRA[role])
+        session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+        for ex in examples(5, 4):
+            ex = _extras(ex, role)
+            q, items = models.embed(role, [ex.query], models.config.max_query_tokens), models.embed(role, ex.items)
+            onnx_scores = session.run(None, {"query": q, "items": items, "extras": ex.extras})[0]
+            numpy_scores = models.score(role, ex, PERSONAL)
+            assert numpy_scores.dtype == np.float32 and numpy_scores.shape == onnx_scores.shape
+            np.testing.assert_allclose(numpy_scores, onnx_scores, rtol=1e-5, atol=1e-5)
+            assert np.abs(numpy_scores - models.score(role, ex, None)).max() > 1e-3  # the personal head differs
 
 
 @pytest.mark.slow

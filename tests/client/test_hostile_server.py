@@ -23,9 +23,9 @@ from client.guard import LIMITS
 from client.store import UserStore
 from lab.llm_stub import StubEndpoint
 from shared.config import default_mapping
-from shared.hydra.model import ModelConfig, initial_shared_state
 from shared.protocol import ASK_KEY, ASK_MARGIN, ERROR_REPLIES
 from shared.synthetic import write_synthetic
+from shared.training.model import ModelConfig, initial_shared_state
 
 UNSAFE_BASE, DIVERGED, CONFIG = 101, 102, 106
 

@@ -53,7 +53,7 @@ def test_free_training_nodes_follow_the_paid_ones_and_build_their_episodes_as_th
 
 def test_a_training_nodes_margin_reply_is_counts_and_sums_only_and_leaves_its_model_alone(cfg):
     from client.node import shared_base
-    from shared.hydra.model import initial_shared_state
+    from shared.training.model import initial_shared_state
 
     user, role = resolve_user(cfg, {"partition-id": 2})
     node = ClientNode(cfg=cfg, user=user, role=role, llm=None, free=True)
@@ -82,9 +82,9 @@ def test_a_training_nodes_margin_reply_is_counts_and_sums_only_and_leaves_its_mo
 
 def test_a_training_round_uses_at_most_local_episodes_of_the_users_episodes(cfg):
     """`federation.local-episodes` caps a round's work: the reply weighs only the examples of the episodes drawn."""
-    from shared.hydra.model import ROLES, initial_shared_state
     from shared.llm.client import LLMClient, LLMConfig
     from shared.protocol import WEIGHT_KEY
+    from shared.training.model import ROLES, initial_shared_state
 
     user, role = resolve_user(cfg, {"partition-id": 2})
     arrays = initial_shared_state(cfg.model, 0)

@@ -12,9 +12,9 @@ from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from lab.llm_stub import StubEndpoint
 from shared.config import default_mapping
-from shared.hydra.model import ModelConfig, initial_shared_state
 from shared.hydra.spec import EDITOR_PREFIX
 from shared.synthetic import write_synthetic
+from shared.training.model import ModelConfig, initial_shared_state
 from tests.client.test_hostile_server import SMALL, TASK, send
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")

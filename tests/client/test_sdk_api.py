@@ -73,3 +73,12 @@ def test_a_folder_opens_the_users_store_and_an_open_store_names_its_user(tmp_pat
 def test_a_store_of_another_task_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="store is for LaMP-7, this client for LaMP-3"):
         PersonalClient(UserStore(tmp_path, "bob", task="LaMP-7"), llm=NOWHERE, task="LaMP-3")
+
+
+def test_the_device_configs_ranges_are_the_run_configs_ranges_of_the_same_settings():
+    from client.device_config import _RANGES
+    from shared.config import BOUNDS
+
+    same = {"fit_steps": "train.fit-steps", "fit_lr": "train.fit-lr", "head_l2": "train.head-l2",
+            "llm_timeout": "llm.timeout", "llm_concurrency": "llm.concurrency"}
+    assert {field: _RANGES[field] for field in same} == {field: BOUNDS[key] for field, key in same.items()}

@@ -111,6 +111,28 @@ def test_while_a_writer_is_alive_only_stale_temporaries_are_swept_and_all_once_i
     assert reopened.read_history() == [{"id": "1", "text": "kept"}]
 
 
+def test_an_earlier_sdks_scorer_graphs_go_and_the_store_still_loads(tmp_path):
+    """Stores of an SDK that wrote each user's ONNX scorer graphs (``scorer-<role>.onnx``; heads are now scored in
+    numpy) open as before, and those files are removed once no writer is alive."""
+    import fcntl
+
+    store = UserStore(tmp_path, "dan", task="LaMP-7")
+    store.write_history([{"id": "1", "text": "kept"}])
+    graphs = [store.path / f"scorer-{role}.onnx" for role in ("reranker", "adapter")]
+    for graph in graphs:
+        graph.write_bytes(b"an old scorer graph")
+    live = os.open(store.path / LOCK, os.O_RDWR)  # an earlier SDK's process may still be writing them
+    fcntl.flock(live, fcntl.LOCK_SH)
+    try:
+        UserStore(tmp_path, "dan", task="LaMP-7")
+        assert all(graph.exists() for graph in graphs)
+    finally:
+        os.close(live)
+    reopened = UserStore(tmp_path, "dan", task="LaMP-7")
+    assert not any(graph.exists() for graph in graphs)
+    assert reopened.read_history() == [{"id": "1", "text": "kept"}]
+
+
 def test_a_damaged_file_is_reported_never_replaced(tmp_path):
     store = UserStore(tmp_path, "carol", task="LaMP-7")
     (store.path / "accepted_base.json").write_text('{"norm": 1')

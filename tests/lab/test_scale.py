@@ -19,9 +19,9 @@ from lab.scale.bench import analyze, busy_seconds, store_disk
 from lab.scale.memory import TreeMemory
 from lab.scale.probe import read_probes, serialized_size
 from shared.config import default_mapping
-from shared.hydra.model import ModelConfig, initial_shared_state
 from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic
+from shared.training.model import ModelConfig, initial_shared_state
 
 SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 0, "pool.pseudo-questions": 2, "pool.free-questions": 2,
          "pool.n-samples": 1, "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0,

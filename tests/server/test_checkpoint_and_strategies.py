@@ -10,7 +10,7 @@ from server.strategies import BUILDERS, build_strategy, sampled_clients
 from shared.config import STRATEGIES, RunConfig, default_mapping
 from shared.errors import ConfigError
 from shared.hydra.bundle import BundleError
-from shared.hydra.model import ModelConfig
+from shared.training.model import ModelConfig
 
 
 def cfg(**kw):

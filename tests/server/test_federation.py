@@ -122,7 +122,7 @@ class _RecordingGrid:
 @pytest.mark.parametrize("eval_every, evaluated", [(1, [1, 2, 3, 4]), (2, [2, 4]), (3, [3, 4]), (0, [4])])
 def test_test_users_evaluate_every_n_rounds_and_always_after_the_last(tmp_path, eval_every, evaluated):
     from server.federation import run_rounds
-    from shared.hydra.model import ModelConfig
+    from shared.training.model import ModelConfig
 
     grid = _RecordingGrid([1, 2, 3, 4])
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
@@ -261,8 +261,8 @@ def test_the_margin_is_chosen_from_the_training_nodes_sums_and_sent_to_the_final
     from server.federation import run_rounds
     from shared.hydra.candidates import anchors_for
     from shared.hydra.decision import CalibrationPoint, anchor_margin_sums, choose_margin, margin_sums
-    from shared.hydra.model import ModelConfig
     from shared.tasks import get_task
+    from shared.training.model import ModelConfig
 
     def per_anchor(points):  # LaMP-7's anchors; keeping the 0.8 edit gains 0.1 a question over the input
         return {a: [CalibrationPoint(p.advantage, p.gain, 0.1 if a == "edit-0.8" else 0.0) for p in points]
@@ -306,7 +306,7 @@ def test_the_margin_is_chosen_from_the_training_nodes_sums_and_sent_to_the_final
 
 def test_without_valid_margin_replies_the_test_users_answer_without_a_margin_rule(tmp_path):
     from server.federation import run_rounds
-    from shared.hydra.model import ModelConfig
+    from shared.training.model import ModelConfig
 
     grid = _MarginGrid([1, 2, 3], {1: "boom", 2: {"points": 1}})
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})

@@ -17,8 +17,8 @@ from flwr.serverapp.strategy import FedAvg
 from server.federation import ValidatingStrategy, expected_from, run_rounds
 from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import CalibrationPoint, anchor_margin_sums
-from shared.hydra.model import ModelConfig
 from shared.tasks import get_task
+from shared.training.model import ModelConfig
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 

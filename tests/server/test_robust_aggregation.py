@@ -10,9 +10,9 @@ import torch
 from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg
 
 from lab.faults.poison import federate
-from shared.hydra.model import HydraBase, ModelConfig
 from shared.hydra.settings import TrainConfig
-from shared.hydra.train import Trainer
+from shared.training.model import HydraBase, ModelConfig
+from shared.training.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 

@@ -12,9 +12,9 @@ from lab.faults.app import fault_app
 from shared.config import RunConfig, default_mapping
 from shared.hydra.candidates import decision_keys
 from shared.hydra.decision import MarginSums
-from shared.hydra.model import ModelConfig, initial_shared_state
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES, FAULT_COUNTERS
 from shared.tasks import get_task
+from shared.training.model import ModelConfig, initial_shared_state
 from simulations.federated import production_app, simulate
 
 pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked `llm` one by one

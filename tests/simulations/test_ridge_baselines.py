@@ -1,5 +1,5 @@
 """The ridge baselines (shared/baselines.py) run by ``fedhydra baseline`` (simulations/baseline.py), with a fake
-embedder in place of shared/hydra/text_embedder.py (the ridge itself: tests/shared/test_ridge.py)."""
+embedder in place of shared/training/text_embedder.py (the ridge itself: tests/shared/test_ridge.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shared.data import load_split
-from shared.hydra import text_embedder
 from shared.metrics import evaluate
+from shared.training import text_embedder
 from simulations.baseline import run_baselines, select_users
 
 

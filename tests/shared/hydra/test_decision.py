@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from shared.errors import ConfigError
-from shared.hydra.calibrate import calibration_points, fold_users
 from shared.hydra.decision import (
     CalibrationPoint,
     MarginChoice,
@@ -24,6 +23,7 @@ from shared.hydra.decision import (
 from shared.hydra.examples import RoleExample
 from shared.hydra.features import ADAPTER_FEATURES
 from shared.tasks import get_task
+from shared.training.calibrate import calibration_points, fold_users
 
 LAMP3, LAMP7 = get_task("LaMP-3"), get_task("LaMP-7")
 LABELS = ["1", "2", "3", "4", "5"]
@@ -196,13 +196,13 @@ def test_how_many_llm_answers_to_ask_is_chosen_with_the_anchor_and_fewer_calls_w
 def test_held_out_points_score_each_llm_answer_count_with_the_same_questions():
     """One user against a frozen base: with ``calls`` every decision (anchor @ count) gets one point per question, and
     with no LLM answer the adapter can only choose among the LLM-free candidates."""
-    from shared.hydra.calibrate import held_out_points
     from shared.hydra.candidates import anchors_for
     from shared.hydra.context import UserContext
     from shared.hydra.episodes import Episode
-    from shared.hydra.model import HydraBase, ModelConfig
     from shared.hydra.settings import TrainConfig
-    from shared.hydra.train import Trainer
+    from shared.training.calibrate import held_out_points
+    from shared.training.model import HydraBase, ModelConfig
+    from shared.training.train import Trainer
 
     task = LAMP7
     history = [{"id": str(i), "text": t} for i, t in enumerate(["u r gr8", "see u tmrw lol", "thx so much", "omg yes"] * 3)]

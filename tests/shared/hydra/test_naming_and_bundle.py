@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from shared.hydra.bundle import FORMAT_VERSION, BundleError, load_tensors, save_tensors
-from shared.hydra.model import ModelConfig
 from shared.hydra.naming import KeyNamingError, is_personal_key, is_shared_key, shared_only, split_state_dict
+from shared.training.model import ModelConfig
 
 
 def test_split_is_exhaustive_and_rejects_strangers():

@@ -10,11 +10,11 @@ from shared.hydra.context import UserContext
 from shared.hydra.decision import decide
 from shared.hydra.episodes import EpisodeConfig, build_user_episodes
 from shared.hydra.examples import role_examples
-from shared.hydra.model import HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.settings import TrainConfig
-from shared.hydra.train import Trainer
 from shared.synthetic import generate
 from shared.tasks import get_task
+from shared.training.model import HydraBase, ModelConfig, PersonalHeads
+from shared.training.train import Trainer
 
 TASK = get_task("LaMP-3")
 

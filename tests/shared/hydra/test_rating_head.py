@@ -8,13 +8,13 @@ import torch
 
 from shared.hydra.context import UserContext
 from shared.hydra.infer import answer
-from shared.hydra.model import HydraBase, ModelConfig
 from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.settings import TrainConfig
 from shared.hydra.spec import EMBED_DIM, RATING_PREFIX
-from shared.hydra.stages import train_stage
-from shared.hydra.train import Trainer
 from shared.tasks import get_task
+from shared.training.model import HydraBase, ModelConfig
+from shared.training.stages import train_stage
+from shared.training.train import Trainer
 
 TASK = get_task("LaMP-3")
 WORDS = ("awful", "poor", "fine", "good", "great")

@@ -5,7 +5,7 @@
 training users' personal heads.
 
 A new user's heads are fitted on the device (:meth:`client.sdk.PersonalClient.fit`), in numpy on features of
-the frozen ONNX base; :meth:`shared.hydra.train.Trainer.fit_heads` is the same fit in torch.
+the frozen ONNX base; :meth:`shared.training.train.Trainer.fit_heads` is the same fit in torch.
 
 Example:
     >>> StageReport().examples
@@ -22,10 +22,10 @@ import numpy as np
 from shared.hydra.context import MIN_RATED, UserContext
 from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, editor_examples, role_examples
-from shared.hydra.model import ROLES, PersonalHeads
 from shared.hydra.rating_head import SharedRatingHead
-from shared.hydra.train import Trainer
 from shared.tasks import TaskKind, TaskSpec
+from shared.training.model import ROLES, PersonalHeads
+from shared.training.train import Trainer
 
 __all__ = ["train_stage", "StageReport"]
 

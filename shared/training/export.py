@@ -9,7 +9,7 @@ Steps:
    (``W + alpha/r * B @ A``), so a new global base becomes new ONNX weights without torch.
 3. :func:`export_bundle` writes, per role, ``encoder-<role>.onnx`` (and ``.int8.onnx``: per-channel dynamic
    int8 quantization of every linear layer, see :func:`fold_weight_transposes`), ``scorer-<role>.onnx`` with
-   the shared head (the shared head is the default; a device re-exports the scorer with its own fitted head),
+   the shared head (:func:`build_scorer_model`; a device scores its user's own head in numpy),
    ``base.safetensors`` (trunks, shared heads, editor, rating head),
    ``tokenizer.json`` and ``bundle.json`` (format, version, model config, file hashes).
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,19 +30,17 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import FedHydraError
-from shared.hydra.bundle import save_tensors
+from shared.hydra.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, save_tensors
 from shared.hydra.decision import BASELINE_ANCHOR
-from shared.hydra.scorer_graph import ScorerWeights, build_scorer_model
+from shared.hydra.scorer_graph import ScorerWeights
 from shared.hydra.spec import EMBED_DIM, N_EXTRA, ROLES, ModelConfig
 from shared.hydra.tokenizer import encoder_path
 from shared.io import atomic_write_bytes, atomic_write_text
 from shared.paths import fedhydra_home
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "template_encoder", "merge_lora", "export_bundle", "quantize_int8",
-           "fold_weight_transposes", "sha256", "content_id"]
+           "fold_weight_transposes", "sha256", "content_id", "build_scorer_model"]
 
-BUNDLE_FORMAT = "fedhydra-bundle"
-BUNDLE_VERSION = "2"
 TEMPLATE_VERSION = "1"
 
 
@@ -67,7 +66,7 @@ def template_encoder(cache_dir: Path | None = None) -> Path:
     import torch
     from torch import nn
 
-    from shared.hydra.model import load_backbone
+    from shared.training.model import load_backbone
 
     class Pooled(nn.Module):
         def __init__(self) -> None:
@@ -189,7 +188,7 @@ def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir
                   anchor: str | None = None, llm_calls: int | None = None, **meta: object) -> Path:
     """Write a device bundle for this global base (see the module docstring); returns its folder.
 
-    ``margin`` (chosen on training users, :mod:`shared.hydra.calibrate`) goes into the manifest as text ("inf":
+    ``margin`` (chosen on training users, :mod:`shared.training.calibrate`) goes into the manifest as text ("inf":
     never leave the baseline); devices apply it (:mod:`shared.hydra.decision`); None: no margin rule. ``anchor``
     (chosen with it; :func:`shared.hydra.candidates.anchors_for`) is the answer kept below the margin; None or
     ``baseline``: the strongest non-LLM answer, and the manifest says nothing. ``llm_calls`` (chosen with them) is
@@ -229,3 +228,44 @@ def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir
         manifest["llm_calls"] = int(llm_calls)
     atomic_write_text(out / "bundle.json", json.dumps(manifest, indent=1))
     return out
+
+
+def build_scorer_model(w: ScorerWeights, embed_dim: int, n_extra: int):
+    """The scorer of :mod:`shared.hydra.scorer_graph` as an ONNX model (opset 17): inputs ``query`` [Q, D], ``items``
+    [N, D], ``extras`` [N, E]; output ``scores`` [N] (what :func:`shared.hydra.scorer_graph.numpy_scores` computes)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ascontiguousarray(w.trunk_w.T), "trunk_wt"),
+             numpy_helper.from_array(w.trunk_b, "trunk_b"),
+             numpy_helper.from_array(np.ascontiguousarray(w.head_w.T), "head_wt"),
+             numpy_helper.from_array(w.head_b, "head_b"),
+             numpy_helper.from_array(np.asarray(1.0 / math.sqrt(2.0), np.float32), "inv_sqrt2"),
+             numpy_helper.from_array(np.asarray(0.5, np.float32), "half"),
+             numpy_helper.from_array(np.asarray(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.asarray([-1], np.int64), "flat")]
+    nodes = [
+        helper.make_node("Mul", ["query", "items"], ["qc"]),
+        helper.make_node("Sub", ["query", "items"], ["qmc"]),
+        helper.make_node("Abs", ["qmc"], ["absdiff"]),
+        helper.make_node("Concat", ["qc", "absdiff", "extras"], ["feats"], axis=-1),
+        helper.make_node("MatMul", ["feats", "trunk_wt"], ["t0"]),
+        helper.make_node("Add", ["t0", "trunk_b"], ["t1"]),
+        helper.make_node("Mul", ["t1", "inv_sqrt2"], ["t2"]),
+        helper.make_node("Erf", ["t2"], ["t3"]),
+        helper.make_node("Add", ["t3", "one"], ["t4"]),
+        helper.make_node("Mul", ["t1", "t4"], ["t5"]),
+        helper.make_node("Mul", ["t5", "half"], ["hidden"]),
+        helper.make_node("Concat", ["hidden", "extras"], ["z"], axis=-1),
+        helper.make_node("MatMul", ["z", "head_wt"], ["s0"]),
+        helper.make_node("Add", ["s0", "head_b"], ["s1"]),
+        helper.make_node("Reshape", ["s1", "flat"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "fedhydra_scorer",
+        [helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", embed_dim]),
+         helper.make_tensor_value_info("items", TensorProto.FLOAT, ["n", embed_dim]),
+         helper.make_tensor_value_info("extras", TensorProto.FLOAT, ["n", n_extra])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fedhydra")
+    model.ir_version = 8
+    return model

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import N_EXTRA, HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.settings import TrainConfig
-from shared.hydra.train import Trainer
+from shared.training.model import N_EXTRA, HydraBase, ModelConfig, PersonalHeads
+from shared.training.train import Trainer
 
 ANIMALS = ["a photo of my cat", "a photo of my dog"]
 

@@ -142,7 +142,7 @@ def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext, episod
     The centralized cross-validation calls it for each held-out user with its fold's base; a federated training
     client calls it for its own user with the global base (:func:`user_margin_sums`).
     """
-    from shared.hydra.model import PersonalHeads
+    from shared.training.model import PersonalHeads
 
     base = trainer.base
     usable = _usable(task, user, episodes, ctx, base.editor)
@@ -192,9 +192,9 @@ def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_conf
     with ``calls``, also how many LLM answers an answer asks for (:attr:`MarginChoice.llm_calls`)."""
     import torch
 
-    from shared.hydra.model import HydraBase
-    from shared.hydra.stages import train_stage
-    from shared.hydra.train import Trainer
+    from shared.training.model import HydraBase
+    from shared.training.stages import train_stage
+    from shared.training.train import Trainer
 
     groups = fold_users(list(users), folds, seed)
     keys = anchors_for(task) if calls is None else tuple(decision_key(a, c) for c in calls for a in anchors_for(task))

