@@ -38,13 +38,17 @@ def describe(message: Message) -> dict:
     if packing:  # described by what it packs
         out["packed"] = True
         for name, tensors in packed_tensors(content).items():
-            out["records"][name] = {"kind": "arrays",
-                                    "tensors": {k: [shape, dtype] for k, (shape, dtype, _) in tensors.items()},
-                                    "unchanged": [k for k, (_, _, sent) in tensors.items() if sent]}
+            out["records"][name] = {
+                "kind": "arrays",
+                "tensors": {k: [shape, dtype] for k, (shape, dtype, _) in tensors.items()},
+                "unchanged": [k for k, (_, _, sent) in tensors.items() if sent],
+            }
     for name, record in content.array_records.items():
         if name not in packing:
-            out["records"][name] = {"kind": "arrays",
-                                    "tensors": {k: [list(v.shape), str(v.dtype)] for k, v in record.items()}}
+            out["records"][name] = {
+                "kind": "arrays",
+                "tensors": {k: [list(v.shape), str(v.dtype)] for k, v in record.items()},
+            }
     for name, metrics in content.metric_records.items():
         out["records"][name] = {"kind": "metrics", "items": dict(metrics.items())}
     for name, config in content.config_records.items():

@@ -129,8 +129,9 @@ def query(msg: Message, context: Context) -> Message:
     """The server asks this node's role, or (with the global base) its margin sums."""
     node = _node(context)
     if str(msg.content[CONFIG_RECORD].get(ASK_KEY, "")) == ASK_MARGIN:
-        return Message(content=RecordDict({MARGIN_RECORD: _metric_record(node.margin_sums(_arrays(msg)))}),
-                       reply_to=msg)
+        return Message(
+            content=RecordDict({MARGIN_RECORD: _metric_record(node.margin_sums(_arrays(msg)))}), reply_to=msg
+        )
     return Message(content=RecordDict({CONFIG_RECORD: ConfigRecord({ROLE_KEY: node.role.value})}), reply_to=msg)
 
 
@@ -142,28 +143,38 @@ def train(msg: Message, context: Context) -> Message:
     if isinstance(server_round, bool) or not isinstance(server_round, int) or not 0 <= server_round <= MAX_ROUND:
         raise ConfigError(f"message config key 'server-round' must be an integer in [0, {MAX_ROUND}]")
     mu = _config_number(config, "proximal-mu", "federation.proximal-mu", 0.0, caps)
-    arrays, metrics = node.train(_arrays(msg), proximal_mu=mu,
-                                 server_round=server_round)
+    arrays, metrics = node.train(_arrays(msg), proximal_mu=mu, server_round=server_round)
     if KEY_CLIPPING_NORM in config:
         metrics[DP_WEIGHT_KEY] = 1
     # in the order the server sent (a resumed server's checkpoint has its keys sorted; Flower's DP clipping refuses
     # a reply in another order)
     sent = list(msg.content[ARRAYS_RECORD].keys())
     order = [k for k in sent if k in arrays] + [k for k in arrays if k not in sent]
-    content = RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(arrays[k]) for k in order}),
-                          METRICS_RECORD: _metric_record(metrics)})
+    content = RecordDict(
+        {ARRAYS_RECORD: ArrayRecord({k: Array(arrays[k]) for k in order}), METRICS_RECORD: _metric_record(metrics)}
+    )
     return Message(content=content, reply_to=msg)
 
 
 def evaluate(msg: Message, context: Context) -> Message:
     node = _node(context)
     config = msg.content[CONFIG_RECORD]
-    methods = (list(node.cfg.eval_methods) or None) if str(config.get(METHODS_KEY, METHODS_HYDRA)) == METHODS_ALL else [METHODS_HYDRA]
+    methods = (
+        (list(node.cfg.eval_methods) or None)
+        if str(config.get(METHODS_KEY, METHODS_HYDRA)) == METHODS_ALL
+        else [METHODS_HYDRA]
+    )
     margin = check_margin(config[MARGIN_KEY]) if MARGIN_KEY in config else None
     anchor = check_anchor(config[ANCHOR_KEY], node.task) if ANCHOR_KEY in config else None
     llm_calls = check_llm_calls(config[LLM_CALLS_KEY], node.cfg.pool) if LLM_CALLS_KEY in config else None
-    metrics = node.evaluate(_arrays(msg), methods=methods, golds=node_dataset(node.cfg).golds, margin=margin,
-                            anchor=anchor, llm_calls=llm_calls)
+    metrics = node.evaluate(
+        _arrays(msg),
+        methods=methods,
+        golds=node_dataset(node.cfg).golds,
+        margin=margin,
+        anchor=anchor,
+        llm_calls=llm_calls,
+    )
     if not node.cfg.federation.report_metrics:
         metrics = {WEIGHT_KEY: metrics[WEIGHT_KEY]}
     return Message(content=RecordDict({METRICS_RECORD: _metric_record(metrics)}), reply_to=msg)

@@ -47,8 +47,18 @@ from shared.hydra.scorer_graph import ScorerWeights, numpy_hidden, numpy_scores
 from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, RATING_PREFIX, ROLES, ModelConfig
 from shared.hydra.tokenizer import TextTokenizer
 
-__all__ = ["BundleInvalid", "DeviceModels", "OnnxScorer", "fit_head", "PERSONAL", "LRU_SIZE", "embedding_id",
-           "uses_int8", "length_batches", "read_manifest"]
+__all__ = [
+    "BundleInvalid",
+    "DeviceModels",
+    "OnnxScorer",
+    "fit_head",
+    "PERSONAL",
+    "LRU_SIZE",
+    "embedding_id",
+    "uses_int8",
+    "length_batches",
+    "read_manifest",
+]
 
 PERSONAL = "personal"
 LRU_SIZE = 4096
@@ -105,8 +115,10 @@ def read_manifest(bundle_dir: str | Path, *, verify: bool = True, only: Sequence
     except ValueError as exc:
         raise BundleInvalid(f"{path}: damaged ({exc})") from None
     if manifest.get("format") != BUNDLE_FORMAT or manifest.get("version") != BUNDLE_VERSION:
-        raise BundleInvalid(f"{path}: format {manifest.get('format')!r} version "
-                            f"{manifest.get('version')!r}; this FedHydra reads {BUNDLE_FORMAT} v{BUNDLE_VERSION}")
+        raise BundleInvalid(
+            f"{path}: format {manifest.get('format')!r} version "
+            f"{manifest.get('version')!r}; this FedHydra reads {BUNDLE_FORMAT} v{BUNDLE_VERSION}"
+        )
     if verify:
         for name, digest in manifest["files"].items():
             if only is not None and name not in only:
@@ -131,13 +143,19 @@ def embedding_id(manifest: Mapping[str, object], role: str, quantized: bool) -> 
     model = manifest["model"]
     assert isinstance(files, Mapping) and isinstance(model, Mapping)
     name = f"encoder-{role}{'.int8' if quantized else ''}.onnx"
-    parts = [name, files.get(name), files.get("tokenizer.json"), model.get("max_query_tokens"),
-             model.get("max_item_tokens")]
+    parts = [
+        name,
+        files.get(name),
+        files.get("tokenizer.json"),
+        model.get("max_query_tokens"),
+        model.get("max_item_tokens"),
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def length_batches(lengths: Sequence[int], *, run_cost: int = RUN_COST_TOKENS,
-                   max_batch: int = MAX_BATCH) -> list[list[int]]:
+def length_batches(
+    lengths: Sequence[int], *, run_cost: int = RUN_COST_TOKENS, max_batch: int = MAX_BATCH
+) -> list[list[int]]:
     """Indices of ``lengths`` grouped into batches, shortest first, minimizing the padded tokens of every batch
     (its size times its longest sequence) plus ``run_cost`` per batch (an exact dynamic programme).
 
@@ -159,7 +177,7 @@ def length_batches(lengths: Sequence[int], *, run_cost: int = RUN_COST_TOKENS,
     batches = []
     end = n
     while end > 0:
-        batches.append(order[cut[end]: end])
+        batches.append(order[cut[end] : end])
         end = cut[end]
     return batches[::-1]
 
@@ -167,18 +185,30 @@ def length_batches(lengths: Sequence[int], *, run_cost: int = RUN_COST_TOKENS,
 class DeviceModels:
     """Encoders, scorers, trunks, shared heads and the editor of one bundle."""
 
-    def __init__(self, bundle_dir: str | Path, *, threads: int = 2, quantized: bool = True, verify: bool = True,
-                 lru_size: int = LRU_SIZE, spin: bool = False):
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        *,
+        threads: int = 2,
+        quantized: bool = True,
+        verify: bool = True,
+        lru_size: int = LRU_SIZE,
+        spin: bool = False,
+    ):
         self.dir = Path(bundle_dir)
         self.manifest = read_manifest(self.dir, verify=False)
         self.quantized = uses_int8(self.manifest, quantized)
         encoders = {r: f"encoder-{r}{'.int8' if self.quantized else ''}.onnx" for r in ROLES}
         if verify:  # the files these models load (the other variant's encoders are not read)
-            read_manifest(self.dir, only=[*encoders.values(), *(f"scorer-{r}.onnx" for r in ROLES),
-                                          "base.safetensors", "tokenizer.json"])
+            read_manifest(
+                self.dir,
+                only=[*encoders.values(), *(f"scorer-{r}.onnx" for r in ROLES), "base.safetensors", "tokenizer.json"],
+            )
         self.config = ModelConfig.from_json(json.dumps(self.manifest["model"]))
-        self.id = str(self.manifest.get("content", ""))[:16] or \
-            hashlib.sha256(json.dumps(self.manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+        self.id = (
+            str(self.manifest.get("content", ""))[:16]
+            or hashlib.sha256(json.dumps(self.manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+        )
         self.threads = threads
         self.spin = spin
         self.tokenizer = TextTokenizer(self.dir / "tokenizer.json", max_length=self.config.max_query_tokens)
@@ -186,10 +216,12 @@ class DeviceModels:
         self._scorers = {r: _session(self.dir / f"scorer-{r}.onnx", threads, spin) for r in ROLES}
         self._personal: dict[str, ScorerWeights] = {}
         self.base, _ = load_tensors(self.dir / "base.safetensors", kind="base", model=self.config)
-        self.editor = InputEditor.from_state({k[len(EDITOR_PREFIX):]: v for k, v in self.base.items()
-                                              if k.startswith(EDITOR_PREFIX)})
-        self.rating = SharedRatingHead.from_state({k[len(RATING_PREFIX):]: v for k, v in self.base.items()
-                                                   if k.startswith(RATING_PREFIX)})
+        self.editor = InputEditor.from_state(
+            {k[len(EDITOR_PREFIX) :]: v for k, v in self.base.items() if k.startswith(EDITOR_PREFIX)}
+        )
+        self.rating = SharedRatingHead.from_state(
+            {k[len(RATING_PREFIX) :]: v for k, v in self.base.items() if k.startswith(RATING_PREFIX)}
+        )
         """The shared rating head (:mod:`shared.hydra.rating_head`), zeros unless the task rates."""
         try:
             self.margin: float | None = float(self.manifest["margin"]) if "margin" in self.manifest else None
@@ -201,7 +233,9 @@ class DeviceModels:
         self.anchor: str = str(self.manifest.get("anchor", BASELINE_ANCHOR))
         """The answer the margin rule keeps (chosen with the margin; :func:`shared.hydra.candidates.anchors_for`)."""
         calls = self.manifest.get("llm_calls")
-        if calls is not None and (isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls <= MAX_LLM_CALLS):
+        if calls is not None and (
+            isinstance(calls, bool) or not isinstance(calls, int) or not 0 <= calls <= MAX_LLM_CALLS
+        ):
             raise BundleInvalid(f"bundle.json: field 'llm_calls' is no whole number in [0, {MAX_LLM_CALLS}]")
         self.llm_calls: int | None = calls
         """How many LLM answers an answer asks for (chosen with the margin); None: the whole pool's."""
@@ -341,8 +375,16 @@ class OnnxScorer:
         return self.models.score(role, example, head)
 
 
-def fit_head(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], w0: np.ndarray, b0: np.ndarray, *,
-             steps: int = 200, lr: float = 0.05, l2: float = 0.05) -> tuple[np.ndarray, np.ndarray, float]:
+def fit_head(
+    inputs: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    w0: np.ndarray,
+    b0: np.ndarray,
+    *,
+    steps: int = 200,
+    lr: float = 0.05,
+    l2: float = 0.05,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Fit a linear head ``z @ w.T + b`` by Adam on the softmax cross-entropy of each example's soft target,
     plus ``l2 * ||(w, b) - (w0, b0)||^2`` (the pull toward the shared head). Returns (w, b, final loss)."""
     w, b = w0.astype(np.float64).copy(), b0.astype(np.float64).copy()

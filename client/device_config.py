@@ -79,8 +79,9 @@ class DeviceConfig:
         if not isinstance(self.inference, InferenceConfig):
             raise ConfigError(f"DeviceConfig.inference must be an InferenceConfig, got {type(self.inference).__name__}")
         if self.episodes is not None and not isinstance(self.episodes, EpisodeConfig):
-            raise ConfigError(f"DeviceConfig.episodes must be an EpisodeConfig or None, got "
-                              f"{type(self.episodes).__name__}")
+            raise ConfigError(
+                f"DeviceConfig.episodes must be an EpisodeConfig or None, got {type(self.episodes).__name__}"
+            )
 
     @property
     def onboarding(self) -> EpisodeConfig:
@@ -88,8 +89,9 @@ class DeviceConfig:
         reranking size, at most :data:`ONBOARDING_CALLS` LLM calls."""
         if self.episodes is not None:
             return self.episodes
-        return EpisodeConfig(pool=self.inference.pool, rerank_m=self.inference.m, pseudo_questions=2,
-                             calls_per_user=ONBOARDING_CALLS)
+        return EpisodeConfig(
+            pool=self.inference.pool, rerank_m=self.inference.m, pseudo_questions=2, calls_per_user=ONBOARDING_CALLS
+        )
 
 
 def _check_number(name: str, value: object, low: float, high: float) -> None:
@@ -100,6 +102,9 @@ def _check_number(name: str, value: object, low: float, high: float) -> None:
     if ok and not integer:
         ok = math.isfinite(float(value))  # type: ignore[arg-type]
     if not ok or not low <= value <= high:  # type: ignore[operator]
-        shown = repr(value)[:40] if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        shown = (
+            repr(value)[:40]
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
             else type(value).__name__
+        )
         raise ConfigError(f"DeviceConfig.{name} must be {kind}, got {shown}")

@@ -59,19 +59,36 @@ def device_config(cfg: RunConfig) -> DeviceConfig:
     """The device knobs of a run's config: int8 or float encoders, retrieval and pool sizes, the onboarding's
     episodes and the head fit (the LLM is the run's own client)."""
     train = cfg.train
-    return DeviceConfig(quantized=cfg.device_quantized, inference=cfg.inference, episodes=cfg.episodes,
-                        fit_steps=train.fit_steps, fit_lr=train.fit_lr, head_l2=train.head_l2)
+    return DeviceConfig(
+        quantized=cfg.device_quantized,
+        inference=cfg.inference,
+        episodes=cfg.episodes,
+        fit_steps=train.fit_steps,
+        fit_lr=train.fit_lr,
+        head_l2=train.head_l2,
+    )
 
 
-def sdk_client(task: TaskSpec, user_id: str, bundle: Path, cfg: RunConfig, llm: LLMClient,
-               store_root: Path) -> _EvaluationClient:
+def sdk_client(
+    task: TaskSpec, user_id: str, bundle: Path, cfg: RunConfig, llm: LLMClient, store_root: Path
+) -> _EvaluationClient:
     """The user's SDK client on a shared, read-only bundle, configured like the run."""
-    return _EvaluationClient(UserStore(store_root, user_id, task=task.name), bundle, llm=llm, task=task,
-                             device=device_config(cfg))
+    return _EvaluationClient(
+        UserStore(store_root, user_id, task=task.name), bundle, llm=llm, task=task, device=device_config(cfg)
+    )
 
 
-def evaluate_user(task: TaskSpec, user: User, bundle: Path, cfg: RunConfig, llm: LLMClient, store_root: Path,
-                  golds: Mapping[str, str], *, methods: Sequence[str] | None = None) -> Predictions:
+def evaluate_user(
+    task: TaskSpec,
+    user: User,
+    bundle: Path,
+    cfg: RunConfig,
+    llm: LLMClient,
+    store_root: Path,
+    golds: Mapping[str, str],
+    *,
+    methods: Sequence[str] | None = None,
+) -> Predictions:
     """Fit the user's heads on the device and answer their questions with every method; returns Predictions.
 
     The user's history and episodes must already be in the store (``store_root/<user>``).

@@ -77,8 +77,20 @@ from client.store import StoreError, UserStore
 from shared.errors import DivergedRound, GuardError, UnsafeBase, UnsafeUpdate
 from shared.hydra.naming import is_personal_key, is_shared_key
 
-__all__ = ["Limits", "LIMITS", "ACCEPTED_DTYPES", "TensorShapes", "Guard", "check_base", "check_declared",
-           "base_budget", "check_heads", "check_update", "check_secure_update", "l2_norm"]
+__all__ = [
+    "Limits",
+    "LIMITS",
+    "ACCEPTED_DTYPES",
+    "TensorShapes",
+    "Guard",
+    "check_base",
+    "check_declared",
+    "base_budget",
+    "check_heads",
+    "check_update",
+    "check_secure_update",
+    "l2_norm",
+]
 
 _LOG = logging.getLogger("client.guard")
 
@@ -136,8 +148,11 @@ def _values(error: type[GuardError], what: str, key: str, value: np.ndarray, lim
     if not np.all(np.isfinite(value)):
         _refuse(error, f"{what} tensor {key!r} holds NaN or Inf", key)
     if value.size and float(np.max(np.abs(value))) > limits.max_abs:
-        _refuse(error, f"{what} tensor {key!r} has a value of magnitude {float(np.max(np.abs(value))):.3g} > "
-                       f"{limits.max_abs:g}", key)
+        _refuse(
+            error,
+            f"{what} tensor {key!r} has a value of magnitude {float(np.max(np.abs(value))):.3g} > {limits.max_abs:g}",
+            key,
+        )
 
 
 def base_budget(spec: TensorShapes, limits: Limits = LIMITS) -> int:
@@ -151,16 +166,19 @@ def _itemsize(key: str, dtype: str) -> int:
     return np.dtype(dtype).itemsize
 
 
-def check_declared(tensors: Mapping[str, tuple[Sequence[int], str]], spec: TensorShapes, *,
-                   limits: Limits = LIMITS) -> None:
+def check_declared(
+    tensors: Mapping[str, tuple[Sequence[int], str]], spec: TensorShapes, *, limits: Limits = LIMITS
+) -> None:
     """The rules of a global base that need no value (count, bytes, keys, shapes, dtypes), on what a message says
     its tensors are: ``{key: (shape, dtype name)}``; raises :class:`UnsafeBase`. Nothing here reads a value or
     allocates more than the names."""
     if len(tensors) > len(spec):
         _refuse(UnsafeBase, f"the message holds {len(tensors)} tensors; this device's base has {len(spec)}")
     budget = base_budget(spec, limits)
-    size = sum(math.prod(shape) * (np.dtype(dtype).itemsize if dtype in np.sctypeDict else 8)
-               for shape, dtype in tensors.values())
+    size = sum(
+        math.prod(shape) * (np.dtype(dtype).itemsize if dtype in np.sctypeDict else 8)
+        for shape, dtype in tensors.values()
+    )
     if size > budget:
         _refuse(UnsafeBase, f"the message holds {size:,} bytes of tensors; this device's base takes at most {budget:,}")
     for key in tensors:
@@ -178,22 +196,30 @@ def check_declared(tensors: Mapping[str, tuple[Sequence[int], str]], spec: Tenso
         _itemsize(key, dtype)
 
 
-def check_base(arrays: Mapping[str, Any], spec: TensorShapes, *, reference: float | None = None,
-               limits: Limits = LIMITS, copy: bool = True) -> tuple[dict[str, np.ndarray], float]:
+def check_base(
+    arrays: Mapping[str, Any],
+    spec: TensorShapes,
+    *,
+    reference: float | None = None,
+    limits: Limits = LIMITS,
+    copy: bool = True,
+) -> tuple[dict[str, np.ndarray], float]:
     """Check a received global base against the device's own shapes ``spec`` and the norm ``reference`` of the last
     base it accepted (None: none yet); returns (the base as float32, its norm) or raises :class:`UnsafeBase`.
     The tensors may be read-only views of the message's bytes: they are copied (once, as float32) only after every
     rule has passed (``copy=False``: the check alone, an empty dict for the base)."""
-    check_declared({k: (tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in arrays.items()}, spec,
-                   limits=limits)
+    check_declared({k: (tuple(np.shape(v)), str(np.asarray(v).dtype)) for k, v in arrays.items()}, spec, limits=limits)
     for key in spec:
         _values(UnsafeBase, "received", key, np.asarray(arrays[key]), limits)
     norm = l2_norm({k: arrays[k] for k in spec})
     if norm > limits.max_norm:
         _refuse(UnsafeBase, f"the global base has norm {norm:.3g}, over the bound {limits.max_norm:g}")
     if reference is not None and norm > _bound(reference, limits):
-        _refuse(UnsafeBase, f"the global base has norm {norm:.3g}, over {limits.growth:g} x the norm {reference:.3g} "
-                            f"of the last base this device accepted")
+        _refuse(
+            UnsafeBase,
+            f"the global base has norm {norm:.3g}, over {limits.growth:g} x the norm {reference:.3g} "
+            f"of the last base this device accepted",
+        )
     return ({key: np.array(arrays[key], dtype=np.float32) for key in spec} if copy else {}), norm
 
 
@@ -205,13 +231,19 @@ def check_heads(after: Mapping[str, Any], before: Mapping[str, Any], *, limits: 
     values = {k: np.asarray(v) for k, v in after.items()}
     for key, value in values.items():
         if tuple(value.shape) != tuple(np.asarray(before[key]).shape):
-            _refuse(DivergedRound, f"head {key!r} has shape {tuple(value.shape)}, "
-                                   f"was {tuple(np.asarray(before[key]).shape)}", key)
+            _refuse(
+                DivergedRound,
+                f"head {key!r} has shape {tuple(value.shape)}, was {tuple(np.asarray(before[key]).shape)}",
+                key,
+            )
         _values(DivergedRound, "trained head", key, value, limits)
     norm, start = l2_norm(values), l2_norm(before)
     if norm > _bound(start, limits):
-        _refuse(DivergedRound, f"the round's heads have norm {norm:.3g}, over {limits.growth:g} x their norm "
-                               f"{start:.3g} before the round (or the bound {limits.max_norm:g})")
+        _refuse(
+            DivergedRound,
+            f"the round's heads have norm {norm:.3g}, over {limits.growth:g} x their norm "
+            f"{start:.3g} before the round (or the bound {limits.max_norm:g})",
+        )
 
 
 def check_update(arrays: Mapping[str, Any], *, limits: Limits = LIMITS) -> None:
@@ -221,9 +253,16 @@ def check_update(arrays: Mapping[str, Any], *, limits: Limits = LIMITS) -> None:
         _values(DivergedRound, "trained shared", key, np.asarray(value), limits)
 
 
-def check_secure_update(arrays: Mapping[str, Any], keys: Sequence[str], shapes: TensorShapes, weight: object, *,
-                        clipping_range: float, max_weight: float,
-                        limits: Limits = LIMITS) -> tuple[list[np.ndarray], float]:
+def check_secure_update(
+    arrays: Mapping[str, Any],
+    keys: Sequence[str],
+    shapes: TensorShapes,
+    weight: object,
+    *,
+    clipping_range: float,
+    max_weight: float,
+    limits: Limits = LIMITS,
+) -> tuple[list[np.ndarray], float]:
     """What a client checks on its own update before SecAgg+ masks it, since the server can no longer check it
     (:func:`server.validation.validate_update` and the outlier filter need the update in clear).
 
@@ -246,14 +285,20 @@ def check_secure_update(arrays: Mapping[str, Any], keys: Sequence[str], shapes: 
     """
     if set(arrays) != set(keys):
         odd = sorted(set(arrays) ^ set(keys))
-        _refuse(UnsafeUpdate, f"the update's keys differ from the base received ({len(odd)} differ, e.g. {odd[0]!r})",
-                odd[0])
+        _refuse(
+            UnsafeUpdate,
+            f"the update's keys differ from the base received ({len(odd)} differ, e.g. {odd[0]!r})",
+            odd[0],
+        )
     out = []
     for key in keys:
         value = np.asarray(arrays[key])
         if tuple(value.shape) != tuple(shapes[key]):
-            _refuse(UnsafeUpdate, f"update tensor {key!r} has shape {tuple(value.shape)}, the base's is "
-                                  f"{tuple(shapes[key])}", key)
+            _refuse(
+                UnsafeUpdate,
+                f"update tensor {key!r} has shape {tuple(value.shape)}, the base's is {tuple(shapes[key])}",
+                key,
+            )
         _values(UnsafeUpdate, "update", key, value, limits)
         out.append(np.ascontiguousarray(value, dtype=np.float32))
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
@@ -263,8 +308,11 @@ def check_secure_update(arrays: Mapping[str, Any], keys: Sequence[str], shapes: 
         weight = float(max_weight)
     peak = max((float(np.max(np.abs(v))) for v in out if v.size), default=0.0)
     if peak * weight / max_weight > clipping_range:
-        _refuse(UnsafeUpdate, f"the update's largest value {peak:g} times its weight {weight:g} / {max_weight:g} is "
-                              f"beyond SecAgg+'s clipping range {clipping_range:g}: the quantization would clip it")
+        _refuse(
+            UnsafeUpdate,
+            f"the update's largest value {peak:g} times its weight {weight:g} / {max_weight:g} is "
+            f"beyond SecAgg+'s clipping range {clipping_range:g}: the quantization would clip it",
+        )
     return out, weight
 
 
@@ -303,8 +351,9 @@ class Guard:
         out, self.norm = check_base(arrays, self.spec, reference=self.reference(), limits=self.limits, copy=copy)
         return out
 
-    def check_round(self, heads_after: Mapping[str, Any], heads_before: Mapping[str, Any],
-                    update: Mapping[str, Any]) -> None:
+    def check_round(
+        self, heads_after: Mapping[str, Any], heads_before: Mapping[str, Any], update: Mapping[str, Any]
+    ) -> None:
         """Raise :class:`DivergedRound` (logged) unless the round's heads and reply may be kept and sent."""
         check_heads(heads_after, heads_before, limits=self.limits)
         check_update(update, limits=self.limits)

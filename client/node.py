@@ -31,9 +31,24 @@ from shared.paths import fedhydra_home
 from shared.protocol import WEIGHT_KEY, NodeRole
 from shared.users import get_protocol
 
-__all__ = ["ClientNode", "resolve_user", "is_free_node", "make_llm", "shared_base", "store_root", "device_bundle",
-           "llm_faults", "offlabel_answers", "node_dataset", "base_shapes", "check_margin", "check_anchor", "check_llm_calls",
-           "MAX_MARGIN", "KEPT_BUNDLES"]
+__all__ = [
+    "ClientNode",
+    "resolve_user",
+    "is_free_node",
+    "make_llm",
+    "shared_base",
+    "store_root",
+    "device_bundle",
+    "llm_faults",
+    "offlabel_answers",
+    "node_dataset",
+    "base_shapes",
+    "check_margin",
+    "check_anchor",
+    "check_llm_calls",
+    "MAX_MARGIN",
+    "KEPT_BUNDLES",
+]
 
 
 _BASES: dict[str, Any] = {}
@@ -81,12 +96,20 @@ def resolve_user(cfg: RunConfig, node_config: Mapping[str, Any]):
     if "user-id" in node_config:  # a device: its own user, found in its own data (which may hold only that user)
         wanted = str(node_config["user-id"])
         role = NodeRole(str(node_config.get("role", "test")))
-        user = find_user(dataset, wanted, with_golds=role is NodeRole.TRAIN and not get_protocol(cfg.protocol).same_users)
+        user = find_user(
+            dataset, wanted, with_golds=role is NodeRole.TRAIN and not get_protocol(cfg.protocol).same_users
+        )
         if user is None:
             raise ConfigError(f"node config user-id {wanted!r} is not a user of {cfg.data}")
         return user, role
-    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users,
-                              protocol=cfg.protocol, offset=cfg.user_offset, free_train_users=cfg.free_train_users)
+    train, test = split_users(
+        dataset,
+        train_users=cfg.train_users,
+        test_users=cfg.test_users,
+        protocol=cfg.protocol,
+        offset=cfg.user_offset,
+        free_train_users=cfg.free_train_users,
+    )
     index = int(node_config.get("partition-id", -1))
     history = get_protocol(cfg.protocol).same_users
     users = node_users(train, test, cfg.protocol)
@@ -102,8 +125,12 @@ def is_free_node(cfg: RunConfig, node_config: Mapping[str, Any]) -> bool:
 
     if "user-id" in node_config:
         return bool(node_config.get("free-train", False))
-    return is_free_train_node(cfg.protocol, int(node_config.get("partition-id", -1)), train_users=cfg.train_users,
-                              free_train_users=cfg.free_train_users)
+    return is_free_train_node(
+        cfg.protocol,
+        int(node_config.get("partition-id", -1)),
+        train_users=cfg.train_users,
+        free_train_users=cfg.free_train_users,
+    )
 
 
 def make_llm(cfg: RunConfig):
@@ -113,8 +140,13 @@ def make_llm(cfg: RunConfig):
     from shared.llm.client import LLMClient
     from shared.llm.resolver import resolve_llm
 
-    endpoint = resolve_llm(url=cfg.llm_url or None, model=cfg.llm_model or None, keep=True,
-                           timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency)
+    endpoint = resolve_llm(
+        url=cfg.llm_url or None,
+        model=cfg.llm_model or None,
+        keep=True,
+        timeout_s=cfg.llm_timeout,
+        concurrency=cfg.llm_concurrency,
+    )
     return LLMClient(endpoint.config)
 
 
@@ -156,16 +188,27 @@ class ClientNode:
             return cached, {"llm_calls": 0, "skipped": 0, "offlabel": 0}
         questions = self.user.training_questions() if self.role is NodeRole.TRAIN else []  # golds never for test users
         free = self.free and self.role is NodeRole.TRAIN  # as the centralized run's free users: no LLM at all
-        episodes, report = build_user_episodes(self.task, self.user.user_id, self.user.history, questions,
-                                               None if free else self.llm,
-                                               free_user_config(self.cfg.episodes) if free else self.cfg.episodes)
+        episodes, report = build_user_episodes(
+            self.task,
+            self.user.user_id,
+            self.user.history,
+            questions,
+            None if free else self.llm,
+            free_user_config(self.cfg.episodes) if free else self.cfg.episodes,
+        )
         offlabel = offlabel_answers(self.task, episodes)
         store.write_history(self.user.history)
         store.write_episodes(episodes)
-        store.update_meta(episodes=len(episodes), episode_llm_calls=report.llm_calls, skipped=report.skipped,
-                          offlabel_answers=offlabel, episode_llm_asked=report.llm_asked,
-                          episode_llm_seconds=round(report.llm_seconds, 3), role=self.role.value,
-                          onboarding_failed=report.failed)
+        store.update_meta(
+            episodes=len(episodes),
+            episode_llm_calls=report.llm_calls,
+            skipped=report.skipped,
+            offlabel_answers=offlabel,
+            episode_llm_asked=report.llm_asked,
+            episode_llm_seconds=round(report.llm_seconds, 3),
+            role=self.role.value,
+            onboarding_failed=report.failed,
+        )
         return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped, "offlabel": offlabel}
 
     def _trainer(self, arrays: Mapping[str, np.ndarray]):
@@ -175,8 +218,9 @@ class ClientNode:
         base.load_shared_state(arrays)
         return Trainer(base, self.cfg.train)
 
-    def train(self, arrays: Mapping[str, np.ndarray], *, proximal_mu: float = 0.0,
-              server_round: int = 0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def train(
+        self, arrays: Mapping[str, np.ndarray], *, proximal_mu: float = 0.0, server_round: int = 0
+    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Local training on this user's data (at most ``federation.local-episodes`` of its episodes, drawn for
         ``server_round``); returns (shared tensors, metrics with ``num-examples``)."""
         from shared.hydra.context import UserContext
@@ -192,8 +236,13 @@ class ClientNode:
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
         episodes, built = self.episodes()
-        episodes = round_sample(episodes, self.cfg.federation.local_episodes, seed=self.cfg.train.seed,
-                                server_round=server_round, user=self.user.user_id)
+        episodes = round_sample(
+            episodes,
+            self.cfg.federation.local_episodes,
+            seed=self.cfg.train.seed,
+            server_round=server_round,
+            user=self.user.user_id,
+        )
         trainer = self._trainer(arrays)
         heads = PersonalHeads.from_shared(trainer.base)
         stored = self.store.read_heads(self.cfg.model)
@@ -201,19 +250,30 @@ class ClientNode:
             heads.load_state(stored)
         before = heads.state()
         ctx = UserContext.build(self.task, self.user.history, embed=trainer.history_embed)
-        report = train_stage(trainer, self.task, {self.user.user_id: (ctx, episodes)}, {self.user.user_id: heads},
-                             epochs=self.cfg.federation.local_epochs,
-                             head_epochs=self.cfg.federation.local_head_epochs, proximal_mu=proximal_mu)
+        report = train_stage(
+            trainer,
+            self.task,
+            {self.user.user_id: (ctx, episodes)},
+            {self.user.user_id: heads},
+            epochs=self.cfg.federation.local_epochs,
+            head_epochs=self.cfg.federation.local_head_epochs,
+            proximal_mu=proximal_mu,
+        )
         out = {k: v.numpy().astype(np.float32) for k, v in trainer.base.shared_state().items()}
         guard.check_round(heads.state(), before, out)  # DivergedRound: the last good heads stay, nothing is sent
         self.store.write_heads(heads.state(), self.cfg.model)
         guard.accept()
         n = sum(report.examples.values())
         losses = [curve[-1] for curve in report.losses.values() if curve]
-        metrics = {WEIGHT_KEY: max(n, 1) if n else 0, "train-loss": float(np.mean(losses)) if losses else 0.0,
-                   "llm-calls": self.llm.stats.calls - calls0, "seconds": time.perf_counter() - started,
-                   "skipped-examples": built["skipped"], "offlabel-answers": built["offlabel"],
-                   **_delta(llm_faults(self.llm), faults0)}
+        metrics = {
+            WEIGHT_KEY: max(n, 1) if n else 0,
+            "train-loss": float(np.mean(losses)) if losses else 0.0,
+            "llm-calls": self.llm.stats.calls - calls0,
+            "seconds": time.perf_counter() - started,
+            "skipped-examples": built["skipped"],
+            "offlabel-answers": built["offlabel"],
+            **_delta(llm_faults(self.llm), faults0),
+        }
         return out, metrics
 
     def margin_sums(self, arrays: Mapping[str, np.ndarray]) -> dict[str, int | float]:
@@ -232,12 +292,20 @@ class ClientNode:
         episodes, _ = self.episodes()
         trainer = self._trainer(arrays)
         ctx = UserContext.build(self.task, self.user.history, embed=trainer.history_embed)
-        return user_margin_sums(self.task, trainer, self.user.user_id, ctx, episodes,
-                                calls=call_choices(self.cfg.pool)).to_record()
+        return user_margin_sums(
+            self.task, trainer, self.user.user_id, ctx, episodes, calls=call_choices(self.cfg.pool)
+        ).to_record()
 
-    def evaluate(self, arrays: Mapping[str, np.ndarray], *, methods: list[str] | None, golds: Mapping[str, str],
-                 margin: float | None = None, anchor: str | None = None,
-                 llm_calls: int | None = None) -> dict[str, float]:
+    def evaluate(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        *,
+        methods: list[str] | None,
+        golds: Mapping[str, str],
+        margin: float | None = None,
+        anchor: str | None = None,
+        llm_calls: int | None = None,
+    ) -> dict[str, float]:
         """Fit fresh heads (base frozen) and answer every question through the on-device SDK; keep the
         predictions in the store; return scalar metrics.
 
@@ -259,12 +327,21 @@ class ClientNode:
         faults0 = llm_faults(self.llm)
         _, built = self.episodes()
         bundle = device_bundle(arrays, self.cfg, margin=margin, anchor=anchor, llm_calls=llm_calls)
-        preds = evaluate_user(self.task, self.user, bundle, self.cfg, self.llm,
-                              store_root(self.cfg), golds, methods=methods)
-        self.store.write_predictions({"by_method": preds.by_method, "oracle": preds.oracle,
-                                      "seconds": preds.seconds, "calls": preds.calls, "failures": preds.failures,
-                                      "asked": preds.asked, "llm_seconds": preds.llm_seconds,
-                                      "baselines": preds.baselines})
+        preds = evaluate_user(
+            self.task, self.user, bundle, self.cfg, self.llm, store_root(self.cfg), golds, methods=methods
+        )
+        self.store.write_predictions(
+            {
+                "by_method": preds.by_method,
+                "oracle": preds.oracle,
+                "seconds": preds.seconds,
+                "calls": preds.calls,
+                "failures": preds.failures,
+                "asked": preds.asked,
+                "llm_seconds": preds.llm_seconds,
+                "baselines": preds.baselines,
+            }
+        )
         guard.accept()
         metrics: dict[str, float] = {WEIGHT_KEY: len(self.user.questions)}
         mine = {q.id: golds[q.id] for q in self.user.questions if q.id in golds}
@@ -327,8 +404,11 @@ def check_margin(margin: object) -> float:
     ...
     shared.errors.ConfigError: message config key 'margin' must be a number in [0, 1] or inf
     """
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) \
-            or not (0.0 <= float(margin) <= MAX_MARGIN or float(margin) == float("inf")):
+    if (
+        not isinstance(margin, (int, float))
+        or isinstance(margin, bool)
+        or not (0.0 <= float(margin) <= MAX_MARGIN or float(margin) == float("inf"))
+    ):
         raise ConfigError(f"message config key 'margin' must be a number in [0, {MAX_MARGIN:g}] or inf")
     return float(margin)
 
@@ -363,8 +443,14 @@ def check_llm_calls(llm_calls: object, pool) -> int:
     return int(llm_calls)
 
 
-def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: float | None = None,
-                  anchor: str | None = None, llm_calls: int | None = None) -> Path:
+def device_bundle(
+    arrays: Mapping[str, np.ndarray],
+    cfg: RunConfig,
+    *,
+    margin: float | None = None,
+    anchor: str | None = None,
+    llm_calls: int | None = None,
+) -> Path:
     """The device bundle of this global base (and decision margin and anchor), exported once per node and base (kept
     under the store root, in a folder named by a digest of all three: no text of the server's is part of the path).
 
@@ -388,13 +474,16 @@ def device_bundle(arrays: Mapping[str, np.ndarray], cfg: RunConfig, *, margin: f
         anchor = None
     if llm_calls is not None:
         llm_calls = check_llm_calls(llm_calls, cfg.pool)
-    tag = hashlib.sha256(repr((margin, anchor) if llm_calls is None else (margin, anchor, llm_calls)).encode()).hexdigest()[:12]
+    tag = hashlib.sha256(
+        repr((margin, anchor) if llm_calls is None else (margin, anchor, llm_calls)).encode()
+    ).hexdigest()[:12]
     root = store_root(cfg) / "bundles"
     folder = root / f"{content_id(arrays)[:16]}-{tag}"
     if not (folder / "bundle.json").exists():
         staging = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
-        export_bundle(arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin, anchor=anchor,
-                      llm_calls=llm_calls)
+        export_bundle(
+            arrays, cfg.model, staging, quantize=cfg.device_quantized, margin=margin, anchor=anchor, llm_calls=llm_calls
+        )
         try:
             os.replace(staging, folder)
         except OSError:  # another process finished the same export first
@@ -423,5 +512,5 @@ def _prune_bundles(root: Path, *, keep: Path) -> None:
                 shutil.rmtree(entry, ignore_errors=True)
         elif entry != keep and entry.is_dir():
             bundles.append((mtime, entry))
-    for _, old in sorted(bundles, reverse=True)[KEPT_BUNDLES - 1:]:
+    for _, old in sorted(bundles, reverse=True)[KEPT_BUNDLES - 1 :]:
         shutil.rmtree(old, ignore_errors=True)

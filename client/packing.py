@@ -75,10 +75,9 @@ _HEADER = 4096
 """The most bytes a flat array's ``.npy`` header may add to its values (numpy writes 128)."""
 
 
-
-
-def check_packed(layout: Mapping[str, Any], flat: Mapping[str, int], spec: TensorShapes, *,
-                 limits: Limits = LIMITS) -> None:
+def check_packed(
+    layout: Mapping[str, Any], flat: Mapping[str, int], spec: TensorShapes, *, limits: Limits = LIMITS
+) -> None:
     """Check a packed message (:mod:`shared.packing`) before anything of it is unpacked: ``layout`` is its layout
     record, ``flat`` the byte length of each of its flat arrays by dtype name. Raises :class:`UnsafeBase` when the
     layout names more tensors than the device's base has (counted on its list's length), the flat arrays hold more
@@ -101,17 +100,25 @@ def check_packed(layout: Mapping[str, Any], flat: Mapping[str, int], spec: Tenso
     for record, tensors in declared.items():
         for key, (shape, dtype, sent) in tensors.items():
             if sent:
-                _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is marked as sent back unchanged, and this "
-                                    f"message answers none", key)
+                _refuse(
+                    UnsafeBase,
+                    f"tensor {key!r} of record {record!r} is marked as sent back unchanged, and this "
+                    f"message answers none",
+                    key,
+                )
             total += 1
             if record != ARRAYS_RECORD and (tuple(shape) not in shapes or dtype not in ACCEPTED_DTYPES):
-                _refuse(UnsafeBase, f"tensor {key!r} of record {record!r} is {dtype} {tuple(shape)}, no tensor of "
-                                    f"this device's base", key)
+                _refuse(
+                    UnsafeBase,
+                    f"tensor {key!r} of record {record!r} is {dtype} {tuple(shape)}, no tensor of this device's base",
+                    key,
+                )
     if total > len(spec):
         _refuse(UnsafeBase, f"the message holds {total} tensors; this device's base has {len(spec)}")
     if ARRAYS_RECORD in declared:
-        check_declared({k: (shape, dtype) for k, (shape, dtype, _) in declared[ARRAYS_RECORD].items()}, spec,
-                       limits=limits)
+        check_declared(
+            {k: (shape, dtype) for k, (shape, dtype, _) in declared[ARRAYS_RECORD].items()}, spec, limits=limits
+        )
 
 
 def make_packing_mod(guard_of: Callable[[Context], Guard]) -> Mod:
@@ -126,11 +133,17 @@ def make_packing_mod(guard_of: Callable[[Context], Guard]) -> Mod:
             raise PackingError(f"packed message without its array record {PACKED_RECORD!r}")
         guard = guard_of(ctx)
         layout = dict(content.config_records[LAYOUT_RECORD])
-        check_packed(layout, {k: len(v.data) for k, v in content.array_records[PACKED_RECORD].items()}, guard.spec,
-                     limits=guard.limits)
+        check_packed(
+            layout,
+            {k: len(v.data) for k, v in content.array_records[PACKED_RECORD].items()},
+            guard.spec,
+            limits=guard.limits,
+        )
         records = unpack_arrays(flat_views(content), layout, reference=None, max_tensors=len(guard.spec))
         if ARRAYS_RECORD in records:
-            guard.check_base(records[ARRAYS_RECORD], copy=False)  # every rule, on views of the message's bytes: no copy yet
+            guard.check_base(
+                records[ARRAYS_RECORD], copy=False
+            )  # every rule, on views of the message's bytes: no copy yet
         received = {name: {k: fingerprint(v) for k, v in tensors.items()} for name, tensors in records.items()}
         msg.content = unpack_content(content, records=records)
         del records, content

@@ -34,7 +34,8 @@ _LOG = logging.getLogger("client.replies")
 
 _CLASSES: dict[str, type[BaseException]] = {
     **{name: getattr(errors, name) for name in errors.__all__ if isinstance(getattr(errors, name), type)},
-    "StoreError": StoreError, "Exception": Exception,
+    "StoreError": StoreError,
+    "Exception": Exception,
 }
 
 
@@ -54,6 +55,12 @@ def error_mod(msg: Message, ctx: Context, call_next) -> Message:
         return call_next(msg, ctx)
     except Exception as exc:  # noqa: BLE001 - every failure must leave as a fixed reason, never as its text
         code = error_code(exc)
-        _LOG.warning("message %s failed (error reply %d): %s: %s", msg.metadata.message_type, code,
-                     type(exc).__name__, exc, exc_info=not isinstance(exc, errors.FedHydraError))
+        _LOG.warning(
+            "message %s failed (error reply %d): %s: %s",
+            msg.metadata.message_type,
+            code,
+            type(exc).__name__,
+            exc,
+            exc_info=not isinstance(exc, errors.FedHydraError),
+        )
         return Message(Error(code=code, reason=ERROR_REPLIES[code][1]), reply_to=msg)

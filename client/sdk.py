@@ -122,8 +122,15 @@ class PersonalClient:
         ConfigError: ``device`` is no :class:`DeviceConfig`, or ``store`` is a store of another task.
     """
 
-    def __init__(self, store: str | Path | UserStore, bundle: str | Path | None = None, *, llm: Any = None,
-                 task: str | TaskSpec = "LaMP-7", device: DeviceConfig = DeviceConfig()):
+    def __init__(
+        self,
+        store: str | Path | UserStore,
+        bundle: str | Path | None = None,
+        *,
+        llm: Any = None,
+        task: str | TaskSpec = "LaMP-7",
+        device: DeviceConfig = DeviceConfig(),
+    ):
         if not isinstance(device, DeviceConfig):
             raise ConfigError(f"device must be a DeviceConfig, got {type(device).__name__}")
         self.task = task if isinstance(task, TaskSpec) else get_task(task)
@@ -150,9 +157,13 @@ class PersonalClient:
         """The LLM client, resolved on first use (see the class docstring)."""
         if self._llm is None:
             arg = self._llm_arg
-            self._endpoint = resolve_llm(arg if isinstance(arg, LLMConfig) else None,
-                                         url=arg if isinstance(arg, str) else None, keep=self.device.keep_llm_server,
-                                         timeout_s=self.device.llm_timeout, concurrency=self.device.llm_concurrency)
+            self._endpoint = resolve_llm(
+                arg if isinstance(arg, LLMConfig) else None,
+                url=arg if isinstance(arg, str) else None,
+                keep=self.device.keep_llm_server,
+                timeout_s=self.device.llm_timeout,
+                concurrency=self.device.llm_concurrency,
+            )
             self._llm = LLMClient(self._endpoint.config)
         return self._llm
 
@@ -195,7 +206,9 @@ class PersonalClient:
                     raise DataFormatError("add_history", "missing", index=i, field=name)
                 value = item[name]
                 if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                    raise DataFormatError("add_history", f"expected text, got {type(value).__name__}", index=i, field=name)
+                    raise DataFormatError(
+                        "add_history", f"expected text, got {type(value).__name__}", index=i, field=name
+                    )
                 row[name] = str(value)
             if "id" in item:
                 row["id"] = str(item["id"])
@@ -203,9 +216,15 @@ class PersonalClient:
         if self.task.labels and self.task.item_output:
             for i, row in enumerate(clean):
                 if self.task.item_output(row) not in self.task.labels:
-                    field = next((f for f in self.task.profile_fields if row.get(f) == self.task.item_output(row)), None)
-                    raise DataFormatError("add_history", f"{self.task.item_output(row)!r} is not one of {list(self.task.labels)}",
-                                          index=i, field=field)
+                    field = next(
+                        (f for f in self.task.profile_fields if row.get(f) == self.task.item_output(row)), None
+                    )
+                    raise DataFormatError(
+                        "add_history",
+                        f"{self.task.item_output(row)!r} is not one of {list(self.task.labels)}",
+                        index=i,
+                        field=field,
+                    )
         total = self.store.append_history(clean)  # one transaction: another process's items are kept
         self._ctx = None
         if self._models is not None or self._has_bundle():
@@ -252,8 +271,9 @@ class PersonalClient:
         if self._models is None:
             if not self._has_bundle():
                 raise ConfigError(f"{self.store.path}: no model bundle yet; call update_base(bundle_dir)")
-            return self._adopt(DeviceModels(self.bundle_dir, threads=self.device.threads,
-                                             quantized=self.device.quantized))
+            return self._adopt(
+                DeviceModels(self.bundle_dir, threads=self.device.threads, quantized=self.device.quantized)
+            )
         return self._models
 
     def update_base(self, bundle: str | Path) -> None:
@@ -301,26 +321,39 @@ class PersonalClient:
             BundleInvalid: naming what failed (the bundle's model config unlike its base's, an unknown anchor, ...).
         """
         try:
-            models = DeviceModels(folder, threads=self.device.threads, quantized=self.device.quantized,
-                                  verify=False)
+            models = DeviceModels(folder, threads=self.device.threads, quantized=self.device.quantized, verify=False)
         except BundleInvalid:
             raise
         except Exception as exc:  # noqa: BLE001 - onnxruntime, safetensors and the base's checks raise several types
-            raise BundleInvalid(f"the new bundle does not load: {type(exc).__name__}: "
-                                f"{str(exc).replace(str(folder), 'bundle')[:300]}") from None
+            raise BundleInvalid(
+                f"the new bundle does not load: {type(exc).__name__}: {str(exc).replace(str(folder), 'bundle')[:300]}"
+            ) from None
         if models.anchor not in anchors_for(self.task):
             raise BundleInvalid(f"the new bundle's anchor is none of {list(anchors_for(self.task))} ({self.task.name})")
         if models.margin is not None and math.isnan(models.margin):
             raise BundleInvalid("the new bundle's margin is NaN")
-        items = self.history[:8] or [{**{f: f"probe record {i}" for f in self.task.profile_fields}, "id": str(i)}
-                                      for i in range(2)]
+        items = self.history[:8] or [
+            {**{f: f"probe record {i}" for f in self.task.profile_fields}, "id": str(i)} for i in range(2)
+        ]
         question = self.task.pseudo_question(items[0])
         probe = question[0] if question is not None else self.task.instruction + self.task.item_text(items[0])
         try:
             ctx = UserContext.build(self.task, items, embed=lambda texts: models.embed(HISTORY_ROLE, list(texts)))
-            result = answer(self.task, probe, ctx, None, OnnxScorer(models), models.editor, heads=None,
-                            config=self.device.inference, variant="hydra", margin=models.margin, rating=models.rating,
-                            anchor=models.anchor, llm_calls=models.llm_calls)
+            result = answer(
+                self.task,
+                probe,
+                ctx,
+                None,
+                OnnxScorer(models),
+                models.editor,
+                heads=None,
+                config=self.device.inference,
+                variant="hydra",
+                margin=models.margin,
+                rating=models.rating,
+                anchor=models.anchor,
+                llm_calls=models.llm_calls,
+            )
         except Exception as exc:  # noqa: BLE001 - whatever fails here would fail every answer()
             raise BundleInvalid(f"the new bundle does not answer: {type(exc).__name__}") from None
         scores = [r["score"] for r in result.records] + [c["score"] for c in result.candidates]
@@ -341,8 +374,10 @@ class PersonalClient:
                     shared = self._models.shared_weights(role)
                     for key, want in ((f"head.{role}.weight", shared.head_w), (f"head.{role}.bias", shared.head_b)):
                         if key in heads and tuple(heads[key].shape) != tuple(np.shape(want)):
-                            raise StoreError(f"heads.safetensors: tensor {key!r} has shape "
-                                             f"{tuple(heads[key].shape)}, this base needs {tuple(np.shape(want))}")
+                            raise StoreError(
+                                f"heads.safetensors: tensor {key!r} has shape "
+                                f"{tuple(heads[key].shape)}, this base needs {tuple(np.shape(want))}"
+                            )
         except StoreError as exc:
             _LOG.warning("stored heads refused, answering with the shared heads until the next fit: %s", exc)
             self.store.clear_heads()
@@ -363,8 +398,9 @@ class PersonalClient:
         failed_before = self.store.onboarding_failed()
         if episodes is None or failed_before:  # onboarding (again after an outage): the LLM labels the history's data
             stored = episodes or []
-            episodes, built = build_user_episodes(self.task, self.store.user, history, [], self.llm,
-                                                  self.device.onboarding)
+            episodes, built = build_user_episodes(
+                self.task, self.store.user, history, [], self.llm, self.device.onboarding
+            )
             if len(episodes) < len(stored):  # a retry during another outage (no cache): keep what was labelled
                 episodes = stored
             self.store.write_episodes(episodes)
@@ -405,8 +441,9 @@ class PersonalClient:
                 models.prefetch(role, usable)
                 inputs = [models.head_inputs(role, e) for e in usable]
                 targets = [e.target for e in usable if e.target is not None]  # all of them: usable ones have one
-                w, b, report.losses[role] = fit_head(inputs, targets, w, b, steps=self.device.fit_steps,
-                                                     lr=self.device.fit_lr, l2=self.device.head_l2)
+                w, b, report.losses[role] = fit_head(
+                    inputs, targets, w, b, steps=self.device.fit_steps, lr=self.device.fit_lr, l2=self.device.head_l2
+                )
             heads[f"head.{role}.weight"], heads[f"head.{role}.bias"] = w, b
         check_heads(heads, prior)  # client/guard.py: DivergedRound, the last good heads stay
         with self.store.writing():
@@ -450,8 +487,20 @@ class PersonalClient:
         started = time.perf_counter()
         with self._guard, llm.meter() as meter:
             heads = {r: PERSONAL for r in ROLES} if any(models.has_personal(r) for r in ROLES) else None
-            result = answer(self.task, input, ctx, llm, OnnxScorer(models), models.editor, heads=heads,
-                            config=self.device.inference, variant=variant, margin=models.margin, rating=models.rating,
-                            anchor=models.anchor, llm_calls=models.llm_calls)
+            result = answer(
+                self.task,
+                input,
+                ctx,
+                llm,
+                OnnxScorer(models),
+                models.editor,
+                heads=heads,
+                config=self.device.inference,
+                variant=variant,
+                margin=models.margin,
+                rating=models.rating,
+                anchor=models.anchor,
+                llm_calls=models.llm_calls,
+            )
         result.cost = cost_of(meter, time.perf_counter() - started).as_dict()
         return result

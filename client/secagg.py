@@ -49,25 +49,44 @@ def _train_legacy(msg: Message, ctx: Context, call_next) -> Message:
     config = content.config_records[FITINS_CONFIG]
     keys = config.get(SECAGG_KEYS)
     tensors = [a.numpy() for a in content.array_records[FITINS_PARAMETERS].values()]
-    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) != len(tensors) \
-            or len(set(keys)) != len(keys):
-        raise UnsafeBase(f"a SecAgg+ training message whose {len(tensors)} tensors are not named one by one "
-                         f"({SECAGG_KEYS!r})")
+    if (
+        not isinstance(keys, list)
+        or not all(isinstance(k, str) for k in keys)
+        or len(keys) != len(tensors)
+        or len(set(keys)) != len(keys)
+    ):
+        raise UnsafeBase(
+            f"a SecAgg+ training message whose {len(tensors)} tensors are not named one by one ({SECAGG_KEYS!r})"
+        )
     names = cast(list[str], keys)  # checked above: a list of distinct strings, one per tensor
     received = dict(zip(names, tensors))
-    inner = Message(content=RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in received.items()}),  # type: ignore[call-overload]
-                                        CONFIG_RECORD: ConfigRecord({str(k): v for k, v in config.items() if k != SECAGG_KEYS})}),
-                    metadata=copy.copy(msg.metadata))  # Flower's stubs omit the metadata form its own code uses
+    inner = Message(
+        content=RecordDict(
+            {
+                ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in received.items()}),  # type: ignore[call-overload]
+                CONFIG_RECORD: ConfigRecord({str(k): v for k, v in config.items() if k != SECAGG_KEYS}),
+            }
+        ),
+        metadata=copy.copy(msg.metadata),
+    )  # Flower's stubs omit the metadata form its own code uses
     reply = call_next(inner, ctx)
     if reply.has_error():
         raise UnsafeUpdate(f"training failed: {reply.error.reason}")
     arrays = {k: v.numpy() for k, v in reply.content[ARRAYS_RECORD].items()}
     metrics = dict(reply.content[METRICS_RECORD])
     state = ctx.state.config_records[RECORD_KEY_STATE]
-    ordered, weight = check_secure_update(arrays, names, {k: v.shape for k, v in received.items()},
-                                          metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY)),
-                                          clipping_range=float(cast(float, state["clipping_range"])),
-                                          max_weight=float(cast(float, state["max_weight"])))
-    fitres = FitRes(status=Status(code=Code.OK, message=""), parameters=ndarrays_to_parameters(ordered),
-                    num_examples=weight, metrics=metrics)  # type: ignore[arg-type]  # the capped weight may be fractional
+    ordered, weight = check_secure_update(
+        arrays,
+        names,
+        {k: v.shape for k, v in received.items()},
+        metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY)),
+        clipping_range=float(cast(float, state["clipping_range"])),
+        max_weight=float(cast(float, state["max_weight"])),
+    )
+    fitres = FitRes(
+        status=Status(code=Code.OK, message=""),
+        parameters=ndarrays_to_parameters(ordered),
+        num_examples=weight,  # type: ignore[arg-type]  # the capped weight may be fractional
+        metrics=metrics,
+    )
     return Message(content=compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)

@@ -85,8 +85,18 @@ try:  # POSIX (Linux, macOS, Android); elsewhere the sweep goes by age only
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["STORE_VERSION", "EMBEDDINGS_FORMAT", "EMBEDDINGS_VERSION", "BUSY_TIMEOUT_S", "HEAD_MAX_ABS",
-           "MAX_USER_ID", "StoreError", "UserStore", "text_digest", "user_folder"]
+__all__ = [
+    "STORE_VERSION",
+    "EMBEDDINGS_FORMAT",
+    "EMBEDDINGS_VERSION",
+    "BUSY_TIMEOUT_S",
+    "HEAD_MAX_ABS",
+    "MAX_USER_ID",
+    "StoreError",
+    "UserStore",
+    "text_digest",
+    "user_folder",
+]
 
 STORE_VERSION = 2
 """2: history, episodes and metadata in ``store.sqlite`` (WAL); 1: ``history.json``, ``episodes.jsonl``, counters in
@@ -175,12 +185,18 @@ class UserStore:
             identity = self._migrate_v1(identity)
         if identity is None:
             self._execute_script()
-            atomic_write_text(self.path / "meta.json", json.dumps(
-                {"format_version": STORE_VERSION, "user": user, "task": task, "database": DATABASE}, indent=1))
+            atomic_write_text(
+                self.path / "meta.json",
+                json.dumps(
+                    {"format_version": STORE_VERSION, "user": user, "task": task, "database": DATABASE}, indent=1
+                ),
+            )
             return
         if identity.get("format_version") != STORE_VERSION:
-            raise StoreError(f"meta.json: store format version {identity.get('format_version')!r}, "
-                             f"this FedHydra reads version {STORE_VERSION}")
+            raise StoreError(
+                f"meta.json: store format version {identity.get('format_version')!r}, "
+                f"this FedHydra reads version {STORE_VERSION}"
+            )
         if identity.get("user") != user:
             raise StoreError("meta.json: this store belongs to another user id (field 'user')")
         if identity.get("task") != task:
@@ -194,8 +210,9 @@ class UserStore:
         con = getattr(local, "con", None)
         if con is None or getattr(local, "pid", None) != os.getpid():
             try:
-                con = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                      check_same_thread=False)
+                con = sqlite3.connect(
+                    self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
                 con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     con.execute("PRAGMA journal_mode = WAL")
@@ -353,8 +370,10 @@ class UserStore:
                     con.execute("DELETE FROM episodes")
                     con.executemany("INSERT INTO episodes (episode) VALUES (?)", [(line,) for line in lines])
                     con.execute("INSERT OR REPLACE INTO state VALUES ('episodes', '1')")
-                con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                [(k, _dumps(v)) for k, v in identity.items() if k not in _IDENTITY])
+                con.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [(k, _dumps(v)) for k, v in identity.items() if k not in _IDENTITY],
+                )
                 con.execute("INSERT OR REPLACE INTO state VALUES ('migrated-v1', '1')")
         new = {"format_version": STORE_VERSION, "user": self.user, "task": self.task, "database": DATABASE}
         with self.writing():
@@ -399,8 +418,9 @@ class UserStore:
         """Replace the counters by ``meta``'s (its identity fields are the store's and are not rewritten)."""
         with self._transaction() as con:
             con.execute("DELETE FROM meta")
-            con.executemany("INSERT INTO meta VALUES (?, ?)",
-                            [(str(k), _dumps(v)) for k, v in meta.items() if k not in _IDENTITY])
+            con.executemany(
+                "INSERT INTO meta VALUES (?, ?)", [(str(k), _dumps(v)) for k, v in meta.items() if k not in _IDENTITY]
+            )
 
     def onboarding_failed(self) -> int:
         """LLM labels the last onboarding lost to an outage (meta ``onboarding_failed``): above 0, the SDK's next
@@ -411,8 +431,10 @@ class UserStore:
     def update_meta(self, **fields: Any) -> None:
         """Set these counters, in one transaction (concurrent updates of other fields are kept)."""
         with self._transaction() as con:
-            con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                            [(k, _dumps(v)) for k, v in fields.items() if k not in _IDENTITY])
+            con.executemany(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                [(k, _dumps(v)) for k, v in fields.items() if k not in _IDENTITY],
+            )
 
     def _state(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM state WHERE key = ?", (key,))
@@ -580,10 +602,18 @@ class UserStore:
             with safe_open(str(file), framework="numpy") as fh:
                 meta = dict(fh.metadata() or {})
                 keys, vectors = fh.get_tensor("keys"), fh.get_tensor("vectors")
-            if (meta.get("format") != EMBEDDINGS_FORMAT or meta.get("version") != EMBEDDINGS_VERSION
-                    or keys.ndim != 2 or keys.shape[1] != 16 or vectors.ndim != 2 or len(keys) != len(vectors)
-                    or (len(vectors) and (vectors.shape[1] != EMBED_DIM or vectors.dtype != np.float32
-                                          or not np.isfinite(vectors).all()))):
+            if (
+                meta.get("format") != EMBEDDINGS_FORMAT
+                or meta.get("version") != EMBEDDINGS_VERSION
+                or keys.ndim != 2
+                or keys.shape[1] != 16
+                or vectors.ndim != 2
+                or len(keys) != len(vectors)
+                or (
+                    len(vectors)
+                    and (vectors.shape[1] != EMBED_DIM or vectors.dtype != np.float32 or not np.isfinite(vectors).all())
+                )
+            ):
                 return None, {}
         except Exception:  # noqa: BLE001 - a damaged cache is rebuilt (safetensors raises several types)
             return None, {}
@@ -598,7 +628,10 @@ class UserStore:
 
         keys = list(vectors)
         stacked = np.stack([np.asarray(vectors[k], np.float32) for k in keys]) if keys else np.zeros((0, 0), np.float32)
-        arrays: dict[str, np.ndarray] = {"keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16), "vectors": stacked}
+        arrays: dict[str, np.ndarray] = {
+            "keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16),
+            "vectors": stacked,
+        }
         metadata = {"format": EMBEDDINGS_FORMAT, "version": EMBEDDINGS_VERSION, "model": model_id, "user": self.user}
         with self.writing():
             atomic_write_bytes(self.embeddings_path, save(arrays, metadata=metadata))
@@ -620,4 +653,3 @@ class UserStore:
 
     def read_predictions(self) -> dict[str, Any] | None:
         return self._read_json("predictions.json")
-

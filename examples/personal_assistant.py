@@ -49,18 +49,36 @@ def run(client: PersonalClient, task, args: argparse.Namespace) -> int:
         client.add_history(items)
         # onboarding runs in the background; answers come at once from the shared heads meanwhile
         fitting = client.fit_in_background()
-        fitting.add_done_callback(lambda f: f.exception() or print(
-            f"\n[fitted this user's heads: {f.result().fit_seconds:.1f} s on the device, {f.result().llm_calls} LLM "
-            f"calls ({f.result().llm_seconds:.1f} s) to label their history; later answers are personal]"))
+        fitting.add_done_callback(
+            lambda f: (
+                f.exception()
+                or print(
+                    f"\n[fitted this user's heads: {f.result().fit_seconds:.1f} s on the device, {f.result().llm_calls} LLM "
+                    f"calls ({f.result().llm_seconds:.1f} s) to label their history; later answers are personal]"
+                )
+            )
+        )
     texts = args.text or [line.strip() for line in sys.stdin if line.strip()]
     for text in texts:
         result = client.answer(task.instruction + text)
         heads = "personal" if result.personal else "shared (the user's own are still being fitted)"
-        print(f"\n> {text}\n= {result.output}\n  heads: {heads}; cost: {result.cost['asked']} LLM answers, "
-              f"{result.cost['wall_seconds']:.2f} s")
-        print("  because of these past tweets:", *[f"    [{r['score']:+.2f}] {r['text']}" for r in result.records], sep="\n")
-        print("  candidates:", *[f"    [{c['score']:+.2f}] ({c['source']}) {c['text']}" for c in
-                                 sorted(result.candidates, key=lambda c: -c["score"])], sep="\n")
+        print(
+            f"\n> {text}\n= {result.output}\n  heads: {heads}; cost: {result.cost['asked']} LLM answers, "
+            f"{result.cost['wall_seconds']:.2f} s"
+        )
+        print(
+            "  because of these past tweets:",
+            *[f"    [{r['score']:+.2f}] {r['text']}" for r in result.records],
+            sep="\n",
+        )
+        print(
+            "  candidates:",
+            *[
+                f"    [{c['score']:+.2f}] ({c['source']}) {c['text']}"
+                for c in sorted(result.candidates, key=lambda c: -c["score"])
+            ],
+            sep="\n",
+        )
     return 0
 
 

@@ -107,10 +107,17 @@ class StubEndpoint:
                     with stub._lock:
                         stub.in_flight -= 1
                         stub.served += 1
-                self._send(200, {"object": "chat.completion", "model": body.get("model", "stub"),
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text}}],
-                                 "usage": {"completion_tokens": len(text.split())}})
+                self._send(
+                    200,
+                    {
+                        "object": "chat.completion",
+                        "model": body.get("model", "stub"),
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
+                        "usage": {"completion_tokens": len(text.split())},
+                    },
+                )
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True

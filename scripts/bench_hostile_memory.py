@@ -31,9 +31,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LAYOUTS = ("same-as-500", "huge-shapes", "many-tensors", "long-dims", "oversized-flat", "nan-float64-base")
 TASK = "LaMP-3"
-SMALL = {"data.task": TASK, "data.train-users": 1, "data.test-users": 1, "pool.pseudo-questions": 2, "pool.free-questions": 2, "pool.n-samples": 1,
-         "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0, "data.split": "synthetic",
-         "llm.model": "stub"}
+SMALL = {
+    "data.task": TASK,
+    "data.train-users": 1,
+    "data.test-users": 1,
+    "pool.pseudo-questions": 2,
+    "pool.free-questions": 2,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "federation.local-epochs": 1,
+    "federation.local-head-epochs": 2,
+    "run.seed": 0,
+    "data.split": "synthetic",
+    "llm.model": "stub",
+}
 
 
 def _status(field: str) -> int:
@@ -64,42 +75,60 @@ def hostile(layout: str, spec: dict[str, tuple[int, ...]]):
     keys = list(spec)
 
     def content(entries: list[tuple[str, str, tuple[int, ...], int]], flat: dict):
-        layout_record: dict[str, Any] = {"format": FORMAT, "records": ["arrays"], "record-of": [0] * len(entries),
-                         "keys": [k for k, _, _, _ in entries], "dtypes": [d for _, d, _, _ in entries],
-                         "ndims": [len(s) for _, _, s, _ in entries],
-                         "dims": [n for _, _, s, _ in entries for n in s], "same-as": [a for _, _, _, a in entries],
-                         "sent": [0] * len(entries)}
-        return RecordDict({PACKED_RECORD: ArrayRecord({d: Array(v) for d, v in flat.items()}),
-                           LAYOUT_RECORD: ConfigRecord(layout_record), "config": ConfigRecord({"server-round": 1})})
+        layout_record: dict[str, Any] = {
+            "format": FORMAT,
+            "records": ["arrays"],
+            "record-of": [0] * len(entries),
+            "keys": [k for k, _, _, _ in entries],
+            "dtypes": [d for _, d, _, _ in entries],
+            "ndims": [len(s) for _, _, s, _ in entries],
+            "dims": [n for _, _, s, _ in entries for n in s],
+            "same-as": [a for _, _, _, a in entries],
+            "sent": [0] * len(entries),
+        }
+        return RecordDict(
+            {
+                PACKED_RECORD: ArrayRecord({d: Array(v) for d, v in flat.items()}),
+                LAYOUT_RECORD: ConfigRecord(layout_record),
+                "config": ConfigRecord({"server-round": 1}),
+            }
+        )
 
     if layout == "same-as-500":  # issue 28's probe: one 1 MiB tensor under 500 names
         size = 1 << 18
-        return content([(f"base.adapter.copy{i}", "float32", (size,), 0) for i in range(500)],
-                       {"float32": np.zeros(size, np.float32)})
+        return content(
+            [(f"base.adapter.copy{i}", "float32", (size,), 0) for i in range(500)],
+            {"float32": np.zeros(size, np.float32)},
+        )
     if layout == "huge-shapes":  # the base's keys, each declared 10^5 times larger, the flat array the base's size
         total = sum(math.prod(s) for s in spec.values())
-        return content([(k, "float32", (*spec[k], 100_000), i) for i, k in enumerate(keys)],
-                       {"float32": np.zeros(total, np.float32)})
+        return content(
+            [(k, "float32", (*spec[k], 100_000), i) for i, k in enumerate(keys)],
+            {"float32": np.zeros(total, np.float32)},
+        )
     if layout == "many-tensors":  # 200,000 one-value tensors
         n = 200_000
-        return content([(f"base.adapter.t{i}", "float32", (1,), i) for i in range(n)],
-                       {"float32": np.zeros(n, np.float32)})
+        return content(
+            [(f"base.adapter.t{i}", "float32", (1,), i) for i in range(n)], {"float32": np.zeros(n, np.float32)}
+        )
     if layout == "long-dims":  # the base's tensors, the dims list padded with a million ones
         total = sum(math.prod(s) for s in spec.values())
-        record = content([(k, "float32", spec[k], i) for i, k in enumerate(keys)], {"float32": np.zeros(total,
-                                                                                                       np.float32)})
+        record = content(
+            [(k, "float32", spec[k], i) for i, k in enumerate(keys)], {"float32": np.zeros(total, np.float32)}
+        )
         layout_record = dict(record[LAYOUT_RECORD])
         layout_record["dims"] = list(layout_record["dims"]) + [1] * 1_000_000
         record[LAYOUT_RECORD] = ConfigRecord(layout_record)
         return record
     if layout == "oversized-flat":  # a well-described base, and 16 MiB more values in its flat array
         total = sum(math.prod(s) for s in spec.values())
-        return content([(k, "float32", spec[k], i) for i, k in enumerate(keys)],
-                       {"float32": np.zeros(total + (1 << 22), np.float32)})
+        return content(
+            [(k, "float32", spec[k], i) for i, k in enumerate(keys)],
+            {"float32": np.zeros(total + (1 << 22), np.float32)},
+        )
     if layout == "nan-float64-base":  # passes every rule of the layout, fails on its values
         total = sum(math.prod(s) for s in spec.values())
-        return content([(k, "float64", spec[k], i) for i, k in enumerate(keys)],
-                       {"float64": np.full(total, np.nan)})
+        return content([(k, "float64", spec[k], i) for i, k in enumerate(keys)], {"float64": np.full(total, np.nan)})
     raise SystemExit(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
 
 
@@ -117,8 +146,9 @@ def measure_one(layout: str, run_config: dict) -> dict:
     ctx = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config=run_config)
     from flwr.app import ConfigRecord
 
-    warm = Message(content=RecordDict({"config": ConfigRecord({ASK_KEY: "role"})}), dst_node_id=1,
-                   message_type=MessageType.QUERY)
+    warm = Message(
+        content=RecordDict({"config": ConfigRecord({ASK_KEY: "role"})}), dst_node_id=1, message_type=MessageType.QUERY
+    )
     assert not app(warm, ctx).has_error()
     spec = base_shapes(RunConfig.from_mapping(run_config, complete=True).model)
     base_bytes = 4 * sum(math.prod(s) for s in spec.values())
@@ -156,11 +186,23 @@ def measure_one(layout: str, run_config: dict) -> dict:
     done.set()
     top = _status("VmHWM") if how == "VmHWM" else max(peak[0], _status("VmRSS"))
     rise = max(0, top - before)
-    return {"layout": layout, "message_bytes": message_bytes, "base_bytes": base_bytes, "rss_before": before,
-            "peak_rise": rise, "ratio": round(rise / base_bytes, 3), "measured_by": how,
-            "reply": (f"raised {type(reply).__name__}: {str(reply)[:60]}" if isinstance(reply, Exception)
-                      else f"error {reply.error.code}: {reply.error.reason}" if reply.has_error() else "accepted"),
-            "seconds": round(seconds, 3)}
+    return {
+        "layout": layout,
+        "message_bytes": message_bytes,
+        "base_bytes": base_bytes,
+        "rss_before": before,
+        "peak_rise": rise,
+        "ratio": round(rise / base_bytes, 3),
+        "measured_by": how,
+        "reply": (
+            f"raised {type(reply).__name__}: {str(reply)[:60]}"
+            if isinstance(reply, Exception)
+            else f"error {reply.error.code}: {reply.error.reason}"
+            if reply.has_error()
+            else "accepted"
+        ),
+        "seconds": round(seconds, 3),
+    }
 
 
 def main() -> int:
@@ -181,11 +223,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fh-bench-hostile-") as tmp, StubEndpoint(delay_s=0.0) as stub:
         data = write_synthetic(Path(tmp) / "data", TASK, n_users=2, items_per_user=10, seed=0)
         config = Path(tmp) / "run_config.json"
-        config.write_text(json.dumps({**default_mapping(), **SMALL, "data.dir": str(data),
-                                      "device.store-dir": str(Path(tmp) / "store"), "llm.url": stub.url}))
+        config.write_text(
+            json.dumps(
+                {
+                    **default_mapping(),
+                    **SMALL,
+                    "data.dir": str(data),
+                    "device.store-dir": str(Path(tmp) / "store"),
+                    "llm.url": stub.url,
+                }
+            )
+        )
         for layout in args.layouts:
-            done = subprocess.run([sys.executable, __file__, "--one", layout, "--run-config", str(config)],
-                                  capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", layout, "--run-config", str(config)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
             if done.returncode != 0:
                 print(done.stderr[-2000:], file=sys.stderr)
                 return 1
@@ -195,11 +250,15 @@ def main() -> int:
     print("| layout | message bytes | peak RSS rise | x base | reply | s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['layout']} | {r['message_bytes']:,} | {r['peak_rise']:,} | {r['ratio']} | {r['reply']} | "
-              f"{r['seconds']} |")
+        print(
+            f"| {r['layout']} | {r['message_bytes']:,} | {r['peak_rise']:,} | {r['ratio']} | {r['reply']} | "
+            f"{r['seconds']} |"
+        )
     worst = max(r["ratio"] for r in rows)
-    print(f"\nworst: {worst}x the expected base ({'within' if worst <= 2 else 'OVER'} the 2x target); "
-          f"measured by {rows[0]['measured_by']}")
+    print(
+        f"\nworst: {worst}x the expected base ({'within' if worst <= 2 else 'OVER'} the 2x target); "
+        f"measured by {rows[0]['measured_by']}"
+    )
     return 0 if worst <= 2 else 1
 
 

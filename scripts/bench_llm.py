@@ -85,7 +85,12 @@ def machine() -> dict:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 0
-    return {"cpu": model, "cores": cores, "loadavg_at_start": list(os.getloadavg()), "python": platform.python_version()}
+    return {
+        "cpu": model,
+        "cores": cores,
+        "loadavg_at_start": list(os.getloadavg()),
+        "python": platform.python_version(),
+    }
 
 
 # -- prompts -------------------------------------------------------------------------------------
@@ -108,8 +113,17 @@ def lamp7_prompts(data: Path, n: int, k: int) -> list[list[dict]]:
 
 
 def bodies(prompts: list[list[dict]], model: str, args: argparse.Namespace) -> list[dict]:
-    return [{"model": model, "messages": m, "temperature": args.temperature, "top_p": 0.95,
-             "max_tokens": args.max_tokens, "seed": 1000 + i} for i, m in enumerate(prompts)]
+    return [
+        {
+            "model": model,
+            "messages": m,
+            "temperature": args.temperature,
+            "top_p": 0.95,
+            "max_tokens": args.max_tokens,
+            "seed": 1000 + i,
+        }
+        for i, m in enumerate(prompts)
+    ]
 
 
 # -- load ----------------------------------------------------------------------------------------
@@ -133,23 +147,39 @@ def run_load(url: str, reqs: list[dict], in_flight: int, timeout: float = 300.0)
     wall = time.perf_counter() - t0
     lat = sorted(d[0] for d in done)
     tokens = sum(d[1] for d in done)
-    return {"in_flight": in_flight, "requests": len(reqs), "wall_s": round(wall, 3),
-            "req_per_s": round(len(reqs) / wall, 3), "tok_per_s": round(tokens / wall, 2),
-            "completion_tokens": tokens, "latency_p50_s": round(lat[len(lat) // 2], 3),
-            "latency_max_s": round(lat[-1], 3)}
+    return {
+        "in_flight": in_flight,
+        "requests": len(reqs),
+        "wall_s": round(wall, 3),
+        "req_per_s": round(len(reqs) / wall, 3),
+        "tok_per_s": round(tokens / wall, 2),
+        "completion_tokens": tokens,
+        "latency_p50_s": round(lat[len(lat) // 2], 3),
+        "latency_max_s": round(lat[-1], 3),
+    }
 
 
-def sweep(name: str, url: str, model: str, prompt_sets: list[list[list[dict]]], args: argparse.Namespace,
-          levels: tuple[int, ...]) -> list[dict]:
+def sweep(
+    name: str,
+    url: str,
+    model: str,
+    prompt_sets: list[list[list[dict]]],
+    args: argparse.Namespace,
+    levels: tuple[int, ...],
+) -> list[dict]:
     # one warm-up request (not a benchmark prompt), then each level with its own prompt set
-    requests.post(url + "/chat/completions", json={"model": model, "max_tokens": 4,
-                                                   "messages": [{"role": "user", "content": "Say hi."}]},
-                  timeout=300).raise_for_status()
+    requests.post(
+        url + "/chat/completions",
+        json={"model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "Say hi."}]},
+        timeout=300,
+    ).raise_for_status()
     rows = []
     for level, prompts in zip(levels, prompt_sets):
         row = {"server": name, **run_load(url, bodies(prompts, model, args), level)}
-        print(f"  {name:<28} {level:>2} in flight: {row['req_per_s']:6.2f} req/s {row['tok_per_s']:7.1f} tok/s",
-              flush=True)
+        print(
+            f"  {name:<28} {level:>2} in flight: {row['req_per_s']:6.2f} req/s {row['tok_per_s']:7.1f} tok/s",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -157,7 +187,9 @@ def sweep(name: str, url: str, model: str, prompt_sets: list[list[list[dict]]], 
 # -- servers -------------------------------------------------------------------------------------
 def legacy_available(python: str) -> bool:
     try:
-        return subprocess.run([python, "-c", "import llama_cpp.server"], capture_output=True, timeout=120).returncode == 0
+        return (
+            subprocess.run([python, "-c", "import llama_cpp.server"], capture_output=True, timeout=120).returncode == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -171,18 +203,37 @@ class LegacyServer:
 
     def __enter__(self) -> str:
         port = free_port()
-        cmd = [self.python, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--model_alias", EMBEDDED_MODEL,
-               "--host", "127.0.0.1", "--port", str(port), "--n_threads", str(self.threads), "--n_ctx", "2048",
-               "--verbose", "False"]
+        cmd = [
+            self.python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf_path()),
+            "--model_alias",
+            EMBEDDED_MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_threads",
+            str(self.threads),
+            "--n_ctx",
+            "2048",
+            "--verbose",
+            "False",
+        ]
         log = open(self.log_dir / "legacy-server.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         url = f"http://127.0.0.1:{port}/v1"
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited ({self.proc.returncode}); see {self.log_dir}/legacy-server.log")
+                raise RuntimeError(
+                    f"llama_cpp.server exited ({self.proc.returncode}); see {self.log_dir}/legacy-server.log"
+                )
             try:
                 if requests.get(url + "/models", timeout=2).status_code == 200:
                     return url
@@ -226,7 +277,9 @@ def stage_servers(args, prompt_sets, levels, tmp: Path) -> tuple[list[dict], lis
         notes.append(note)
     for threads in args.threads:
         for slots in args.slots:
-            name = f"llama-server np{slots} t{threads}" + (" (default)" if (slots, threads) == (EMBEDDED_SLOTS, EMBEDDED_THREADS) else "")
+            name = f"llama-server np{slots} t{threads}" + (
+                " (default)" if (slots, threads) == (EMBEDDED_SLOTS, EMBEDDED_THREADS) else ""
+            )
             print(f"{name}:", flush=True)
             with NewServer(slots, threads, tmp / f"np{slots}-t{threads}") as url:
                 rows += sweep(name, url, EMBEDDED_MODEL, prompt_sets, args, levels)
@@ -250,8 +303,9 @@ def stage_episodes(args, tmp: Path) -> dict:
     from shared.users import split_users
     from simulations.hydra_run import build_episodes
 
-    cfg = RunConfig.from_mapping({"data.task": "LaMP-7", "data.dir": str(args.data), "data.train-users": args.episodes,
-                                  "data.test-users": 0})
+    cfg = RunConfig.from_mapping(
+        {"data.task": "LaMP-7", "data.dir": str(args.data), "data.train-users": args.episodes, "data.test-users": 0}
+    )
     dataset = load_split(args.data, cfg.task, "dev" if (args.data / "dev_questions.json").exists() else None)
     users, _ = split_users(dataset, train_users=args.episodes, test_users=0)
     out: dict = {"users": len(users)}
@@ -262,27 +316,50 @@ def stage_episodes(args, tmp: Path) -> dict:
         _, stats = build_episodes(dataset.task, users, llm, cfg, with_golds=True, progress=False)
         wall = time.perf_counter() - t0
         llm.close()
-        out[label] = {"concurrency": config.concurrency, "wall_s": round(wall, 1), **stats,
-                      "llm_requests": llm.stats.calls}
-        print(f"  {label:<27} concurrency {config.concurrency}: {wall:7.1f} s for {len(users)} users "
-              f"({stats['episodes']} episodes, {llm.stats.calls} LLM requests)", flush=True)
+        out[label] = {
+            "concurrency": config.concurrency,
+            "wall_s": round(wall, 1),
+            **stats,
+            "llm_requests": llm.stats.calls,
+        }
+        print(
+            f"  {label:<27} concurrency {config.concurrency}: {wall:7.1f} s for {len(users)} users "
+            f"({stats['episodes']} episodes, {llm.stats.calls} LLM requests)",
+            flush=True,
+        )
 
     print(f"episodes of {len(users)} LaMP-7 users, cold cache:", flush=True)
     if legacy_available(args.legacy_python):
         with LegacyServer(args.legacy_python, args.threads[0], tmp) as url:
-            timed("before", LLMConfig(base_url=url, model=EMBEDDED_MODEL, endpoint_id="bench:legacy",
-                                      cache_path=str(tmp / "cache-before.sqlite"), concurrency=1))
+            timed(
+                "before",
+                LLMConfig(
+                    base_url=url,
+                    model=EMBEDDED_MODEL,
+                    endpoint_id="bench:legacy",
+                    cache_path=str(tmp / "cache-before.sqlite"),
+                    concurrency=1,
+                ),
+            )
     else:
         out["before"] = f"skipped: {args.legacy_python} cannot import llama_cpp"
         print("  before: " + out["before"], flush=True)
     with NewServer(EMBEDDED_SLOTS, EMBEDDED_THREADS, tmp / "episodes-new") as url:
-        timed("after", embedded_config(url, cache_path=str(tmp / "cache-after.sqlite"),
-                                       concurrency=recommended_concurrency()))
+        timed(
+            "after",
+            embedded_config(url, cache_path=str(tmp / "cache-after.sqlite"), concurrency=recommended_concurrency()),
+        )
     with NewServer(EMBEDDED_SLOTS, EMBEDDED_THREADS, tmp / "episodes-at-once") as url:
         # the same, but a greedy answer and its samples sent at once (each slot computes the prompt again)
-        timed("after, same prompt at once", embedded_config(url, cache_path=str(tmp / "cache-at-once.sqlite"),
-                                                           concurrency=recommended_concurrency(),
-                                                           same_prompt_in_turn=False))
+        timed(
+            "after, same prompt at once",
+            embedded_config(
+                url,
+                cache_path=str(tmp / "cache-at-once.sqlite"),
+                concurrency=recommended_concurrency(),
+                same_prompt_in_turn=False,
+            ),
+        )
     if isinstance(out.get("before"), dict):
         out["speedup"] = round(out["before"]["wall_s"] / out["after"]["wall_s"], 2)
         print(f"  speed-up {out['speedup']}x", flush=True)
@@ -305,7 +382,7 @@ def stage_answers(args, tmp: Path) -> dict:
     task = get_task("LaMP-7")
     dataset = load_split(args.data, task, "dev" if (args.data / "dev_questions.json").exists() else None)
     # questions after the servers stage's prompts: no prompt is shared with another stage
-    questions = dataset.questions[len(args.levels.split(",")) * args.prompts:][:args.answers]
+    questions = dataset.questions[len(args.levels.split(",")) * args.prompts :][: args.answers]
     pool = PoolConfig()
     calls, golds, kinds = [], [], []
     for q in questions:
@@ -322,38 +399,57 @@ def stage_answers(args, tmp: Path) -> dict:
             t0 = time.perf_counter()
             raw = llm.complete_many(calls)
             answers = [task.parse_answer(a) if isinstance(a, str) else "" for a in raw]  # a failure scores 0
-            runs[concurrency] = {"answers": answers, "wall_s": round(time.perf_counter() - t0, 1),
-                                 "failed": sum(not isinstance(a, str) for a in raw)}
+            runs[concurrency] = {
+                "answers": answers,
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "failed": sum(not isinstance(a, str) for a in raw),
+            }
             llm.close()
     one, many = runs[1]["answers"], runs[default]["answers"]
-    out: dict = {"questions": len(questions), "requests": len(calls), "concurrency": [1, default],
-                 "wall_s": [runs[1]["wall_s"], runs[default]["wall_s"]],
-                 "failed": [runs[1]["failed"], runs[default]["failed"]]}
+    out: dict = {
+        "questions": len(questions),
+        "requests": len(calls),
+        "concurrency": [1, default],
+        "wall_s": [runs[1]["wall_s"], runs[default]["wall_s"]],
+        "failed": [runs[1]["failed"], runs[default]["failed"]],
+    }
     for kind in ("greedy", "sample"):
         idx = [i for i, k in enumerate(kinds) if k == kind]
         a = [example_score(task, one[i], golds[i]) for i in idx]
         b = [example_score(task, many[i], golds[i]) for i in idx]
         cmp = paired_bootstrap(a, b)
-        out[kind] = {"answers": len(idx), "differ": sum(one[i] != many[i] for i in idx),
-                     "rouge_l_concurrency_1": round(sum(a) / len(a), 4), "rouge_l_default": round(sum(b) / len(b), 4),
-                     "difference": round(cmp.mean, 4), "interval": [round(cmp.low, 4), round(cmp.high, 4)]}
-        print(f"  {kind}: {out[kind]['differ']} of {len(idx)} answers differ; ROUGE-L {out[kind]['rouge_l_concurrency_1']} "
-              f"at 1 in flight, {out[kind]['rouge_l_default']} at {default}: "
-              f"{cmp.mean:+.4f} [{cmp.low:+.4f}, {cmp.high:+.4f}]", flush=True)
+        out[kind] = {
+            "answers": len(idx),
+            "differ": sum(one[i] != many[i] for i in idx),
+            "rouge_l_concurrency_1": round(sum(a) / len(a), 4),
+            "rouge_l_default": round(sum(b) / len(b), 4),
+            "difference": round(cmp.mean, 4),
+            "interval": [round(cmp.low, 4), round(cmp.high, 4)],
+        }
+        print(
+            f"  {kind}: {out[kind]['differ']} of {len(idx)} answers differ; ROUGE-L {out[kind]['rouge_l_concurrency_1']} "
+            f"at 1 in flight, {out[kind]['rouge_l_default']} at {default}: "
+            f"{cmp.mean:+.4f} [{cmp.low:+.4f}, {cmp.high:+.4f}]",
+            flush=True,
+        )
     return out
 
 
 # -- report --------------------------------------------------------------------------------------
 def table(rows: list[dict]) -> str:
-    lines = ["| server | in flight | requests/s | tokens/s | p50 latency s | x of 1 in flight |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| server | in flight | requests/s | tokens/s | p50 latency s | x of 1 in flight |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     base: dict[str, float] = {}
     for r in rows:
         if r["in_flight"] == 1:
             base[r["server"]] = r["req_per_s"]
         ratio = r["req_per_s"] / base[r["server"]] if base.get(r["server"]) else float("nan")
-        lines.append(f"| {r['server']} | {r['in_flight']} | {r['req_per_s']:.2f} | {r['tok_per_s']:.1f} | "
-                     f"{r['latency_p50_s']:.2f} | {ratio:.2f} |")
+        lines.append(
+            f"| {r['server']} | {r['in_flight']} | {r['req_per_s']:.2f} | {r['tok_per_s']:.1f} | "
+            f"{r['latency_p50_s']:.2f} | {ratio:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -381,17 +477,29 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", action="append", choices=["servers", "stub", "episodes", "answers"],
-                        help="run only this stage (repeatable; default: all)")
-    parser.add_argument("--data", type=Path, default=None, help=f"LaMP-7 folder (default {DEFAULT_DATA} from the repository root)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["servers", "stub", "episodes", "answers"],
+        help="run only this stage (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help=f"LaMP-7 folder (default {DEFAULT_DATA} from the repository root)"
+    )
     parser.add_argument("--prompts", type=int, default=16, help="prompts per in-flight level (default 16)")
     parser.add_argument("--levels", default="1,2,4,8", help="requests in flight (default 1,2,4,8)")
     parser.add_argument("--k", type=int, default=4, help="profile records per prompt (default 4, as prompt.k)")
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--slots", type=int, action="append", help=f"llama-server slots (repeatable; default {EMBEDDED_SLOTS})")
-    parser.add_argument("--threads", type=int, action="append", help=f"server threads (repeatable; default {EMBEDDED_THREADS})")
-    parser.add_argument("--legacy-python", default=sys.executable, help="python that runs llama_cpp.server (default this one)")
+    parser.add_argument(
+        "--slots", type=int, action="append", help=f"llama-server slots (repeatable; default {EMBEDDED_SLOTS})"
+    )
+    parser.add_argument(
+        "--threads", type=int, action="append", help=f"server threads (repeatable; default {EMBEDDED_THREADS})"
+    )
+    parser.add_argument(
+        "--legacy-python", default=sys.executable, help="python that runs llama_cpp.server (default this one)"
+    )
     parser.add_argument("--episodes", type=int, default=20, help="LaMP-7 users in the episodes stage (default 20)")
     parser.add_argument("--answers", type=int, default=40, help="LaMP-7 questions in the answers stage (default 40)")
     parser.add_argument("--out", type=Path, default=Path("runs") / "bench_llm")
@@ -404,17 +512,28 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     print(f"CPU: {info['cpu']}; {info['cores']} cores; load average {info['loadavg_at_start']}", flush=True)
-    result: dict = {"machine": info, "settings": {"prompts_per_level": args.prompts, "levels": levels, "k": args.k,
-                                                 "temperature": args.temperature, "top_p": 0.95,
-                                                 "max_tokens": args.max_tokens, "data": str(args.data),
-                                                 "slots": args.slots, "threads": args.threads},
-                    "rows": [], "notes": []}
+    result: dict = {
+        "machine": info,
+        "settings": {
+            "prompts_per_level": args.prompts,
+            "levels": levels,
+            "k": args.k,
+            "temperature": args.temperature,
+            "top_p": 0.95,
+            "max_tokens": args.max_tokens,
+            "data": str(args.data),
+            "slots": args.slots,
+            "threads": args.threads,
+        },
+        "rows": [],
+        "notes": [],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-llm-") as tmp_name:
         tmp = Path(tmp_name)
         if "servers" in stages or "stub" in stages:
             flat = lamp7_prompts(args.data, args.prompts * len(levels), args.k)
-            prompt_sets = [flat[i * args.prompts:(i + 1) * args.prompts] for i in range(len(levels))]
+            prompt_sets = [flat[i * args.prompts : (i + 1) * args.prompts] for i in range(len(levels))]
         if "servers" in stages:
             rows, notes = stage_servers(args, prompt_sets, levels, tmp)
             result["rows"] += rows
@@ -438,9 +557,13 @@ def main(argv: list[str] | None = None) -> int:
         default = {r["in_flight"]: r["req_per_s"] for r in rows if r["server"].endswith("(default)")}
         if legacy and default:
             best_legacy = max(legacy.values())
-            result["speedup_default_vs_legacy"] = round(default.get(EMBEDDED_SLOTS, max(default.values())) / best_legacy, 2)
-            print(f"\nllama-server default at {EMBEDDED_SLOTS} in flight vs today's server at its best: "
-                  f"{result['speedup_default_vs_legacy']}x")
+            result["speedup_default_vs_legacy"] = round(
+                default.get(EMBEDDED_SLOTS, max(default.values())) / best_legacy, 2
+            )
+            print(
+                f"\nllama-server default at {EMBEDDED_SLOTS} in flight vs today's server at its best: "
+                f"{result['speedup_default_vs_legacy']}x"
+            )
         stub = {r["in_flight"]: r["req_per_s"] for r in rows if r["server"].startswith("stub")}
         if 1 in stub and 8 in stub:
             result["stub_8_vs_1"] = round(stub[8] / stub[1], 2)

@@ -111,7 +111,9 @@ class InstantLLM(LLMClient):
     with no response cache: used only to time what is not the LLM, never for a quality figure."""
 
     def __init__(self) -> None:
-        super().__init__(LLMConfig(base_url="http://instant-llm.invalid/v1", cache_path=""), session=cast(Any, _InstantSession()))  # a session in all but name
+        super().__init__(
+            LLMConfig(base_url="http://instant-llm.invalid/v1", cache_path=""), session=cast(Any, _InstantSession())
+        )  # a session in all but name
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -132,8 +134,12 @@ def lamp7_user(data: Path) -> tuple[str, list[dict[str, str]], str, list[str]]:
 
     generated, _, _ = generate("LaMP-7", n_users=1, items_per_user=HISTORY, questions_per_user=41, seed=11)
     history = [{"id": p["id"], "text": p["text"]} for p in generated[0]["profile"]]
-    return ("synthetic LaMP-7 (shared.synthetic.generate; no real data found)", history, generated[0]["input"],
-            [q["input"] for q in generated[1:]])
+    return (
+        "synthetic LaMP-7 (shared.synthetic.generate; no real data found)",
+        history,
+        generated[0]["input"],
+        [q["input"] for q in generated[1:]],
+    )
 
 
 def lamp3_user(data: Path) -> tuple[str, list[dict[str, str]]]:
@@ -174,12 +180,17 @@ def int8_linear_layers(path: Path) -> tuple[int, int]:
 
 def ms(seconds: list[float]) -> dict[str, float]:
     a = np.asarray(seconds) * 1000
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "min": float(a.min()),
-            "n": float(len(a))}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "min": float(a.min()),
+        "n": float(len(a)),
+    }
 
 
-def interleaved(variants: Mapping[str, tuple[Callable[[], object], Callable[[], object]]], reps: int, block: int,
-                warmup: int) -> dict[str, list[float]]:
+def interleaved(
+    variants: Mapping[str, tuple[Callable[[], object], Callable[[], object]]], reps: int, block: int, warmup: int
+) -> dict[str, list[float]]:
     """Time each variant's ``run`` (after its untimed ``prepare``) ``reps`` times, in blocks of ``block`` that
     rotate between the variants, after ``warmup`` untimed runs of each."""
     names = list(variants)
@@ -190,7 +201,7 @@ def interleaved(variants: Mapping[str, tuple[Callable[[], object], Callable[[], 
             run()
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(-(-reps // block)):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             prepare, run = variants[name]
             time.sleep(0.05)  # the other runtime's idle threads stop spinning
             for _ in range(min(block, reps - len(times[name]))):
@@ -231,14 +242,30 @@ print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 
 def sdk_process(store: Path, queries: list[str], n: int, samples: int, bundle: Path | None, home: Path) -> dict:
     """Peak memory and timings of a fresh process that opens the store and answers ``n + 1`` queries."""
-    args = {"store": str(store.parent), "user": store.name, "queries": queries, "n": n, "m": N_RECORDS,
-            "samples": samples, "bundle": str(bundle) if bundle else None}
+    args = {
+        "store": str(store.parent),
+        "user": store.name,
+        "queries": queries,
+        "n": n,
+        "m": N_RECORDS,
+        "samples": samples,
+        "bundle": str(bundle) if bundle else None,
+    }
     env = {**os.environ, "FEDHYDRA_HOME": str(home), "OMP_NUM_THREADS": str(THREADS)}
     # ru_maxrss survives exec: a process forked straight from this large one would report this one's RSS.
     # A small launcher forks the measured process, so that its peak is its own.
     launcher = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
-    command = [sys.executable, "-c", launcher, sys.executable, "-c", SDK_PROCESS, json.dumps(args), str(ROOT),
-               str(Path(__file__).resolve().parent)]
+    command = [
+        sys.executable,
+        "-c",
+        launcher,
+        sys.executable,
+        "-c",
+        SDK_PROCESS,
+        json.dumps(args),
+        str(ROOT),
+        str(Path(__file__).resolve().parent),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the SDK process failed:\n{done.stderr[-3000:]}")
@@ -251,8 +278,13 @@ def new_user(root: Path, task: str, history: list[dict[str, str]], bundle: Path,
     from client.store import UserStore
 
     t = time.perf_counter()  # install the bundle: copy, verify every file, load it and prove it answers
-    client = PersonalClient(UserStore(root, "new", task=task), bundle, llm=InstantLLM(), task=task,
-                            device=DeviceConfig(threads=THREADS, **options))
+    client = PersonalClient(
+        UserStore(root, "new", task=task),
+        bundle,
+        llm=InstantLLM(),
+        task=task,
+        device=DeviceConfig(threads=THREADS, **options),
+    )
     _ = client.models  # the onnxruntime sessions (update_base made them while proving the bundle)
     load = time.perf_counter() - t
     t = time.perf_counter()
@@ -261,8 +293,13 @@ def new_user(root: Path, task: str, history: list[dict[str, str]], bundle: Path,
     t = time.perf_counter()
     report = client.fit()
     total = time.perf_counter() - t
-    return {"load": load, "add": add, "fit": report.fit_seconds, "episodes": total - report.fit_seconds,
-            "report": report}
+    return {
+        "load": load,
+        "add": add,
+        "fit": report.fit_seconds,
+        "episodes": total - report.fit_seconds,
+        "report": report,
+    }
 
 
 # -- the benchmark ---------------------------------------------------------------------------------------
@@ -270,8 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run, noisier figures)")
     parser.add_argument("--reps", type=int, help="timed repetitions per latency variant (default 60, quick 15)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "lamp",
-                        help="folder with lamp7/ and lamp3/ (default: ../shared/data/lamp from the repository root)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared" / "data" / "lamp",
+        help="folder with lamp7/ and lamp3/ (default: ../shared/data/lamp from the repository root)",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the printed tables to this file")
     args = parser.parse_args(argv)
     reps = args.reps or (15 if args.quick else 60)
@@ -336,9 +377,12 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
     llm = InstantLLM()
     clients: dict[str, PersonalClient] = {}
     for variant in ("int8", "fp32"):
-        client = PersonalClient(UserStore(tmp / "store", variant, task=task.name), llm=llm, task=task,
-                                device=DeviceConfig(threads=THREADS, quantized=variant == "int8",
-                                                    inference=InferenceConfig(m=N_RECORDS)))
+        client = PersonalClient(
+            UserStore(tmp / "store", variant, task=task.name),
+            llm=llm,
+            task=task,
+            device=DeviceConfig(threads=THREADS, quantized=variant == "int8", inference=InferenceConfig(m=N_RECORDS)),
+        )
         if variant == "fp32":  # the int8 user's heads, in the store before the bundle loads them
             shutil.copyfile(clients["int8"].store.heads_path, client.store.heads_path)
         client.update_base(bundle)
@@ -362,8 +406,9 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         if len(pool.texts) >= N_CANDIDATES:
             break
     ad_example = RoleExample("", full.query, full.items[:N_CANDIDATES], full.extras[:N_CANDIDATES])
-    int8_client.device = replace(int8_client.device, inference=InferenceConfig(m=N_RECORDS,
-                                                                               pool=PoolConfig(n_samples=samples)))
+    int8_client.device = replace(
+        int8_client.device, inference=InferenceConfig(m=N_RECORDS, pool=PoolConfig(n_samples=samples))
+    )
     record_texts = [task.item_text(h) for h in history]
 
     # -- torch eager: the same base, heads and examples -----------------------------------------------------
@@ -380,8 +425,10 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
 
     def torch_scores() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            return (trainer.scores("reranker", rr_example, cast(nn.Linear, heads.heads["reranker"])),
-                    trainer.scores("adapter", ad_example, cast(nn.Linear, heads.heads["adapter"])))
+            return (
+                trainer.scores("reranker", rr_example, cast(nn.Linear, heads.heads["reranker"])),
+                trainer.scores("adapter", ad_example, cast(nn.Linear, heads.heads["adapter"])),
+            )
 
     def onnx_scores(client: PersonalClient) -> tuple[np.ndarray, np.ndarray]:
         m = client.models
@@ -394,8 +441,10 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         trainer.invalidate()
         trainer._cache.update(torch_history)
 
-    parity = {v: max(float(np.abs(a - b).max()) for a, b in zip(torch_scores(), onnx_scores(c), strict=True))
-              for v, c in clients.items()}
+    parity = {
+        v: max(float(np.abs(a - b).max()) for a, b in zip(torch_scores(), onnx_scores(c), strict=True))
+        for v, c in clients.items()
+    }
 
     def cold(client: PersonalClient) -> Callable[[], None]:
         return lambda: client.models.clear_cache(history=True)
@@ -407,6 +456,7 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
         def prepare() -> None:
             m.clear_cache(history=True)
             m.pin_history(HISTORY_ROLE, record_texts, vectors)
+
         return prepare
 
     def warm(client: PersonalClient) -> Callable[[], None]:
@@ -426,8 +476,9 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
     for role in ("reranker", "adapter"):
         spinning.load_personal(role, stored_heads)
     variants["int8 ONNX, spinning threads|warm"] = (
-        warm_models(spinning), lambda: (spinning.score("reranker", rr_example, PERSONAL),
-                                        spinning.score("adapter", ad_example, PERSONAL)))
+        warm_models(spinning),
+        lambda: (spinning.score("reranker", rr_example, PERSONAL), spinning.score("adapter", ad_example, PERSONAL)),
+    )
     variants["torch eager|cold"] = (trainer.invalidate, torch_scores)
     variants["torch eager|warm"] = (torch_warm, torch_scores)
     variants["int8 answer()|cold"] = (cold(int8_client), lambda: int8_client.answer(query_input))
@@ -452,21 +503,47 @@ def run(args: argparse.Namespace, reps: int, block: int, tmp: Path) -> list[str]
 
     # -- new users' first fit ---------------------------------------------------------------------------------
     print("fitting new users ...", file=sys.stderr)
-    fits = [("LaMP-7", data7, "instant stand-in LLM: 4 pseudo-questions (default EpisodeConfig), both heads",
-             new_user(tmp / "new7", "LaMP-7", history, bundle, inference=InferenceConfig(m=N_RECORDS)))]
+    fits = [
+        (
+            "LaMP-7",
+            data7,
+            "instant stand-in LLM: 4 pseudo-questions (default EpisodeConfig), both heads",
+            new_user(tmp / "new7", "LaMP-7", history, bundle, inference=InferenceConfig(m=N_RECORDS)),
+        )
+    ]
     try:
         label_only = EpisodeConfig(pseudo_questions=0, free_questions=16)  # label-pool-only: no LLM call at all
     except TypeError:  # an EpisodeConfig without LLM-free pseudo-questions
         label_only = None
     if label_only is not None:
-        fits.append(("LaMP-3", data3, "16 label-pool-only pseudo-questions, no LLM at all; adapter head only",
-                     new_user(tmp / "new3", "LaMP-3", history3, bundle, episodes=label_only)))
-    return report({
-        "args": args, "reps": reps, "versions": f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}",
-        "load": (load_before[0], os.getloadavg()[0]), "data": (data7, data3), "timings": timings,
-        "encoded": encoded, "parity": parity, "pool_size": pool_size, "samples": samples, "fp32_mb": fp32_mb,
-        "int8_mb": int8_mb, "all_mb": files_mb(files), "int8_layers": (int8_ops, float_matmuls),
-        "processes": (process, process_bundle), "fits": fits})
+        fits.append(
+            (
+                "LaMP-3",
+                data3,
+                "16 label-pool-only pseudo-questions, no LLM at all; adapter head only",
+                new_user(tmp / "new3", "LaMP-3", history3, bundle, episodes=label_only),
+            )
+        )
+    return report(
+        {
+            "args": args,
+            "reps": reps,
+            "versions": f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}",
+            "load": (load_before[0], os.getloadavg()[0]),
+            "data": (data7, data3),
+            "timings": timings,
+            "encoded": encoded,
+            "parity": parity,
+            "pool_size": pool_size,
+            "samples": samples,
+            "fp32_mb": fp32_mb,
+            "int8_mb": int8_mb,
+            "all_mb": files_mb(files),
+            "int8_layers": (int8_ops, float_matmuls),
+            "processes": (process, process_bundle),
+            "fits": fits,
+        }
+    )
 
 
 def report(v: dict[str, Any]) -> list[str]:
@@ -481,13 +558,24 @@ def report(v: dict[str, Any]) -> list[str]:
     process, process_bundle = v["processes"]
     cpu = platform.processor()
     if Path("/proc/cpuinfo").exists():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), cpu)
-    command = ".venv/bin/python scripts/bench_sdk.py" + (" --quick" if args.quick else "") + \
-        (f" --reps {args.reps}" if args.reps else "")
-    out(f"Machine: {os.cpu_count()} cores ({cpu}); {THREADS} threads; {v['versions']}. Load average (1 min) "
+        cpu = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            cpu,
+        )
+    command = (
+        ".venv/bin/python scripts/bench_sdk.py"
+        + (" --quick" if args.quick else "")
+        + (f" --reps {args.reps}" if args.reps else "")
+    )
+    out(
+        f"Machine: {os.cpu_count()} cores ({cpu}); {THREADS} threads; {v['versions']}. Load average (1 min) "
         f"{v['load'][0]:.1f} at the start, {v['load'][1]:.1f} at the end"
-        + (": other processes shared the cores." if v['load'][0] > 0.5 else " (the benchmark's own processes)."))
+        + (": other processes shared the cores." if v["load"][0] > 0.5 else " (the benchmark's own processes).")
+    )
     out(f"Command: `{command}`: {v['reps']} timed repetitions per variant (after 3 untimed), in interleaved blocks.")
     out(f"Data: {v['data'][0]}; {v['data'][1]}.")
     out()
@@ -500,26 +588,37 @@ def report(v: dict[str, Any]) -> list[str]:
         name, cache = key.split("|")
         if "answer" not in name and "spinning" not in name:
             out(f"| {name} | {words[cache]} | {t['p50']:.1f} | {t['p95']:.1f} | {t['min']:.1f} |")
-    ratio = {c: (timings[f"torch eager|{c}"]["p50"] / timings[f"int8 ONNX|{c}"]["p50"],
-                 timings[f"torch eager|{c}"]["p50"] / timings[f"fp32 ONNX|{c}"]["p50"]) for c in ("cold", "warm")}
+    ratio = {
+        c: (
+            timings[f"torch eager|{c}"]["p50"] / timings[f"int8 ONNX|{c}"]["p50"],
+            timings[f"torch eager|{c}"]["p50"] / timings[f"fp32 ONNX|{c}"]["p50"],
+        )
+        for c in ("cold", "warm")
+    }
     out()
-    out(f"torch/int8 (p50): {ratio['warm'][0]:.2f}x warm, {ratio['cold'][0]:.2f}x cold; torch/fp32: "
+    out(
+        f"torch/int8 (p50): {ratio['warm'][0]:.2f}x warm, {ratio['cold'][0]:.2f}x cold; torch/fp32: "
         f"{ratio['warm'][1]:.2f}x warm, {ratio['cold'][1]:.2f}x cold. Warm: the history records' embeddings are "
         f"cached (the SDK keeps them in the store): the SDK encodes the queries and candidates, {encoded['warm'][0]} "
         f"texts, {encoded['warm'][1]} tokens with padding; cold: also the {N_RECORDS} records, {encoded['cold'][0]} "
         f"texts, {encoded['cold'][1]} tokens. Torch encodes the same texts (the query twice for the adapter, as "
         f"query and as the input candidate). Max |score - torch's|: fp32 {v['parity']['fp32']:.1e}, "
-        f"int8 {v['parity']['int8']:.1e}.")
+        f"int8 {v['parity']['int8']:.1e}."
+    )
     out()
     spin = timings["int8 ONNX, spinning threads|warm"]
-    out(f"Threads: the SDK's onnxruntime sessions do not spin-wait (`session.intra_op.allow_spinning=0`), and torch "
+    out(
+        f"Threads: the SDK's onnxruntime sessions do not spin-wait (`session.intra_op.allow_spinning=0`), and torch "
         f"ran with `OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}`; the same int8 warm path with onnxruntime's "
-        f"default spinning threads: p50 {spin['p50']:.1f} ms, p95 {spin['p95']:.1f}, min {spin['min']:.1f}.")
+        f"default spinning threads: p50 {spin['p50']:.1f} ms, p95 {spin['p95']:.1f}, min {spin['min']:.1f}."
+    )
     out()
     aw, ac = timings["int8 answer()|warm"], timings["int8 answer()|cold"]
-    out(f"The whole `answer()` (int8; BM25 over {HISTORY} records, {N_RECORDS} reranked, a pool of {v['pool_size']} "
+    out(
+        f"The whole `answer()` (int8; BM25 over {HISTORY} records, {N_RECORDS} reranked, a pool of {v['pool_size']} "
         f"candidates from an instant stand-in LLM asked for {v['samples']} samples; LLM time ~0): p50 {aw['p50']:.1f} "
-        f"ms warm, {ac['p50']:.1f} ms cold (p95 {aw['p95']:.1f} / {ac['p95']:.1f}).")
+        f"ms warm, {ac['p50']:.1f} ms cold (p95 {aw['p95']:.1f} / {ac['p95']:.1f})."
+    )
     out()
     out("**Bundle and SDK process**")
     out()
@@ -528,14 +627,18 @@ def report(v: dict[str, Any]) -> list[str]:
     out(f"| bundle for fp32 (encoders, scorers, base, tokenizer) | {v['fp32_mb']:.1f} MB |")
     out(f"| bundle for int8 | {v['int8_mb']:.1f} MB |")
     out(f"| bundle as exported (both) | {v['all_mb']:.1f} MB |")
-    out(f"| int8 encoder: int8 linear layers / float MatMuls on a weight | {v['int8_layers'][0]} / "
-        f"{v['int8_layers'][1]} |")
+    out(
+        f"| int8 encoder: int8 linear layers / float MatMuls on a weight | {v['int8_layers'][0]} / "
+        f"{v['int8_layers'][1]} |"
+    )
     for label, p in (("store holds the bundle", process), ("`bundle=` given (update_base)", process_bundle)):
         out(f"| SDK process peak RSS, {label}, {p['answers']} answers | {p['maxrss_mb']:.0f} MB |")
     loaded = sorted(set(process["loaded"] + process_bundle["loaded"]))
     out(f"| torch / flwr / transformers / peft / onnx imported there | {', '.join(loaded) or 'none'} |")
-    out(f"| that process: start to first answer; later answers p50 | {process['first_s']:.2f} s; "
-        f"{process['p50_ms']:.0f} ms |")
+    out(
+        f"| that process: start to first answer; later answers p50 | {process['first_s']:.2f} s; "
+        f"{process['p50_ms']:.0f} ms |"
+    )
     out()
     out(f"**A new user's first fit, {HISTORY}-item history, base frozen (s)**")
     out()
@@ -544,14 +647,18 @@ def report(v: dict[str, Any]) -> list[str]:
     for name, _, how, f in fits:
         r = f["report"]
         examples = ", ".join(f"{k} {n}" for k, n in r.examples.items())
-        out(f"| {name} | {how}; examples: {examples} | {f['load']:.2f} | {f['add']:.2f} | {f['fit']:.2f} | "
-            f"{f['add'] + f['fit']:.2f} | {f['episodes']:.2f} ({r.llm_calls} LLM calls) |")
+        out(
+            f"| {name} | {how}; examples: {examples} | {f['load']:.2f} | {f['add']:.2f} | {f['fit']:.2f} | "
+            f"{f['add'] + f['fit']:.2f} | {f['episodes']:.2f} ({r.llm_calls} LLM calls) |"
+        )
     out()
-    out("Timed: installing the bundle (`update_base`: copying it into the store, verifying every file, creating "
+    out(
+        "Timed: installing the bundle (`update_base`: copying it into the store, verifying every file, creating "
         "the onnxruntime sessions and answering a probe question; once per bundle), `add_history` (validation, store write, encoding the records and caching them in the store) and "
         "the on-device part of `fit()` (`FitReport.fit_seconds`: features from the frozen ONNX base, numpy head "
         "fitting, writing the heads). Not timed: building the episodes, the LLM's labelling "
-        "(with the real LLM the slow part; here the stand-in's calls are counted).")
+        "(with the real LLM the slow part; here the stand-in's calls are counted)."
+    )
     out()
     p50w, p50c = timings["int8 ONNX|warm"]["p50"], timings["int8 ONNX|cold"]["p50"]
     worst = max(f["add"] + f["fit"] for *_, f in fits)
@@ -565,14 +672,22 @@ def report(v: dict[str, Any]) -> list[str]:
     out()
     out("| target | measured | met |")
     out("|---|---|---|")
-    out(f"| int8 rerank {N_RECORDS} + score {N_CANDIDATES}: p50 <= 100 ms (goal 50) | {p50w:.1f} ms warm, "
-        f"{p50c:.1f} ms cold | {yes(p50w <= 100)} warm, {yes(p50c <= 100)} cold |")
-    out(f"| int8 >= 2x faster than torch eager (same run) | {ratio['warm'][0]:.2f}x warm, {ratio['cold'][0]:.2f}x "
-        f"cold | {yes(ratio['warm'][0] >= 2)} warm, {yes(ratio['cold'][0] >= 2)} cold |")
-    out(f"| SDK process < 300 MB RSS, no torch or flwr | {rss:.0f} MB, {'neither' if not loaded else 'imported'} | "
-        f"{yes(rss < 300 and not loaded)} |")
-    out(f"| new user's heads <= 5 s, LLM excluded | {worst:.2f} s add + fit ({worst_load:.2f} s with loading the "
-        f"bundle), worst task | {yes(worst <= 5)} ({yes(worst_load <= 5)} with loading) |")
+    out(
+        f"| int8 rerank {N_RECORDS} + score {N_CANDIDATES}: p50 <= 100 ms (goal 50) | {p50w:.1f} ms warm, "
+        f"{p50c:.1f} ms cold | {yes(p50w <= 100)} warm, {yes(p50c <= 100)} cold |"
+    )
+    out(
+        f"| int8 >= 2x faster than torch eager (same run) | {ratio['warm'][0]:.2f}x warm, {ratio['cold'][0]:.2f}x "
+        f"cold | {yes(ratio['warm'][0] >= 2)} warm, {yes(ratio['cold'][0] >= 2)} cold |"
+    )
+    out(
+        f"| SDK process < 300 MB RSS, no torch or flwr | {rss:.0f} MB, {'neither' if not loaded else 'imported'} | "
+        f"{yes(rss < 300 and not loaded)} |"
+    )
+    out(
+        f"| new user's heads <= 5 s, LLM excluded | {worst:.2f} s add + fit ({worst_load:.2f} s with loading the "
+        f"bundle), worst task | {yes(worst <= 5)} ({yes(worst_load <= 5)} with loading) |"
+    )
     return lines
 
 

@@ -41,11 +41,15 @@ from shared.tasks import get_task
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--golds", required=True, help="LaMP directory holding the *_outputs.json golds")
-    p.add_argument("--split", default=None, help="file prefix of the golds, or \"timeline\" (LaMP-3's time-based split)")
+    p.add_argument("--split", default=None, help='file prefix of the golds, or "timeline" (LaMP-3\'s time-based split)')
     p.add_argument("--task", required=True)
     p.add_argument("--resamples", type=int, default=2000)
-    p.add_argument("pairs", nargs="+", help="first-run and second-run prediction files, in pairs; a side may join "
-                                            "several runs' files of the same questions with + (their scores averaged)")
+    p.add_argument(
+        "pairs",
+        nargs="+",
+        help="first-run and second-run prediction files, in pairs; a side may join "
+        "several runs' files of the same questions with + (their scores averaged)",
+    )
     args = p.parse_args()
     if len(args.pairs) % 2:
         raise SystemExit("prediction files come in pairs: first run, second run")
@@ -66,8 +70,10 @@ def main() -> None:
     extra = (" users | 95% interval over users |", "---|---|") if by_user else ("", "")
     if task.rewrite:
         extra = (extra[0] + " broken: first / second |", extra[1] + "---|")
-    print("| first | second | answers that differ | second better | second worse | mean difference | 95% interval |"
-          + extra[0])
+    print(
+        "| first | second | answers that differ | second better | second worse | mean difference | 95% interval |"
+        + extra[0]
+    )
     print("|---|---|---|---|---|---|---|" + extra[1])
     for a, b in zip(args.pairs[::2], args.pairs[1::2]):
         firsts, seconds = _load_side(a), _load_side(b)
@@ -77,16 +83,24 @@ def main() -> None:
         for path, run in zip(a.split("+") + b.split("+"), firsts + seconds):
             if set(run) != set(ids):
                 raise DataFormatError(path, f"its question ids differ from {a.split('+')[0]}'s")
-        c = paired_bootstrap(_mean_scores(task, firsts, golds, ids), _mean_scores(task, seconds, golds, ids),
-                             resamples=args.resamples, groups=[users.get(i, i) for i in ids] if by_user else None)
+        c = paired_bootstrap(
+            _mean_scores(task, firsts, golds, ids),
+            _mean_scores(task, seconds, golds, ids),
+            resamples=args.resamples,
+            groups=[users.get(i, i) for i in ids] if by_user else None,
+        )
         differ = sum(any(f[i] != s[i] for f in firsts for s in seconds) for i in ids)
         tail = f" {c.users} | [{c.user_low:+.4f}, {c.user_high:+.4f}] |" if by_user else ""
         if task.rewrite:
-            shares = [sum(broken_share([r[i] for i in ids], [inputs[i] for i in ids]) for r in side) / len(side)
-                      for side in (firsts, seconds)]
+            shares = [
+                sum(broken_share([r[i] for i in ids], [inputs[i] for i in ids]) for r in side) / len(side)
+                for side in (firsts, seconds)
+            ]
             tail += f" {shares[0]:.1%} / {shares[1]:.1%} |"
-        print(f"| {_name(a)} | {_name(b)} | {differ} of {len(ids)} "
-              f"| {c.wins} | {c.losses} | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |" + tail)
+        print(
+            f"| {_name(a)} | {_name(b)} | {differ} of {len(ids)} "
+            f"| {c.wins} | {c.losses} | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |" + tail
+        )
 
 
 def _load_side(side: str) -> list[dict[str, str]]:
@@ -101,8 +115,9 @@ def _mean_scores(task, runs: list[dict[str, str]], golds: Mapping[str, str], ids
 
 def _name(side: str) -> str:
     """A side's label: the file name, or folder/file for each file of a joined side (the runs differ by folder)."""
-    return "+".join(f"{Path(path).parent.name}/{Path(path).name}" if "+" in side else Path(path).name
-                    for path in side.split("+"))
+    return "+".join(
+        f"{Path(path).parent.name}/{Path(path).name}" if "+" in side else Path(path).name for path in side.split("+")
+    )
 
 
 if __name__ == "__main__":

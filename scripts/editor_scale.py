@@ -80,8 +80,10 @@ def main() -> None:
         editor = InputEditor()
         editor.fit([(w, c, InputEditor.labels(w, g)) for w, c, g in pairs(dataset, groups[:n])])
         # both ways are used within this iteration, with this iteration's editor
-        ways = {"any word": lambda w, c, h, lv: f1_optimal_keep(w, editor.keep_probabilities(w, c), lv * len(w)),  # noqa: B023
-                "fillers, user's style": lambda w, c, h, lv: h.apply(filler_edit(editor, w, c, lv))}  # noqa: B023
+        ways = {
+            "any word": lambda w, c, h, lv: f1_optimal_keep(w, editor.keep_probabilities(w, c), lv * len(w)),  # noqa: B023
+            "fillers, user's style": lambda w, c, h, lv: h.apply(filler_edit(editor, w, c, lv)),  # noqa: B023
+        }
         for way, edit in ways.items():
             cells, best = [], inp.copy()
             for level in LEVELS:
@@ -92,9 +94,12 @@ def main() -> None:
                     write_outputs(Path(args.out) / f"{name}-{level}_outputs.json", dataset.task, dict(zip(ids, edits)))
                 best = np.maximum(best, s)
                 c = paired_bootstrap(inp.tolist(), s.tolist())
-                cells.append(f"{s.mean():.4f} ({c.mean / inp.mean():+.1%}; [{c.low:+.4f}, {c.high:+.4f}]; "
-                             f"broken {broken_share(edits, inputs):.0%})")
+                cells.append(
+                    f"{s.mean():.4f} ({c.mean / inp.mean():+.1%}; [{c.low:+.4f}, {c.high:+.4f}]; "
+                    f"broken {broken_share(edits, inputs):.0%})"
+                )
             print(f"| {n} | {way} | " + " | ".join(cells) + f" | {best.mean():.4f} |")
+
 
 if __name__ == "__main__":
     main()

@@ -43,9 +43,23 @@ if str(REPO) not in sys.path:
 
 from shared.io import read_jsonl  # noqa: E402 - after the repository is on sys.path
 
-SMALL = {"data.task": "LaMP-3", "data.synthetic-users": 4, "data.synthetic-items": 10, "data.train-users": 3, "data.test-users": 1,
-         "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1, "pool.label-records": 2,
-         "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20}
+SMALL = {
+    "data.task": "LaMP-3",
+    "data.synthetic-users": 4,
+    "data.synthetic-items": 10,
+    "data.train-users": 3,
+    "data.test-users": 1,
+    "federation.num-rounds": 1,
+    "pool.pseudo-questions": 2,
+    "pool.free-questions": 4,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "train.head-epochs": 5,
+    "federation.local-epochs": 1,
+    "federation.min-train-nodes": 2,
+    "train.fit-steps": 20,
+}
 
 
 @dataclass
@@ -63,23 +77,47 @@ class Scenario:
 SCENARIOS = [
     Scenario("control", "none (control)"),
     Scenario("llm-bursts", "LLM: bursts of 429 and 5xx (30% of requests)", mix={"429": 0.12, "500": 0.12, "503": 0.06}),
-    Scenario("llm-slow", "LLM: slower than the timeout (25% of requests take 1.5 s, timeout 0.5 s)",
-             mix={"slow": 0.25}, overrides={"llm.timeout": 0.5}),
-    Scenario("llm-malformed", "LLM: malformed or empty answers (bad JSON 10%, no choices 10%, empty 10%)",
-             mix={"badjson": 0.1, "nochoices": 0.1, "empty": 0.1}),
+    Scenario(
+        "llm-slow",
+        "LLM: slower than the timeout (25% of requests take 1.5 s, timeout 0.5 s)",
+        mix={"slow": 0.25},
+        overrides={"llm.timeout": 0.5},
+    ),
+    Scenario(
+        "llm-malformed",
+        "LLM: malformed or empty answers (bad JSON 10%, no choices 10%, empty 10%)",
+        mix={"badjson": 0.1, "nochoices": 0.1, "empty": 0.1},
+    ),
     Scenario("llm-offlabel", "LLM: answers outside the label set (50%)", mix={"offlabel": 0.5}),
     Scenario("llm-down", "LLM: endpoint down (connection refused)", llm_down=True),
-    Scenario("crash", "client raises before training (1 of 3) and crashes after training (1 of 3)",
-             faults={"0": "raise", "1": "crash-after-train"}),
-    Scenario("dropout", "a third of the clients drop out every round (2 rounds)", faults={"dropout": 1 / 3},
-             overrides={"federation.num-rounds": 2}),
-    Scenario("bad-updates", "bad updates: NaN, x1e3 scaled, wrong shape, extra metric (4 of 6 clients)",
-             faults={"0": "nan", "1": "scale", "2": "wrong-shape", "3": "extra-metric"},
-             overrides={"data.synthetic-users": 7, "data.train-users": 6}),
-    Scenario("kill", "ClientApp process SIGKILLed mid-round (1 of 3, round 1 of 2)", faults={"0": "kill"},
-             overrides={"federation.num-rounds": 2}),
-    Scenario("server-kill", "server killed mid-run (whole process tree SIGKILLed as round 2 of 2 starts), then run.resume=true",
-             kind="resume"),
+    Scenario(
+        "crash",
+        "client raises before training (1 of 3) and crashes after training (1 of 3)",
+        faults={"0": "raise", "1": "crash-after-train"},
+    ),
+    Scenario(
+        "dropout",
+        "a third of the clients drop out every round (2 rounds)",
+        faults={"dropout": 1 / 3},
+        overrides={"federation.num-rounds": 2},
+    ),
+    Scenario(
+        "bad-updates",
+        "bad updates: NaN, x1e3 scaled, wrong shape, extra metric (4 of 6 clients)",
+        faults={"0": "nan", "1": "scale", "2": "wrong-shape", "3": "extra-metric"},
+        overrides={"data.synthetic-users": 7, "data.train-users": 6},
+    ),
+    Scenario(
+        "kill",
+        "ClientApp process SIGKILLed mid-round (1 of 3, round 1 of 2)",
+        faults={"0": "kill"},
+        overrides={"federation.num-rounds": 2},
+    ),
+    Scenario(
+        "server-kill",
+        "server killed mid-run (whole process tree SIGKILLed as round 2 of 2 starts), then run.resume=true",
+        kind="resume",
+    ),
     Scenario("store-kill", "client store writer SIGKILLed at random / just before a rename", kind="store"),
     Scenario("poison", "1 client in 10 poisoned (sign flipped, x10), 3 rounds (direct, no simulation)", kind="poison"),
 ]
@@ -183,10 +221,15 @@ def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None
     stub = None if sc.llm_down else StubLLM(mix=sc.mix, slow_s=1.5, seed=seed)
     url = f"http://127.0.0.1:{dead_port()}/v1" if stub is None else stub.url
     app = fault_app(sc.faults) if sc.faults else production_app
-    with environment(FEDHYDRA_HOME=str(work / "home")), (stub if stub is not None else contextlib.nullcontext()):
+    with environment(FEDHYDRA_HOME=str(work / "home")), stub if stub is not None else contextlib.nullcontext():
         try:
-            summary = simulate(RunConfig.from_mapping(mapping), out, llm_config=LLMConfig(base_url=url, model="stub"),
-                               progress=say, app=app)
+            summary = simulate(
+                RunConfig.from_mapping(mapping),
+                out,
+                llm_config=LLMConfig(base_url=url, model="stub"),
+                progress=say,
+                app=app,
+            )
         except Exception as exc:  # noqa: BLE001 - a run that fails is a figure, not a crash of this script
             error = f"{type(exc).__name__}: {exc}"[:300]
         if stub is not None:
@@ -197,11 +240,30 @@ def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None
 
 
 def simulate_process(out: Path, url: str, *, home: Path, resume: bool) -> subprocess.Popen:
-    config = " ".join(f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": 2, "run.resume": resume}.items())
-    return subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", "--out", str(out), "--llm-url", url,
-                             "--llm-model", "stub", "--run-config", config], cwd=REPO,
-                            env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    config = " ".join(
+        f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": 2, "run.resume": resume}.items()
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulations.cli",
+            "simulate",
+            "--out",
+            str(out),
+            "--llm-url",
+            url,
+            "--llm-model",
+            "stub",
+            "--run-config",
+            config,
+        ],
+        cwd=REPO,
+        env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
@@ -246,8 +308,11 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
         mode = "atomic" if trial % 2 == 0 else f"before-rename:{trial % 8}"
         kill_writer(work, max(before.values()), rng, mode)
         folder = work / "alice"  # temporaries the kill left, counted before the open that sweeps them
-        new = ({p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")} - seen
-               if folder.exists() else set())
+        new = (
+            {p.name for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")} - seen
+            if folder.exists()
+            else set()
+        )
         torn += len(new)
         seen |= new
         try:
@@ -259,8 +324,15 @@ def store_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None], k
         went_back += any(now[k] < before[k] for k in now)
         before = now
         leftover += len(temporaries(store))  # none: opening with no writer alive sweeps them all
-    return {"kills": kills, "damaged": damaged, "went_back": went_back, "writes_cut": torn, "left_after_open": leftover,
-            "versions": before, "completed": not damaged and not went_back and not leftover}
+    return {
+        "kills": kills,
+        "damaged": damaged,
+        "went_back": went_back,
+        "writes_cut": torn,
+        "left_after_open": leftover,
+        "versions": before,
+        "completed": not damaged and not went_back and not leftover,
+    }
 
 
 def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
@@ -280,8 +352,9 @@ def poison_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
     trainer = Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1, batch_size=8, lr=1e-2, train_lora=False))
     results = {"clean FedAvg + outlier filter": federate(trainer, FedAvg(), poisoned=False)}
     results["poisoned, FedAvg + outlier filter"] = federate(trainer, FedAvg(), poisoned=True)
-    results["poisoned, FedTrimmedAvg(0.2), no filter"] = federate(trainer, FedTrimmedAvg(beta=0.2), poisoned=True,
-                                                                  norm_factor=0)
+    results["poisoned, FedTrimmedAvg(0.2), no filter"] = federate(
+        trainer, FedTrimmedAvg(beta=0.2), poisoned=True, norm_factor=0
+    )
     results["poisoned, FedMedian, no filter"] = federate(trainer, FedMedian(), poisoned=True, norm_factor=0)
     results["poisoned, FedAvg, no filter"] = federate(trainer, FedAvg(), poisoned=True, norm_factor=0)
     clean = results["clean FedAvg + outlier filter"]
@@ -307,20 +380,30 @@ def bad_input_rows(work: Path) -> list[dict]:
         return folder
 
     def good(i: int, **over) -> dict:
-        return {"id": str(i), "input": instruction + f"review {i}",
-                "profile": [{"id": f"p{i}", "text": "fine", "score": "4"}, {"id": f"q{i}", "text": "meh", "score": "3"}],
-                **over}
+        return {
+            "id": str(i),
+            "input": instruction + f"review {i}",
+            "profile": [{"id": f"p{i}", "text": "fine", "score": "4"}, {"id": f"q{i}", "text": "meh", "score": "3"}],
+            **over,
+        }
 
     cases = [
         ("malformed JSON", lambda d: split(d, b'[{"id": "0", "input": "x", "prof'), "LaMP-3"),
         ("missing field (no 'input' in item 1)", lambda d: split(d, [good(0), {"id": "1", "profile": []}]), "LaMP-3"),
-        ("wrong type ('input' is a list in item 1)", lambda d: split(d, [good(0), good(1, input=["a", "b"])]), "LaMP-3"),
+        (
+            "wrong type ('input' is a list in item 1)",
+            lambda d: split(d, [good(0), good(1, input=["a", "b"])]),
+            "LaMP-3",
+        ),
         ("bytes that are not UTF-8", lambda d: split(d, b'[{"id": "0", "input": "caf\xe9", "profile": []}]'), "LaMP-3"),
         ("unknown task name", lambda d: split(d, [good(0), good(1)]), "LaMP-42"),
         ("duplicate ids", lambda d: split(d, [good(0), good(0)]), "LaMP-3"),
         ("empty profile (not an error: answered)", lambda d: split(d, [good(0, profile=[]), good(1)]), "LaMP-3"),
-        ("huge input (100,000 characters: truncated to 20,000)",
-         lambda d: split(d, [good(0, input=instruction + "word " * 20_000), good(1)]), "LaMP-3"),
+        (
+            "huge input (100,000 characters: truncated to 20,000)",
+            lambda d: split(d, [good(0, input=instruction + "word " * 20_000), good(1)]),
+            "LaMP-3",
+        ),
     ]
     rows = []
     for i, (name, make, task) in enumerate(cases):
@@ -328,8 +411,21 @@ def bad_input_rows(work: Path) -> list[dict]:
         out = work / f"out{i}"
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            status = main(["baseline", "--data", str(data), "--task", task, "--method", "majority",
-                           "--method", "user-mean", "--out", str(out)])
+            status = main(
+                [
+                    "baseline",
+                    "--data",
+                    str(data),
+                    "--task",
+                    task,
+                    "--method",
+                    "majority",
+                    "--method",
+                    "user-mean",
+                    "--out",
+                    str(out),
+                ]
+            )
         lines = [ln for ln in err.getvalue().splitlines() if ln.strip() and "it/s]" not in ln and "%|" not in ln]
         left = sorted(p.name for p in out.iterdir()) if out.exists() else []
         truncated = None
@@ -337,9 +433,17 @@ def bad_input_rows(work: Path) -> list[dict]:
             from shared.data import load_questions
 
             truncated = len(load_questions(data / "dev_questions.json", "LaMP-3")[0].input)
-        rows.append({"input": name, "status": status, "error": lines[-1] if status else "",
-                     "names_the_place": status == 0 or any(w in (lines[-1] if lines else "") for w in (str(data), task)),
-                     "left": left, "looks_complete": "metrics.json" in left, "truncated_to": truncated})
+        rows.append(
+            {
+                "input": name,
+                "status": status,
+                "error": lines[-1] if status else "",
+                "names_the_place": status == 0 or any(w in (lines[-1] if lines else "") for w in (str(data), task)),
+                "left": left,
+                "looks_complete": "metrics.json" in left,
+                "truncated_to": truncated,
+            }
+        )
 
     # a failed rerun in the folder of a finished run: does the old result stay behind, looking complete?
     bad = work / "data0"
@@ -356,9 +460,17 @@ def bad_input_rows(work: Path) -> list[dict]:
             status = main([command, "--data", str(bad), "--task", "LaMP-3", *extra, "--out", str(out)])
         left = sorted(p.name for p in out.iterdir())
         lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
-        rows.append({"input": f"malformed JSON, `{command}` rerun into the folder of a finished run", "status": status,
-                     "error": lines[-1] if lines else "", "left": [f"{p} (stale)" for p in left],
-                     "looks_complete": "metrics.json" in left, "truncated_to": None, "names_the_place": True})
+        rows.append(
+            {
+                "input": f"malformed JSON, `{command}` rerun into the folder of a finished run",
+                "status": status,
+                "error": lines[-1] if lines else "",
+                "left": [f"{p} (stale)" for p in left],
+                "looks_complete": "metrics.json" in left,
+                "truncated_to": None,
+                "names_the_place": True,
+            }
+        )
     return rows
 
 
@@ -384,8 +496,10 @@ def federated_row(sc: Scenario, runs: list[dict]) -> list[str]:
         cost += f" (+{f['failed-answers']} LLM-baseline answers empty)"
     if f.get("offlabel-answers"):
         cost += f"; {f['offlabel-answers']} off-label answers kept as such"
-    llm = fmt_counts({"retries": f.get("llm-retries", 0), "failed": f.get("llm-failures", 0),
-                      "refused": f.get("llm-refused", 0)}, ["retries", "failed", "refused"])
+    llm = fmt_counts(
+        {"retries": f.get("llm-retries", 0), "failed": f.get("llm-failures", 0), "refused": f.get("llm-refused", 0)},
+        ["retries", "failed", "refused"],
+    )
     cost += f"; LLM calls: {llm}" if llm else ""
     problems = [p for r in runs for p in r["store_problems"]]
     unanswered = sum(len(r["test_users_without_predictions"] or []) for r in runs)
@@ -395,8 +509,11 @@ def federated_row(sc: Scenario, runs: list[dict]) -> list[str]:
         data += f"; {unanswered} test users without predictions"
     ckpt = ", ".join(str(r["checkpoint_round"]) for r in runs)
     if sc.kind == "resume":
-        resumed = "; ".join(f"killed after round {r['killed_after_round']} ({r['killed_processes']} processes, "
-                            f"{r['survivors']} survived), resumed after round {r['resumed_after']}" for r in runs)
+        resumed = "; ".join(
+            f"killed after round {r['killed_after_round']} ({r['killed_processes']} processes, "
+            f"{r['survivors']} survived), resumed after round {r['resumed_after']}"
+            for r in runs
+        )
     else:
         resumed = f"n/a (last checkpoint: round {ckpt})"
     served: dict[str, int] = {}
@@ -410,12 +527,19 @@ def federated_row(sc: Scenario, runs: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="one run per scenario, 20 store kills, no poison scenario")
-    parser.add_argument("--runs", type=int, default=None, help="runs per federated scenario (default 3; 1 with --quick)")
-    parser.add_argument("--only", action="append", choices=[s.name for s in SCENARIOS] + ["bad-input"],
-                        help="run only these scenarios (repeatable)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs per federated scenario (default 3; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[s.name for s in SCENARIOS] + ["bad-input"],
+        help="run only these scenarios (repeatable)",
+    )
     parser.add_argument("--keep", help="keep every run's files in this folder (default: a temporary folder)")
     parser.add_argument("--json", help="write every run's figures to this file")
     parser.add_argument("--verbose", action="store_true", help="show the runs' progress")
@@ -425,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda s: print("    " + s, file=sys.stderr, flush=True)) if args.verbose else (lambda s: None)
 
     with contextlib.ExitStack() as stack:
-        root = Path(args.keep) if args.keep else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="faults-")))
+        root = (
+            Path(args.keep) if args.keep else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="faults-")))
+        )
         root.mkdir(parents=True, exist_ok=True)
         results: dict[str, Any] = {}
         rows, store_rows, poison_rows = [], [], []
@@ -450,18 +576,33 @@ def main(argv: list[str] | None = None) -> int:
                     fig = poison_run(sc, work, seed=i, say=say)
                 fig["seconds"] = round(time.time() - t, 1)
                 out.append(fig)
-                print(f"           run {i + 1}/{reps}: completed={fig['completed']} ({fig['seconds']} s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"           run {i + 1}/{reps}: completed={fig['completed']} ({fig['seconds']} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             results[sc.name] = out
             if sc.kind in ("federated", "resume"):
                 rows.append(federated_row(sc, out))
             elif sc.kind == "store":
                 f = out[0]
                 reopened = f"{f['kills'] - len(f['damaged'])}/{f['kills']} reopened"
-                lost = (f"{'none' if f['completed'] else 'DAMAGED'}: {len(f['damaged'])} damaged, "
-                        f"{f['went_back']} went back a version; {f['left_after_open']} temporaries left after an open")
-                store_rows.append([sc.fault, f"{f['kills']} kills", reopened, "n/a", "n/a",
-                                   f"{f['writes_cut']} writes cut before their rename", lost, "n/a"])
+                lost = (
+                    f"{'none' if f['completed'] else 'DAMAGED'}: {len(f['damaged'])} damaged, "
+                    f"{f['went_back']} went back a version; {f['left_after_open']} temporaries left after an open"
+                )
+                store_rows.append(
+                    [
+                        sc.fault,
+                        f"{f['kills']} kills",
+                        reopened,
+                        "n/a",
+                        "n/a",
+                        f"{f['writes_cut']} writes cut before their rename",
+                        lost,
+                        "n/a",
+                    ]
+                )
             else:
                 acc = out[0]["accuracy"]
                 poison_rows = [[k, f"{v:.2f}"] for k, v in acc.items()]
@@ -470,9 +611,16 @@ def main(argv: list[str] | None = None) -> int:
             bad = bad_input_rows(root / "bad-input")
             results["bad-input"] = bad
 
-        header = ["fault", "runs", "completed runs", "rounds completed", "clients lost (replies)",
-                  "examples skipped / answers degraded (and LLM calls)", "data lost (stores intact?)",
-                  "checkpoint resumed"]
+        header = [
+            "fault",
+            "runs",
+            "completed runs",
+            "rounds completed",
+            "clients lost (replies)",
+            "examples skipped / answers degraded (and LLM calls)",
+            "data lost (stores intact?)",
+            "checkpoint resumed",
+        ]
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for row in rows + store_rows:
@@ -482,7 +630,9 @@ def main(argv: list[str] | None = None) -> int:
             for row in poison_rows:
                 print("| " + " | ".join(row) + " |")
         if "bad-input" in wanted:
-            print("\n| bad input (fedhydra baseline) | exit status | error (one line) | output left |\n|---|---|---|---|")
+            print(
+                "\n| bad input (fedhydra baseline) | exit status | error (one line) | output left |\n|---|---|---|---|"
+            )
             for b in bad:
                 err = b["error"].replace(str(root), "…").replace("|", "\\|")
                 if b["truncated_to"]:
@@ -491,8 +641,10 @@ def main(argv: list[str] | None = None) -> int:
                     err = "(ran)"
                 left = ", ".join(b["left"]) or "nothing"
                 print(f"| {b['input']} | {b['status']} | {err} | {left} |")
-        print(f"\n{sum(len(v) for v in results.values() if isinstance(v, list))} runs in "
-              f"{time.time() - started:.0f} s (`{' '.join(['scripts/fault_injection.py', *(argv or sys.argv[1:])])}`)")
+        print(
+            f"\n{sum(len(v) for v in results.values() if isinstance(v, list))} runs in "
+            f"{time.time() - started:.0f} s (`{' '.join(['scripts/fault_injection.py', *(argv or sys.argv[1:])])}`)"
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     return 0

@@ -74,8 +74,12 @@ def reply(msg, state: dict, metrics: dict):
 
     sent = list(msg.content["arrays"].keys())
     order = [k for k in sent if k in state] + [k for k in state if k not in sent]
-    return Message(content=RecordDict({"arrays": ArrayRecord({k: Array(state[k]) for k in order}),
-                                       "metrics": MetricRecord(metrics)}), reply_to=msg)
+    return Message(
+        content=RecordDict(
+            {"arrays": ArrayRecord({k: Array(state[k]) for k in order}), "metrics": MetricRecord(metrics)}
+        ),
+        reply_to=msg,
+    )
 
 
 def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
@@ -98,8 +102,9 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     fed = cfg.federation
     if aggregation_name(fed) != "plain" or fed.dp_noise > 0:
         raise SystemExit(f"{name}: secure aggregation and DP need the ClientApp's mods; run `fedhydra simulate`")
-    n_nodes = node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users,
-                         free_train_users=cfg.free_train_users)
+    n_nodes = node_count(
+        cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users, free_train_users=cfg.free_train_users
+    )
     nodes = []
     for partition in range(n_nodes):  # the nodes of a simulation, in partition order, each with its role
         node_config = {"partition-id": partition}
@@ -115,8 +120,10 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
     started = time.perf_counter()
     for rnd in range(1, fed.num_rounds + 1):
         record = ArrayRecord({k: Array(v) for k, v in arrays.items()})
-        messages = sorted(strategy.configure_train(rnd, record, ConfigRecord({"final": False}), grid),
-                          key=lambda m: m.metadata.dst_node_id)
+        messages = sorted(
+            strategy.configure_train(rnd, record, ConfigRecord({"final": False}), grid),
+            key=lambda m: m.metadata.dst_node_id,
+        )
         replies = []
         for msg in messages:
             mu = float(msg.content["config"].get("proximal-mu", 0.0))  # FedProx's term, as the strategy sends it
@@ -126,23 +133,41 @@ def run_variant(name: str, mapping: dict, dataset, llm, out: Path) -> dict:
         aggregated, _ = strategy.aggregate_train(rnd, replies)
         if aggregated is not None:  # no valid reply: the global base stays, as on the server
             arrays = to_numpy(aggregated)
-        print(f"  {name}: round {rnd}/{fed.num_rounds} done, {time.perf_counter() - started:.0f} s", file=sys.stderr,
-              flush=True)
+        print(
+            f"  {name}: round {rnd}/{fed.num_rounds} done, {time.perf_counter() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     chosen = None
     if cfg.margin_folds:  # as the server does after the last round: the training clients' margin sums, added up
         record = ArrayRecord({k: Array(v) for k, v in arrays.items()})
-        chosen, _ = gather_margin(cast(Any, grid), list(trainers), record, server_round=fed.num_rounds,
-                                  anchors=decision_keys(get_task(cfg.task), cfg.pool))
+        chosen, _ = gather_margin(
+            cast(Any, grid),
+            list(trainers),
+            record,
+            server_round=fed.num_rounds,
+            anchors=decision_keys(get_task(cfg.task), cfg.pool),
+        )
     margin = float(chosen.margin) if chosen is not None else None
     anchor = chosen.anchor if chosen is not None else None
     llm_calls = int(chosen.llm_calls) if chosen is not None and chosen.llm_calls is not None else None
-    records = [node.evaluate(arrays, methods=None, golds=dataset.golds, margin=margin, anchor=anchor,
-                             llm_calls=llm_calls) for node in testers]
+    records = [
+        node.evaluate(arrays, methods=None, golds=dataset.golds, margin=margin, anchor=anchor, llm_calls=llm_calls)
+        for node in testers
+    ]
     pooled = dict(weighted_metrics(records))
-    return {"variant": name, "local_epochs": fed.local_epochs, "local_head_epochs": fed.local_head_epochs,
-            "rounds": fed.num_rounds, "strategy": fed.strategy, "proximal_mu": mu,
-            "margin": margin if margin is None or margin < float("inf") else "inf", "anchor": anchor,
-            "seconds": round(time.perf_counter() - started, 1), "metrics": pooled}
+    return {
+        "variant": name,
+        "local_epochs": fed.local_epochs,
+        "local_head_epochs": fed.local_head_epochs,
+        "rounds": fed.num_rounds,
+        "strategy": fed.strategy,
+        "proximal_mu": mu,
+        "margin": margin if margin is None or margin < float("inf") else "inf",
+        "anchor": anchor,
+        "seconds": round(time.perf_counter() - started, 1),
+        "metrics": pooled,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for the variants' stores and sweep.json")
     args = p.parse_args(argv)
 
-    base = {**default_mapping(), **parse_overrides(args.run_config), "data.dir": args.data, "data.task": args.task,
-            "protocol": args.protocol}
+    base = {
+        **default_mapping(),
+        **parse_overrides(args.run_config),
+        "data.dir": args.data,
+        "data.task": args.task,
+        "protocol": args.protocol,
+    }
     for flag, key in (("train_users", "data.train-users"), ("test_users", "data.test-users")):
         if getattr(args, flag) is not None:
             base[key] = getattr(args, flag)

@@ -78,40 +78,74 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     data = write_synthetic(out / "data", "LaMP-7", n_users=args.users + 1, items_per_user=12, seed=0)
-    small = {"data.task": "LaMP-7", "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2,
-             "train.epochs": 1, "federation.local-epochs": 1, "train.head-epochs": 4, "pool.margin-folds": 0, "eval.every": 0, "run.seed": 0,
-             "llm.model": "stub", **parse_overrides(args.run_config)}
+    small = {
+        "data.task": "LaMP-7",
+        "pool.pseudo-questions": 1,
+        "pool.free-questions": 2,
+        "pool.n-samples": 1,
+        "pool.label-records": 2,
+        "train.epochs": 1,
+        "federation.local-epochs": 1,
+        "train.head-epochs": 4,
+        "pool.margin-folds": 0,
+        "eval.every": 0,
+        "run.seed": 0,
+        "llm.model": "stub",
+        **parse_overrides(args.run_config),
+    }
     env = {"FEDHYDRA_LLM_CACHE": str(out / "llm-cache.sqlite"), "FEDHYDRA_HOME": str(out / "home")}
     report: dict = {"llm": STUB_NOTE}
     started = time.time()
     # a Ray worker inherits the environment of its node's `ray start`, not the simulation's: what the ClientApps read
     # from the environment (the probe's folder, the LLM cache, FEDHYDRA_HOME) is set where each node starts
     node_env = {**env, "FEDHYDRA_PROBE_DIR": str(out / "federation" / "probe")}
-    cluster = LocalRayCluster(out / "ray", nodes=[("head", args.head_cpus), ("worker", args.worker_cpus)],
-                              env=node_env)
+    cluster = LocalRayCluster(out / "ray", nodes=[("head", args.head_cpus), ("worker", args.worker_cpus)], env=node_env)
     try:
         cluster.start()
         nodes = cluster.alive_nodes()
-        report["cluster"] = {"address": cluster.address, "nodes": nodes, "pids": dict(zip(("head", "worker"),
-                                                                                           cluster.pids))}
+        report["cluster"] = {
+            "address": cluster.address,
+            "nodes": nodes,
+            "pids": dict(zip(("head", "worker"), cluster.pids)),
+        }
         described = ", ".join(f"{n['id'][:8]} {n['cpus']:g} CPU" for n in nodes)
-        print(f"Ray cluster at {cluster.address}: {len(nodes)} nodes ({described}); start-up "
-              f"{time.time() - started:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"Ray cluster at {cluster.address}: {len(nodes)} nodes ({described}); start-up "
+            f"{time.time() - started:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         with StubEndpoint(delay_s=0.0) as stub:
-            mapping = {**default_mapping(), **small, "data.dir": str(data), "data.train-users": args.users, "data.test-users": 0,
-                       "federation.num-rounds": args.rounds, "device.store-dir": str(out / "clients"), "llm.url": stub.url,
-                       "federation.min-train-nodes": args.users}
-            run = run_federation(mapping, out / "federation", ray_address=cluster.address,
-                                 client_cpus=args.client_cpus, env=env, extra_roots=cluster.pids,
-                                 progress=lambda s: print(s, file=sys.stderr, flush=True))
+            mapping = {
+                **default_mapping(),
+                **small,
+                "data.dir": str(data),
+                "data.train-users": args.users,
+                "data.test-users": 0,
+                "federation.num-rounds": args.rounds,
+                "device.store-dir": str(out / "clients"),
+                "llm.url": stub.url,
+                "federation.min-train-nodes": args.users,
+            }
+            run = run_federation(
+                mapping,
+                out / "federation",
+                ray_address=cluster.address,
+                client_cpus=args.client_cpus,
+                env=env,
+                extra_roots=cluster.pids,
+                progress=lambda s: print(s, file=sys.stderr, flush=True),
+            )
             report["federation"] = run
             placement = run["placement"]
             print("\nWhere the ClientApps ran (" + STUB_NOTE + "):\n")
             print("| Ray node (name) | Ray node id | host | worker pids | messages | training messages |")
             print("|---|---|---|---|---|---|")
             for entry in placement:
-                print(f"| {entry['ray_node_name']} | {str(entry['ray_node'])[:12]} | {entry['host']} | "
-                      f"{', '.join(map(str, entry['pids']))} | {entry['messages']} | {entry['train']} |")
+                print(
+                    f"| {entry['ray_node_name']} | {str(entry['ray_node'])[:12]} | {entry['host']} | "
+                    f"{', '.join(map(str, entry['pids']))} | {entry['messages']} | {entry['train']} |"
+                )
             trained_on = {e["ray_node"] for e in placement if e["train"]}
             report["trained_on_nodes"] = len(trained_on)
             if args.simulate:
@@ -119,22 +153,51 @@ def main(argv: list[str] | None = None) -> int:
                 stop = threading.Event()
                 watcher = threading.Thread(target=watch_actors, args=(cluster, stop, seen), daemon=True)
                 watcher.start()
-                cmd = [sys.executable, "-m", "simulations.cli", "simulate", "--data", str(data), "--task", "LaMP-7",
-                       "--train-users", "2", "--test-users", "1", "--num-rounds", "1", "--out", str(out / "simulate"),
-                       "--llm-url", stub.url, "--llm-model", "stub", "--llm-cache", str(out / "llm-cache.sqlite"),
-                       "--ray-address", cluster.address, "--client-cpus", str(args.client_cpus),
-                       "--run-config", " ".join(f"{k}={v}" for k, v in small.items()
-                                                if k not in ("data.task", "llm.model", "eval.every"))]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "simulations.cli",
+                    "simulate",
+                    "--data",
+                    str(data),
+                    "--task",
+                    "LaMP-7",
+                    "--train-users",
+                    "2",
+                    "--test-users",
+                    "1",
+                    "--num-rounds",
+                    "1",
+                    "--out",
+                    str(out / "simulate"),
+                    "--llm-url",
+                    stub.url,
+                    "--llm-model",
+                    "stub",
+                    "--llm-cache",
+                    str(out / "llm-cache.sqlite"),
+                    "--ray-address",
+                    cluster.address,
+                    "--client-cpus",
+                    str(args.client_cpus),
+                    "--run-config",
+                    " ".join(f"{k}={v}" for k, v in small.items() if k not in ("data.task", "llm.model", "eval.every")),
+                ]
                 t0 = time.time()
                 done = subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True)
                 stop.set()
                 watcher.join(5)
-                report["simulate"] = {"returncode": done.returncode, "seconds": round(time.time() - t0, 1),
-                                      "actor_pids_per_node": {k: sorted(v) for k, v in seen.items()},
-                                      "tail": (done.stdout + done.stderr)[-3000:]}
-                print(f"\nfedhydra simulate --ray-address {cluster.address}: exit {done.returncode} in "
-                      f"{report['simulate']['seconds']} s; ClientApp actor processes per Ray node: "
-                      f"{ {k: len(v) for k, v in seen.items()} }")
+                report["simulate"] = {
+                    "returncode": done.returncode,
+                    "seconds": round(time.time() - t0, 1),
+                    "actor_pids_per_node": {k: sorted(v) for k, v in seen.items()},
+                    "tail": (done.stdout + done.stderr)[-3000:],
+                }
+                print(
+                    f"\nfedhydra simulate --ray-address {cluster.address}: exit {done.returncode} in "
+                    f"{report['simulate']['seconds']} s; ClientApp actor processes per Ray node: "
+                    f"{ {k: len(v) for k, v in seen.items()} }"
+                )
     finally:
         cluster.stop()
         report["leftover_processes"] = cluster.leftovers()
@@ -143,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     ok = report.get("trained_on_nodes", 0) >= 2 and not report["leftover_processes"]
     if args.simulate:
         ok = ok and report["simulate"]["returncode"] == 0 and len(report["simulate"]["actor_pids_per_node"]) >= 2
-    print(f"\nclients trained on {report.get('trained_on_nodes', 0)} Ray nodes; processes left after stop: "
-          f"{report['leftover_processes'] or 'none'}; {report['wall_s']} s in all; written to {out / 'ray_cluster.json'}")
+    print(
+        f"\nclients trained on {report.get('trained_on_nodes', 0)} Ray nodes; processes left after stop: "
+        f"{report['leftover_processes'] or 'none'}; {report['wall_s']} s in all; written to {out / 'ray_cluster.json'}"
+    )
     return 0 if ok else 1
 
 

@@ -62,10 +62,14 @@ def _agreement(rows: list[dict]) -> dict[str, float]:
     fp = sum(r["label"] == "readable" and r["check"] for r in rows)
     fn = sum(r["label"] == "broken" and not r["check"] for r in rows)
     agree = sum((r["label"] == "broken") == r["check"] for r in rows)
-    return {"n": len(rows), "broken (labels)": sum(r["label"] == "broken" for r in rows),
-            "broken (check)": sum(r["check"] for r in rows),
-            "precision": tp / (tp + fp) if tp + fp else float("nan"),
-            "recall": tp / (tp + fn) if tp + fn else float("nan"), "agreement": agree / len(rows) if rows else 0.0}
+    return {
+        "n": len(rows),
+        "broken (labels)": sum(r["label"] == "broken" for r in rows),
+        "broken (check)": sum(r["check"] for r in rows),
+        "precision": tp / (tp + fp) if tp + fp else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn else float("nan"),
+        "agreement": agree / len(rows) if rows else 0.0,
+    }
 
 
 def score(args: argparse.Namespace) -> None:
@@ -94,8 +98,10 @@ def score(args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, part in [("all", rows), *sorted(groups.items())]:
         a = _agreement(part)
-        print(f"| {name} | {a['n']} | {a['broken (labels)']} | {a['broken (check)']} | {a['precision']:.2f} | "
-              f"{a['recall']:.2f} | {a['agreement']:.2f} |")
+        print(
+            f"| {name} | {a['n']} | {a['broken (labels)']} | {a['broken (check)']} | {a['precision']:.2f} | "
+            f"{a['recall']:.2f} | {a['agreement']:.2f} |"
+        )
     if args.show:
         for r in rows:
             if (r["label"] == "broken") != r["check"]:

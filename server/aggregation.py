@@ -33,14 +33,20 @@ if TYPE_CHECKING:
 __all__ = ["AGGREGATIONS", "aggregation_name", "build_aggregation", "build_plain"]
 
 
-def build_plain(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[ValidatingStrategy, RdpAccountant | None]:
+def build_plain(
+    cfg: RunConfig, *, n_train: int, initial: ArrayRecord
+) -> tuple[ValidatingStrategy, RdpAccountant | None]:
     """Every reply validated and the outlier filter, around the configured strategy (with DP: Flower's wrapper)."""
     from server.strategies import build_strategy
 
     fed = cfg.federation
     strategy, accountant = build_strategy(fed, n_train=n_train)
-    return ValidatingStrategy(strategy, expected_from(initial), weight_key=DP_WEIGHT_KEY if fed.dp_noise > 0 else
-                              WEIGHT_KEY, norm_factor=fed.outlier_norm_factor), accountant
+    return ValidatingStrategy(
+        strategy,
+        expected_from(initial),
+        weight_key=DP_WEIGHT_KEY if fed.dp_noise > 0 else WEIGHT_KEY,
+        norm_factor=fed.outlier_norm_factor,
+    ), accountant
 
 
 def _build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord):
@@ -61,7 +67,8 @@ def aggregation_name(fed: FederationConfig) -> str:
     return "secagg+" if fed.secure_aggregation else "plain"
 
 
-def build_aggregation(cfg: RunConfig, *, n_train: int,
-                      initial: ArrayRecord) -> tuple[ValidatingStrategy, RdpAccountant | None]:
+def build_aggregation(
+    cfg: RunConfig, *, n_train: int, initial: ArrayRecord
+) -> tuple[ValidatingStrategy, RdpAccountant | None]:
     """The aggregation of a run with ``n_train`` training clients starting from ``initial``, and its accountant."""
     return AGGREGATIONS[aggregation_name(cfg.federation)](cfg, n_train=n_train, initial=initial)

@@ -66,8 +66,17 @@ class CentralDP:
     L2 slack (:func:`quantization_slack`). ``rng`` defaults to one seeded from the operating system.
     """
 
-    def __init__(self, *, noise: float, clip: float, expected: int, population: int, dimension: int = 0,
-                 slack: float = 0.0, rng: np.random.Generator | None = None):
+    def __init__(
+        self,
+        *,
+        noise: float,
+        clip: float,
+        expected: int,
+        population: int,
+        dimension: int = 0,
+        slack: float = 0.0,
+        rng: np.random.Generator | None = None,
+    ):
         if not noise > 0 or not clip > 0:
             raise ValueError(f"central DP needs a noise multiplier and a clipping norm > 0, got {noise} and {clip}")
         if not 1 <= expected <= population:
@@ -101,9 +110,14 @@ class CentralDP:
         from flwr.serverapp import NeighboringRelation, PrivacyConfig, SamplingMethod
         from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
-        return RdpAccountant(PrivacyConfig(target_delta=1.0 / (10 * self.population), population_size=self.population,
-                                           neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                                           sampling_method=SamplingMethod.POISSON))
+        return RdpAccountant(
+            PrivacyConfig(
+                target_delta=1.0 / (10 * self.population),
+                population_size=self.population,
+                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                sampling_method=SamplingMethod.POISSON,
+            )
+        )
 
     def sample(self, node_ids: Sequence[int]) -> list[int]:
         """The clients of one round: each of ``node_ids`` with probability :attr:`q` (all of them when ``q = 1``)."""
@@ -116,11 +130,15 @@ class CentralDP:
         """Compose one round's release into the accountant."""
         from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
-        self.accountant.compose(GaussianPrivacyEvent(noise_multiplier=self.accounted_noise, sample_size=self.expected,
-                                                     population_size=self.population))
+        self.accountant.compose(
+            GaussianPrivacyEvent(
+                noise_multiplier=self.accounted_noise, sample_size=self.expected, population_size=self.population
+            )
+        )
 
-    def release(self, base: Mapping[str, np.ndarray], mean: Mapping[str, np.ndarray], *,
-                contributors: int) -> dict[str, np.ndarray]:
+    def release(
+        self, base: Mapping[str, np.ndarray], mean: Mapping[str, np.ndarray], *, contributors: int
+    ) -> dict[str, np.ndarray]:
         """The noisy new base from the round's ``base`` and the securely aggregated ``mean`` of ``contributors``
         clipped client bases (every weight 1): ``base + (contributors * (mean - base) + noise) / expected``."""
         out = {}
@@ -132,7 +150,14 @@ class CentralDP:
 
     def report(self) -> dict:
         """How the privacy spent is accounted (for the run's summary)."""
-        return {"sampling": "poisson", "q": self.q, "neighbouring": "add-or-remove-one client",
-                "noise_multiplier": self.noise, "accounted_noise_multiplier": self.accounted_noise,
-                "clip": self.clip, "expected_clients": self.expected, "population": self.population,
-                "quantization_slack": self.slack}
+        return {
+            "sampling": "poisson",
+            "q": self.q,
+            "neighbouring": "add-or-remove-one client",
+            "noise_multiplier": self.noise,
+            "accounted_noise_multiplier": self.accounted_noise,
+            "clip": self.clip,
+            "expected_clients": self.expected,
+            "population": self.population,
+            "quantization_slack": self.slack,
+        }

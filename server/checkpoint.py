@@ -29,8 +29,18 @@ import numpy as np
 
 from shared.hydra.bundle import SERVER_STATE_SLOTS, BundleError, load_tensors, save_tensors
 
-__all__ = ["save_checkpoint", "latest_checkpoint", "UnreadableCheckpoints", "checkpoint_path", "checkpoint_meta",
-           "save_server_state", "load_server_state", "keeps_state", "strategy_state", "restore_strategy_state"]
+__all__ = [
+    "save_checkpoint",
+    "latest_checkpoint",
+    "UnreadableCheckpoints",
+    "checkpoint_path",
+    "checkpoint_meta",
+    "save_server_state",
+    "load_server_state",
+    "keeps_state",
+    "strategy_state",
+    "restore_strategy_state",
+]
 
 _NAME = re.compile(r"^round-(\d{4,})\.safetensors$")
 _log = logging.getLogger(__name__)
@@ -43,23 +53,28 @@ class UnreadableCheckpoints(BundleError):
     def __init__(self, folder: Path, count: int, newest: str, reason: str):
         self.folder = folder
         self.count = count
-        super().__init__(f"resume = true, but none of the {count} checkpoints in {folder} can be read (the newest, "
-                         f"{newest}: {reason}); to start afresh, set resume = false or move that folder away")
+        super().__init__(
+            f"resume = true, but none of the {count} checkpoints in {folder} can be read (the newest, "
+            f"{newest}: {reason}); to start afresh, set resume = false or move that folder away"
+        )
 
 
 def checkpoint_path(directory: str | Path, server_round: int) -> Path:
     return Path(directory) / f"round-{server_round:04d}.safetensors"
 
 
-def save_checkpoint(directory: str | Path, server_round: int, arrays: Mapping[str, np.ndarray], *, model,
-                    **meta: object) -> Path:
+def save_checkpoint(
+    directory: str | Path, server_round: int, arrays: Mapping[str, np.ndarray], *, model, **meta: object
+) -> Path:
     """Write the global base after ``server_round`` (atomic: a crash leaves the previous files intact)."""
-    return save_tensors(checkpoint_path(directory, server_round), arrays, kind="base", model=model,
-                        round=server_round, **meta)
+    return save_tensors(
+        checkpoint_path(directory, server_round), arrays, kind="base", model=model, round=server_round, **meta
+    )
 
 
-def latest_checkpoint(directory: str | Path, *, model=None,
-                      strict: bool = False) -> tuple[int, dict[str, np.ndarray]] | None:
+def latest_checkpoint(
+    directory: str | Path, *, model=None, strict: bool = False
+) -> tuple[int, dict[str, np.ndarray]] | None:
     """(round, arrays) of the newest readable checkpoint, or None when there is none.
 
     A damaged checkpoint (a crash in the middle of its write) is skipped with a warning, for the one before it.
@@ -75,8 +90,11 @@ def latest_checkpoint(directory: str | Path, *, model=None,
         try:
             arrays, _ = load_tensors(path, kind="base", model=model)
         except BundleError as exc:
-            _log.warning("checkpoint %s cannot be read (%s); trying the one before", path.name,
-                         str(exc).removeprefix(f"{path}: "))
+            _log.warning(
+                "checkpoint %s cannot be read (%s); trying the one before",
+                path.name,
+                str(exc).removeprefix(f"{path}: "),
+            )
             first_error = first_error or exc
             continue  # a damaged file: fall back to the one before
         return rnd, arrays
@@ -95,11 +113,11 @@ def _state_path(directory: str | Path, server_round: int) -> Path:
     return Path(directory) / f"round-{server_round:04d}.server-state.safetensors"
 
 
-def save_server_state(directory: str | Path, server_round: int, tensors: Mapping[str, np.ndarray], *,
-                      model) -> Path:
+def save_server_state(directory: str | Path, server_round: int, tensors: Mapping[str, np.ndarray], *, model) -> Path:
     """Write a server optimizer's state after ``server_round`` (keys ``m_t.base.*`` / ``v_t.base.*``; atomic)."""
-    return save_tensors(_state_path(directory, server_round), tensors, kind="server-state", model=model,
-                        round=server_round)
+    return save_tensors(
+        _state_path(directory, server_round), tensors, kind="server-state", model=model, round=server_round
+    )
 
 
 def load_server_state(directory: str | Path, server_round: int, *, model=None) -> dict[str, np.ndarray] | None:
@@ -149,6 +167,6 @@ def restore_strategy_state(strategy: object, tensors: Mapping[str, np.ndarray]) 
     if inner is None:
         return False
     for slot in SERVER_STATE_SLOTS:
-        part = {k[len(slot):]: np.asarray(v) for k, v in tensors.items() if k.startswith(slot)}
+        part = {k[len(slot) :]: np.asarray(v) for k, v in tensors.items() if k.startswith(slot)}
         setattr(inner, slot.rstrip("."), part or None)
     return True

@@ -63,8 +63,18 @@ from shared.protocol import (
 )
 from shared.tasks import get_task
 
-__all__ = ["ValidatingStrategy", "RoleGrid", "run_rounds", "RoundLog", "to_numpy", "discover_roles", "reset_round_log",
-           "weighted_metrics", "gather_margin", "short_reason"]
+__all__ = [
+    "ValidatingStrategy",
+    "RoleGrid",
+    "run_rounds",
+    "RoundLog",
+    "to_numpy",
+    "discover_roles",
+    "reset_round_log",
+    "weighted_metrics",
+    "gather_margin",
+    "short_reason",
+]
 
 
 def short_reason(reason: object, limit: int = 300) -> str:
@@ -137,15 +147,26 @@ class RoundLog:
         for record in msg.content.metric_records.values():
             for key in FAULT_COUNTERS:
                 value = record.get(key)
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) and value >= 0:
+                if (
+                    isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and np.isfinite(value)
+                    and value >= 0
+                ):
                     self.faults[key] = self.faults.get(key, 0) + value
 
 
 class ValidatingStrategy(Strategy):
     """Drop invalid replies before the wrapped strategy aggregates (see the module docstring)."""
 
-    def __init__(self, inner: Strategy, spec: Mapping[str, tuple[tuple[int, ...], str]], *,
-                 weight_key: str = WEIGHT_KEY, norm_factor: float = 10.0):
+    def __init__(
+        self,
+        inner: Strategy,
+        spec: Mapping[str, tuple[tuple[int, ...], str]],
+        *,
+        weight_key: str = WEIGHT_KEY,
+        norm_factor: float = 10.0,
+    ):
         self.inner = inner
         self.spec = dict(spec)
         self.weight_key = weight_key
@@ -212,10 +233,14 @@ class ValidatingStrategy(Strategy):
         Flower's strategies refuse to aggregate replies whose records or metric keys differ, which would sink the
         whole round for one odd client; such a client is rejected instead (a tie goes to the earliest layout).
         """
+
         def layout(msg: Message) -> tuple:
             content = msg.content
-            return (tuple(sorted(content.array_records)), tuple(sorted(content.metric_records)),
-                    tuple(sorted(k for r in content.metric_records.values() for k in r)))
+            return (
+                tuple(sorted(content.array_records)),
+                tuple(sorted(content.metric_records)),
+                tuple(sorted(k for r in content.metric_records.values() for k in r)),
+            )
 
         if len(replies) < 2:
             return replies
@@ -228,10 +253,18 @@ class ValidatingStrategy(Strategy):
                 continue
             extra = sorted(set(lay[2]) - set(common[2]))
             missing = sorted(set(common[2]) - set(lay[2]))
-            reason = (f"reply laid out unlike the round's others (records {list(lay[0] + lay[1])}; metric keys "
-                      f"extra {extra[:3]}, missing {missing[:3]})")
-            log(WARNING, "round %d: rejected the %s reply of node %d: %s", server_round, stage, msg.metadata.src_node_id,
-                reason)
+            reason = (
+                f"reply laid out unlike the round's others (records {list(lay[0] + lay[1])}; metric keys "
+                f"extra {extra[:3]}, missing {missing[:3]})"
+            )
+            log(
+                WARNING,
+                "round %d: rejected the %s reply of node %d: %s",
+                server_round,
+                stage,
+                msg.metadata.src_node_id,
+                reason,
+            )
             if self.current is not None:
                 if stage == "train":
                     self.current.rejected.append(f"node {msg.metadata.src_node_id}: {reason}")
@@ -253,7 +286,13 @@ class ValidatingStrategy(Strategy):
         for msg, norm in zip(replies, norms):
             if median > 0 and norm > self.norm_factor * median:
                 reason = f"update norm {norm:.3g} is over {self.norm_factor:g} x the median {median:.3g}"
-                log(WARNING, "round %d: rejected the reply of node %d: %s", server_round, msg.metadata.src_node_id, reason)
+                log(
+                    WARNING,
+                    "round %d: rejected the reply of node %d: %s",
+                    server_round,
+                    msg.metadata.src_node_id,
+                    reason,
+                )
                 if self.current is not None:
                     self.current.rejected.append(f"node {msg.metadata.src_node_id}: {reason}")
                 continue
@@ -313,8 +352,9 @@ def weighted_metrics(records: Sequence[Mapping[str, object]], weight_key: str = 
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 root = key.endswith(ROOT_MEAN_SUFFIXES)
                 sums[key] = sums.get(key, 0.0) + weight * float(value) ** (2 if root else 1)
-    means = {k: (v / total) ** (0.5 if k.endswith(ROOT_MEAN_SUFFIXES) else 1) for k, v in sums.items()
-             if k != weight_key}
+    means = {
+        k: (v / total) ** (0.5 if k.endswith(ROOT_MEAN_SUFFIXES) else 1) for k, v in sums.items() if k != weight_key
+    }
     return MetricRecord({weight_key: total, **means} if total else {})
 
 
@@ -324,8 +364,14 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
     while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
         time.sleep(1)
     ids = list(grid.get_node_ids())
-    messages = [Message(content=RecordDict({CONFIG_RECORD: ConfigRecord({ASK_KEY: ASK_ROLE})}),
-                        message_type=MessageType.QUERY, dst_node_id=n) for n in ids]
+    messages = [
+        Message(
+            content=RecordDict({CONFIG_RECORD: ConfigRecord({ASK_KEY: ASK_ROLE})}),
+            message_type=MessageType.QUERY,
+            dst_node_id=n,
+        )
+        for n in ids
+    ]
     roles: dict[int, str] = {}
     for reply in grid.send_and_receive(messages, timeout=timeout):
         if reply.has_error():
@@ -337,9 +383,15 @@ def discover_roles(grid: Grid, expected: int, *, timeout: float = 600.0) -> dict
     return roles
 
 
-def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, server_round: int = 0,
-                  timeout: float = 3600.0,
-                  anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> tuple[MarginChoice | None, dict]:
+def gather_margin(
+    grid: Grid,
+    node_ids: Sequence[int],
+    arrays: ArrayRecord,
+    *,
+    server_round: int = 0,
+    timeout: float = 3600.0,
+    anchors: Sequence[str] = (BASELINE_ANCHOR,),
+) -> tuple[MarginChoice | None, dict]:
     """Ask the training nodes ``node_ids`` for their margin sums under the global base ``arrays`` (a query message),
     check each reply (:meth:`MarginSums.from_record`: the keys of the ``anchors`` x margins grid, finite numbers,
     whole non-negative counts), add up the valid ones and choose the margin and anchor.
@@ -349,8 +401,14 @@ def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, s
     dropped.
     """
     config = ConfigRecord({ASK_KEY: ASK_MARGIN, SERVER_ROUND_KEY: server_round})
-    messages = [Message(content=RecordDict({CONFIG_RECORD: config, ARRAYS_RECORD: arrays}), message_type=MessageType.QUERY,
-                        dst_node_id=n) for n in node_ids]
+    messages = [
+        Message(
+            content=RecordDict({CONFIG_RECORD: config, ARRAYS_RECORD: arrays}),
+            message_type=MessageType.QUERY,
+            dst_node_id=n,
+        )
+        for n in node_ids
+    ]
     total: MarginSums | None = None
     report: dict = {"clients": 0, "dropped": []}
     replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
@@ -364,8 +422,9 @@ def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, s
                 raise ValueError(f"failed: {short_reason(reply.error.reason)}")
             records = reply.content.metric_records
             if set(reply.content.keys()) != {MARGIN_RECORD} or MARGIN_RECORD not in records:
-                raise ValueError(f"a margin reply must hold one metric record {MARGIN_RECORD!r}, "
-                                 f"not {sorted(reply.content.keys())}")
+                raise ValueError(
+                    f"a margin reply must hold one metric record {MARGIN_RECORD!r}, not {sorted(reply.content.keys())}"
+                )
             sums = MarginSums.from_record(dict(records[MARGIN_RECORD]), anchors=anchors)
         except ValueError as exc:
             log(WARNING, "margin: dropped the reply of node %d: %s", node, exc)
@@ -377,16 +436,40 @@ def gather_margin(grid: Grid, node_ids: Sequence[int], arrays: ArrayRecord, *, s
         log(WARNING, "margin: no training node answered validly; the test users answer without a margin rule")
         return None, report
     choice = total.choose()
-    log(INFO, "margin %g (anchor %s) chosen over %d training clients: on %d held-out questions the adapter leaves the "
-              "anchor %d times (%d helped, %d hurt)", choice.margin, choice.anchor, report["clients"], choice.points,
-        choice.left, choice.helped, choice.hurt)
+    log(
+        INFO,
+        "margin %g (anchor %s) chosen over %d training clients: on %d held-out questions the adapter leaves the "
+        "anchor %d times (%d helped, %d hurt)",
+        choice.margin,
+        choice.anchor,
+        report["clients"],
+        choice.points,
+        choice.left,
+        choice.helped,
+        choice.hurt,
+    )
     return choice, report
 
 
-def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *, num_rounds: int, start_round: int,
-               roles: Mapping[int, str], out_dir: Path, checkpoint_dir: Path, model, task: str, accountant=None,
-               final_methods: str = "", timeout: float = 3600.0, eval_every: int = 1,
-               margin: bool = False, decisions: Sequence[str] | None = None) -> ArrayRecord:
+def run_rounds(
+    grid: Grid,
+    strategy: ValidatingStrategy,
+    initial: ArrayRecord,
+    *,
+    num_rounds: int,
+    start_round: int,
+    roles: Mapping[int, str],
+    out_dir: Path,
+    checkpoint_dir: Path,
+    model,
+    task: str,
+    accountant=None,
+    final_methods: str = "",
+    timeout: float = 3600.0,
+    eval_every: int = 1,
+    margin: bool = False,
+    decisions: Sequence[str] | None = None,
+) -> ArrayRecord:
     """Rounds ``start_round+1 .. num_rounds``; writes ``rounds.jsonl`` and a checkpoint per round.
 
     Test users evaluate after every ``eval_every``-th round and after the last (``eval_every=0``: the last only);
@@ -410,8 +493,14 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
         strategy.current = record
         messages = list(strategy.configure_train(rnd, arrays, ConfigRecord({FINAL_KEY: False}), train_grid))
         record.sampled = len(messages)
-        log(INFO, "[ROUND %d/%d] training on %d of %d clients", rnd, num_rounds, record.sampled,
-            len(train_grid.get_node_ids()))
+        log(
+            INFO,
+            "[ROUND %d/%d] training on %d of %d clients",
+            rnd,
+            num_rounds,
+            record.sampled,
+            len(train_grid.get_node_ids()),
+        )
         participants.update(m.metadata.dst_node_id for m in messages)
         phase = time.perf_counter()
         replies = strategy.send_train(grid, messages, timeout=timeout)
@@ -437,16 +526,29 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
             # the nodes that trained in this run (every training node when each round samples all of them): a node
             # never sampled would build its episodes (LLM calls) only to answer this query
             asked = [n for n in train_grid.get_node_ids() if n in participants]
-            chosen, margin_report = gather_margin(grid, asked, arrays, server_round=rnd, timeout=timeout,
-                                                  anchors=tuple(decisions or anchors_for(get_task(task))))
+            chosen, margin_report = gather_margin(
+                grid,
+                asked,
+                arrays,
+                server_round=rnd,
+                timeout=timeout,
+                anchors=tuple(decisions or anchors_for(get_task(task))),
+            )
             record.margin = {**(chosen.as_dict() if chosen is not None else {}), **margin_report}
             phase = _lap(record, "margin", phase)
         if test_grid.get_node_ids() and (final or (eval_every > 0 and rnd % eval_every == 0)):
-            cfg = ConfigRecord({FINAL_KEY: final, METHODS_KEY: final_methods if final else METHODS_HYDRA,
-                                **({MARGIN_KEY: float(chosen.margin), ANCHOR_KEY: chosen.anchor}
-                                   if chosen is not None else {}),
-                                **({LLM_CALLS_KEY: int(chosen.llm_calls)}
-                                   if chosen is not None and chosen.llm_calls is not None else {})})
+            cfg = ConfigRecord(
+                {
+                    FINAL_KEY: final,
+                    METHODS_KEY: final_methods if final else METHODS_HYDRA,
+                    **({MARGIN_KEY: float(chosen.margin), ANCHOR_KEY: chosen.anchor} if chosen is not None else {}),
+                    **(
+                        {LLM_CALLS_KEY: int(chosen.llm_calls)}
+                        if chosen is not None and chosen.llm_calls is not None
+                        else {}
+                    ),
+                }
+            )
             eval_messages = strategy.configure_evaluate(rnd, arrays, cfg, test_grid)
             eval_replies = grid.send_and_receive(eval_messages, timeout=timeout)
             record.eval_metrics = dict(strategy.aggregate_evaluate(rnd, eval_replies) or {})
@@ -455,10 +557,21 @@ def run_rounds(grid: Grid, strategy: ValidatingStrategy, initial: ArrayRecord, *
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record.__dict__) + "\n")
         quality = {k: round(v, 4) for k, v in record.eval_metrics.items() if k.startswith("hydra/")}
-        log(INFO, "[ROUND %d/%d] accepted %d, rejected %d, failed %d; up %s B/client; %s; %.1f s%s", rnd, num_rounds,
-            record.accepted, len(record.rejected), record.failed,
-            max(record.bytes_up_per_client, default=0), quality, record.seconds,
-            "; faults " + json.dumps({k: v for k, v in record.faults.items() if v}) if any(record.faults.values()) else "")
+        log(
+            INFO,
+            "[ROUND %d/%d] accepted %d, rejected %d, failed %d; up %s B/client; %s; %.1f s%s",
+            rnd,
+            num_rounds,
+            record.accepted,
+            len(record.rejected),
+            record.failed,
+            max(record.bytes_up_per_client, default=0),
+            quality,
+            record.seconds,
+            "; faults " + json.dumps({k: v for k, v in record.faults.items() if v})
+            if any(record.faults.values())
+            else "",
+        )
     return arrays
 
 

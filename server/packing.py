@@ -53,8 +53,10 @@ def unpack_reply(reply: Any, sent: Any = None) -> Any:
         reference = array_tensors(sent) if sent is not None else None
         reply.content = unpack_content(reply.content, reference=reference)
     except PackingError as exc:
-        return Message(error=Error(code=ErrorCode.UNKNOWN, reason=f"PackingError: {exc}"),  # type: ignore[call-overload]
-                       metadata=reply.metadata)  # Flower's stubs omit the metadata form its own code uses
+        return Message(
+            error=Error(code=ErrorCode.UNKNOWN, reason=f"PackingError: {exc}"),  # type: ignore[call-overload]
+            metadata=reply.metadata,
+        )  # Flower's stubs omit the metadata form its own code uses
     return reply
 
 

@@ -74,4 +74,3 @@ def restore_server_state(cfg: RunConfig, done: int, strategy) -> bool:
     if tensors is None:
         return False
     return restore_strategy_state(strategy, tensors)
-

@@ -98,8 +98,9 @@ def payload_bytes(content: RecordDict) -> int:
     return total
 
 
-def quantization_error_bound(weights: Sequence[float], *, largest: float, secagg: SecureAggregationConfig,
-                             max_weight: float | None = None) -> float:
+def quantization_error_bound(
+    weights: Sequence[float], *, largest: float, secagg: SecureAggregationConfig, max_weight: float | None = None
+) -> float:
     """The most one value of SecAgg+'s aggregate can differ from the exact weighted mean of the same updates.
 
     Client ``i`` scales its values by ``r_i = w_i / W`` (``W`` = ``max_weight``, default ``secagg.max_weight``) rounded
@@ -131,13 +132,15 @@ def check_population(secagg: SecureAggregationConfig, clients: int, *, most: int
     shared.errors.SecureAggregationConflict: secure aggregation needs at least 2 training clients a round, this run has 1
     """
     if clients < 2:
-        raise SecureAggregationConflict(f"secure aggregation needs at least 2 training clients a round, this run has "
-                                        f"{clients}")
+        raise SecureAggregationConflict(
+            f"secure aggregation needs at least 2 training clients a round, this run has {clients}"
+        )
     most = clients if most is None else most
     if most > secagg.max_clients:
         raise SecureAggregationConflict(
             f"secure aggregation sums at most {secagg.max_clients} clients a round at secagg.quantization-range = "
-            f"{secagg.quantization_range} (2^32 / levels), this run may have {most}: lower the quantization range")
+            f"{secagg.quantization_range} (2^32 / levels), this run may have {most}: lower the quantization range"
+        )
 
 
 class _RoundStrategy(LegacyStrategy):
@@ -220,8 +223,9 @@ class SecureAggregation(ValidatingStrategy):
     shared tensors' shapes and dtypes, ``dp`` the central DP of a run with ``dp.noise`` > 0 (else None).
     """
 
-    def __init__(self, inner, spec, *, secagg: SecureAggregationConfig, dp: CentralDP | None = None,
-                 timeout: float | None = None):
+    def __init__(
+        self, inner, spec, *, secagg: SecureAggregationConfig, dp: CentralDP | None = None, timeout: float | None = None
+    ):
         super().__init__(inner, spec, weight_key=DP_WEIGHT_KEY if dp is not None else WEIGHT_KEY, norm_factor=0.0)
         self.secagg = secagg
         self.dp = dp
@@ -234,11 +238,19 @@ class SecureAggregation(ValidatingStrategy):
 
     def summary(self) -> None:
         s = self.secagg
-        log(INFO, "\t├──> Secure aggregation (SecAgg+): %s shares a client, threshold %g, clipping range %g, "
-                  "%d levels, max weight %g%s", "all" if s.num_shares == 0 else s.num_shares, s.threshold, s.clipping_range,
-            s.quantization_range, self.max_weight,
-            "" if self.dp is None else f"; central DP: noise {self.dp.noise:g}, clip {self.dp.clip:g}, "
-                                       f"Poisson sampling q = {self.dp.q:g}")
+        log(
+            INFO,
+            "\t├──> Secure aggregation (SecAgg+): %s shares a client, threshold %g, clipping range %g, "
+            "%d levels, max weight %g%s",
+            "all" if s.num_shares == 0 else s.num_shares,
+            s.threshold,
+            s.clipping_range,
+            s.quantization_range,
+            self.max_weight,
+            ""
+            if self.dp is None
+            else f"; central DP: noise {self.dp.noise:g}, clip {self.dp.clip:g}, Poisson sampling q = {self.dp.q:g}",
+        )
         self.inner.summary()
 
     def configure_train(self, server_round, arrays, config, grid):
@@ -246,8 +258,12 @@ class SecureAggregation(ValidatingStrategy):
             sample = self.dp.sample(list(grid.get_node_ids()))
             self.dp.account()  # every round counts, also one that releases nothing (conservative)
             if len(sample) < 2:
-                log(WARNING, "round %d: %d training clients sampled, SecAgg+ needs 2; the base stays", server_round,
-                    len(sample))
+                log(
+                    WARNING,
+                    "round %d: %d training clients sampled, SecAgg+ needs 2; the base stays",
+                    server_round,
+                    len(sample),
+                )
                 self._messages = []
                 return []
             grid = RoleGrid(grid, sample)
@@ -274,18 +290,24 @@ class SecureAggregation(ValidatingStrategy):
         for proxy in proxies.values():
             manager.register(proxy)
         self._round = _RoundStrategy(instructions)
-        context = LegacyContext(Context(run_id=messages[0].metadata.run_id, node_id=0, node_config={},
-                                        state=RecordDict(), run_config={}),
-                                strategy=self._round, client_manager=manager)
+        context = LegacyContext(
+            Context(run_id=messages[0].metadata.run_id, node_id=0, node_config={}, state=RecordDict(), run_config={}),
+            strategy=self._round,
+            client_manager=manager,
+        )
         server_round = int(messages[0].content[CONFIG_RECORD].get(SERVER_ROUND_KEY, 0))
         context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: server_round})
         context.state.array_records[MAIN_PARAMS_RECORD] = ArrayRecord()
         s = self.secagg
-        workflow = SecAggPlusWorkflow(num_shares=1.0 if s.num_shares == 0 else s.num_shares,
-                                      reconstruction_threshold=float(s.threshold), max_weight=self.max_weight,
-                                      clipping_range=float(s.clipping_range), quantization_range=s.quantization_range,
-                                      modulus_range=SECAGG_MODULUS,
-                                      timeout=timeout if timeout is not None else self.timeout)
+        workflow = SecAggPlusWorkflow(
+            num_shares=1.0 if s.num_shares == 0 else s.num_shares,
+            reconstruction_threshold=float(s.threshold),
+            max_weight=self.max_weight,
+            clipping_range=float(s.clipping_range),
+            quantization_range=s.quantization_range,
+            modulus_range=SECAGG_MODULUS,
+            timeout=timeout if timeout is not None else self.timeout,
+        )
         self._grid = _MeteredGrid(grid)
         try:
             workflow(cast(Grid, self._grid), context)  # a Grid in all but name: it delegates to one
@@ -317,13 +339,23 @@ class SecureAggregation(ValidatingStrategy):
                     record.bytes_up_per_client.append(metered.up.get(node, 0))
                 for key in FAULT_COUNTERS:
                     value = res.metrics.get(key)
-                    if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) \
-                            and value >= 0:
+                    if (
+                        isinstance(value, (int, float))
+                        and not isinstance(value, bool)
+                        and np.isfinite(value)
+                        and value >= 0
+                    ):
                         record.faults[key] = record.faults.get(key, 0) + value
         if round_.aggregate is None:
-            log(WARNING, "round %d: SecAgg+ did not complete (%d of %d clients failed; it needs %g of each client's "
-                         "shares); the global base is unchanged", server_round,
-                len([n for n in metered.failures if n >= 0]), len(self._messages), self.secagg.threshold)
+            log(
+                WARNING,
+                "round %d: SecAgg+ did not complete (%d of %d clients failed; it needs %g of each client's "
+                "shares); the global base is unchanged",
+                server_round,
+                len([n for n in metered.failures if n >= 0]),
+                len(self._messages),
+                self.secagg.threshold,
+            )
             return None, None
         keys = list(to_numpy(self._messages[0].content.array_records[ARRAYS_RECORD]))
         if len(round_.aggregate) != len(keys):
@@ -335,8 +367,15 @@ class SecureAggregation(ValidatingStrategy):
             validate_update(released, self.spec, num_examples=1)
         except InvalidUpdate as exc:
             return self._reject(server_round, f"the aggregate: {exc}")
-        reply = Message(RecordDict({ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in released.items()}),
-                                    METRICS_RECORD: MetricRecord({WEIGHT_KEY: 1})}), reply_to=self._messages[0])
+        reply = Message(
+            RecordDict(
+                {
+                    ARRAYS_RECORD: ArrayRecord({k: Array(v) for k, v in released.items()}),
+                    METRICS_RECORD: MetricRecord({WEIGHT_KEY: 1}),
+                }
+            ),
+            reply_to=self._messages[0],
+        )
         arrays, _ = self.inner.aggregate_train(server_round, [reply])
         metrics = weighted_metrics([dict(res.metrics) for _, res in round_.results], weight_key=self.weight_key)
         log(INFO, "round %d: SecAgg+ summed %d of %d clients", server_round, len(summed), len(self._messages))
@@ -349,7 +388,9 @@ class SecureAggregation(ValidatingStrategy):
         return None, None
 
 
-def build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple[SecureAggregation, RdpAccountant | None]:
+def build_secure(
+    cfg: RunConfig, *, n_train: int, initial: ArrayRecord
+) -> tuple[SecureAggregation, RdpAccountant | None]:
     """The secure aggregation of a run (and its privacy accountant under DP); refuses a federation it cannot sum."""
     from server.strategies import build_strategy, sampled_clients
 
@@ -363,9 +404,16 @@ def build_secure(cfg: RunConfig, *, n_train: int, initial: ArrayRecord) -> tuple
             raise SecureAggregationConflict(f"dp.clip must be > 0 with dp.noise > 0, got {fed.dp_clip}")
         spec = to_numpy(initial)
         dimension = int(sum(v.size for v in spec.values()))
-        dp = CentralDP(noise=fed.dp_noise, clip=fed.dp_clip, expected=expected, population=n_train, dimension=dimension,
-                       slack=quantization_slack(dimension, clipping_range=fed.secagg.clipping_range,
-                                                quantization_range=fed.secagg.quantization_range))
+        dp = CentralDP(
+            noise=fed.dp_noise,
+            clip=fed.dp_clip,
+            expected=expected,
+            population=n_train,
+            dimension=dimension,
+            slack=quantization_slack(
+                dimension, clipping_range=fed.secagg.clipping_range, quantization_range=fed.secagg.quantization_range
+            ),
+        )
         plain = replace(plain, fraction_train=1.0, min_train_nodes=1)  # the sample is CentralDP's
     inner, _ = build_strategy(plain, n_train=n_train)
     aggregation = SecureAggregation(inner, expected_from(initial), secagg=fed.secagg, dp=dp, timeout=fed.round_timeout)

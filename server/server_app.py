@@ -33,8 +33,9 @@ def main(grid: Grid, context: Context) -> None:
     initial = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     # one node per user (shared.users.node_count; history protocol: every one of the `data.test-users` users trains and
     # is tested on one node; free training users are training nodes too)
-    expected = node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users,
-                          free_train_users=cfg.free_train_users)
+    expected = node_count(
+        cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users, free_train_users=cfg.free_train_users
+    )
     roles = discover_roles(grid, expected)
     n_train = sum(r in TRAINING_ROLES for r in roles.values())
     n_test = sum(r in TESTING_ROLES for r in roles.values())
@@ -50,22 +51,51 @@ def main(grid: Grid, context: Context) -> None:
         if not restored:
             log(WARNING, "resuming a DP run without its privacy ledger: epsilon counts the resumed rounds only")
     if done and not restore_server_state(cfg, done, strategy):
-        log(WARNING, "resuming %s without its optimizer state of round %d: its moments start again from zero",
-            cfg.federation.strategy, done)
+        log(
+            WARNING,
+            "resuming %s without its optimizer state of round %d: its moments start again from zero",
+            cfg.federation.strategy,
+            done,
+        )
     strategy.summary()
     # the role query above goes out at once (small, quick messages); the rounds keep federation.max-in-flight in flight,
     # and their tensors travel packed (one array per dtype, not one object per tensor: server/packing.py)
     window = cfg.federation.max_in_flight
     rounds_grid = PackedGrid(WindowedGrid(grid, window) if window else grid)
-    run_rounds(cast(Grid, rounds_grid), strategy, initial, num_rounds=cfg.federation.num_rounds, start_round=done, roles=roles,
-               out_dir=out_dir, checkpoint_dir=checkpoint_dir, model=cfg.model, task=cfg.task, accountant=accountant,
-               final_methods=METHODS_ALL, timeout=cfg.federation.round_timeout, eval_every=cfg.federation.eval_every,
-               margin=cfg.margin_folds != 0, decisions=decision_keys(get_task(cfg.task), cfg.pool))
-    summary = {"train_clients": n_train, "test_clients": n_test, "rounds": cfg.federation.num_rounds,
-               "resumed_after": done, "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise,
-               "margin_rule": cfg.margin_folds != 0, "aggregation": aggregation_name(cfg.federation)}
+    run_rounds(
+        cast(Grid, rounds_grid),
+        strategy,
+        initial,
+        num_rounds=cfg.federation.num_rounds,
+        start_round=done,
+        roles=roles,
+        out_dir=out_dir,
+        checkpoint_dir=checkpoint_dir,
+        model=cfg.model,
+        task=cfg.task,
+        accountant=accountant,
+        final_methods=METHODS_ALL,
+        timeout=cfg.federation.round_timeout,
+        eval_every=cfg.federation.eval_every,
+        margin=cfg.margin_folds != 0,
+        decisions=decision_keys(get_task(cfg.task), cfg.pool),
+    )
+    summary = {
+        "train_clients": n_train,
+        "test_clients": n_test,
+        "rounds": cfg.federation.num_rounds,
+        "resumed_after": done,
+        "strategy": cfg.federation.strategy,
+        "dp_noise": cfg.federation.dp_noise,
+        "margin_rule": cfg.margin_folds != 0,
+        "aggregation": aggregation_name(cfg.federation),
+    }
     if accountant is not None and accountant.num_releases:
         spent = accountant.get_privacy_spent()
-        summary["privacy"] = {"epsilon": spent.epsilon, "delta": spent.delta, "releases": spent.num_releases,
-                              **(dp.report() if (dp := getattr(strategy, "dp", None)) is not None else {})}
+        summary["privacy"] = {
+            "epsilon": spent.epsilon,
+            "delta": spent.delta,
+            "releases": spent.num_releases,
+            **(dp.report() if (dp := getattr(strategy, "dp", None)) is not None else {}),
+        }
     atomic_write_text(out_dir / "server_summary.json", json.dumps(summary, indent=1))

@@ -58,9 +58,14 @@ def build_strategy(fed: FederationConfig, *, n_train: int) -> tuple[Strategy, Rd
     """(strategy, privacy accountant or None) for ``n_train`` training clients; evaluation is configured elsewhere."""
     per_round = sampled_clients(fed, n_train)
     dp = fed.dp_noise > 0
-    common = dict(fraction_train=fed.fraction_train, fraction_evaluate=1.0, min_train_nodes=min(fed.min_train_nodes, n_train),
-                  min_evaluate_nodes=1, min_available_nodes=1,
-                  weighted_by_key=DP_WEIGHT_KEY if dp else WEIGHT_KEY)
+    common = dict(
+        fraction_train=fed.fraction_train,
+        fraction_evaluate=1.0,
+        min_train_nodes=min(fed.min_train_nodes, n_train),
+        min_evaluate_nodes=1,
+        min_available_nodes=1,
+        weighted_by_key=DP_WEIGHT_KEY if dp else WEIGHT_KEY,
+    )
     builder = BUILDERS.get(fed.strategy)
     if builder is None:  # FederationConfig checks the name against STRATEGIES; a builder missing is a bug here
         raise ConfigError(f"unknown strategy {fed.strategy!r}; this server builds {', '.join(BUILDERS)}")
@@ -70,14 +75,23 @@ def build_strategy(fed: FederationConfig, *, n_train: int) -> tuple[Strategy, Rd
     if fed.dp_clip <= 0:
         raise ConfigError(f"dp.clip must be > 0 with dp.noise > 0, got {fed.dp_clip}")
     accountant = None
-    if importlib.util.find_spec("dp_accounting") is not None and isinstance(strategy, FedAvg) \
-            and type(strategy).aggregate_train is FedAvg.aggregate_train:
+    if (
+        importlib.util.find_spec("dp_accounting") is not None
+        and isinstance(strategy, FedAvg)
+        and type(strategy).aggregate_train is FedAvg.aggregate_train
+    ):
         from flwr.serverapp import NeighboringRelation, PrivacyConfig, SamplingMethod
         from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
-        accountant = RdpAccountant(PrivacyConfig(target_delta=1.0 / (n_train * 10), population_size=n_train,
-                                                 neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
-                                                 sampling_method=SamplingMethod.NO_AMPLIFICATION))
-    wrapped = DifferentialPrivacyClientSideFixedClipping(strategy, fed.dp_noise, fed.dp_clip, per_round,
-                                                         accountant=accountant)
+        accountant = RdpAccountant(
+            PrivacyConfig(
+                target_delta=1.0 / (n_train * 10),
+                population_size=n_train,
+                neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+                sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            )
+        )
+    wrapped = DifferentialPrivacyClientSideFixedClipping(
+        strategy, fed.dp_noise, fed.dp_clip, per_round, accountant=accountant
+    )
     return wrapped, accountant

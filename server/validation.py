@@ -28,7 +28,6 @@ __all__ = ["InvalidUpdate", "TensorSpec", "expected_spec", "validate_update"]
 TensorSpec = Mapping[str, tuple[tuple[int, ...], str]]
 
 
-
 class InvalidUpdate(FedHydraError):
     """A client's reply that the server refuses to aggregate."""
 
@@ -38,8 +37,9 @@ def expected_spec(arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[tuple[int
     return {k: (tuple(np.asarray(v).shape), str(np.asarray(v).dtype)) for k, v in arrays.items()}
 
 
-def validate_update(arrays: Mapping[str, np.ndarray], spec: TensorSpec, *, num_examples: object,
-                    max_abs: float = 1e4) -> None:
+def validate_update(
+    arrays: Mapping[str, np.ndarray], spec: TensorSpec, *, num_examples: object, max_abs: float = 1e4
+) -> None:
     """Raise :class:`InvalidUpdate` unless the reply is a well-formed shared-base update."""
     for key in arrays:
         if is_personal_key(key):
@@ -58,7 +58,13 @@ def validate_update(arrays: Mapping[str, np.ndarray], spec: TensorSpec, *, num_e
         if not np.all(np.isfinite(value)):
             raise InvalidUpdate(f"tensor {key!r} holds NaN or Inf")
         if value.size and float(np.max(np.abs(value))) > max_abs:
-            raise InvalidUpdate(f"tensor {key!r} has a value of magnitude {float(np.max(np.abs(value))):.3g} > {max_abs:g}")
-    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, float)) or not np.isfinite(num_examples) \
-            or num_examples <= 0:
+            raise InvalidUpdate(
+                f"tensor {key!r} has a value of magnitude {float(np.max(np.abs(value))):.3g} > {max_abs:g}"
+            )
+    if (
+        isinstance(num_examples, bool)
+        or not isinstance(num_examples, (int, float))
+        or not np.isfinite(num_examples)
+        or num_examples <= 0
+    ):
         raise InvalidUpdate(f"num-examples must be a positive number, got {num_examples!r}")

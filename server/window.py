@@ -44,8 +44,9 @@ def _check(window: int) -> None:
         raise ConfigError(f"federation.max-in-flight must be >= 1 here, got {window}")
 
 
-def send_windowed(grid: Any, messages: Iterable[Any], *, window: int, timeout: float | None,
-                  poll_s: float = POLL_S) -> list[Any]:
+def send_windowed(
+    grid: Any, messages: Iterable[Any], *, window: int, timeout: float | None, poll_s: float = POLL_S
+) -> list[Any]:
     """Push ``messages`` keeping at most ``window`` without a reply, and return the replies that came back within
     ``timeout`` seconds of the first push (None: wait for all). Messages still unsent at the timeout are not sent:
     the round goes on without them, as without a client that did not answer."""

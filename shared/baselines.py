@@ -163,8 +163,9 @@ def _require_llm(ctx: BaselineContext) -> LLMClient:
 
 
 def _zero_shot(ctx: BaselineContext, q: Question) -> str:
-    answer = _require_llm(ctx).complete(build_messages(ctx.task, q.input, budget=ctx.budget),
-                                        max_tokens=ctx.task.max_new_tokens)
+    answer = _require_llm(ctx).complete(
+        build_messages(ctx.task, q.input, budget=ctx.budget), max_tokens=ctx.task.max_new_tokens
+    )
     return ctx.task.parse_answer(answer)
 
 
@@ -195,16 +196,19 @@ class Method:
         return f"{self.name}-k{k}" if self.uses_k else self.name
 
 
-METHODS: dict[str, Method] = {m.name: m for m in [
-    Method("input", _input, lambda t: t.rewrite, False),
-    Method("style-rules", _style_rules, lambda t: t.rewrite, False),
-    Method("majority", _majority, lambda t: bool(t.labels), False),
-    Method("user-mean", _user_mean, lambda t: bool(t.labels) and t.item_output is not None, False),
-    Method("user-ridge", _user_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
-    Method("global-ridge", _global_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
-    Method("zero-shot", _zero_shot, lambda t: True, True),
-    Method("rag", _rag, lambda t: True, True, uses_k=True),
-]}
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in [
+        Method("input", _input, lambda t: t.rewrite, False),
+        Method("style-rules", _style_rules, lambda t: t.rewrite, False),
+        Method("majority", _majority, lambda t: bool(t.labels), False),
+        Method("user-mean", _user_mean, lambda t: bool(t.labels) and t.item_output is not None, False),
+        Method("user-ridge", _user_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
+        Method("global-ridge", _global_ridge, lambda t: t.kind is TaskKind.RATING and t.item_output is not None, False),
+        Method("zero-shot", _zero_shot, lambda t: True, True),
+        Method("rag", _rag, lambda t: True, True, uses_k=True),
+    ]
+}
 """The baselines by name, in the order tables list them."""
 
 

@@ -46,10 +46,35 @@ from shared.hydra.infer import InferenceConfig
 from shared.hydra.settings import TrainConfig
 from shared.hydra.spec import ModelConfig
 
-__all__ = ["RunConfig", "FederationConfig", "STRATEGIES", "default_mapping", "pyproject_path", "parse_overrides",
-           "parse_methods", "Setting", "SETTINGS", "Num", "OneOf", "Text", "FLAG", "GROUPS", "pyproject_table",
-           "BOUNDS", "CHOICES", "TEXT_LIMITS", "FLAGS", "CAP_PREFIX", "check_number", "describe_range", "node_caps",
-           "SecureAggregationConfig", "SECAGG_MODULUS", "SECURE_AGGREGATION_REFUSES", "secure_aggregation_conflicts"]
+__all__ = [
+    "RunConfig",
+    "FederationConfig",
+    "STRATEGIES",
+    "default_mapping",
+    "pyproject_path",
+    "parse_overrides",
+    "parse_methods",
+    "Setting",
+    "SETTINGS",
+    "Num",
+    "OneOf",
+    "Text",
+    "FLAG",
+    "GROUPS",
+    "pyproject_table",
+    "BOUNDS",
+    "CHOICES",
+    "TEXT_LIMITS",
+    "FLAGS",
+    "CAP_PREFIX",
+    "check_number",
+    "describe_range",
+    "node_caps",
+    "SecureAggregationConfig",
+    "SECAGG_MODULUS",
+    "SECURE_AGGREGATION_REFUSES",
+    "secure_aggregation_conflicts",
+]
 
 
 def pyproject_path() -> Path:
@@ -214,211 +239,377 @@ GROUPS: dict[str, str] = {
 """The groups of keys, in the order of the pyproject table, with their titles there."""
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("data.task", "LaMP-7", Text(32),
-            "Which LaMP task (LaMP-1, 2, 2N, 3, 4, 5, 6, 7).", to="run.task"),
-    Setting("data.dir", "", Text(4096),
-            "Directory of LaMP-format data (*_questions.json + *_outputs.json); empty = synthetic users (the embedded "
-            "default).", to="run.data"),
-    Setting("data.train-users", 8, Num(0, 1_000_000),
-            "Users whose questions (with golds) train the shared base.", to="run.train_users"),
-    Setting("data.test-users", 4, Num(0, 1_000_000),
-            "New users (disjoint from training users) who fit heads on their history and answer their questions.",
-            to="run.test_users"),
-    Setting("data.split", "", Text(64),
-            'File prefix when the directory holds several splits (e.g. "dev"); empty = the only one. "timeline": the '
-            "time-based split built in memory from `data.dir`/user_histories.json (LaMP-3: each user's last "
-            "`data.timeline-questions` reviews are questions, each answered from the reviews strictly before it; use "
-            'with data.protocol = "history").', to="run.split"),
-    Setting("data.timeline-questions", 40, Num(1, 1000),
-            'Questions per user of the "timeline" split (the user\'s last reviews; the user needs at least this + 2). '
-            ">= 1.", to="run.timeline_questions"),
-    Setting("data.synthetic-users", 12, Num(1, 100_000),
-            "Synthetic users to generate when `data.dir` is empty.", to="run.synthetic_users"),
-    Setting("data.synthetic-items", 24, Num(2, 10_000),
-            "History items per synthetic user.", to="run.synthetic_items"),
-    Setting("data.free-train-users", 0, Num(0, 1_000_000),
-            "More training users, after `data.train-users`, who cost no LLM call: their questions (with golds) train "
-            "the editor and the adapter on the candidates that cost no call (the input and its edits; the label pool) "
-            "and count in the margin's cross-validation; they get no record labels, no LLM candidates and no "
-            "pseudo-questions that need a call. Disjoint protocol only; in federated runs they are training nodes too "
-            "(after the others) that never call the LLM.", to="run.free_train_users"),
-    Setting("data.user-offset", 0, Num(0, 10_000_000),
-            "The user of the data (0-based, in data order) where the training users start; test users follow them, "
-            "wrapping around past the last user (6 LaMP-3 users, offset 3, 3 + 3 users: users 3-5 train, users 0-2 "
-            "are new).", to="run.user_offset"),
-    Setting("data.protocol", "disjoint", OneOf("disjoint", "history"),
-            '"disjoint": train and test users differ; "history": every user trains on pseudo-questions from the '
-            "history before their first question and is tested on their questions (LaMP-3 here, 6 users).",
-            to="run.protocol"),
-    Setting("llm.url", "", Text(2048),
-            "OpenAI-compatible base URL; empty = FEDHYDRA_LLM_BASE_URL, else the embedded server (started on demand).",
-            to="run.llm_url"),
-    Setting("llm.model", "", Text(256),
-            "Model name sent to that endpoint (ignored by the embedded server).", to="run.llm_model"),
-    Setting("llm.timeout", 60.0, Num(0.001, 3600.0),
-            "Seconds before an LLM request times out.", to="run.llm_timeout"),
-    Setting("llm.calls-per-user", 60, Num(0, 10_000),
-            "Most LLM calls one user's training data may cost (cache hits are free).",
-            to=("run.llm_calls_per_user", "episodes.calls_per_user")),
-    Setting("llm.concurrency", 4, Num(1, 256),
-            "Most LLM requests in flight at once, per process. The embedded server serves this many in parallel (its "
-            "slots); for a remote endpoint (vLLM, a hosted API) set it to what the endpoint allows, typically 16-64.",
-            to="run.llm_concurrency"),
-    Setting("eval.methods", "input style-rules user-mean rag hydra hydra-shared-head", Text(1024),
-            "The methods the test users answer with (the rows of the table): names separated by spaces or commas "
-            "(baselines of shared/baselines.py: input, style-rules, majority, user-mean, user-ridge, zero-shot, rag; "
-            'variants of shared/hydra/variants.py), or "all" (every baseline that applies and every HYDRA variant). A '
-            "baseline that does not apply to the task is left out: the default is the strongest fixed baselines "
-            "(returning the input and writing it with the user's spellings, or the user's mean score), RAG, HYDRA "
-            "and HYDRA with the shared heads. Fewer methods, fewer LLM calls.", to="run.eval_methods"),
-    Setting("eval.every", 1, Num(0, 10_000),
-            "Evaluate the test users every this many rounds (the last round always; 0 = the last round only). With a "
-            "real LLM every evaluation asks it anew (the reranker changed), so long runs evaluate less often.",
-            to="federation.eval_every"),
-    Setting("eval.report-metrics", True, FLAG,
-            "Send test users' scalar metrics to the server (false: nothing leaves test clients).",
-            to="federation.report_metrics"),
-    Setting("run.seed", 0, Num(0, 4_294_967_295),
-            "Seed of every random choice (sampling, shuffles, initialization).",
-            to=("run.seed", "pool.seed", "train.seed", "episodes.seed")),
-    Setting("run.out-dir", "", Text(4096),
-            "Where the server writes per-round figures and its summary (empty = $FEDHYDRA_HOME/server).",
-            to="federation.out_dir"),
-    Setting("run.checkpoint-dir", "", Text(4096),
-            "Where the server checkpoints the global base each round (empty = <run.out-dir>/checkpoints).",
-            to="federation.checkpoint_dir"),
-    Setting("run.resume", False, FLAG,
-            "Resume: a federated run from the latest checkpoint in run.checkpoint-dir; a centralized run (`fedhydra "
-            "run`) with the shared base (and margin) an earlier run of the same training settings and episodes left "
-            "in <out>/trained.", to="federation.resume"),
-    Setting("prompt.retrieve-m", 5, Num(1, 100),
-            "BM25 records the reranker scores (m).", to=("episodes.rerank_m", "inference.m")),
-    Setting("prompt.k", 4, Num(1, 100),
-            "Records put into the prompt (k).", to=("pool.k", "inference.k")),
-    Setting("prompt.style", "turns", OneOf("turns", "inline"),
-            'Prompt format: "turns" (records as earlier chat turns, as HYDRA) or "inline" (the official LaMP format).',
-            to="pool.style"),
-    Setting("pool.n-samples", 3, Num(0, 32),
-            "Sampled LLM answers per query, besides the greedy one."),
-    Setting("pool.temperature", 0.7, Num(0.0, 5.0),
-            "Sampling temperature of those answers."),
-    Setting("pool.pseudo-questions", 2, Num(0, 1000),
-            "Pseudo-questions made from each user's history and labelled through the LLM.",
-            to="episodes.pseudo_questions"),
-    Setting("pool.free-questions", 20, Num(0, 10_000),
-            "More pseudo-questions without LLM candidates or record labels: the adapter learns from the candidates "
-            "that cost no call (the label pool; for rewrite tasks the input and its edits). Free for rated/labelled "
-            "items; for rewrite tasks (LaMP-7) each costs its paraphrase call.", to="episodes.free_questions"),
-    Setting("pool.label-records", 4, Num(1, 100),
-            "Top records labelled per question by asking the LLM with that record alone.", to="episodes.label_records"),
-    Setting("pool.margin-folds", 3, Num(0, 100),
-            "Folds of training users that choose the decision margin by cross-validation: the adapter leaves the "
-            "strongest non-LLM answer (the input; for ratings the user's own rating model's score, else their mean) "
-            "only when its predicted advantage passes it. 0 = no margin rule (the adapter's plain choice); otherwise "
-            ">= 2. Federated runs only read 0 or not: after the last round every training client cross-fits personal "
-            "heads on halves of its own examples under the global base and sends per-margin counts and sums; the "
-            "server adds them up, chooses the margin and sends it to the test clients' final evaluation.",
-            to="run.margin_folds"),
-    Setting("model.lora-rank", 4, Num(1, 64),
-            "LoRA rank of the encoder adapters (query and value projections)."),
-    Setting("model.lora-alpha", 8, Num(1, 1024),
-            "LoRA alpha (scale = alpha / rank)."),
-    Setting("model.trunk-dim", 24, Num(1, 4096),
-            "Hidden units of the shared trunk."),
-    Setting("model.max-query-tokens", 128, Num(8, 512),
-            "Token budget of a query."),
-    Setting("model.max-item-tokens", 96, Num(8, 512),
-            "Token budget of a record or candidate."),
-    Setting("train.epochs", 2, Num(0, 100),
-            "Epochs through the encoder (LoRA trains) over the training examples, per stage (and per round on a "
-            "client)."),
-    Setting("train.head-epochs", 40, Num(0, 10_000),
-            "Then epochs of trunk and heads only, on cached embeddings (cheap)."),
-    Setting("train.batch-size", 16, Num(1, 4096),
-            "Examples per optimization step."),
-    Setting("train.lr", 0.002, Num(0.0, 10.0),
-            "Learning rate of trunks and heads."),
-    Setting("train.lora-lr", 0.001, Num(0.0, 10.0),
-            "Learning rate of the LoRA adapters."),
-    Setting("train.lora", True, FLAG,
-            "Train the LoRA adapters (false: only trunks and heads).", to="train.train_lora"),
-    Setting("train.fit-steps", 200, Num(0, 10_000),
-            "Optimization steps when fitting a new user's heads (base frozen)."),
-    Setting("train.fit-lr", 0.05, Num(0.0, 10.0),
-            "Learning rate of that fit."),
-    Setting("train.head-l2", 0.05, Num(0.0, 1000.0),
-            "Pull of a personal head toward the shared head while fitting (L2)."),
-    Setting("federation.num-rounds", 3, Num(1, 10_000),
-            "Federated rounds."),
-    Setting("federation.fraction-train", 1.0, Num(0.0, 1.0),
-            "Fraction of training clients sampled each round."),
-    Setting("federation.min-train-nodes", 2, Num(1, 1_000_000),
-            "Fewest training clients a round needs."),
-    Setting("federation.local-epochs", 1, Num(1, 100),
-            "Local epochs through the encoder per round on a client."),
-    Setting("federation.local-head-epochs", 0, Num(0, 10_000),
-            "Then local epochs of trunk and heads per round (0 = train.head-epochs / federation.num-rounds, rounded "
-            "up: as many over the run as the centralized reference trains; 40 per round on one user's data made the "
-            "averaged trunk drift)."),
-    Setting("federation.local-episodes", 0, Num(0, 1_000_000),
-            "Episodes a training client trains on per round, drawn afresh each round from its own (0 = all): caps a "
-            "round's client cost whatever the user's data (real LaMP-7 users have 10-23 episodes)."),
-    Setting("federation.max-in-flight", 0, Num(0, 1_000_000),
-            "Messages the server keeps in flight at once in a round's training and evaluation (0 = all of a round's "
-            "at once, as devices work in parallel). Flower's simulation engine scans its pending messages for every "
-            "node ten times a second (N x K per scan): simulations of many users set a few more than the ClientApps "
-            "that run at once (server/window.py)."),
-    Setting("federation.strategy", "fedavg", OneOf(*STRATEGIES),
-            "Aggregation: fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg."),
-    Setting("federation.proximal-mu", 0.01, Num(0.0, 1000.0),
-            "FedProx proximal term."),
-    Setting("federation.server-lr", 0.01, Num(0.0, 10.0),
-            "FedAdam server learning rate."),
-    Setting("federation.trim-beta", 0.2, Num(0.0, 0.5),
-            "FedTrimmedAvg: fraction trimmed at each end."),
-    Setting("federation.outlier-norm-factor", 10.0, Num(0.0, 1_000_000.0),
-            "Reject an update more than this many times the round's median update size (0 = off)."),
-    Setting("federation.round-timeout", 3600.0, Num(1.0, 604_800.0),
-            "Seconds the server waits for the replies of one round's training or evaluation before going on without "
-            "the rest."),
-    Setting("dp.noise", 0.0, Num(0.0, 1000.0),
-            "Differential privacy: noise multiplier of server-side Gaussian noise (0 = off).",
-            to="federation.dp_noise"),
-    Setting("dp.clip", 1.0, Num(0.0, 1_000_000.0),
-            "Differential privacy: clipping norm applied by each client to its update.", to="federation.dp_clip"),
-    Setting("secagg.enabled", False, FLAG,
-            "Sum each round's shared-base updates with Flower's SecAgg+: every client masks its update, so the server "
-            "learns only the round's weighted sum, never one update. Refused at start with what needs single updates "
-            "(fedmedian, fedtrimmedavg, the outlier filter: set federation.outlier-norm-factor = 0); each client "
-            "checks its own update before masking it. With dp.noise > 0: central DP on the sum (clients clip, the "
-            "server adds the noise to the unmasked mean), each training client sampled each round with probability "
-            "federation.fraction-train (Poisson) and that sampling accounted for in the epsilon.",
-            to="federation.secure_aggregation"),
-    Setting("secagg.num-shares", 0, Num(0, 1_000_000),
-            "SecAgg+: neighbours each client's key shares go to, itself included (0 = every client of the round, as "
-            "SecAgg; else >= 3)."),
-    Setting("secagg.threshold", 0.67, Num(0.0, 1.0),
-            "SecAgg+: fraction of a client's shares needed to rebuild its masks (0 < t <= 1; at least 2 shares): a "
-            "round survives clients dropping out after sharing keys while every client keeps that many live "
-            "neighbours, and unmasking one update would take that many colluding clients; above 1/2 a server lying "
-            "about who dropped out cannot get both of a client's secrets (docs/privacy.md)."),
-    Setting("secagg.clipping-range", 16.0, Num(0.0, 1_000_000.0),
-            "SecAgg+: each value a client masks, times its weight / secagg.max-weight, must lie in [-range, range]; a "
-            "client whose update does not fit leaves the round rather than be clipped (the default base's largest "
-            "value: 0.17, 3.4 after 3 rounds)."),
-    Setting("secagg.quantization-range", 8_388_608, Num(2, 2_147_483_647),
-            "SecAgg+: integer levels over [-range, range] (2^23: a step of 3.8e-6 at range 16); a round sums at most "
-            "2^32 / levels - 1 clients (511)."),
-    Setting("secagg.max-weight", 200.0, Num(0.0, 1_000_000_000.0),
-            "SecAgg+: the largest weight (num-examples) one update carries: a client caps a larger one, which also "
-            "bounds what one client can claim, as the server cannot check a masked weight. Each update is scaled by "
-            "weight / this before quantization, so a larger value quantizes small clients more coarsely. Under DP "
-            "every weight is 1."),
-    Setting("device.store-dir", "", Text(4096),
-            "Node-local client store (empty = $FEDHYDRA_HOME/clients).", to="run.store_dir"),
-    Setting("device.quantized", True, FLAG,
-            "Devices answer with int8 ONNX encoders (false: fp32); both come in every bundle.",
-            to="run.device_quantized"),
+    Setting("data.task", "LaMP-7", Text(32), "Which LaMP task (LaMP-1, 2, 2N, 3, 4, 5, 6, 7).", to="run.task"),
+    Setting(
+        "data.dir",
+        "",
+        Text(4096),
+        "Directory of LaMP-format data (*_questions.json + *_outputs.json); empty = synthetic users (the embedded "
+        "default).",
+        to="run.data",
+    ),
+    Setting(
+        "data.train-users",
+        8,
+        Num(0, 1_000_000),
+        "Users whose questions (with golds) train the shared base.",
+        to="run.train_users",
+    ),
+    Setting(
+        "data.test-users",
+        4,
+        Num(0, 1_000_000),
+        "New users (disjoint from training users) who fit heads on their history and answer their questions.",
+        to="run.test_users",
+    ),
+    Setting(
+        "data.split",
+        "",
+        Text(64),
+        'File prefix when the directory holds several splits (e.g. "dev"); empty = the only one. "timeline": the '
+        "time-based split built in memory from `data.dir`/user_histories.json (LaMP-3: each user's last "
+        "`data.timeline-questions` reviews are questions, each answered from the reviews strictly before it; use "
+        'with data.protocol = "history").',
+        to="run.split",
+    ),
+    Setting(
+        "data.timeline-questions",
+        40,
+        Num(1, 1000),
+        'Questions per user of the "timeline" split (the user\'s last reviews; the user needs at least this + 2). '
+        ">= 1.",
+        to="run.timeline_questions",
+    ),
+    Setting(
+        "data.synthetic-users",
+        12,
+        Num(1, 100_000),
+        "Synthetic users to generate when `data.dir` is empty.",
+        to="run.synthetic_users",
+    ),
+    Setting("data.synthetic-items", 24, Num(2, 10_000), "History items per synthetic user.", to="run.synthetic_items"),
+    Setting(
+        "data.free-train-users",
+        0,
+        Num(0, 1_000_000),
+        "More training users, after `data.train-users`, who cost no LLM call: their questions (with golds) train "
+        "the editor and the adapter on the candidates that cost no call (the input and its edits; the label pool) "
+        "and count in the margin's cross-validation; they get no record labels, no LLM candidates and no "
+        "pseudo-questions that need a call. Disjoint protocol only; in federated runs they are training nodes too "
+        "(after the others) that never call the LLM.",
+        to="run.free_train_users",
+    ),
+    Setting(
+        "data.user-offset",
+        0,
+        Num(0, 10_000_000),
+        "The user of the data (0-based, in data order) where the training users start; test users follow them, "
+        "wrapping around past the last user (6 LaMP-3 users, offset 3, 3 + 3 users: users 3-5 train, users 0-2 "
+        "are new).",
+        to="run.user_offset",
+    ),
+    Setting(
+        "data.protocol",
+        "disjoint",
+        OneOf("disjoint", "history"),
+        '"disjoint": train and test users differ; "history": every user trains on pseudo-questions from the '
+        "history before their first question and is tested on their questions (LaMP-3 here, 6 users).",
+        to="run.protocol",
+    ),
+    Setting(
+        "llm.url",
+        "",
+        Text(2048),
+        "OpenAI-compatible base URL; empty = FEDHYDRA_LLM_BASE_URL, else the embedded server (started on demand).",
+        to="run.llm_url",
+    ),
+    Setting(
+        "llm.model",
+        "",
+        Text(256),
+        "Model name sent to that endpoint (ignored by the embedded server).",
+        to="run.llm_model",
+    ),
+    Setting("llm.timeout", 60.0, Num(0.001, 3600.0), "Seconds before an LLM request times out.", to="run.llm_timeout"),
+    Setting(
+        "llm.calls-per-user",
+        60,
+        Num(0, 10_000),
+        "Most LLM calls one user's training data may cost (cache hits are free).",
+        to=("run.llm_calls_per_user", "episodes.calls_per_user"),
+    ),
+    Setting(
+        "llm.concurrency",
+        4,
+        Num(1, 256),
+        "Most LLM requests in flight at once, per process. The embedded server serves this many in parallel (its "
+        "slots); for a remote endpoint (vLLM, a hosted API) set it to what the endpoint allows, typically 16-64.",
+        to="run.llm_concurrency",
+    ),
+    Setting(
+        "eval.methods",
+        "input style-rules user-mean rag hydra hydra-shared-head",
+        Text(1024),
+        "The methods the test users answer with (the rows of the table): names separated by spaces or commas "
+        "(baselines of shared/baselines.py: input, style-rules, majority, user-mean, user-ridge, zero-shot, rag; "
+        'variants of shared/hydra/variants.py), or "all" (every baseline that applies and every HYDRA variant). A '
+        "baseline that does not apply to the task is left out: the default is the strongest fixed baselines "
+        "(returning the input and writing it with the user's spellings, or the user's mean score), RAG, HYDRA "
+        "and HYDRA with the shared heads. Fewer methods, fewer LLM calls.",
+        to="run.eval_methods",
+    ),
+    Setting(
+        "eval.every",
+        1,
+        Num(0, 10_000),
+        "Evaluate the test users every this many rounds (the last round always; 0 = the last round only). With a "
+        "real LLM every evaluation asks it anew (the reranker changed), so long runs evaluate less often.",
+        to="federation.eval_every",
+    ),
+    Setting(
+        "eval.report-metrics",
+        True,
+        FLAG,
+        "Send test users' scalar metrics to the server (false: nothing leaves test clients).",
+        to="federation.report_metrics",
+    ),
+    Setting(
+        "run.seed",
+        0,
+        Num(0, 4_294_967_295),
+        "Seed of every random choice (sampling, shuffles, initialization).",
+        to=("run.seed", "pool.seed", "train.seed", "episodes.seed"),
+    ),
+    Setting(
+        "run.out-dir",
+        "",
+        Text(4096),
+        "Where the server writes per-round figures and its summary (empty = $FEDHYDRA_HOME/server).",
+        to="federation.out_dir",
+    ),
+    Setting(
+        "run.checkpoint-dir",
+        "",
+        Text(4096),
+        "Where the server checkpoints the global base each round (empty = <run.out-dir>/checkpoints).",
+        to="federation.checkpoint_dir",
+    ),
+    Setting(
+        "run.resume",
+        False,
+        FLAG,
+        "Resume: a federated run from the latest checkpoint in run.checkpoint-dir; a centralized run (`fedhydra "
+        "run`) with the shared base (and margin) an earlier run of the same training settings and episodes left "
+        "in <out>/trained.",
+        to="federation.resume",
+    ),
+    Setting(
+        "prompt.retrieve-m",
+        5,
+        Num(1, 100),
+        "BM25 records the reranker scores (m).",
+        to=("episodes.rerank_m", "inference.m"),
+    ),
+    Setting("prompt.k", 4, Num(1, 100), "Records put into the prompt (k).", to=("pool.k", "inference.k")),
+    Setting(
+        "prompt.style",
+        "turns",
+        OneOf("turns", "inline"),
+        'Prompt format: "turns" (records as earlier chat turns, as HYDRA) or "inline" (the official LaMP format).',
+        to="pool.style",
+    ),
+    Setting("pool.n-samples", 3, Num(0, 32), "Sampled LLM answers per query, besides the greedy one."),
+    Setting("pool.temperature", 0.7, Num(0.0, 5.0), "Sampling temperature of those answers."),
+    Setting(
+        "pool.pseudo-questions",
+        2,
+        Num(0, 1000),
+        "Pseudo-questions made from each user's history and labelled through the LLM.",
+        to="episodes.pseudo_questions",
+    ),
+    Setting(
+        "pool.free-questions",
+        20,
+        Num(0, 10_000),
+        "More pseudo-questions without LLM candidates or record labels: the adapter learns from the candidates "
+        "that cost no call (the label pool; for rewrite tasks the input and its edits). Free for rated/labelled "
+        "items; for rewrite tasks (LaMP-7) each costs its paraphrase call.",
+        to="episodes.free_questions",
+    ),
+    Setting(
+        "pool.label-records",
+        4,
+        Num(1, 100),
+        "Top records labelled per question by asking the LLM with that record alone.",
+        to="episodes.label_records",
+    ),
+    Setting(
+        "pool.margin-folds",
+        3,
+        Num(0, 100),
+        "Folds of training users that choose the decision margin by cross-validation: the adapter leaves the "
+        "strongest non-LLM answer (the input; for ratings the user's own rating model's score, else their mean) "
+        "only when its predicted advantage passes it. 0 = no margin rule (the adapter's plain choice); otherwise "
+        ">= 2. Federated runs only read 0 or not: after the last round every training client cross-fits personal "
+        "heads on halves of its own examples under the global base and sends per-margin counts and sums; the "
+        "server adds them up, chooses the margin and sends it to the test clients' final evaluation.",
+        to="run.margin_folds",
+    ),
+    Setting("model.lora-rank", 4, Num(1, 64), "LoRA rank of the encoder adapters (query and value projections)."),
+    Setting("model.lora-alpha", 8, Num(1, 1024), "LoRA alpha (scale = alpha / rank)."),
+    Setting("model.trunk-dim", 24, Num(1, 4096), "Hidden units of the shared trunk."),
+    Setting("model.max-query-tokens", 128, Num(8, 512), "Token budget of a query."),
+    Setting("model.max-item-tokens", 96, Num(8, 512), "Token budget of a record or candidate."),
+    Setting(
+        "train.epochs",
+        2,
+        Num(0, 100),
+        "Epochs through the encoder (LoRA trains) over the training examples, per stage (and per round on a client).",
+    ),
+    Setting(
+        "train.head-epochs", 40, Num(0, 10_000), "Then epochs of trunk and heads only, on cached embeddings (cheap)."
+    ),
+    Setting("train.batch-size", 16, Num(1, 4096), "Examples per optimization step."),
+    Setting("train.lr", 0.002, Num(0.0, 10.0), "Learning rate of trunks and heads."),
+    Setting("train.lora-lr", 0.001, Num(0.0, 10.0), "Learning rate of the LoRA adapters."),
+    Setting("train.lora", True, FLAG, "Train the LoRA adapters (false: only trunks and heads).", to="train.train_lora"),
+    Setting(
+        "train.fit-steps", 200, Num(0, 10_000), "Optimization steps when fitting a new user's heads (base frozen)."
+    ),
+    Setting("train.fit-lr", 0.05, Num(0.0, 10.0), "Learning rate of that fit."),
+    Setting(
+        "train.head-l2", 0.05, Num(0.0, 1000.0), "Pull of a personal head toward the shared head while fitting (L2)."
+    ),
+    Setting("federation.num-rounds", 3, Num(1, 10_000), "Federated rounds."),
+    Setting("federation.fraction-train", 1.0, Num(0.0, 1.0), "Fraction of training clients sampled each round."),
+    Setting("federation.min-train-nodes", 2, Num(1, 1_000_000), "Fewest training clients a round needs."),
+    Setting("federation.local-epochs", 1, Num(1, 100), "Local epochs through the encoder per round on a client."),
+    Setting(
+        "federation.local-head-epochs",
+        0,
+        Num(0, 10_000),
+        "Then local epochs of trunk and heads per round (0 = train.head-epochs / federation.num-rounds, rounded "
+        "up: as many over the run as the centralized reference trains; 40 per round on one user's data made the "
+        "averaged trunk drift).",
+    ),
+    Setting(
+        "federation.local-episodes",
+        0,
+        Num(0, 1_000_000),
+        "Episodes a training client trains on per round, drawn afresh each round from its own (0 = all): caps a "
+        "round's client cost whatever the user's data (real LaMP-7 users have 10-23 episodes).",
+    ),
+    Setting(
+        "federation.max-in-flight",
+        0,
+        Num(0, 1_000_000),
+        "Messages the server keeps in flight at once in a round's training and evaluation (0 = all of a round's "
+        "at once, as devices work in parallel). Flower's simulation engine scans its pending messages for every "
+        "node ten times a second (N x K per scan): simulations of many users set a few more than the ClientApps "
+        "that run at once (server/window.py).",
+    ),
+    Setting(
+        "federation.strategy",
+        "fedavg",
+        OneOf(*STRATEGIES),
+        "Aggregation: fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg.",
+    ),
+    Setting("federation.proximal-mu", 0.01, Num(0.0, 1000.0), "FedProx proximal term."),
+    Setting("federation.server-lr", 0.01, Num(0.0, 10.0), "FedAdam server learning rate."),
+    Setting("federation.trim-beta", 0.2, Num(0.0, 0.5), "FedTrimmedAvg: fraction trimmed at each end."),
+    Setting(
+        "federation.outlier-norm-factor",
+        10.0,
+        Num(0.0, 1_000_000.0),
+        "Reject an update more than this many times the round's median update size (0 = off).",
+    ),
+    Setting(
+        "federation.round-timeout",
+        3600.0,
+        Num(1.0, 604_800.0),
+        "Seconds the server waits for the replies of one round's training or evaluation before going on without "
+        "the rest.",
+    ),
+    Setting(
+        "dp.noise",
+        0.0,
+        Num(0.0, 1000.0),
+        "Differential privacy: noise multiplier of server-side Gaussian noise (0 = off).",
+        to="federation.dp_noise",
+    ),
+    Setting(
+        "dp.clip",
+        1.0,
+        Num(0.0, 1_000_000.0),
+        "Differential privacy: clipping norm applied by each client to its update.",
+        to="federation.dp_clip",
+    ),
+    Setting(
+        "secagg.enabled",
+        False,
+        FLAG,
+        "Sum each round's shared-base updates with Flower's SecAgg+: every client masks its update, so the server "
+        "learns only the round's weighted sum, never one update. Refused at start with what needs single updates "
+        "(fedmedian, fedtrimmedavg, the outlier filter: set federation.outlier-norm-factor = 0); each client "
+        "checks its own update before masking it. With dp.noise > 0: central DP on the sum (clients clip, the "
+        "server adds the noise to the unmasked mean), each training client sampled each round with probability "
+        "federation.fraction-train (Poisson) and that sampling accounted for in the epsilon.",
+        to="federation.secure_aggregation",
+    ),
+    Setting(
+        "secagg.num-shares",
+        0,
+        Num(0, 1_000_000),
+        "SecAgg+: neighbours each client's key shares go to, itself included (0 = every client of the round, as "
+        "SecAgg; else >= 3).",
+    ),
+    Setting(
+        "secagg.threshold",
+        0.67,
+        Num(0.0, 1.0),
+        "SecAgg+: fraction of a client's shares needed to rebuild its masks (0 < t <= 1; at least 2 shares): a "
+        "round survives clients dropping out after sharing keys while every client keeps that many live "
+        "neighbours, and unmasking one update would take that many colluding clients; above 1/2 a server lying "
+        "about who dropped out cannot get both of a client's secrets (docs/privacy.md).",
+    ),
+    Setting(
+        "secagg.clipping-range",
+        16.0,
+        Num(0.0, 1_000_000.0),
+        "SecAgg+: each value a client masks, times its weight / secagg.max-weight, must lie in [-range, range]; a "
+        "client whose update does not fit leaves the round rather than be clipped (the default base's largest "
+        "value: 0.17, 3.4 after 3 rounds).",
+    ),
+    Setting(
+        "secagg.quantization-range",
+        8_388_608,
+        Num(2, 2_147_483_647),
+        "SecAgg+: integer levels over [-range, range] (2^23: a step of 3.8e-6 at range 16); a round sums at most "
+        "2^32 / levels - 1 clients (511).",
+    ),
+    Setting(
+        "secagg.max-weight",
+        200.0,
+        Num(0.0, 1_000_000_000.0),
+        "SecAgg+: the largest weight (num-examples) one update carries: a client caps a larger one, which also "
+        "bounds what one client can claim, as the server cannot check a masked weight. Each update is scaled by "
+        "weight / this before quantization, so a larger value quantizes small clients more coarsely. Under DP "
+        "every weight is 1.",
+    ),
+    Setting(
+        "device.store-dir",
+        "",
+        Text(4096),
+        "Node-local client store (empty = $FEDHYDRA_HOME/clients).",
+        to="run.store_dir",
+    ),
+    Setting(
+        "device.quantized",
+        True,
+        FLAG,
+        "Devices answer with int8 ONNX encoders (false: fp32); both come in every bundle.",
+        to="run.device_quantized",
+    ),
 )
 """Every config key, declared once, in the order of the pyproject table (:func:`pyproject_table`)."""
 
@@ -427,7 +618,8 @@ _KEY_OF: dict[str, str] = {target: s.key for s in SETTINGS for target in s.to}
 """The key of each field a key lands in (``"federation.dp_noise" -> "dp.noise"``), for errors that name the key."""
 
 BOUNDS: dict[str, tuple[int, int] | tuple[float, float]] = {
-    s.key: (s.range.low, s.range.high) for s in SETTINGS if isinstance(s.range, Num)}
+    s.key: (s.range.low, s.range.high) for s in SETTINGS if isinstance(s.range, Num)
+}
 """Every numeric config key's range, ``key -> (min, max)``, both inclusive (int bounds: an integer key; float bounds:
 a number). Some keys have one more rule, stated in their comment and checked where the key is read
 (``pool.margin-folds`` is never 1; ``pool.temperature``, ``federation.fraction-train``, ``dp.clip``,
@@ -526,8 +718,11 @@ def check_number(key: str, value: Any, caps: Mapping[str, float] | None = None) 
         raise OutOfRange(key, value, low, high, kind=kind)
     if integer and isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
-            raise OutOfRange(key, value, low, high, kind=kind) if math.isfinite(value) else \
-                OutOfRange(key, value, low, high, capped=capped)
+            raise (
+                OutOfRange(key, value, low, high, kind=kind)
+                if math.isfinite(value)
+                else OutOfRange(key, value, low, high, capped=capped)
+            )
         if low <= value <= high:
             value = int(value)
     if not (low <= value <= high):  # NaN fails every comparison
@@ -559,7 +754,7 @@ def node_caps(node_config: Mapping[str, Any]) -> dict[str, float]:
     for name, value in node_config.items():
         if not str(name).startswith(CAP_PREFIX):
             continue
-        key = str(name)[len(CAP_PREFIX):]
+        key = str(name)[len(CAP_PREFIX) :]
         if key not in BOUNDS:
             raise ConfigError(f"node config key {str(name)[:64]!r}: {key[:60]!r} is no numeric config key")
         out[key] = check_number(key, value)
@@ -584,8 +779,9 @@ def parse_methods(text: str) -> tuple[str, ...]:
         return ()
     for name in names:
         if name not in METHODS and name not in VARIANTS:
-            raise ConfigError(f"config key 'eval.methods': unknown method {name!r}; known: "
-                              f"{', '.join([*METHODS, *VARIANTS])}")
+            raise ConfigError(
+                f"config key 'eval.methods': unknown method {name!r}; known: {', '.join([*METHODS, *VARIANTS])}"
+            )
     return names
 
 
@@ -608,7 +804,7 @@ def _namer(part: str):
     return lambda attr: f"config key {_KEY_OF.get(f'{part}.{attr}', attr)!r}"
 
 
-SECAGG_MODULUS = 2 ** 32
+SECAGG_MODULUS = 2**32
 """The modulus of SecAgg+'s masked sums (Flower's default and its largest): a round's clients times
 ``secagg.quantization-range`` must stay below it, or the sum wraps around."""
 
@@ -632,21 +828,27 @@ class SecureAggregationConfig:
     """Fraction of a client's shares needed to rebuild its masks (at least 2 shares)."""
     clipping_range: float = 16.0
     """Every value a client masks (times its weight / ``max_weight``) must lie in [-range, range]."""
-    quantization_range: int = 2 ** 23
+    quantization_range: int = 2**23
     """Integer levels over [-clipping_range, clipping_range]."""
     max_weight: float = 200.0
     """The largest weight (``num-examples``) one update may carry; a larger one is capped by its client."""
 
     def __post_init__(self) -> None:
         name = _namer("secagg")
-        for attr, kind in (("num_shares", int), ("quantization_range", int), ("threshold", (int, float)),
-                           ("clipping_range", (int, float)), ("max_weight", (int, float))):
+        for attr, kind in (
+            ("num_shares", int),
+            ("quantization_range", int),
+            ("threshold", (int, float)),
+            ("clipping_range", (int, float)),
+            ("max_weight", (int, float)),
+        ):
             value = getattr(self, attr)
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise ConfigError(f"{name(attr)} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
         if self.num_shares != 0 and self.num_shares < 3:
-            raise ConfigError(f"{name('num_shares')} must be 0 (every client of the round) or >= 3, "
-                              f"got {self.num_shares}")
+            raise ConfigError(
+                f"{name('num_shares')} must be 0 (every client of the round) or >= 3, got {self.num_shares}"
+            )
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"{name('threshold')} must be in (0, 1], got {self.threshold}")
         if not self.clipping_range > 0 or not self.max_weight > 0:
@@ -674,15 +876,21 @@ def secure_aggregation_conflicts(fed: FederationConfig) -> list[str]:
     round's masked sum only, so whatever needs a single client's update is refused, never silently dropped."""
     out = []
     if fed.strategy in SECURE_AGGREGATION_REFUSES:
-        out.append(f"federation.strategy = {fed.strategy!r} {SECURE_AGGREGATION_REFUSES[fed.strategy]}, and the "
-                   f"server sees only their sum (use fedavg, fedprox or fedadam)")
+        out.append(
+            f"federation.strategy = {fed.strategy!r} {SECURE_AGGREGATION_REFUSES[fed.strategy]}, and the "
+            f"server sees only their sum (use fedavg, fedprox or fedadam)"
+        )
     if fed.outlier_norm_factor > 0:
-        out.append(f"federation.outlier-norm-factor = {fed.outlier_norm_factor:g} compares each update's norm with the "
-                   f"round's median, and the server sees no single update (set federation.outlier-norm-factor = 0: "
-                   f"each client checks its own update before masking it, and with dp.noise > 0 clips it to dp.clip)")
+        out.append(
+            f"federation.outlier-norm-factor = {fed.outlier_norm_factor:g} compares each update's norm with the "
+            f"round's median, and the server sees no single update (set federation.outlier-norm-factor = 0: "
+            f"each client checks its own update before masking it, and with dp.noise > 0 clips it to dp.clip)"
+        )
     if fed.min_train_nodes < 2:
-        out.append("federation.min-train-nodes = 1: the sum of one update is that update (secure aggregation needs "
-                   ">= 2 clients a round)")
+        out.append(
+            "federation.min-train-nodes = 1: the sum of one update is that update (secure aggregation needs "
+            ">= 2 clients a round)"
+        )
     return out
 
 
@@ -730,9 +938,20 @@ class FederationConfig:
 
     def __post_init__(self) -> None:
         name = _namer("federation")
-        check_minimums(self, {"num_rounds": 1, "min_train_nodes": 1, "local_epochs": 1, "local_head_epochs": 0,
-                              "local_episodes": 0, "max_in_flight": 0, "eval_every": 0, "round_timeout": 1.0},
-                       name=name)
+        check_minimums(
+            self,
+            {
+                "num_rounds": 1,
+                "min_train_nodes": 1,
+                "local_epochs": 1,
+                "local_head_epochs": 0,
+                "local_episodes": 0,
+                "max_in_flight": 0,
+                "eval_every": 0,
+                "round_timeout": 1.0,
+            },
+            name=name,
+        )
         if not isinstance(self.fraction_train, (int, float)) or not 0 < self.fraction_train <= 1:
             raise ConfigError(f"{name('fraction_train')} must be in (0, 1], got {self.fraction_train}")
         if self.strategy not in STRATEGIES:
@@ -783,12 +1002,27 @@ class RunConfig:
         get_task(self.task)  # UnknownTaskError names the known ones
         if self.protocol not in ("disjoint", "history"):
             raise ConfigError(f"{name('protocol')} must be 'disjoint' or 'history', got {self.protocol!r}")
-        check_minimums(self, {"timeline_questions": 1, "synthetic_users": 1, "synthetic_items": 2, "train_users": 0,
-                              "free_train_users": 0, "test_users": 0, "user_offset": 0, "llm_calls_per_user": 0,
-                              "llm_concurrency": 1, "margin_folds": 0}, name=name)
+        check_minimums(
+            self,
+            {
+                "timeline_questions": 1,
+                "synthetic_users": 1,
+                "synthetic_items": 2,
+                "train_users": 0,
+                "free_train_users": 0,
+                "test_users": 0,
+                "user_offset": 0,
+                "llm_calls_per_user": 0,
+                "llm_concurrency": 1,
+                "margin_folds": 0,
+            },
+            name=name,
+        )
         if self.free_train_users and self.protocol != "disjoint":
-            raise ConfigError(f"{name('free_train_users')} needs data.protocol = 'disjoint' (in the history protocol "
-                              f"every user is a test user), got {self.free_train_users}")
+            raise ConfigError(
+                f"{name('free_train_users')} needs data.protocol = 'disjoint' (in the history protocol "
+                f"every user is a test user), got {self.free_train_users}"
+            )
         if self.margin_folds == 1:
             raise ConfigError(f"{name('margin_folds')} must be 0 (no margin rule) or >= 2 (folds of training users)")
         parse_methods(" ".join(self.eval_methods))  # names each unknown one
@@ -812,8 +1046,9 @@ class RunConfig:
         return out
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, complete: bool = False,
-                     caps: Mapping[str, float] | None = None) -> RunConfig:
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], *, complete: bool = False, caps: Mapping[str, float] | None = None
+    ) -> RunConfig:
         """Validate a mapping of dotted keys (the pyproject table plus overrides) into a RunConfig.
 
         With ``complete`` the mapping is a whole run config (Flower's ``context.run_config``) and serves as its
@@ -831,8 +1066,9 @@ class RunConfig:
                 raise ConfigError(f"unknown config key {key!r}{hint}")
         defaults = {s.key: s.default for s in SETTINGS}
         values = {**defaults, **({} if complete else _defaults()), **mapping}
-        parts: dict[str, dict[str, Any]] = {p: {} for p in ("run", "federation", "secagg", "model", "train",
-                                                             "episodes", "inference", "pool")}
+        parts: dict[str, dict[str, Any]] = {
+            p: {} for p in ("run", "federation", "secagg", "model", "train", "episodes", "inference", "pool")
+        }
         for s in SETTINGS:
             value = _check(s.key, values[s.key], caps)
             for target in s.to:
@@ -842,8 +1078,9 @@ class RunConfig:
         run["task"] = get_task(run["task"]).name
         run["eval_methods"] = parse_methods(run["eval_methods"])
         if parts["pool"]["style"] not in CHOICES["prompt.style"]:
-            raise ConfigError(f"config key 'prompt.style' must be one of {CHOICES['prompt.style']}, got "
-                              f"{parts['pool']['style']!r}")
+            raise ConfigError(
+                f"config key 'prompt.style' must be one of {CHOICES['prompt.style']}, got {parts['pool']['style']!r}"
+            )
         if parts["pool"]["temperature"] <= 0:
             raise ConfigError(f"config key 'pool.temperature' must be > 0, got {parts['pool']['temperature']}")
         fed = parts["federation"]
@@ -858,6 +1095,12 @@ class RunConfig:
             raise
         except ConfigError as exc:
             raise ConfigError(f"config: {exc}") from None
-        return cls(**run, federation=FederationConfig(**fed, secagg=SecureAggregationConfig(**parts["secagg"])),
-                   model=model, train=train, episodes=EpisodeConfig(**parts["episodes"], pool=pool),
-                   inference=InferenceConfig(**parts["inference"], pool=pool), pool=pool)
+        return cls(
+            **run,
+            federation=FederationConfig(**fed, secagg=SecureAggregationConfig(**parts["secagg"])),
+            model=model,
+            train=train,
+            episodes=EpisodeConfig(**parts["episodes"], pool=pool),
+            inference=InferenceConfig(**parts["inference"], pool=pool),
+            pool=pool,
+        )

@@ -99,7 +99,7 @@ def read_json(path: str | Path) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not UTF-8 (byte {exc.start}: {raw[exc.start:exc.start + 1]!r})") from None
+        raise DataFormatError(path, f"not UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -113,8 +113,12 @@ def _string(value: Any, path: Path, index: int, field: str, *, allow_number: boo
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:  # a JSON escape of a lone surrogate, e.g. "\ud800"
-            raise DataFormatError(path, f"not valid Unicode: unpaired surrogate {value[exc.start]!r} at character "
-                                        f"{exc.start}", index=index, field=field) from None
+            raise DataFormatError(
+                path,
+                f"not valid Unicode: unpaired surrogate {value[exc.start]!r} at character {exc.start}",
+                index=index,
+                field=field,
+            ) from None
         return value[:MAX_INPUT_CHARS]
     if allow_number and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
@@ -132,12 +136,17 @@ def _profile(raw: Any, task: TaskSpec, path: Path, index: int, field: str = "pro
         clean: dict[str, str] = {}
         for name in task.profile_fields:
             if name not in item:
-                raise DataFormatError(path, f"missing (a {task.name} profile item needs {', '.join(task.profile_fields)})",
-                                      index=index, field=f"{where}.{name}")
+                raise DataFormatError(
+                    path,
+                    f"missing (a {task.name} profile item needs {', '.join(task.profile_fields)})",
+                    index=index,
+                    field=f"{where}.{name}",
+                )
             clean[name] = _string(item[name], path, index, f"{where}.{name}", allow_number=True)
             if task.kind is TaskKind.RATING and name == "score" and clean[name] not in task.labels:
-                raise DataFormatError(path, f"{clean[name]!r} is not one of {list(task.labels)}", index=index,
-                                      field=f"{where}.{name}")
+                raise DataFormatError(
+                    path, f"{clean[name]!r} is not one of {list(task.labels)}", index=index, field=f"{where}.{name}"
+                )
         for name, value in item.items():
             if name not in clean and isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 clean[name] = str(value)[:MAX_INPUT_CHARS]
@@ -229,14 +238,17 @@ def find_split_files(directory: str | Path, split: str | None = None) -> tuple[P
         found = sorted(directory.glob("*_questions.json"))
         if len(found) != 1:
             names = ", ".join(p.name for p in found) or "none"
-            raise DataFormatError(directory, f"expected exactly one *_questions.json (found {names}); pass the split name")
+            raise DataFormatError(
+                directory, f"expected exactly one *_questions.json (found {names}); pass the split name"
+            )
         q = found[0]
     o = q.with_name(q.name.replace("_questions.json", "_outputs.json"))
     return q, (o if o.exists() else None)
 
 
-def load_split(directory: str | Path, task: TaskSpec | str, split: str | None = None, *,
-               timeline_questions: int = 40) -> Dataset:
+def load_split(
+    directory: str | Path, task: TaskSpec | str, split: str | None = None, *, timeline_questions: int = 40
+) -> Dataset:
     """Load questions and golds of one split, checking that golds cover exactly the question ids.
 
     ``split="timeline"`` builds the split from ``user_histories.json`` with ``timeline_questions`` questions
@@ -254,14 +266,18 @@ def load_split(directory: str | Path, task: TaskSpec | str, split: str | None = 
     if opath is not None:
         task_id, golds = load_outputs(opath)
         if task_id is not None and task_id != spec.official_id:
-            raise DataFormatError(opath, f"task is {task_id!r} but {spec.official_id!r} was expected for {spec.name}",
-                                  field="task")
+            raise DataFormatError(
+                opath, f"task is {task_id!r} but {spec.official_id!r} was expected for {spec.name}", field="task"
+            )
         ids = {q.id for q in questions}
         missing = [q.id for q in questions if q.id not in golds]
         extra = [g for g in golds if g not in ids]
         if missing or extra:
-            raise DataFormatError(opath, f"golds do not match the questions: {len(missing)} missing "
-                                         f"(e.g. {missing[:3]}), {len(extra)} unknown (e.g. {extra[:3]})")
+            raise DataFormatError(
+                opath,
+                f"golds do not match the questions: {len(missing)} missing "
+                f"(e.g. {missing[:3]}), {len(extra)} unknown (e.g. {extra[:3]})",
+            )
     return Dataset(task=spec, questions=tuple(questions), golds=golds)
 
 
@@ -297,8 +313,9 @@ def load_timeline(path: str | Path, task: TaskSpec | str, questions_per_user: in
     if isinstance(questions_per_user, bool) or not isinstance(questions_per_user, int) or questions_per_user < 1:
         raise ConfigError(f"config key 'data.timeline-questions' must be an integer >= 1, got {questions_per_user!r}")
     if spec.item_input is None or spec.item_output is None:
-        raise ConfigError(f"the timeline split needs a task whose profile items carry the answer (e.g. LaMP-3), "
-                          f"not {spec.name}")
+        raise ConfigError(
+            f"the timeline split needs a task whose profile items carry the answer (e.g. LaMP-3), not {spec.name}"
+        )
     data = read_json(path)
     if not isinstance(data, list):
         raise DataFormatError(path, f"expected a JSON list of users, got {type(data).__name__}")
@@ -320,16 +337,22 @@ def load_timeline(path: str | Path, task: TaskSpec | str, questions_per_user: in
         if "n_items" in raw and raw["n_items"] != n:
             raise DataFormatError(path, f"n_items is {raw['n_items']!r} but items holds {n}", index=u, field="n_items")
         if n < questions_per_user + 2:
-            raise DataFormatError(path, f"user {user!r} has {n} items; data.timeline-questions={questions_per_user} needs "
-                                        f"at least {questions_per_user + 2}", index=u, field="items")
+            raise DataFormatError(
+                path,
+                f"user {user!r} has {n} items; data.timeline-questions={questions_per_user} needs "
+                f"at least {questions_per_user + 2}",
+                index=u,
+                field="items",
+            )
         prefix = _string(raw.get("source_question_id", user), path, u, "source_question_id", allow_number=True)
         for i in range(n - questions_per_user, n):
             qid = f"{prefix}_q{i}"
             if qid in golds:
                 raise DataFormatError(path, f"question id {qid!r} is not unique", index=u, field="source_question_id")
             text = (spec.instruction + spec.item_input(items[i]))[:MAX_INPUT_CHARS]
-            questions.append(Question(id=qid, input=text, profile=items[:i], user_id=user,
-                                      query=spec.extract_query(text)))
+            questions.append(
+                Question(id=qid, input=text, profile=items[:i], user_id=user, query=spec.extract_query(text))
+            )
             golds[qid] = spec.item_output(items[i])
     return Dataset(task=spec, questions=tuple(questions), golds=golds)
 

@@ -55,8 +55,9 @@ class OutOfRange(ConfigError):
     "config key 'train.lr' must be >= 0 and <= 10, got nan"
     """
 
-    def __init__(self, key: str, value: object, low: float, high: float, *, capped: bool = False,
-                 kind: str | None = None):
+    def __init__(
+        self, key: str, value: object, low: float, high: float, *, capped: bool = False, kind: str | None = None
+    ):
         self.key, self.low, self.high = key, low, high
         shown = (repr(value) if isinstance(value, (str, bytes)) else str(value))[:40]
         if kind is not None:  # not a number of the key's kind at all

@@ -83,9 +83,17 @@ def answer_or_empty(run: Callable[[], T]) -> tuple[T | str, bool]:
         return "", True
 
 
-def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: LLMClient, cfg: RunConfig,
-                   golds: Mapping[str, str], *, methods: Sequence[str] | None = None,
-                   progress: bool = True) -> Predictions:
+def evaluate_users(
+    task: TaskSpec,
+    users: Sequence[User],
+    hydra: AnswerFn,
+    llm: LLMClient,
+    cfg: RunConfig,
+    golds: Mapping[str, str],
+    *,
+    methods: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Predictions:
     """Answer every test question with every method (golds are read only for the oracle, after answering).
 
     ``methods`` None runs the baselines that apply (:data:`DEVICE_BASELINES`, ``zero-shot``, ``rag``) and every
@@ -98,9 +106,14 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
     baseline_names = [m for m in DEVICE_BASELINES if METHODS[m].applies(task)] + ["zero-shot", "rag"]
     wanted = list(methods) if methods is not None else baseline_names + list(HYDRA_METHODS) + list(COST_METHODS)
     preds = Predictions()
-    bctx = BaselineContext(task=task, llm=llm, k=k, style=cfg.pool.style,
-                           histories={u.user_id: u.history for u in users},
-                           global_majority=majority_label(task, (it for u in users for it in u.history)))
+    bctx = BaselineContext(
+        task=task,
+        llm=llm,
+        k=k,
+        style=cfg.pool.style,
+        histories={u.user_id: u.history for u in users},
+        global_majority=majority_label(task, (it for u in users for it in u.history)),
+    )
     runs: list[tuple[str, Callable[..., str | Answer]]] = []  # fn(user, question, ctx)
     for name in wanted:
         if name in METHODS and METHODS[name].applies(task):
@@ -134,8 +147,9 @@ def evaluate_users(task: TaskSpec, users: Sequence[User], hydra: AnswerFn, llm: 
                 if isinstance(result, Answer) and result.baseline is not None:
                     preds.baselines.setdefault(label, {})[q.id] = result.baseline
                 if label == "hydra" and isinstance(result, Answer) and q.id in golds and result.candidates:
-                    preds.oracle[q.id] = max((c["text"] for c in result.candidates),
-                                             key=lambda t: example_score(task, str(t), golds[q.id]))
+                    preds.oracle[q.id] = max(
+                        (c["text"] for c in result.candidates), key=lambda t: example_score(task, str(t), golds[q.id])
+                    )
     return preds
 
 

@@ -44,15 +44,23 @@ class Cost:
         return self
 
     def as_dict(self) -> dict[str, float]:
-        return {"asked": self.asked, "sent": self.sent, "llm_seconds": round(self.llm_seconds, 2),
-                "wall_seconds": round(self.wall_seconds, 2)}
+        return {
+            "asked": self.asked,
+            "sent": self.sent,
+            "llm_seconds": round(self.llm_seconds, 2),
+            "wall_seconds": round(self.wall_seconds, 2),
+        }
 
 
 def cost_of(meter, wall_seconds: float = 0.0) -> Cost:
     """The :class:`Cost` of an :class:`~shared.llm.client.LLMMeter` (or anything with ``requests``,
     ``cache_hits`` and ``seconds``)."""
-    return Cost(asked=meter.requests + meter.cache_hits, sent=meter.requests, llm_seconds=meter.seconds,
-                wall_seconds=wall_seconds)
+    return Cost(
+        asked=meter.requests + meter.cache_hits,
+        sent=meter.requests,
+        llm_seconds=meter.seconds,
+        wall_seconds=wall_seconds,
+    )
 
 
 class Ledger:

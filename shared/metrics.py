@@ -153,8 +153,14 @@ def rouge_metrics(preds: Sequence[str], golds: Sequence[str]) -> dict[str, float
     return {"rouge-1": sum(a for a, _ in pairs) / n, "rouge-L": sum(b for _, b in pairs) / n}
 
 
-def evaluate(task: TaskSpec, predictions: Mapping[str, str], golds: Mapping[str, str], *,
-             preds_name: str = "predictions", golds_name: str = "golds") -> dict[str, float]:
+def evaluate(
+    task: TaskSpec,
+    predictions: Mapping[str, str],
+    golds: Mapping[str, str],
+    *,
+    preds_name: str = "predictions",
+    golds_name: str = "golds",
+) -> dict[str, float]:
     """Score predictions against golds with the task's official metric.
 
     Predictions must cover exactly the gold ids (as the official script asserts).
@@ -168,8 +174,11 @@ def evaluate(task: TaskSpec, predictions: Mapping[str, str], golds: Mapping[str,
     missing = [k for k in golds if k not in predictions]
     extra = [k for k in predictions if k not in golds]
     if missing or extra:
-        raise DataFormatError(preds_name, f"ids do not match {golds_name}: {len(missing)} missing (e.g. {missing[:3]}), "
-                                          f"{len(extra)} not in the golds (e.g. {extra[:3]})")
+        raise DataFormatError(
+            preds_name,
+            f"ids do not match {golds_name}: {len(missing)} missing (e.g. {missing[:3]}), "
+            f"{len(extra)} not in the golds (e.g. {extra[:3]})",
+        )
     ids = list(golds)
     preds = [predictions[k] for k in ids]
     gold_values = [golds[k] for k in ids]

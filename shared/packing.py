@@ -60,9 +60,26 @@ import numpy as np
 
 from shared.errors import PackingError
 
-__all__ = ["FORMAT", "PACKED_RECORD", "LAYOUT_RECORD", "MAX_NDIM", "Tensors", "Fingerprint", "fingerprint",
-           "pack_arrays", "unpack_arrays", "is_packed", "array_tensors", "array_view", "flat_views", "pack_content",
-           "unpack_content", "packed_tensors", "declared_tensors", "check_layout_size"]
+__all__ = [
+    "FORMAT",
+    "PACKED_RECORD",
+    "LAYOUT_RECORD",
+    "MAX_NDIM",
+    "Tensors",
+    "Fingerprint",
+    "fingerprint",
+    "pack_arrays",
+    "unpack_arrays",
+    "is_packed",
+    "array_tensors",
+    "array_view",
+    "flat_views",
+    "pack_content",
+    "unpack_content",
+    "packed_tensors",
+    "declared_tensors",
+    "check_layout_size",
+]
 
 FORMAT = 1
 """The layout's format; :func:`unpack_arrays` refuses any other."""
@@ -138,10 +155,13 @@ def pack_arrays(records: Tensors, *, reference: Tensors | None = None) -> tuple[
 
 def _ints(layout: Mapping[str, Any], field: str, *, most: int | None = None) -> list[int]:
     values = list(layout[field])
-    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= (v if most is None else most)
-               for v in values):
-        raise PackingError(f"packed message: layout field {field!r} must hold whole numbers >= 0"
-                           + (f" and <= {most}" if most is not None else ""))
+    if not all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= (v if most is None else most) for v in values
+    ):
+        raise PackingError(
+            f"packed message: layout field {field!r} must hold whole numbers >= 0"
+            + (f" and <= {most}" if most is not None else "")
+        )
     return values
 
 
@@ -156,8 +176,9 @@ def check_layout_size(layout: Mapping[str, Any], max_tensors: int) -> None:
     for field in _LISTS:
         most = max_tensors * MAX_NDIM if field == "dims" else max_tensors
         if len(layout[field]) > most:
-            raise PackingError(f"packed message: layout field {field!r} holds {len(layout[field])} entries, "
-                               f"at most {most}")
+            raise PackingError(
+                f"packed message: layout field {field!r} holds {len(layout[field])} entries, at most {most}"
+            )
 
 
 def _entries(layout: Mapping[str, Any], max_tensors: int | None = None) -> tuple[list[str], list[tuple]]:
@@ -175,8 +196,10 @@ def _entries(layout: Mapping[str, Any], max_tensors: int | None = None) -> tuple
     same_as, sent = _ints(layout, "same-as"), _ints(layout, "sent", most=1)
     keys, dtypes = [str(k) for k in layout["keys"]], [str(d) for d in layout["dtypes"]]
     if not len(record_of) == len(keys) == len(dtypes) == len(ndims) == len(same_as) == len(sent):
-        raise PackingError("packed message: layout fields 'record-of', 'keys', 'dtypes', 'ndims', 'same-as' and 'sent' "
-                           "differ in length")
+        raise PackingError(
+            "packed message: layout fields 'record-of', 'keys', 'dtypes', 'ndims', 'same-as' and 'sent' "
+            "differ in length"
+        )
     if any(n > MAX_NDIM for n in ndims):
         raise PackingError(f"packed message: a tensor of the layout has more than {MAX_NDIM} dimensions")
     if sum(ndims) != len(dims):
@@ -185,7 +208,7 @@ def _entries(layout: Mapping[str, Any], max_tensors: int | None = None) -> tuple
         raise PackingError("packed message: a record name repeats in layout field 'records'")
     entries, at, seen = [], 0, set()
     for record, key, dtype, ndim, same, was_sent in zip(record_of, keys, dtypes, ndims, same_as, sent):
-        shape = tuple(dims[at:at + ndim])
+        shape = tuple(dims[at : at + ndim])
         at += ndim
         if record >= len(names):
             raise PackingError(f"packed message: tensor {key!r} is of record {record}, the layout has {len(names)}")
@@ -196,8 +219,13 @@ def _entries(layout: Mapping[str, Any], max_tensors: int | None = None) -> tuple
     return names, entries
 
 
-def unpack_arrays(flat: Mapping[str, np.ndarray], layout: Mapping[str, Any], *,
-                  reference: Tensors | None, max_tensors: int | None = None) -> dict[str, dict[str, np.ndarray]]:
+def unpack_arrays(
+    flat: Mapping[str, np.ndarray],
+    layout: Mapping[str, Any],
+    *,
+    reference: Tensors | None,
+    max_tensors: int | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
     """The ``{record: {key: tensor}}`` that :func:`pack_arrays` packed, the tensors marked ``sent`` taken from
     ``reference`` (the message this one answers; None: there was none); :class:`PackingError` unless ``layout``
     describes ``flat`` exactly (every value used once, every tensor within the array of its dtype).
@@ -208,8 +236,10 @@ def unpack_arrays(flat: Mapping[str, np.ndarray], layout: Mapping[str, Any], *,
     names, entries = _entries(layout, max_tensors)
     for dtype, values in flat.items():
         if np.asarray(values).ndim != 1 or np.asarray(values).dtype.name != dtype:
-            raise PackingError(f"packed message: array {dtype!r} must be 1-D of dtype {dtype}, "
-                               f"got {np.asarray(values).dtype} of shape {np.asarray(values).shape}")
+            raise PackingError(
+                f"packed message: array {dtype!r} must be 1-D of dtype {dtype}, "
+                f"got {np.asarray(values).dtype} of shape {np.asarray(values).shape}"
+            )
     out: dict[str, dict[str, np.ndarray]] = {name: {} for name in names}
     offsets = {dtype: 0 for dtype in flat}
     tensors: list[np.ndarray] = []
@@ -217,13 +247,17 @@ def unpack_arrays(flat: Mapping[str, np.ndarray], layout: Mapping[str, Any], *,
         if sent:
             value = (reference or {}).get(name, {}).get(key)
             if value is None or np.asarray(value).dtype.name != dtype or np.asarray(value).shape != shape:
-                raise PackingError(f"packed message: tensor {key!r} of record {name!r} is marked as sent back "
-                                   f"unchanged, and the message it answers has no such {dtype} {shape} tensor")
+                raise PackingError(
+                    f"packed message: tensor {key!r} of record {name!r} is marked as sent back "
+                    f"unchanged, and the message it answers has no such {dtype} {shape} tensor"
+                )
             value = np.asarray(value)
         elif same != position:
             if same > position or entries[same][4] != same or entries[same][5] or entries[same][2:4] != (dtype, shape):
-                raise PackingError(f"packed message: tensor {key!r} is 'same-as' {same}, which is no earlier stored "
-                                   f"tensor of dtype {dtype} and shape {shape}")
+                raise PackingError(
+                    f"packed message: tensor {key!r} is 'same-as' {same}, which is no earlier stored "
+                    f"tensor of dtype {dtype} and shape {shape}"
+                )
             value = tensors[same]
         else:
             if dtype not in flat:
@@ -231,14 +265,15 @@ def unpack_arrays(flat: Mapping[str, np.ndarray], layout: Mapping[str, Any], *,
             size, start = int(np.prod(shape, dtype=np.int64)), offsets[dtype]
             if start + size > flat[dtype].size:
                 raise PackingError(f"packed message: tensor {key!r} {shape} runs past the end of the {dtype} array")
-            value = flat[dtype][start:start + size].reshape(shape)
+            value = flat[dtype][start : start + size].reshape(shape)
             offsets[dtype] = start + size
         tensors.append(value)
         out[name][key] = value
     for dtype, used in offsets.items():
         if used != flat[dtype].size:
-            raise PackingError(f"packed message: the {dtype} array holds {flat[dtype].size} values, "
-                               f"its layout describes {used}")
+            raise PackingError(
+                f"packed message: the {dtype} array holds {flat[dtype].size} values, its layout describes {used}"
+            )
     return out
 
 
@@ -273,8 +308,9 @@ def array_view(array: Any) -> np.ndarray:
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
     offset = stream.tell()
     if count * dtype.itemsize != len(data) - offset:
-        raise PackingError(f"packed message: an array's header says {count} values of {dtype}, its bytes hold "
-                           f"{len(data) - offset}")
+        raise PackingError(
+            f"packed message: an array's header says {count} values of {dtype}, its bytes hold {len(data) - offset}"
+        )
     return np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape, order="F" if fortran else "C")
 
 
@@ -295,8 +331,9 @@ def pack_content(content: Any, *, reference: Tensors | None = None) -> Any:
     if not arrays:
         return content
     if PACKED_RECORD in content or LAYOUT_RECORD in content:
-        raise PackingError(f"cannot pack a message that already has a record named {PACKED_RECORD!r} or "
-                           f"{LAYOUT_RECORD!r}")
+        raise PackingError(
+            f"cannot pack a message that already has a record named {PACKED_RECORD!r} or {LAYOUT_RECORD!r}"
+        )
     flat, layout = pack_arrays(array_tensors(content), reference=reference)
     out = RecordDict({name: record for name, record in content.items() if name not in arrays})
     out[PACKED_RECORD] = ArrayRecord({dtype: Array(values) for dtype, values in flat.items()})
@@ -304,8 +341,13 @@ def pack_content(content: Any, *, reference: Tensors | None = None) -> Any:
     return out
 
 
-def unpack_content(content: Any, *, reference: Tensors | None = None, max_tensors: int | None = None,
-                   records: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> Any:
+def unpack_content(
+    content: Any,
+    *,
+    reference: Tensors | None = None,
+    max_tensors: int | None = None,
+    records: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+) -> Any:
     """The Flower ``RecordDict`` that :func:`pack_content` packed (``reference``: the tensors of the message it
     answers, if any); :class:`PackingError` on a layout that does not fit, or a packed message without its arrays.
 
@@ -317,11 +359,17 @@ def unpack_content(content: Any, *, reference: Tensors | None = None, max_tensor
     if PACKED_RECORD not in content.array_records:
         raise PackingError(f"packed message without its array record {PACKED_RECORD!r}")
     if len(content.array_records) != 1:
-        raise PackingError(f"packed message with array records besides {PACKED_RECORD!r}: "
-                           f"{sorted(set(content.array_records) - {PACKED_RECORD})}")
+        raise PackingError(
+            f"packed message with array records besides {PACKED_RECORD!r}: "
+            f"{sorted(set(content.array_records) - {PACKED_RECORD})}"
+        )
     if records is None:
-        records = unpack_arrays(flat_views(content), dict(content.config_records[LAYOUT_RECORD]), reference=reference,
-                                max_tensors=max_tensors)
+        records = unpack_arrays(
+            flat_views(content),
+            dict(content.config_records[LAYOUT_RECORD]),
+            reference=reference,
+            max_tensors=max_tensors,
+        )
     out = RecordDict({name: record for name, record in content.items() if name not in (PACKED_RECORD, LAYOUT_RECORD)})
     made: dict[int, Any] = {}  # id of a tensor -> its Array: a tensor named twice is serialized once
     for name, tensors in records.items():
@@ -336,8 +384,9 @@ def unpack_content(content: Any, *, reference: Tensors | None = None, max_tensor
     return out
 
 
-def declared_tensors(layout: Mapping[str, Any], *,
-                     max_tensors: int | None = None) -> dict[str, dict[str, tuple[list[int], str, bool]]]:
+def declared_tensors(
+    layout: Mapping[str, Any], *, max_tensors: int | None = None
+) -> dict[str, dict[str, tuple[list[int], str, bool]]]:
     """What a layout says its message carries: ``{record: {key: (shape, dtype, sent back unchanged)}}``, read from the
     layout alone (:class:`PackingError` on a layout of the wrong form; ``max_tensors``: or naming more tensors)."""
     names, entries = _entries(layout, max_tensors)

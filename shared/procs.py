@@ -108,6 +108,7 @@ def stop_process_tree(proc: subprocess.Popen, grace: float = 15.0) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline and (group_alive() or
-                                               any(start_time(p) == s for p, s in family if p in alive)):
+        while time.monotonic() < deadline and (
+            group_alive() or any(start_time(p) == s for p, s in family if p in alive)
+        ):
             time.sleep(0.2)

@@ -57,15 +57,22 @@ def truncate(text: str, limit: int) -> str:
 
 def _inline_record(task: TaskSpec, item: Mapping[str, str], budget: PromptBudget) -> str:
     question, answer = task.demonstration(item)
-    body = truncate(question[len(task.instruction):] if question.startswith(task.instruction) else question,
-                    budget.record_chars)
+    body = truncate(
+        question[len(task.instruction) :] if question.startswith(task.instruction) else question, budget.record_chars
+    )
     if task.rewrite or task.item_input is None:
         return f'"{truncate(task.item_text(item), budget.record_chars)}"'
     return f'"{answer}" is the answer for "{body}"'
 
 
-def build_messages(task: TaskSpec, input_text: str, records: Sequence[Mapping[str, str]] = (), *,
-                   style: str = "turns", budget: PromptBudget = PromptBudget()) -> list[dict[str, str]]:
+def build_messages(
+    task: TaskSpec,
+    input_text: str,
+    records: Sequence[Mapping[str, str]] = (),
+    *,
+    style: str = "turns",
+    budget: PromptBudget = PromptBudget(),
+) -> list[dict[str, str]]:
     """Chat messages asking the LLM to answer ``input_text``, with ``records`` (best first) as context."""
     if style not in PROMPT_STYLES:
         raise ConfigError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")

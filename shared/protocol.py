@@ -14,10 +14,33 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["FAULT_COUNTERS", "WEIGHT_KEY", "DP_WEIGHT_KEY", "NodeRole", "ROLE_KEY", "TRAINING_ROLES", "TESTING_ROLES", "ASK_KEY",
-           "ASK_ROLE", "ASK_MARGIN", "MARGIN_RECORD", "MARGIN_KEY", "ANCHOR_KEY", "LLM_CALLS_KEY",
-           "SECAGG_KEYS", "ERROR_REPLIES", "ERROR_FAILED", "ARRAYS_RECORD", "CONFIG_RECORD", "METRICS_RECORD",
-           "SERVER_ROUND_KEY", "FINAL_KEY", "METHODS_KEY", "METHODS_ALL", "METHODS_HYDRA"]
+__all__ = [
+    "FAULT_COUNTERS",
+    "WEIGHT_KEY",
+    "DP_WEIGHT_KEY",
+    "NodeRole",
+    "ROLE_KEY",
+    "TRAINING_ROLES",
+    "TESTING_ROLES",
+    "ASK_KEY",
+    "ASK_ROLE",
+    "ASK_MARGIN",
+    "MARGIN_RECORD",
+    "MARGIN_KEY",
+    "ANCHOR_KEY",
+    "LLM_CALLS_KEY",
+    "SECAGG_KEYS",
+    "ERROR_REPLIES",
+    "ERROR_FAILED",
+    "ARRAYS_RECORD",
+    "CONFIG_RECORD",
+    "METRICS_RECORD",
+    "SERVER_ROUND_KEY",
+    "FINAL_KEY",
+    "METHODS_KEY",
+    "METHODS_ALL",
+    "METHODS_HYDRA",
+]
 
 
 class NodeRole(str, Enum):  # noqa: UP042 - StrEnum would change str() and format() of a role
@@ -76,8 +99,15 @@ TRAINING_ROLES = (NodeRole.TRAIN.value, NodeRole.BOTH.value)
 TESTING_ROLES = (NodeRole.TEST.value, NodeRole.BOTH.value)
 """Roles whose nodes answer (the server sends them evaluate messages)."""
 
-FAULT_COUNTERS = ("skipped-examples", "offlabel-answers", "degraded-answers", "failed-answers", "llm-failures",
-                  "llm-retries", "llm-refused")
+FAULT_COUNTERS = (
+    "skipped-examples",
+    "offlabel-answers",
+    "degraded-answers",
+    "failed-answers",
+    "llm-failures",
+    "llm-retries",
+    "llm-refused",
+)
 """Counters a client reports beside its metrics: what the LLM's faults cost it (training examples skipped,
 LLM answers outside the label set, answers given without the LLM, LLM calls failed, retried or refused by the
 circuit breaker). The server sums them per round (:class:`server.federation.RoundLog`)."""

@@ -37,44 +37,198 @@ import difflib
 import re
 from collections.abc import Sequence
 
-__all__ = ["broken_reason", "is_broken", "broken_share", "canonical_tokens", "is_filler", "droppable_words",
-           "DROPPABLE", "CANONICAL", "REASONS"]
+__all__ = [
+    "broken_reason",
+    "is_broken",
+    "broken_share",
+    "canonical_tokens",
+    "is_filler",
+    "droppable_words",
+    "DROPPABLE",
+    "CANONICAL",
+    "REASONS",
+]
 
 REASONS = ("empty", "meta", "deleted", "dangling")
 """What :func:`broken_reason` names."""
 
-DROPPABLE = frozenset(["just", "really", "very", "actually", "literally", "totally", "quite", "pretty", "truly", "simply", "definitely", "absolutely", "honestly", "basically", "seriously", "super", "extremely", "incredibly", "oh", "ah", "haha", "hahaha", "lol", "yeah", "wow", "also", "still", "even", "anyway", "maybe", "please", "now"])
+DROPPABLE = frozenset(
+    [
+        "just",
+        "really",
+        "very",
+        "actually",
+        "literally",
+        "totally",
+        "quite",
+        "pretty",
+        "truly",
+        "simply",
+        "definitely",
+        "absolutely",
+        "honestly",
+        "basically",
+        "seriously",
+        "super",
+        "extremely",
+        "incredibly",
+        "oh",
+        "ah",
+        "haha",
+        "hahaha",
+        "lol",
+        "yeah",
+        "wow",
+        "also",
+        "still",
+        "even",
+        "anyway",
+        "maybe",
+        "please",
+        "now",
+    ]
+)
 """Filler words whose deletion keeps a sentence whole ("I'm really tired" -> "I'm tired")."""
 
 _OPENING_SUBJECT = frozenset(["i", "am", "it", "is", "we", "are", "that", "this", "there", "you"])
 """Words of a sentence's opening subject and verb, which a tweet may drop ("I am so tired" -> "so tired")."""
 
-_DANGLING = frozenset(["the", "a", "an", "my", "your", "his", "her", "our", "their", "and", "or", "but", "of", "with", "from", "at", "in", "on", "for", "to", "by", "as", "than", "if", "because", "i", "am", "is", "are", "was", "were", "be", "been", "will", "would", "can", "could", "should", "shall", "must", "have", "has", "had", "do", "does", "did", "very", "so", "into", "onto", "about"])
+_DANGLING = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "his",
+        "her",
+        "our",
+        "their",
+        "and",
+        "or",
+        "but",
+        "of",
+        "with",
+        "from",
+        "at",
+        "in",
+        "on",
+        "for",
+        "to",
+        "by",
+        "as",
+        "than",
+        "if",
+        "because",
+        "i",
+        "am",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "shall",
+        "must",
+        "have",
+        "has",
+        "had",
+        "do",
+        "does",
+        "did",
+        "very",
+        "so",
+        "into",
+        "onto",
+        "about",
+    ]
+)
 """Words a sentence does not end on."""
 
 CANONICAL: dict[str, tuple[str, ...]] = {
-    "u": ("you",), "ya": ("you",), "ur": ("your",), "youre": ("you", "are"), "you're": ("you", "are"),
-    "r": ("are",), "2": ("to",), "too": ("to",), "4": ("for",), "cuz": ("because",), "coz": ("because",),
-    "cause": ("because",), "luv": ("love",), "pls": ("please",), "plz": ("please",), "tmrw": ("tomorrow",),
-    "tmr": ("tomorrow",), "thx": ("thank", "you"), "thanx": ("thank", "you"), "ppl": ("people",), "b4": ("before",),
-    "tho": ("though",), "thru": ("through",), "nite": ("night",), "tonite": ("tonight",), "2nite": ("tonight",),
-    "bday": ("birthday",), "n": ("and",), "&": ("and",), "gonna": ("going", "to"), "wanna": ("want", "to"),
-    "gotta": ("have", "to"), "kinda": ("kind", "of"), "im": ("i", "am"), "i'm": ("i", "am"), "ive": ("i", "have"),
-    "i've": ("i", "have"), "ill": ("i", "will"), "i'll": ("i", "will"), "i'd": ("i", "would"), "dont": ("do", "not"),
-    "don't": ("do", "not"), "doesnt": ("does", "not"), "doesn't": ("does", "not"), "didnt": ("did", "not"),
-    "didn't": ("did", "not"), "cant": ("can", "not"), "can't": ("can", "not"), "cannot": ("can", "not"),
-    "wont": ("will", "not"), "won't": ("will", "not"), "isnt": ("is", "not"), "isn't": ("is", "not"),
-    "arent": ("are", "not"), "aren't": ("are", "not"), "wasnt": ("was", "not"), "wasn't": ("was", "not"),
-    "its": ("it", "is"), "it's": ("it", "is"), "thats": ("that", "is"), "that's": ("that", "is"),
-    "we're": ("we", "are"), "they're": ("they", "are"), "there's": ("there", "is"), "what's": ("what", "is"),
-    "let's": ("let", "us"), "lets": ("let", "us"), "idk": ("i", "do", "not", "know"),
-    "btw": ("by", "the", "way"), "omg": ("oh", "my", "god"),
+    "u": ("you",),
+    "ya": ("you",),
+    "ur": ("your",),
+    "youre": ("you", "are"),
+    "you're": ("you", "are"),
+    "r": ("are",),
+    "2": ("to",),
+    "too": ("to",),
+    "4": ("for",),
+    "cuz": ("because",),
+    "coz": ("because",),
+    "cause": ("because",),
+    "luv": ("love",),
+    "pls": ("please",),
+    "plz": ("please",),
+    "tmrw": ("tomorrow",),
+    "tmr": ("tomorrow",),
+    "thx": ("thank", "you"),
+    "thanx": ("thank", "you"),
+    "ppl": ("people",),
+    "b4": ("before",),
+    "tho": ("though",),
+    "thru": ("through",),
+    "nite": ("night",),
+    "tonite": ("tonight",),
+    "2nite": ("tonight",),
+    "bday": ("birthday",),
+    "n": ("and",),
+    "&": ("and",),
+    "gonna": ("going", "to"),
+    "wanna": ("want", "to"),
+    "gotta": ("have", "to"),
+    "kinda": ("kind", "of"),
+    "im": ("i", "am"),
+    "i'm": ("i", "am"),
+    "ive": ("i", "have"),
+    "i've": ("i", "have"),
+    "ill": ("i", "will"),
+    "i'll": ("i", "will"),
+    "i'd": ("i", "would"),
+    "dont": ("do", "not"),
+    "don't": ("do", "not"),
+    "doesnt": ("does", "not"),
+    "doesn't": ("does", "not"),
+    "didnt": ("did", "not"),
+    "didn't": ("did", "not"),
+    "cant": ("can", "not"),
+    "can't": ("can", "not"),
+    "cannot": ("can", "not"),
+    "wont": ("will", "not"),
+    "won't": ("will", "not"),
+    "isnt": ("is", "not"),
+    "isn't": ("is", "not"),
+    "arent": ("are", "not"),
+    "aren't": ("are", "not"),
+    "wasnt": ("was", "not"),
+    "wasn't": ("was", "not"),
+    "its": ("it", "is"),
+    "it's": ("it", "is"),
+    "thats": ("that", "is"),
+    "that's": ("that", "is"),
+    "we're": ("we", "are"),
+    "they're": ("they", "are"),
+    "there's": ("there", "is"),
+    "what's": ("what", "is"),
+    "let's": ("let", "us"),
+    "lets": ("let", "us"),
+    "idk": ("i", "do", "not", "know"),
+    "btw": ("by", "the", "way"),
+    "omg": ("oh", "my", "god"),
 }
 """Informal spellings and contractions, and the words they stand for (both texts are compared in these words)."""
 
-_META = re.compile(r"^\W*(?:a:|q:|answer:|the (?:original |rewritten |paraphrased )?tweet\b|to paraphrase\b|"
-                   r"here(?:'s| is) (?:a|the|my)\b|rephrased\b|paraphrased?\b|rewritten\b|sure[,!]|as an ai\b)|:\s*$",
-                   re.I)
+_META = re.compile(
+    r"^\W*(?:a:|q:|answer:|the (?:original |rewritten |paraphrased )?tweet\b|to paraphrase\b|"
+    r"here(?:'s| is) (?:a|the|my)\b|rephrased\b|paraphrased?\b|rewritten\b|sure[,!]|as an ai\b)|:\s*$",
+    re.I,
+)
 _WORD = re.compile(r"[@#]?[a-z0-9&]+(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 
@@ -91,7 +245,7 @@ def canonical_tokens(text: str) -> tuple[list[str], list[int]]:
     start = 0
     parts = []
     for m in _SENTENCE_END.finditer(text):
-        parts.append(text[start:m.end()])
+        parts.append(text[start : m.end()])
         start = m.end()
     parts.append(text[start:])
     for s, part in enumerate(p for p in parts if p.strip()):
@@ -102,7 +256,25 @@ def canonical_tokens(text: str) -> tuple[list[str], list[int]]:
     return tokens, sentences
 
 
-_NOT_ADVERBS = frozenset(["family", "reply", "supply", "july", "italy", "only", "holy", "belly", "jelly", "fly", "ally", "rally", "silly", "lovely", "ugly"])
+_NOT_ADVERBS = frozenset(
+    [
+        "family",
+        "reply",
+        "supply",
+        "july",
+        "italy",
+        "only",
+        "holy",
+        "belly",
+        "jelly",
+        "fly",
+        "ally",
+        "rally",
+        "silly",
+        "lovely",
+        "ugly",
+    ]
+)
 
 
 def is_filler(token: str) -> bool:
@@ -112,8 +284,11 @@ def is_filler(token: str) -> bool:
     >>> [is_filler(t) for t in ("really", "@bob", "unfortunately", "only", "print")]
     [True, True, True, False, False]
     """
-    return (token in DROPPABLE or token[0] in "@#"
-            or (token.endswith("ly") and len(token) >= 5 and token not in _NOT_ADVERBS))
+    return (
+        token in DROPPABLE
+        or token[0] in "@#"
+        or (token.endswith("ly") and len(token) >= 5 and token not in _NOT_ADVERBS)
+    )
 
 
 def _droppable_span(tokens: Sequence[str], sentences: Sequence[int], i: int, j: int) -> bool:
@@ -148,8 +323,12 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
         starts = i == 0 or any(c in words[i - 1] for c in ".!?")  # "Arnold!<3 Unfortunately, ..." starts one
         # a name is no filler: "DonnaJonesMcfly", or a capital inside a sentence ("the movie Lonely Hearts")
         name = any(c.isupper() for c in word[1:]) or (word[:1].isupper() and not starts)
-        out.append(bool(tokens) and all(is_filler(t) for t in tokens) and not any(c in word for c in _PAIRED)
-                   and not (name and not word.startswith(("@", "#"))))
+        out.append(
+            bool(tokens)
+            and all(is_filler(t) for t in tokens)
+            and not any(c in word for c in _PAIRED)
+            and not (name and not word.startswith(("@", "#")))
+        )
     return out
 
 

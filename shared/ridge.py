@@ -55,9 +55,9 @@ def loo_errors(x: np.ndarray, y: np.ndarray, alphas: Sequence[float] = ALPHAS) -
     _, y_mean, u, s, _, uty = _svd(x, y)
     out = []
     for alpha in alphas:
-        shrink = s ** 2 / (s ** 2 + alpha)
+        shrink = s**2 / (s**2 + alpha)
         fitted = y_mean + u @ (shrink * uty)
-        leverage = (u ** 2) @ shrink + 1.0 / n
+        leverage = (u**2) @ shrink + 1.0 / n
         out.append(float(np.mean(((y - fitted) / np.clip(1.0 - leverage, 1e-9, None)) ** 2)))
     return np.array(out)
 

@@ -45,6 +45,7 @@ def load_run_data(cfg: RunConfig, *, synthetic_dir: Path | None = None) -> tuple
         raise ConfigError("no `data` (a LaMP-format directory) in the run config, and no folder for synthetic users")
     from shared.synthetic import write_synthetic
 
-    folder = write_synthetic(synthetic_dir, cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items,
-                             seed=cfg.seed)
+    folder = write_synthetic(
+        synthetic_dir, cfg.task, n_users=cfg.synthetic_users, items_per_user=cfg.synthetic_items, seed=cfg.seed
+    )
     return load_split(folder, cfg.task), folder

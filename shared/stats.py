@@ -67,23 +67,42 @@ class PairedComparison:
         return question and (self.user_low > 0 or self.user_high < 0)
 
     def as_dict(self, digits: int = 4) -> dict:
-        out = {"n": self.n, "mean_difference": round(self.mean, digits),
-               "interval": [round(self.low, digits), round(self.high, digits)], "wins": self.wins,
-               "losses": self.losses, "ties": self.ties, "resamples": self.resamples, "seed": self.seed}
+        out = {
+            "n": self.n,
+            "mean_difference": round(self.mean, digits),
+            "interval": [round(self.low, digits), round(self.high, digits)],
+            "wins": self.wins,
+            "losses": self.losses,
+            "ties": self.ties,
+            "resamples": self.resamples,
+            "seed": self.seed,
+        }
         if self.users is not None and self.user_low is not None and self.user_high is not None:
             out.update(users=self.users, user_interval=[round(self.user_low, digits), round(self.user_high, digits)])
         return out
 
     def __str__(self) -> str:
-        users = ("" if self.user_low is None or self.user_high is None
-                 else f", users [{self.user_low:+.4f}, {self.user_high:+.4f}] (u={self.users})")
-        return (f"{self.mean:+.4f} [{self.low:+.4f}, {self.high:+.4f}] (n={self.n}, "
-                f"{self.wins} better, {self.losses} worse){users}")
+        users = (
+            ""
+            if self.user_low is None or self.user_high is None
+            else f", users [{self.user_low:+.4f}, {self.user_high:+.4f}] (u={self.users})"
+        )
+        return (
+            f"{self.mean:+.4f} [{self.low:+.4f}, {self.high:+.4f}] (n={self.n}, "
+            f"{self.wins} better, {self.losses} worse){users}"
+        )
 
 
-def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], *, resamples: int = 2000,
-                     seed: int = 0, level: float = 0.95, tol: float = 1e-12,
-                     groups: Sequence[Hashable] | None = None) -> PairedComparison:
+def paired_bootstrap(
+    scores_a: Sequence[float],
+    scores_b: Sequence[float],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+    tol: float = 1e-12,
+    groups: Sequence[Hashable] | None = None,
+) -> PairedComparison:
     """Mean of ``b - a`` over paired scores and its percentile bootstrap interval at ``level``; with ``groups``
     (each question's user) also the user-level interval (the question-level one is the same either way).
 
@@ -91,8 +110,10 @@ def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], *, re
         ConfigError: the two sequences (or ``groups``) differ in length or are empty, or ``resamples`` < 1.
     """
     if len(scores_a) != len(scores_b) or (groups is not None and len(groups) != len(scores_a)):
-        raise ConfigError(f"paired scores differ in length: {len(scores_a)} and {len(scores_b)}"
-                          + ("" if groups is None else f" (groups: {len(groups)})"))
+        raise ConfigError(
+            f"paired scores differ in length: {len(scores_a)} and {len(scores_b)}"
+            + ("" if groups is None else f" (groups: {len(groups)})")
+        )
     if not scores_a:
         raise ConfigError("no paired scores to compare")
     if resamples < 1 or not 0 < level < 1:
@@ -121,14 +142,32 @@ def paired_bootstrap(scores_a: Sequence[float], scores_b: Sequence[float], *, re
         cluster_means.sort()
         user_low = cluster_means[int(tail * resamples)]
         user_high = cluster_means[max(int((1 - tail) * resamples) - 1, 0)]
-    return PairedComparison(n=n, mean=sum(diffs) / n, low=low, high=high, wins=sum(d > tol for d in diffs),
-                            losses=sum(d < -tol for d in diffs), ties=sum(abs(d) <= tol for d in diffs),
-                            resamples=resamples, seed=seed, users=users, user_low=user_low, user_high=user_high)
+    return PairedComparison(
+        n=n,
+        mean=sum(diffs) / n,
+        low=low,
+        high=high,
+        wins=sum(d > tol for d in diffs),
+        losses=sum(d < -tol for d in diffs),
+        ties=sum(abs(d) <= tol for d in diffs),
+        resamples=resamples,
+        seed=seed,
+        users=users,
+        user_low=user_low,
+        user_high=user_high,
+    )
 
 
-def compare_predictions(task, first: Mapping[str, str], second: Mapping[str, str], golds: Mapping[str, str], *,
-                        resamples: int = 2000, seed: int = 0,
-                        users: Mapping[str, str] | None = None) -> PairedComparison:
+def compare_predictions(
+    task,
+    first: Mapping[str, str],
+    second: Mapping[str, str],
+    golds: Mapping[str, str],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    users: Mapping[str, str] | None = None,
+) -> PairedComparison:
     """``second`` against ``first`` on the questions both answered and that have a gold (ids sorted); with
     ``users`` (question id -> user) also the user-level interval.
 

@@ -19,16 +19,26 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["StyleRule", "STYLE_RULES", "RULE_NAMES", "apply_rules", "style_profile", "favoured_rules", "signature",
-           "StyleHabits"]
+__all__ = [
+    "StyleRule",
+    "STYLE_RULES",
+    "RULE_NAMES",
+    "apply_rules",
+    "style_profile",
+    "favoured_rules",
+    "signature",
+    "StyleHabits",
+]
 
 
 class _Pattern(str):
     """A rule's formal side that is a regular expression, not a literal phrase."""
 
 
-_GOING_TO = _Pattern(r"going to(?! (?:the|a|an|my|your|his|her|our|their|this|that|bed|school|work|church|class|"
-                     r"town|college|uni|hospital|dinner|lunch|breakfast|practice|gym|mall|beach|sleep in|(?-i:[A-Z0-9])))")
+_GOING_TO = _Pattern(
+    r"going to(?! (?:the|a|an|my|your|his|her|our|their|this|that|bed|school|work|church|class|"
+    r"town|college|uni|hospital|dinner|lunch|breakfast|practice|gym|mall|beach|sleep in|(?-i:[A-Z0-9])))"
+)
 """'going to' before a verb only: "going to the beach" does not become "gonna the beach"."""
 
 
@@ -56,15 +66,43 @@ class StyleRule:
 
 
 STYLE_RULES: tuple[StyleRule, ...] = (
-    StyleRule("contractions", (
-        ("I am", "I'm"), ("do not", "don't"), ("does not", "doesn't"), ("did not", "didn't"),
-        ("cannot", "can't"), ("can not", "can't"), ("will not", "won't"), ("is not", "isn't"),
-        ("are not", "aren't"), ("it is", "it's"), ("that is", "that's"), ("I will", "I'll"),
-        ("I have", "I've"), ("you are", "you're"), ("we are", "we're"), ("they are", "they're"),
-        (_GOING_TO, "gonna"), ("want to", "wanna"), ("have to", "gotta"),
-    )),
-    StyleRule("no-apostrophe", (("I'm", "im"), ("don't", "dont"), ("can't", "cant"), ("won't", "wont"),
-                                ("it's", "its"), ("that's", "thats"), ("didn't", "didnt"), ("isn't", "isnt"))),
+    StyleRule(
+        "contractions",
+        (
+            ("I am", "I'm"),
+            ("do not", "don't"),
+            ("does not", "doesn't"),
+            ("did not", "didn't"),
+            ("cannot", "can't"),
+            ("can not", "can't"),
+            ("will not", "won't"),
+            ("is not", "isn't"),
+            ("are not", "aren't"),
+            ("it is", "it's"),
+            ("that is", "that's"),
+            ("I will", "I'll"),
+            ("I have", "I've"),
+            ("you are", "you're"),
+            ("we are", "we're"),
+            ("they are", "they're"),
+            (_GOING_TO, "gonna"),
+            ("want to", "wanna"),
+            ("have to", "gotta"),
+        ),
+    ),
+    StyleRule(
+        "no-apostrophe",
+        (
+            ("I'm", "im"),
+            ("don't", "dont"),
+            ("can't", "cant"),
+            ("won't", "wont"),
+            ("it's", "its"),
+            ("that's", "thats"),
+            ("didn't", "didnt"),
+            ("isn't", "isnt"),
+        ),
+    ),
     StyleRule("u", (("you", "u"),)),
     StyleRule("ur", (("your", "ur"), ("you're", "ur"))),
     StyleRule("r", (("are", "r"),)),
@@ -133,7 +171,29 @@ def signature(texts: Sequence[str], *, min_share: float = 0.3, min_count: int = 
     return word if count >= min_count and count / len(ends) >= min_share else None
 
 
-_NOT_SIGN_OFFS = frozenset(["me", "you", "u", "it", "that", "this", "to", "too", "now", "today", "tonight", "here", "there", "them", "him", "her", "us", "all", "again"])
+_NOT_SIGN_OFFS = frozenset(
+    [
+        "me",
+        "you",
+        "u",
+        "it",
+        "that",
+        "this",
+        "to",
+        "too",
+        "now",
+        "today",
+        "tonight",
+        "here",
+        "there",
+        "them",
+        "him",
+        "her",
+        "us",
+        "all",
+        "again",
+    ]
+)
 """Words that often end a text without signing it."""
 
 
@@ -173,19 +233,21 @@ class StyleHabits:
         rules = favoured_rules(style_profile(texts)) if texts else []
         if "no-apostrophe" in rules and "contractions" not in rules:  # "im" writers contract "I am" too
             rules.insert(0, "contractions")
-        return cls(rules=tuple(rules),
-                   lower_first=bool(starts) and sum(starts) / len(starts) > 0.5,
-                   drop_period=bool(ends) and sum(e == "." for e in ends) / len(ends) < 0.2,
-                   signature=signature(texts) if texts else None)
+        return cls(
+            rules=tuple(rules),
+            lower_first=bool(starts) and sum(starts) / len(starts) > 0.5,
+            drop_period=bool(ends) and sum(e == "." for e in ends) / len(ends) < 0.2,
+            signature=signature(texts) if texts else None,
+        )
 
     def apply(self, text: str, *, sign: bool = False) -> str:
         """``text`` with the user's rules, first-letter case and final period (and sign-off, with ``sign``)."""
         out = apply_rules(text, self.rules)
         if self.lower_first:
             m = _FIRST_LETTER.match(out)
-            if m is not None and not out[m.start(1):].startswith(("I ", "I'")):
+            if m is not None and not out[m.start(1) :].startswith(("I ", "I'")):
                 i = m.start(1)
-                out = out[:i] + out[i].lower() + out[i + 1:]
+                out = out[:i] + out[i].lower() + out[i + 1 :]
         if self.drop_period and out.rstrip().endswith(".") and not out.rstrip().endswith(".."):
             out = out.rstrip()[:-1]
         if sign and self.signature and not out.rstrip().lower().endswith(self.signature.lower()):

@@ -63,8 +63,14 @@ RATING_TEMPLATES = [
     "{extra} Overall the {noun} turned out {sent}.",
     "My family tried the {noun}; we found it {sent}.",
 ]
-EXTRAS = ["Shipping was quick.", "It arrived on time.", "I read other reviews first.", "The price was fair.",
-          "It came in a nice box.", "I will keep using it."]
+EXTRAS = [
+    "Shipping was quick.",
+    "It arrived on time.",
+    "I read other reviews first.",
+    "The price was fair.",
+    "It came in a nice box.",
+    "I will keep using it.",
+]
 TWEET_TEMPLATES = [
     "I am going to the {place} tomorrow because I love {thing}.",
     "Thank you for the {thing}, you are the best and I love you.",
@@ -80,16 +86,31 @@ TWEET_TEMPLATES = [
     "I am so happy for you, the {event} was great and people love you.",
 ]
 TWEET_TOPICS = {
-    "music": {"place": ["concert hall", "studio", "record store"], "thing": ["new album", "guitar", "that song"],
-              "event": ["concert", "festival", "album release"]},
-    "sports": {"place": ["stadium", "gym", "field"], "thing": ["the game", "new shoes", "my team"],
-               "event": ["match", "final", "race"]},
-    "food": {"place": ["bakery", "diner", "kitchen"], "thing": ["pizza", "chocolate cake", "coffee"],
-             "event": ["dinner", "barbecue", "brunch"]},
-    "school": {"place": ["library", "classroom", "campus"], "thing": ["homework", "my notes", "the exam"],
-               "event": ["exam", "graduation", "lecture"]},
-    "movies": {"place": ["cinema", "couch", "theater"], "thing": ["the new movie", "popcorn", "the trailer"],
-               "event": ["premiere", "movie night", "marathon"]},
+    "music": {
+        "place": ["concert hall", "studio", "record store"],
+        "thing": ["new album", "guitar", "that song"],
+        "event": ["concert", "festival", "album release"],
+    },
+    "sports": {
+        "place": ["stadium", "gym", "field"],
+        "thing": ["the game", "new shoes", "my team"],
+        "event": ["match", "final", "race"],
+    },
+    "food": {
+        "place": ["bakery", "diner", "kitchen"],
+        "thing": ["pizza", "chocolate cake", "coffee"],
+        "event": ["dinner", "barbecue", "brunch"],
+    },
+    "school": {
+        "place": ["library", "classroom", "campus"],
+        "thing": ["homework", "my notes", "the exam"],
+        "event": ["exam", "graduation", "lecture"],
+    },
+    "movies": {
+        "place": ["cinema", "couch", "theater"],
+        "thing": ["the new movie", "popcorn", "the trailer"],
+        "event": ["premiere", "movie night", "marathon"],
+    },
 }
 SIGNATURES = ["lol", ":)", "xoxo", "!!", "haha"]
 QUIRKABLE = ["contractions", "u", "ur", "r", "2", "4", "cuz", "luv", "pls", "tmrw", "thx", "ppl", "b4"]
@@ -99,15 +120,23 @@ QUIRKABLE = ["contractions", "u", "ur", "r", "2", "4", "cuz", "luv", "pls", "tmr
 def _rating_user(rng: random.Random, uid: str, n_items: int, clarity: float) -> tuple[dict, list[dict]]:
     topics = list(TOPICS)
     likes, dislikes = rng.sample(topics, 2)
-    truth: dict[str, Any] = {"bias": rng.choice([-1, 0, 0, 1]), "likes": likes, "dislikes": dislikes,
-             "habit": rng.choice([4, 5, 5]), "steadiness": rng.choice([0.0, 0.0, 0.8])}
+    truth: dict[str, Any] = {
+        "bias": rng.choice([-1, 0, 0, 1]),
+        "likes": likes,
+        "dislikes": dislikes,
+        "habit": rng.choice([4, 5, 5]),
+        "steadiness": rng.choice([0.0, 0.0, 0.8]),
+    }
     items = []
     for j in range(n_items):
         topic = rng.choice(topics + [likes, likes])  # users write more about what they like
         quality = rng.randint(1, 5)
         shown = quality if rng.random() < clarity else min(5, max(1, quality + rng.choice([-1, 1])))
-        text = rng.choice(RATING_TEMPLATES).format(noun=rng.choice(TOPICS[topic]), sent=rng.choice(SENTIMENT[shown]),
-                                                   extra=rng.choice(EXTRAS)).strip()
+        text = (
+            rng.choice(RATING_TEMPLATES)
+            .format(noun=rng.choice(TOPICS[topic]), sent=rng.choice(SENTIMENT[shown]), extra=rng.choice(EXTRAS))
+            .strip()
+        )
         taste = 1 if topic == likes else -1 if topic == dislikes else 0
         score = min(5, max(1, quality + truth["bias"] + taste))
         if quality > 1 and rng.random() < truth["steadiness"]:  # a steady user gives their usual score
@@ -134,10 +163,16 @@ def _rewrite_user(rng: random.Random, uid: str, n_items: int) -> tuple[dict, lis
     quirks = sorted(rng.sample(QUIRKABLE, rng.randint(2, 6)))
     if "contractions" in quirks and rng.random() < 0.5:
         quirks.append("no-apostrophe")
-    truth: dict[str, Any] = {"quirks": sorted(quirks), "lowercase": rng.random() < 0.5,
-             "signature": rng.choice(SIGNATURES + [""] * 5), "topics": rng.sample(list(TWEET_TOPICS), 2)}
-    items = [{"id": f"{uid}_h{j}", "text": _styled(_tweet(rng, rng.choice(truth["topics"])), truth, rng)}
-             for j in range(n_items)]
+    truth: dict[str, Any] = {
+        "quirks": sorted(quirks),
+        "lowercase": rng.random() < 0.5,
+        "signature": rng.choice(SIGNATURES + [""] * 5),
+        "topics": rng.sample(list(TWEET_TOPICS), 2),
+    }
+    items = [
+        {"id": f"{uid}_h{j}", "text": _styled(_tweet(rng, rng.choice(truth["topics"])), truth, rng)}
+        for j in range(n_items)
+    ]
     return truth, items, _tweet(rng, rng.choice(truth["topics"]))
 
 
@@ -145,26 +180,33 @@ Generated = tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, str]]]
 """One synthetic user: (planted truth, questions, golds)."""
 
 
-def _rating_questions(rng: random.Random, uid: str, spec: TaskSpec, items_per_user: int, questions_per_user: int,
-                      clarity: float) -> Generated:
+def _rating_questions(
+    rng: random.Random, uid: str, spec: TaskSpec, items_per_user: int, questions_per_user: int, clarity: float
+) -> Generated:
     truth, items = _rating_user(rng, uid, items_per_user + questions_per_user, clarity)
     history, asked = items[:items_per_user], items[items_per_user:]
     questions, golds = [], []
     for k, item in enumerate(asked):
-        questions.append({"id": f"{uid}_q{k}", "user_id": uid, "input": spec.instruction + item["text"],
-                          "profile": [{f: h[f] for f in ("id", "text", "score")} for h in history]})
+        questions.append(
+            {
+                "id": f"{uid}_q{k}",
+                "user_id": uid,
+                "input": spec.instruction + item["text"],
+                "profile": [{f: h[f] for f in ("id", "text", "score")} for h in history],
+            }
+        )
         golds.append({"id": f"{uid}_q{k}", "output": item["score"]})
     return truth, questions, golds
 
 
-def _rewrite_questions(rng: random.Random, uid: str, spec: TaskSpec, items_per_user: int, questions_per_user: int,
-                       clarity: float) -> Generated:
+def _rewrite_questions(
+    rng: random.Random, uid: str, spec: TaskSpec, items_per_user: int, questions_per_user: int, clarity: float
+) -> Generated:
     truth, history, _ = _rewrite_user(rng, uid, items_per_user)
     questions, golds = [], []
     for k in range(questions_per_user):
         formal = _tweet(rng, rng.choice(truth["topics"]))
-        questions.append({"id": f"{uid}_q{k}", "user_id": uid, "input": spec.instruction + formal,
-                          "profile": history})
+        questions.append({"id": f"{uid}_q{k}", "user_id": uid, "input": spec.instruction + formal, "profile": history})
         golds.append({"id": f"{uid}_q{k}", "output": _styled(formal, truth, rng)})
     return truth, questions, golds
 
@@ -180,8 +222,15 @@ SYNTHETIC_TASKS = tuple(_GENERATORS)
 """The tasks with synthetic data."""
 
 
-def generate(task: str, *, n_users: int, items_per_user: int = 30, questions_per_user: int = 1, seed: int = 0,
-             clarity: float = 0.8) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+def generate(
+    task: str,
+    *,
+    n_users: int,
+    items_per_user: int = 30,
+    questions_per_user: int = 1,
+    seed: int = 0,
+    clarity: float = 0.8,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Questions, outputs (official layouts) and the planted structure, all determined by ``seed``.
 
     Each user gets ``items_per_user`` history items; each of their questions uses that history as its
@@ -206,16 +255,24 @@ def generate(task: str, *, n_users: int, items_per_user: int = 30, questions_per
         questions += user_questions
         golds += user_golds
         users[uid] = truth
-    structure = {"task": spec.name, "seed": seed, "users": users,
-                 "description": __doc__.split("Example:")[0].strip()}
+    structure = {"task": spec.name, "seed": seed, "users": users, "description": __doc__.split("Example:")[0].strip()}
     return questions, {"task": spec.official_id, "golds": golds}, structure
 
 
-def write_synthetic(out_dir: str | Path, task: str, *, n_users: int, items_per_user: int = 30,
-                    questions_per_user: int = 1, seed: int = 0, split: str = "synthetic") -> Path:
+def write_synthetic(
+    out_dir: str | Path,
+    task: str,
+    *,
+    n_users: int,
+    items_per_user: int = 30,
+    questions_per_user: int = 1,
+    seed: int = 0,
+    split: str = "synthetic",
+) -> Path:
     """Write ``{split}_questions.json``, ``{split}_outputs.json`` and ``structure.json`` into ``out_dir``."""
-    questions, outputs, structure = generate(task, n_users=n_users, items_per_user=items_per_user,
-                                             questions_per_user=questions_per_user, seed=seed)
+    questions, outputs, structure = generate(
+        task, n_users=n_users, items_per_user=items_per_user, questions_per_user=questions_per_user, seed=seed
+    )
     out = Path(out_dir)
     atomic_write_text(out / f"{split}_questions.json", json.dumps(questions, ensure_ascii=False))
     atomic_write_text(out / f"{split}_outputs.json", json.dumps(outputs, ensure_ascii=False))

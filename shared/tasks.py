@@ -47,14 +47,38 @@ class TaskKind(str, Enum):  # noqa: UP042 - StrEnum would change str() and forma
 # Label sets exactly as in the official eval/evaluation.py (order matters: it is the index mapping).
 CITATION_LABELS = ("[1]", "[2]")
 MOVIE_TAGS = (
-    "sci-fi", "based on a book", "comedy", "action", "twist ending", "dystopia", "dark comedy",
-    "classic", "psychology", "fantasy", "romance", "thought-provoking", "social commentary",
-    "violence", "true story",
+    "sci-fi",
+    "based on a book",
+    "comedy",
+    "action",
+    "twist ending",
+    "dystopia",
+    "dark comedy",
+    "classic",
+    "psychology",
+    "fantasy",
+    "romance",
+    "thought-provoking",
+    "social commentary",
+    "violence",
+    "true story",
 )
 NEWS_CATEGORIES = (
-    "food & drink", "sports", "education", "parents", "religion", "travel", "business", "crime",
-    "science & technology", "culture & arts", "entertainment", "politics", "women",
-    "style & beauty", "healthy living",
+    "food & drink",
+    "sports",
+    "education",
+    "parents",
+    "religion",
+    "travel",
+    "business",
+    "crime",
+    "science & technology",
+    "culture & arts",
+    "entertainment",
+    "politics",
+    "women",
+    "style & beauty",
+    "healthy living",
 )
 RATING_LABELS = ("1", "2", "3", "4", "5")
 
@@ -64,7 +88,7 @@ def _after(marker: str) -> Callable[[str], str]:
 
     def extract(text: str) -> str:
         at = text.find(marker)
-        return text.strip() if at == -1 else text[at + len(marker):].strip()
+        return text.strip() if at == -1 else text[at + len(marker) :].strip()
 
     return extract
 
@@ -81,7 +105,8 @@ def _citation_query(text: str) -> str:
 
 
 _ANSWER_PREFIX = re.compile(
-    r"^(?:paraphrased tweet|paraphrase|tweet|title|headline|subject|answer|output|score|rating|category|tag)\s*:\s*", re.I
+    r"^(?:paraphrased tweet|paraphrase|tweet|title|headline|subject|answer|output|score|rating|category|tag)\s*:\s*",
+    re.I,
 )
 
 
@@ -195,80 +220,134 @@ class TaskSpec:
 
 _LAMP = [
     TaskSpec(
-        name="LaMP-1", official_id="LaMP_1", kind=TaskKind.CLASSIFICATION,
+        name="LaMP-1",
+        official_id="LaMP_1",
+        kind=TaskKind.CLASSIFICATION,
         description="personalized citation identification",
-        profile_fields=("title", "abstract"), metric="classification",
-        instruction="", max_new_tokens=4, labels=CITATION_LABELS,
-        extract_query=_citation_query, item_text=_join("title", "abstract"),
+        profile_fields=("title", "abstract"),
+        metric="classification",
+        instruction="",
+        max_new_tokens=4,
+        labels=CITATION_LABELS,
+        extract_query=_citation_query,
+        item_text=_join("title", "abstract"),
         aliases=("lamp1", "citation"),
     ),
     TaskSpec(
-        name="LaMP-2", official_id="LaMP_2", kind=TaskKind.CLASSIFICATION,
+        name="LaMP-2",
+        official_id="LaMP_2",
+        kind=TaskKind.CLASSIFICATION,
         description="personalized movie tagging",
-        profile_fields=("description", "tag"), metric="classification",
-        instruction=("Which tag does this movie relate to among the following tags? Just answer with the tag "
-                     f"name without further explanation. tags: [{', '.join(MOVIE_TAGS)}] description: "),
-        max_new_tokens=8, labels=MOVIE_TAGS,
-        extract_query=_after("description:"), item_text=_field("description"),
-        item_input=_field("description"), item_output=_field("tag"),
+        profile_fields=("description", "tag"),
+        metric="classification",
+        instruction=(
+            "Which tag does this movie relate to among the following tags? Just answer with the tag "
+            f"name without further explanation. tags: [{', '.join(MOVIE_TAGS)}] description: "
+        ),
+        max_new_tokens=8,
+        labels=MOVIE_TAGS,
+        extract_query=_after("description:"),
+        item_text=_field("description"),
+        item_input=_field("description"),
+        item_output=_field("tag"),
         aliases=("lamp2", "lamp2m", "movies"),
     ),
     TaskSpec(
-        name="LaMP-2N", official_id="LaMP_2", kind=TaskKind.CLASSIFICATION,
+        name="LaMP-2N",
+        official_id="LaMP_2",
+        kind=TaskKind.CLASSIFICATION,
         description="personalized news categorization (the first LaMP-2)",
-        profile_fields=("title", "text", "category"), metric="classification",
-        instruction=("Which category does this article relate to among the following categories? Just answer "
-                     f"with the category name without further explanation. categories: [{', '.join(NEWS_CATEGORIES)}] article: "),
-        max_new_tokens=8, labels=NEWS_CATEGORIES,
-        extract_query=_after("article:"), item_text=_join("title", "text"),
-        item_input=_field("text"), item_output=_field("category"),
+        profile_fields=("title", "text", "category"),
+        metric="classification",
+        instruction=(
+            "Which category does this article relate to among the following categories? Just answer "
+            f"with the category name without further explanation. categories: [{', '.join(NEWS_CATEGORIES)}] article: "
+        ),
+        max_new_tokens=8,
+        labels=NEWS_CATEGORIES,
+        extract_query=_after("article:"),
+        item_text=_join("title", "text"),
+        item_input=_field("text"),
+        item_output=_field("category"),
         aliases=("lamp2n", "lamp-2-old", "news"),
     ),
     TaskSpec(
-        name="LaMP-3", official_id="LaMP_3", kind=TaskKind.RATING,
+        name="LaMP-3",
+        official_id="LaMP_3",
+        kind=TaskKind.RATING,
         description="personalized product rating",
-        profile_fields=("text", "score"), metric="rating",
-        instruction=("What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, "
-                     "4, or 5 without further explanation. review: "),
-        max_new_tokens=4, labels=RATING_LABELS,
-        extract_query=_after("review:"), item_text=_field("text"),
-        item_input=_field("text"), item_output=_field("score"),
+        profile_fields=("text", "score"),
+        metric="rating",
+        instruction=(
+            "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, "
+            "4, or 5 without further explanation. review: "
+        ),
+        max_new_tokens=4,
+        labels=RATING_LABELS,
+        extract_query=_after("review:"),
+        item_text=_field("text"),
+        item_input=_field("text"),
+        item_output=_field("score"),
         aliases=("lamp3", "rating"),
     ),
     TaskSpec(
-        name="LaMP-4", official_id="LaMP_4", kind=TaskKind.GENERATION,
+        name="LaMP-4",
+        official_id="LaMP_4",
+        kind=TaskKind.GENERATION,
         description="personalized news headline generation",
-        profile_fields=("title", "text"), metric="rouge",
-        instruction="Generate a headline for the following article: ", max_new_tokens=32,
-        extract_query=_after("article:"), item_text=_join("title", "text"),
-        item_input=_field("text"), item_output=_field("title"),
+        profile_fields=("title", "text"),
+        metric="rouge",
+        instruction="Generate a headline for the following article: ",
+        max_new_tokens=32,
+        extract_query=_after("article:"),
+        item_text=_join("title", "text"),
+        item_input=_field("text"),
+        item_output=_field("title"),
         aliases=("lamp4", "headline"),
     ),
     TaskSpec(
-        name="LaMP-5", official_id="LaMP_5", kind=TaskKind.GENERATION,
+        name="LaMP-5",
+        official_id="LaMP_5",
+        kind=TaskKind.GENERATION,
         description="personalized scholarly title generation",
-        profile_fields=("title", "abstract"), metric="rouge",
-        instruction="Generate a title for the following abstract of a paper: ", max_new_tokens=32,
-        extract_query=_after("paper:"), item_text=_join("title", "abstract"),
-        item_input=_field("abstract"), item_output=_field("title"),
+        profile_fields=("title", "abstract"),
+        metric="rouge",
+        instruction="Generate a title for the following abstract of a paper: ",
+        max_new_tokens=32,
+        extract_query=_after("paper:"),
+        item_text=_join("title", "abstract"),
+        item_input=_field("abstract"),
+        item_output=_field("title"),
         aliases=("lamp5", "title"),
     ),
     TaskSpec(
-        name="LaMP-6", official_id="LaMP_6", kind=TaskKind.GENERATION,
+        name="LaMP-6",
+        official_id="LaMP_6",
+        kind=TaskKind.GENERATION,
         description="personalized email subject generation",
-        profile_fields=("text", "title"), metric="rouge",
-        instruction="Generate a subject for the following email: ", max_new_tokens=24,
-        extract_query=_after(":"), item_text=_field("text"),
-        item_input=_field("text"), item_output=_field("title"),
+        profile_fields=("text", "title"),
+        metric="rouge",
+        instruction="Generate a subject for the following email: ",
+        max_new_tokens=24,
+        extract_query=_after(":"),
+        item_text=_field("text"),
+        item_input=_field("text"),
+        item_output=_field("title"),
         aliases=("lamp6", "email"),
     ),
     TaskSpec(
-        name="LaMP-7", official_id="LaMP_7", kind=TaskKind.GENERATION,
+        name="LaMP-7",
+        official_id="LaMP_7",
+        kind=TaskKind.GENERATION,
         description="personalized tweet paraphrasing",
-        profile_fields=("text",), metric="rouge",
+        profile_fields=("text",),
+        metric="rouge",
         instruction="Paraphrase the following tweet without any explanation before or after it: ",
-        max_new_tokens=48, extract_query=_after(":"), item_text=_field("text"),
-        rewrite=True, aliases=("lamp7", "tweet"),
+        max_new_tokens=48,
+        extract_query=_after(":"),
+        item_text=_field("text"),
+        rewrite=True,
+        aliases=("lamp7", "tweet"),
     ),
 ]
 

@@ -42,8 +42,19 @@ from dataclasses import dataclass
 from shared.data import Dataset, Question, group_by_user
 from shared.errors import ConfigError
 
-__all__ = ["User", "split_users", "find_user", "user_history", "node_users", "node_count", "is_free_train_node",
-           "HISTORY_PROTOCOL", "UserProtocol", "PROTOCOLS", "get_protocol"]
+__all__ = [
+    "User",
+    "split_users",
+    "find_user",
+    "user_history",
+    "node_users",
+    "node_count",
+    "is_free_train_node",
+    "HISTORY_PROTOCOL",
+    "UserProtocol",
+    "PROTOCOLS",
+    "get_protocol",
+]
 
 HISTORY_PROTOCOL = "history"
 """The protocol in which the same users train and answer (one node each, in both roles)."""
@@ -58,8 +69,9 @@ class UserProtocol:
     same_users: bool
 
 
-PROTOCOLS: dict[str, UserProtocol] = {p.name: p for p in (UserProtocol("disjoint", same_users=False),
-                                                          UserProtocol(HISTORY_PROTOCOL, same_users=True))}
+PROTOCOLS: dict[str, UserProtocol] = {
+    p.name: p for p in (UserProtocol("disjoint", same_users=False), UserProtocol(HISTORY_PROTOCOL, same_users=True))
+}
 """The user protocols by name."""
 
 
@@ -88,13 +100,22 @@ class User:
         return [(q.id, q.input, self.golds[q.id]) for q in self.questions if q.id in self.golds]
 
 
-def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol: str = "disjoint",
-                offset: int = 0, free_train_users: int = 0) -> tuple[list[User], list[User]]:
+def split_users(
+    dataset: Dataset,
+    *,
+    train_users: int,
+    test_users: int,
+    protocol: str = "disjoint",
+    offset: int = 0,
+    free_train_users: int = 0,
+) -> tuple[list[User], list[User]]:
     """(training users, test users) as described in the module docstring; in the disjoint protocol
     ``free_train_users`` more training users follow the first ``train_users`` (the test users come after them)."""
     groups = list(group_by_user(dataset.questions).items())
     if groups and offset >= len(groups):
-        raise ConfigError(f"data.user-offset is {offset}, the data has {len(groups)} users (offsets 0-{len(groups) - 1})")
+        raise ConfigError(
+            f"data.user-offset is {offset}, the data has {len(groups)} users (offsets 0-{len(groups) - 1})"
+        )
     groups = groups[offset:] + groups[:offset]
     history = user_history
     if get_protocol(protocol).same_users:
@@ -104,9 +125,11 @@ def split_users(dataset: Dataset, *, train_users: int, test_users: int, protocol
     train_users += free_train_users
     if train_users + test_users > len(groups):
         raise ConfigError(f"asked for {train_users} training and {test_users} test users, the data has {len(groups)}")
-    train = [User(u, history(qs), tuple(qs), {q.id: dataset.golds[q.id] for q in qs if q.id in dataset.golds})
-             for u, qs in groups[:train_users]]
-    test = [User(u, history(qs), tuple(qs), {}) for u, qs in groups[train_users: train_users + test_users]]
+    train = [
+        User(u, history(qs), tuple(qs), {q.id: dataset.golds[q.id] for q in qs if q.id in dataset.golds})
+        for u, qs in groups[:train_users]
+    ]
+    test = [User(u, history(qs), tuple(qs), {}) for u, qs in groups[train_users : train_users + test_users]]
     return train, test
 
 

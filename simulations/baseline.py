@@ -43,9 +43,11 @@ def select_users(dataset: Dataset, n_users: int | None, offset: int = 0) -> list
     if n_users is not None and (isinstance(n_users, bool) or not isinstance(n_users, int) or n_users < 1):
         raise ConfigError(f"--users must be an integer >= 1, got {n_users!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < max(len(groups), 1):
-        raise ConfigError(f"--offset must be an integer in 0..{max(len(groups) - 1, 0)} (the data has "
-                          f"{len(groups)} users), got {offset!r}")
-    chosen = groups[offset: None if n_users is None else offset + n_users]
+        raise ConfigError(
+            f"--offset must be an integer in 0..{max(len(groups) - 1, 0)} (the data has "
+            f"{len(groups)} users), got {offset!r}"
+        )
+    chosen = groups[offset : None if n_users is None else offset + n_users]
     return [q for group in chosen for q in group]
 
 
@@ -67,9 +69,17 @@ def user_histories(questions: Sequence[Question]) -> dict[str, Sequence[Mapping[
     return {user: user_history(qs) for user, qs in group_by_user(questions).items()}
 
 
-def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequence[str], *,
-                  llm: LLMClient | None, ks: Sequence[int] = (4,), style: str = "turns",
-                  out_dir: str | Path | None = None, progress: bool = True) -> list[MethodResult]:
+def run_baselines(
+    dataset: Dataset,
+    questions: Sequence[Question],
+    methods: Sequence[str],
+    *,
+    llm: LLMClient | None,
+    ks: Sequence[int] = (4,),
+    style: str = "turns",
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> list[MethodResult]:
     """Run each method on ``questions`` and score it; write predictions per method when ``out_dir`` is set.
 
     A method that needs the LLM and whose call fails for one question records an empty answer for it (the
@@ -82,8 +92,13 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
     if not questions:
         raise ConfigError("no questions to answer (the selected users have none)")
     golds = {q.id: dataset.golds[q.id] for q in questions}
-    ctx = BaselineContext(task=task, llm=llm, style=style, histories=user_histories(questions),
-                          global_majority=majority_label(task, (it for q in questions for it in q.profile)))
+    ctx = BaselineContext(
+        task=task,
+        llm=llm,
+        style=style,
+        histories=user_histories(questions),
+        global_majority=majority_label(task, (it for q in questions for it in q.profile)),
+    )
     runs = [(METHODS[m].label(k), m, k) for m in methods for k in (ks if METHODS[m].uses_k else [ctx.k])]
     results = []
     for label, name, k in runs:
@@ -109,9 +124,16 @@ def run_baselines(dataset: Dataset, questions: Sequence[Question], methods: Sequ
         failures = sum(failed for _, failed in answers)
         seconds = time.perf_counter() - started
         after = (llm.stats.calls, llm.stats.cache_hits, llm.stats.seconds) if llm else (0, 0, 0.0)
-        result = MethodResult(label, predictions, evaluate(task, predictions, golds), seconds,
-                              after[0] - before[0], after[1] - before[1], failures,
-                              llm_seconds=after[2] - before[2])
+        result = MethodResult(
+            label,
+            predictions,
+            evaluate(task, predictions, golds),
+            seconds,
+            after[0] - before[0],
+            after[1] - before[1],
+            failures,
+            llm_seconds=after[2] - before[2],
+        )
         results.append(result)
         if out_dir is not None:
             write_outputs(Path(out_dir) / f"{label}_outputs.json", task, predictions)

@@ -49,10 +49,18 @@ SYNTH_MAX_ITEMS = 5_000_000
 DEFAULT_K = 4
 """Records in ``fedhydra baseline``'s RAG prompt when no ``--k`` is given."""
 
-RUN_FLAGS = (("data", "data.dir"), ("task", "data.task"), ("split", "data.split"),
-             ("train_users", "data.train-users"), ("test_users", "data.test-users"), ("protocol", "data.protocol"),
-             ("seed", "run.seed"), ("llm_url", "llm.url"), ("llm_model", "llm.model"),
-             ("num_rounds", "federation.num-rounds"))
+RUN_FLAGS = (
+    ("data", "data.dir"),
+    ("task", "data.task"),
+    ("split", "data.split"),
+    ("train_users", "data.train-users"),
+    ("test_users", "data.test-users"),
+    ("protocol", "data.protocol"),
+    ("seed", "run.seed"),
+    ("llm_url", "llm.url"),
+    ("llm_model", "llm.model"),
+    ("num_rounds", "federation.num-rounds"),
+)
 """The flags of ``run`` and ``simulate`` that set a run config key: ``(argparse attribute, config key)``."""
 
 
@@ -60,12 +68,16 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM (default: FEDHYDRA_LLM_BASE_URL, else the embedded server, started on demand)")
     g.add_argument("--llm-url", type=text, help="base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1")
     g.add_argument("--llm-model", type=text, help="model name sent to that API")
-    g.add_argument("--llm-cache", type=llm_cache_file,
-                   help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
-    g.add_argument("--llm-timeout", type=bounded("llm-timeout"), default=60.0,
-                   help="seconds per request (default 60)")
-    g.add_argument("--llm-concurrency", type=bounded("llm-concurrency"), default=None,
-                   help="most requests in flight (default: llm.concurrency of pyproject's [tool.flwr.app.config])")
+    g.add_argument(
+        "--llm-cache", type=llm_cache_file, help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)"
+    )
+    g.add_argument("--llm-timeout", type=bounded("llm-timeout"), default=60.0, help="seconds per request (default 60)")
+    g.add_argument(
+        "--llm-concurrency",
+        type=bounded("llm-concurrency"),
+        default=None,
+        help="most requests in flight (default: llm.concurrency of pyproject's [tool.flwr.app.config])",
+    )
 
 
 def _concurrency(args: argparse.Namespace) -> int:
@@ -131,8 +143,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     q = args.timeline_questions if args.timeline_questions is not None else default_mapping()["data.timeline-questions"]
     dataset = load_split(args.data, task, args.split, timeline_questions=q)
     if dataset.questions and not dataset.golds:
-        raise DataFormatError(args.data, "no *_outputs.json with the golds beside the questions (baseline scores "
-                                         "against them)")
+        raise DataFormatError(
+            args.data, "no *_outputs.json with the golds beside the questions (baseline scores against them)"
+        )
     questions = select_users(dataset, args.users, args.offset)
     ks = args.k or [DEFAULT_K]
     methods = methods_for(task) if "all" in args.method else list(dict.fromkeys(args.method))
@@ -145,20 +158,37 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
     started = time.perf_counter()
     if needs_llm:
-        with resolve_llm(url=args.llm_url or None, model=args.llm_model, cache_path=args.llm_cache,
-                         timeout_s=args.llm_timeout, concurrency=concurrency) as endpoint:
+        with resolve_llm(
+            url=args.llm_url or None,
+            model=args.llm_model,
+            cache_path=args.llm_cache,
+            timeout_s=args.llm_timeout,
+            concurrency=concurrency,
+        ) as endpoint:
             llm = LLMClient(endpoint.config)
             results = run_baselines(dataset, questions, methods, llm=llm, ks=ks, style=args.style, out_dir=out)
     else:
         results = run_baselines(dataset, questions, methods, llm=None, ks=ks, style=args.style, out_dir=out)
     n_users = len({q.user_id for q in questions})
     wall = time.perf_counter() - started
-    table = write_table(results, task, out, title=f"{task.name}: {len(questions)} questions, {n_users} users",
-                        extra={"data": str(args.data), "users": n_users, "questions": len(questions),
-                               "wall_seconds": round(wall, 1), "style": args.style})
+    table = write_table(
+        results,
+        task,
+        out,
+        title=f"{task.name}: {len(questions)} questions, {n_users} users",
+        extra={
+            "data": str(args.data),
+            "users": n_users,
+            "questions": len(questions),
+            "wall_seconds": round(wall, 1),
+            "style": args.style,
+        },
+    )
     print(table)
-    print(f"wall time {wall:.1f} s; LLM calls {sum(r.llm_calls for r in results)}, "
-          f"cache hits {sum(r.cache_hits for r in results)}; written to {out}")
+    print(
+        f"wall time {wall:.1f} s; LLM calls {sum(r.llm_calls for r in results)}, "
+        f"cache hits {sum(r.cache_hits for r in results)}; written to {out}"
+    )
     return 0
 
 
@@ -193,15 +223,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_llm_cache(args.llm_cache)
         _clear_results(out)  # a failed rerun leaves nothing of an earlier run looking complete
         inputs.place(out)
-    with resolve_llm(url=cfg.llm_url or None, model=cfg.llm_model or None, cache_path=args.llm_cache,
-                     timeout_s=cfg.llm_timeout, concurrency=cfg.llm_concurrency) as endpoint:
+    with resolve_llm(
+        url=cfg.llm_url or None,
+        model=cfg.llm_model or None,
+        cache_path=args.llm_cache,
+        timeout_s=cfg.llm_timeout,
+        concurrency=cfg.llm_concurrency,
+    ) as endpoint:
         llm = LLMClient(endpoint.config)
         summary = run_central(inputs.dataset, cfg, llm, out, progress=_progress)
-    print(console_summary(summary, out, totals=(
-        f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']} (cache hits "
-        f"{summary['llm']['llm_cache_hits']}); pool oracle {summary['pool_oracle']}")))
-    return _failed_users_status(args, summary, summary["train_users"] + summary["free_train_users"] +
-                                summary["test_users"])
+    print(
+        console_summary(
+            summary,
+            out,
+            totals=(
+                f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']} (cache hits "
+                f"{summary['llm']['llm_cache_hits']}); pool oracle {summary['pool_oracle']}"
+            ),
+        )
+    )
+    return _failed_users_status(
+        args, summary, summary["train_users"] + summary["free_train_users"] + summary["test_users"]
+    )
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -211,13 +254,27 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     cfg = RunConfig.from_mapping(_mapping(args))  # validates flags and overrides before anything starts
     _check_llm_cache(args.llm_cache)
-    summary = simulate(cfg, args.out, llm_cache=args.llm_cache, progress=_progress, ray_address=args.ray_address,
-                       client_cpus=args.client_cpus if args.client_cpus is not None else 2)
-    print(console_summary(summary, args.out, totals=(
-        f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']}; upload per client per round "
-        f"{summary.get('bytes_up_per_client_round', 0):,} B (full encoder {summary.get('full_model_bytes', 0):,} B)")))
-    return _failed_users_status(args, summary, summary["train_users"] + summary["free_train_users"] +
-                                summary["test_users"])
+    summary = simulate(
+        cfg,
+        args.out,
+        llm_cache=args.llm_cache,
+        progress=_progress,
+        ray_address=args.ray_address,
+        client_cpus=args.client_cpus if args.client_cpus is not None else 2,
+    )
+    print(
+        console_summary(
+            summary,
+            args.out,
+            totals=(
+                f"wall time {summary['wall_seconds']} s; LLM calls {summary['llm_calls']}; upload per client per round "
+                f"{summary.get('bytes_up_per_client_round', 0):,} B (full encoder {summary.get('full_model_bytes', 0):,} B)"
+            ),
+        )
+    )
+    return _failed_users_status(
+        args, summary, summary["train_users"] + summary["free_train_users"] + summary["test_users"]
+    )
 
 
 def _progress(line: str) -> None:
@@ -232,8 +289,11 @@ def _failed_users_status(args: argparse.Namespace, summary: dict, total: int) ->
     if not failed.get("count"):
         return 0
     named = ", ".join(f"{f['user']} ({f['stage']}: {f['error']})" for f in failed["users"])
-    print(f"fedhydra {args.command}: {failed['count']} of {total} users failed: {named}; metrics over the "
-          f"{summary.get('scored_test_users')} test users that finished, written to {args.out}", file=sys.stderr)
+    print(
+        f"fedhydra {args.command}: {failed['count']} of {total} users failed: {named}; metrics over the "
+        f"{summary.get('scored_test_users')} test users that finished, written to {args.out}",
+        file=sys.stderr,
+    )
     return EXIT_USERS_FAILED
 
 
@@ -283,10 +343,18 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from shared.synthetic import write_synthetic
 
     if args.users * (args.items + args.questions) > SYNTH_MAX_ITEMS:
-        raise ConfigError(f"--users x (--items + --questions) must be at most {SYNTH_MAX_ITEMS:,}, got "
-                          f"{args.users * (args.items + args.questions):,}")
-    out = write_synthetic(args.out, args.task, n_users=args.users, items_per_user=args.items,
-                          questions_per_user=args.questions, seed=args.seed)
+        raise ConfigError(
+            f"--users x (--items + --questions) must be at most {SYNTH_MAX_ITEMS:,}, got "
+            f"{args.users * (args.items + args.questions):,}"
+        )
+    out = write_synthetic(
+        args.out,
+        args.task,
+        n_users=args.users,
+        items_per_user=args.items,
+        questions_per_user=args.questions,
+        seed=args.seed,
+    )
     print(f"wrote {args.users} synthetic {args.task} users to {out}")
     return 0
 
@@ -296,8 +364,11 @@ def _llm_serve(args: argparse.Namespace) -> int:
 
     info = start_server(port=args.port, threads=args.threads, slots=args.slots or EMBEDDED_SLOTS, n_ctx=args.ctx)
     print(info.url)
-    print(f"pid {info.pid}; {info.slots} slots (keep up to {info.slots} requests in flight); log {info.log}; "
-          f"stop with: fedhydra llm stop", file=sys.stderr)
+    print(
+        f"pid {info.pid}; {info.slots} slots (keep up to {info.slots} requests in flight); log {info.log}; "
+        f"stop with: fedhydra llm stop",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -335,13 +406,17 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-users", type=int, help="new users who fit heads and answer their questions")
     p.add_argument("--protocol", choices=["disjoint", "history"], help="user protocol (see pyproject)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--run-config", type=text,
-                   help='more settings, e.g. "pool.n-samples=4 train.epochs=2" (keys of [tool.flwr.app.config])')
+    p.add_argument(
+        "--run-config",
+        type=text,
+        help='more settings, e.g. "pool.n-samples=4 train.epochs=2" (keys of [tool.flwr.app.config])',
+    )
     p.add_argument("--out", type=out_path, required=True, help="output directory")
     p.add_argument("--llm-url", type=text, help="OpenAI-compatible base URL (default: env, else the embedded server)")
     p.add_argument("--llm-model", type=text, help="model name for that endpoint")
-    p.add_argument("--llm-cache", type=llm_cache_file,
-                   help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)")
+    p.add_argument(
+        "--llm-cache", type=llm_cache_file, help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,19 +434,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("baseline", help="run baselines and write predictions plus a metrics table")
     p.add_argument("--data", type=text, required=True, help="directory with *_questions.json and *_outputs.json")
     p.add_argument("--task", type=text, required=True, help="LaMP-1, 2, 2N, 3, 4, 5, 6 or 7")
-    p.add_argument("--split", type=plain_name,
-                   help="file prefix when the directory holds several splits (e.g. dev)")
+    p.add_argument("--split", type=plain_name, help="file prefix when the directory holds several splits (e.g. dev)")
     p.add_argument("--users", type=bounded("users"), help="number of users (default: all)")
-    p.add_argument("--offset", type=bounded("offset"), default=0,
-                   help="skip this many users first (fewer than the data has)")
-    p.add_argument("--method", type=text, action="append", required=True,
-                   help="input, style-rules, majority, user-mean, user-ridge, global-ridge, zero-shot, rag or all "
-                        "(repeatable)")
-    p.add_argument("--timeline-questions", type=bounded("timeline-questions"), default=None,
-                   help="with --split timeline: the last this many reviews of each user are questions "
-                        "(default: data.timeline-questions of the config)")
-    p.add_argument("--k", type=bounded("k"), action="append",
-                   help=f"records in the RAG prompt (repeatable; default {DEFAULT_K})")
+    p.add_argument(
+        "--offset", type=bounded("offset"), default=0, help="skip this many users first (fewer than the data has)"
+    )
+    p.add_argument(
+        "--method",
+        type=text,
+        action="append",
+        required=True,
+        help="input, style-rules, majority, user-mean, user-ridge, global-ridge, zero-shot, rag or all (repeatable)",
+    )
+    p.add_argument(
+        "--timeline-questions",
+        type=bounded("timeline-questions"),
+        default=None,
+        help="with --split timeline: the last this many reviews of each user are questions "
+        "(default: data.timeline-questions of the config)",
+    )
+    p.add_argument(
+        "--k", type=bounded("k"), action="append", help=f"records in the RAG prompt (repeatable; default {DEFAULT_K})"
+    )
     p.add_argument("--style", default="turns", choices=["turns", "inline"], help="RAG prompt style")
     p.add_argument("--out", type=out_path, required=True, help="output directory")
     _add_llm_args(p)
@@ -384,21 +468,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="the main job: federated HYDRA as a Flower simulation (one SuperNode per user)")
     _add_run_args(p)
     p.add_argument("--num-rounds", type=int, help="federated rounds")
-    p.add_argument("--ray-address", type=text,
-                   help="HOST:PORT of a running Ray cluster's head: the ClientApps run on its nodes "
-                        "(default: a Ray instance of the simulation's own on this machine)")
-    p.add_argument("--client-cpus", type=bounded("client-cpus"),
-                   help="whole CPUs each ClientApp holds on the Ray cluster (default 2); "
-                        "cluster CPUs / this many ClientApps run at once")
+    p.add_argument(
+        "--ray-address",
+        type=text,
+        help="HOST:PORT of a running Ray cluster's head: the ClientApps run on its nodes "
+        "(default: a Ray instance of the simulation's own on this machine)",
+    )
+    p.add_argument(
+        "--client-cpus",
+        type=bounded("client-cpus"),
+        help="whole CPUs each ClientApp holds on the Ray cluster (default 2); "
+        "cluster CPUs / this many ClientApps run at once",
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("export", help="write a device bundle (ONNX encoders and scorers) of a global base")
-    p.add_argument("--from", dest="source", type=text,
-                   help="a checkpoint file, or a checkpoint directory (its latest round); "
-                        "default: the seeded initial base")
+    p.add_argument(
+        "--from",
+        dest="source",
+        type=text,
+        help="a checkpoint file, or a checkpoint directory (its latest round); default: the seeded initial base",
+    )
     p.add_argument("--no-int8", action="store_true", help="skip the int8 quantized encoders")
-    p.add_argument("--run-config", type=text,
-                   help="model settings, e.g. \"model.lora-rank=8\" (must match the checkpoint)")
+    p.add_argument(
+        "--run-config", type=text, help='model settings, e.g. "model.lora-rank=8" (must match the checkpoint)'
+    )
     p.add_argument("--out", type=out_path, required=True, help="bundle directory")
     p.set_defaults(func=cmd_export)
 
@@ -415,8 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=list(LLM_ACTIONS))
     p.add_argument("--port", type=bounded("port"), default=0, help="port (default: a free one)")
     p.add_argument("--threads", type=bounded("threads"), default=2, help="CPU threads (default 2)")
-    p.add_argument("--slots", type=bounded("slots"), default=None,
-                   help="requests decoded in parallel (default: shared.llm.embedded.EMBEDDED_SLOTS)")
+    p.add_argument(
+        "--slots",
+        type=bounded("slots"),
+        default=None,
+        help="requests decoded in parallel (default: shared.llm.embedded.EMBEDDED_SLOTS)",
+    )
     p.add_argument("--ctx", type=bounded("ctx"), default=2048, help="context length in tokens, per slot")
     p.set_defaults(func=cmd_llm)
     return parser

@@ -32,8 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["Parser", "Bound", "BOUNDS", "bounded", "plain_name", "text", "out_path", "llm_cache_file",
-           "SQLITE_HEADER", "TEXT_MAX"]
+__all__ = [
+    "Parser",
+    "Bound",
+    "BOUNDS",
+    "bounded",
+    "plain_name",
+    "text",
+    "out_path",
+    "llm_cache_file",
+    "SQLITE_HEADER",
+    "TEXT_MAX",
+]
 
 
 @dataclass(frozen=True)
@@ -119,8 +129,9 @@ def plain_name(text: str) -> str:
     """A name that can become part of a file name (a split's prefix, a model name): letters, digits, ``_.-``, at
     most 64 characters, not starting with a dot or a dash; never a path."""
     if not _NAME.fullmatch(text) or ".." in text:
-        raise argparse.ArgumentTypeError("must be a plain name (letters, digits, '_', '.', '-'; at most 64 "
-                                         "characters; no path)")
+        raise argparse.ArgumentTypeError(
+            "must be a plain name (letters, digits, '_', '.', '-'; at most 64 characters; no path)"
+        )
     return text
 
 

@@ -68,8 +68,9 @@ class UserFailures:
         with self._lock:
             self._by_user.setdefault(failure.user, failure)
 
-    def guard(self, fn: Callable[..., T], stage: str, *, user_of: Callable[..., str] | None = None
-              ) -> Callable[..., T | None]:
+    def guard(
+        self, fn: Callable[..., T], stage: str, *, user_of: Callable[..., str] | None = None
+    ) -> Callable[..., T | None]:
         """``fn`` that records an exception (``Exception``, not interrupts) as the user's failure and returns None.
         The user is ``user_of(arg)``, default the argument's ``user_id`` attribute, else the argument itself."""
 
@@ -106,8 +107,10 @@ class UserFailures:
         with self._lock:
             failed = [self._by_user[u] for u in users if u in self._by_user]
         if users and len(failed) == len(users):
-            raise EveryUserFailed(f"every one of the {len(users)} {what} failed (first: {failed[0].error} in "
-                                  f"{failed[0].stage}); nothing to score")
+            raise EveryUserFailed(
+                f"every one of the {len(users)} {what} failed (first: {failed[0].error} in "
+                f"{failed[0].stage}); nothing to score"
+            )
 
     def report_line(self, total: int) -> str:
         """One line for the terminal: how many failed, which, with the error type."""

@@ -34,8 +34,16 @@ from simulations.report import plain
 from simulations.run_inputs import checked_inputs
 from simulations.superlink import LocalSuperLink, SimulationError
 
-__all__ = ["simulate", "collect", "round_table", "cache_rows_since", "clear_results", "production_app", "app_copy",
-           "FULL_MODEL_BYTES"]
+__all__ = [
+    "simulate",
+    "collect",
+    "round_table",
+    "cache_rows_since",
+    "clear_results",
+    "production_app",
+    "app_copy",
+    "FULL_MODEL_BYTES",
+]
 
 FULL_MODEL_BYTES = 22_713_216 * 4
 """all-MiniLM-L6-v2 in float32: what sending the whole encoder each round would cost."""
@@ -58,17 +66,21 @@ def cache_rows_since(path: Path, since: float) -> int:
 def round_table(rounds: list[dict], task, out: Path) -> str:
     """``rounds.md`` and ``rounds.png`` from the server's ``rounds.jsonl``."""
     metric, _ = primary_metric(task)
-    lines = ["| round | hydra " + metric + " | clients ok | rejected | failed | up B/client | down B/client | seconds "
-             "| examples skipped | answers degraded | LLM calls failed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| round | hydra " + metric + " | clients ok | rejected | failed | up B/client | down B/client | seconds "
+        "| examples skipped | answers degraded | LLM calls failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rounds:
         up = max(r["bytes_up_per_client"], default=0)
         quality = r["eval_metrics"].get(f"hydra/{metric}")
         faults = r.get("faults") or {}
-        lines.append(f"| {r['server_round']} | {'not evaluated' if quality is None else round(quality, 4)} | {r['accepted']} | "
-                     f"{len(r['rejected'])} | {r['failed']} | {up:,} | {r['bytes_down_per_client']:,} | {r['seconds']:.1f} | "
-                     f"{int(faults.get('skipped-examples', 0))} | {int(faults.get('degraded-answers', 0))} | "
-                     f"{int(faults.get('llm-failures', 0))} |")
+        lines.append(
+            f"| {r['server_round']} | {'not evaluated' if quality is None else round(quality, 4)} | {r['accepted']} | "
+            f"{len(r['rejected'])} | {r['failed']} | {up:,} | {r['bytes_down_per_client']:,} | {r['seconds']:.1f} | "
+            f"{int(faults.get('skipped-examples', 0))} | {int(faults.get('degraded-answers', 0))} | "
+            f"{int(faults.get('llm-failures', 0))} |"
+        )
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "rounds.md", table)
     import matplotlib
@@ -98,9 +110,15 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     """Gather the test clients' predictions and the server's figures into the run's result files."""
     from client.store import UserStore
 
-    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
-                              offset=cfg.user_offset, free_train_users=cfg.free_train_users)
-    paid, free = train[:len(train) - cfg.free_train_users], train[len(train) - cfg.free_train_users:]
+    train, test = split_users(
+        dataset,
+        train_users=cfg.train_users,
+        test_users=cfg.test_users,
+        protocol=cfg.protocol,
+        offset=cfg.user_offset,
+        free_train_users=cfg.free_train_users,
+    )
+    paid, free = train[: len(train) - cfg.free_train_users], train[len(train) - cfg.free_train_users :]
     preds = Predictions()
     missing = []
     ledger = Ledger()
@@ -115,19 +133,25 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
         saved = UserStore(store_dir, user.user_id, task=dataset.task.name).read_predictions()
         if not saved:
             missing.append(user.user_id)
-            raise NoPredictions("the test client stored no predictions (its evaluation failed or never ran; "
-                                "see flwr.log)")
+            raise NoPredictions(
+                "the test client stored no predictions (its evaluation failed or never ran; see flwr.log)"
+            )
         return saved
 
-    onboarding = node_users(train, test, cfg.protocol)[len(train):]  # test users who are nodes of their own
+    onboarding = node_users(train, test, cfg.protocol)[len(train) :]  # test users who are nodes of their own
     with ledger.stage("episodes (first contact)", timed=False):  # what each client's store says its first contact cost
-        for users, unit in ((paid, "training user"), (free, "free training user"),
-                            (onboarding, "new user onboarding")):
+        for users, unit in ((paid, "training user"), (free, "free training user"), (onboarding, "new user onboarding")):
             for user in users:
                 meta = failures.guard(first_contact, "store")(user) or {}
                 if "episode_llm_asked" in meta:
-                    ledger.record(unit, Cost(asked=meta["episode_llm_asked"], sent=meta["episode_llm_calls"],
-                                             llm_seconds=meta["episode_llm_seconds"]))
+                    ledger.record(
+                        unit,
+                        Cost(
+                            asked=meta["episode_llm_asked"],
+                            sent=meta["episode_llm_calls"],
+                            llm_seconds=meta["episode_llm_seconds"],
+                        ),
+                    )
     for user in test:
         saved = failures.guard(predictions, "answer")(user)
         if saved is None:
@@ -141,14 +165,23 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
         preds.oracle.update(saved.get("oracle", {}))
     with ledger.stage("answer (last evaluation)", timed=False):
         for method, answers in preds.by_method.items():
-            ledger.record(f"answer ({method})", Cost(asked=preds.asked[method], sent=preds.calls[method],
-                                                     llm_seconds=preds.llm_seconds[method]), n=len(answers))
+            ledger.record(
+                f"answer ({method})",
+                Cost(asked=preds.asked[method], sent=preds.calls[method], llm_seconds=preds.llm_seconds[method]),
+                n=len(answers),
+            )
     rounds_file = out / "server" / "rounds.jsonl"
     rounds = read_jsonl(rounds_file)
     failures.check_some_left([u.user_id for u in test], "test users")
     scored = [u for u in test if not failures.failed(u.user_id)]
-    summary = {**summary, "test_users_without_predictions": missing, "scored_test_users": len(scored),
-               "failed_users": failures.as_dict(), "ledger": ledger.as_dict(), "margin": None}
+    summary = {
+        **summary,
+        "test_users_without_predictions": missing,
+        "scored_test_users": len(scored),
+        "failed_users": failures.as_dict(),
+        "ledger": ledger.as_dict(),
+        "margin": None,
+    }
     if rounds:
         summary["round_table"] = round_table(rounds, dataset.task, out)
         ups = [b for r in rounds for b in r["bytes_up_per_client"]]
@@ -176,16 +209,28 @@ def collect(cfg: RunConfig, dataset: Dataset, out: Path, store_dir: Path, *, sum
     complete = {m: p for m, p in preds.by_method.items() if len(p) == len(preds.by_method.get("hydra", p))}
     preds.by_method = {f"{FEDERATED_PREFIX}{m}" if is_hydra_method(m) else m: p for m, p in complete.items()}
     for key in ("seconds", "calls", "failures", "asked", "llm_seconds", "baselines"):
-        getattr(preds, key).update({f"{FEDERATED_PREFIX}{m}": v for m, v in getattr(preds, key).items()
-                                    if is_hydra_method(m)})
+        getattr(preds, key).update(
+            {f"{FEDERATED_PREFIX}{m}": v for m, v in getattr(preds, key).items() if is_hydra_method(m)}
+        )
     free_note = f" (+{summary['free_train_users']} free)" if summary.get("free_train_users") else ""
     failed = f" ({len(test) - len(scored)} failed)" if len(scored) < len(test) else ""
-    title = (f"{dataset.task.name}: federated HYDRA, {summary['train_users']}{free_note} training / "
-             f"{len(scored)} test users{failed}")
+    title = (
+        f"{dataset.task.name}: federated HYDRA, {summary['train_users']}{free_note} training / "
+        f"{len(scored)} test users{failed}"
+    )
     groups = {m: ("federated" if is_hydra_method(m) else "baseline") for m in preds.by_method}
-    return finish_run(dataset.task, preds, dataset.golds, out, title=title, summary=summary, groups=groups,
-                      users={q.id: u.user_id for u in test for q in u.questions},
-                      inputs={q.id: q.query for u in test for q in u.questions}, ledger=ledger)
+    return finish_run(
+        dataset.task,
+        preds,
+        dataset.golds,
+        out,
+        title=title,
+        summary=summary,
+        groups=groups,
+        users={q.id: u.user_id for u in test for q in u.questions},
+        inputs={q.id: q.query for u in test for q in u.questions},
+        ledger=ledger,
+    )
 
 
 def clear_results(out: Path) -> list[Path]:
@@ -197,8 +242,15 @@ def clear_results(out: Path) -> list[Path]:
     """
     from shared.baselines import METHODS
 
-    names = ["summary.json", "metrics.md", "metrics.json", "metrics.png", "rounds.md", "rounds.png",
-             "server/server_summary.json"]
+    names = [
+        "summary.json",
+        "metrics.md",
+        "metrics.json",
+        "metrics.png",
+        "rounds.md",
+        "rounds.png",
+        "server/server_summary.json",
+    ]
     removed = []
     for name in names:
         path = out / name
@@ -243,10 +295,17 @@ def app_copy(out: Path, client_app: str, include: Sequence[str] = ()) -> Path:
     return app
 
 
-def simulate(cfg: RunConfig, out_dir: str | Path, *, llm_config: LLMConfig | None = None,
-             llm_cache: str | Path | None = None, progress: Callable[[str], None] = print,
-             ray_address: str | None = None, client_cpus: int = 2,
-             app: Callable[[Path], Path] = production_app) -> dict:
+def simulate(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    *,
+    llm_config: LLMConfig | None = None,
+    llm_cache: str | Path | None = None,
+    progress: Callable[[str], None] = print,
+    ray_address: str | None = None,
+    client_cpus: int = 2,
+    app: Callable[[Path], Path] = production_app,
+) -> dict:
     """Run the whole federated simulation of the run config ``cfg`` (validated at the entry point) and gather its
     results (see the module docstring).
 
@@ -269,47 +328,81 @@ def simulate(cfg: RunConfig, out_dir: str | Path, *, llm_config: LLMConfig | Non
         folder = inputs.place(out)
     dataset = inputs.dataset
     store_dir = Path(cfg.store_dir).resolve() if cfg.store_dir else out / "clients"
-    cfg = replace(cfg, data=str(folder.resolve()), store_dir=str(store_dir),
-                  federation=replace(cfg.federation, out_dir=str(out / "server")))
-    train, test = split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
-                              offset=cfg.user_offset, free_train_users=cfg.free_train_users)
+    cfg = replace(
+        cfg,
+        data=str(folder.resolve()),
+        store_dir=str(store_dir),
+        federation=replace(cfg.federation, out_dir=str(out / "server")),
+    )
+    train, test = split_users(
+        dataset,
+        train_users=cfg.train_users,
+        test_users=cfg.test_users,
+        protocol=cfg.protocol,
+        offset=cfg.user_offset,
+        free_train_users=cfg.free_train_users,
+    )
     n_nodes = node_count(cfg.protocol, train_users=len(train), test_users=len(test))  # len(train) counts the free
     cache = Path(llm_cache).resolve() if llm_cache else llm_cache_path()
     link_env = {"FEDHYDRA_LLM_CACHE": str(cache)} if llm_cache else {}  # the clients' processes inherit it
     if ray_address:  # Flower's simulation process attaches to this cluster (ray.init reads RAY_ADDRESS)
         link_env["RAY_ADDRESS"] = ray_address
     started = time.time()
-    with resolve_llm(llm_config, url=cfg.llm_url or None, model=cfg.llm_model or None, timeout_s=cfg.llm_timeout,
-                     concurrency=cfg.llm_concurrency, cache_path=str(cache) if llm_cache else None) as endpoint:
+    with resolve_llm(
+        llm_config,
+        url=cfg.llm_url or None,
+        model=cfg.llm_model or None,
+        timeout_s=cfg.llm_timeout,
+        concurrency=cfg.llm_concurrency,
+        cache_path=str(cache) if llm_cache else None,
+    ) as endpoint:
         llm = endpoint.config
         config_file = out / "run_config.toml"
         import tomli_w
 
         sent = replace(cfg, llm_url=llm.base_url, llm_model=llm.model)  # the clients' LLM, as this process resolved it
         atomic_write_text(config_file, tomli_w.dumps(sent.to_mapping()))
-        progress(f"federation: {len(train)} training + {len(test)} test clients, {cfg.federation.num_rounds} rounds, "
-                 f"strategy {cfg.federation.strategy}; LLM {llm.base_url}")
-        with LocalSuperLink(out / "flwr-home", num_supernodes=n_nodes, num_cpus_per_client=client_cpus,
-                            env=link_env) as link:
+        progress(
+            f"federation: {len(train)} training + {len(test)} test clients, {cfg.federation.num_rounds} rounds, "
+            f"strategy {cfg.federation.strategy}; LLM {llm.base_url}"
+        )
+        with LocalSuperLink(
+            out / "flwr-home", num_supernodes=n_nodes, num_cpus_per_client=client_cpus, env=link_env
+        ) as link:
             run_id = link.submit(app(out), config_file)
             progress(f"Flower run {run_id} submitted; following its log (also in {out / 'flwr.log'})")
             with open(out / "flwr.log", "w", encoding="utf-8") as log:
+
                 def on_line(line: str) -> None:
                     line = plain(line)  # Flower's and Ray's colours and progress bars: neither file nor pipe wants them
                     log.write(line + "\n")
                     log.flush()
-                    if ("[ROUND" in line or "ERROR" in line or "rejected" in line or "failed" in line.lower()
-                            or "margin" in line):
+                    if (
+                        "[ROUND" in line
+                        or "ERROR" in line
+                        or "rejected" in line
+                        or "failed" in line.lower()
+                        or "margin" in line
+                    ):
                         progress("  " + line.split("INFO :", 1)[-1].strip())
 
                 status = link.wait(run_id, on_line=on_line)
         if status != "finished:completed":
             raise SimulationError(f"Flower run {run_id} ended as {status!r}; see {out / 'flwr.log'}")
     wall = time.time() - started
-    summary = {"task": cfg.task, "protocol": cfg.protocol, "train_users": len(train) - cfg.free_train_users,
-               "free_train_users": cfg.free_train_users, "test_users": len(test),
-               "test_questions": sum(len(u.questions) for u in test), "rounds": cfg.federation.num_rounds,
-               "strategy": cfg.federation.strategy, "dp_noise": cfg.federation.dp_noise, "run_id": run_id,
-               "status": status, "wall_seconds": round(wall, 1),
-               "llm_calls": cache_rows_since(cache, started)}
+    summary = {
+        "task": cfg.task,
+        "protocol": cfg.protocol,
+        "train_users": len(train) - cfg.free_train_users,
+        "free_train_users": cfg.free_train_users,
+        "test_users": len(test),
+        "test_questions": sum(len(u.questions) for u in test),
+        "rounds": cfg.federation.num_rounds,
+        "strategy": cfg.federation.strategy,
+        "dp_noise": cfg.federation.dp_noise,
+        "run_id": run_id,
+        "status": status,
+        "wall_seconds": round(wall, 1),
+        "llm_calls": cache_rows_since(cache, started),
+    }
     return collect(cfg, dataset, out, store_dir, summary=summary)

@@ -21,8 +21,17 @@ from shared.io import atomic_write_text
 from shared.metrics import primary_metric
 from shared.tasks import TaskSpec
 
-__all__ = ["MethodResult", "write_table", "plot_methods", "bar_axis_limit", "relative_gain", "plain",
-           "headline_comparison", "console_summary", "MORE_METHODS"]
+__all__ = [
+    "MethodResult",
+    "write_table",
+    "plot_methods",
+    "bar_axis_limit",
+    "relative_gain",
+    "plain",
+    "headline_comparison",
+    "console_summary",
+    "MORE_METHODS",
+]
 
 MORE_METHODS = '--run-config "eval.methods=all"'
 """How a run evaluates every baseline and HYDRA variant, not only the default ones (config key ``eval.methods``)."""
@@ -48,11 +57,17 @@ class MethodResult:
         """The table row: metrics, questions, LLM requests sent and cache hits, failures, wall seconds, and per answer
         the LLM answers used (sent + cached: the cost on a cold cache) and the requests' seconds."""
         n = len(self.predictions)
-        return {"method": self.name, **{k: round(v, 4) for k, v in self.metrics.items()},
-                "n": n, "llm_calls": self.llm_calls, "cache_hits": self.cache_hits,
-                "llm_failures": self.llm_failures, "seconds": round(self.seconds, 1),
-                "llm_per_answer": round((self.llm_calls + self.cache_hits) / n, 2) if n else 0.0,
-                "llm_s_per_answer": round(self.llm_seconds / n, 3) if n else 0.0}
+        return {
+            "method": self.name,
+            **{k: round(v, 4) for k, v in self.metrics.items()},
+            "n": n,
+            "llm_calls": self.llm_calls,
+            "cache_hits": self.cache_hits,
+            "llm_failures": self.llm_failures,
+            "seconds": round(self.seconds, 1),
+            "llm_per_answer": round((self.llm_calls + self.cache_hits) / n, 2) if n else 0.0,
+            "llm_s_per_answer": round(self.llm_seconds / n, 3) if n else 0.0,
+        }
 
 
 def relative_gain(value: float, reference: float, higher_is_better: bool) -> float:
@@ -66,8 +81,14 @@ def relative_gain(value: float, reference: float, higher_is_better: bool) -> flo
     return (value - reference) / abs(reference) if higher_is_better else (reference - value) / abs(reference)
 
 
-def write_table(results: Sequence[MethodResult], task: TaskSpec, out_dir: str | Path, *,
-                title: str, extra: Mapping[str, object] | None = None) -> str:
+def write_table(
+    results: Sequence[MethodResult],
+    task: TaskSpec,
+    out_dir: str | Path,
+    *,
+    title: str,
+    extra: Mapping[str, object] | None = None,
+) -> str:
     """Write ``metrics.json`` and ``metrics.md`` (a markdown table, best primary metric marked); return the markdown."""
     rows = [r.row() for r in results]
     metric, higher = primary_metric(task)
@@ -80,8 +101,10 @@ def write_table(results: Sequence[MethodResult], task: TaskSpec, out_dir: str | 
     markdown = "\n".join(lines) + "\n"
     out = Path(out_dir)
     atomic_write_text(out / "metrics.md", markdown)
-    atomic_write_text(out / "metrics.json", json.dumps({"task": task.name, "primary_metric": metric, "rows": rows,
-                                                        **(extra or {})}, indent=1))
+    atomic_write_text(
+        out / "metrics.json",
+        json.dumps({"task": task.name, "primary_metric": metric, "rows": rows, **(extra or {})}, indent=1),
+    )
     return markdown
 
 
@@ -99,8 +122,15 @@ def bar_axis_limit(values: Sequence[float], oracle: float | None = None, *, room
     return top * (1.0 + room) if top > 0 else 1.0
 
 
-def plot_methods(rows: Sequence[Mapping[str, object]], task: TaskSpec, path: str | Path, *, title: str,
-                 oracle: float | None = None, groups: Mapping[str, str] | None = None) -> Path:
+def plot_methods(
+    rows: Sequence[Mapping[str, object]],
+    task: TaskSpec,
+    path: str | Path,
+    *,
+    title: str,
+    oracle: float | None = None,
+    groups: Mapping[str, str] | None = None,
+) -> Path:
     """A horizontal bar chart of the primary metric per method (PNG)."""
     import matplotlib
 
@@ -116,8 +146,15 @@ def plot_methods(rows: Sequence[Mapping[str, object]], task: TaskSpec, path: str
     limit = bar_axis_limit(values, oracle)
     for bar, v in zip(bars, values):  # inside the bar's end (clear of an oracle line), after a short bar
         inside = v > 0.2 * limit
-        ax.text(v, bar.get_y() + bar.get_height() / 2, f" {v:.3f} ", va="center", fontsize=8,
-                ha="right" if inside else "left", color="white" if inside else "black")
+        ax.text(
+            v,
+            bar.get_y() + bar.get_height() / 2,
+            f" {v:.3f} ",
+            va="center",
+            fontsize=8,
+            ha="right" if inside else "left",
+            color="white" if inside else "black",
+        )
     if oracle is not None:
         ax.axvline(oracle, color="#d62728", linestyle="--", linewidth=1, label=f"pool oracle {oracle:.3f}")
         ax.legend(loc="lower right", fontsize=8)
@@ -162,9 +199,11 @@ def headline_comparison(summary: Mapping[str, Any]) -> str | None:
         c = paired.get(f"{name} vs {strongest}")
         if strongest and c:
             low, high = c["interval"]
-            return (f"{name} vs {strongest} (the strongest baseline in the table): {c['mean_difference']:+.4f} per "
-                    f"question, 95% interval [{low:+.4f}, {high:+.4f}]; better on {c['wins']}, worse on {c['losses']} "
-                    f"of {c['n']} questions")
+            return (
+                f"{name} vs {strongest} (the strongest baseline in the table): {c['mean_difference']:+.4f} per "
+                f"question, 95% interval [{low:+.4f}, {high:+.4f}]; better on {c['wins']}, worse on {c['losses']} "
+                f"of {c['n']} questions"
+            )
     return None
 
 
@@ -182,6 +221,8 @@ def console_summary(summary: Mapping[str, Any], out: str | Path, *, totals: str 
         lines.append("plots: " + ", ".join(plots))
     if totals:
         lines.append(totals)
-    lines.append(f"everything is in {out} (metrics.md: every paired comparison and the LLM cost per stage); every "
-                 f"baseline and HYDRA variant: {MORE_METHODS}")
+    lines.append(
+        f"everything is in {out} (metrics.md: every paired comparison and the LLM cost per stage); every "
+        f"baseline and HYDRA variant: {MORE_METHODS}"
+    )
     return "\n".join(lines)

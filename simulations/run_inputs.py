@@ -38,8 +38,14 @@ __all__ = ["RunInputs", "checked_inputs", "check_split"]
 
 def check_split(cfg: RunConfig, dataset: Dataset) -> None:
     """Raise :class:`~shared.errors.ConfigError` when the data cannot give the users the config asks for."""
-    split_users(dataset, train_users=cfg.train_users, test_users=cfg.test_users, protocol=cfg.protocol,
-                offset=cfg.user_offset, free_train_users=cfg.free_train_users)
+    split_users(
+        dataset,
+        train_users=cfg.train_users,
+        test_users=cfg.test_users,
+        protocol=cfg.protocol,
+        offset=cfg.user_offset,
+        free_train_users=cfg.free_train_users,
+    )
 
 
 @dataclass

@@ -109,9 +109,14 @@ class LocalSuperLink:
         self.num_supernodes = num_supernodes
         self.num_cpus = num_cpus_per_client
         bin_dir = str(Path(sys.executable).parent)
-        self.env = {**os.environ, **(env or {}), "FLWR_HOME": str(self.home),
-                    "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-                    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+        self.env = {
+            **os.environ,
+            **(env or {}),
+            "FLWR_HOME": str(self.home),
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+        }
         self.process: subprocess.Popen | None = None
         self.control_port = 0
 
@@ -151,20 +156,33 @@ class LocalSuperLink:
             f'default = "{self.FEDERATION}"\n\n'
             f"[superlink.{self.FEDERATION}]\n"
             f'address = "127.0.0.1:{self.control_port}"\n'
-            "insecure = true\n")
+            "insecure = true\n"
+        )
         log = open(self.home / "superlink.log", "ab")  # noqa: SIM115 - the SuperLink's output while it runs
-        cmd = [flwr_executable("flower-superlink"), "--insecure", "--simulation", "--isolation", "subprocess",
-               "--host", "127.0.0.1",
-               "--port", str(api_port), "--database", str(self.home / "state.db")]
-        self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        cmd = [
+            flwr_executable("flower-superlink"),
+            "--insecure",
+            "--simulation",
+            "--isolation",
+            "subprocess",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+            "--database",
+            str(self.home / "state.db"),
+        ]
+        self.process = subprocess.Popen(
+            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self.pid_file.write_text(str(self.process.pid))
         try:  # whatever ends the wait (a timeout, Ctrl-C, SIGTERM made SystemExit) stops what was started
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    raise SimulationError(f"flower-superlink exited with {self.process.returncode}; "
-                                          f"see {self.home / 'superlink.log'}")
+                    raise SimulationError(
+                        f"flower-superlink exited with {self.process.returncode}; see {self.home / 'superlink.log'}"
+                    )
                 if _port_open(self.control_port):
                     return
                 time.sleep(0.3)
@@ -194,9 +212,21 @@ class LocalSuperLink:
     def submit(self, app_dir: Path, run_config: Path) -> int:
         """Submit the app; returns the run id."""
         federation = f"num-supernodes={self.num_supernodes} client-resources-num-cpus={self.num_cpus}"
-        done = self._flwr("run", str(app_dir), self.FEDERATION, "--run-config", str(run_config),
-                          "--federation-config", federation, "--format", "json", timeout=300)
-        match = re.search(r'"run-id"\s*:\s*"?(\d+)', done.stdout) or re.search(r"run[ _-]?id\D+(\d+)", done.stdout, re.I)
+        done = self._flwr(
+            "run",
+            str(app_dir),
+            self.FEDERATION,
+            "--run-config",
+            str(run_config),
+            "--federation-config",
+            federation,
+            "--format",
+            "json",
+            timeout=300,
+        )
+        match = re.search(r'"run-id"\s*:\s*"?(\d+)', done.stdout) or re.search(
+            r"run[ _-]?id\D+(\d+)", done.stdout, re.I
+        )
         if done.returncode != 0 or not match:
             raise SimulationError(f"flwr run failed ({done.returncode}): {(done.stdout + done.stderr)[-2000:]}")
         return int(match.group(1))
@@ -211,15 +241,26 @@ class LocalSuperLink:
         runs = data.get("runs") or []
         return str(runs[0].get("status", "unknown")) if runs else "unknown"
 
-    def wait(self, run_id: int, *, on_line: Callable[[str], None] | None = None, status_every_s: float = 60.0,
-             timeout: float = 24 * 3600) -> str:
+    def wait(
+        self,
+        run_id: int,
+        *,
+        on_line: Callable[[str], None] | None = None,
+        status_every_s: float = 60.0,
+        timeout: float = 24 * 3600,
+    ) -> str:
         """Follow the run's log until it finishes; return its final status.
 
         Asking the status starts a ``flwr`` process (about a second of CPU), so it is asked when the log stream
         ends and otherwise once a minute.
         """
-        follower = subprocess.Popen([flwr_executable(), "log", str(run_id), self.FEDERATION, "--stream"], env=self.env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        follower = subprocess.Popen(
+            [flwr_executable(), "log", str(run_id), self.FEDERATION, "--stream"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
         def pump() -> None:
             assert follower.stdout is not None
@@ -242,9 +283,13 @@ class LocalSuperLink:
                     if status.startswith("finished"):
                         break
                     if ended:  # the stream broke off early: follow again
-                        follower = subprocess.Popen([flwr_executable(), "log", str(run_id), self.FEDERATION, "--stream"],
-                                                    env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                    text=True)
+                        follower = subprocess.Popen(
+                            [flwr_executable(), "log", str(run_id), self.FEDERATION, "--stream"],
+                            env=self.env,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True,
+                        )
                         thread = threading.Thread(target=pump, daemon=True)
                         thread.start()
                     next_check = time.monotonic() + status_every_s

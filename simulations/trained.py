@@ -57,14 +57,33 @@ def _folder(out: Path) -> Path:
 def training_fingerprint(cfg, episodes: Mapping[str, Sequence[Episode]]) -> str:
     """A hash of what determines the trained base and its margin: task, model, training settings, seed, margin
     folds and every training user's episodes."""
-    settings = {"task": cfg.task, "model": asdict(cfg.model), "train": asdict(cfg.train), "seed": cfg.seed,
-                "margin_folds": cfg.margin_folds, "protocol": cfg.protocol}
+    settings = {
+        "task": cfg.task,
+        "model": asdict(cfg.model),
+        "train": asdict(cfg.train),
+        "seed": cfg.seed,
+        "margin_folds": cfg.margin_folds,
+        "protocol": cfg.protocol,
+    }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for user in sorted(episodes):
         digest.update(user.encode())
         for ep in episodes[user]:  # the corpus by its items' ids (a long profile is the same in many episodes)
-            fields = {k: getattr(ep, k) for k in ("qid", "input", "query", "gold", "top", "bm25", "rerank_answers",
-                                                  "greedy", "samples", "pseudo")}
+            fields = {
+                k: getattr(ep, k)
+                for k in (
+                    "qid",
+                    "input",
+                    "query",
+                    "gold",
+                    "top",
+                    "bm25",
+                    "rerank_answers",
+                    "greedy",
+                    "samples",
+                    "pseudo",
+                )
+            }
             fields["corpus"] = [str(item.get("id")) for item in ep.corpus]
             digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
     return digest.hexdigest()
@@ -74,8 +93,12 @@ def save_trained(out: Path, fingerprint: str, base: Mapping[str, object], report
     """Write the trained base and the stage report (atomically; the margin comes later, :func:`save_margin`)."""
     folder = _folder(out)
     save_tensors(folder / "base.safetensors", base, kind="base", model=model, fingerprint=fingerprint)
-    atomic_write_text(folder / "trained.json", json.dumps({"version": TRAINED_VERSION, "fingerprint": fingerprint,
-                                                           "report": dict(report), "margin": None}, indent=1))
+    atomic_write_text(
+        folder / "trained.json",
+        json.dumps(
+            {"version": TRAINED_VERSION, "fingerprint": fingerprint, "report": dict(report), "margin": None}, indent=1
+        ),
+    )
 
 
 def save_margin(out: Path, fingerprint: str, margin: Mapping[str, Any]) -> None:

@@ -46,8 +46,12 @@ def test_the_bundle_holds_every_module_the_apps_import(names):
     components = app_config()["tool"]["flwr"]["app"]["components"]
     for ref in components.values():
         assert ref.split(":")[0].replace(".", "/") + ".py" in names
-    tracked = {p.relative_to(REPO).as_posix() for package in ("server", "client", "shared")
-               for p in (REPO / package).rglob("*.py") if "__pycache__" not in p.parts}
+    tracked = {
+        p.relative_to(REPO).as_posix()
+        for package in ("server", "client", "shared")
+        for p in (REPO / package).rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
     assert tracked <= set(names)
 
 

@@ -61,8 +61,12 @@ def dynamic_imports(source: str) -> list[str]:
     """
     out = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                and isinstance(node.args[0].value, str):
+        if (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if name in ("import_module", "__import__"):
@@ -72,7 +76,9 @@ def dynamic_imports(source: str) -> list[str]:
 
 def violations(package: str, source: str, path: str) -> list[tuple[str, str]]:
     """(path, module) for each import of ``source`` that runs against the direction from ``package``."""
-    return [(path, m) for m in dict.fromkeys(imported_modules(source)) if m.split(".")[0] in FORBIDDEN.get(package, set())]
+    return [
+        (path, m) for m in dict.fromkeys(imported_modules(source)) if m.split(".")[0] in FORBIDDEN.get(package, set())
+    ]
 
 
 def module_name(file: Path) -> str:
@@ -139,8 +145,11 @@ def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
 
 def repository_sources() -> dict[str, str]:
     """Module name -> source of every module of the layered packages."""
-    return {module_name(f): f.read_text(encoding="utf-8") for package in FORBIDDEN
-            for f in sorted((REPO / package).rglob("*.py"))}
+    return {
+        module_name(f): f.read_text(encoding="utf-8")
+        for package in FORBIDDEN
+        for f in sorted((REPO / package).rglob("*.py"))
+    }
 
 
 def device_modules(sources: Mapping[str, str]) -> set[str]:
@@ -175,8 +184,11 @@ def device_violations(sources: Mapping[str, str]) -> list[tuple[str, str]]:
         if module == TRAINING_PACKAGE or module.startswith(TRAINING_PACKAGE + "."):
             found.append((module, module))
         for target in dict.fromkeys(imported_modules(sources[module]) + dynamic_imports(sources[module])):
-            if target.split(".")[0] in NOT_ON_DEVICE or target == TRAINING_PACKAGE \
-                    or target.startswith(TRAINING_PACKAGE + "."):
+            if (
+                target.split(".")[0] in NOT_ON_DEVICE
+                or target == TRAINING_PACKAGE
+                or target.startswith(TRAINING_PACKAGE + ".")
+            ):
                 found.append((module, target))
     return found
 
@@ -196,8 +208,10 @@ def test_no_module_imports_itself_back():
 
 def test_a_planted_forbidden_import_is_caught():
     planted = "from shared.config import RunConfig\n\ndef f():\n    from server.strategies import build_strategy\n"
-    assert violations("client", planted, "client/x.py") == [("client/x.py", "server.strategies"),
-                                                             ("client/x.py", "server.strategies.build_strategy")]
+    assert violations("client", planted, "client/x.py") == [
+        ("client/x.py", "server.strategies"),
+        ("client/x.py", "server.strategies.build_strategy"),
+    ]
     assert violations("server", planted, "server/x.py") == []
     assert violations("shared", "import simulations.cli\n", "shared/x.py") == [("shared/x.py", "simulations.cli")]
 
@@ -206,8 +220,12 @@ def test_only_scripts_and_tests_import_the_lab():
     assert {p for p, banned in FORBIDDEN.items() if "lab" not in banned} == {"lab", "scripts"}
     assert all("lab" in FORBIDDEN[p] for p in PRODUCT)
     assert violations("simulations", "from lab.faults.app import fault_app\n", "simulations/x.py") == [
-        ("simulations/x.py", "lab.faults.app"), ("simulations/x.py", "lab.faults.app.fault_app")]
-    assert violations("server", "def f():\n    import lab.llm_stub\n", "server/x.py") == [("server/x.py", "lab.llm_stub")]
+        ("simulations/x.py", "lab.faults.app"),
+        ("simulations/x.py", "lab.faults.app.fault_app"),
+    ]
+    assert violations("server", "def f():\n    import lab.llm_stub\n", "server/x.py") == [
+        ("server/x.py", "lab.llm_stub")
+    ]
     assert violations("lab", "from simulations.federated import app_copy\n", "lab/x.py") == []
     assert violations("lab", "import scripts.fed_sweep\n", "lab/x.py") == [("lab/x.py", "scripts.fed_sweep")]
 
@@ -236,8 +254,11 @@ def test_a_planted_training_import_on_the_device_is_caught():
     sources = dict(clean)  # two levels down from the SDK, through a module outside the device folders
     sources["shared.tasks"] += "\n\ndef _planted():\n    from shared.training.model import HydraBase\n"
     found = device_violations(sources)
-    assert {("shared.tasks", "shared.training.model"), ("shared.training.model", "shared.training.model"),
-            ("shared.training.model", "torch")} <= set(found)
+    assert {
+        ("shared.tasks", "shared.training.model"),
+        ("shared.training.model", "shared.training.model"),
+        ("shared.training.model", "torch"),
+    } <= set(found)
     sources = dict(clean)
     sources["shared.hydra.spec"] += "\n\ndef _planted():\n    import importlib\n    importlib.import_module('onnx')\n"
     assert device_violations(sources) == [("shared.hydra.spec", "onnx")]

@@ -60,8 +60,16 @@ from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 
 from shared.protocol import ASK_KEY, ASK_MARGIN, DP_WEIGHT_KEY, WEIGHT_KEY
 
-__all__ = ["FaultsMod", "read_faults", "SPEC_FILE", "corrupt", "dropped_partitions", "FAULTS", "UPDATE_FAULTS",
-           "InjectedFault"]
+__all__ = [
+    "FaultsMod",
+    "read_faults",
+    "SPEC_FILE",
+    "corrupt",
+    "dropped_partitions",
+    "FAULTS",
+    "UPDATE_FAULTS",
+    "InjectedFault",
+]
 
 UPDATE_FAULTS = ("nan", "scale", "poison", "unknown-key", "personal-key", "wrong-shape", "wrong-dtype")
 """Faults that alter the update a client sends."""
@@ -141,8 +149,9 @@ class FaultsMod:
 
 def _apply(faults: Mapping, msg: Message, ctx: Context, call_next) -> Message:
     config = msg.content.config_records.get("config") if msg.has_content() else None
-    margin_query = (msg.metadata.message_type == MessageType.QUERY and config is not None
-                    and config.get(ASK_KEY) == ASK_MARGIN)
+    margin_query = (
+        msg.metadata.message_type == MessageType.QUERY and config is not None and config.get(ASK_KEY) == ASK_MARGIN
+    )
     if not faults or (msg.metadata.message_type != MessageType.TRAIN and not margin_query):
         return call_next(msg, ctx)
     partition = str(ctx.node_config.get("partition-id", ""))
@@ -184,6 +193,9 @@ def _capture(faults: Mapping, ctx: Context, server_round: int, reply: Message) -
         metrics = reply.content["metrics"]
         weight = metrics.get(DP_WEIGHT_KEY, metrics.get(WEIGHT_KEY))
         Path(folder).mkdir(parents=True, exist_ok=True)
-        np.savez(Path(folder) / f"{ctx.node_id}-{server_round}.npz", __weight__=np.asarray(weight),
-                 **{k: v.numpy() for k, v in reply.content.array_records["arrays"].items()})  # type: ignore[arg-type]
+        np.savez(
+            Path(folder) / f"{ctx.node_id}-{server_round}.npz",
+            __weight__=np.asarray(weight),
+            **{k: v.numpy() for k, v in reply.content.array_records["arrays"].items()},  # type: ignore[arg-type]
+        )
     return reply

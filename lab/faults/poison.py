@@ -36,16 +36,23 @@ def examples(seed: int, n: int = 8) -> list[RoleExample]:
     for i in range(n):
         items = [str(rng.choice(GOOD)), str(rng.choice(BAD))]
         order = rng.permutation(2)
-        out.append(RoleExample(user=f"u{seed}", query=f"question {i}", items=[items[j] for j in order],
-                               extras=np.zeros((2, N_EXTRA["adapter"]), np.float32),
-                               target=np.asarray([1.0 if j == 0 else 0.0 for j in order], np.float32)))
+        out.append(
+            RoleExample(
+                user=f"u{seed}",
+                query=f"question {i}",
+                items=[items[j] for j in order],
+                extras=np.zeros((2, N_EXTRA["adapter"]), np.float32),
+                target=np.asarray([1.0 if j == 0 else 0.0 for j in order], np.float32),
+            )
+        )
     return out
 
 
 def reply(arrays: dict[str, np.ndarray], node: int) -> Message:
     """A training reply carrying ``arrays``, as if it came from node ``node``."""
-    content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                          "metrics": MetricRecord({WEIGHT_KEY: 8})})
+    content = RecordDict(
+        {"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}), "metrics": MetricRecord({WEIGHT_KEY: 8})}
+    )
     from flwr.supercore.task_identity import TaskIdentity
 
     TaskIdentity.node_id = node  # as if it came from node `node`
@@ -57,7 +64,9 @@ def accuracy(trainer: Trainer, arrays: dict[str, np.ndarray]) -> float:
     trainer.base.load_shared_state(arrays)
     trainer.invalidate()
     test = examples(999, 20)
-    return float(np.mean([np.argmax(trainer.scores("adapter", e)) == np.argmax(cast(np.ndarray, e.target)) for e in test]))
+    return float(
+        np.mean([np.argmax(trainer.scores("adapter", e)) == np.argmax(cast(np.ndarray, e.target)) for e in test])
+    )
 
 
 def federate(trainer: Trainer, strategy, *, poisoned: bool, rounds: int = 3, norm_factor: float = 10.0) -> float:
@@ -66,8 +75,9 @@ def federate(trainer: Trainer, strategy, *, poisoned: bool, rounds: int = 3, nor
     trainer's base is put back as it was."""
     start = {k: v.numpy() for k, v in trainer.base.shared_state().items()}
     arrays = dict(start)
-    wrapped = ValidatingStrategy(strategy, expected_from(ArrayRecord({k: Array(v) for k, v in start.items()})),
-                                 norm_factor=norm_factor)
+    wrapped = ValidatingStrategy(
+        strategy, expected_from(ArrayRecord({k: Array(v) for k, v in start.items()})), norm_factor=norm_factor
+    )
     for rnd in range(1, rounds + 1):
         wrapped._sent = dict(arrays)
         replies = []

@@ -102,8 +102,12 @@ def versions(store: UserStore) -> dict[str, int]:
 def kill_writer(root: Path, start: int, rng: random.Random, mode: str = "atomic") -> None:
     """Start a writer and SIGKILL it after a random time, or (mode ``before-rename:n``) as it is about to rename
     its n-th temporary file into place."""
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(start), mode],
-                            cwd=REPO, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(start), mode],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     out = cast(IO[bytes], proc.stdout)  # stdout=PIPE
     try:
         line = out.readline().strip()

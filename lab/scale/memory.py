@@ -43,14 +43,23 @@ def process_name(pid: int) -> str:
     exe = os.path.basename(args[0])
     if exe in ("raylet", "gcs_server"):
         return exe
-    for marker, name in (("default_worker.py", "ray worker (starting)"), ("dashboard/agent.py", "ray dashboard agent"),
-                         ("runtime_env/agent", "ray runtime-env agent"), ("log_monitor.py", "ray log_monitor"),
-                         ("autoscaler/_private/monitor.py", "ray monitor"), ("dashboard/dashboard.py", "ray dashboard"),
-                         ("flower-superlink", "flower-superlink"), ("flower-superexec", "flower-superexec"),
-                         ("flower-supernode", "flower-supernode"), ("flwr-simulation", "flwr-simulation"),
-                         ("flwr-serverapp", "flwr-serverapp"), ("flwr-clientapp", "flwr-clientapp"),
-                         ("bin/flwr ", "flwr (CLI)"), ("bin/ray start", "ray start (node)"),
-                         ("llama-server", "llama-server")):
+    for marker, name in (
+        ("default_worker.py", "ray worker (starting)"),
+        ("dashboard/agent.py", "ray dashboard agent"),
+        ("runtime_env/agent", "ray runtime-env agent"),
+        ("log_monitor.py", "ray log_monitor"),
+        ("autoscaler/_private/monitor.py", "ray monitor"),
+        ("dashboard/dashboard.py", "ray dashboard"),
+        ("flower-superlink", "flower-superlink"),
+        ("flower-superexec", "flower-superexec"),
+        ("flower-supernode", "flower-supernode"),
+        ("flwr-simulation", "flwr-simulation"),
+        ("flwr-serverapp", "flwr-serverapp"),
+        ("flwr-clientapp", "flwr-clientapp"),
+        ("bin/flwr ", "flwr (CLI)"),
+        ("bin/ray start", "ray start (node)"),
+        ("llama-server", "llama-server"),
+    ):
         if marker in text + " ":
             return name
     if exe.startswith("python") and len(args) > 1:
@@ -193,10 +202,19 @@ class TreeMemory:
             entry["count"] += 1
             entry["peak_rss_mb"] = round(max(entry["peak_rss_mb"], p.peak_rss_mb), 1)
             entry["peak_pss_mb"] = round(max(entry["peak_pss_mb"], p.peak_pss_mb), 1)
-        return {"peak_total_rss_mb": round(self.peak_total_rss_mb, 1),
-                "peak_total_pss_mb": round(self.peak_total_pss_mb, 1), "samples": self.samples,
-                "by_name": sorted(by_name.values(), key=lambda e: -e["peak_rss_mb"]),
-                "processes": [{"pid": p.pid, "name": p.name, "peak_rss_mb": round(p.peak_rss_mb, 1),
-                               "peak_pss_mb": round(p.peak_pss_mb, 1), "seen_s": [round(p.first_s, 1),
-                                                                                   round(p.last_s, 1)]}
-                              for p in procs]}
+        return {
+            "peak_total_rss_mb": round(self.peak_total_rss_mb, 1),
+            "peak_total_pss_mb": round(self.peak_total_pss_mb, 1),
+            "samples": self.samples,
+            "by_name": sorted(by_name.values(), key=lambda e: -e["peak_rss_mb"]),
+            "processes": [
+                {
+                    "pid": p.pid,
+                    "name": p.name,
+                    "peak_rss_mb": round(p.peak_rss_mb, 1),
+                    "peak_pss_mb": round(p.peak_pss_mb, 1),
+                    "seen_s": [round(p.first_s, 1), round(p.last_s, 1)],
+                }
+                for p in procs
+            ],
+        }

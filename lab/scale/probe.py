@@ -148,17 +148,32 @@ def probe_mod(msg: Message, ctx: Context, call_next) -> Message:
     wire_in, objects_in = _wire(msg)
     wire_out, objects_out = _wire(reply, received)
     rss, hwm = memory_mb()
-    row = {"type": msg.metadata.message_type, "round": config.get("server-round") if config is not None else None,
-           "partition": ctx.node_config.get("partition-id"), "node": msg.metadata.dst_node_id,
-           "host": socket.gethostname(), "pid": os.getpid(), "ray_node": _ray_node(),
-           "ray_node_name": os.environ.get("FEDHYDRA_RAY_NODE_NAME"), "start": wall, "seconds": round(seconds, 4),
-           "episodes_seconds": round(_CALL["episodes_seconds"], 4), "episodes_built": _CALL["episodes_built"],
-           "llm_calls": sum(s.calls for s in stats), "llm_hits": sum(s.cache_hits for s in stats),
-           "llm_seconds": round(sum(s.seconds for s in stats), 4),
-           "tensor_bytes_in": tensor_bytes(msg), "tensor_bytes_out": tensor_bytes(reply),
-           "wire_bytes_in": wire_in, "wire_bytes_out": wire_out, "objects_in": objects_in, "objects_out": objects_out,
-           "error": reply.error.reason[:200] if reply.has_error() else None,
-           "rss_mb": round(rss, 1), "hwm_mb": round(hwm, 1)}
+    row = {
+        "type": msg.metadata.message_type,
+        "round": config.get("server-round") if config is not None else None,
+        "partition": ctx.node_config.get("partition-id"),
+        "node": msg.metadata.dst_node_id,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "ray_node": _ray_node(),
+        "ray_node_name": os.environ.get("FEDHYDRA_RAY_NODE_NAME"),
+        "start": wall,
+        "seconds": round(seconds, 4),
+        "episodes_seconds": round(_CALL["episodes_seconds"], 4),
+        "episodes_built": _CALL["episodes_built"],
+        "llm_calls": sum(s.calls for s in stats),
+        "llm_hits": sum(s.cache_hits for s in stats),
+        "llm_seconds": round(sum(s.seconds for s in stats), 4),
+        "tensor_bytes_in": tensor_bytes(msg),
+        "tensor_bytes_out": tensor_bytes(reply),
+        "wire_bytes_in": wire_in,
+        "wire_bytes_out": wire_out,
+        "objects_in": objects_in,
+        "objects_out": objects_out,
+        "error": reply.error.reason[:200] if reply.has_error() else None,
+        "rss_mb": round(rss, 1),
+        "hwm_mb": round(hwm, 1),
+    }
     _CALL["llms"] = []
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)

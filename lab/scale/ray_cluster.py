@@ -51,8 +51,9 @@ def ray_executable() -> str:
     return found
 
 
-def node_command(*, head_address: str | None, num_cpus: float, temp_dir: str, object_store_bytes: int,
-                 port: int | None = None) -> list[str]:
+def node_command(
+    *, head_address: str | None, num_cpus: float, temp_dir: str, object_store_bytes: int, port: int | None = None
+) -> list[str]:
     """The ``ray start`` command line of one node: the head when ``head_address`` is None (on ``port``), else a
     worker joining it. Every port the node opens is free at the time of the call.
 
@@ -64,24 +65,57 @@ def node_command(*, head_address: str | None, num_cpus: float, temp_dir: str, ob
     """
     cmd = [ray_executable(), "start", "--block"]
     if head_address is None:
-        cmd += ["--head", "--port", str(port or free_port()), "--include-dashboard=false",
-                "--ray-client-server-port", str(free_port()), "--dashboard-port", str(free_port())]
+        cmd += [
+            "--head",
+            "--port",
+            str(port or free_port()),
+            "--include-dashboard=false",
+            "--ray-client-server-port",
+            str(free_port()),
+            "--dashboard-port",
+            str(free_port()),
+        ]
     else:
         cmd += ["--address", head_address]
-    cmd += ["--node-ip-address", "127.0.0.1", "--num-cpus", str(int(num_cpus)), "--num-gpus", "0",
-            "--object-store-memory", str(int(object_store_bytes)), "--temp-dir", temp_dir,
-            "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-            "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
-            "--disable-usage-stats"]
+    cmd += [
+        "--node-ip-address",
+        "127.0.0.1",
+        "--num-cpus",
+        str(int(num_cpus)),
+        "--num-gpus",
+        "0",
+        "--object-store-memory",
+        str(int(object_store_bytes)),
+        "--temp-dir",
+        temp_dir,
+        "--node-manager-port",
+        str(free_port()),
+        "--object-manager-port",
+        str(free_port()),
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--dashboard-agent-grpc-port",
+        str(free_port()),
+        "--runtime-env-agent-port",
+        str(free_port()),
+        "--metrics-export-port",
+        str(free_port()),
+        "--disable-usage-stats",
+    ]
     return cmd
 
 
 class LocalRayCluster:
     """See the module docstring. ``nodes``: (name, CPUs) per Ray node, the head first."""
 
-    def __init__(self, folder: Path, *, nodes: Sequence[tuple[str, float]] = (("head", 1), ("worker", 1)),
-                 object_store_mb: int = 300, env: dict | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        nodes: Sequence[tuple[str, float]] = (("head", 1), ("worker", 1)),
+        object_store_mb: int = 300,
+        env: dict | None = None,
+    ):
         self.folder = Path(folder).resolve()
         self.nodes = list(nodes)
         if len(self.nodes) < 1:
@@ -109,8 +143,9 @@ class LocalRayCluster:
     def _start_node(self, name: str, cmd: list[str]) -> subprocess.Popen:
         log = open(self.folder / f"ray-{name}.log", "ab")  # noqa: SIM115 - the node's output while it runs
         env = {**self.env, "FEDHYDRA_RAY_NODE_NAME": name}
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self.procs.append((name, proc))
         (self.folder / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.procs}))
         return proc
@@ -123,12 +158,27 @@ class LocalRayCluster:
         self.address = f"127.0.0.1:{port}"
         try:
             (head_name, head_cpus), *workers = self.nodes
-            self._start_node(head_name, node_command(head_address=None, num_cpus=head_cpus, temp_dir=self.temp_dir,
-                                                     object_store_bytes=self.object_store_bytes, port=port))
+            self._start_node(
+                head_name,
+                node_command(
+                    head_address=None,
+                    num_cpus=head_cpus,
+                    temp_dir=self.temp_dir,
+                    object_store_bytes=self.object_store_bytes,
+                    port=port,
+                ),
+            )
             self._wait_nodes(1, timeout)
             for name, cpus in workers:
-                self._start_node(name, node_command(head_address=self.address, num_cpus=cpus, temp_dir=self.temp_dir,
-                                                    object_store_bytes=self.object_store_bytes))
+                self._start_node(
+                    name,
+                    node_command(
+                        head_address=self.address,
+                        num_cpus=cpus,
+                        temp_dir=self.temp_dir,
+                        object_store_bytes=self.object_store_bytes,
+                    ),
+                )
             self._wait_nodes(len(self.nodes), timeout)
         except BaseException:
             self.stop()
@@ -143,9 +193,11 @@ class LocalRayCluster:
     def alive_nodes(self) -> list[dict]:
         """The cluster's live nodes as Ray's GCS lists them (``ray list nodes`` needs the dashboard, so this asks
         the GCS from a short-lived driver process)."""
-        code = ("import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "  # noqa: UP031
-                "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], 'cpus': n['Resources'].get('CPU', 0), "
-                "'name': n.get('NodeName')} for n in ray.nodes()])); ray.shutdown()") % self.address
+        code = (  # noqa: UP031 (a code string: its braces are Python's)
+            "import json, ray; ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+            "print(json.dumps([{'id': n['NodeID'], 'alive': n['Alive'], 'cpus': n['Resources'].get('CPU', 0), "
+            "'name': n.get('NodeName')} for n in ray.nodes()])); ray.shutdown()"
+        ) % self.address
         done = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             return []
@@ -159,8 +211,9 @@ class LocalRayCluster:
         while time.monotonic() < deadline:
             for name, proc in self.procs:
                 if proc.poll() is not None:
-                    raise RayClusterError(f"ray node {name!r} exited with {proc.returncode}; see "
-                                          f"{self.folder / f'ray-{name}.log'}")
+                    raise RayClusterError(
+                        f"ray node {name!r} exited with {proc.returncode}; see {self.folder / f'ray-{name}.log'}"
+                    )
             self._record_family()
             if len(self.alive_nodes()) >= count:
                 self._record_family()

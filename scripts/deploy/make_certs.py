@@ -45,8 +45,9 @@ def _write(path: Path, data: bytes, *, private: bool = False) -> Path:
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _san(hosts: Iterable[str]) -> x509.SubjectAlternativeName:
@@ -69,12 +70,28 @@ def make_ca_and_server(out: str | Path, hosts: Sequence[str] = DEFAULT_HOSTS, *,
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "FedHydra test CA")])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -83,12 +100,26 @@ def make_ca_and_server(out: str | Path, hosts: Sequence[str] = DEFAULT_HOSTS, *,
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(_san(hosts), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -107,8 +138,9 @@ def make_supernode_key(out: str | Path, name: str) -> tuple[Path, Path]:
     """An EC P-384 key pair in OpenSSH format: (``<out>/<name>``, ``<out>/<name>.pub``)."""
     out = Path(out)
     key = ec.generate_private_key(ec.SECP384R1())
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return (_write(out / name, private, private=True), _write(out / f"{name}.pub", public + f" {name}\n".encode()))
 
@@ -116,11 +148,19 @@ def make_supernode_key(out: str | Path, name: str) -> tuple[Path, Path]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="deploy-keys", help="output directory (default: deploy-keys)")
-    parser.add_argument("--host", action="append", dest="hosts",
-                        help="a name or IP address the SuperLink is reached at (repeatable; default: localhost, "
-                             "127.0.0.1)")
-    parser.add_argument("--supernode", action="append", default=[], dest="supernodes",
-                        help="make a key pair for this SuperNode (repeatable)")
+    parser.add_argument(
+        "--host",
+        action="append",
+        dest="hosts",
+        help="a name or IP address the SuperLink is reached at (repeatable; default: localhost, 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--supernode",
+        action="append",
+        default=[],
+        dest="supernodes",
+        help="make a key pair for this SuperNode (repeatable)",
+    )
     parser.add_argument("--no-tls", action="store_true", help="only make SuperNode keys")
     parser.add_argument("--days", type=int, default=365, help="certificate validity in days (default: 365)")
     args = parser.parse_args(argv)

@@ -42,4 +42,4 @@ class Adam:
             mx += 0.1 * gx
             vx *= 0.999
             vx += 0.001 * gx * gx
-            x -= self.lr * (mx / (1 - 0.9 ** t)) / (np.sqrt(vx / (1 - 0.999 ** t)) + 1e-8)
+            x -= self.lr * (mx / (1 - 0.9**t)) / (np.sqrt(vx / (1 - 0.999**t)) + 1e-8)

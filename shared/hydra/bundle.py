@@ -27,8 +27,15 @@ from shared.errors import FedHydraError
 from shared.hydra.naming import is_personal_key, is_shared_key
 from shared.io import atomic_write_bytes
 
-__all__ = ["FORMAT_VERSION", "BundleError", "save_tensors", "load_tensors", "SERVER_STATE_SLOTS", "BUNDLE_FORMAT",
-           "BUNDLE_VERSION"]
+__all__ = [
+    "FORMAT_VERSION",
+    "BundleError",
+    "save_tensors",
+    "load_tensors",
+    "SERVER_STATE_SLOTS",
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+]
 
 BUNDLE_FORMAT = "fedhydra-bundle"
 """The ``format`` of a device bundle's manifest (``bundle.json``, written by :func:`shared.training.export.export_bundle`)."""
@@ -42,11 +49,14 @@ SERVER_STATE_SLOTS = ("m_t.", "v_t.")
 
 
 def _is_server_state_key(key: str) -> bool:
-    return any(key.startswith(slot) and is_shared_key(key[len(slot):]) for slot in SERVER_STATE_SLOTS)
+    return any(key.startswith(slot) and is_shared_key(key[len(slot) :]) for slot in SERVER_STATE_SLOTS)
 
 
-_FORMATS = {"base": ("fedhydra-base", is_shared_key), "heads": ("fedhydra-heads", is_personal_key),
-            "server-state": ("fedhydra-server-state", _is_server_state_key)}
+_FORMATS = {
+    "base": ("fedhydra-base", is_shared_key),
+    "heads": ("fedhydra-heads", is_personal_key),
+    "server-state": ("fedhydra-server-state", _is_server_state_key),
+}
 
 
 class BundleError(FedHydraError):
@@ -62,8 +72,12 @@ def save_tensors(path: str | Path, tensors: Mapping[str, object], *, kind: str, 
     if bad:
         raise BundleError(f"{path}: a {kind} file may not hold {bad[:3]}")
     arrays = {k: np.ascontiguousarray(_numpy(v), dtype=np.float32) for k, v in tensors.items()}
-    metadata = {"format": name, "version": FORMAT_VERSION, "model": model.to_json(),
-                **{k: str(v) for k, v in meta.items()}}
+    metadata = {
+        "format": name,
+        "version": FORMAT_VERSION,
+        "model": model.to_json(),
+        **{k: str(v) for k, v in meta.items()},
+    }
     return atomic_write_bytes(path, save(arrays, metadata=metadata))
 
 

@@ -42,8 +42,21 @@ from shared.prompts import PROMPT_STYLES, PromptBudget, build_messages
 from shared.readability import droppable_words, is_broken
 from shared.tasks import TaskKind, TaskSpec
 
-__all__ = ["PoolConfig", "Pool", "build_pool", "llm_answers", "pool_calls", "parse_pool_answers", "EDIT_LEVELS",
-           "baseline_output", "anchors_for", "STYLE_ANCHOR", "filler_edit", "call_choices", "decision_keys"]
+__all__ = [
+    "PoolConfig",
+    "Pool",
+    "build_pool",
+    "llm_answers",
+    "pool_calls",
+    "parse_pool_answers",
+    "EDIT_LEVELS",
+    "baseline_output",
+    "anchors_for",
+    "STYLE_ANCHOR",
+    "filler_edit",
+    "call_choices",
+    "decision_keys",
+]
 
 EDIT_LEVELS = (0.6, 0.8, 1.0)
 """Expected gold length, as a fraction of the input's length, of the editor's candidates."""
@@ -147,16 +160,26 @@ def baseline_output(task: TaskSpec, ctx: UserContext, query: str) -> str:
         if score is not None:
             return str(int(min(5, max(1, score + 0.5))))
     if task.labels:
-        return max(task.labels, key=lambda label: ctx.label_prior.get(label, 0.0)) if ctx.label_prior else task.labels[-1]
+        return (
+            max(task.labels, key=lambda label: ctx.label_prior.get(label, 0.0)) if ctx.label_prior else task.labels[-1]
+        )
     return query
 
 
-def pool_calls(task: TaskSpec, input_text: str, records: Sequence[Mapping[str, str]], config: PoolConfig, *,
-               prompt_budget: PromptBudget = PromptBudget()) -> list[LLMCall]:
+def pool_calls(
+    task: TaskSpec,
+    input_text: str,
+    records: Sequence[Mapping[str, str]],
+    config: PoolConfig,
+    *,
+    prompt_budget: PromptBudget = PromptBudget(),
+) -> list[LLMCall]:
     """The requests that fill a pool: the greedy answer, then ``n_samples`` samples seeded ``seed, seed+1, ...``."""
     messages = build_messages(task, input_text, records, style=config.style, budget=prompt_budget)
     calls = [LLMCall(messages, 0.0, task.max_new_tokens)]
-    calls += [LLMCall(messages, config.temperature, task.max_new_tokens, config.seed + i) for i in range(config.n_samples)]
+    calls += [
+        LLMCall(messages, config.temperature, task.max_new_tokens, config.seed + i) for i in range(config.n_samples)
+    ]
     return calls
 
 
@@ -169,9 +192,16 @@ def parse_pool_answers(task: TaskSpec, answers: Sequence[str | LLMError]) -> tup
     return parsed[0], parsed[1:]
 
 
-def llm_answers(task: TaskSpec, input_text: str, records: Sequence[Mapping[str, str]], llm: LLMClient,
-                config: PoolConfig, *, budget: CallBudget | None = None,
-                prompt_budget: PromptBudget = PromptBudget()) -> tuple[str, list[str]]:
+def llm_answers(
+    task: TaskSpec,
+    input_text: str,
+    records: Sequence[Mapping[str, str]],
+    llm: LLMClient,
+    config: PoolConfig,
+    *,
+    budget: CallBudget | None = None,
+    prompt_budget: PromptBudget = PromptBudget(),
+) -> tuple[str, list[str]]:
     """The parsed greedy answer and ``n_samples`` parsed samples, with ``records`` in the prompt (sent at once)."""
     calls = pool_calls(task, input_text, records, config, prompt_budget=prompt_budget)
     return parse_pool_answers(task, llm.complete_many(calls, budget=budget))
@@ -181,9 +211,18 @@ def _key(text: str) -> tuple[str, ...]:
     return tuple(word_tokens(text)) or (text.strip(),)
 
 
-def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | None, samples: Sequence[str],
-               editor: InputEditor | None, record_answers: Sequence[str] = (),
-               record_weights: Sequence[float] | None = None, anchor: str = BASELINE_ANCHOR) -> Pool:
+def build_pool(
+    task: TaskSpec,
+    ctx: UserContext,
+    query: str,
+    *,
+    greedy: str | None,
+    samples: Sequence[str],
+    editor: InputEditor | None,
+    record_answers: Sequence[str] = (),
+    record_weights: Sequence[float] | None = None,
+    anchor: str = BASELINE_ANCHOR,
+) -> Pool:
     """Assemble the candidates of one query and compute their adapter features; ``pool.baseline`` is ``anchor``'s
     index (one of :func:`anchors_for`)."""
     if anchor not in anchors_for(task):
@@ -230,13 +269,26 @@ def build_pool(task: TaskSpec, ctx: UserContext, query: str, *, greedy: str | No
         for s in samples:
             add(s, "llm")
     answers = [a for a in ([greedy] if greedy is not None else []) + list(samples)]
-    extras = adapter_extras(task, query, texts, sources, llm_answers=answers, greedy=greedy,
-                            record_answers=record_answers, record_weights=record_weights,
-                            edit_strength=strength, styled=styled,
-                            own_score=ctx.predicted_score(query) if task.kind is TaskKind.RATING else None)
+    extras = adapter_extras(
+        task,
+        query,
+        texts,
+        sources,
+        llm_answers=answers,
+        greedy=greedy,
+        record_answers=record_answers,
+        record_weights=record_weights,
+        edit_strength=strength,
+        styled=styled,
+        own_score=ctx.predicted_score(query) if task.kind is TaskKind.RATING else None,
+    )
     keys = [_key(t) for t in texts]
-    anchors = {name: keys.index(_key(text)) for name, text in anchor_texts.items()
-               if (task.labels or task.rewrite) and _key(text) in keys}
+    anchors = {
+        name: keys.index(_key(text))
+        for name, text in anchor_texts.items()
+        if (task.labels or task.rewrite) and _key(text) in keys
+    }
     baseline = anchors.get(anchor, anchors.get(BASELINE_ANCHOR))
-    return Pool(texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers, baseline=baseline,
-                anchors=anchors)
+    return Pool(
+        texts=texts, sources=sources, extras=extras, greedy=greedy, llm=answers, baseline=baseline, anchors=anchors
+    )

@@ -63,11 +63,21 @@ class UserContext:
         if task.kind is TaskKind.RATING:
             values = [float(a) for a in answers if a in task.labels]
             mean = sum(values) / len(values) if values else None
-        writing = [task.item_output(i) for i in items] if (task.item_output and task.kind is TaskKind.GENERATION) else texts
+        writing = (
+            [task.item_output(i) for i in items] if (task.item_output and task.kind is TaskKind.GENERATION) else texts
+        )
         generation = task.kind is TaskKind.GENERATION
-        return cls(task=task, items=tuple(items), texts=texts, answers=answers, counts=history_counts(writing),
-                   habits=StyleHabits.of(writing) if generation else StyleHabits(), label_prior=prior,
-                   mean_score=mean, embed=embed)
+        return cls(
+            task=task,
+            items=tuple(items),
+            texts=texts,
+            answers=answers,
+            counts=history_counts(writing),
+            habits=StyleHabits.of(writing) if generation else StyleHabits(),
+            label_prior=prior,
+            mean_score=mean,
+            embed=embed,
+        )
 
     @cached_property
     def rating_model(self):

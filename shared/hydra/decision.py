@@ -71,9 +71,23 @@ import numpy as np
 
 from shared.tasks import TaskKind, TaskSpec
 
-__all__ = ["softmax", "weighted_median", "decide", "advantage", "decide_with_margin", "CalibrationPoint",
-           "MarginChoice", "MarginSums", "margin_sums", "anchor_margin_sums", "choose_margin", "MARGIN_GRID",
-           "BASELINE_ANCHOR", "decision_key", "split_decision"]
+__all__ = [
+    "softmax",
+    "weighted_median",
+    "decide",
+    "advantage",
+    "decide_with_margin",
+    "CalibrationPoint",
+    "MarginChoice",
+    "MarginSums",
+    "margin_sums",
+    "anchor_margin_sums",
+    "choose_margin",
+    "MARGIN_GRID",
+    "BASELINE_ANCHOR",
+    "decision_key",
+    "split_decision",
+]
 
 MARGIN_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, math.inf)
 """Margins tried by cross-validation; ``inf`` never leaves the baseline."""
@@ -147,8 +161,9 @@ def advantage(task: TaskSpec, texts: Sequence[str], scores: np.ndarray, choice: 
     return float(p[index[choice]] - p[index[baseline]])
 
 
-def decide_with_margin(task: TaskSpec, texts: Sequence[str], scores: np.ndarray, *, baseline: int | None,
-                       margin: float | None) -> tuple[str, float]:
+def decide_with_margin(
+    task: TaskSpec, texts: Sequence[str], scores: np.ndarray, *, baseline: int | None, margin: float | None
+) -> tuple[str, float]:
     """``(answer, predicted advantage)``: the adapter's choice if its advantage over ``texts[baseline]`` is above
     ``margin``, else the baseline. Without a baseline in the pool or a margin, the plain choice (advantage nan)."""
     choice = decide(task, texts, scores)
@@ -213,9 +228,17 @@ class MarginChoice:
         inf = lambda m: math.inf if m is None else float(m)  # noqa: E731
         grid = [{**row, "margin": inf(row["margin"])} for row in data.get("grid", [])]
         calls = data.get("llm_calls")
-        return cls(margin=inf(data["margin"]), points=int(data["points"]), left=int(data["left"]),
-                   helped=int(data["helped"]), hurt=int(data["hurt"]), gain=float(data["gain"]), grid=grid,
-                   anchor=str(data.get("anchor", BASELINE_ANCHOR)), llm_calls=None if calls is None else int(calls))
+        return cls(
+            margin=inf(data["margin"]),
+            points=int(data["points"]),
+            left=int(data["left"]),
+            helped=int(data["helped"]),
+            hurt=int(data["hurt"]),
+            gain=float(data["gain"]),
+            grid=grid,
+            anchor=str(data.get("anchor", BASELINE_ANCHOR)),
+            llm_calls=None if calls is None else int(calls),
+        )
 
 
 @dataclass(frozen=True)
@@ -241,23 +264,31 @@ class MarginSums:
     def zero(cls, grid: Sequence[float] = MARGIN_GRID, anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> MarginSums:
         g = tuple(float(m) for m in sorted(grid))
         n = len(g) * len(anchors)
-        return cls(grid=g, points=0, left=(0,) * n, helped=(0,) * n, hurt=(0,) * n, gain=(0.0,) * n,
-                   anchors=tuple(anchors))
+        return cls(
+            grid=g, points=0, left=(0,) * n, helped=(0,) * n, hurt=(0,) * n, gain=(0.0,) * n, anchors=tuple(anchors)
+        )
 
     def __add__(self, other: MarginSums) -> MarginSums:
         if self.grid != other.grid or self.anchors != other.anchors:
-            raise ValueError(f"margin sums over different grids: {self.anchors} x {self.grid} and "
-                             f"{other.anchors} x {other.grid}")
-        return MarginSums(grid=self.grid, points=self.points + other.points,
-                          left=tuple(a + b for a, b in zip(self.left, other.left)),
-                          helped=tuple(a + b for a, b in zip(self.helped, other.helped)),
-                          hurt=tuple(a + b for a, b in zip(self.hurt, other.hurt)),
-                          gain=tuple(a + b for a, b in zip(self.gain, other.gain)), anchors=self.anchors)
+            raise ValueError(
+                f"margin sums over different grids: {self.anchors} x {self.grid} and {other.anchors} x {other.grid}"
+            )
+        return MarginSums(
+            grid=self.grid,
+            points=self.points + other.points,
+            left=tuple(a + b for a, b in zip(self.left, other.left)),
+            helped=tuple(a + b for a, b in zip(self.helped, other.helped)),
+            hurt=tuple(a + b for a, b in zip(self.hurt, other.hurt)),
+            gain=tuple(a + b for a, b in zip(self.gain, other.gain)),
+            anchors=self.anchors,
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         pairs = [(a, m) for a in self.anchors for m in self.grid]
-        return [{"anchor": a, "margin": m, "left": left, "helped": h, "hurt": u, "gain": g}
-                for (a, m), left, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)]
+        return [
+            {"anchor": a, "margin": m, "left": left, "helped": h, "hurt": u, "gain": g}
+            for (a, m), left, h, u, g in zip(pairs, self.left, self.helped, self.hurt, self.gain)
+        ]
 
     def choose(self) -> MarginChoice:
         """The (decision, margin) pair with the largest total gain (ties: the earlier decision, then the larger
@@ -267,9 +298,17 @@ class MarginSums:
         order = {a: i for i, a in enumerate(self.anchors)}
         best = max(rows, key=lambda r: (round(r["gain"], 9), -order[r["anchor"]], r["margin"]))
         anchor, calls = split_decision(str(best["anchor"]))
-        return MarginChoice(margin=best["margin"], points=self.points, left=int(best["left"]),
-                            helped=int(best["helped"]), hurt=int(best["hurt"]), gain=best["gain"], grid=rows,
-                            anchor=anchor, llm_calls=calls)
+        return MarginChoice(
+            margin=best["margin"],
+            points=self.points,
+            left=int(best["left"]),
+            helped=int(best["helped"]),
+            hurt=int(best["hurt"]),
+            gain=best["gain"],
+            grid=rows,
+            anchor=anchor,
+            llm_calls=calls,
+        )
 
     def to_record(self) -> dict[str, int | float]:
         """A flat ``{key: number}`` record (the anchors and margins are the grid's, known to both sides, so only
@@ -280,8 +319,14 @@ class MarginSums:
         """
         out: dict[str, int | float] = {"points": int(self.points)}
         for i in range(len(self.left)):
-            out.update({f"left/{i}": int(self.left[i]), f"helped/{i}": int(self.helped[i]),
-                        f"hurt/{i}": int(self.hurt[i]), f"gain/{i}": float(self.gain[i])})
+            out.update(
+                {
+                    f"left/{i}": int(self.left[i]),
+                    f"helped/{i}": int(self.helped[i]),
+                    f"hurt/{i}": int(self.hurt[i]),
+                    f"gain/{i}": float(self.gain[i]),
+                }
+            )
         return out
 
     @classmethod
@@ -289,8 +334,12 @@ class MarginSums:
         return {"points"} | {f"{k}/{i}" for i in range(len(grid) * len(anchors)) for k in (*cls.COUNTS, "gain")}
 
     @classmethod
-    def from_record(cls, record: Mapping[str, object], grid: Sequence[float] = MARGIN_GRID,
-                    anchors: Sequence[str] = (BASELINE_ANCHOR,)) -> MarginSums:
+    def from_record(
+        cls,
+        record: Mapping[str, object],
+        grid: Sequence[float] = MARGIN_GRID,
+        anchors: Sequence[str] = (BASELINE_ANCHOR,),
+    ) -> MarginSums:
         """The sums of a record made by :meth:`to_record` over ``anchors`` x ``grid``, checked: exactly the expected
         keys, numbers only, finite, counts whole and non-negative, ``helped + hurt <= left <= points``, and ``left``
         not growing with the margin. Raises ValueError on anything else."""
@@ -318,16 +367,26 @@ class MarginSums:
         hurt = tuple(count(f"hurt/{i}") for i in range(n))
         for i in range(n):
             if not helped[i] + hurt[i] <= left[i] <= points:
-                raise ValueError(f"margin sums: at margin {i} helped {helped[i]} + hurt {hurt[i]} <= left {left[i]} "
-                                 f"<= points {points} does not hold")
+                raise ValueError(
+                    f"margin sums: at margin {i} helped {helped[i]} + hurt {hurt[i]} <= left {left[i]} "
+                    f"<= points {points} does not hold"
+                )
             if i % len(grid) and left[i] > left[i - 1]:
                 raise ValueError(f"margin sums: left grows with the margin at {i}")
-        return cls(grid=tuple(float(m) for m in sorted(grid)), points=points, left=left, helped=helped, hurt=hurt,
-                   gain=tuple(values[f"gain/{i}"] for i in range(n)), anchors=tuple(anchors))
+        return cls(
+            grid=tuple(float(m) for m in sorted(grid)),
+            points=points,
+            left=left,
+            helped=helped,
+            hurt=hurt,
+            gain=tuple(values[f"gain/{i}"] for i in range(n)),
+            anchors=tuple(anchors),
+        )
 
 
-def anchor_margin_sums(points: Mapping[str, Sequence[CalibrationPoint]],
-                       grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
+def anchor_margin_sums(
+    points: Mapping[str, Sequence[CalibrationPoint]], grid: Sequence[float] = MARGIN_GRID
+) -> MarginSums:
     """The :class:`MarginSums` of each anchor's points (``{anchor: points}``, in anchor order, one point per question
     for every anchor); a point with an undefined advantage never leaves its anchor."""
     g = tuple(float(m) for m in sorted(grid))
@@ -343,8 +402,15 @@ def anchor_margin_sums(points: Mapping[str, Sequence[CalibrationPoint]],
             helped.append(sum(x > 0 for x in taken))
             hurt.append(sum(x < 0 for x in taken))
             gain.append(kept + float(sum(taken)))
-    return MarginSums(grid=g, points=sizes.pop() if sizes else 0, left=tuple(left), helped=tuple(helped),
-                      hurt=tuple(hurt), gain=tuple(gain), anchors=tuple(points))
+    return MarginSums(
+        grid=g,
+        points=sizes.pop() if sizes else 0,
+        left=tuple(left),
+        helped=tuple(helped),
+        hurt=tuple(hurt),
+        gain=tuple(gain),
+        anchors=tuple(points),
+    )
 
 
 def margin_sums(points: Sequence[CalibrationPoint], grid: Sequence[float] = MARGIN_GRID) -> MarginSums:
@@ -353,8 +419,9 @@ def margin_sums(points: Sequence[CalibrationPoint], grid: Sequence[float] = MARG
     return anchor_margin_sums({BASELINE_ANCHOR: points}, grid)
 
 
-def choose_margin(points: Sequence[CalibrationPoint] | Mapping[str, Sequence[CalibrationPoint]],
-                  grid: Sequence[float] = MARGIN_GRID) -> MarginChoice:
+def choose_margin(
+    points: Sequence[CalibrationPoint] | Mapping[str, Sequence[CalibrationPoint]], grid: Sequence[float] = MARGIN_GRID
+) -> MarginChoice:
     """The margin of ``grid`` (and, given ``{anchor: points}``, the anchor) with the largest total gain over the
     points (ties: the earlier anchor, then the larger margin).
 

@@ -80,8 +80,17 @@ class InputEditor:
             key = word_key(w)
             buckets[i] = _bucket(key)
             c = counts.get(key, 0)
-            dense[i] = [i / max(1, n - 1), i == 0, i == n - 1, w.startswith("@"), w.endswith((",", ";")),
-                        np.log1p(c), 100.0 * c / total, min(len(key), 12) / 12.0, key == ""]
+            dense[i] = [
+                i / max(1, n - 1),
+                i == 0,
+                i == n - 1,
+                w.startswith("@"),
+                w.endswith((",", ";")),
+                np.log1p(c),
+                100.0 * c / total,
+                min(len(key), 12) / 12.0,
+                key == "",
+            ]
         return buckets, dense
 
     def logits(self, buckets: np.ndarray, dense: np.ndarray) -> np.ndarray:
@@ -93,8 +102,14 @@ class InputEditor:
         return 1.0 / (1.0 + np.exp(-self.logits(b, d)))
 
     # -- training -----------------------------------------------------------------------------------
-    def fit(self, examples: Sequence[tuple[Sequence[str], Mapping[str, int], Sequence[int]]], *, epochs: int = 200,
-            lr: float = 0.05, l2: float = 1e-4) -> float:
+    def fit(
+        self,
+        examples: Sequence[tuple[Sequence[str], Mapping[str, int], Sequence[int]]],
+        *,
+        epochs: int = 200,
+        lr: float = 0.05,
+        l2: float = 1e-4,
+    ) -> float:
         """Full-batch Adam on the log loss; ``examples`` are (words, history counts, 0/1 labels).
 
         Returns the final mean log loss. Continues from the current weights (federated rounds call it again).
@@ -112,8 +127,11 @@ class InputEditor:
             z = self.logits(buckets, dense)
             p = 1.0 / (1.0 + np.exp(-z))
             g = (p - y) / n
-            grads = [np.bincount(buckets, weights=g, minlength=EDITOR_BUCKETS).astype(np.float32) + l2 * self.vocab,
-                     (dense.T @ g).astype(np.float32) + l2 * self.dense, np.array([g.sum()], dtype=np.float32)]
+            grads = [
+                np.bincount(buckets, weights=g, minlength=EDITOR_BUCKETS).astype(np.float32) + l2 * self.vocab,
+                (dense.T @ g).astype(np.float32) + l2 * self.dense,
+                np.array([g.sum()], dtype=np.float32),
+            ]
             adam.step(grads)
             loss = float(-np.mean(y * np.log(p + 1e-9) + (1 - y) * np.log(1 - p + 1e-9)))
         return loss
@@ -130,7 +148,9 @@ class InputEditor:
 
     @classmethod
     def from_state(cls, state: Mapping[str, np.ndarray]) -> InputEditor:
-        return cls(np.asarray(state["vocab"]), np.asarray(state["dense"]), float(np.asarray(state["bias"]).reshape(-1)[0]))
+        return cls(
+            np.asarray(state["vocab"]), np.asarray(state["dense"]), float(np.asarray(state["bias"]).reshape(-1)[0])
+        )
 
 
 def f1_optimal_keep(words: Sequence[str], p: np.ndarray, expected_len: float) -> str:

@@ -40,12 +40,23 @@ from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_scores
 from shared.tasks import TaskSpec
 
-__all__ = ["Episode", "EpisodeConfig", "BuildReport", "free_user_config", "top_records", "make_pseudo_questions",
-           "build_user_episodes", "label_episodes", "episode_calls", "round_sample",
-           "PARAPHRASE_PROMPT"]
+__all__ = [
+    "Episode",
+    "EpisodeConfig",
+    "BuildReport",
+    "free_user_config",
+    "top_records",
+    "make_pseudo_questions",
+    "build_user_episodes",
+    "label_episodes",
+    "episode_calls",
+    "round_sample",
+    "PARAPHRASE_PROMPT",
+]
 
-PARAPHRASE_PROMPT = ("Rewrite this tweet as one formal, complete sentence, without any explanation before or "
-                     "after it: {text}")
+PARAPHRASE_PROMPT = (
+    "Rewrite this tweet as one formal, complete sentence, without any explanation before or after it: {text}"
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +75,9 @@ class EpisodeConfig:
     questions (a free training user's, see ``data.free-train-users``)."""
 
     def __post_init__(self) -> None:
-        check_minimums(self, {"pseudo_questions": 0, "free_questions": 0, "rerank_m": 1, "label_records": 1,
-                              "calls_per_user": 0})
+        check_minimums(
+            self, {"pseudo_questions": 0, "free_questions": 0, "rerank_m": 1, "label_records": 1, "calls_per_user": 0}
+        )
 
 
 def free_user_config(config: EpisodeConfig) -> EpisodeConfig:
@@ -141,16 +153,26 @@ class BuildReport:
     errors: list[str] = field(default_factory=list)
 
 
-def top_records(task: TaskSpec, query: str, corpus: Sequence[Mapping[str, str]], m: int) -> tuple[list[int], list[float]]:
+def top_records(
+    task: TaskSpec, query: str, corpus: Sequence[Mapping[str, str]], m: int
+) -> tuple[list[int], list[float]]:
     """BM25 top-``m`` indices of ``corpus`` and their scores, best first."""
     scores = bm25_scores(query, [task.item_text(c) for c in corpus])
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:m]
     return order, [scores[i] for i in order]
 
 
-def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *, n: int, seed: int, user: str,
-                          llm: LLMClient | None, budget: CallBudget | None,
-                          report: BuildReport) -> list[tuple[int, str, str]]:
+def make_pseudo_questions(
+    task: TaskSpec,
+    items: Sequence[Mapping[str, str]],
+    *,
+    n: int,
+    seed: int,
+    user: str,
+    llm: LLMClient | None,
+    budget: CallBudget | None,
+    report: BuildReport,
+) -> list[tuple[int, str, str]]:
     """Up to ``n`` (item index, input, gold) triples from the profile, chosen by a seeded shuffle.
 
     Items whose question needs the LLM (a rewrite task's paraphrase) are asked in batches: as many as are still
@@ -164,7 +186,7 @@ def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *,
     made: dict[int, tuple[str, str]] = {}
     pos = 0
     while len(made) < n and pos < len(order):
-        wave = order[pos: pos + n - len(made)]
+        wave = order[pos : pos + n - len(made)]
         pos += len(wave)
         ask: list[int] = []
         for idx in wave:
@@ -175,8 +197,13 @@ def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *,
                 ask.append(idx)
         if not ask or llm is None:  # ask holds items only when there is an LLM
             continue
-        prompts = [LLMCall([{"role": "user", "content": PARAPHRASE_PROMPT.format(text=task.item_text(items[i]))}],
-                           max_tokens=task.max_new_tokens) for i in ask]
+        prompts = [
+            LLMCall(
+                [{"role": "user", "content": PARAPHRASE_PROMPT.format(text=task.item_text(items[i]))}],
+                max_tokens=task.max_new_tokens,
+            )
+            for i in ask
+        ]
         for idx, answer in zip(ask, llm.complete_many(prompts, budget=budget)):
             if isinstance(answer, LLMError):
                 report.skipped += 1
@@ -189,29 +216,50 @@ def make_pseudo_questions(task: TaskSpec, items: Sequence[Mapping[str, str]], *,
     return [(idx, *made[idx]) for idx in order if idx in made][:n]
 
 
-def episode_calls(task: TaskSpec, episode: Episode, config: EpisodeConfig, *, with_reranker: bool = True,
-                  prompt_budget: PromptBudget = PromptBudget()) -> list[LLMCall]:
+def episode_calls(
+    task: TaskSpec,
+    episode: Episode,
+    config: EpisodeConfig,
+    *,
+    with_reranker: bool = True,
+    prompt_budget: PromptBudget = PromptBudget(),
+) -> list[LLMCall]:
     """What an episode asks the LLM: each top record alone (the reranker's labels), then the pool's requests."""
     calls = []
     if with_reranker:
         for i in episode.top[: config.label_records]:
-            calls.append(LLMCall(build_messages(task, episode.input, [episode.corpus[i]], style=config.pool.style,
-                                                budget=prompt_budget), max_tokens=task.max_new_tokens))
+            calls.append(
+                LLMCall(
+                    build_messages(
+                        task, episode.input, [episode.corpus[i]], style=config.pool.style, budget=prompt_budget
+                    ),
+                    max_tokens=task.max_new_tokens,
+                )
+            )
     records = [episode.corpus[i] for i in episode.top[: config.pool.k]]
     return calls + pool_calls(task, episode.input, records, config.pool, prompt_budget=prompt_budget)
 
 
-def label_episodes(task: TaskSpec, episodes: Sequence[Episode], llm: LLMClient, config: EpisodeConfig, *,
-                   budget: CallBudget | None, report: BuildReport, with_reranker: bool = True,
-                   prompt_budget: PromptBudget = PromptBudget()) -> list[Episode]:
+def label_episodes(
+    task: TaskSpec,
+    episodes: Sequence[Episode],
+    llm: LLMClient,
+    config: EpisodeConfig,
+    *,
+    budget: CallBudget | None,
+    report: BuildReport,
+    with_reranker: bool = True,
+    prompt_budget: PromptBudget = PromptBudget(),
+) -> list[Episode]:
     """Ask the LLM what the episodes need, all at once; returns those whose calls all succeeded (the rest are
     counted as skipped)."""
-    plans = [episode_calls(task, ep, config, with_reranker=with_reranker, prompt_budget=prompt_budget)
-             for ep in episodes]
+    plans = [
+        episode_calls(task, ep, config, with_reranker=with_reranker, prompt_budget=prompt_budget) for ep in episodes
+    ]
     answers = llm.complete_many([c for plan in plans for c in plan], budget=budget)
     labelled, at = [], 0
     for ep, plan in zip(episodes, plans):
-        mine, at = answers[at: at + len(plan)], at + len(plan)
+        mine, at = answers[at : at + len(plan)], at + len(plan)
         failed = next((a for a in mine if isinstance(a, LLMError)), None)
         if failed is not None:
             report.skipped += 1
@@ -225,9 +273,16 @@ def label_episodes(task: TaskSpec, episodes: Sequence[Episode], llm: LLMClient, 
     return labelled
 
 
-def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, str]],
-                        questions: Sequence[tuple[str, str, str]], llm: LLMClient | None, config: EpisodeConfig, *,
-                        with_reranker: bool = True) -> tuple[list[Episode], BuildReport]:
+def build_user_episodes(
+    task: TaskSpec,
+    user: str,
+    items: Sequence[Mapping[str, str]],
+    questions: Sequence[tuple[str, str, str]],
+    llm: LLMClient | None,
+    config: EpisodeConfig,
+    *,
+    with_reranker: bool = True,
+) -> tuple[list[Episode], BuildReport]:
     """A user's episodes: their real questions with golds (training users only) and pseudo-questions.
 
     ``questions`` are (id, input, gold) triples; pass none for a new user, whose data is their history only.
@@ -236,31 +291,49 @@ def build_user_episodes(task: TaskSpec, user: str, items: Sequence[Mapping[str, 
     """
     budget = CallBudget(config.calls_per_user)
     report = BuildReport()
-    with (llm.meter() if llm is not None else contextlib.nullcontext(LLMMeter())) as meter:
+    with llm.meter() if llm is not None else contextlib.nullcontext(LLMMeter()) as meter:
         asked: list[Episode] = []
         free_eps: list[Episode] = []
         for qid, text, gold in questions:
             query = task.extract_query(text)
             top, scores = top_records(task, query, items, config.rerank_m)
             (asked if config.label_questions else free_eps).append(
-                Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores))
+                Episode(qid=qid, input=text, query=query, gold=gold, corpus=tuple(items), top=top, bm25=scores)
+            )
         free = config.free_questions if (task.item_input is not None or task.rewrite) else 0
-        made = make_pseudo_questions(task, items, n=config.pseudo_questions + free, seed=config.seed, user=user,
-                                     llm=llm, budget=budget, report=report)
+        made = make_pseudo_questions(
+            task,
+            items,
+            n=config.pseudo_questions + free,
+            seed=config.seed,
+            user=user,
+            llm=llm,
+            budget=budget,
+            report=report,
+        )
         for k, (idx, text, gold) in enumerate(made):
             corpus = tuple(it for j, it in enumerate(items) if j != idx)
             query = task.extract_query(text)
             top, scores = top_records(task, query, corpus, config.rerank_m)
-            ep = Episode(qid=f"{user}#p{idx}", input=text, query=query, gold=gold, corpus=corpus, top=top, bm25=scores,
-                         pseudo=True)
+            ep = Episode(
+                qid=f"{user}#p{idx}",
+                input=text,
+                query=query,
+                gold=gold,
+                corpus=corpus,
+                top=top,
+                bm25=scores,
+                pseudo=True,
+            )
             # past the LLM-labelled ones, pseudo-questions cost no call: the adapter learns from its label pool alone
             (free_eps if k >= config.pseudo_questions else asked).append(ep)
         if llm is None:
             labelled = []
             report.skipped += len(asked)
         else:
-            labelled = label_episodes(task, asked, llm, config, budget=budget, report=report,
-                                      with_reranker=with_reranker)
+            labelled = label_episodes(
+                task, asked, llm, config, budget=budget, report=report, with_reranker=with_reranker
+            )
     episodes = labelled + free_eps
     report.episodes = len(episodes)
     report.llm_calls = meter.requests

@@ -28,8 +28,17 @@ from shared.hydra.spec import ROLES
 from shared.metrics import example_score
 from shared.tasks import TaskSpec
 
-__all__ = ["RoleExample", "soft_target", "reranker_example", "adapter_example", "record_answer", "TARGET_TEMPERATURE",
-           "user_rerank_baseline", "role_examples", "editor_examples"]
+__all__ = [
+    "RoleExample",
+    "soft_target",
+    "reranker_example",
+    "adapter_example",
+    "record_answer",
+    "TARGET_TEMPERATURE",
+    "user_rerank_baseline",
+    "role_examples",
+    "editor_examples",
+]
 
 TARGET_TEMPERATURE = {"rouge": 0.05, "rating": 0.5, "classification": 0.2}
 
@@ -68,8 +77,9 @@ def user_rerank_baseline(task: TaskSpec, episodes: Sequence[Episode]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
-def reranker_example(task: TaskSpec, user: str, ep: Episode, *, threshold: float | None,
-                     n_records: int | None = None) -> RoleExample | None:
+def reranker_example(
+    task: TaskSpec, user: str, ep: Episode, *, threshold: float | None, n_records: int | None = None
+) -> RoleExample | None:
     """The reranker's example for an episode; with ``threshold`` (training) a target, else none.
 
     Returns None for a training episode whose records are all positive or all negative (no signal).
@@ -93,17 +103,33 @@ def reranker_example(task: TaskSpec, user: str, ep: Episode, *, threshold: float
     return example
 
 
-def adapter_example(task: TaskSpec, user: str, ep: Episode, ctx: UserContext, editor: InputEditor | None, *,
-                    records: Sequence[int] | None = None, greedy: str | None = None,
-                    samples: Sequence[str] | None = None, with_target: bool = True,
-                    anchor: str = BASELINE_ANCHOR) -> tuple[RoleExample, Pool]:
+def adapter_example(
+    task: TaskSpec,
+    user: str,
+    ep: Episode,
+    ctx: UserContext,
+    editor: InputEditor | None,
+    *,
+    records: Sequence[int] | None = None,
+    greedy: str | None = None,
+    samples: Sequence[str] | None = None,
+    with_target: bool = True,
+    anchor: str = BASELINE_ANCHOR,
+) -> tuple[RoleExample, Pool]:
     """The adapter's example: the pool built from the episode's LLM answers (or those given), with targets; the
     pool's ``baseline`` is ``anchor``'s candidate."""
     top = list(records) if records is not None else ep.top[:4]
     record_answers = [record_answer(task, ep.corpus[i]) for i in top]
-    pool = build_pool(task, ctx, ep.query, greedy=ep.greedy if greedy is None else greedy,
-                      samples=ep.samples if samples is None else samples, editor=editor,
-                      record_answers=record_answers, anchor=anchor)
+    pool = build_pool(
+        task,
+        ctx,
+        ep.query,
+        greedy=ep.greedy if greedy is None else greedy,
+        samples=ep.samples if samples is None else samples,
+        editor=editor,
+        record_answers=record_answers,
+        anchor=anchor,
+    )
     example = RoleExample(user=user, query=ep.query, items=pool.texts, extras=pool.extras)
     if with_target and ep.gold is not None:
         utilities = np.asarray([example_score(task, c, ep.gold) for c in pool.texts], dtype=np.float32)
@@ -112,8 +138,9 @@ def adapter_example(task: TaskSpec, user: str, ep: Episode, ctx: UserContext, ed
     return example, pool
 
 
-def role_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext | None,
-                  editor: InputEditor | None) -> dict[str, list[RoleExample]]:
+def role_examples(
+    task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext | None, editor: InputEditor | None
+) -> dict[str, list[RoleExample]]:
     """Training examples of both roles from one user's labelled episodes."""
     out: dict[str, list[RoleExample]] = {r: [] for r in ROLES}
     labelled = [ep for ep in episodes if ep.gold is not None]
@@ -139,4 +166,6 @@ def editor_examples(task: TaskSpec, episodes: Sequence[Episode], ctx: UserContex
     labelled = [ep for ep in episodes if ep.gold is not None]
     real = [ep for ep in labelled if not ep.pseudo]
     chosen = real or labelled
-    return [(ep.query.split(), ctx.counts, InputEditor.labels(ep.query.split(), ep.gold or "")) for ep in chosen if ep.query]
+    return [
+        (ep.query.split(), ctx.counts, InputEditor.labels(ep.query.split(), ep.gold or "")) for ep in chosen if ep.query
+    ]

@@ -31,20 +31,39 @@ from shared.tasks import TaskKind, TaskSpec
 __all__ = ["RERANKER_FEATURES", "ADAPTER_FEATURES", "reranker_extras", "adapter_extras", "SOURCES"]
 
 RERANKER_FEATURES = ("bm25_rel", "rank", "length", "position")
-ADAPTER_FEATURES = ("src_input", "src_edit", "src_llm", "src_label", "llm_vote", "record_vote", "value",
-                    "num_a", "num_b", "edit_strength", "style", "greedy", "own_gap", "own_gap_sq")
+ADAPTER_FEATURES = (
+    "src_input",
+    "src_edit",
+    "src_llm",
+    "src_label",
+    "llm_vote",
+    "record_vote",
+    "value",
+    "num_a",
+    "num_b",
+    "edit_strength",
+    "style",
+    "greedy",
+    "own_gap",
+    "own_gap_sq",
+)
 SOURCES = ("input", "edit", "llm", "label")
 
 
-def reranker_extras(bm25: Sequence[float], lengths: Sequence[int], positions: Sequence[int], *,
-                    profile_size: int) -> np.ndarray:
+def reranker_extras(
+    bm25: Sequence[float], lengths: Sequence[int], positions: Sequence[int], *, profile_size: int
+) -> np.ndarray:
     """``[len(bm25), 4]`` features of the retrieved records, best BM25 first."""
     n = len(bm25)
     out = np.zeros((n, len(RERANKER_FEATURES)), dtype=np.float32)
     top = max(bm25) if n and max(bm25) > 0 else 1.0
     for i in range(n):
-        out[i] = [bm25[i] / top if top else 0.0, i / max(1, n - 1) if n > 1 else 0.0,
-                  math.log1p(lengths[i]) / 8.0, positions[i] / max(1, profile_size)]
+        out[i] = [
+            bm25[i] / top if top else 0.0,
+            i / max(1, n - 1) if n > 1 else 0.0,
+            math.log1p(lengths[i]) / 8.0,
+            positions[i] / max(1, profile_size),
+        ]
     return out
 
 
@@ -59,10 +78,20 @@ def _agreement(task: TaskSpec, candidate: str, others: Sequence[str], weights: S
     return sum(wi * rouge_pair(candidate, o)[1] for o, wi in zip(others, w)) / total
 
 
-def adapter_extras(task: TaskSpec, query: str, candidates: Sequence[str], sources: Sequence[str], *,
-                   llm_answers: Sequence[str], greedy: str | None, record_answers: Sequence[str],
-                   record_weights: Sequence[float] | None, edit_strength: Sequence[float], styled: Sequence[bool],
-                   own_score: float | None = None) -> np.ndarray:
+def adapter_extras(
+    task: TaskSpec,
+    query: str,
+    candidates: Sequence[str],
+    sources: Sequence[str],
+    *,
+    llm_answers: Sequence[str],
+    greedy: str | None,
+    record_answers: Sequence[str],
+    record_weights: Sequence[float] | None,
+    edit_strength: Sequence[float],
+    styled: Sequence[bool],
+    own_score: float | None = None,
+) -> np.ndarray:
     """``[len(candidates), 14]`` features; see :data:`ADAPTER_FEATURES` (``own_score``: the user's rating model's
     prediction, for ratings)."""
     out = np.zeros((len(candidates), len(ADAPTER_FEATURES)), dtype=np.float32)

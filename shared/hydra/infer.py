@@ -90,12 +90,24 @@ def rerank(task: TaskSpec, scorer: Scorer, ep: Episode, head: object | None, k: 
     return [ep.top[i] for i in order], scores
 
 
-def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient | None, scorer: Scorer,
-           editor: InputEditor | None, *, heads: Mapping[str, object] | None, config: InferenceConfig = InferenceConfig(),
-           variant: str | Variant = "hydra", budget: CallBudget | None = None,
-           prompt_budget: PromptBudget = PromptBudget(), margin: float | None = None,
-           rating: SharedRatingHead | None = None, anchor: str = BASELINE_ANCHOR,
-           llm_calls: int | None = None) -> Answer:
+def answer(
+    task: TaskSpec,
+    question_input: str,
+    ctx: UserContext,
+    llm: LLMClient | None,
+    scorer: Scorer,
+    editor: InputEditor | None,
+    *,
+    heads: Mapping[str, object] | None,
+    config: InferenceConfig = InferenceConfig(),
+    variant: str | Variant = "hydra",
+    budget: CallBudget | None = None,
+    prompt_budget: PromptBudget = PromptBudget(),
+    margin: float | None = None,
+    rating: SharedRatingHead | None = None,
+    anchor: str = BASELINE_ANCHOR,
+    llm_calls: int | None = None,
+) -> Answer:
     """Answer one question from the user's profile (``ctx.items``) as ``variant`` does (:mod:`shared.hydra.variants`);
     ``heads`` None means shared heads (so does a variant without personal heads). ``margin`` (the bundle's, chosen
     on training users; None: none) is the predicted advantage the adapter needs to leave the ``anchor`` (the bundle's:
@@ -144,8 +156,14 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
         ask(calls)
         baseline = baseline_output(task, ctx, query)
         output = asked[0] if asked else baseline
-        return Answer(output=output, records=used, degraded=degraded, personal=bool(heads), baseline=baseline,
-                      candidates=[{"text": output, "source": "llm" if asked else "fallback", "score": 1.0}])
+        return Answer(
+            output=output,
+            records=used,
+            degraded=degraded,
+            personal=bool(heads),
+            baseline=baseline,
+            candidates=[{"text": output, "source": "llm" if asked else "fallback", "score": 1.0}],
+        )
 
     rule = margin if v.margin else None
     if rule is not None and rule == float("inf"):  # no advantage passes: the LLM's answers cannot change the choice
@@ -153,8 +171,9 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
 
     def choose() -> tuple[str, list[str], list[str], np.ndarray, float, str | None]:
         ep.greedy, ep.samples = (asked[0], asked[1:]) if asked else (None, [])
-        example, pool = adapter_example(task, "", ep, ctx, editor, records=chosen, with_target=False,
-                                        anchor=anchor if v.margin else BASELINE_ANCHOR)
+        example, pool = adapter_example(
+            task, "", ep, ctx, editor, records=chosen, with_target=False, anchor=anchor if v.margin else BASELINE_ANCHOR
+        )
         if not pool.texts:
             return baseline_output(task, ctx, query), [], [], np.zeros(0), float("nan"), None
         scores = scorer.score("adapter", example, heads.get("adapter"))
@@ -174,6 +193,12 @@ def answer(task: TaskSpec, question_input: str, ctx: UserContext, llm: LLMClient
         ask(calls)
         choice = choose()
     output, texts, sources, scores, adv, kept = choice
-    return Answer(output=output, records=used, degraded=degraded, personal=bool(heads),
-                  baseline=kept if kept is not None else baseline_output(task, ctx, query), advantage=adv,
-                  candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(texts, sources, scores)])
+    return Answer(
+        output=output,
+        records=used,
+        degraded=degraded,
+        personal=bool(heads),
+        baseline=kept if kept is not None else baseline_output(task, ctx, query),
+        advantage=adv,
+        candidates=[{"text": t, "source": s, "score": float(x)} for t, s, x in zip(texts, sources, scores)],
+    )

@@ -22,8 +22,15 @@ from typing import TypeVar
 
 from shared.errors import FedHydraError
 
-__all__ = ["SHARED_PREFIX", "PERSONAL_PREFIX", "KeyNamingError", "is_shared_key", "is_personal_key",
-           "split_state_dict", "shared_only"]
+__all__ = [
+    "SHARED_PREFIX",
+    "PERSONAL_PREFIX",
+    "KeyNamingError",
+    "is_shared_key",
+    "is_personal_key",
+    "split_state_dict",
+    "shared_only",
+]
 
 SHARED_PREFIX = "base."
 PERSONAL_PREFIX = "head."
@@ -58,7 +65,9 @@ def split_state_dict(state: Mapping[str, V]) -> tuple[dict[str, V], dict[str, V]
         elif is_personal_key(key):
             personal[key] = value
         else:
-            raise KeyNamingError(f"key {key!r} is neither shared ({SHARED_PREFIX!r}) nor personal ({PERSONAL_PREFIX!r})")
+            raise KeyNamingError(
+                f"key {key!r} is neither shared ({SHARED_PREFIX!r}) nor personal ({PERSONAL_PREFIX!r})"
+            )
     return shared, personal
 
 

@@ -52,12 +52,15 @@ class SharedRatingHead:
         """The head as a :class:`~shared.ridge.RidgeModel`, or None when it was never fitted."""
         if not np.any(self.weight) and not np.any(self.bias):
             return None
-        return RidgeModel(coef=self.weight.astype(np.float64), intercept=float(self.bias.reshape(-1)[0]), alpha=float("nan"))
+        return RidgeModel(
+            coef=self.weight.astype(np.float64), intercept=float(self.bias.reshape(-1)[0]), alpha=float("nan")
+        )
 
     def state(self) -> dict[str, np.ndarray]:
         return {"weight": self.weight.copy(), "bias": self.bias.copy()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, np.ndarray]) -> SharedRatingHead:
-        return cls(np.asarray(state["weight"], np.float32).reshape(EMBED_DIM),
-                   np.asarray(state["bias"], np.float32).reshape(1))
+        return cls(
+            np.asarray(state["weight"], np.float32).reshape(EMBED_DIM), np.asarray(state["bias"], np.float32).reshape(1)
+        )

@@ -33,12 +33,22 @@ class ScorerWeights:
     head_b: np.ndarray
 
     @classmethod
-    def from_state(cls, base: Mapping[str, np.ndarray], head: Mapping[str, np.ndarray], role: str, *,
-                   head_prefix: str | None = None) -> ScorerWeights:
+    def from_state(
+        cls,
+        base: Mapping[str, np.ndarray],
+        head: Mapping[str, np.ndarray],
+        role: str,
+        *,
+        head_prefix: str | None = None,
+    ) -> ScorerWeights:
         """From ``base.<role>.trunk.*`` and a head (``head.<role>.*``, or ``base.<role>.shared_head.*``)."""
         hp = head_prefix or f"head.{role}."
-        return cls(np.asarray(base[f"base.{role}.trunk.weight"], np.float32), np.asarray(base[f"base.{role}.trunk.bias"], np.float32),
-                   np.asarray(head[hp + "weight"], np.float32), np.asarray(head[hp + "bias"], np.float32))
+        return cls(
+            np.asarray(base[f"base.{role}.trunk.weight"], np.float32),
+            np.asarray(base[f"base.{role}.trunk.bias"], np.float32),
+            np.asarray(head[hp + "weight"], np.float32),
+            np.asarray(head[hp + "bias"], np.float32),
+        )
 
 
 _ERF = np.vectorize(math.erf, otypes=[np.float64])

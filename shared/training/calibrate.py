@@ -61,8 +61,14 @@ from shared.hydra.episodes import Episode
 from shared.hydra.examples import RoleExample, adapter_example
 from shared.tasks import TaskSpec
 
-__all__ = ["cross_validate_margin", "fold_users", "calibration_points", "adapter_examples", "held_out_points",
-           "user_margin_sums"]
+__all__ = [
+    "cross_validate_margin",
+    "fold_users",
+    "calibration_points",
+    "adapter_examples",
+    "held_out_points",
+    "user_margin_sums",
+]
 
 Users = Mapping[str, tuple[UserContext, Sequence[Episode]]]
 
@@ -74,21 +80,25 @@ def fold_users(users: Sequence[str], folds: int, seed: int) -> list[list[str]]:
     [['c', 'a', 'b'], ['d', 'e']]
     """
     if folds < 2:
-        raise ConfigError(f"pool.margin-folds: {folds}; cross-validation needs at least 2 folds (0 turns the margin off)")
+        raise ConfigError(
+            f"pool.margin-folds: {folds}; cross-validation needs at least 2 folds (0 turns the margin off)"
+        )
     order = sorted(users)
     random.Random(f"margin:{seed}").shuffle(order)
     return [group for group in (order[i::folds] for i in range(folds)) if group]
 
 
-def adapter_examples(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext,
-                     editor) -> list[tuple[RoleExample, dict[str, str]]]:
+def adapter_examples(
+    task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext, editor
+) -> list[tuple[RoleExample, dict[str, str]]]:
     """The adapter's examples of a user's labelled episodes (as :func:`~shared.hydra.examples.role_examples` makes
     them) with each one's anchors' texts (``{anchor: text}``); only examples where every anchor is a candidate."""
     return [(ex, anchors) for _, _, ex, anchors in _usable(task, user, episodes, ctx, editor)]
 
 
-def _usable(task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext,
-            editor) -> list[tuple[Episode, UserContext, RoleExample, dict[str, str]]]:
+def _usable(
+    task: TaskSpec, user: str, episodes: Sequence[Episode], ctx: UserContext, editor
+) -> list[tuple[Episode, UserContext, RoleExample, dict[str, str]]]:
     """(episode, its context, example, anchors' texts) of each labelled episode of :func:`adapter_examples`."""
     names = anchors_for(task)
     out = []
@@ -110,11 +120,12 @@ def _first_answers(ep: Episode, count: int) -> Episode:
     """``ep`` with only its first ``count`` LLM answers (the pool's requests: the greedy answer, then samples)."""
     if ep.greedy is None:
         return replace(ep, samples=list(ep.samples)[:count])
-    return replace(ep, greedy=ep.greedy if count >= 1 else None, samples=list(ep.samples)[:max(0, count - 1)])
+    return replace(ep, greedy=ep.greedy if count >= 1 else None, samples=list(ep.samples)[: max(0, count - 1)])
 
 
-def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], anchors: Sequence[Mapping[str, str]],
-                       scores: Sequence[np.ndarray]) -> dict[str, list[CalibrationPoint]]:
+def calibration_points(
+    task: TaskSpec, examples: Sequence[RoleExample], anchors: Sequence[Mapping[str, str]], scores: Sequence[np.ndarray]
+) -> dict[str, list[CalibrationPoint]]:
     """``{anchor: points}``: one point per example and anchor (predicted advantage over the anchor, gain by the gold,
     and the anchor's own gain over the baseline); only examples with every anchor among their candidates."""
     points: dict[str, list[CalibrationPoint]] = {a: [] for a in anchors_for(task)}
@@ -125,13 +136,25 @@ def calibration_points(task: TaskSpec, examples: Sequence[RoleExample], anchors:
         utility = {t: float(ex.utilities[ex.items.index(t)]) for t in (choice, *texts.values())}
         base = texts[next(iter(points))]
         for a in points:
-            points[a].append(CalibrationPoint(advantage(task, ex.items, s, choice, texts[a]),
-                                              utility[choice] - utility[texts[a]], utility[texts[a]] - utility[base]))
+            points[a].append(
+                CalibrationPoint(
+                    advantage(task, ex.items, s, choice, texts[a]),
+                    utility[choice] - utility[texts[a]],
+                    utility[texts[a]] - utility[base],
+                )
+            )
     return points
 
 
-def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext, episodes: Sequence[Episode], *,
-                    calls: Sequence[int] | None = None) -> dict[str, list[CalibrationPoint]]:
+def held_out_points(
+    task: TaskSpec,
+    trainer,
+    user: str,
+    ctx: UserContext,
+    episodes: Sequence[Episode],
+    *,
+    calls: Sequence[int] | None = None,
+) -> dict[str, list[CalibrationPoint]]:
     """One user playing a new user against ``trainer``'s base (frozen): their adapter examples are split in two halves
     (even and odd positions), a personal head fitted on one half scores the other and the other way round (a user
     with a single example is scored by the shared head); ``{anchor: points}``, one point per anchor and scored
@@ -178,16 +201,32 @@ def held_out_points(task: TaskSpec, trainer, user: str, ctx: UserContext, episod
     return out
 
 
-def user_margin_sums(task: TaskSpec, trainer, user: str, ctx: UserContext, episodes: Sequence[Episode],
-                     grid: Sequence[float] = MARGIN_GRID, *, calls: Sequence[int] | None = None) -> MarginSums:
+def user_margin_sums(
+    task: TaskSpec,
+    trainer,
+    user: str,
+    ctx: UserContext,
+    episodes: Sequence[Episode],
+    grid: Sequence[float] = MARGIN_GRID,
+    *,
+    calls: Sequence[int] | None = None,
+) -> MarginSums:
     """What a federated training client contributes to the margin: the :class:`~shared.hydra.decision.MarginSums`
     of its own :func:`held_out_points` under ``trainer``'s base (the global base, frozen). Only counts and sums."""
     return anchor_margin_sums(held_out_points(task, trainer, user, ctx, episodes, calls=calls), grid)
 
 
-def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_config, *, folds: int, seed: int,
-                          progress: Callable[[str], None] | None = None,
-                          calls: Sequence[int] | None = None) -> MarginChoice:
+def cross_validate_margin(
+    task: TaskSpec,
+    users: Users,
+    model_config,
+    train_config,
+    *,
+    folds: int,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+    calls: Sequence[int] | None = None,
+) -> MarginChoice:
     """The margin chosen over ``users`` (training users only) by ``folds``-fold cross-validation (module docstring);
     with ``calls``, also how many LLM answers an answer asks for (:attr:`MarginChoice.llm_calls`)."""
     import torch
@@ -211,6 +250,8 @@ def cross_validate_margin(task: TaskSpec, users: Users, model_config, train_conf
             for a, user_points in held_out_points(task, trainer, user, ctx, episodes, calls=calls).items():
                 points[a] += user_points
         if progress:
-            progress(f"margin fold {f}/{len(groups)}: {len(held_out)} held-out users, "
-                     f"{len(next(iter(points.values()))) - n_before} points")
+            progress(
+                f"margin fold {f}/{len(groups)}: {len(held_out)} held-out users, "
+                f"{len(next(iter(points.values()))) - n_before} points"
+            )
     return choose_margin(points)

@@ -38,8 +38,18 @@ from shared.hydra.tokenizer import encoder_path
 from shared.io import atomic_write_bytes, atomic_write_text
 from shared.paths import fedhydra_home
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "template_encoder", "merge_lora", "export_bundle", "quantize_int8",
-           "fold_weight_transposes", "sha256", "content_id", "build_scorer_model"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "template_encoder",
+    "merge_lora",
+    "export_bundle",
+    "quantize_int8",
+    "fold_weight_transposes",
+    "sha256",
+    "content_id",
+    "build_scorer_model",
+]
 
 TEMPLATE_VERSION = "1"
 
@@ -85,10 +95,21 @@ def template_encoder(cache_dir: Path | None = None) -> Path:
     mask = (ids != 0).long()
     tmp = path.with_suffix(".tmp.onnx")
     with torch.no_grad():
-        torch.onnx.export(module, (ids, mask), str(tmp), input_names=["input_ids", "attention_mask"],
-                          output_names=["embedding"], opset_version=17, do_constant_folding=False, dynamo=False,
-                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                                        "embedding": {0: "batch"}})
+        torch.onnx.export(
+            module,
+            (ids, mask),
+            str(tmp),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            opset_version=17,
+            do_constant_folding=False,
+            dynamo=False,
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "seq"},
+                "attention_mask": {0: "batch", 1: "seq"},
+                "embedding": {0: "batch"},
+            },
+        )
     tmp.replace(path)
     return path
 
@@ -106,7 +127,7 @@ def merge_lora(template: Path, shared: Mapping[str, np.ndarray], role: str, conf
     for key in shared:
         if not key.startswith(prefix) or ".lora_A." not in key:
             continue
-        module = key[len(prefix):].replace(".lora_A.weight", "")  # encoder.layer.0.attention.self.query
+        module = key[len(prefix) :].replace(".lora_A.weight", "")  # encoder.layer.0.attention.self.query
         a = np.asarray(shared[key], np.float32)
         b = np.asarray(shared[key.replace(".lora_A.", ".lora_B.")], np.float32)
         name = f"model.{module}.weight"
@@ -183,9 +204,18 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return dst
 
 
-def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir: str | Path, *,
-                  quantize: bool = True, template: Path | None = None, margin: float | None = None,
-                  anchor: str | None = None, llm_calls: int | None = None, **meta: object) -> Path:
+def export_bundle(
+    shared: Mapping[str, np.ndarray],
+    config: ModelConfig,
+    out_dir: str | Path,
+    *,
+    quantize: bool = True,
+    template: Path | None = None,
+    margin: float | None = None,
+    anchor: str | None = None,
+    llm_calls: int | None = None,
+    **meta: object,
+) -> Path:
     """Write a device bundle for this global base (see the module docstring); returns its folder.
 
     ``margin`` (chosen on training users, :mod:`shared.training.calibrate`) goes into the manifest as text ("inf":
@@ -218,8 +248,14 @@ def export_bundle(shared: Mapping[str, np.ndarray], config: ModelConfig, out_dir
     files["base.safetensors"] = sha256(out / "base.safetensors")
     shutil.copyfile(encoder_path() / "tokenizer.json", out / "tokenizer.json")
     files["tokenizer.json"] = sha256(out / "tokenizer.json")
-    manifest = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "model": json.loads(config.to_json()),
-                "content": content_id(shared), "files": files, **{k: str(v) for k, v in meta.items()}}
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "version": BUNDLE_VERSION,
+        "model": json.loads(config.to_json()),
+        "content": content_id(shared),
+        "files": files,
+        **{k: str(v) for k, v in meta.items()},
+    }
     if margin is not None:
         manifest["margin"] = str(float(margin))
     if anchor is not None and anchor != BASELINE_ANCHOR:
@@ -235,14 +271,16 @@ def build_scorer_model(w: ScorerWeights, embed_dim: int, n_extra: int):
     [N, D], ``extras`` [N, E]; output ``scores`` [N] (what :func:`shared.hydra.scorer_graph.numpy_scores` computes)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [numpy_helper.from_array(np.ascontiguousarray(w.trunk_w.T), "trunk_wt"),
-             numpy_helper.from_array(w.trunk_b, "trunk_b"),
-             numpy_helper.from_array(np.ascontiguousarray(w.head_w.T), "head_wt"),
-             numpy_helper.from_array(w.head_b, "head_b"),
-             numpy_helper.from_array(np.asarray(1.0 / math.sqrt(2.0), np.float32), "inv_sqrt2"),
-             numpy_helper.from_array(np.asarray(0.5, np.float32), "half"),
-             numpy_helper.from_array(np.asarray(1.0, np.float32), "one"),
-             numpy_helper.from_array(np.asarray([-1], np.int64), "flat")]
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(w.trunk_w.T), "trunk_wt"),
+        numpy_helper.from_array(w.trunk_b, "trunk_b"),
+        numpy_helper.from_array(np.ascontiguousarray(w.head_w.T), "head_wt"),
+        numpy_helper.from_array(w.head_b, "head_b"),
+        numpy_helper.from_array(np.asarray(1.0 / math.sqrt(2.0), np.float32), "inv_sqrt2"),
+        numpy_helper.from_array(np.asarray(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.asarray(1.0, np.float32), "one"),
+        numpy_helper.from_array(np.asarray([-1], np.int64), "flat"),
+    ]
     nodes = [
         helper.make_node("Mul", ["query", "items"], ["qc"]),
         helper.make_node("Sub", ["query", "items"], ["qmc"]),
@@ -261,11 +299,16 @@ def build_scorer_model(w: ScorerWeights, embed_dim: int, n_extra: int):
         helper.make_node("Reshape", ["s1", "flat"], ["scores"]),
     ]
     graph = helper.make_graph(
-        nodes, "fedhydra_scorer",
-        [helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", embed_dim]),
-         helper.make_tensor_value_info("items", TensorProto.FLOAT, ["n", embed_dim]),
-         helper.make_tensor_value_info("extras", TensorProto.FLOAT, ["n", n_extra])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])], initializer=inits)
+        nodes,
+        "fedhydra_scorer",
+        [
+            helper.make_tensor_value_info("query", TensorProto.FLOAT, ["q", embed_dim]),
+            helper.make_tensor_value_info("items", TensorProto.FLOAT, ["n", embed_dim]),
+            helper.make_tensor_value_info("extras", TensorProto.FLOAT, ["n", n_extra]),
+        ],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n"])],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="fedhydra")
     model.ir_version = 8
     return model

@@ -35,9 +35,17 @@ from shared.hydra.naming import PERSONAL_PREFIX, SHARED_PREFIX, KeyNamingError
 from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.spec import EDITOR_PREFIX, EMBED_DIM, N_EXTRA, RATING_PREFIX, ROLES, ModelConfig
 
-__all__ = ["ROLES", "N_EXTRA", "EMBED_DIM", "ModelConfig", "HydraBase", "PersonalHeads", "pair_features",
-           "initial_shared_state",
-           "load_backbone"]
+__all__ = [
+    "ROLES",
+    "N_EXTRA",
+    "EMBED_DIM",
+    "ModelConfig",
+    "HydraBase",
+    "PersonalHeads",
+    "pair_features",
+    "initial_shared_state",
+    "load_backbone",
+]
 
 _NUMPY_PARTS = {EDITOR_PREFIX: "editor", RATING_PREFIX: "rating"}
 """The base's numpy parts: key prefix -> attribute of :class:`HydraBase`."""
@@ -91,8 +99,13 @@ class HydraBase(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         self.config = config
-        lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(config.lora_targets),
-                          lora_dropout=0.0, bias="none")
+        lora = LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            target_modules=list(config.lora_targets),
+            lora_dropout=0.0,
+            bias="none",
+        )
         backbone = load_backbone(attn_implementation)
         self.encoder = get_peft_model(backbone, lora, adapter_name=ROLES[0])
         for role in ROLES[1:]:
@@ -139,7 +152,9 @@ class HydraBase(nn.Module):
     def load_shared_state(self, state: Mapping[str, torch.Tensor | np.ndarray], *, strict: bool = True) -> None:
         """Load shared tensors by name; with ``strict`` every shared tensor must be given, and nothing else."""
         targets = self._shared_params()
-        numpy_keys = {f"{prefix}{k}": v for prefix, part in self._numpy_parts().items() for k, v in part.state().items()}
+        numpy_keys = {
+            f"{prefix}{k}": v for prefix, part in self._numpy_parts().items() for k, v in part.state().items()
+        }
         unknown = [k for k in state if k not in targets and k not in numpy_keys]
         missing = [k for k in list(targets) + list(numpy_keys) if k not in state]
         if unknown:
@@ -163,7 +178,9 @@ class HydraBase(nn.Module):
                     continue
                 tensor = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
                 if tuple(tensor.shape) != tuple(targets[key].shape):
-                    raise ConfigError(f"shared tensor {key}: shape {tuple(tensor.shape)}, expected {tuple(targets[key].shape)}")
+                    raise ConfigError(
+                        f"shared tensor {key}: shape {tuple(tensor.shape)}, expected {tuple(targets[key].shape)}"
+                    )
                 targets[key].copy_(tensor.to(targets[key].dtype))
 
     def _numpy_parts(self) -> dict[str, InputEditor | SharedRatingHead]:
@@ -201,13 +218,19 @@ class PersonalHeads(nn.Module):
 
     def state(self) -> dict[str, torch.Tensor]:
         """The personal tensors under their ``head.`` names."""
-        return {f"{PERSONAL_PREFIX}{r}.{k}": v.detach().clone() for r in ROLES
-                for k, v in self.heads[r].state_dict().items()}
+        return {
+            f"{PERSONAL_PREFIX}{r}.{k}": v.detach().clone()
+            for r in ROLES
+            for k, v in self.heads[r].state_dict().items()
+        }
 
     def load_state(self, state: Mapping[str, torch.Tensor | np.ndarray]) -> None:
         for r in ROLES:
-            sub = {k.split(".", 2)[2]: torch.as_tensor(np.asarray(v)) for k, v in state.items()
-                   if k.startswith(f"{PERSONAL_PREFIX}{r}.")}
+            sub = {
+                k.split(".", 2)[2]: torch.as_tensor(np.asarray(v))
+                for k, v in state.items()
+                if k.startswith(f"{PERSONAL_PREFIX}{r}.")
+            }
             self.heads[r].load_state_dict(sub)
 
 

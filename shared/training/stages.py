@@ -41,10 +41,20 @@ class StageReport:
     """Rated history items the shared rating head was fitted on (0: not fitted)."""
 
 
-def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[UserContext, Sequence[Episode]]],
-                heads: Mapping[str, PersonalHeads], *, epochs: int | None = None, head_epochs: int | None = None,
-                train_editor: bool = True, roles: Sequence[str] = ROLES, rating_head: bool = True,
-                proximal_mu: float = 0.0, progress: Callable[[str], None] | None = None) -> StageReport:
+def train_stage(
+    trainer: Trainer,
+    task: TaskSpec,
+    users: Mapping[str, tuple[UserContext, Sequence[Episode]]],
+    heads: Mapping[str, PersonalHeads],
+    *,
+    epochs: int | None = None,
+    head_epochs: int | None = None,
+    train_editor: bool = True,
+    roles: Sequence[str] = ROLES,
+    rating_head: bool = True,
+    proximal_mu: float = 0.0,
+    progress: Callable[[str], None] | None = None,
+) -> StageReport:
     """Train the shared base with these users' heads on their episodes (centralized, or one client locally).
 
     ``epochs`` and ``head_epochs`` override the trainer's config (a client's round trains less than a whole run);
@@ -64,8 +74,9 @@ def train_stage(trainer: Trainer, task: TaskSpec, users: Mapping[str, tuple[User
     for role in roles:
         report.examples[role] = len(examples[role])
         say = (lambda e, n, loss, r=role: progress(f"{r} epoch {e}/{n}: loss {loss:.4f}")) if progress else None
-        report.losses[role] = trainer.train_role(role, examples[role], heads, epochs=epochs, head_epochs=head_epochs,
-                                                 proximal_mu=proximal_mu, progress=say)
+        report.losses[role] = trainer.train_role(
+            role, examples[role], heads, epochs=epochs, head_epochs=head_epochs, proximal_mu=proximal_mu, progress=say
+        )
     if train_editor and rating_head and task.kind is TaskKind.RATING:
         texts: list[str] = []
         scores: list[np.ndarray] = []

@@ -53,7 +53,7 @@ class TextEmbedder:
             model = _encoder()
             with torch.inference_mode():
                 for i in range(0, len(missing), self.batch_size):
-                    part = missing[i: i + self.batch_size]
+                    part = missing[i : i + self.batch_size]
                     batch = self.tokenizer(part)
                     mask = torch.from_numpy(batch["attention_mask"])
                     out = model(input_ids=torch.from_numpy(batch["input_ids"]), attention_mask=mask).last_hidden_state

@@ -59,7 +59,7 @@ class Trainer:
             self.base.eval()
             with torch.no_grad():
                 for i in range(0, len(missing), chunk):
-                    part = missing[i: i + chunk]
+                    part = missing[i : i + chunk]
                     for t, e in zip(part, self._embed(role, part, max_tokens)):
                         self._cache[(role, max_tokens, t)] = e
         return torch.stack([self._cache[(role, max_tokens, t)] for t in texts]) if texts else torch.zeros(0, 384)
@@ -77,7 +77,9 @@ class Trainer:
         return self.base.config.max_query_tokens, self.base.config.max_item_tokens
 
     # -- scoring ------------------------------------------------------------------------------------
-    def _hidden(self, role: str, q: torch.Tensor, items: torch.Tensor, extras: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _hidden(
+        self, role: str, q: torch.Tensor, items: torch.Tensor, extras: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(np.asarray(extras, dtype=np.float32))
         h = self.base.roles[role].hidden(pair_features(q.unsqueeze(0), items, x))  # type: ignore[operator]  # torch types a submodule as Tensor | Module
         return torch.cat([h, x], dim=-1), x
@@ -93,9 +95,17 @@ class Trainer:
             return layer(z).squeeze(-1).numpy()  # type: ignore[operator]  # torch types a submodule as Tensor | Module
 
     # -- base training ------------------------------------------------------------------------------
-    def train_role(self, role: str, examples: Sequence[RoleExample], heads: Mapping[str, PersonalHeads], *,
-                   epochs: int | None = None, head_epochs: int | None = None, proximal_mu: float = 0.0,
-                   progress: Callable[[int, int, float], None] | None = None) -> list[float]:
+    def train_role(
+        self,
+        role: str,
+        examples: Sequence[RoleExample],
+        heads: Mapping[str, PersonalHeads],
+        *,
+        epochs: int | None = None,
+        head_epochs: int | None = None,
+        proximal_mu: float = 0.0,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> list[float]:
         """Train a role's base and the given users' heads jointly; returns the mean loss of each epoch.
 
         First ``epochs`` epochs through the encoder (its LoRA trains when ``train_lora``), then ``head_epochs``
@@ -115,10 +125,14 @@ class Trainer:
         head_params = [p for u in users if u in heads for p in heads[u].heads[role].parameters()]
         anchor_params = list(role_base.parameters()) + (lora if cfg.train_lora else [])
         anchor = [p.detach().clone() for p in anchor_params] if proximal_mu > 0 else []
-        total_epochs = (cfg.epochs if epochs is None else epochs) + (cfg.head_epochs if head_epochs is None else head_epochs)
+        total_epochs = (cfg.epochs if epochs is None else epochs) + (
+            cfg.head_epochs if head_epochs is None else head_epochs
+        )
         losses: list[float] = []
-        for through_encoder, n in ((cfg.train_lora, cfg.epochs if epochs is None else epochs),
-                                   (False, cfg.head_epochs if head_epochs is None else head_epochs)):
+        for through_encoder, n in (
+            (cfg.train_lora, cfg.epochs if epochs is None else epochs),
+            (False, cfg.head_epochs if head_epochs is None else head_epochs),
+        ):
             if n <= 0:
                 continue
             for p in lora:
@@ -131,8 +145,18 @@ class Trainer:
             optimizer = torch.optim.Adam(groups)
             self.invalidate()
             for _ in range(n):
-                losses.append(self._epoch(role, examples, heads, optimizer, rng, through_encoder=through_encoder,
-                                          anchor=list(zip(anchor_params, anchor)), proximal_mu=proximal_mu))
+                losses.append(
+                    self._epoch(
+                        role,
+                        examples,
+                        heads,
+                        optimizer,
+                        rng,
+                        through_encoder=through_encoder,
+                        anchor=list(zip(anchor_params, anchor)),
+                        proximal_mu=proximal_mu,
+                    )
+                )
                 if progress:
                     progress(len(losses), total_epochs, losses[-1])
         for p in lora:
@@ -141,8 +165,18 @@ class Trainer:
         self.invalidate()
         return losses
 
-    def _epoch(self, role: str, examples: Sequence[RoleExample], heads: Mapping[str, PersonalHeads], optimizer,
-               rng: random.Random, *, through_encoder: bool, anchor, proximal_mu: float) -> float:
+    def _epoch(
+        self,
+        role: str,
+        examples: Sequence[RoleExample],
+        heads: Mapping[str, PersonalHeads],
+        optimizer,
+        rng: random.Random,
+        *,
+        through_encoder: bool,
+        anchor,
+        proximal_mu: float,
+    ) -> float:
         cfg = self.config
         role_base = self.base.roles[role]
         ql, il = self._limits()
@@ -150,7 +184,7 @@ class Trainer:
         rng.shuffle(order)
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
-            batch = [examples[i] for i in order[start: start + cfg.batch_size]]
+            batch = [examples[i] for i in order[start : start + cfg.batch_size]]
             queries = list(dict.fromkeys(e.query for e in batch))
             texts = list(dict.fromkeys(t for e in batch for t in e.items))
             if through_encoder:
@@ -177,8 +211,9 @@ class Trainer:
         return total / len(examples)
 
     # -- fitting a new user's heads -------------------------------------------------------------------
-    def fit_heads(self, heads: PersonalHeads, examples: Mapping[str, Sequence[RoleExample]], *,
-                  steps: int | None = None) -> dict[str, float]:
+    def fit_heads(
+        self, heads: PersonalHeads, examples: Mapping[str, Sequence[RoleExample]], *, steps: int | None = None
+    ) -> dict[str, float]:
         """Fit the heads of one user on their examples, base frozen; returns each role's final loss."""
         cfg = self.config
         torch.manual_seed(cfg.seed)

@@ -11,9 +11,14 @@ def trained_state():
 
     rng = np.random.default_rng(0)
     state = initial_shared_state(ModelConfig(), 0)
-    return {k: (v + rng.normal(scale=0.02, size=v.shape).astype(np.float32)
-                if ("lora_B" in k or "head" in k or ".rating." in k) else v)
-            for k, v in state.items()}
+    return {
+        k: (
+            v + rng.normal(scale=0.02, size=v.shape).astype(np.float32)
+            if ("lora_B" in k or "head" in k or ".rating." in k)
+            else v
+        )
+        for k, v in state.items()
+    }
 
 
 @pytest.fixture(scope="session")

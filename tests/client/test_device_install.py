@@ -70,17 +70,35 @@ def test_the_device_install_answers_without_torch_transformers_flwr_or_onnx(tmp_
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = str(venv / "bin" / "python")
     src = source_copy(tmp_path / "fedhydra")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c",
-                              "requirements.txt", "."], cwd=src, env=env, capture_output=True, text=True, timeout=1200)
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", "requirements.txt", "."],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert install.returncode == 0, (install.stdout + install.stderr)[-4000:]
 
     questions, _, _ = generate("LaMP-7", n_users=1, items_per_user=12, seed=5)
     with StubEndpoint(delay_s=0.0) as stub:
-        args = {"url": stub.url, "store": str(tmp_path / "store"), "bundle": str(bundle), "stack": RESEARCH_STACK,
-                "history": questions[0]["profile"], "input": questions[0]["input"]}
+        args = {
+            "url": stub.url,
+            "store": str(tmp_path / "store"),
+            "bundle": str(bundle),
+            "stack": RESEARCH_STACK,
+            "history": questions[0]["profile"],
+            "input": questions[0]["input"],
+        }
         # -I: the installed package only (not this checkout, not PYTHONPATH), run from outside the checkout
-        done = subprocess.run([python, "-I", "-c", SCRIPT, json.dumps(args)], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [python, "-I", "-c", SCRIPT, json.dumps(args)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-4000:]
         assert stub.served > 0
     result = json.loads(done.stdout.strip().splitlines()[-1])

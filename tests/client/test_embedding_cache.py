@@ -11,10 +11,19 @@ from client.sdk import HISTORY_ROLE, DeviceConfig, PersonalClient
 from shared.hydra.examples import RoleExample
 from shared.hydra.spec import N_EXTRA
 
-HISTORY = [{"id": str(i), "text": t} for i, t in enumerate([
-    "omg cant wait 4 the game tonight lol", "my cat knocked the coffee over again", "rainy monday, back to bed",
-    "finally finished the book, what an ending", "who else is watching the finals", "new phone who dis",
-])]
+HISTORY = [
+    {"id": str(i), "text": t}
+    for i, t in enumerate(
+        [
+            "omg cant wait 4 the game tonight lol",
+            "my cat knocked the coffee over again",
+            "rainy monday, back to bed",
+            "finally finished the book, what an ending",
+            "who else is watching the finals",
+            "new phone who dis",
+        ]
+    )
+]
 LLM = "http://127.0.0.1:9/v1"  # never called: these tests build no episodes
 FLOAT = DeviceConfig(quantized=False)
 
@@ -84,11 +93,14 @@ def test_update_base_invalidates_the_cache(tmp_path, bundle, trained_state):
     from shared.training.model import ModelConfig
 
     rng = np.random.default_rng(1)
-    other_state = {k: v + rng.normal(scale=0.05, size=v.shape).astype(np.float32) if "lora_B" in k else v
-                   for k, v in trained_state.items()}
+    other_state = {
+        k: v + rng.normal(scale=0.05, size=v.shape).astype(np.float32) if "lora_B" in k else v
+        for k, v in trained_state.items()
+    }
     # the first bundle's encoder as template: LoRA merged once more, a different encoder (fast, no torch export)
-    other = export_bundle(other_state, ModelConfig(), tmp_path / "other", quantize=False,
-                          template=bundle / "encoder-reranker.onnx")
+    other = export_bundle(
+        other_state, ModelConfig(), tmp_path / "other", quantize=False, template=bundle / "encoder-reranker.onnx"
+    )
     client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=LLM, bundle=bundle, device=FLOAT)
     client.add_history(HISTORY)
     old_id = client.store.embeddings_model()

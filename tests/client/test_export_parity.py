@@ -15,10 +15,20 @@ from shared.hydra.spec import N_EXTRA, ROLES
 from shared.training.model import HydraBase, ModelConfig, PersonalHeads
 from shared.training.train import Trainer
 
-TEXTS = ["I love my new coffee maker", "the battery died after two days", "great story, weak ending",
-         "shipping was fast and the box was nice", "would not buy again", "my kids play this game every day",
-         "the hotel was clean and quiet", "lol cant wait 4 the concert", "the plot was predictable",
-         "perfect gift for my dad", "the strap broke", "meh"]
+TEXTS = [
+    "I love my new coffee maker",
+    "the battery died after two days",
+    "great story, weak ending",
+    "shipping was fast and the box was nice",
+    "would not buy again",
+    "my kids play this game every day",
+    "the hotel was clean and quiet",
+    "lol cant wait 4 the concert",
+    "the plot was predictable",
+    "perfect gift for my dad",
+    "the strap broke",
+    "meh",
+]
 
 
 def examples(n: int, seed: int) -> list[RoleExample]:
@@ -26,8 +36,14 @@ def examples(n: int, seed: int) -> list[RoleExample]:
     out = []
     for _ in range(n):
         items = list(rng.choice(TEXTS, 8, replace=False))
-        out.append(RoleExample(user="u", query=str(rng.choice(TEXTS)), items=items,
-                               extras=rng.normal(size=(8, max(N_EXTRA.values()))).astype(np.float32)))
+        out.append(
+            RoleExample(
+                user="u",
+                query=str(rng.choice(TEXTS)),
+                items=items,
+                extras=rng.normal(size=(8, max(N_EXTRA.values()))).astype(np.float32),
+            )
+        )
     return out
 
 
@@ -76,8 +92,10 @@ def test_numpy_personal_scores_equal_the_onnx_scorer_graph(bundle, tmp_path):
     rng = np.random.default_rng(7)
     for role in ROLES:
         shared = models.shared_weights(role)
-        head = {f"head.{role}.weight": shared.head_w + rng.normal(0, 0.3, shared.head_w.shape).astype(np.float32),
-                f"head.{role}.bias": shared.head_b + np.float32(0.1)}
+        head = {
+            f"head.{role}.weight": shared.head_w + rng.normal(0, 0.3, shared.head_w.shape).astype(np.float32),
+            f"head.{role}.bias": shared.head_b + np.float32(0.1),
+        }
         models.load_personal(role, head)
         graph = build_scorer_model(ScorerWeights.from_state(models.base, head, role), EMBED_DIM, N_EXTRA[role])
         session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -116,8 +134,15 @@ def test_numpy_head_fit_matches_torch_fit(bundle, torch_side):
     heads = PersonalHeads.from_shared(torch_side.base)
     torch_side.fit_heads(heads, {"adapter": exs}, steps=100)
     shared = models.shared_weights("adapter")
-    w, b, _ = fit_head([models.head_inputs("adapter", e) for e in exs], [e.target for e in exs], shared.head_w,
-                       shared.head_b, steps=100, lr=0.05, l2=0.05)
+    w, b, _ = fit_head(
+        [models.head_inputs("adapter", e) for e in exs],
+        [e.target for e in exs],
+        shared.head_w,
+        shared.head_b,
+        steps=100,
+        lr=0.05,
+        l2=0.05,
+    )
     assert np.abs(w - heads.heads["adapter"].weight.detach().numpy()).max() < 2e-3
     assert np.abs(b - heads.heads["adapter"].bias.detach().numpy()).max() < 2e-3
 

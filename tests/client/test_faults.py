@@ -27,19 +27,28 @@ def test_dropout_takes_the_same_exact_fraction_each_round_and_varies_who():
 
 def train_message(server_round: int) -> Message:
     arrays = ArrayRecord({"base.a": Array(np.zeros(2, np.float32))})
-    return Message(content=RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})}),
-                   dst_node_id=1, message_type=MessageType.TRAIN)
+    return Message(
+        content=RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})}),
+        dst_node_id=1,
+        message_type=MessageType.TRAIN,
+    )
 
 
 def context(partition: int) -> Context:
-    return Context(run_id=1, node_id=1, node_config={"partition-id": partition}, state=RecordDict(),
-                   run_config={"data.train-users": 3, "run.seed": 0})
+    return Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": partition},
+        state=RecordDict(),
+        run_config={"data.train-users": 3, "run.seed": 0},
+    )
 
 
 def trained(msg: Message, ctx: Context) -> Message:
     trained.calls += 1
-    content = RecordDict({"arrays": ArrayRecord({"base.a": Array(np.ones(2, np.float32))}),
-                          "metrics": MetricRecord({"num-examples": 4})})
+    content = RecordDict(
+        {"arrays": ArrayRecord({"base.a": Array(np.ones(2, np.float32))}), "metrics": MetricRecord({"num-examples": 4})}
+    )
     return Message(content=content, reply_to=msg)
 
 
@@ -69,8 +78,18 @@ def test_crash_after_train_does_the_work_and_loses_the_reply():
 
 
 def test_offlabel_answers_are_counted_for_label_tasks_only():
-    ep = Episode(qid="q", input="x", query="x", gold="3", corpus=(), top=[], bm25=[],
-                 rerank_answers=["3", "Sorry, I cannot tell.", None], greedy="", samples=["5", "banana"])
+    ep = Episode(
+        qid="q",
+        input="x",
+        query="x",
+        gold="3",
+        corpus=(),
+        top=[],
+        bm25=[],
+        rerank_answers=["3", "Sorry, I cannot tell.", None],
+        greedy="",
+        samples=["5", "banana"],
+    )
     assert offlabel_answers(get_task("LaMP-3"), [ep]) == 3  # the sorry, the empty greedy answer, the banana
     assert offlabel_answers(get_task("LaMP-7"), [ep]) == 0
 
@@ -85,8 +104,14 @@ def test_only_the_fault_injection_client_app_carries_the_mod():
     assert not [m for m in client_app.app._mods if isinstance(m, FaultsMod)]  # the production ClientApp
     # the order it always had, SecAgg+ and the packing outside it (a fault is what the client masks, packs and sends)
     # the error replies' mod right inside the audit: an injected fault leaves as a fixed error reply too
-    assert fault_app.app._mods == [client_app.audit_mod, client_app.error_mod, client_app.packing_mod,
-                                   client_app.secagg_mod, fault_app.faults_mod, client_app._dp_mod]
+    assert fault_app.app._mods == [
+        client_app.audit_mod,
+        client_app.error_mod,
+        client_app.packing_mod,
+        client_app.secagg_mod,
+        fault_app.faults_mod,
+        client_app._dp_mod,
+    ]
     assert isinstance(fault_app.faults_mod, FaultsMod)
     assert fault_app.faults_mod.faults == {}  # imported from the repository: no app copy's faults, so it does nothing
     assert set(fault_app.app._registered_funcs) == set(client_app.app._registered_funcs)

@@ -35,22 +35,34 @@ def test_a_real_base_passes_with_the_shapes_of_the_model(trained_state):
     assert 5 < norm < 10 and norm < LIMITS.max_norm
 
 
-@pytest.mark.parametrize("edit, reason", [
-    (lambda b: {**b, "base.r.trunk.bias": np.array([1.0, np.nan, 0.0], np.float32)}, "'base.r.trunk.bias' holds NaN"),
-    (lambda b: {**b, "base.r.trunk.bias": np.array([1.0, -np.inf, 0.0], np.float32)}, "holds NaN or Inf"),
-    (lambda b: {**b, "base.r.trunk.bias": np.array([1.0, 2e4, 0.0], np.float32)}, "magnitude 2e\\+04 > 10000"),
-    (lambda b: {k: v * 1e3 for k, v in b.items()}, "over the bound 1000"),
-    (lambda b: {**b, "base.r.extra": np.zeros(1, np.float32)}, "4 tensors; this device's base has 3"),
-    (lambda b: {**b, "base.r.trunk.weight": np.zeros(1000, np.float32)}, "4,020 bytes of tensors"),
-    (lambda b: {"head.r.weight" if k.endswith("dense") else k: v for k, v in b.items()}, "personal key 'head.r.weight'"),
-    (lambda b: {"base.r.other" if k.endswith("dense") else k: v for k, v in b.items()}, "unknown key 'base.r.other'"),
-    (lambda b: {"other" if k.endswith("dense") else k: v for k, v in b.items()}, "unknown key 'other'"),
-    (lambda b: {k: v for k, v in b.items() if not k.endswith("dense")}, "lacks 1 shared tensors"),
-    (lambda b: {**b, "base.r.trunk.weight": np.zeros((4, 3), np.float32)}, r"shape \(4, 3\), expected \(3, 4\)"),
-    (lambda b: {**b, "base.r.trunk.bias": np.zeros(3, np.float16)}, "dtype float16"),
-    (lambda b: {**b, "base.r.trunk.bias": np.zeros(3, np.int64)}, "dtype int64"),
-    (lambda b: {**b, "base.r.trunk.bias": np.array(["a", "b", "c"])}, "dtype <U1"),
-])
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (
+            lambda b: {**b, "base.r.trunk.bias": np.array([1.0, np.nan, 0.0], np.float32)},
+            "'base.r.trunk.bias' holds NaN",
+        ),
+        (lambda b: {**b, "base.r.trunk.bias": np.array([1.0, -np.inf, 0.0], np.float32)}, "holds NaN or Inf"),
+        (lambda b: {**b, "base.r.trunk.bias": np.array([1.0, 2e4, 0.0], np.float32)}, "magnitude 2e\\+04 > 10000"),
+        (lambda b: {k: v * 1e3 for k, v in b.items()}, "over the bound 1000"),
+        (lambda b: {**b, "base.r.extra": np.zeros(1, np.float32)}, "4 tensors; this device's base has 3"),
+        (lambda b: {**b, "base.r.trunk.weight": np.zeros(1000, np.float32)}, "4,020 bytes of tensors"),
+        (
+            lambda b: {"head.r.weight" if k.endswith("dense") else k: v for k, v in b.items()},
+            "personal key 'head.r.weight'",
+        ),
+        (
+            lambda b: {"base.r.other" if k.endswith("dense") else k: v for k, v in b.items()},
+            "unknown key 'base.r.other'",
+        ),
+        (lambda b: {"other" if k.endswith("dense") else k: v for k, v in b.items()}, "unknown key 'other'"),
+        (lambda b: {k: v for k, v in b.items() if not k.endswith("dense")}, "lacks 1 shared tensors"),
+        (lambda b: {**b, "base.r.trunk.weight": np.zeros((4, 3), np.float32)}, r"shape \(4, 3\), expected \(3, 4\)"),
+        (lambda b: {**b, "base.r.trunk.bias": np.zeros(3, np.float16)}, "dtype float16"),
+        (lambda b: {**b, "base.r.trunk.bias": np.zeros(3, np.int64)}, "dtype int64"),
+        (lambda b: {**b, "base.r.trunk.bias": np.array(["a", "b", "c"])}, "dtype <U1"),
+    ],
+)
 def test_every_rule_refuses_with_its_reason_logged(edit, reason, caplog):
     caplog.set_level(logging.WARNING, logger="client.guard")
     with pytest.raises(UnsafeBase, match=reason) as refused:
@@ -132,8 +144,10 @@ def test_the_sdk_keeps_the_last_good_heads_when_a_fit_diverges(tmp_path, bundle,
         device.add_history(questions[0]["profile"])
         device.fit()
         good = device.store.heads_path.read_bytes()
-        for broken, reason in [(lambda *a, **k: tuple(x * np.nan for x in fit_head(*a, **k)[:2]) + (0.0,), "NaN"),
-                               (lambda *a, **k: tuple(x * 1e3 for x in fit_head(*a, **k)[:2]) + (0.0,), "over 10 x")]:
+        for broken, reason in [
+            (lambda *a, **k: tuple(x * np.nan for x in fit_head(*a, **k)[:2]) + (0.0,), "NaN"),
+            (lambda *a, **k: tuple(x * 1e3 for x in fit_head(*a, **k)[:2]) + (0.0,), "over 10 x"),
+        ]:
             monkeypatch.setattr(client.sdk, "fit_head", broken)
             with pytest.raises(DivergedRound, match=reason):
                 device.fit()

@@ -32,9 +32,20 @@ UNSAFE_BASE, DIVERGED, CONFIG = 101, 102, 106
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 TASK = "LaMP-3"
-SMALL = {"data.task": TASK, "data.train-users": 1, "data.test-users": 1, "pool.pseudo-questions": 2, "pool.free-questions": 2,
-         "pool.n-samples": 1, "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0, "data.split": "synthetic",
-         "llm.model": "stub"}
+SMALL = {
+    "data.task": TASK,
+    "data.train-users": 1,
+    "data.test-users": 1,
+    "pool.pseudo-questions": 2,
+    "pool.free-questions": 2,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "federation.local-epochs": 1,
+    "federation.local-head-epochs": 2,
+    "run.seed": 0,
+    "data.split": "synthetic",
+    "llm.model": "stub",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +59,29 @@ def device(tmp_path):
     ``tmp_path/store``."""
     data = write_synthetic(tmp_path / "data", TASK, n_users=2, items_per_user=10, seed=0)
     with StubEndpoint(delay_s=0.0) as stub:
-        yield {**default_mapping(), **SMALL, "data.dir": str(data), "device.store-dir": str(tmp_path / "store"),
-               "llm.url": stub.url}
+        yield {
+            **default_mapping(),
+            **SMALL,
+            "data.dir": str(data),
+            "device.store-dir": str(tmp_path / "store"),
+            "llm.url": stub.url,
+        }
 
 
 def send(run_config: dict, partition: int, message_type: str, arrays: dict, **config) -> Message:
     """A message from the server through the production ClientApp, as a node of ``partition`` receives it."""
     from client.client_app import app
 
-    content = RecordDict({"arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
-                          "config": ConfigRecord({"server-round": 1, **config})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
+            "config": ConfigRecord({"server-round": 1, **config}),
+        }
+    )
     msg = Message(content=content, dst_node_id=1, message_type=message_type)
-    ctx = Context(run_id=1, node_id=1, node_config={"partition-id": partition}, state=RecordDict(),
-                  run_config=run_config)
+    ctx = Context(
+        run_id=1, node_id=1, node_config={"partition-id": partition}, state=RecordDict(), run_config=run_config
+    )
     return app(msg, ctx)
 
 
@@ -107,17 +128,25 @@ def hostile_bases(base: dict[str, np.ndarray]) -> dict[str, tuple[dict, str]]:
         "scaled x1000": ({k: v * 1000 for k, v in base.items()}, "over the bound 1000"),
         "scaled x20": ({k: v * 20 for k, v in base.items()}, "over 10 x the norm 6.98 of the last base"),
         "missing key": ({k: v for k, v in base.items() if k != trunk}, "lacks 1 shared tensors"),
-        "extra tensor": ({**base, "base.adapter.extra": np.zeros(3, np.float32)},
-                         f"{len(base) + 1} tensors; this device's base has {len(base)}"),
-        "unknown key": ({**{k: v for k, v in base.items() if k != trunk}, "base.adapter.backdoor": base[trunk]},
-                        "unknown key 'base.adapter.backdoor'"),
-        "personal key": ({**{k: v for k, v in base.items() if k != trunk}, "head.adapter.weight": base[trunk]},
-                         "personal key 'head.adapter.weight'"),
+        "extra tensor": (
+            {**base, "base.adapter.extra": np.zeros(3, np.float32)},
+            f"{len(base) + 1} tensors; this device's base has {len(base)}",
+        ),
+        "unknown key": (
+            {**{k: v for k, v in base.items() if k != trunk}, "base.adapter.backdoor": base[trunk]},
+            "unknown key 'base.adapter.backdoor'",
+        ),
+        "personal key": (
+            {**{k: v for k, v in base.items() if k != trunk}, "head.adapter.weight": base[trunk]},
+            "personal key 'head.adapter.weight'",
+        ),
         "wrong shape": (edit(trunk, base[trunk][:, :-1]), r"has shape \(24, 781\), expected \(24, 782\)"),
         "wrong dtype": (edit(trunk, base[trunk].astype(np.float16)), "dtype float16"),
         "integers": (edit(trunk, base[trunk].astype(np.int32)), "dtype int32"),
-        "oversized": ({**{k: v for k, v in base.items() if k != trunk},
-                       trunk: np.zeros((base[trunk].size * 50,), np.float32)}, "bytes of tensors"),
+        "oversized": (
+            {**{k: v for k, v in base.items() if k != trunk}, trunk: np.zeros((base[trunk].size * 50,), np.float32)},
+            "bytes of tensors",
+        ),
     }
 
 
@@ -142,7 +171,8 @@ def test_bad_bases_are_refused_and_the_store_is_unchanged_byte_for_byte(device, 
     moved = {k: v * np.float32(1.5) for k, v in initial.items()}
     assert not send(device, 0, MessageType.TRAIN, moved).has_error()
     assert UserStore(store, user.name, task=TASK).read_accepted_base()["norm"] == pytest.approx(
-        math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in moved.values())), rel=1e-6)
+        math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in moved.values())), rel=1e-6
+    )
 
 
 def test_a_test_user_refuses_a_bad_base_before_its_store_or_a_bundle_exists(device, initial, caplog):
@@ -169,16 +199,26 @@ def test_a_round_that_diverges_keeps_the_last_good_heads(device, initial):
     refused(send({**device, "train.lr": 1e30, "train.lora-lr": 1e30}, 0, MessageType.TRAIN, initial), CONFIG)
     assert snapshot(store) == before
     # ... and the largest ones the ranges allow still cannot damage the store: the round diverges, nothing is kept
-    reply = send({**device, "train.lr": 10.0, "train.lora-lr": 10.0, "train.fit-lr": 10.0}, 0, MessageType.TRAIN, initial,
-                 **{"proximal-mu": 1000.0})
+    reply = send(
+        {**device, "train.lr": 10.0, "train.lora-lr": 10.0, "train.fit-lr": 10.0},
+        0,
+        MessageType.TRAIN,
+        initial,
+        **{"proximal-mu": 1000.0},
+    )
     if reply.has_error():
         refused(reply, DIVERGED)
         assert snapshot(store) == before
 
 
 def _ctx(run_config: dict, partition: int, node_config: dict | None = None) -> Context:
-    return Context(run_id=1, node_id=1, node_config={"partition-id": partition, **(node_config or {})},
-                   state=RecordDict(), run_config=run_config)
+    return Context(
+        run_id=1,
+        node_id=1,
+        node_config={"partition-id": partition, **(node_config or {})},
+        state=RecordDict(),
+        run_config=run_config,
+    )
 
 
 def same_as_attack(names: int, megabytes: int = 1) -> RecordDict:
@@ -187,11 +227,24 @@ def same_as_attack(names: int, megabytes: int = 1) -> RecordDict:
     from shared.packing import FORMAT, LAYOUT_RECORD, PACKED_RECORD
 
     size = megabytes * (1 << 18)
-    layout = {"format": FORMAT, "records": ["arrays"], "record-of": [0] * names,
-              "keys": [f"base.adapter.copy{i}" for i in range(names)], "dtypes": ["float32"] * names,
-              "ndims": [1] * names, "dims": [size] * names, "same-as": [0] * names, "sent": [0] * names}
-    return RecordDict({PACKED_RECORD: ArrayRecord({"float32": Array(np.zeros(size, np.float32))}),
-                       LAYOUT_RECORD: ConfigRecord(layout), "config": ConfigRecord({"server-round": 1})})
+    layout = {
+        "format": FORMAT,
+        "records": ["arrays"],
+        "record-of": [0] * names,
+        "keys": [f"base.adapter.copy{i}" for i in range(names)],
+        "dtypes": ["float32"] * names,
+        "ndims": [1] * names,
+        "dims": [size] * names,
+        "same-as": [0] * names,
+        "sent": [0] * names,
+    }
+    return RecordDict(
+        {
+            PACKED_RECORD: ArrayRecord({"float32": Array(np.zeros(size, np.float32))}),
+            LAYOUT_RECORD: ConfigRecord(layout),
+            "config": ConfigRecord({"server-round": 1}),
+        }
+    )
 
 
 def test_a_same_as_layout_is_refused_before_it_costs_memory(device, initial):
@@ -204,7 +257,9 @@ def test_a_same_as_layout_is_refused_before_it_costs_memory(device, initial):
     from shared.config import RunConfig
 
     assert not send(device, 0, MessageType.QUERY, {}, **{ASK_KEY: "role"}).has_error()  # loads data and models once
-    base_bytes = 4 * sum(math.prod(s) for s in base_shapes(RunConfig.from_mapping(device, complete=True).model).values())
+    base_bytes = 4 * sum(
+        math.prod(s) for s in base_shapes(RunConfig.from_mapping(device, complete=True).model).values()
+    )
     msg = Message(content=same_as_attack(100), dst_node_id=1, message_type=MessageType.TRAIN)
     tracemalloc.start()
     try:
@@ -222,8 +277,14 @@ def test_a_server_anchor_never_becomes_a_path_and_a_nan_margin_is_refused(device
     """Probe 2: the final evaluation's anchor and margin are checked before any use: an anchor outside the task's
     anchors, a NaN, negative or too large margin is refused, and no bundle is written anywhere."""
     store = Path(device["device.store-dir"])
-    for config in ({"anchor": "x/../../../escaped", "margin": 0.1}, {"margin": float("nan")}, {"margin": -0.5},
-                   {"margin": 7.0}, {"margin": "0.1"}, {"anchor": "baseline/.."}):
+    for config in (
+        {"anchor": "x/../../../escaped", "margin": 0.1},
+        {"margin": float("nan")},
+        {"margin": -0.5},
+        {"margin": 7.0},
+        {"margin": "0.1"},
+        {"anchor": "baseline/.."},
+    ):
         refused(send(device, 1, MessageType.EVALUATE, initial, **config), CONFIG)
         assert not [p for p in tmp_path.rglob("*") if "escaped" in p.name], config
         assert not (store / "bundles").exists() or not any((store / "bundles").iterdir()), config
@@ -251,9 +312,19 @@ def test_a_device_keeps_at_most_the_current_and_the_previous_bundle(device, init
     assert all((p / "bundle.json").exists() for p in made[1:])
 
 
-@pytest.mark.parametrize("key,value", [("federation.local-epochs", 1e9), ("train.epochs", 1e9), ("train.fit-steps", 1e9),
-                                       ("model.lora-rank", 1e6), ("pool.n-samples", 1e6), ("model.max-query-tokens", 1e6),
-                                       ("llm.calls-per-user", 1e9), ("train.lr", float("nan"))])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("federation.local-epochs", 1e9),
+        ("train.epochs", 1e9),
+        ("train.fit-steps", 1e9),
+        ("model.lora-rank", 1e6),
+        ("pool.n-samples", 1e6),
+        ("model.max-query-tokens", 1e6),
+        ("llm.calls-per-user", 1e9),
+        ("train.lr", float("nan")),
+    ],
+)
 def test_a_run_config_beyond_its_range_is_refused_before_the_device_does_anything(device, initial, key, value, caplog):
     """Probe 4: what a run may ask of a device is bounded; the reply names no bound (a fixed reason), the device's log
     names the key and the bound."""
@@ -267,11 +338,13 @@ def test_a_device_caps_what_a_run_may_ask_through_its_node_config(device, initia
     from client.client_app import app
 
     caplog.set_level(logging.WARNING, logger="client.replies")
-    content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in initial.items()}),
-                          "config": ConfigRecord({"server-round": 1})})
+    content = RecordDict(
+        {"arrays": ArrayRecord({k: Array(v) for k, v in initial.items()}), "config": ConfigRecord({"server-round": 1})}
+    )
     msg = Message(content=content, dst_node_id=1, message_type=MessageType.TRAIN)
     refused(app(msg, _ctx({**device, "federation.local-epochs": 2}, 0, {"cap-federation.local-epochs": 1})), CONFIG)
     assert "must be >= 1 and <= 1 (capped by this device's node config), got 2" in caplog.text
     with pytest.raises(Exception, match="'cap-federation.local-epochs'|'federation.local-epochs'"):
         from shared.config import node_caps
+
         node_caps({"cap-federation.local-epochs": 1e9})

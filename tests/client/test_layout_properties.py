@@ -29,7 +29,7 @@ mod = make_packing_mod(lambda ctx: Guard(SPEC, "/nonexistent/fedhydra-store", "u
 
 keys = st.sampled_from([*SPEC, "base.x", "head.a", "base.a"])
 dtypes = st.sampled_from([*ACCEPTED_DTYPES, "int64", "float16", "bool", "nonsense"])
-dims = st.one_of(st.integers(0, 20), st.sampled_from([16, 8, 4, 10 ** 6, 2 ** 40]))
+dims = st.one_of(st.integers(0, 20), st.sampled_from([16, 8, 4, 10**6, 2**40]))
 
 
 @st.composite
@@ -38,25 +38,34 @@ def layouts(draw):
     dtype, any shape, ``same-as`` entries pointing anywhere (many names for one tensor), a few ``sent``."""
     n = draw(st.one_of(st.integers(0, 6), st.sampled_from([50, 500])))
     ndims = draw(st.lists(st.integers(0, 3), min_size=n, max_size=n))
-    flat_sizes = draw(st.dictionaries(st.sampled_from(["float32", "float64", "int64"]), st.integers(0, 4000),
-                                      max_size=2))
-    layout = {"format": draw(st.sampled_from([FORMAT, FORMAT, 2])),
-              "records": draw(st.sampled_from([["arrays"], ["arrays", "fitins.parameters"], []])),
-              "record-of": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
-              "keys": [draw(keys) if i < 8 else f"base.k{i}" for i in range(n)],
-              "dtypes": draw(st.lists(dtypes, min_size=n, max_size=n)),
-              "ndims": ndims,
-              "dims": draw(st.lists(dims, min_size=sum(ndims), max_size=sum(ndims))),
-              "same-as": [draw(st.integers(0, max(i, 0))) for i in range(n)],
-              "sent": draw(st.lists(st.integers(0, 1).filter(lambda v: draw(st.booleans()) or v == 0),
-                                    min_size=n, max_size=n))}
+    flat_sizes = draw(
+        st.dictionaries(st.sampled_from(["float32", "float64", "int64"]), st.integers(0, 4000), max_size=2)
+    )
+    layout = {
+        "format": draw(st.sampled_from([FORMAT, FORMAT, 2])),
+        "records": draw(st.sampled_from([["arrays"], ["arrays", "fitins.parameters"], []])),
+        "record-of": draw(st.lists(st.integers(0, 1), min_size=n, max_size=n)),
+        "keys": [draw(keys) if i < 8 else f"base.k{i}" for i in range(n)],
+        "dtypes": draw(st.lists(dtypes, min_size=n, max_size=n)),
+        "ndims": ndims,
+        "dims": draw(st.lists(dims, min_size=sum(ndims), max_size=sum(ndims))),
+        "same-as": [draw(st.integers(0, max(i, 0))) for i in range(n)],
+        "sent": draw(
+            st.lists(st.integers(0, 1).filter(lambda v: draw(st.booleans()) or v == 0), min_size=n, max_size=n)
+        ),
+    }
     flat = {d: np.ones(size, np.dtype(d)) for d, size in flat_sizes.items()}
     return layout, flat
 
 
 def _message(layout: dict, flat: dict) -> Message:
-    content = RecordDict({PACKED_RECORD: ArrayRecord({d: Array(v) for d, v in flat.items()}),
-                          LAYOUT_RECORD: ConfigRecord(layout), "config": ConfigRecord({"server-round": 1})})
+    content = RecordDict(
+        {
+            PACKED_RECORD: ArrayRecord({d: Array(v) for d, v in flat.items()}),
+            LAYOUT_RECORD: ConfigRecord(layout),
+            "config": ConfigRecord({"server-round": 1}),
+        }
+    )
     return Message(content=content, dst_node_id=1, message_type="train")
 
 
@@ -69,7 +78,9 @@ def test_any_layout_is_refused_before_a_handler_or_fits_the_base_and_costs_at_mo
     seen = []
 
     def handler(m, ctx):
-        seen.append({name: {k: v.numpy() for k, v in record.items()} for name, record in m.content.array_records.items()})
+        seen.append(
+            {name: {k: v.numpy() for k, v in record.items()} for name, record in m.content.array_records.items()}
+        )
         return Message(RecordDict(), reply_to=m)
 
     tracemalloc.start()
@@ -92,8 +103,9 @@ values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(["float32", "float64", "float16", "int32"]), st.lists(values, min_size=1, max_size=4),
-       st.booleans())
+@given(
+    st.sampled_from(["float32", "float64", "float16", "int32"]), st.lists(values, min_size=1, max_size=4), st.booleans()
+)
 def test_a_well_formed_base_of_any_values_reaches_a_handler_only_if_every_rule_passes(dtype, fill, equal):
     """Bases the real packer packed (equal tensors stored once: ``same-as``), of any values: a handler sees one only
     when it is finite, within max_abs and of an accepted dtype, and making it costs at most 2x the base's bytes."""
@@ -106,9 +118,13 @@ def test_a_well_formed_base_of_any_values_reaches_a_handler_only_if_every_rule_p
     seen = []
     tracemalloc.start()
     try:
-        mod(Message(content=content, dst_node_id=1, message_type="train"), None,
-            lambda m, c: seen.append({k: v.numpy() for k, v in m.content["arrays"].items()})
-            or Message(RecordDict(), reply_to=m))
+        mod(
+            Message(content=content, dst_node_id=1, message_type="train"),
+            None,
+            lambda m, c: (
+                seen.append({k: v.numpy() for k, v in m.content["arrays"].items()}) or Message(RecordDict(), reply_to=m)
+            ),
+        )
     except UnsafeBase:
         pass
     finally:

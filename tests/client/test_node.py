@@ -23,17 +23,31 @@ pytestmark = pytest.mark.slow
 def cfg(tmp_path_factory) -> RunConfig:
     tmp = tmp_path_factory.mktemp("node")
     data = write_synthetic(tmp / "data", "LaMP-3", n_users=4, items_per_user=10, questions_per_user=3)
-    return RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-3", "data.dir": str(data), "data.train-users": 2,
-                                   "data.free-train-users": 1, "data.test-users": 1, "device.store-dir": str(tmp / "clients"),
-                                   "pool.free-questions": 4, "train.fit-steps": 20})
+    return RunConfig.from_mapping(
+        {
+            **default_mapping(),
+            "data.task": "LaMP-3",
+            "data.dir": str(data),
+            "data.train-users": 2,
+            "data.free-train-users": 1,
+            "data.test-users": 1,
+            "device.store-dir": str(tmp / "clients"),
+            "pool.free-questions": 4,
+            "train.fit-steps": 20,
+        }
+    )
 
 
 def test_free_training_nodes_follow_the_paid_ones_and_build_their_episodes_as_the_centralized_run(cfg):
     from shared.users import node_count, split_users
     from simulations.hydra_run import build_episodes
 
-    assert node_count(cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users,
-                      free_train_users=cfg.free_train_users) == 4
+    assert (
+        node_count(
+            cfg.protocol, train_users=cfg.train_users, test_users=cfg.test_users, free_train_users=cfg.free_train_users
+        )
+        == 4
+    )
     roles = [resolve_user(cfg, {"partition-id": i})[1] for i in range(4)]
     assert roles == [NodeRole.TRAIN] * 3 + [NodeRole.TEST]
     assert [is_free_node(cfg, {"partition-id": i}) for i in range(4)] == [False, False, True, False]
@@ -43,11 +57,13 @@ def test_free_training_nodes_follow_the_paid_ones_and_build_their_episodes_as_th
     episodes, built = node.episodes()
     assert built["llm_calls"] == 0 and episodes
     assert any(not ep.pseudo for ep in episodes) and all(not ep.rerank_answers and ep.greedy is None for ep in episodes)
-    train, _ = split_users(node_dataset(cfg), train_users=cfg.train_users, test_users=cfg.test_users,
-                           free_train_users=cfg.free_train_users)
+    train, _ = split_users(
+        node_dataset(cfg), train_users=cfg.train_users, test_users=cfg.test_users, free_train_users=cfg.free_train_users
+    )
     assert train[2].user_id == user.user_id
-    central, _ = build_episodes(node.task, [user], None, replace(cfg, episodes=free_user_config(cfg.episodes)),
-                                with_golds=True, progress=False)
+    central, _ = build_episodes(
+        node.task, [user], None, replace(cfg, episodes=free_user_config(cfg.episodes)), with_golds=True, progress=False
+    )
     assert [ep.to_json() for ep in episodes] == [ep.to_json() for ep in central[user.user_id]]
 
 
@@ -88,13 +104,16 @@ def test_a_training_round_uses_at_most_local_episodes_of_the_users_episodes(cfg)
 
     user, role = resolve_user(cfg, {"partition-id": 2})
     arrays = initial_shared_state(cfg.model, 0)
-    llm = LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="none", cache_path=""))  # a free node asks nothing
+    llm = LLMClient(
+        LLMConfig(base_url="http://127.0.0.1:9/v1", model="none", cache_path="")
+    )  # a free node asks nothing
     full = ClientNode(cfg=cfg, user=user, role=role, llm=llm, free=True)
     episodes, _ = full.episodes()
     assert len(episodes) > 2
     all_examples = full.train(arrays, server_round=1)[1][WEIGHT_KEY]
-    capped = ClientNode(cfg=replace(cfg, federation=replace(cfg.federation, local_episodes=2)), user=user, role=role,
-                        llm=llm, free=True)
+    capped = ClientNode(
+        cfg=replace(cfg, federation=replace(cfg.federation, local_episodes=2)), user=user, role=role, llm=llm, free=True
+    )
     out, metrics = capped.train(arrays, server_round=1)
     assert 0 < metrics[WEIGHT_KEY] <= 2 * len(ROLES) < all_examples
     assert set(out) == set(arrays) and llm.stats.calls == 0
@@ -115,11 +134,21 @@ def test_a_margin_is_a_number_in_its_range_or_inf_and_an_anchor_one_of_the_tasks
     from shared.tasks import get_task
 
     @settings(max_examples=300, deadline=None)
-    @given(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10, 10), st.booleans(),
-                     st.text(max_size=4), st.none()))
+    @given(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(-10, 10),
+            st.booleans(),
+            st.text(max_size=4),
+            st.none(),
+        )
+    )
     def margins(value):
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and (0 <= value <= MAX_MARGIN or value == math.inf))
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (0 <= value <= MAX_MARGIN or value == math.inf)
+        )
         if ok:
             assert check_margin(value) == float(value)
         else:
@@ -127,8 +156,14 @@ def test_a_margin_is_a_number_in_its_range_or_inf_and_an_anchor_one_of_the_tasks
                 check_margin(value)
 
     @settings(max_examples=200, deadline=None)
-    @given(st.sampled_from(["LaMP-3", "LaMP-7"]), st.one_of(st.text(max_size=12), st.sampled_from(
-        ["baseline", "edit-0.6", "edit-1", "x/../../../escaped", "../baseline"]), st.integers()))
+    @given(
+        st.sampled_from(["LaMP-3", "LaMP-7"]),
+        st.one_of(
+            st.text(max_size=12),
+            st.sampled_from(["baseline", "edit-0.6", "edit-1", "x/../../../escaped", "../baseline"]),
+            st.integers(),
+        ),
+    )
     def anchors(task_name, value):
         task = get_task(task_name)
         if value in anchors_for(task):
@@ -136,8 +171,9 @@ def test_a_margin_is_a_number_in_its_range_or_inf_and_an_anchor_one_of_the_tasks
         else:
             with pytest.raises(ConfigError) as caught:
                 check_anchor(value, task)
-            assert str(caught.value) == (f"message config key 'anchor' must be one of {', '.join(anchors_for(task))} "
-                                         f"for {task.name}")  # the server's text is not repeated
+            assert str(caught.value) == (
+                f"message config key 'anchor' must be one of {', '.join(anchors_for(task))} for {task.name}"
+            )  # the server's text is not repeated
 
     margins()
     anchors()

@@ -23,8 +23,9 @@ packing_mod = make_packing_mod(lambda ctx: Guard(SPEC, "/nonexistent/fedhydra-st
 
 
 def _content() -> RecordDict:
-    return RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in BASE.items()}),
-                       "config": ConfigRecord({"server-round": 2})})
+    return RecordDict(
+        {"arrays": ArrayRecord({k: Array(v) for k, v in BASE.items()}), "config": ConfigRecord({"server-round": 2})}
+    )
 
 
 def _train(msg: Message, ctx) -> Message:
@@ -32,8 +33,15 @@ def _train(msg: Message, ctx) -> Message:
     assert not is_packed(msg.content)
     assert int(msg.content["config"]["server-round"]) == 2
     arrays = {k: v.numpy() * 2 for k, v in msg.content["arrays"].items()}  # base.b is zeros: unchanged
-    return Message(RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                              "metrics": MetricRecord({"num-examples": 3})}), reply_to=msg)
+    return Message(
+        RecordDict(
+            {
+                "arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                "metrics": MetricRecord({"num-examples": 3}),
+            }
+        ),
+        reply_to=msg,
+    )
 
 
 def test_a_packed_message_gets_a_packed_reply_with_the_handlers_tensors():
@@ -91,26 +99,49 @@ def _hostile(layout_edit=None, flat=None) -> RecordDict:
     return content
 
 
-@pytest.mark.parametrize("name,content,error,reason", [
-    ("same-as under 500 names", lambda: _hostile(lambda _: {"records": ["arrays"], "record-of": [0] * 500,
-                                                            "keys": [f"base.k{i}" for i in range(500)],
-                                                            "dtypes": ["float32"] * 500, "ndims": [1] * 500,
-                                                            "dims": [4] * 500, "same-as": [0] * 500,
-                                                            "sent": [0] * 500},
-                                                 flat={"float32": np.zeros(4, np.float32)}),
-     UnsafeBase, "holds 500 tensors; this device's base has 2"),
-    ("a huge flat array", lambda: _hostile(flat={"float32": np.zeros(10_000, np.float32)}), UnsafeBase,
-     "bytes of tensors"),
-    ("a huge shape", lambda: _hostile(lambda _: {"dims": [3, 2, 10 ** 9]}), UnsafeBase, "bytes of tensors"),
-    ("a shape of another tensor", lambda: _hostile(lambda _: {"dims": [2, 3, 4]}), UnsafeBase, "has shape"),
-    ("a long dims list", lambda: _hostile(lambda _: {"dims": [1] * 100_000}), PackingError, "'dims' holds 100000"),
-    ("a tensor marked sent", lambda: _hostile(lambda _: {"sent": [0, 1]}), UnsafeBase, "marked as sent back"),
-    ("an integer dtype", lambda: _hostile(lambda _: {"dtypes": ["int64", "float32"]}), UnsafeBase, "dtype int64"),
-    ("a second record", lambda: _hostile(lambda _: {"records": ["arrays", "x"], "record-of": [0, 1]}), UnsafeBase,
-     "lacks 1 shared tensors"),
-])
-def test_a_hostile_layout_is_refused_by_the_guard_before_anything_is_unpacked(name, content, error, reason,
-                                                                              monkeypatch):
+@pytest.mark.parametrize(
+    "name,content,error,reason",
+    [
+        (
+            "same-as under 500 names",
+            lambda: _hostile(
+                lambda _: {
+                    "records": ["arrays"],
+                    "record-of": [0] * 500,
+                    "keys": [f"base.k{i}" for i in range(500)],
+                    "dtypes": ["float32"] * 500,
+                    "ndims": [1] * 500,
+                    "dims": [4] * 500,
+                    "same-as": [0] * 500,
+                    "sent": [0] * 500,
+                },
+                flat={"float32": np.zeros(4, np.float32)},
+            ),
+            UnsafeBase,
+            "holds 500 tensors; this device's base has 2",
+        ),
+        (
+            "a huge flat array",
+            lambda: _hostile(flat={"float32": np.zeros(10_000, np.float32)}),
+            UnsafeBase,
+            "bytes of tensors",
+        ),
+        ("a huge shape", lambda: _hostile(lambda _: {"dims": [3, 2, 10**9]}), UnsafeBase, "bytes of tensors"),
+        ("a shape of another tensor", lambda: _hostile(lambda _: {"dims": [2, 3, 4]}), UnsafeBase, "has shape"),
+        ("a long dims list", lambda: _hostile(lambda _: {"dims": [1] * 100_000}), PackingError, "'dims' holds 100000"),
+        ("a tensor marked sent", lambda: _hostile(lambda _: {"sent": [0, 1]}), UnsafeBase, "marked as sent back"),
+        ("an integer dtype", lambda: _hostile(lambda _: {"dtypes": ["int64", "float32"]}), UnsafeBase, "dtype int64"),
+        (
+            "a second record",
+            lambda: _hostile(lambda _: {"records": ["arrays", "x"], "record-of": [0, 1]}),
+            UnsafeBase,
+            "lacks 1 shared tensors",
+        ),
+    ],
+)
+def test_a_hostile_layout_is_refused_by_the_guard_before_anything_is_unpacked(
+    name, content, error, reason, monkeypatch
+):
     """Refused on the layout and the flat arrays' byte length: nothing is unpacked, no handler runs."""
     import client.packing
 
@@ -134,8 +165,9 @@ def test_a_base_that_breaks_a_value_rule_is_refused_on_views_of_the_message_befo
 
 
 def test_a_tensor_named_twice_is_one_array_not_a_copy_per_name():
-    twice = RecordDict({"arrays": ArrayRecord({"base.a": Array(np.ones(4, np.float32)),
-                                               "base.b": Array(np.ones(4, np.float32))})})
+    twice = RecordDict(
+        {"arrays": ArrayRecord({"base.a": Array(np.ones(4, np.float32)), "base.b": Array(np.ones(4, np.float32))})}
+    )
     packed = pack_content(twice)
     assert list(packed[LAYOUT_RECORD]["same-as"]) == [0, 0]
     back = unpack_content(packed)

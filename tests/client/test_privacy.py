@@ -27,14 +27,22 @@ def test_with_dp_a_client_clips_its_update_to_dp_clip_before_it_leaves():
     trained = {"base.a": np.full(4, 3.0, np.float32), "base.b": np.ones(2, np.float32)}  # update norm 6
 
     def train(msg, ctx):
-        content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in trained.items()}),
-                              "metrics": MetricRecord({"num-examples": 1})})
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({k: Array(v) for k, v in trained.items()}),
+                "metrics": MetricRecord({"num-examples": 1}),
+            }
+        )
         return Message(content=content, reply_to=msg)
 
     def reply_with(config: dict) -> dict[str, np.ndarray]:
-        msg = Message(content=RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in sent.items()}),
-                                          "config": ConfigRecord(config)}), dst_node_id=1,
-                      message_type=MessageType.TRAIN)
+        msg = Message(
+            content=RecordDict(
+                {"arrays": ArrayRecord({k: Array(v) for k, v in sent.items()}), "config": ConfigRecord(config)}
+            ),
+            dst_node_id=1,
+            message_type=MessageType.TRAIN,
+        )
         ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
         return {k: v.numpy() for k, v in _dp_mod(msg, ctx, train).content["arrays"].items()}
 
@@ -50,8 +58,13 @@ def test_with_dp_a_client_clips_its_update_to_dp_clip_before_it_leaves():
 def run_config(tmp_path):
     data = write_synthetic(tmp_path / "data", TASK, n_users=2, items_per_user=10, seed=0)
     with StubEndpoint(delay_s=0.0) as stub:
-        yield {**default_mapping(), **SMALL, "data.dir": str(data), "device.store-dir": str(tmp_path / "store"),
-               "llm.url": stub.url}
+        yield {
+            **default_mapping(),
+            **SMALL,
+            "data.dir": str(data),
+            "device.store-dir": str(tmp_path / "store"),
+            "llm.url": stub.url,
+        }
 
 
 def test_the_tensors_a_client_did_not_train_come_back_byte_for_byte(run_config):
@@ -88,8 +101,9 @@ def test_a_devices_node_config_pins_its_llm_endpoint_over_the_run_configs(run_co
 
     mine = run_config["llm.url"]
     operators = {**run_config, "llm.url": "http://203.0.113.9:8080/v1"}
-    ctx = Context(run_id=1, node_id=1, node_config={"partition-id": 0, "llm.url": mine}, state=RecordDict(),
-                  run_config=operators)
+    ctx = Context(
+        run_id=1, node_id=1, node_config={"partition-id": 0, "llm.url": mine}, state=RecordDict(), run_config=operators
+    )
     assert _node(ctx).llm.config.base_url.rstrip("/") == mine.rstrip("/")
     monkeypatch.setenv("FEDHYDRA_LLM_BASE_URL", mine)
     ctx = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config=operators)
@@ -116,11 +130,13 @@ def test_the_llm_provider_gets_history_records_and_inputs_never_a_gold():
             sent.extend(calls)
             return super().complete_many(calls, **kw)
 
-    config = EpisodeConfig(pseudo_questions=2, free_questions=2, label_records=2, pool=PoolConfig(n_samples=1),
-                           calls_per_user=200)
+    config = EpisodeConfig(
+        pseudo_questions=2, free_questions=2, label_records=2, pool=PoolConfig(n_samples=1), calls_per_user=200
+    )
     with StubEndpoint(delay_s=0.0) as stub:
-        build_user_episodes(task, "u", tweets, questions, Recording(LLMConfig(base_url=stub.url, cache_path="")),
-                            config)
+        build_user_episodes(
+            task, "u", tweets, questions, Recording(LLMConfig(base_url=stub.url, cache_path="")), config
+        )
     texts = [m["content"] for call in sent for m in call.messages]
     assert sent and not any(gold in t for t in texts)
     history = {t["text"] for t in tweets}
@@ -134,8 +150,9 @@ def _leaks(text: str, *secrets: str) -> list[str]:
     return [s for s in secrets if s and s in text]
 
 
-def test_an_error_reply_carries_a_code_and_a_fixed_reason_and_the_audit_records_it(run_config, tmp_path,
-                                                                                   monkeypatch, caplog):
+def test_an_error_reply_carries_a_code_and_a_fixed_reason_and_the_audit_records_it(
+    run_config, tmp_path, monkeypatch, caplog
+):
     """Issue 28's probe 5: a training message sent to a test node, and a message to a node whose store is damaged,
     fail; their replies carry a code and a fixed reason (shared.protocol.ERROR_REPLIES), never the user's id, the
     store's path or data; the privacy audit records both error replies as they leave, and the device's log keeps the
@@ -155,7 +172,9 @@ def test_an_error_reply_carries_a_code_and_a_fixed_reason_and_the_audit_records_
     wrong_role = send(run_config, 1, MessageType.TRAIN, initial)  # partition 1: the test user
     assert wrong_role.has_error()
     assert (wrong_role.error.code, wrong_role.error.reason) == (105, ERROR_REPLIES[105][1])
-    test_user = next(line for line in caplog.text.splitlines() if "is a test user" in line).split("user ")[-1].split()[0]
+    test_user = (
+        next(line for line in caplog.text.splitlines() if "is a test user" in line).split("user ")[-1].split()[0]
+    )
 
     assert not send(run_config, 0, MessageType.TRAIN, initial).has_error()  # the training user's store exists now
     user = next(p for p in store.iterdir() if p.is_dir() and p.name != "bundles")
@@ -167,8 +186,10 @@ def test_an_error_reply_carries_a_code_and_a_fixed_reason_and_the_audit_records_
 
     sent = [json.loads(line) for f in audit.glob("*.jsonl") for line in f.read_text().splitlines()]
     errors = [line for line in sent if "error" in line]
-    assert [(e["code"], e["error"]) for e in errors] == [(105, ERROR_REPLIES[105][1]),
-                                                         (broken.error.code, broken.error.reason)]
+    assert [(e["code"], e["error"]) for e in errors] == [
+        (105, ERROR_REPLIES[105][1]),
+        (broken.error.code, broken.error.reason),
+    ]
     everything = wrong_role.error.reason + broken.error.reason + "".join(f.read_text() for f in audit.glob("*.jsonl"))
     assert not _leaks(everything, test_user, user.name, str(store), str(tmp_path), "test user", "garbage")
     assert test_user in caplog.text  # the device's own log keeps what happened

@@ -66,11 +66,18 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_sdk_fits_and_answers_with_neither_torch_nor_flwr(tmp_path, bundle, llm_server):
     questions, outputs, _ = generate("LaMP-7", n_users=1, items_per_user=12, seed=5)
-    args = {"url": llm_server.url, "cache": str(tmp_path / "cache.sqlite"), "store": str(tmp_path / "store"),
-            "bundle": str(bundle), "history": questions[0]["profile"], "input": questions[0]["input"]}
+    args = {
+        "url": llm_server.url,
+        "cache": str(tmp_path / "cache.sqlite"),
+        "store": str(tmp_path / "store"),
+        "bundle": str(bundle),
+        "history": questions[0]["profile"],
+        "input": questions[0]["input"],
+    }
     env = {**os.environ, "FEDHYDRA_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(args)], capture_output=True, text=True,
-                          timeout=900, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, json.dumps(args)], capture_output=True, text=True, timeout=900, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["loaded"] == []
@@ -147,8 +154,13 @@ def test_an_app_without_an_llm_url_leaves_no_server_running_unless_asked(tmp_pat
     from shared.procs import pid_alive
     from tests.conftest import REPO
 
-    done = subprocess.run([sys.executable, "-c", LIFECYCLE, str(tmp_path / "store"), "keep" if keep else "stop"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", LIFECYCLE, str(tmp_path / "store"), "keep" if keep else "stop"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     try:

@@ -36,21 +36,24 @@ def test_the_device_config_is_frozen():
         config.threads = 8  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("field, value, needle", [
-    ("threads", 0, "DeviceConfig.threads must be an integer in 1..1024, got 0"),
-    ("threads", 2.0, "DeviceConfig.threads must be an integer in 1..1024, got 2.0"),
-    ("threads", True, "DeviceConfig.threads must be an integer in 1..1024, got bool"),
-    ("fit_steps", 10_001, "DeviceConfig.fit_steps must be an integer in 0..10000"),
-    ("fit_lr", float("nan"), "DeviceConfig.fit_lr must be a number in 0..10, got nan"),
-    ("head_l2", -0.1, "DeviceConfig.head_l2 must be a number in 0..1000"),
-    ("llm_timeout", 0, "DeviceConfig.llm_timeout must be a number in 0.001..3600, got 0"),
-    ("llm_concurrency", 257, "DeviceConfig.llm_concurrency must be an integer in 1..256"),
-    ("llm_concurrency", "4", "DeviceConfig.llm_concurrency must be an integer in 1..256, got str"),
-    ("quantized", "yes", "DeviceConfig.quantized must be true or false, got str"),
-    ("keep_llm_server", 1, "DeviceConfig.keep_llm_server must be true or false, got int"),
-    ("inference", {"m": 5}, "DeviceConfig.inference must be an InferenceConfig, got dict"),
-    ("episodes", {"pseudo_questions": 2}, "DeviceConfig.episodes must be an EpisodeConfig or None, got dict"),
-])
+@pytest.mark.parametrize(
+    "field, value, needle",
+    [
+        ("threads", 0, "DeviceConfig.threads must be an integer in 1..1024, got 0"),
+        ("threads", 2.0, "DeviceConfig.threads must be an integer in 1..1024, got 2.0"),
+        ("threads", True, "DeviceConfig.threads must be an integer in 1..1024, got bool"),
+        ("fit_steps", 10_001, "DeviceConfig.fit_steps must be an integer in 0..10000"),
+        ("fit_lr", float("nan"), "DeviceConfig.fit_lr must be a number in 0..10, got nan"),
+        ("head_l2", -0.1, "DeviceConfig.head_l2 must be a number in 0..1000"),
+        ("llm_timeout", 0, "DeviceConfig.llm_timeout must be a number in 0.001..3600, got 0"),
+        ("llm_concurrency", 257, "DeviceConfig.llm_concurrency must be an integer in 1..256"),
+        ("llm_concurrency", "4", "DeviceConfig.llm_concurrency must be an integer in 1..256, got str"),
+        ("quantized", "yes", "DeviceConfig.quantized must be true or false, got str"),
+        ("keep_llm_server", 1, "DeviceConfig.keep_llm_server must be true or false, got int"),
+        ("inference", {"m": 5}, "DeviceConfig.inference must be an InferenceConfig, got dict"),
+        ("episodes", {"pseudo_questions": 2}, "DeviceConfig.episodes must be an EpisodeConfig or None, got dict"),
+    ],
+)
 def test_a_device_config_out_of_range_is_refused_naming_the_field_and_the_range(field, value, needle):
     with pytest.raises(ConfigError) as refused:
         DeviceConfig(**{field: value})
@@ -79,6 +82,11 @@ def test_the_device_configs_ranges_are_the_run_configs_ranges_of_the_same_settin
     from client.device_config import _RANGES
     from shared.config import BOUNDS
 
-    same = {"fit_steps": "train.fit-steps", "fit_lr": "train.fit-lr", "head_l2": "train.head-l2",
-            "llm_timeout": "llm.timeout", "llm_concurrency": "llm.concurrency"}
+    same = {
+        "fit_steps": "train.fit-steps",
+        "fit_lr": "train.fit-lr",
+        "head_l2": "train.head-l2",
+        "llm_timeout": "llm.timeout",
+        "llm_concurrency": "llm.concurrency",
+    }
     assert {field: _RANGES[field] for field in same} == {field: BOUNDS[key] for field, key in same.items()}

@@ -36,14 +36,22 @@ def user():
 
 
 def llm_for(url: str, tmp_path) -> LLMClient:
-    return LLMClient(LLMConfig(base_url=url, cache_path=str(tmp_path / "cache.sqlite"), max_retries=0,
-                               breaker_cooldown_s=0.01, concurrency=4))
+    return LLMClient(
+        LLMConfig(
+            base_url=url,
+            cache_path=str(tmp_path / "cache.sqlite"),
+            max_retries=0,
+            breaker_cooldown_s=0.01,
+            concurrency=4,
+        )
+    )
 
 
 def test_an_llm_outage_at_onboarding_is_counted_and_the_next_fit_retries_it(tmp_path, bundle, user):
     port = free_port()
-    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm=llm_for(f"http://127.0.0.1:{port}/v1", tmp_path),
-                            bundle=bundle)
+    client = PersonalClient(
+        tmp_path / "store", task="LaMP-7", llm=llm_for(f"http://127.0.0.1:{port}/v1", tmp_path), bundle=bundle
+    )
     client.add_history(user["profile"])
     down = client.fit()  # nothing listens on the port
     assert down.failed > 0 and sum(down.examples.values()) == 0
@@ -72,8 +80,13 @@ def test_heads_overwritten_with_nan_or_huge_values_are_refused_and_the_shared_he
     client, stub = fitted
     tensors, meta = load_tensors(client.store.heads_path, kind="heads")
     tensors["head.adapter.weight"][..., :5] = bad  # the header intact
-    save_tensors(client.store.heads_path, tensors, kind="heads", model=client.models.config,
-                 **{k: v for k, v in meta.items() if k not in ("format", "version", "model")})
+    save_tensors(
+        client.store.heads_path,
+        tensors,
+        kind="heads",
+        model=client.models.config,
+        **{k: v for k, v in meta.items() if k not in ("format", "version", "model")},
+    )
     reopened = PersonalClient(client.store.path.parent, task="LaMP-7", llm=client.llm)
     result = reopened.answer(user["input"], variant="hydra-calls-0")
     assert not result.personal  # never used
@@ -105,8 +118,7 @@ def edited(bundle, tmp_path, name, change) -> object:
 
 
 @pytest.mark.parametrize("case", ["unknown anchor", "model config unlike its base", "nan margin"])
-def test_update_base_refuses_a_bundle_that_cannot_answer_and_keeps_the_old_one(fitted, tmp_path, bundle, user,
-                                                                               case):
+def test_update_base_refuses_a_bundle_that_cannot_answer_and_keeps_the_old_one(fitted, tmp_path, bundle, user, case):
     client, stub = fitted
 
     def change(manifest: dict) -> None:

@@ -59,8 +59,13 @@ def size_of(folder: Path) -> int:
 
 def kill_after(args: dict, delay: float) -> int:
     """Run the child, SIGKILL it ``delay`` seconds after it is ready; returns how many operations it finished."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line == b"ready", proc.stderr.read()[-3000:]
@@ -87,8 +92,13 @@ def test_sigkill_during_an_operation_leaves_the_store_readable_and_bounded(tmp_p
         client.fit()
         folder = client.store.path
         bundle_bytes = size_of(folder / "bundle")
-        args = {"url": stub.url, "cache": cache, "store": str(tmp_path / "store"), "op": op,
-                "bundles": [str(bundle), str(other)]}
+        args = {
+            "url": stub.url,
+            "cache": cache,
+            "store": str(tmp_path / "store"),
+            "op": op,
+            "bundles": [str(bundle), str(other)],
+        }
         items, finished, left = len(client.history), 0, 0
         for trial in range(KILLS):
             if op == "fit" and trial % 2:

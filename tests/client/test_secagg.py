@@ -33,22 +33,34 @@ def update(**changes) -> dict[str, np.ndarray]:
 
 
 def check(arrays, weight=10, **kw):
-    return check_secure_update(arrays, KEYS, SHAPES, weight, clipping_range=kw.pop("clipping_range", 16.0),
-                               max_weight=kw.pop("max_weight", 200.0))
+    return check_secure_update(
+        arrays,
+        KEYS,
+        SHAPES,
+        weight,
+        clipping_range=kw.pop("clipping_range", 16.0),
+        max_weight=kw.pop("max_weight", 200.0),
+    )
 
 
-@pytest.mark.parametrize("arrays,weight,reason", [
-    (update(**{"base.c": np.zeros(1, np.float32)}), 10, "keys differ from the base received"),
-    ({"base.a": np.zeros((2, 3), np.float32)}, 10, "keys differ from the base received"),
-    (update(**{"base.a": np.zeros((3, 2), np.float32)}), 10, "'base.a' has shape (3, 2), the base's is (2, 3)"),
-    (update(**{"base.b": np.array([0, np.nan, 0, 0], np.float32)}), 10, "'base.b' holds NaN or Inf"),
-    (update(**{"base.b": np.array([0, 2e4, 0, 0], np.float32)}), 10, "magnitude 2e+04 > 10000"),
-    (update(), 0, "weight must be a positive number, got 0"),
-    (update(), float("nan"), "weight must be a positive number"),
-    (update(), True, "weight must be a positive number, got True"),
-    (update(**{"base.b": np.array([0, 20.0, 0, 0], np.float32)}), 200, "largest value 20 times its weight 200 / 200 is "
-                                                                      "beyond SecAgg+'s clipping range 16"),
-])
+@pytest.mark.parametrize(
+    "arrays,weight,reason",
+    [
+        (update(**{"base.c": np.zeros(1, np.float32)}), 10, "keys differ from the base received"),
+        ({"base.a": np.zeros((2, 3), np.float32)}, 10, "keys differ from the base received"),
+        (update(**{"base.a": np.zeros((3, 2), np.float32)}), 10, "'base.a' has shape (3, 2), the base's is (2, 3)"),
+        (update(**{"base.b": np.array([0, np.nan, 0, 0], np.float32)}), 10, "'base.b' holds NaN or Inf"),
+        (update(**{"base.b": np.array([0, 2e4, 0, 0], np.float32)}), 10, "magnitude 2e+04 > 10000"),
+        (update(), 0, "weight must be a positive number, got 0"),
+        (update(), float("nan"), "weight must be a positive number"),
+        (update(), True, "weight must be a positive number, got True"),
+        (
+            update(**{"base.b": np.array([0, 20.0, 0, 0], np.float32)}),
+            200,
+            "largest value 20 times its weight 200 / 200 is beyond SecAgg+'s clipping range 16",
+        ),
+    ],
+)
 def test_a_client_refuses_to_mask_an_update_the_server_would_have_refused(arrays, weight, reason, caplog):
     with caplog.at_level(logging.WARNING, logger="client.guard"), pytest.raises(UnsafeUpdate) as caught:
         check(arrays, weight)
@@ -68,8 +80,16 @@ def test_an_update_passes_in_the_servers_order_as_float32_and_a_large_weight_is_
 
 
 def test_messages_without_secagg_records_pass_through_untouched():
-    msg = Message(RecordDict({"arrays": ArrayRecord({"base.a": Array(np.ones(2, np.float32))}),
-                              "config": ConfigRecord({"server-round": 1})}), dst_node_id=3, message_type="train")
+    msg = Message(
+        RecordDict(
+            {
+                "arrays": ArrayRecord({"base.a": Array(np.ones(2, np.float32))}),
+                "config": ConfigRecord({"server-round": 1}),
+            }
+        ),
+        dst_node_id=3,
+        message_type="train",
+    )
     ctx = Context(run_id=1, node_id=3, node_config={}, state=RecordDict(), run_config={})
     seen = []
     reply = secagg_mod(msg, ctx, lambda m, c: seen.append(m) or Message(RecordDict(), reply_to=m))
@@ -79,8 +99,13 @@ def test_messages_without_secagg_records_pass_through_untouched():
 def _fitins(arrays: dict[str, np.ndarray], keys) -> Message:
     from flwr.common import FitIns
 
-    content = compat.fitins_to_recorddict(FitIns(ndarrays_to_parameters([arrays[k] for k in arrays]),
-                                                 {"server-round": 2, "proximal-mu": 0.1, SECAGG_KEYS: keys}), True)
+    content = compat.fitins_to_recorddict(
+        FitIns(
+            ndarrays_to_parameters([arrays[k] for k in arrays]),
+            {"server-round": 2, "proximal-mu": 0.1, SECAGG_KEYS: keys},
+        ),
+        True,
+    )
     return Message(content, dst_node_id=3, message_type="train")
 
 
@@ -97,8 +122,15 @@ def test_the_stage_that_trains_sees_named_arrays_and_its_reply_goes_back_as_a_fi
         seen["arrays"] = {k: v.numpy() for k, v in msg.content["arrays"].items()}
         seen["config"] = dict(msg.content["config"])
         out = {k: v + 0.25 for k, v in reversed(list(seen["arrays"].items()))}  # any order back
-        return Message(RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in out.items()}),
-                                   "metrics": MetricRecord({"num-examples": 30, DP_WEIGHT_KEY: 1})}), reply_to=msg)
+        return Message(
+            RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(v) for k, v in out.items()}),
+                    "metrics": MetricRecord({"num-examples": 30, DP_WEIGHT_KEY: 1}),
+                }
+            ),
+            reply_to=msg,
+        )
 
     reply = _train_legacy(_fitins(sent, KEYS), _context(), train)
     assert {k: v.shape for k, v in seen["arrays"].items()} == SHAPES

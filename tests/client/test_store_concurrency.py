@@ -25,9 +25,17 @@ ADDER = textwrap.dedent("""
 
 def test_two_processes_adding_1000_items_each_keep_2000(tmp_path):
     UserStore(tmp_path, "alice", task="LaMP-7")  # made before, as an app's first run would
-    procs = [subprocess.Popen([sys.executable, "-c", ADDER, str(tmp_path), name, "1000"], cwd=REPO,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("p1", "p2")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ADDER, str(tmp_path), name, "1000"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("p1", "p2")
+    ]
     for proc in procs:
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
     for proc in procs:

@@ -51,13 +51,26 @@ def test_a_store_of_another_user_or_task_is_refused_on_open(tmp_path):
 
 
 def test_text_with_every_line_separator_round_trips(tmp_path):
-    texts = [f"a{sep}b" for sep in SEPARATORS] + [SEPARATORS, "\ud800 lone surrogate", "tab\tand \"quotes\""]
+    texts = [f"a{sep}b" for sep in SEPARATORS] + [SEPARATORS, "\ud800 lone surrogate", 'tab\tand "quotes"']
     history = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
     store = UserStore(tmp_path, "alice", task="LaMP-7")
     store.write_history(history[:3])
     store.append_history(history[3:])
-    episodes = [Episode(qid=f"q{i}", input=t, query=t, gold=t, corpus=tuple(history), top=[0], bm25=[1.0],
-                        rerank_answers=[t], greedy=t, samples=[t, t]) for i, t in enumerate(texts)]
+    episodes = [
+        Episode(
+            qid=f"q{i}",
+            input=t,
+            query=t,
+            gold=t,
+            corpus=tuple(history),
+            top=[0],
+            bm25=[1.0],
+            rerank_answers=[t],
+            greedy=t,
+            samples=[t, t],
+        )
+        for i, t in enumerate(texts)
+    ]
     store.write_episodes(episodes)
     reopened = UserStore(tmp_path, "alice", task="LaMP-7")
     assert reopened.read_history() == history
@@ -72,7 +85,7 @@ def test_a_history_row_missing_a_field_is_a_store_error_naming_it(tmp_path):
     with pytest.raises(StoreError, match="history: row 1, field 'text' missing"):
         store.read_history()
     with sqlite3.connect(store.db_path) as con:
-        con.execute("UPDATE history SET item = '{\"id\": \"2\", \"te' WHERE item LIKE '%flipped%'")
+        con.execute('UPDATE history SET item = \'{"id": "2", "te\' WHERE item LIKE \'%flipped%\'')
     with pytest.raises(StoreError, match="history: row 1 damaged"):
         store.read_history()
     with pytest.raises(StoreError, match="row 0, field 'text' missing"):
@@ -113,8 +126,9 @@ def test_a_version_1_store_is_migrated_on_open(tmp_path):
     episode = Episode(qid="q", input="in\u2029put", query="q", gold="g\x85", corpus=tuple(history), top=[1], bm25=[0.5])
     (folder / "history.json").write_text(json.dumps(history, ensure_ascii=False, indent=1))
     (folder / "episodes.jsonl").write_text(episode.to_json() + "\n" + episode.to_json() + "\n")
-    (folder / "meta.json").write_text(json.dumps({"format_version": 1, "user": "alice", "task": "LaMP-7",
-                                                  "episodes": 2, "role": "test"}))
+    (folder / "meta.json").write_text(
+        json.dumps({"format_version": 1, "user": "alice", "task": "LaMP-7", "episodes": 2, "role": "test"})
+    )
     store = UserStore(tmp_path, "alice", task="LaMP-7")
     assert store.read_history() == history and store.read_episodes() == [episode, episode]
     meta = store.read_meta()

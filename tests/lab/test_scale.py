@@ -23,19 +23,35 @@ from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic
 from shared.training.model import ModelConfig, initial_shared_state
 
-SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 0, "pool.pseudo-questions": 2, "pool.free-questions": 2,
-         "pool.n-samples": 1, "pool.label-records": 2, "federation.local-epochs": 1, "federation.local-head-epochs": 2, "run.seed": 0,
-         "data.split": "synthetic", "llm.model": "stub"}
+SMALL = {
+    "data.task": "LaMP-3",
+    "data.train-users": 2,
+    "data.test-users": 0,
+    "pool.pseudo-questions": 2,
+    "pool.free-questions": 2,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "federation.local-epochs": 1,
+    "federation.local-head-epochs": 2,
+    "run.seed": 0,
+    "data.split": "synthetic",
+    "llm.model": "stub",
+}
 
 
 def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> Message:
     from lab.scale.client_app import app
 
-    content = RecordDict({"arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
-                          "config": ConfigRecord({"server-round": server_round})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(np.asarray(v)) for k, v in arrays.items()}),
+            "config": ConfigRecord({"server-round": server_round}),
+        }
+    )
     msg = Message(content=pack_content(content), dst_node_id=7, message_type=MessageType.TRAIN)  # as the server sends
-    ctx = Context(run_id=1, node_id=7, node_config={"partition-id": partition}, state=RecordDict(),
-                  run_config=run_config)
+    ctx = Context(
+        run_id=1, node_id=7, node_config={"partition-id": partition}, state=RecordDict(), run_config=run_config
+    )
     return app(msg, ctx)
 
 
@@ -66,8 +82,13 @@ def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp
     monkeypatch.setenv("FEDHYDRA_RAY_NODE_NAME", "head")
     initial = initial_shared_state(ModelConfig(), 0)
     with StubEndpoint(delay_s=0.0) as stub:
-        run_config = {**default_mapping(), **SMALL, "data.dir": str(data), "device.store-dir": str(tmp_path / "store"),
-                      "llm.url": stub.url}
+        run_config = {
+            **default_mapping(),
+            **SMALL,
+            "data.dir": str(data),
+            "device.store-dir": str(tmp_path / "store"),
+            "llm.url": stub.url,
+        }
         first = _send(run_config, 0, initial, 1)
         second = _send(run_config, 0, initial, 2)
     assert not first.has_error() and not second.has_error()
@@ -104,7 +125,9 @@ def test_busy_seconds_is_the_union_of_the_clients_intervals():
 
 def test_the_sampler_sees_every_process_of_a_tree_and_their_peaks(tmp_path):
     script = "import time; x = bytearray(60 * 2**20); time.sleep(3)"
-    child = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {script!r}])"]
+    )
     try:
         with TreeMemory([child.pid], interval_s=0.1) as mem:
             time.sleep(2.0)
@@ -120,18 +143,55 @@ def test_the_sampler_sees_every_process_of_a_tree_and_their_peaks(tmp_path):
 def test_the_figures_of_a_run_come_from_its_round_lines_and_probe_lines(tmp_path):
     (tmp_path / "server").mkdir()
     (tmp_path / "probe").mkdir()
-    round_line = {"server_round": 1, "sampled": 2, "accepted": 2, "failed": 0, "rejected": [], "seconds": 12.0,
-                  "timing": {"train": 10.0, "aggregate": 0.5, "checkpoint": 0.1}, "bytes_up_per_client": [100, 100],
-                  "bytes_down_per_client": 100}
+    round_line = {
+        "server_round": 1,
+        "sampled": 2,
+        "accepted": 2,
+        "failed": 0,
+        "rejected": [],
+        "seconds": 12.0,
+        "timing": {"train": 10.0, "aggregate": 0.5, "checkpoint": 0.1},
+        "bytes_up_per_client": [100, 100],
+        "bytes_down_per_client": 100,
+    }
     (tmp_path / "server" / "rounds.jsonl").write_text(json.dumps(round_line) + "\n")
-    base = {"type": "train", "round": 1, "host": "h", "ray_node": "n1", "ray_node_name": None, "llm_calls": 0,
-            "llm_seconds": 0.0, "wire_bytes_out": 130, "wire_bytes_in": 120, "objects_out": 5, "hwm_mb": 900.0,
-            "rss_mb": 800.0}
-    probes = [{**base, "pid": 1, "start": 100.0, "seconds": 4.0, "episodes_seconds": 1.0, "episodes_built": True,
-               "llm_calls": 3, "llm_seconds": 0.6},
-              {**base, "pid": 2, "start": 102.0, "seconds": 4.0, "episodes_seconds": 0.01, "episodes_built": False},
-              {**base, "type": "query", "round": None, "pid": 1, "start": 90.0, "seconds": 0.5,
-               "episodes_seconds": 0.0, "episodes_built": False}]
+    base = {
+        "type": "train",
+        "round": 1,
+        "host": "h",
+        "ray_node": "n1",
+        "ray_node_name": None,
+        "llm_calls": 0,
+        "llm_seconds": 0.0,
+        "wire_bytes_out": 130,
+        "wire_bytes_in": 120,
+        "objects_out": 5,
+        "hwm_mb": 900.0,
+        "rss_mb": 800.0,
+    }
+    probes = [
+        {
+            **base,
+            "pid": 1,
+            "start": 100.0,
+            "seconds": 4.0,
+            "episodes_seconds": 1.0,
+            "episodes_built": True,
+            "llm_calls": 3,
+            "llm_seconds": 0.6,
+        },
+        {**base, "pid": 2, "start": 102.0, "seconds": 4.0, "episodes_seconds": 0.01, "episodes_built": False},
+        {
+            **base,
+            "type": "query",
+            "round": None,
+            "pid": 1,
+            "start": 90.0,
+            "seconds": 0.5,
+            "episodes_seconds": 0.0,
+            "episodes_built": False,
+        },
+    ]
     (tmp_path / "probe" / "h-1.jsonl").write_text("".join(json.dumps(p) + "\n" for p in probes) + '{"cut')
     out = analyze(tmp_path)
     (row,) = out["rounds"]
@@ -141,8 +201,9 @@ def test_the_figures_of_a_run_come_from_its_round_lines_and_probe_lines(tmp_path
     assert row["wire_bytes_up"] == 130 and row["tensor_bytes_up"] == 100
     assert out["first_contact"] == {"clients": 1, "mean_s": 1.0, "mean_llm_calls": 3}
     assert out["role_queries"]["messages"] == 1
-    assert out["placement"] == [{"host": "h", "ray_node": "n1", "ray_node_name": None, "pids": [1, 2], "messages": 3,
-                                 "train": 2}]
+    assert out["placement"] == [
+        {"host": "h", "ray_node": "n1", "ray_node_name": None, "pids": [1, 2], "messages": 3, "train": 2}
+    ]
     first = next(c for c in out["client_processes"] if c["pid"] == 1)
     assert first["messages"] == 2 and first["train_messages"] == 1 and first["max_train_rss_mb"] == 800.0
 
@@ -153,8 +214,13 @@ def test_disk_per_store_leaves_the_bundles_apart(tmp_path):
         (tmp_path / user / "episodes.jsonl").write_bytes(b"x" * size)
     (tmp_path / "bundles" / "x").mkdir(parents=True)
     (tmp_path / "bundles" / "x" / "m.onnx").write_bytes(b"y" * 1000)
-    assert store_disk(tmp_path) == {"stores": 2, "mean_bytes": 200, "max_bytes": 300, "total_bytes": 400,
-                                    "bundles_bytes": 1000}
+    assert store_disk(tmp_path) == {
+        "stores": 2,
+        "mean_bytes": 200,
+        "max_bytes": 300,
+        "total_bytes": 400,
+        "bundles_bytes": 1000,
+    }
     assert store_disk(tmp_path, ["a"])["stores"] == 1
 
 
@@ -179,15 +245,48 @@ def test_simulate_attaches_to_a_ray_cluster_given_its_address(tmp_path, monkeypa
 
     monkeypatch.setattr(federated, "LocalSuperLink", FakeLink)
     with StubEndpoint(delay_s=0.0) as stub:
-        code = main(["simulate", "--out", str(tmp_path / "out"), "--llm-url", stub.url, "--llm-model", "stub",
-                     "--train-users", "2", "--test-users", "1", "--run-config", "data.synthetic-users=3 data.synthetic-items=6",
-                     "--ray-address", "10.1.2.3:6379", "--client-cpus", "3"])
+        code = main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path / "out"),
+                "--llm-url",
+                stub.url,
+                "--llm-model",
+                "stub",
+                "--train-users",
+                "2",
+                "--test-users",
+                "1",
+                "--run-config",
+                "data.synthetic-users=3 data.synthetic-items=6",
+                "--ray-address",
+                "10.1.2.3:6379",
+                "--client-cpus",
+                "3",
+            ]
+        )
     assert code == 2 and "stopped here by the test" in capsys.readouterr().err
     assert seen["env"]["RAY_ADDRESS"] == "10.1.2.3:6379" and seen["cpus"] == 3 and seen["nodes"] == 3
     seen.clear()
     with StubEndpoint(delay_s=0.0) as stub:
-        main(["simulate", "--out", str(tmp_path / "out2"), "--llm-url", stub.url, "--llm-model", "stub",
-              "--train-users", "2", "--test-users", "1", "--run-config", "data.synthetic-users=3 data.synthetic-items=6"])
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path / "out2"),
+                "--llm-url",
+                stub.url,
+                "--llm-model",
+                "stub",
+                "--train-users",
+                "2",
+                "--test-users",
+                "1",
+                "--run-config",
+                "data.synthetic-users=3 data.synthetic-items=6",
+            ]
+        )
     assert "RAY_ADDRESS" not in seen["env"] and seen["cpus"] == 2  # the default: a Ray of the simulation's own
 
 
@@ -208,8 +307,11 @@ def test_probe_lines_keep_every_line_separator_inside_their_strings(tmp_path):
     # issue 28, item 16: read_probes split at str.splitlines(), so a reason or a host name holding U+0085, U+2028
     # or U+2029 (left raw by json.dumps(..., ensure_ascii=False)) made two damaged lines and the row was lost
     separators = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-    rows = [{"type": "train", "pid": 1, "start": float(i), "error": f"boom{sep}again", "host": separators}
-            for i, sep in enumerate(separators)]
-    (tmp_path / "h-1.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + '{"cut',
-                                        encoding="utf-8")
+    rows = [
+        {"type": "train", "pid": 1, "start": float(i), "error": f"boom{sep}again", "host": separators}
+        for i, sep in enumerate(separators)
+    ]
+    (tmp_path / "h-1.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + '{"cut', encoding="utf-8"
+    )
     assert read_probes(tmp_path) == rows

@@ -39,8 +39,9 @@ def test_server_resumes_only_when_asked(tmp_path):
     assert all(np.array_equal(fresh[k], again[k]) for k in fresh)  # seeded: the same initial base every time
 
 
-@pytest.mark.parametrize("name,kind", [("fedavg", FedAvg), ("fedprox", FedProx), ("fedadam", FedAdam),
-                                       ("fedtrimmedavg", FedTrimmedAvg)])
+@pytest.mark.parametrize(
+    "name,kind", [("fedavg", FedAvg), ("fedprox", FedProx), ("fedadam", FedAdam), ("fedtrimmedavg", FedTrimmedAvg)]
+)
 def test_strategy_by_config(name, kind):
     strategy, accountant = build_strategy(cfg(**{"federation.strategy": name}).federation, n_train=10)
     assert type(strategy) is kind and accountant is None
@@ -51,7 +52,9 @@ def test_the_server_builds_exactly_the_strategies_the_config_accepts():
     for name in STRATEGIES:
         strategy, _ = build_strategy(cfg(**{"federation.strategy": name}).federation, n_train=10)
         assert type(strategy).__name__.lower() == name
-    with pytest.raises(ConfigError, match="'federation.strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg"):
+    with pytest.raises(
+        ConfigError, match="'federation.strategy' must be fedavg, fedprox, fedadam, fedmedian or fedtrimmedavg"
+    ):
         cfg(**{"federation.strategy": "fedsum"})
 
 
@@ -75,9 +78,19 @@ def _fedadam_round(strategy, server_round: int, arrays: dict[str, np.ndarray], u
 
     record = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     strategy.configure_train(server_round, record, ConfigRecord({}), _Grid())
-    replies = [Message(content=RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in u.items()}),
-                                           "metrics": MetricRecord({"num-examples": 3})}),
-                       dst_node_id=0, message_type="train") for u in updates]
+    replies = [
+        Message(
+            content=RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(v) for k, v in u.items()}),
+                    "metrics": MetricRecord({"num-examples": 3}),
+                }
+            ),
+            dst_node_id=0,
+            message_type="train",
+        )
+        for u in updates
+    ]
     out, _ = strategy.aggregate_train(server_round, replies)
     return {k: v.numpy() for k, v in out.items()}
 
@@ -91,8 +104,9 @@ def test_a_resumed_fedadam_run_continues_with_its_moments(tmp_path):
     c = cfg(**{"federation.strategy": "fedadam", "run.out-dir": str(tmp_path), "run.resume": True})
     rng = np.random.default_rng(0)
     start = {"base.a": rng.normal(size=(2, 3)).astype(np.float32)}
-    updates = [[{"base.a": start["base.a"] + rng.normal(size=(2, 3)).astype(np.float32)} for _ in range(2)]
-               for _ in range(2)]
+    updates = [
+        [{"base.a": start["base.a"] + rng.normal(size=(2, 3)).astype(np.float32)} for _ in range(2)] for _ in range(2)
+    ]
     running, _ = build_strategy(c.federation, n_train=2)
     after1 = _fedadam_round(running, 1, start, updates[0])
     moments = strategy_state(running)
@@ -104,15 +118,18 @@ def test_a_resumed_fedadam_run_continues_with_its_moments(tmp_path):
     done, arrays = starting_point(c)
     resumed, _ = build_strategy(c.federation, n_train=2)
     assert done == 1 and restore_server_state(c, done, resumed)
-    np.testing.assert_allclose(_fedadam_round(resumed, 2, arrays, updates[1])["base.a"], uninterrupted["base.a"],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        _fedadam_round(resumed, 2, arrays, updates[1])["base.a"], uninterrupted["base.a"], rtol=1e-6
+    )
     forgetful, _ = build_strategy(c.federation, n_train=2)  # what a resume without the moments computed
     assert not np.allclose(_fedadam_round(forgetful, 2, arrays, updates[1])["base.a"], uninterrupted["base.a"])
     # a checkpoint without moments is reported, and a stateless strategy needs none
     (tmp_path / "checkpoints" / "round-0001.server-state.safetensors").unlink()
     assert load_server_state(tmp_path / "checkpoints", 1) is None
     assert not restore_server_state(c, 1, build_strategy(c.federation, n_train=2)[0])
-    assert restore_server_state(cfg(**{"run.out-dir": str(tmp_path)}), 1, build_strategy(cfg().federation, n_train=2)[0])
+    assert restore_server_state(
+        cfg(**{"run.out-dir": str(tmp_path)}), 1, build_strategy(cfg().federation, n_train=2)[0]
+    )
 
 
 def test_a_server_state_file_holds_only_moments_of_shared_tensors(tmp_path):
@@ -143,5 +160,7 @@ def test_a_resume_whose_checkpoints_all_fail_to_load_is_refused_not_started_from
     assert "round-0002.safetensors" in message and "resume = false" in message
     assert sorted(p.name for p in folder.iterdir()) == ["round-0001.safetensors", "round-0002.safetensors"]  # kept
     assert latest_checkpoint(folder, model=c.model) is None  # not strict: still "none" for other callers
-    assert starting_point(cfg(**{"run.out-dir": str(tmp_path), "run.resume": False}))[0] == 0  # afresh, as the message says
+    assert (
+        starting_point(cfg(**{"run.out-dir": str(tmp_path), "run.resume": False}))[0] == 0
+    )  # afresh, as the message says
     assert "round-0002.safetensors cannot be read" in caplog.text  # each skipped file is named in a warning

@@ -30,9 +30,22 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LINK = "fedhydra-deploy"
 RUN_TIMEOUT_S = 1500.0  # 2 slow cores, possibly shared with other jobs
-SMALL = {"data.task": "LaMP-7", "data.synthetic-users": 2, "data.synthetic-items": 8, "data.train-users": 2, "data.test-users": 0,
-         "federation.num-rounds": 1, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2, "train.epochs": 1,
-         "federation.local-epochs": 1, "federation.min-train-nodes": 2, "run.seed": 0}
+SMALL = {
+    "data.task": "LaMP-7",
+    "data.synthetic-users": 2,
+    "data.synthetic-items": 8,
+    "data.train-users": 2,
+    "data.test-users": 0,
+    "federation.num-rounds": 1,
+    "pool.pseudo-questions": 1,
+    "pool.free-questions": 2,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "federation.local-epochs": 1,
+    "federation.min-train-nodes": 2,
+    "run.seed": 0,
+}
 
 
 def _make_certs():
@@ -64,8 +77,9 @@ class Processes:
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - the process's output while it runs
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
         self.started.append((name, proc))
         return proc
@@ -127,19 +141,31 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
     tls = certs.make_ca_and_server(tmp_path / "keys", ["127.0.0.1", "localhost"])
     keys = {name: certs.make_supernode_key(tmp_path / "keys" / "supernodes", name) for name in ("n0", "n1", "rogue")}
 
-    data = write_synthetic(tmp_path / "data.dir", SMALL["data.task"], n_users=SMALL["data.synthetic-users"],
-                           items_per_user=SMALL["data.synthetic-items"], seed=SMALL["run.seed"])
-    train, _ = split_users(load_split(data, SMALL["data.task"]), train_users=SMALL["data.train-users"],
-                           test_users=SMALL["data.test-users"])
+    data = write_synthetic(
+        tmp_path / "data.dir",
+        SMALL["data.task"],
+        n_users=SMALL["data.synthetic-users"],
+        items_per_user=SMALL["data.synthetic-items"],
+        seed=SMALL["run.seed"],
+    )
+    train, _ = split_users(
+        load_split(data, SMALL["data.task"]), train_users=SMALL["data.train-users"], test_users=SMALL["data.test-users"]
+    )
 
     def env_for(role: str) -> dict[str, str]:
         """Each process its own FLWR_HOME and FEDHYDRA_HOME, as on separate machines."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FEDHYDRA_", "FLWR_"))}
         home = tmp_path / role
         (home / "flwr-home").mkdir(parents=True, exist_ok=True)
-        env.update({"FLWR_HOME": str(home / "flwr-home"), "FEDHYDRA_HOME": str(home / "fedhydra-home"),
-                    "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", ""),
-                    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", "FLWR_DISABLE_UPDATE_CHECK": "1"})
+        env.update(
+            {
+                "FLWR_HOME": str(home / "flwr-home"),
+                "FEDHYDRA_HOME": str(home / "fedhydra-home"),
+                "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", ""),
+                "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+                "FLWR_DISABLE_UPDATE_CHECK": "1",
+            }
+        )
         return env
 
     port = _free_port()
@@ -149,34 +175,70 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
         f'default = "{LINK}"\n\n'
         f"[superlink.{LINK}]\n"
         f'address = "127.0.0.1:{port}"\n'
-        f'root-certificates = "{tls["ca"]}"\n')
+        f'root-certificates = "{tls["ca"]}"\n'
+    )
     run_config = tmp_path / "run_config.toml"
     out_dir = tmp_path / "server" / "out"
-    run_config.write_text(tomli_w.dumps({**SMALL, "run.out-dir": str(out_dir), "llm.url": llm_server.url,
-                                         "llm.model": "smollm2-135m-instruct"}))
+    run_config.write_text(
+        tomli_w.dumps(
+            {**SMALL, "run.out-dir": str(out_dir), "llm.url": llm_server.url, "llm.model": "smollm2-135m-instruct"}
+        )
+    )
     # node 0 finds its user by partition-id (inline node config), node 1 by user-id + role (a TOML file, which also
     # names its LLM endpoint: node config overrides the run config's data.dir, device.store-dir and llm.url)
     stores = {name: tmp_path / name / "store" for name in ("n0", "n1")}
     node1_config = tmp_path / "n1" / "node_config.toml"
     node1_config.parent.mkdir(parents=True, exist_ok=True)
-    node1_config.write_text(tomli_w.dumps({"user-id": train[1].user_id, "role": "train", "data.dir": str(data),
-                                           "device.store-dir": str(stores["n1"]), "llm.url": llm_server.url}))
-    node_configs = {"n0": f"partition-id=0 data.dir='{data}' device.store-dir='{stores['n0']}'", "n1": str(node1_config)}
+    node1_config.write_text(
+        tomli_w.dumps(
+            {
+                "user-id": train[1].user_id,
+                "role": "train",
+                "data.dir": str(data),
+                "device.store-dir": str(stores["n1"]),
+                "llm.url": llm_server.url,
+            }
+        )
+    )
+    node_configs = {
+        "n0": f"partition-id=0 data.dir='{data}' device.store-dir='{stores['n0']}'",
+        "n1": str(node1_config),
+    }
 
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = Processes(logs)
     try:
-        link = procs.start("superlink", [
-            str(BIN / "flower-superlink"), "--ssl-ca-certfile", str(tls["ca"]), "--ssl-certfile", str(tls["cert"]),
-            "--ssl-keyfile", str(tls["key"]), "--enable-supernode-auth", "--host", "127.0.0.1", "--port", str(port),
-            "--database", str(tmp_path / "superlink" / "state.db")], env_for("superlink"))
-        _wait_for(lambda: _port_open(port), 120, "the SuperLink port", alive=[link], logs=lambda: procs.log("superlink"))
+        link = procs.start(
+            "superlink",
+            [
+                str(BIN / "flower-superlink"),
+                "--ssl-ca-certfile",
+                str(tls["ca"]),
+                "--ssl-certfile",
+                str(tls["cert"]),
+                "--ssl-keyfile",
+                str(tls["key"]),
+                "--enable-supernode-auth",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--database",
+                str(tmp_path / "superlink" / "state.db"),
+            ],
+            env_for("superlink"),
+        )
+        _wait_for(
+            lambda: _port_open(port), 120, "the SuperLink port", alive=[link], logs=lambda: procs.log("superlink")
+        )
 
         # TLS is on, with a certificate our CA signed for 127.0.0.1
         context = ssl.create_default_context(cafile=str(tls["ca"]))
-        with (socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
-              context.wrap_socket(raw, server_hostname="127.0.0.1") as conn):
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as conn,
+        ):
             assert conn.version() in ("TLSv1.2", "TLSv1.3")
 
         for name in ("n0", "n1"):
@@ -185,11 +247,27 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
         assert len(_nodes(cli)) == 2
 
         # a key that was never registered is refused, and the node exits
-        rogue = procs.start("rogue", [
-            str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{port}", "--root-certificates", str(tls["ca"]),
-            "--auth-supernode-private-key", str(keys["rogue"][0]), "--port", str(_free_port()),
-            "--max-retries", "2", "--max-wait-time", "60", "--node-config", f"partition-id=1 data.dir='{data}'"],
-            env_for("rogue"))
+        rogue = procs.start(
+            "rogue",
+            [
+                str(BIN / "flower-supernode"),
+                "--superlink",
+                f"127.0.0.1:{port}",
+                "--root-certificates",
+                str(tls["ca"]),
+                "--auth-supernode-private-key",
+                str(keys["rogue"][0]),
+                "--port",
+                str(_free_port()),
+                "--max-retries",
+                "2",
+                "--max-wait-time",
+                "60",
+                "--node-config",
+                f"partition-id=1 data.dir='{data}'",
+            ],
+            env_for("rogue"),
+        )
         try:
             rogue.wait(timeout=180)
         except subprocess.TimeoutExpired:
@@ -200,13 +278,33 @@ def test_tls_superlink_authenticated_supernodes_and_a_refused_key(tmp_path, llm_
 
         nodes = []
         for name in ("n0", "n1"):
-            nodes.append(procs.start(name, [
-                str(BIN / "flower-supernode"), "--superlink", f"127.0.0.1:{port}",
-                "--root-certificates", str(tls["ca"]), "--auth-supernode-private-key", str(keys[name][0]),
-                "--port", str(_free_port()), "--node-config", node_configs[name]], env_for(name)))
+            nodes.append(
+                procs.start(
+                    name,
+                    [
+                        str(BIN / "flower-supernode"),
+                        "--superlink",
+                        f"127.0.0.1:{port}",
+                        "--root-certificates",
+                        str(tls["ca"]),
+                        "--auth-supernode-private-key",
+                        str(keys[name][0]),
+                        "--port",
+                        str(_free_port()),
+                        "--node-config",
+                        node_configs[name],
+                    ],
+                    env_for(name),
+                )
+            )
         all_logs = lambda: "\n".join(f"--- {n} ---\n{procs.log(n)}" for n in ("superlink", "n0", "n1"))  # noqa: E731
-        _wait_for(lambda: sum(n.get("status") == "online" for n in _nodes(cli)) == 2, 180, "two online SuperNodes",
-                  alive=[link, *nodes], logs=all_logs)
+        _wait_for(
+            lambda: sum(n.get("status") == "online" for n in _nodes(cli)) == 2,
+            180,
+            "two online SuperNodes",
+            alive=[link, *nodes],
+            logs=all_logs,
+        )
         assert len(_nodes(cli)) == 2  # the rogue key did not add a node
 
         done = _flwr(cli, "run", str(REPO), LINK, "--run-config", str(run_config), "--format", "json", timeout=600)

@@ -25,8 +25,12 @@ COUNTERS = {"skipped-examples": 0, "llm-retries": 0, "llm-failures": 0}
 
 
 def reply(metrics: dict) -> Message:
-    content = RecordDict({"arrays": ArrayRecord({k: Array(v + 0.01) for k, v in SENT.items()}),
-                          "metrics": MetricRecord({"num-examples": 4, **COUNTERS, **metrics})})
+    content = RecordDict(
+        {
+            "arrays": ArrayRecord({k: Array(v + 0.01) for k, v in SENT.items()}),
+            "metrics": MetricRecord({"num-examples": 4, **COUNTERS, **metrics}),
+        }
+    )
     return Message(content=content, dst_node_id=0, message_type="train")
 
 
@@ -34,8 +38,12 @@ def test_fault_counters_are_summed_and_failures_kept_with_their_reason():
     strategy = ValidatingStrategy(FedAvg(), expected_from(ArrayRecord({k: Array(v) for k, v in SENT.items()})))
     strategy.current = record = RoundLog(server_round=1)
     failed = Message(Error(code=0, reason="partition 2 dropped out of round 1"), reply_to=reply({}))
-    replies = [reply({"skipped-examples": 2, "llm-retries": 5}), reply({"skipped-examples": 1, "llm-failures": 3}),
-               reply({"llm-retries": float("nan"), "num-examples": 0}), failed]
+    replies = [
+        reply({"skipped-examples": 2, "llm-retries": 5}),
+        reply({"skipped-examples": 1, "llm-failures": 3}),
+        reply({"llm-retries": float("nan"), "num-examples": 0}),
+        failed,
+    ]
     strategy.aggregate_train(1, replies)
     assert record.accepted == 2 and record.failed == 1 and len(record.rejected) == 1
     assert record.faults == {"skipped-examples": 3, "llm-retries": 5, "llm-failures": 3}  # NaN is not a count
@@ -49,20 +57,30 @@ def test_a_reply_with_other_metric_keys_is_rejected_not_the_whole_round():
     arrays, _ = strategy.aggregate_train(1, [reply({}), odd, reply({})])
     assert arrays is not None and record.accepted == 2
     assert len(record.rejected) == 1 and "extra ['injected-metric']" in record.rejected[0]
-    renamed = Message(RecordDict({"weights": reply({}).content["arrays"], "metrics": reply({}).content["metrics"]}),
-                      dst_node_id=0, message_type="train")
+    renamed = Message(
+        RecordDict({"weights": reply({}).content["arrays"], "metrics": reply({}).content["metrics"]}),
+        dst_node_id=0,
+        message_type="train",
+    )
     strategy.current = record = RoundLog(server_round=2)
     assert strategy.aggregate_train(2, [renamed, reply({}), reply({})])[0] is not None and record.accepted == 2
-    evals = [Message(RecordDict({"metrics": MetricRecord({"num-examples": 2, **extra})}), dst_node_id=0,
-                     message_type="evaluate") for extra in ({}, {"x": 1.0}, {})]
+    evals = [
+        Message(
+            RecordDict({"metrics": MetricRecord({"num-examples": 2, **extra})}), dst_node_id=0, message_type="evaluate"
+        )
+        for extra in ({}, {"x": 1.0}, {})
+    ]
     assert strategy.aggregate_evaluate(2, evals) is not None and record.eval_failed == 1
 
 
 def test_evaluation_counters_and_failures():
     strategy = ValidatingStrategy(FedAvg(), expected_from(ArrayRecord({k: Array(v) for k, v in SENT.items()})))
     strategy.current = record = RoundLog(server_round=1)
-    eval_ok = Message(RecordDict({"metrics": MetricRecord({"num-examples": 2, "degraded-answers": 4})}), dst_node_id=0,
-                      message_type="evaluate")
+    eval_ok = Message(
+        RecordDict({"metrics": MetricRecord({"num-examples": 2, "degraded-answers": 4})}),
+        dst_node_id=0,
+        message_type="evaluate",
+    )
     strategy.aggregate_evaluate(1, [eval_ok, Message(Error(code=0, reason="boom"), reply_to=eval_ok)])
     assert record.faults["degraded-answers"] == 4 and record.eval_failed == 1
 
@@ -80,11 +98,14 @@ def test_a_fresh_run_starts_the_round_log_anew_and_a_resumed_one_keeps_its_round
 def test_a_resumed_dp_run_gets_the_privacy_ledger_of_its_checkpoint(tmp_path):
     from flwr.supercore.privacy_accounting import GaussianPrivacyEvent
 
-    cfg = RunConfig.from_mapping({**default_mapping(), "run.out-dir": str(tmp_path), "dp.noise": 1.0, "run.resume": True})
+    cfg = RunConfig.from_mapping(
+        {**default_mapping(), "run.out-dir": str(tmp_path), "dp.noise": 1.0, "run.resume": True}
+    )
     _, before = build_strategy(cfg.federation, n_train=4)
     before.compose(GaussianPrivacyEvent(noise_multiplier=1.0, sample_size=4, population_size=4), count=3)
-    save_checkpoint(tmp_path / "checkpoints", 3, SENT, model=cfg.model, task=cfg.task,
-                    privacy=json.dumps(before.state_dict()))
+    save_checkpoint(
+        tmp_path / "checkpoints", 3, SENT, model=cfg.model, task=cfg.task, privacy=json.dumps(before.state_dict())
+    )
     _, after = build_strategy(cfg.federation, n_train=4)
     assert restore_accountant(cfg, 3, after)
     assert after.num_releases == before.num_releases == 3
@@ -114,8 +135,11 @@ class _RecordingGrid:
                 out.append(Message(reply(self.train_extra).content, reply_to=m))
             else:
                 n = 1 + m.metadata.dst_node_id % 2  # questions answered: 2 on node 3, 1 on node 4
-                out.append(Message(RecordDict({"metrics": MetricRecord({"num-examples": n, "hydra/MAE": float(n)})}),
-                                   reply_to=m))
+                out.append(
+                    Message(
+                        RecordDict({"metrics": MetricRecord({"num-examples": n, "hydra/MAE": float(n)})}), reply_to=m
+                    )
+                )
         return out
 
 
@@ -126,10 +150,23 @@ def test_test_users_evaluate_every_n_rounds_and_always_after_the_last(tmp_path, 
 
     grid = _RecordingGrid([1, 2, 3, 4])
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
-    strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1), expected_from(initial))
-    run_rounds(grid, strategy, initial, num_rounds=4, start_round=0, roles={1: "train", 2: "train", 3: "test", 4: "test"},
-               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7",
-               timeout=12.5, eval_every=eval_every)
+    strategy = ValidatingStrategy(
+        FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1), expected_from(initial)
+    )
+    run_rounds(
+        grid,
+        strategy,
+        initial,
+        num_rounds=4,
+        start_round=0,
+        roles={1: "train", 2: "train", 3: "test", 4: "test"},
+        out_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ck",
+        model=ModelConfig(),
+        task="LaMP-7",
+        timeout=12.5,
+        eval_every=eval_every,
+    )
     rounds = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     assert [r["server_round"] for r in rounds if r["eval_metrics"]] == evaluated
     assert all(r["accepted"] == 2 for r in rounds)
@@ -171,15 +208,26 @@ def test_a_dp_run_weighs_evaluations_by_questions_although_updates_weigh_the_sam
     from server.federation import run_rounds
     from shared.protocol import DP_WEIGHT_KEY
 
-    cfg = RunConfig.from_mapping({**default_mapping(), "run.out-dir": str(tmp_path), "dp.noise": 0.5,
-                                  "federation.min-train-nodes": 2})
+    cfg = RunConfig.from_mapping(
+        {**default_mapping(), "run.out-dir": str(tmp_path), "dp.noise": 0.5, "federation.min-train-nodes": 2}
+    )
     inner, accountant = build_strategy(cfg.federation, n_train=2)
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
     strategy = ValidatingStrategy(inner, expected_from(initial), weight_key=DP_WEIGHT_KEY)
     grid = _RecordingGrid([1, 2, 3, 4], train_extra={DP_WEIGHT_KEY: 1})
-    run_rounds(grid, strategy, initial, num_rounds=1, start_round=0, roles={1: "train", 2: "train", 3: "test", 4: "test"},
-               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=cfg.model, task=cfg.task,
-               accountant=accountant)
+    run_rounds(
+        grid,
+        strategy,
+        initial,
+        num_rounds=1,
+        start_round=0,
+        roles={1: "train", 2: "train", 3: "test", 4: "test"},
+        out_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ck",
+        model=cfg.model,
+        task=cfg.task,
+        accountant=accountant,
+    )
     (row,) = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     assert row["accepted"] == 2 and row["privacy"]["epsilon"] > 0
     # node 3 answered 2 questions with MAE 2, node 4 one with MAE 1: weighted (2*2 + 1*1) / 3
@@ -194,11 +242,18 @@ def test_pooled_evaluation_metrics_equal_the_metrics_over_all_questions():
     from shared.tasks import get_task
 
     task = get_task("LaMP-3")
-    users = [({"a": "1", "b": "5"}, {"a": "2", "b": "5"}), ({"c": "3", "d": "1", "e": "5"}, {"c": "3", "d": "4", "e": "5"})]
-    records = [{"num-examples": len(golds), **{f"hydra/{k}": v for k, v in evaluate(task, preds, golds).items()}}
-               for preds, golds in users]
+    users = [
+        ({"a": "1", "b": "5"}, {"a": "2", "b": "5"}),
+        ({"c": "3", "d": "1", "e": "5"}, {"c": "3", "d": "4", "e": "5"}),
+    ]
+    records = [
+        {"num-examples": len(golds), **{f"hydra/{k}": v for k, v in evaluate(task, preds, golds).items()}}
+        for preds, golds in users
+    ]
     pooled = weighted_metrics(records)
-    everyone = evaluate(task, {k: v for p, _ in users for k, v in p.items()}, {k: v for _, g in users for k, v in g.items()})
+    everyone = evaluate(
+        task, {k: v for p, _ in users for k, v in p.items()}, {k: v for _, g in users for k, v in g.items()}
+    )
     assert pooled["num-examples"] == 5
     assert pooled["hydra/MAE"] == pytest.approx(everyone["MAE"])
     assert pooled["hydra/RMSE"] == pytest.approx(everyone["RMSE"])
@@ -210,19 +265,34 @@ def test_each_round_checkpoints_the_server_optimizers_moments_when_it_has_some(t
     from server.checkpoint import load_server_state, strategy_state
     from server.federation import run_rounds
 
-    cfg = RunConfig.from_mapping({**default_mapping(), "federation.strategy": strategy_name, "federation.min-train-nodes": 2})
+    cfg = RunConfig.from_mapping(
+        {**default_mapping(), "federation.strategy": strategy_name, "federation.min-train-nodes": 2}
+    )
     inner, _ = build_strategy(cfg.federation, n_train=2)
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
     strategy = ValidatingStrategy(inner, expected_from(initial))
-    run_rounds(_RecordingGrid([1, 2]), strategy, initial, num_rounds=2, start_round=0, roles={1: "train", 2: "train"},
-               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=cfg.model, task=cfg.task)
+    run_rounds(
+        _RecordingGrid([1, 2]),
+        strategy,
+        initial,
+        num_rounds=2,
+        start_round=0,
+        roles={1: "train", 2: "train"},
+        out_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ck",
+        model=cfg.model,
+        task=cfg.task,
+    )
     saved = load_server_state(tmp_path / "ck", 2, model=cfg.model)
     if not with_state:
         assert saved is None and not strategy_state(strategy)
         return
     assert saved is not None and set(saved) == {f"{slot}{k}" for slot in ("m_t.", "v_t.") for k in SENT}
     live = strategy_state(strategy)  # found through the validating wrapper
-    assert all(np.array_equal(saved[k], live[k]) for k in live) and np.abs(saved["v_t.base.adapter.trunk.weight"]).sum() > 0
+    assert (
+        all(np.array_equal(saved[k], live[k]) for k in live)
+        and np.abs(saved["v_t.base.adapter.trunk.weight"]).sum() > 0
+    )
     assert load_server_state(tmp_path / "ck", 1, model=cfg.model) is not None
 
 
@@ -265,23 +335,43 @@ def test_the_margin_is_chosen_from_the_training_nodes_sums_and_sent_to_the_final
     from shared.training.model import ModelConfig
 
     def per_anchor(points):  # LaMP-7's anchors; keeping the 0.8 edit gains 0.1 a question over the input
-        return {a: [CalibrationPoint(p.advantage, p.gain, 0.1 if a == "edit-0.8" else 0.0) for p in points]
-                for a in anchors_for(get_task("LaMP-7"))}
+        return {
+            a: [CalibrationPoint(p.advantage, p.gain, 0.1 if a == "edit-0.8" else 0.0) for p in points]
+            for a in anchors_for(get_task("LaMP-7"))
+        }
 
     mine = per_anchor([CalibrationPoint(0.9, 0.3), CalibrationPoint(0.4, -0.2)])
     theirs = per_anchor([CalibrationPoint(0.2, 0.1), CalibrationPoint(0.05, -0.5), CalibrationPoint(0.35, 0.4)])
     bad = anchor_margin_sums(theirs).to_record()
     bad["gain/0"] = float("nan")
     baseline_only = margin_sums(theirs["baseline"]).to_record()  # another task's grid: refused
-    answers = {1: anchor_margin_sums(mine).to_record(), 2: anchor_margin_sums(theirs).to_record(), 5: "boom", 6: bad,
-               7: None, 8: baseline_only}
+    answers = {
+        1: anchor_margin_sums(mine).to_record(),
+        2: anchor_margin_sums(theirs).to_record(),
+        5: "boom",
+        6: bad,
+        7: None,
+        8: baseline_only,
+    }
     grid = _MarginGrid([1, 2, 3, 4, 5, 6, 7, 8], answers)
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
-    strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1),
-                                  expected_from(initial))
+    strategy = ValidatingStrategy(
+        FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1), expected_from(initial)
+    )
     roles = {1: "train", 2: "train", 3: "test", 4: "test", 5: "train", 6: "train", 7: "train", 8: "train"}
-    run_rounds(grid, strategy, initial, num_rounds=2, start_round=0, roles=roles, out_dir=tmp_path / "out",
-               checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7", margin=True)
+    run_rounds(
+        grid,
+        strategy,
+        initial,
+        num_rounds=2,
+        start_round=0,
+        roles=roles,
+        out_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ck",
+        model=ModelConfig(),
+        task="LaMP-7",
+        margin=True,
+    )
     union = choose_margin({a: mine[a] + theirs[a] for a in mine})
     assert union.anchor == "edit-0.8"
     assert sorted(n for n, _ in grid.queries) == [1, 2, 5, 6, 7, 8]  # the training nodes, once, with the global base
@@ -310,11 +400,22 @@ def test_without_valid_margin_replies_the_test_users_answer_without_a_margin_rul
 
     grid = _MarginGrid([1, 2, 3], {1: "boom", 2: {"points": 1}})
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
-    strategy = ValidatingStrategy(FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1),
-                                  expected_from(initial))
-    run_rounds(grid, strategy, initial, num_rounds=1, start_round=0, roles={1: "train", 2: "train", 3: "test"},
-               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7",
-               margin=True)
+    strategy = ValidatingStrategy(
+        FedAvg(min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1), expected_from(initial)
+    )
+    run_rounds(
+        grid,
+        strategy,
+        initial,
+        num_rounds=1,
+        start_round=0,
+        roles={1: "train", 2: "train", 3: "test"},
+        out_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ck",
+        model=ModelConfig(),
+        task="LaMP-7",
+        margin=True,
+    )
     assert grid.eval_configs and all("margin" not in c for c in grid.eval_configs)
     (row,) = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     assert "margin" not in row["margin"] and row["margin"]["clients"] == 0 and len(row["margin"]["dropped"]) == 2
@@ -324,8 +425,10 @@ def test_a_resumed_round_log_keeps_rounds_whose_strings_hold_line_separators(tmp
     # issue 28, item 16: reset_round_log split at str.splitlines(), so a round whose reason holds U+0085, U+2028 or
     # U+2029 raw (a JSON string may) was read as two damaged lines and dropped from the resumed run's log
     separators = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-    rows = [{"server_round": r, "rejected": [f"node {r}: bad{sep}update"], "note": separators}
-            for r, sep in enumerate(separators, start=1)]
+    rows = [
+        {"server_round": r, "rejected": [f"node {r}: bad{sep}update"], "note": separators}
+        for r, sep in enumerate(separators, start=1)
+    ]
     log = tmp_path / "rounds.jsonl"
     log.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert reset_round_log(log, 8) == rows[:8]

@@ -23,8 +23,9 @@ from shared.training.model import ModelConfig
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 SENT = {"base.adapter.trunk.weight": np.zeros((3, 4), np.float32), "base.adapter.trunk.bias": np.zeros(3, np.float32)}
-MARGIN = anchor_margin_sums({a: [CalibrationPoint(0.5, 0.1), CalibrationPoint(0.2, -0.1)]
-                             for a in anchors_for(get_task("LaMP-7"))}).to_record()
+MARGIN = anchor_margin_sums(
+    {a: [CalibrationPoint(0.5, 0.1), CalibrationPoint(0.2, -0.1)] for a in anchors_for(get_task("LaMP-7"))}
+).to_record()
 
 
 class _Grid:
@@ -47,8 +48,9 @@ class _Grid:
                 out.append(Message(RecordDict({"margin": MetricRecord(MARGIN)}), reply_to=m))
             else:
                 arrays = ArrayRecord({k: Array(v + 0.01 * (node % 5)) for k, v in SENT.items()})
-                out.append(Message(RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": 3})}),
-                                   reply_to=m))
+                out.append(
+                    Message(RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": 3})}), reply_to=m)
+                )
         return out
 
 
@@ -57,9 +59,19 @@ def _run(tmp_path, n_nodes: int, *, sampled: int = 4, rounds: int = 3) -> tuple[
     initial = ArrayRecord({k: Array(v) for k, v in SENT.items()})
     inner = FedAvg(fraction_train=1e-9, min_train_nodes=sampled, min_evaluate_nodes=1, min_available_nodes=1)
     strategy = ValidatingStrategy(inner, expected_from(initial))
-    run_rounds(grid, strategy, initial, num_rounds=rounds, start_round=0, roles={n: "train" for n in grid.node_ids},
-               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=ModelConfig(), task="LaMP-7",
-               margin=True)
+    run_rounds(
+        grid,
+        strategy,
+        initial,
+        num_rounds=rounds,
+        start_round=0,
+        roles={n: "train" for n in grid.node_ids},
+        out_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ck",
+        model=ModelConfig(),
+        task="LaMP-7",
+        margin=True,
+    )
     lines = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     return grid, lines
 

@@ -25,8 +25,16 @@ def _base(node: int) -> dict[str, np.ndarray]:
 
 
 def _message(node: int) -> Message:
-    return Message(RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in _base(node).items()}),
-                               "config": ConfigRecord({"server-round": 1})}), dst_node_id=node, message_type="train")
+    return Message(
+        RecordDict(
+            {
+                "arrays": ArrayRecord({k: Array(v) for k, v in _base(node).items()}),
+                "config": ConfigRecord({"server-round": 1}),
+            }
+        ),
+        dst_node_id=node,
+        message_type="train",
+    )
 
 
 class ClientsGrid:
@@ -43,8 +51,12 @@ class ClientsGrid:
         self.seen.append(msg.content)
         received = unpack_content(msg.content)
         update = {k: v.numpy() + (k == "base.a") for k, v in received["arrays"].items()}
-        content = RecordDict({"arrays": ArrayRecord({k: Array(v.astype(np.float32)) for k, v in update.items()}),
-                              "metrics": MetricRecord({"num-examples": 2})})
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({k: Array(v.astype(np.float32)) for k, v in update.items()}),
+                "metrics": MetricRecord({"num-examples": 2}),
+            }
+        )
         node = msg.metadata.dst_node_id
         if node not in self.plain:
             content = pack_content(content, reference=array_tensors(received))

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.usefixtures("flower_task_identity")
 def trainer():
     torch.manual_seed(0)
     # one plain epoch per round (no extra head epochs): each round moves the base by one honest step
-    return Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1, head_epochs=0, batch_size=8, lr=1e-2, train_lora=False))
+    return Trainer(
+        HydraBase(ModelConfig()), TrainConfig(epochs=1, head_epochs=0, batch_size=8, lr=1e-2, train_lora=False)
+    )
 
 
 @pytest.mark.slow

@@ -28,8 +28,11 @@ from shared.protocol import DP_WEIGHT_KEY
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
-BASE = {"base.adapter.trunk.weight": np.zeros((6, 8), np.float32),
-        "base.reranker.lora.A": np.zeros(4000, np.float32), "base.adapter.shared_head.bias": np.zeros(1, np.float32)}
+BASE = {
+    "base.adapter.trunk.weight": np.zeros((6, 8), np.float32),
+    "base.reranker.lora.A": np.zeros(4000, np.float32),
+    "base.adapter.shared_head.bias": np.zeros(1, np.float32),
+}
 SECURE = {"secagg.enabled": True, "federation.outlier-norm-factor": 0.0, "federation.min-train-nodes": 2}
 
 
@@ -60,8 +63,15 @@ class Client:
         metrics = {"num-examples": self.weight, "train-loss": 0.5, "llm-failures": 1}
         if KEY_CLIPPING_NORM in msg.content["config"]:
             metrics[DP_WEIGHT_KEY] = 1
-        return Message(RecordDict({"arrays": ArrayRecord({k: Array(v.copy()) for k, v in self.update.items()}),
-                                   "metrics": MetricRecord(metrics)}), reply_to=msg)
+        return Message(
+            RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(v.copy()) for k, v in self.update.items()}),
+                    "metrics": MetricRecord(metrics),
+                }
+            ),
+            reply_to=msg,
+        )
 
 
 class InMemoryGrid:
@@ -71,8 +81,9 @@ class InMemoryGrid:
     def __init__(self, clients: dict[int, Client]):
         self.clients = clients
         self.apps = {n: make_ffn(c, [secagg_mod, _dp_mod]) for n, c in clients.items()}
-        self.contexts = {n: Context(run_id=1, node_id=n, node_config={}, state=RecordDict(), run_config={})
-                         for n in clients}
+        self.contexts = {
+            n: Context(run_id=1, node_id=n, node_config={}, state=RecordDict(), run_config={}) for n in clients
+        }
         self.received: list[Message] = []
 
     def get_node_ids(self) -> list[int]:
@@ -96,8 +107,9 @@ def one_round(cfg: RunConfig, clients: dict[int, Client], server_round: int = 1)
     grid = InMemoryGrid(clients)
     aggregation, accountant = build_secure(cfg, n_train=len(clients), initial=initial())
     aggregation.current = record = RoundLog(server_round=server_round)
-    messages = aggregation.configure_train(server_round, initial(), ConfigRecord({"final": False}),
-                                           RoleGrid(grid, list(clients)))
+    messages = aggregation.configure_train(
+        server_round, initial(), ConfigRecord({"final": False}), RoleGrid(grid, list(clients))
+    )
     replies = aggregation.send_train(grid, messages, timeout=None)
     arrays, metrics = aggregation.aggregate_train(server_round, replies)
     return (None if arrays is None else {k: v.numpy() for k, v in arrays.items()}), metrics, record, grid, accountant
@@ -122,7 +134,8 @@ def masked_vectors(grid: InMemoryGrid) -> dict[int, np.ndarray]:
         items = reply.content.config_records[RECORD_KEY_CONFIGS]
         if Key.MASKED_PARAMETERS in items:
             out[reply.metadata.src_node_id] = np.concatenate(
-                [bytes_to_ndarray(b).ravel() for b in items[Key.MASKED_PARAMETERS]])
+                [bytes_to_ndarray(b).ravel() for b in items[Key.MASKED_PARAMETERS]]
+            )
     return out
 
 
@@ -155,8 +168,9 @@ def test_a_client_that_drops_out_after_sharing_its_keys_does_not_stop_the_round(
     assert clients[12].trained == 1  # it took part in setup and key sharing, then failed when asked to train
     assert largest_gap(got, want) <= bound + 1e-6
     assert record.accepted == 3 and record.failed == 1
-    assert record.failures == ["node 12: collect_masked_vectors: RuntimeError: the device went offline after "
-                               "sharing its keys"]
+    assert record.failures == [
+        "node 12: collect_masked_vectors: RuntimeError: the device went offline after sharing its keys"
+    ]
     assert set(masked_vectors(grid)) == {11, 13, 14}
 
 
@@ -181,12 +195,16 @@ def test_what_the_server_receives_from_a_client_is_uncorrelated_with_its_update(
         assert masked.size == update.size
         assert abs(np.corrcoef(masked, update)[0, 1]) < 0.1  # 4,049 values: about 6 standard deviations
         # the same statistic sees an update sent in clear, even quantized: the test can tell the difference
-        plain = np.concatenate([q.ravel() for q in quantize([update * 0.05], secagg.clipping_range,
-                                                            secagg.quantization_range)]).astype(np.float64)
+        plain = np.concatenate(
+            [q.ravel() for q in quantize([update * 0.05], secagg.clipping_range, secagg.quantization_range)]
+        ).astype(np.float64)
         assert np.corrcoef(plain, update)[0, 1] > 0.99
     # nor does any reply of any stage carry the update's values as tensors
-    assert all(not r.content.array_records or all(len(rec) == 0 for rec in r.content.array_records.values())
-               for r in grid.received if not r.has_error())
+    assert all(
+        not r.content.array_records or all(len(rec) == 0 for rec in r.content.array_records.values())
+        for r in grid.received
+        if not r.has_error()
+    )
 
 
 def test_central_dp_clips_on_the_clients_adds_noise_to_the_sum_and_accounts_each_round():
@@ -218,7 +236,9 @@ def test_poisson_sampling_is_accounted_and_lowers_epsilon():
 
     sampled, everyone = epsilon(0.2), epsilon(1.0)
     assert sampled < everyone / 2
-    dp = build_secure(config(**{"dp.noise": 1.0, "federation.fraction-train": 0.2}), n_train=20, initial=initial())[0].dp
+    dp = build_secure(config(**{"dp.noise": 1.0, "federation.fraction-train": 0.2}), n_train=20, initial=initial())[
+        0
+    ].dp
     assert dp.q == pytest.approx(0.2) and dp.expected == 4
     sizes = [len(dp.sample(list(range(20)))) for _ in range(400)]
     assert np.mean(sizes) == pytest.approx(4, abs=0.4) and len(set(sizes)) > 3  # Poisson, not a fixed size
@@ -230,9 +250,19 @@ def test_a_secure_run_goes_through_run_rounds_with_checkpoints_and_the_privacy_l
     grid = InMemoryGrid({11 + i: Client(u, 10) for i, u in enumerate(ups)})
     aggregation, accountant = build_aggregation(cfg, n_train=3, initial=initial())
     assert isinstance(aggregation, SecureAggregation)
-    run_rounds(grid, aggregation, initial(), num_rounds=2, start_round=0, roles={11: "train", 12: "train", 13: "train"},
-               out_dir=tmp_path / "out", checkpoint_dir=tmp_path / "ck", model=cfg.model, task=cfg.task,
-               accountant=accountant)
+    run_rounds(
+        grid,
+        aggregation,
+        initial(),
+        num_rounds=2,
+        start_round=0,
+        roles={11: "train", 12: "train", 13: "train"},
+        out_dir=tmp_path / "out",
+        checkpoint_dir=tmp_path / "ck",
+        model=cfg.model,
+        task=cfg.task,
+        accountant=accountant,
+    )
     rows = [json.loads(line) for line in (tmp_path / "out" / "rounds.jsonl").read_text().splitlines()]
     assert [r["accepted"] for r in rows] == [3, 3]
     assert rows[1]["privacy"]["releases"] == 2 and rows[1]["privacy"]["epsilon"] > rows[0]["privacy"]["epsilon"]
@@ -240,13 +270,17 @@ def test_a_secure_run_goes_through_run_rounds_with_checkpoints_and_the_privacy_l
     values = sum(v.size for v in BASE.values())
     assert all(b > 8 * values for r in rows for b in r["bytes_up_per_client"])
     assert rows[0]["bytes_down_per_client"] > 4 * values
-    assert sorted(p.name for p in (tmp_path / "ck").glob("round-*.safetensors")) == ["round-0001.safetensors",
-                                                                                      "round-0002.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ck").glob("round-*.safetensors")) == [
+        "round-0001.safetensors",
+        "round-0002.safetensors",
+    ]
 
 
 def test_fedadam_steps_toward_the_secure_mean():
     ups = updates(3, seed=9, scale=0.1)
-    got, _, _, _, _ = one_round(config(**{"federation.strategy": "fedadam"}), {11 + i: Client(u, 10) for i, u in enumerate(ups)})
+    got, _, _, _, _ = one_round(
+        config(**{"federation.strategy": "fedadam"}), {11 + i: Client(u, 10) for i, u in enumerate(ups)}
+    )
     mean = weighted_mean(ups, [10, 10, 10])
     for k in BASE:  # Adam's first step moves each value by about the server learning rate, toward the mean
         moved = got[k] - BASE[k]

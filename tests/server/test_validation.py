@@ -6,7 +6,10 @@ import pytest
 from lab.faults.mod import FAULTS, corrupt
 from server.validation import InvalidUpdate, expected_spec, validate_update
 
-SENT = {"base.adapter.trunk.weight": np.zeros((3, 4), np.float32), "base.reranker.lora.x.lora_A.weight": np.ones(5, np.float32)}
+SENT = {
+    "base.adapter.trunk.weight": np.zeros((3, 4), np.float32),
+    "base.reranker.lora.x.lora_A.weight": np.ones(5, np.float32),
+}
 SPEC = expected_spec(SENT)
 
 
@@ -18,11 +21,17 @@ def test_a_well_formed_update_passes():
     validate_update(good(), SPEC, num_examples=7)
 
 
-@pytest.mark.parametrize("fault,reason", [
-    ("nan", "NaN or Inf"), ("unknown-key", "unknown key 'base.adapter.extra'"),
-    ("personal-key", "personal key 'head.adapter.weight'"), ("wrong-shape", "has shape"), ("wrong-dtype", "dtype float64"),
-    ("scale", "magnitude"),
-])
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        ("nan", "NaN or Inf"),
+        ("unknown-key", "unknown key 'base.adapter.extra'"),
+        ("personal-key", "personal key 'head.adapter.weight'"),
+        ("wrong-shape", "has shape"),
+        ("wrong-dtype", "dtype float64"),
+        ("scale", "magnitude"),
+    ],
+)
 def test_each_injected_fault_is_rejected_with_a_reason(fault, reason):
     update = corrupt(good(), SENT, fault)
     if fault == "scale":  # a large enough scale leaves the plausible range
@@ -40,7 +49,18 @@ def test_missing_tensors_and_bad_counts_are_rejected():
 
 
 def test_fault_catalogue_is_complete():
-    assert set(FAULTS) == {"raise", "crash-after-train", "kill", "extra-metric", "nan", "scale", "poison", "unknown-key", "personal-key",
-                           "wrong-shape", "wrong-dtype"}
+    assert set(FAULTS) == {
+        "raise",
+        "crash-after-train",
+        "kill",
+        "extra-metric",
+        "nan",
+        "scale",
+        "poison",
+        "unknown-key",
+        "personal-key",
+        "wrong-shape",
+        "wrong-dtype",
+    }
     with pytest.raises(ValueError, match="unknown fault"):
         corrupt(good(), SENT, "gremlins")

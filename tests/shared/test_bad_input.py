@@ -39,9 +39,14 @@ def outputs_file(path: Path, golds: dict[str, str] | list, task: str = "LaMP_3")
 def lamp3_split(folder: Path, n: int = 4, *, score=lambda i: "4") -> Path:
     """A small, valid LaMP-3 split (``dev_questions.json`` + ``dev_outputs.json``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    qs = [{"id": str(i), "input": R3 + f"review {i}",
-           "profile": [{"id": f"p{i}", "text": "fine", "score": score(i)}, {"text": "meh", "score": "3"}]}
-          for i in range(n)]
+    qs = [
+        {
+            "id": str(i),
+            "input": R3 + f"review {i}",
+            "profile": [{"id": f"p{i}", "text": "fine", "score": score(i)}, {"text": "meh", "score": "3"}],
+        }
+        for i in range(n)
+    ]
     (folder / "dev_questions.json").write_text(json.dumps(qs), encoding="utf-8")
     outputs_file(folder / "dev_outputs.json", {str(i): "4" for i in range(n)})
     return folder
@@ -74,8 +79,9 @@ def test_eval_with_a_golds_file_that_is_not_utf8(tmp_path, capsys):
 
 
 def test_eval_with_a_duplicate_id_in_the_golds(tmp_path, capsys):
-    golds = outputs_file(tmp_path / "g.json", [{"id": "a", "output": "4"}, {"id": "b", "output": "2"},
-                                               {"id": "a", "output": "5"}])
+    golds = outputs_file(
+        tmp_path / "g.json", [{"id": "a", "output": "4"}, {"id": "b", "output": "2"}, {"id": "a", "output": "5"}]
+    )
     preds = outputs_file(tmp_path / "p.json", {"a": "4", "b": "2"})
     assert main(["eval", "--golds", str(golds), "--preds", str(preds)]) == 2
     line = one_error_line(capsys, "eval")
@@ -91,11 +97,17 @@ def test_eval_with_predictions_missing_an_id(tmp_path, capsys):
     assert capsys.readouterr().out == ""  # no metrics printed
 
 
-@pytest.mark.parametrize("payload,needle", [
-    ({"golds": []}, "no 'task' field; pass --task"),
-    ({"task": "LaMP_3", "golds": [{"id": ["x"], "output": "4"}]}, "item 0, field 'id': expected a string, got list"),
-    ({"task": "LaMP_3", "golds": {"id": "1"}}, "field 'golds': expected a list, got dict"),
-])
+@pytest.mark.parametrize(
+    "payload,needle",
+    [
+        ({"golds": []}, "no 'task' field; pass --task"),
+        (
+            {"task": "LaMP_3", "golds": [{"id": ["x"], "output": "4"}]},
+            "item 0, field 'id': expected a string, got list",
+        ),
+        ({"task": "LaMP_3", "golds": {"id": "1"}}, "field 'golds': expected a list, got dict"),
+    ],
+)
 def test_eval_with_other_malformed_golds(tmp_path, capsys, payload, needle):
     golds = tmp_path / "g.json"
     golds.write_text(json.dumps(payload), encoding="utf-8")
@@ -141,8 +153,22 @@ def test_eval_with_a_non_numeric_rating_gold(tmp_path, capsys):
 # -- fedhydra baseline -----------------------------------------------------------------------------------------
 def test_baseline_cli_runs_at_all(tmp_path, capsys):
     data = lamp3_split(tmp_path / "data")
-    assert main(["baseline", "--data", str(data), "--task", "LaMP-3", "--method", "majority",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "baseline",
+                "--data",
+                str(data),
+                "--task",
+                "LaMP-3",
+                "--method",
+                "majority",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "out" / "metrics.json").exists()
 
 
@@ -150,10 +176,16 @@ def test_a_good_baseline_run_writes_metrics(tmp_path, cli_baseline, capsys):
     """The control for the failure cases below: the same command on good data writes metrics.json."""
     data = lamp3_split(tmp_path / "data")
     out = tmp_path / "out"
-    assert cli_baseline("--data", data, "--task", "LaMP-3", "--method", "majority", "--method", "user-mean",
-                        "--out", out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["majority_outputs.json", "metrics.json", "metrics.md",
-                                                     "user-mean_outputs.json"]
+    assert (
+        cli_baseline("--data", data, "--task", "LaMP-3", "--method", "majority", "--method", "user-mean", "--out", out)
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "majority_outputs.json",
+        "metrics.json",
+        "metrics.md",
+        "user-mean_outputs.json",
+    ]
     assert json.loads((out / "metrics.json").read_text())["rows"][0]["MAE"] == 0.0
 
 
@@ -176,8 +208,12 @@ def test_baseline_with_no_questions_file(tmp_path, cli_baseline, capsys):
 
 
 def test_baseline_with_a_data_path_that_is_not_a_directory(tmp_path, cli_baseline, capsys):
-    assert cli_baseline("--data", tmp_path / "missing", "--task", "LaMP-3", "--method", "majority",
-                        "--out", tmp_path / "out") == 2
+    assert (
+        cli_baseline(
+            "--data", tmp_path / "missing", "--task", "LaMP-3", "--method", "majority", "--out", tmp_path / "out"
+        )
+        == 2
+    )
     assert f"{tmp_path / 'missing'}: not a directory" in one_error_line(capsys, "baseline")
 
 
@@ -200,23 +236,31 @@ def test_baseline_with_golds_that_do_not_match_the_questions(tmp_path, cli_basel
     out = tmp_path / "out"
     assert cli_baseline("--data", data, "--task", "LaMP-3", "--method", "majority", "--out", out) == 2
     line = one_error_line(capsys, "baseline")
-    assert f"{data / 'dev_outputs.json'}: golds do not match the questions: 1 missing (e.g. ['2']), 1 unknown (e.g. ['9'])" in line
+    assert (
+        f"{data / 'dev_outputs.json'}: golds do not match the questions: 1 missing (e.g. ['2']), 1 unknown (e.g. ['9'])"
+        in line
+    )
     assert not (out / "metrics.json").exists()
 
 
 def test_baseline_with_a_non_numeric_profile_score(tmp_path, cli_baseline, capsys):
     data = lamp3_split(tmp_path / "data", score=lambda i: "great" if i == 2 else "4")
     out = tmp_path / "out"
-    assert cli_baseline("--data", data, "--task", "LaMP-3", "--method", "majority", "--method", "user-mean",
-                        "--out", out) == 2
+    assert (
+        cli_baseline("--data", data, "--task", "LaMP-3", "--method", "majority", "--method", "user-mean", "--out", out)
+        == 2
+    )
     line = one_error_line(capsys, "baseline")
     assert f"{data / 'dev_questions.json'}: item 2, field 'profile[0].score'" in line
     assert not out.exists() or list(out.iterdir()) == []
 
 
 # -- the loader's JSON layer ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("blob", [b'[{"id": ' + b"9" * 5000 + b', "input": "x", "profile": []}]',
-                                  b"[" * 100_000 + b"]" * 100_000], ids=["huge-integer", "deep-nesting"])
+@pytest.mark.parametrize(
+    "blob",
+    [b'[{"id": ' + b"9" * 5000 + b', "input": "x", "profile": []}]', b"[" * 100_000 + b"]" * 100_000],
+    ids=["huge-integer", "deep-nesting"],
+)
 def test_hostile_json_is_a_data_format_error(tmp_path, blob):
     path = tmp_path / "dev_questions.json"
     path.write_bytes(blob)
@@ -266,17 +310,26 @@ def client(tmp_path):
     return PersonalClient(tmp_path / "store", task="LaMP-3", llm="http://127.0.0.1:9/v1")
 
 
-@pytest.mark.parametrize("items,needle", [
-    ([{"text": "ok", "score": "3"}, {"text": "x", "score": None}], "item 1, field 'score': expected text, got NoneType"),
-    ([{"text": "ok", "score": "3"}, {"text": "x", "score": True}], "item 1, field 'score': expected text, got bool"),
-    ([{"text": {"a": 1}, "score": "3"}], "item 0, field 'text': expected text, got dict"),
-    ([{"text": b"bytes", "score": "3"}], "item 0, field 'text': expected text, got bytes"),
-    ([{"text": "ok", "score": "3"}, {"text": "ok", "score": "3"}, {"score": "3"}], "item 2, field 'text': missing"),
-    ([{"text": "ok", "score": "3"}, {}], "item 1, field 'text': missing"),
-    ([{"text": "ok", "score": "3"}, "just a string"], "item 1: expected an object, got str"),
-    ([None], "item 0: expected an object, got NoneType"),
-    ([{"text": "ok", "score": "6"}], "item 0, field 'score': '6' is not one of"),
-])
+@pytest.mark.parametrize(
+    "items,needle",
+    [
+        (
+            [{"text": "ok", "score": "3"}, {"text": "x", "score": None}],
+            "item 1, field 'score': expected text, got NoneType",
+        ),
+        (
+            [{"text": "ok", "score": "3"}, {"text": "x", "score": True}],
+            "item 1, field 'score': expected text, got bool",
+        ),
+        ([{"text": {"a": 1}, "score": "3"}], "item 0, field 'text': expected text, got dict"),
+        ([{"text": b"bytes", "score": "3"}], "item 0, field 'text': expected text, got bytes"),
+        ([{"text": "ok", "score": "3"}, {"text": "ok", "score": "3"}, {"score": "3"}], "item 2, field 'text': missing"),
+        ([{"text": "ok", "score": "3"}, {}], "item 1, field 'text': missing"),
+        ([{"text": "ok", "score": "3"}, "just a string"], "item 1: expected an object, got str"),
+        ([None], "item 0: expected an object, got NoneType"),
+        ([{"text": "ok", "score": "6"}], "item 0, field 'score': '6' is not one of"),
+    ],
+)
 def test_add_history_rejects_bad_items_by_index_and_field(client, items, needle):
     client.add_history([{"id": "keep", "text": "kept", "score": "5"}])
     with pytest.raises(DataFormatError) as err:

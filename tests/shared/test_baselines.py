@@ -29,8 +29,11 @@ def test_majority_label_counts_labels_only_and_breaks_ties_by_first_seen():
 
 def test_non_llm_methods_answer_one_question():
     task = get_task("LaMP-3")
-    profile = ({"id": "1", "text": "meh", "score": "2"}, {"id": "2", "text": "ok", "score": "3"},
-               {"id": "3", "text": "fine", "score": "3"})
+    profile = (
+        {"id": "1", "text": "meh", "score": "2"},
+        {"id": "2", "text": "ok", "score": "3"},
+        {"id": "3", "text": "fine", "score": "3"},
+    )
     q = Question("q", task.instruction + "great stuff", profile, "u", "great stuff")
     ctx = BaselineContext(task=task, llm=None, global_majority="5")
     assert METHODS["majority"].run(ctx, q) == "5"

@@ -68,10 +68,23 @@ def test_every_default_lies_in_its_range():
     assert all(isinstance(defaults[k], bool) for k in FLAGS)
 
 
-@pytest.mark.parametrize("key,value", [("federation.local-epochs", 1e9), ("train.epochs", 1e9), ("train.fit-steps", 1e9),
-                                       ("model.lora-rank", 1e6), ("pool.n-samples", 1e6), ("model.max-query-tokens", 1e6),
-                                       ("llm.calls-per-user", 1e9), ("train.lr", math.nan), ("train.lr", math.inf),
-                                       ("federation.proximal-mu", -1.0), ("run.seed", -1), ("llm.concurrency", True)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("federation.local-epochs", 1e9),
+        ("train.epochs", 1e9),
+        ("train.fit-steps", 1e9),
+        ("model.lora-rank", 1e6),
+        ("pool.n-samples", 1e6),
+        ("model.max-query-tokens", 1e6),
+        ("llm.calls-per-user", 1e9),
+        ("train.lr", math.nan),
+        ("train.lr", math.inf),
+        ("federation.proximal-mu", -1.0),
+        ("run.seed", -1),
+        ("llm.concurrency", True),
+    ],
+)
 def test_issue_28s_values_are_refused_naming_the_key_and_the_bound(key, value):
     with pytest.raises(OutOfRange) as caught:
         RunConfig.from_mapping({**default_mapping(), key: value})
@@ -89,8 +102,13 @@ def _in_range(key: str, value) -> bool:
     return low <= value <= high
 
 
-anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2 ** 70, 2 ** 70),
-                     st.booleans(), st.text(max_size=5), st.none())
+anything = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.booleans(),
+    st.text(max_size=5),
+    st.none(),
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -108,8 +126,10 @@ def test_no_value_outside_its_range_is_ever_let_through(key, value):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.sampled_from(sorted(k for k, (low, high) in BOUNDS.items() if isinstance(low, int) and high > low + 1)),
-       st.data())
+@given(
+    st.sampled_from(sorted(k for k, (low, high) in BOUNDS.items() if isinstance(low, int) and high > low + 1)),
+    st.data(),
+)
 def test_a_device_cap_lowers_the_maximum_a_run_may_ask(key, data):
     low, high = BOUNDS[key]
     cap = data.draw(st.integers(low, min(high, low + 1000)))
@@ -127,7 +147,9 @@ def test_a_cap_is_itself_checked_and_names_a_known_key():
     with pytest.raises(ConfigError, match="no numeric config key"):
         node_caps({"cap-device.store-dir": 1})
     assert node_caps({"user-id": "u", "partition-id": 0}) == {}
-    capped = RunConfig.from_mapping({**default_mapping(), "federation.local-epochs": 1}, caps={"federation.local-epochs": 1})
+    capped = RunConfig.from_mapping(
+        {**default_mapping(), "federation.local-epochs": 1}, caps={"federation.local-epochs": 1}
+    )
     assert capped.federation.local_epochs == 1
 
 

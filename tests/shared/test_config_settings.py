@@ -31,7 +31,7 @@ def _table_text() -> str:
     text = pyproject_path().read_text()
     start = text.index("[tool.flwr.app.config]\n") + len("[tool.flwr.app.config]\n")
     end = text.find("\n[", start)
-    return text[start:] if end < 0 else text[start:end + 1]
+    return text[start:] if end < 0 else text[start : end + 1]
 
 
 def test_the_pyproject_table_is_exactly_the_declarations():
@@ -57,8 +57,15 @@ def test_the_pyproject_defaults_are_the_declared_defaults_and_in_range():
     assert RunConfig.from_mapping({}, complete=True) == RunConfig.from_mapping(default_mapping())
 
 
-_PARTS = {"federation": FederationConfig, "model": ModelConfig, "train": TrainConfig, "episodes": EpisodeConfig,
-          "inference": InferenceConfig, "pool": PoolConfig, "secagg": SecureAggregationConfig}
+_PARTS = {
+    "federation": FederationConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "episodes": EpisodeConfig,
+    "inference": InferenceConfig,
+    "pool": PoolConfig,
+    "secagg": SecureAggregationConfig,
+}
 
 
 def test_every_field_of_the_run_config_comes_from_one_key():
@@ -74,8 +81,10 @@ def test_every_field_of_the_run_config_comes_from_one_key():
 
 
 def test_the_config_imports_no_torch():
-    code = ("import sys, shared.config, shared.hydra.settings; "
-            "print(sorted(m for m in ('torch', 'transformers', 'peft', 'flwr', 'onnx') if m in sys.modules))")
+    code = (
+        "import sys, shared.config, shared.hydra.settings; "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'flwr', 'onnx') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -88,9 +97,12 @@ def test_the_table_is_valid_toml_with_one_table_per_group():
 
 def test_a_run_config_goes_back_to_its_keys_and_comes_back_equal():
     """What a simulation writes for Flower (:meth:`RunConfig.to_mapping`) reads back to the same run config."""
-    for overrides in ({}, {"eval.methods": "rag hydra", "federation.local-head-epochs": 5, "run.seed": 7},
-                      {"secagg.enabled": True, "federation.outlier-norm-factor": 0.0, "secagg.num-shares": 4},
-                      {"train.head-epochs": 0, "prompt.style": "inline", "data.protocol": "history"}):
+    for overrides in (
+        {},
+        {"eval.methods": "rag hydra", "federation.local-head-epochs": 5, "run.seed": 7},
+        {"secagg.enabled": True, "federation.outlier-norm-factor": 0.0, "secagg.num-shares": 4},
+        {"train.head-epochs": 0, "prompt.style": "inline", "data.protocol": "history"},
+    ):
         cfg = RunConfig.from_mapping({**default_mapping(), **overrides})
         mapping = cfg.to_mapping()
         assert list(mapping) == [s.key for s in SETTINGS]

@@ -29,10 +29,15 @@ def write(tmp_path, name, payload, raw: bytes | None = None):
 @pytest.mark.parametrize("task", list(PROFILE_ITEMS))
 def test_every_task_loads_its_official_layout(tmp_path, task):
     spec = get_task(task)
-    qs = [{"id": f"q{i}", "input": spec.instruction + f"text {i}", "profile": [PROFILE_ITEMS[task]] * 2}
-          for i in range(3)]
+    qs = [
+        {"id": f"q{i}", "input": spec.instruction + f"text {i}", "profile": [PROFILE_ITEMS[task]] * 2} for i in range(3)
+    ]
     write(tmp_path, "dev_questions.json", qs)
-    write(tmp_path, "dev_outputs.json", {"task": spec.official_id, "golds": [{"id": f"q{i}", "output": "x"} for i in range(3)]})
+    write(
+        tmp_path,
+        "dev_outputs.json",
+        {"task": spec.official_id, "golds": [{"id": f"q{i}", "output": "x"} for i in range(3)]},
+    )
     ds = load_split(tmp_path, task)
     assert [q.id for q in ds.questions] == ["q0", "q1", "q2"]
     assert ds.golds == {"q0": "x", "q1": "x", "q2": "x"}
@@ -46,19 +51,29 @@ def test_time_based_user_ids_group_questions(tmp_path):
     assert [q.user_id for q in loaded] == ["u0", "u1", "u0", "u1"]
 
 
-@pytest.mark.parametrize("payload,raw,needle", [
-    (None, b"[{", "invalid JSON at line 1"),
-    (None, b"\xff\xfe[]", "not UTF-8"),
-    ({"id": "1"}, None, "expected a JSON list"),
-    ([["x"]], None, "item 0: expected an object"),
-    ([{"id": "1", "profile": []}], None, "item 0, field 'input': missing"),
-    ([{"id": "1", "input": 5, "profile": []}], None, "item 0, field 'input': expected a string, got int"),
-    ([{"id": "1", "input": "x", "profile": {}}], None, "field 'profile': expected a list"),
-    ([{"id": "1", "input": "x", "profile": [{"id": "p"}]}], None, "item 0, field 'profile[0].text': missing"),
-    ([{"id": "1", "input": "x", "profile": [{"text": None}]}], None, "field 'profile[0].text': expected a string, got NoneType"),
-    ([{"id": "1", "input": "x", "profile": []}, {"id": "1", "input": "y", "profile": []}], None,
-     "item 1, field 'id': duplicate id '1' (first at item 0)"),
-])
+@pytest.mark.parametrize(
+    "payload,raw,needle",
+    [
+        (None, b"[{", "invalid JSON at line 1"),
+        (None, b"\xff\xfe[]", "not UTF-8"),
+        ({"id": "1"}, None, "expected a JSON list"),
+        ([["x"]], None, "item 0: expected an object"),
+        ([{"id": "1", "profile": []}], None, "item 0, field 'input': missing"),
+        ([{"id": "1", "input": 5, "profile": []}], None, "item 0, field 'input': expected a string, got int"),
+        ([{"id": "1", "input": "x", "profile": {}}], None, "field 'profile': expected a list"),
+        ([{"id": "1", "input": "x", "profile": [{"id": "p"}]}], None, "item 0, field 'profile[0].text': missing"),
+        (
+            [{"id": "1", "input": "x", "profile": [{"text": None}]}],
+            None,
+            "field 'profile[0].text': expected a string, got NoneType",
+        ),
+        (
+            [{"id": "1", "input": "x", "profile": []}, {"id": "1", "input": "y", "profile": []}],
+            None,
+            "item 1, field 'id': duplicate id '1' (first at item 0)",
+        ),
+    ],
+)
 def test_malformed_questions_name_the_place(tmp_path, payload, raw, needle):
     path = write(tmp_path, "bad_questions.json", payload, raw)
     with pytest.raises(DataFormatError) as err:
@@ -67,13 +82,16 @@ def test_malformed_questions_name_the_place(tmp_path, payload, raw, needle):
     assert needle in str(err.value)
 
 
-@pytest.mark.parametrize("payload,needle", [
-    ([], 'expected an object {"task", "golds"}'),
-    ({"task": "LaMP_7"}, "field 'golds': missing"),
-    ({"golds": [{"id": "1"}]}, "item 0, field 'output': missing"),
-    ({"golds": [{"id": "1", "output": "a"}, {"id": "1", "output": "b"}]}, "item 1, field 'id': duplicate id"),
-    ({"task": 7, "golds": []}, "field 'task': expected a string"),
-])
+@pytest.mark.parametrize(
+    "payload,needle",
+    [
+        ([], 'expected an object {"task", "golds"}'),
+        ({"task": "LaMP_7"}, "field 'golds': missing"),
+        ({"golds": [{"id": "1"}]}, "item 0, field 'output': missing"),
+        ({"golds": [{"id": "1", "output": "a"}, {"id": "1", "output": "b"}]}, "item 1, field 'id': duplicate id"),
+        ({"task": 7, "golds": []}, "field 'task': expected a string"),
+    ],
+)
 def test_malformed_outputs_name_the_place(tmp_path, payload, needle):
     path = write(tmp_path, "x_outputs.json", payload)
     with pytest.raises(DataFormatError, match="x_outputs.json") as err:

@@ -28,8 +28,12 @@ MSG = [{"role": "user", "content": "hi"}]
 
 
 def make_client(url, tmp_path, sleeps=None, **overrides):
-    config = LLMConfig(base_url=url, model="stub", cache_path=str(tmp_path / "cache.sqlite"),
-                       **{"timeout_s": 2.0, "max_retries": 3, **overrides})
+    config = LLMConfig(
+        base_url=url,
+        model="stub",
+        cache_path=str(tmp_path / "cache.sqlite"),
+        **{"timeout_s": 2.0, "max_retries": 3, **overrides},
+    )
     return LLMClient(config, sleep=(sleeps.append if sleeps is not None else (lambda s: None)))
 
 
@@ -91,8 +95,9 @@ def test_connection_refused_is_a_typed_error(tmp_path):
     assert isinstance(err.value.last, LLMConnectionError) and err.value.attempts == 3
 
 
-@pytest.mark.parametrize("fault,error", [("badjson", LLMResponseError), ("nochoices", LLMResponseError),
-                                         ("400", LLMHTTPError)])
+@pytest.mark.parametrize(
+    "fault,error", [("badjson", LLMResponseError), ("nochoices", LLMResponseError), ("400", LLMHTTPError)]
+)
 def test_non_retryable_faults_raise_typed_errors_at_once(tmp_path, fault, error):
     with StubLLM([fault]) as stub:
         client = make_client(stub.url, tmp_path)
@@ -187,8 +192,9 @@ def test_circuit_breaker_fails_fast_on_a_dead_endpoint_then_retries(tmp_path):
         port = s.getsockname()[1]
     from shared.errors import LLMUnavailable
 
-    client = make_client(f"http://127.0.0.1:{port}/v1", tmp_path, max_retries=0, breaker_threshold=2,
-                         breaker_cooldown_s=0.5)
+    client = make_client(
+        f"http://127.0.0.1:{port}/v1", tmp_path, max_retries=0, breaker_threshold=2, breaker_cooldown_s=0.5
+    )
     for _ in range(2):
         with pytest.raises(LLMRetriesExhausted):
             client.complete([{"role": "user", "content": f"q{_}"}])
@@ -207,8 +213,9 @@ def test_the_retry_budget_caps_retries_across_calls_then_calls_fail_at_once(tmp_
     from shared.errors import LLMError
 
     with StubLLM(["500"] * 100) as stub:
-        client = make_client(stub.url, tmp_path, max_retries=3, retry_budget_min=4, retry_budget_ratio=0.5,
-                             breaker_threshold=100)
+        client = make_client(
+            stub.url, tmp_path, max_retries=3, retry_budget_min=4, retry_budget_ratio=0.5, breaker_threshold=100
+        )
         failures = 0
         for i in range(6):
             with pytest.raises(LLMRetriesExhausted) as err:
@@ -232,8 +239,9 @@ def test_the_retry_budget_refills_as_calls_succeed(tmp_path):
     assert make_client("http://127.0.0.1:9/v1", tmp_path, retry_budget_ratio=-1)._retry_allowed()
 
 
-@pytest.mark.parametrize("fault,error", [("badjson", LLMResponseError), ("nochoices", LLMResponseError),
-                                         ("400", LLMHTTPError)])
+@pytest.mark.parametrize(
+    "fault,error", [("badjson", LLMResponseError), ("nochoices", LLMResponseError), ("400", LLMHTTPError)]
+)
 def test_an_endpoint_that_answers_badly_is_not_cut_off_by_the_breaker(tmp_path, fault, error):
     with StubLLM([fault] * 5) as stub:
         client = make_client(stub.url, tmp_path, breaker_threshold=2)
@@ -298,8 +306,9 @@ class RawEndpoint:
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
             head, _, body = data.partition(b"\r\n\r\n")
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length"))
+            length = next(
+                int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+            )
             while len(body) < length:
                 body += conn.recv(65536)
             try:
@@ -323,7 +332,8 @@ def trickle(data: bytes, every_s: float = 0.5):
         for i in range(len(data)):
             if stop.wait(every_s):
                 return
-            conn.sendall(data[i:i + 1])
+            conn.sendall(data[i : i + 1])
+
     return respond
 
 
@@ -335,6 +345,7 @@ def test_a_server_sending_a_byte_every_half_second_cannot_outlive_the_deadline(t
     # issue 28, item 12: each byte arrived within the 2 s read timeout, so the request lived 40 s and counted as a
     # success; now 2 s is the deadline of the whole attempt: a timeout, retried per the policy, never cached
     if phase == "body":
+
         def respond(conn, stop):
             conn.sendall(HEADERS % len(COMPLETION))
             trickle(COMPLETION)(conn, stop)
@@ -376,8 +387,9 @@ def big(n_bytes: int, *, declare: bool):
         for start in range(0, n_bytes, len(block)):
             if stop.is_set():
                 return
-            conn.sendall(block[:n_bytes - start])
+            conn.sendall(block[: n_bytes - start])
         conn.sendall(suffix)
+
     return respond
 
 
@@ -438,9 +450,16 @@ def test_a_garbage_cache_file_is_a_typed_error_saying_what_to_do(tmp_path, conte
     assert path.read_bytes() == content
 
 
-@pytest.mark.parametrize("field,value", [("max_response_bytes", 0), ("max_response_bytes", 1.5e6),
-                                         ("answer_chars_per_token", 0), ("timeout_s", float("inf")),
-                                         ("timeout_s", float("nan"))])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("max_response_bytes", 0),
+        ("max_response_bytes", 1.5e6),
+        ("answer_chars_per_token", 0),
+        ("timeout_s", float("inf")),
+        ("timeout_s", float("nan")),
+    ],
+)
 def test_the_bounds_themselves_are_checked(field, value):
     with pytest.raises(ConfigError, match=f"llm {field} must be"):
         LLMConfig(base_url="http://127.0.0.1:9/v1", **{field: value})

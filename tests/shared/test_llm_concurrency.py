@@ -19,8 +19,13 @@ def calls(n: int, prefix: str = "q") -> list[LLMCall]:
 
 
 def client_for(url, tmp_path, concurrency, name="cache.sqlite", **overrides):
-    config = LLMConfig(base_url=url, model="stub", cache_path=str(tmp_path / name), concurrency=concurrency,
-                       **{"timeout_s": 5.0, "max_retries": 3, **overrides})
+    config = LLMConfig(
+        base_url=url,
+        model="stub",
+        cache_path=str(tmp_path / name),
+        concurrency=concurrency,
+        **{"timeout_s": 5.0, "max_retries": 3, **overrides},
+    )
     return LLMClient(config, sleep=lambda s: None)
 
 
@@ -75,8 +80,10 @@ def test_a_request_in_flight_is_sent_once_for_every_thread_that_asks(tmp_path):
     with StubEndpoint(delay_s=0.3) as stub:
         client = client_for(stub.url, tmp_path, concurrency=8)
         out: list[str] = []
-        threads = [threading.Thread(target=lambda: out.append(client.complete([{"role": "user", "content": "same"}])))
-                   for _ in range(6)]
+        threads = [
+            threading.Thread(target=lambda: out.append(client.complete([{"role": "user", "content": "same"}])))
+            for _ in range(6)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -96,8 +103,9 @@ def test_retries_and_retry_after_are_exact_with_requests_in_flight(tmp_path):
 
 def test_the_retry_budget_holds_across_threads(tmp_path):
     with StubLLM(mix={"503": 1.0}) as stub:
-        client = client_for(stub.url, tmp_path, concurrency=4, retry_budget_min=2, retry_budget_ratio=0.0,
-                            breaker_threshold=100)
+        client = client_for(
+            stub.url, tmp_path, concurrency=4, retry_budget_min=2, retry_budget_ratio=0.0, breaker_threshold=100
+        )
         answers = client.complete_many(calls(6))
     assert all(isinstance(a, LLMRetriesExhausted) for a in answers)
     assert client.stats.retries == 2  # not one more, though four threads were retrying at once
@@ -107,8 +115,14 @@ def test_the_retry_budget_holds_across_threads(tmp_path):
 def test_the_breaker_opens_with_requests_in_flight(tmp_path):
     threshold, concurrency, n = 3, 4, 20
     with StubLLM(mix={"503": 1.0}) as stub:
-        client = client_for(stub.url, tmp_path, concurrency=concurrency, max_retries=0,
-                            breaker_threshold=threshold, breaker_cooldown_s=60.0)
+        client = client_for(
+            stub.url,
+            tmp_path,
+            concurrency=concurrency,
+            max_retries=0,
+            breaker_threshold=threshold,
+            breaker_cooldown_s=60.0,
+        )
         answers = client.complete_many(calls(n))
     reached = len(stub.requests)
     # once `threshold` calls failed in a row, only those already in flight still reach the endpoint

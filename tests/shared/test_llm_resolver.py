@@ -19,14 +19,22 @@ def test_an_explicit_endpoint_wins_and_starts_nothing(tmp_path, monkeypatch):
     assert resolve_llm(given, url="http://127.0.0.1:8/v1").config is given
     monkeypatch.setenv("FEDHYDRA_LLM_MODEL", "from-env")
     url = resolve_llm(url="http://127.0.0.1:8/v1", timeout_s=5.0, cache_path=None)
-    assert (url.source, url.config.model, url.config.timeout_s, url.config.identity) == \
-        ("url", "from-env", 5.0, "http://127.0.0.1:8/v1")
+    assert (url.source, url.config.model, url.config.timeout_s, url.config.identity) == (
+        "url",
+        "from-env",
+        5.0,
+        "http://127.0.0.1:8/v1",
+    )
     embedded = resolve_llm(url="http://127.0.0.1:8/v1", model=EMBEDDED_MODEL).config
     assert embedded.identity.startswith("embedded:llama-server:") and embedded.same_prompt_in_turn
     monkeypatch.setenv("FEDHYDRA_LLM_BASE_URL", "http://127.0.0.1:7/v1")
     env = resolve_llm(concurrency=3, state_dir=tmp_path)
-    assert (env.source, env.config.base_url, env.config.concurrency, env.server) == \
-        ("environment", "http://127.0.0.1:7/v1", 3, None)
+    assert (env.source, env.config.base_url, env.config.concurrency, env.server) == (
+        "environment",
+        "http://127.0.0.1:7/v1",
+        3,
+        None,
+    )
     assert running_server(tmp_path) is None
 
 
@@ -37,7 +45,8 @@ def test_a_server_it_starts_is_stopped_when_the_endpoint_closes(tmp_path, fake_l
         assert endpoint.config.base_url == info.url and endpoint.config.concurrency == 2
         assert endpoint.config.identity.startswith("embedded:llama-server:")
         assert LLMClient(LLMConfig(base_url=info.url, cache_path="")).complete(
-            [{"role": "user", "content": "a b c"}], max_tokens=4)
+            [{"role": "user", "content": "a b c"}], max_tokens=4
+        )
     assert running_server(tmp_path) is None and not pid_alive(info.pid)
     assert endpoint.close() is None  # idempotent
 
@@ -96,10 +105,13 @@ def test_the_process_exit_stops_what_was_not_kept(tmp_path, fake_llama_server, k
 
     from tests.conftest import REPO
 
-    script = ("from pathlib import Path; import sys; from shared.llm.resolver import resolve_llm; "
-              f"e = resolve_llm(state_dir=Path(sys.argv[1]), keep={keep}); print((e.server or e.kept).pid)")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    script = (
+        "from pathlib import Path; import sys; from shared.llm.resolver import resolve_llm; "
+        f"e = resolve_llm(state_dir=Path(sys.argv[1]), keep={keep}); print((e.server or e.kept).pid)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.strip())
     try:

@@ -50,8 +50,10 @@ def ref_classification(preds, golds, labels):
     index = {lab: i for i, lab in enumerate(labels)}
     p = [index.get(x.strip(), -1) for x in preds]
     g = [index.get(x.strip(), -1) for x in golds]
-    return {"accuracy": accuracy_score(g, p), "f1": f1_score(g, p, labels=list(range(len(labels))), average="macro",
-                                                             zero_division=0)}
+    return {
+        "accuracy": accuracy_score(g, p),
+        "f1": f1_score(g, p, labels=list(range(len(labels))), average="macro", zero_division=0),
+    }
 
 
 def ref_rating(preds, golds):
@@ -94,11 +96,33 @@ def test_hand_computed_rouge():
 def test_per_example_scores_rank_better_answers_higher():
     assert example_score(get_task("LaMP-3"), "4", "5") > example_score(get_task("LaMP-3"), "2", "5")
     assert example_score(get_task("LaMP-2N"), "sports", "sports") == 1.0
-    assert example_score(get_task("LaMP-4"), "big news", "big news today") > example_score(get_task("LaMP-4"), "x", "big news today")
+    assert example_score(get_task("LaMP-4"), "big news", "big news today") > example_score(
+        get_task("LaMP-4"), "x", "big news today"
+    )
 
 
 # -- random agreement with the references, on every task type -------------------------------------------
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "big", "news", "today", "I", "love", "it", "can't", "won't", "café", "42", "emails", "subject"]
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "big",
+    "news",
+    "today",
+    "I",
+    "love",
+    "it",
+    "can't",
+    "won't",
+    "café",
+    "42",
+    "emails",
+    "subject",
+]
 
 
 def random_text(rng: random.Random) -> str:
@@ -150,7 +174,9 @@ def test_fedhydra_eval_cli_agrees_with_independent_references(tmp_path, capsys, 
     p = tmp_path / "preds.json"
     official_id = spec.official_id
     g.write_text(json.dumps({"task": official_id, "golds": [{"id": k, "output": v} for k, v in golds.items()]}))
-    p.write_text(json.dumps({"task": official_id, "golds": [{"id": k, "output": v} for k, v in reversed(preds.items())]}))
+    p.write_text(
+        json.dumps({"task": official_id, "golds": [{"id": k, "output": v} for k, v in reversed(preds.items())]})
+    )
     assert main(["eval", "--golds", str(g), "--preds", str(p)] + (["--task", task] if task == "LaMP-2N" else [])) == 0
     printed = json.loads(capsys.readouterr().out)
     keys = list(golds)
@@ -167,7 +193,9 @@ def test_fedhydra_eval_cli_agrees_with_independent_references(tmp_path, capsys, 
 def test_eval_detects_the_news_task_behind_lamp_2(tmp_path, capsys):
     golds = {"a": "sports", "b": "crime"}
     for name, data in (("g.json", golds), ("p.json", {"a": "sports", "b": "sports"})):
-        (tmp_path / name).write_text(json.dumps({"task": "LaMP_2", "golds": [{"id": k, "output": v} for k, v in data.items()]}))
+        (tmp_path / name).write_text(
+            json.dumps({"task": "LaMP_2", "golds": [{"id": k, "output": v} for k, v in data.items()]})
+        )
     assert main(["eval", "--golds", str(tmp_path / "g.json"), "--preds", str(tmp_path / "p.json")]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == 0.5
 

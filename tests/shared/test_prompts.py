@@ -30,8 +30,9 @@ def test_rewrite_records_become_written_tweets():
 
 def test_inline_style_lists_records_in_one_message():
     t = get_task("LaMP-3")
-    msgs = build_messages(t, t.instruction + "q", [{"text": "nice", "score": "4"}, {"text": "bad", "score": "1"}],
-                          style="inline")
+    msgs = build_messages(
+        t, t.instruction + "q", [{"text": "nice", "score": "4"}, {"text": "bad", "score": "1"}], style="inline"
+    )
     assert len(msgs) == 1
     assert '"4" is the answer for "nice", and "1" is the answer for "bad"' in msgs[0]["content"]
     with pytest.raises(ConfigError, match="prompt style"):
@@ -41,8 +42,9 @@ def test_inline_style_lists_records_in_one_message():
 def test_budgets_cut_records_and_input():
     t = get_task("LaMP-3")
     long = "word " * 1000
-    msgs = build_messages(t, t.instruction + long, [{"text": long, "score": "3"}],
-                          budget=PromptBudget(record_chars=100, input_chars=300))
+    msgs = build_messages(
+        t, t.instruction + long, [{"text": long, "score": "3"}], budget=PromptBudget(record_chars=100, input_chars=300)
+    )
     assert len(msgs[0]["content"]) <= 100 + len(t.instruction)
     assert len(msgs[-1]["content"]) <= 300
     assert truncate("abc def", 100) == "abc def" and truncate("abcdefgh", 4) == "abcd"

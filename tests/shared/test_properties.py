@@ -29,10 +29,12 @@ from shared.prompts import PROMPT_STYLES, PromptBudget, build_messages, truncate
 from shared.retrieval import bm25_scores, bm25_top_k, tokenize
 from shared.tasks import TASKS, TaskKind, get_task, task_names
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
-SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+FAST = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+SLOW = settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 
 TASK_NAMES = task_names()
 LABEL_TASKS = [n for n in TASK_NAMES if TASKS[n].labels]
@@ -41,11 +43,13 @@ ALIASES = {k.lower() for spec in TASKS.values() for k in (spec.name, spec.name.r
 # -- strategies ----------------------------------------------------------------------------------------
 texts = st.text(max_size=40)
 words = st.text(alphabet=st.characters(categories=["L", "N"]), min_size=1, max_size=8)
-sentences = st.lists(st.one_of(words, st.sampled_from(["the", "cat", "dog", "news", "a", "42"])),
-                     max_size=10).map(" ".join)
+sentences = st.lists(st.one_of(words, st.sampled_from(["the", "cat", "dog", "news", "a", "42"])), max_size=10).map(
+    " ".join
+)
 # JSON numbers that the loader turns into strings (floats round-trip through json as repr == str)
-numbers = st.one_of(st.integers(min_value=-10**30, max_value=10**30),
-                    st.floats(allow_nan=False, allow_infinity=False))
+numbers = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30), st.floats(allow_nan=False, allow_infinity=False)
+)
 id_values = st.one_of(st.text(max_size=12), numbers)
 field_values = st.one_of(texts, numbers)
 extra_values = st.one_of(texts, numbers, st.booleans(), st.none(), st.lists(st.integers(), max_size=2))
@@ -61,8 +65,9 @@ def _profile_item(task_name: str):
     label_values = st.sampled_from(spec.labels)
     if spec.kind is TaskKind.RATING:
         label_values = st.one_of(label_values, st.integers(1, 5))  # the official data has both "4" and 4
-    required = st.fixed_dictionaries({name: label_values if name == _label_field(spec) else field_values
-                                      for name in spec.profile_fields})
+    required = st.fixed_dictionaries(
+        {name: label_values if name == _label_field(spec) else field_values for name in spec.profile_fields}
+    )
     extras = st.dictionaries(st.sampled_from(["id", "date", "extra", "user"]), extra_values, max_size=3)
     return st.tuples(required, extras).map(lambda t: {**t[1], **t[0]})
 
@@ -74,10 +79,16 @@ def question_files(draw, task_name: str | None = None, min_size: int = 0):
     ids = draw(st.lists(id_values, min_size=min_size, max_size=6, unique_by=lambda v: str(v)))
     questions = []
     for qid in ids:
-        q = {"id": qid, "input": draw(st.one_of(texts, st.builds(lambda a, b: a + b,
-                                                                 st.sampled_from([s.instruction for s in TASKS.values()]),
-                                                                 texts))),
-             "profile": draw(st.lists(_profile_item(task_name), max_size=4))}
+        q = {
+            "id": qid,
+            "input": draw(
+                st.one_of(
+                    texts,
+                    st.builds(lambda a, b: a + b, st.sampled_from([s.instruction for s in TASKS.values()]), texts),
+                )
+            ),
+            "profile": draw(st.lists(_profile_item(task_name), max_size=4)),
+        }
         if draw(st.booleans()):
             q["user_id"] = draw(id_values)
         questions.append(q)
@@ -108,8 +119,9 @@ def test_well_formed_questions_round_trip_through_a_file(case, limit, ascii_, bo
         path = Path(d) / "x_questions.json"
         path.write_bytes(_dump(raw, ascii_=ascii_, bom=bom))
         loaded = load_questions(path, task_name)
-    assert [q.id for q in loaded] == [_expected_value(r["id"])[:limit] if isinstance(r["id"], str)
-                                      else str(r["id"]) for r in raw]
+    assert [q.id for q in loaded] == [
+        _expected_value(r["id"])[:limit] if isinstance(r["id"], str) else str(r["id"]) for r in raw
+    ]
     for q, r in zip(loaded, raw):
         assert q.input == r["input"][:limit]
         assert len(q.input) <= limit
@@ -148,11 +160,24 @@ def test_real_limit_truncates_a_huge_input_and_profile_text():
     assert q.id == "7" and q.input == "é" * MAX_INPUT_CHARS and len(q.profile[0]["text"]) == MAX_INPUT_CHARS
 
 
-BAD_TYPES = st.one_of(st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
-                      st.none(), st.booleans())
+BAD_TYPES = st.one_of(
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+)
 BAD_TEXT = st.one_of(BAD_TYPES, st.integers(), st.floats(allow_nan=False))  # "input" must be a string, not a number
-CORRUPTIONS = ["drop", "input-type", "id-type", "profile-type", "not-object", "duplicate", "profile-missing",
-               "profile-type-field", "profile-not-object"]
+CORRUPTIONS = [
+    "drop",
+    "input-type",
+    "id-type",
+    "profile-type",
+    "not-object",
+    "duplicate",
+    "profile-missing",
+    "profile-type-field",
+    "profile-not-object",
+]
 
 
 @FAST
@@ -171,18 +196,27 @@ def test_any_single_corruption_names_file_item_and_field(case, data, kind):
     elif kind == "id-type":
         field, item["id"] = "id", data.draw(BAD_TYPES)
     elif kind == "profile-type":
-        field, item["profile"] = "profile", data.draw(st.one_of(st.text(max_size=3), st.integers(), st.none(),
-                                                                 st.dictionaries(st.text(max_size=3), st.integers())))
+        field, item["profile"] = (
+            "profile",
+            data.draw(
+                st.one_of(
+                    st.text(max_size=3), st.integers(), st.none(), st.dictionaries(st.text(max_size=3), st.integers())
+                )
+            ),
+        )
     elif kind == "not-object":
-        raw[i] = data.draw(st.one_of(st.text(max_size=3), st.integers(), st.none(), st.lists(st.integers(), max_size=2)))
+        raw[i] = data.draw(
+            st.one_of(st.text(max_size=3), st.integers(), st.none(), st.lists(st.integers(), max_size=2))
+        )
     elif kind == "duplicate":
         assume(i > 0)
         j = data.draw(st.integers(0, i - 1))
         field, item["id"] = "id", raw[j]["id"]
     else:
         if not item["profile"]:
-            item["profile"].append({name: spec.labels[0] if name == _label_field(spec) else "x"
-                                    for name in spec.profile_fields})
+            item["profile"].append(
+                {name: spec.labels[0] if name == _label_field(spec) else "x" for name in spec.profile_fields}
+            )
         j = data.draw(st.integers(0, len(item["profile"]) - 1))
         name = data.draw(st.sampled_from(spec.profile_fields))
         if kind == "profile-missing":
@@ -218,7 +252,7 @@ def test_non_utf8_or_truncated_files_name_the_file(case, data, ascii_):
         bad = data.draw(st.sampled_from([b"\xff", b"\xfe", b"\xc0", b"\xc1", b"\xf8"]))  # never valid in UTF-8
         blob, needle = blob[:at] + bad + blob[at:], ("not UTF-8",)
     else:
-        blob, needle = blob[:data.draw(st.integers(0, len(blob) - 1))], ("invalid JSON", "not UTF-8")
+        blob, needle = blob[: data.draw(st.integers(0, len(blob) - 1))], ("invalid JSON", "not UTF-8")
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "dev_questions.json"
         path.write_bytes(blob)
@@ -229,8 +263,9 @@ def test_non_utf8_or_truncated_files_name_the_file(case, data, ascii_):
 
 
 @FAST
-@given(preds=st.dictionaries(st.text(max_size=15), st.text(max_size=40), max_size=8),
-       task_name=st.sampled_from(TASK_NAMES))
+@given(
+    preds=st.dictionaries(st.text(max_size=15), st.text(max_size=40), max_size=8), task_name=st.sampled_from(TASK_NAMES)
+)
 def test_write_outputs_then_load_outputs_round_trips(preds, task_name):
     spec = get_task(task_name)
     with tempfile.TemporaryDirectory() as d:
@@ -242,15 +277,24 @@ def test_write_outputs_then_load_outputs_round_trips(preds, task_name):
 
 
 @FAST
-@given(golds=st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), min_size=1, max_size=5,
-                      unique_by=lambda t: t[0]),
-       data=st.data(), kind=st.sampled_from(["drop-id", "drop-output", "id-type", "output-type", "not-object",
-                                             "duplicate"]))
+@given(
+    golds=st.lists(
+        st.tuples(st.text(max_size=8), st.text(max_size=8)), min_size=1, max_size=5, unique_by=lambda t: t[0]
+    ),
+    data=st.data(),
+    kind=st.sampled_from(["drop-id", "drop-output", "id-type", "output-type", "not-object", "duplicate"]),
+)
 def test_any_single_corruption_of_an_outputs_file_names_the_place(golds, data, kind):
     rows = [{"id": k, "output": v} for k, v in golds]
     i = data.draw(st.integers(0, len(rows) - 1))
-    field = {"drop-id": "id", "drop-output": "output", "id-type": "id", "output-type": "output",
-             "not-object": "golds", "duplicate": "id"}[kind]
+    field = {
+        "drop-id": "id",
+        "drop-output": "output",
+        "id-type": "id",
+        "output-type": "output",
+        "not-object": "golds",
+        "duplicate": "id",
+    }[kind]
     if kind.startswith("drop"):
         del rows[i][field]
     elif kind.endswith("type"):
@@ -285,8 +329,11 @@ def test_unknown_task_names_raise_a_clear_error_listing_known_tasks(name):
 
 
 @FAST
-@given(name=st.sampled_from(sorted(ALIASES)), pad=st.sampled_from(["", " ", "\t", "  \n"]), case=st.sampled_from(
-    [str.lower, str.upper, str.title, lambda s: s]))
+@given(
+    name=st.sampled_from(sorted(ALIASES)),
+    pad=st.sampled_from(["", " ", "\t", "  \n"]),
+    case=st.sampled_from([str.lower, str.upper, str.title, lambda s: s]),
+)
 def test_every_alias_in_any_case_and_padding_resolves(name, pad, case):
     assert get_task(pad + case(name) + pad).name in TASK_NAMES
 
@@ -320,8 +367,11 @@ def test_parse_answer_never_raises_and_stays_in_the_label_space_when_a_label_is_
 def test_a_label_decorated_like_an_llm_answer_parses_to_itself(task_name, data):
     spec = get_task(task_name)
     label = data.draw(st.sampled_from(spec.labels))
-    shape = data.draw(st.sampled_from(["{}", " {} ", "{}.", "Answer: {}", '"{}"', "{}\nbecause reasons",
-                                       "Category: {}!", "  tag : {}  "]))
+    shape = data.draw(
+        st.sampled_from(
+            ["{}", " {} ", "{}.", "Answer: {}", '"{}"', "{}\nbecause reasons", "Category: {}!", "  tag : {}  "]
+        )
+    )
     case = data.draw(st.sampled_from([str, str.upper, str.title]))
     if spec.kind is TaskKind.RATING:
         assume(shape != "{}.")  # a rating that ends a sentence: see test_a_rating_that_ends_a_sentence_parses
@@ -331,8 +381,12 @@ def test_a_label_decorated_like_an_llm_answer_parses_to_itself(task_name, data):
 @pytest.mark.parametrize("label", ["1", "2", "3", "4", "5"])
 def test_a_rating_that_ends_a_sentence_parses(label):
     spec = get_task("LaMP-3")
-    answers = [f"{label}.", f"The score is {label}.", f"I would rate it {label}.\nThe product broke.",
-               f"Rating: {label}. Good value."]
+    answers = [
+        f"{label}.",
+        f"The score is {label}.",
+        f"I would rate it {label}.\nThe product broke.",
+        f"Rating: {label}. Good value.",
+    ]
     assert [spec.parse_answer(a) for a in answers] == [label] * len(answers)
 
 
@@ -368,13 +422,17 @@ def test_tokenize_is_lowercased_alphanumeric_runs(text):
     assert tokenize(" ".join(tokens)) == tokens  # idempotent on its own output
 
 
-documents = st.lists(st.one_of(sentences, st.text(max_size=30), st.sampled_from(["", "!!!", "...", " ", "_ _"])),
-                     max_size=12)
+documents = st.lists(
+    st.one_of(sentences, st.text(max_size=30), st.sampled_from(["", "!!!", "...", " ", "_ _"])), max_size=12
+)
 
 
 @FAST
-@given(query=st.one_of(sentences, st.text(max_size=30), st.sampled_from(["", "?!", "the"])), docs=documents,
-       k=st.integers(-2, 15))
+@given(
+    query=st.one_of(sentences, st.text(max_size=30), st.sampled_from(["", "?!", "the"])),
+    docs=documents,
+    k=st.integers(-2, 15),
+)
 def test_bm25_top_k_contract(query, docs, k):
     top = bm25_top_k(query, docs, k)
     scores = bm25_scores(query, docs)
@@ -382,7 +440,7 @@ def test_bm25_top_k_contract(query, docs, k):
     assert len(top) == max(0, min(k, len(docs)))
     assert len(set(top)) == len(top) and all(0 <= i < len(docs) for i in top)
     assert [scores[i] for i in top] == sorted((scores[i] for i in top), reverse=True)
-    assert top == sorted(range(len(docs)), key=lambda i: (-scores[i], i))[:max(k, 0)]
+    assert top == sorted(range(len(docs)), key=lambda i: (-scores[i], i))[: max(k, 0)]
     assert bm25_top_k(query, docs, k) == top  # deterministic
     if k > 0:
         assert bm25_top_k(query, docs, k + 1)[:k] == top  # a larger k only appends
@@ -402,10 +460,13 @@ def test_bm25_scores_follow_the_documents_when_they_are_permuted(query, docs, da
 
 
 @SLOW
-@given(query=st.one_of(st.just(""), st.text(alphabet="!?.,;:-_ ", max_size=50), sentences),
-       n=st.integers(0, 3), size=st.sampled_from([0, 1, 50_000]))
+@given(
+    query=st.one_of(st.just(""), st.text(alphabet="!?.,;:-_ ", max_size=50), sentences),
+    n=st.integers(0, 3),
+    size=st.sampled_from([0, 1, 50_000]),
+)
 def test_bm25_never_raises_on_empty_punctuation_or_huge_texts(query, n, size):
-    docs = ["word " * (size // 5), "!" * size, ""] [:n]
+    docs = ["word " * (size // 5), "!" * size, ""][:n]
     top = bm25_top_k(query * (1 if size < 1000 else 200), docs, 5)
     assert sorted(top) == list(range(len(docs)))
 
@@ -428,8 +489,7 @@ def test_truncate_is_a_bounded_prefix_of_the_stripped_text(text, limit):
 @st.composite
 def prompt_cases(draw):
     spec = get_task(draw(st.sampled_from(TASK_NAMES)))
-    records = draw(st.lists(st.fixed_dictionaries({n: st.text(max_size=300) for n in spec.profile_fields}),
-                            max_size=5))
+    records = draw(st.lists(st.fixed_dictionaries({n: st.text(max_size=300) for n in spec.profile_fields}), max_size=5))
     budget = PromptBudget(record_chars=draw(st.integers(1, 200)), input_chars=draw(st.integers(1, 400)))
     text = draw(st.one_of(st.text(max_size=500), st.text(max_size=50).map(lambda t: spec.instruction + t)))
     return spec, text, records, budget
@@ -467,8 +527,10 @@ ids = st.lists(st.text(max_size=6), min_size=1, max_size=12, unique=True)
 def _golds_for(spec, data, keys):
     if spec.metric == "rouge":
         return {k: data.draw(st.one_of(sentences, st.text(max_size=30))) for k in keys}
-    return {k: data.draw(st.sampled_from(spec.labels).map(lambda lab: data.draw(st.sampled_from(["", " "])) + lab))
-            for k in keys}
+    return {
+        k: data.draw(st.sampled_from(spec.labels).map(lambda lab: data.draw(st.sampled_from(["", " "])) + lab))
+        for k in keys
+    }
 
 
 @SLOW
@@ -491,9 +553,11 @@ def test_golds_scored_against_themselves_are_perfect(task_name, keys, data):
             assert m == {"rouge-1": 1.0, "rouge-L": 1.0}
 
 
-rating_preds = st.one_of(st.sampled_from(["1", "2", "3", "4", "5", " 3 ", "5.0", "nan", "inf", "-inf", "", "five",
-                                          "4 stars", "N/A"]),
-                         st.floats(1, 5).map(repr), st.text(alphabet="abcxyz !?", max_size=8))
+rating_preds = st.one_of(
+    st.sampled_from(["1", "2", "3", "4", "5", " 3 ", "5.0", "nan", "inf", "-inf", "", "five", "4 stars", "N/A"]),
+    st.floats(1, 5).map(repr),
+    st.text(alphabet="abcxyz !?", max_size=8),
+)
 
 
 @FAST
@@ -534,8 +598,12 @@ def test_metrics_are_in_range_and_invariant_to_the_order_of_ids(task_name, keys,
 
 
 @FAST
-@given(task_name=st.sampled_from(TASK_NAMES), gold_ids=ids, extra=st.sets(st.text(max_size=6), max_size=3),
-       drop=st.integers(0, 3))
+@given(
+    task_name=st.sampled_from(TASK_NAMES),
+    gold_ids=ids,
+    extra=st.sets(st.text(max_size=6), max_size=3),
+    drop=st.integers(0, 3),
+)
 def test_mismatched_id_sets_raise_data_format_error(task_name, gold_ids, extra, drop):
     spec = get_task(task_name)
     label = spec.labels[0] if spec.labels else "x"

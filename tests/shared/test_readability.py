@@ -12,15 +12,21 @@ from shared.style import RULE_NAMES, StyleHabits
 
 # the broken answers, with inputs of the kind LaMP-7 gives
 BROKEN = [
-    ("@KGMB9, Your of technology is excellent, and I your channel as example of good practices.",
-     "@KGMB9, Your coverage of technology is excellent, and I use your channel as an example of good practices."),
+    (
+        "@KGMB9, Your of technology is excellent, and I your channel as example of good practices.",
+        "@KGMB9, Your coverage of technology is excellent, and I use your channel as an example of good practices.",
+    ),
     ("My is and now we can print Haha, cool!", "My printer is fixed and now we can print again. Haha, cool!"),
-    ("I'm my blog's SEO through tagging and my allergies would subside so I can outdoor activities.",
-     "I'm improving my blog's SEO through tagging and hope my allergies would subside so I can enjoy outdoor "
-     "activities."),
+    (
+        "I'm my blog's SEO through tagging and my allergies would subside so I can outdoor activities.",
+        "I'm improving my blog's SEO through tagging and hope my allergies would subside so I can enjoy outdoor "
+        "activities.",
+    ),
     ("In I a writer. no, no, no, no...", "In my dreams I am a famous writer. no, no, no, no..."),
-    ("I'm so excited to finally to the concert tomorrow night with my best",
-     "I'm so excited to finally go to the concert tomorrow night with my best friends."),
+    (
+        "I'm so excited to finally to the concert tomorrow night with my best",
+        "I'm so excited to finally go to the concert tomorrow night with my best friends.",
+    ),
 ]
 
 READABLE = [
@@ -54,14 +60,18 @@ def test_reasons_and_the_share():
 
 def test_every_style_rule_and_habit_keeps_a_sentence_whole():
     habits = StyleHabits(rules=RULE_NAMES, lower_first=True, drop_period=True, signature="xoxo")
-    for text in ["I am going to see you tomorrow because I love you.", "Thank you, I do not know what you are doing.",
-                 "By the way, are you coming tonight? I have to work though.", "Oh my god, it is your birthday!"]:
+    for text in [
+        "I am going to see you tomorrow because I love you.",
+        "Thank you, I do not know what you are doing.",
+        "By the way, are you coming tonight? I have to work though.",
+        "Oh my god, it is your birthday!",
+    ]:
         styled = habits.apply(text, sign=True)
         assert styled != text and not is_broken(styled, text), styled
 
 
 def test_droppable_words_are_fillers_mentions_and_adverbs_only():
-    words = ['@bob', 'I', 'really', 'love', '"@ann', 'the"', 'show,', 'unfortunately', 'it', 'ends']
+    words = ["@bob", "I", "really", "love", '"@ann', 'the"', "show,", "unfortunately", "it", "ends"]
     assert droppable_words(words) == [True, False, True, False, False, False, False, True, False, False]
 
 

@@ -5,8 +5,14 @@ from rank_bm25 import BM25Okapi
 
 from shared.retrieval import bm25_scores, bm25_top_k, tokenize
 
-DOCS = ["I love my cat and my dog", "The stock market fell today", "cats are better than dogs",
-        "my dog ate my homework", "", "Dogs! Dogs? DOGS."]
+DOCS = [
+    "I love my cat and my dog",
+    "The stock market fell today",
+    "cats are better than dogs",
+    "my dog ate my homework",
+    "",
+    "Dogs! Dogs? DOGS.",
+]
 
 
 def test_tokenizer_is_documented_behaviour():
@@ -45,5 +51,9 @@ def test_a_profile_searched_again_scores_the_same_and_another_profile_is_not_con
     other = ["cats cats cats", "nothing here", "dogs", "market"]
     first = bm25_scores("cats dogs", docs)
     assert bm25_scores("cats dogs", docs) == first  # from the kept index
-    assert bm25_scores("cats dogs", other) == [float(s) for s in BM25Okapi([tokenize(d) for d in other]).get_scores(["cats", "dogs"])]
-    assert bm25_scores("cats dogs", docs) == [float(s) for s in BM25Okapi([tokenize(d) for d in docs]).get_scores(["cats", "dogs"])]
+    assert bm25_scores("cats dogs", other) == [
+        float(s) for s in BM25Okapi([tokenize(d) for d in other]).get_scores(["cats", "dogs"])
+    ]
+    assert bm25_scores("cats dogs", docs) == [
+        float(s) for s in BM25Okapi([tokenize(d) for d in docs]).get_scores(["cats", "dogs"])
+    ]

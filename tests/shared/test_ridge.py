@@ -21,6 +21,10 @@ def test_loo_and_fit_match_scikit_learn():
     assert ours.intercept == pytest.approx(ref.intercept_)
     # the closed-form leave-one-out error equals refitting without each row
     alpha = 3.0
-    brute = np.mean([(y[i] - Ridge(alpha=alpha).fit(np.delete(x, i, 0), np.delete(y, i)).predict(x[i:i + 1])[0]) ** 2
-                     for i in range(len(y))])
+    brute = np.mean(
+        [
+            (y[i] - Ridge(alpha=alpha).fit(np.delete(x, i, 0), np.delete(y, i)).predict(x[i : i + 1])[0]) ** 2
+            for i in range(len(y))
+        ]
+    )
     assert loo_errors(x, y, [alpha])[0] == pytest.approx(brute)

@@ -74,12 +74,27 @@ def test_compare_runs_prints_the_module_result(tmp_path, monkeypatch, capsys):
     (tmp_path / "dev_questions.json").write_text("[]")
     (tmp_path / "a.json").write_text(json.dumps(first))
     (tmp_path / "b.json").write_text(json.dumps(second))
-    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
-                                      str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "compare_runs",
+            "--golds",
+            str(tmp_path),
+            "--task",
+            "LaMP-3",
+            str(tmp_path / "a.json"),
+            str(tmp_path / "b.json"),
+        ],
+    )
     compare_runs.main()
     out = capsys.readouterr().out
-    c = compare_predictions(get_task("LaMP-3"), {g["id"]: g["output"] for g in first["golds"]},
-                            {g["id"]: g["output"] for g in second["golds"]}, {g["id"]: g["output"] for g in golds["golds"]})
+    c = compare_predictions(
+        get_task("LaMP-3"),
+        {g["id"]: g["output"] for g in first["golds"]},
+        {g["id"]: g["output"] for g in second["golds"]},
+        {g["id"]: g["output"] for g in golds["golds"]},
+    )
     assert c.mean == pytest.approx(2.0) and c.wins == 16 and c.losses == 0
     assert f"| 16 of 20 | 16 | 0 | {c.mean:+.4f} | [{c.low:+.4f}, {c.high:+.4f}] |" in out
 
@@ -95,24 +110,33 @@ def test_compare_runs_averages_the_runs_joined_by_plus(tmp_path, monkeypatch, ca
     gold = {i: "3" for i in ids}
 
     def write(name: str, outputs: dict[str, str]) -> str:
-        (tmp_path / name).write_text(json.dumps({"task": "LaMP_3", "golds": [{"id": i, "output": o} for i, o in outputs.items()]}))
+        (tmp_path / name).write_text(
+            json.dumps({"task": "LaMP_3", "golds": [{"id": i, "output": o} for i, o in outputs.items()]})
+        )
         return str(tmp_path / name)
 
     (tmp_path / "dev_questions.json").write_text("[]")
     write("dev_outputs.json", gold)
-    base = write("base.json", {i: "5" for i in ids})                       # error 2 on every question
-    seed0 = write("s0.json", {i: "3" for i in ids})                        # error 0
+    base = write("base.json", {i: "5" for i in ids})  # error 2 on every question
+    seed0 = write("s0.json", {i: "3" for i in ids})  # error 0
     seed1 = write("s1.json", {i: "4" if int(i) < 10 else "1" for i in ids})  # error 1 or 2
-    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
-                                      f"{base}+{base}", f"{seed0}+{seed1}"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3", f"{base}+{base}", f"{seed0}+{seed1}"],
+    )
     compare_runs.main()
     out = capsys.readouterr().out
     # per question: -2 against the mean of 0 and -1 (first 10) or of 0 and -2 (last 10): gains 1.5 and 1
     assert "| 20 of 20 | 20 | 0 | +1.2500 |" in out
-    assert f"| {tmp_path.name}/base.json+{tmp_path.name}/base.json | {tmp_path.name}/s0.json+{tmp_path.name}/s1.json |" in out
+    assert (
+        f"| {tmp_path.name}/base.json+{tmp_path.name}/base.json | {tmp_path.name}/s0.json+{tmp_path.name}/s1.json |"
+        in out
+    )
     bad = write("bad.json", {i: "3" for i in ids[:-1]})
-    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
-                                      base, f"{seed0}+{bad}"])
+    monkeypatch.setattr(
+        sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3", base, f"{seed0}+{bad}"]
+    )
     with pytest.raises(DataFormatError, match="bad.json"):
         compare_runs.main()
 
@@ -161,22 +185,48 @@ def test_compare_runs_adds_the_user_level_interval_when_users_carry_several_ques
     finally:
         sys.path.pop(0)
     n = 12
-    questions = [{"id": str(i), "input": "What score?", "user_id": f"u{i % 3}",
-                  "profile": [{"text": "fine", "score": "4", "id": "p"}]} for i in range(n)]
+    questions = [
+        {
+            "id": str(i),
+            "input": "What score?",
+            "user_id": f"u{i % 3}",
+            "profile": [{"text": "fine", "score": "4", "id": "p"}],
+        }
+        for i in range(n)
+    ]
     golds = {"task": "LaMP_3", "golds": [{"id": str(i), "output": "4"} for i in range(n)]}
     first = {"task": "LaMP_3", "golds": [{"id": str(i), "output": "5"} for i in range(n)]}
     second = {"task": "LaMP_3", "golds": [{"id": str(i), "output": "4" if i % 3 == 0 else "5"} for i in range(n)]}
-    for name, data in [("dev_questions.json", questions), ("dev_outputs.json", golds), ("a.json", first),
-                       ("b.json", second)]:
+    for name, data in [
+        ("dev_questions.json", questions),
+        ("dev_outputs.json", golds),
+        ("a.json", first),
+        ("b.json", second),
+    ]:
         (tmp_path / name).write_text(json.dumps(data))
-    monkeypatch.setattr(sys, "argv", ["compare_runs", "--golds", str(tmp_path), "--task", "LaMP-3",
-                                      str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "compare_runs",
+            "--golds",
+            str(tmp_path),
+            "--task",
+            "LaMP-3",
+            str(tmp_path / "a.json"),
+            str(tmp_path / "b.json"),
+        ],
+    )
     compare_runs.main()
     out = capsys.readouterr().out
     users = {str(i): f"u{i % 3}" for i in range(n)}
-    c = compare_predictions(get_task("LaMP-3"), {g["id"]: g["output"] for g in first["golds"]},
-                            {g["id"]: g["output"] for g in second["golds"]}, {g["id"]: g["output"] for g in golds["golds"]},
-                            users=users)
+    c = compare_predictions(
+        get_task("LaMP-3"),
+        {g["id"]: g["output"] for g in first["golds"]},
+        {g["id"]: g["output"] for g in second["golds"]},
+        {g["id"]: g["output"] for g in golds["golds"]},
+        users=users,
+    )
     assert c.users == 3 and c.user_low == 0.0  # a resample without u0 gains nothing
     assert "95% interval over users" in out
     assert f"| [{c.low:+.4f}, {c.high:+.4f}] | 3 | [{c.user_low:+.4f}, {c.user_high:+.4f}] |" in out

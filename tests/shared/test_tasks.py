@@ -13,8 +13,17 @@ def test_registry_covers_every_lamp_task():
     assert [n for n, k in kinds.items() if k is TaskKind.CLASSIFICATION] == ["LaMP-1", "LaMP-2", "LaMP-2N"]
 
 
-@pytest.mark.parametrize("alias,name", [("LaMP_7", "LaMP-7"), ("lamp7", "LaMP-7"), ("LAMP-3", "LaMP-3"),
-                                        ("lamp-2-old", "LaMP-2N"), ("LaMP_2", "LaMP-2"), (" lamp5 ", "LaMP-5")])
+@pytest.mark.parametrize(
+    "alias,name",
+    [
+        ("LaMP_7", "LaMP-7"),
+        ("lamp7", "LaMP-7"),
+        ("LAMP-3", "LaMP-3"),
+        ("lamp-2-old", "LaMP-2N"),
+        ("LaMP_2", "LaMP-2"),
+        (" lamp5 ", "LaMP-5"),
+    ],
+)
 def test_aliases(alias, name):
     assert get_task(alias).name == name
 
@@ -32,17 +41,24 @@ def test_official_label_sets():
     assert MOVIE_TAGS[0] == "sci-fi" and NEWS_CATEGORIES[-1] == "healthy living"
 
 
-@pytest.mark.parametrize("task,text,query", [
-    ("LaMP-1", 'For an author who has written the paper with the title "A", which reference is related? '
-               'Just answer with [1] or [2] without explanation. [1]: "B one" [2]: "C two"', "B one C two"),
-    ("LaMP-2", "Which tag ... tags: [comedy] description: A man walks.", "A man walks."),
-    ("LaMP-2N", "Which category ... categories: [sports] article: Team wins.", "Team wins."),
-    ("LaMP-3", "What is the score ... review: Loved it", "Loved it"),
-    ("LaMP-4", "Generate a headline for the following article: Big news today", "Big news today"),
-    ("LaMP-5", "Generate a title for the following abstract of a paper: We study X", "We study X"),
-    ("LaMP-6", "Generate a subject for the following email: Meeting at 5", "Meeting at 5"),
-    ("LaMP-7", "Paraphrase the following tweet without any explanation before or after it: @bob: hi", "@bob: hi"),
-])
+@pytest.mark.parametrize(
+    "task,text,query",
+    [
+        (
+            "LaMP-1",
+            'For an author who has written the paper with the title "A", which reference is related? '
+            'Just answer with [1] or [2] without explanation. [1]: "B one" [2]: "C two"',
+            "B one C two",
+        ),
+        ("LaMP-2", "Which tag ... tags: [comedy] description: A man walks.", "A man walks."),
+        ("LaMP-2N", "Which category ... categories: [sports] article: Team wins.", "Team wins."),
+        ("LaMP-3", "What is the score ... review: Loved it", "Loved it"),
+        ("LaMP-4", "Generate a headline for the following article: Big news today", "Big news today"),
+        ("LaMP-5", "Generate a title for the following abstract of a paper: We study X", "We study X"),
+        ("LaMP-6", "Generate a subject for the following email: Meeting at 5", "Meeting at 5"),
+        ("LaMP-7", "Paraphrase the following tweet without any explanation before or after it: @bob: hi", "@bob: hi"),
+    ],
+)
 def test_query_extraction_matches_the_official_helpers(task, text, query):
     assert get_task(task).extract_query(text) == query
 
@@ -51,13 +67,23 @@ def test_missing_marker_falls_back_to_the_whole_input():
     assert get_task("LaMP-3").extract_query("  no marker here ") == "no marker here"
 
 
-@pytest.mark.parametrize("task,raw,parsed", [
-    ("LaMP-3", "4", "4"), ("LaMP-3", "Score: 5 stars", "5"), ("LaMP-3", "I'd give it 3.0", "3"),
-    ("LaMP-3", "ten out of ten", "ten out of ten"), ("LaMP-3", "15", "15"),
-    ("LaMP-2N", "Sports", "sports"), ("LaMP-2N", "The category is: science & technology.", "science & technology"),
-    ("LaMP-2", "dark comedy", "dark comedy"), ("LaMP-1", "[2]", "[2]"), ("LaMP-1", "I think [1].", "[1]"),
-    ("LaMP-7", '"hello there"', "hello there"), ("LaMP-7", "Paraphrased tweet: hi\nExplanation: none", "hi"),
-])
+@pytest.mark.parametrize(
+    "task,raw,parsed",
+    [
+        ("LaMP-3", "4", "4"),
+        ("LaMP-3", "Score: 5 stars", "5"),
+        ("LaMP-3", "I'd give it 3.0", "3"),
+        ("LaMP-3", "ten out of ten", "ten out of ten"),
+        ("LaMP-3", "15", "15"),
+        ("LaMP-2N", "Sports", "sports"),
+        ("LaMP-2N", "The category is: science & technology.", "science & technology"),
+        ("LaMP-2", "dark comedy", "dark comedy"),
+        ("LaMP-1", "[2]", "[2]"),
+        ("LaMP-1", "I think [1].", "[1]"),
+        ("LaMP-7", '"hello there"', "hello there"),
+        ("LaMP-7", "Paraphrased tweet: hi\nExplanation: none", "hi"),
+    ],
+)
 def test_parse_answer(task, raw, parsed):
     assert get_task(task).parse_answer(raw) == parsed
 

@@ -17,9 +17,18 @@ LAMP3 = get_task("LaMP-3")
 
 def history_file(tmp_path, users=None, name=TIMELINE_FILE):
     if users is None:
-        users = [{"user": f"u{u}", "source_question_id": f"{u}00", "n_items": 6 + u,
-                  "items": [{"id": f"{u}_h{i}", "text": f"user {u} review {i}", "score": str(1 + (i + u) % 5)}
-                            for i in range(6 + u)]} for u in range(3)]
+        users = [
+            {
+                "user": f"u{u}",
+                "source_question_id": f"{u}00",
+                "n_items": 6 + u,
+                "items": [
+                    {"id": f"{u}_h{i}", "text": f"user {u} review {i}", "score": str(1 + (i + u) % 5)}
+                    for i in range(6 + u)
+                ],
+            }
+            for u in range(3)
+        ]
     path = tmp_path / name
     path.write_text(json.dumps(users))
     return path
@@ -59,16 +68,23 @@ def test_history_protocol_trains_only_before_the_first_question(tmp_path):
         assert not user.golds and len(user.questions) == 2
 
 
-@pytest.mark.parametrize("edit, index, field, needle", [
-    (lambda u: u[1].update(items=u[1]["items"][:4], n_items=4), 1, "items",
-     "user 'u1' has 4 items; data.timeline-questions=3 needs at least 5"),
-    (lambda u: u[0]["items"][2].update(score="6"), 0, "items[2].score", "'6' is not one of"),
-    (lambda u: u[2]["items"][2].update(score="4.5"), 2, "items[2].score", "'4.5' is not one of"),
-    (lambda u: u[0]["items"][3].pop("text"), 0, "items[3].text", "missing"),
-    (lambda u: u[2].update(n_items=99), 2, "n_items", "n_items is 99 but items holds 8"),
-    (lambda u: u[2].update(user="u0"), 2, "user", "duplicate user 'u0'"),
-    (lambda u: u[1].pop("items"), 1, "items", "missing"),
-])
+@pytest.mark.parametrize(
+    "edit, index, field, needle",
+    [
+        (
+            lambda u: u[1].update(items=u[1]["items"][:4], n_items=4),
+            1,
+            "items",
+            "user 'u1' has 4 items; data.timeline-questions=3 needs at least 5",
+        ),
+        (lambda u: u[0]["items"][2].update(score="6"), 0, "items[2].score", "'6' is not one of"),
+        (lambda u: u[2]["items"][2].update(score="4.5"), 2, "items[2].score", "'4.5' is not one of"),
+        (lambda u: u[0]["items"][3].pop("text"), 0, "items[3].text", "missing"),
+        (lambda u: u[2].update(n_items=99), 2, "n_items", "n_items is 99 but items holds 8"),
+        (lambda u: u[2].update(user="u0"), 2, "user", "duplicate user 'u0'"),
+        (lambda u: u[1].pop("items"), 1, "items", "missing"),
+    ],
+)
 def test_bad_histories_name_the_file_user_and_field(tmp_path, edit, index, field, needle):
     users = json.loads(history_file(tmp_path).read_text())
     edit(users)
@@ -121,8 +137,17 @@ def test_federated_nodes_load_the_same_split(tmp_path):
     from shared.protocol import NodeRole
 
     history_file(tmp_path)
-    cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-3", "data.dir": str(tmp_path), "data.split": "timeline",
-                                  "data.timeline-questions": 2, "data.protocol": "history", "data.test-users": 3})
+    cfg = RunConfig.from_mapping(
+        {
+            **default_mapping(),
+            "data.task": "LaMP-3",
+            "data.dir": str(tmp_path),
+            "data.split": "timeline",
+            "data.timeline-questions": 2,
+            "data.protocol": "history",
+            "data.test-users": 3,
+        }
+    )
     user, role = resolve_user(cfg, {"partition-id": 1})
     assert role is NodeRole.BOTH and user.user_id == "u1"
     assert [q.id for q in user.questions] == ["100_q5", "100_q6"] and len(user.history) == 5

@@ -20,7 +20,9 @@ def synth3(tmp_path):
 
 def test_non_llm_baselines(synth3, tmp_path):
     ds = load_split(synth3, "LaMP-3")
-    results = run_baselines(ds, ds.questions, ["majority", "user-mean"], llm=None, out_dir=tmp_path / "o", progress=False)
+    results = run_baselines(
+        ds, ds.questions, ["majority", "user-mean"], llm=None, out_dir=tmp_path / "o", progress=False
+    )
     assert [r.name for r in results] == ["majority", "user-mean"]
     majority = results[0].predictions
     assert len(set(majority.values())) == 1
@@ -60,15 +62,23 @@ def test_llm_baselines_end_to_end_and_rerun_hits_the_cache(synth3, tmp_path, llm
     ds = load_split(synth3, "LaMP-3")
     questions = select_users(ds, 2)
     client = LLMClient(llm_config)
-    first = run_baselines(ds, questions, ["zero-shot", "rag"], llm=client, ks=[1, 2], out_dir=tmp_path / "a",
-                          progress=False)
+    first = run_baselines(
+        ds, questions, ["zero-shot", "rag"], llm=client, ks=[1, 2], out_dir=tmp_path / "a", progress=False
+    )
     assert [r.name for r in first] == ["zero-shot", "rag-k1", "rag-k2"]
     assert all(r.llm_calls + r.cache_hits == len(questions) for r in first)
     assert sum(r.llm_calls for r in first) >= len(questions)
     for r in first:
         assert set(r.predictions) == {q.id for q in questions} and 0 <= r.metrics["MAE"] <= 4
-    rerun = run_baselines(ds, questions, ["zero-shot", "rag"], llm=LLMClient(llm_config), ks=[1, 2],
-                          out_dir=tmp_path / "b", progress=False)
+    rerun = run_baselines(
+        ds,
+        questions,
+        ["zero-shot", "rag"],
+        llm=LLMClient(llm_config),
+        ks=[1, 2],
+        out_dir=tmp_path / "b",
+        progress=False,
+    )
     assert [r.llm_calls for r in rerun] == [0, 0, 0]
     assert [r.predictions for r in rerun] == [r.predictions for r in first]
 
@@ -78,8 +88,25 @@ def test_llm_baselines_end_to_end_and_rerun_hits_the_cache(synth3, tmp_path, llm
 def test_cli_baseline_writes_predictions_and_tables(synth3, tmp_path, llm_server, monkeypatch, capsys):
     monkeypatch.setenv("FEDHYDRA_LLM_BASE_URL", llm_server.url)
     out = tmp_path / "out"
-    code = main(["baseline", "--data", str(synth3), "--task", "LaMP-3", "--users", "2", "--method", "all",
-                 "--k", "1", "--out", str(out), "--llm-cache", str(tmp_path / "c.sqlite")])
+    code = main(
+        [
+            "baseline",
+            "--data",
+            str(synth3),
+            "--task",
+            "LaMP-3",
+            "--users",
+            "2",
+            "--method",
+            "all",
+            "--k",
+            "1",
+            "--out",
+            str(out),
+            "--llm-cache",
+            str(tmp_path / "c.sqlite"),
+        ]
+    )
     assert code == 0
     table = json.loads((out / "metrics.json").read_text())
     names = ["majority", "user-mean", "user-ridge", "global-ridge", "zero-shot", "rag-k1"]

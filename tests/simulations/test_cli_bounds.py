@@ -19,19 +19,24 @@ from simulations.cli import build_parser, main
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
-R3 = "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 without " \
-     "further explanation. review: "
+R3 = (
+    "What is the score of the following review on a scale of 1 to 5? just answer with 1, 2, 3, 4, or 5 without "
+    "further explanation. review: "
+)
 NOWHERE = "http://127.0.0.1:9/v1"  # the discard port: nothing answers there
 
 
 def lamp3(folder: Path, n: int = 4, *, golds: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    qs = [{"id": str(i), "input": R3 + f"review {i}", "profile": [{"id": f"p{i}", "text": "fine", "score": "4"}]}
-          for i in range(n)]
+    qs = [
+        {"id": str(i), "input": R3 + f"review {i}", "profile": [{"id": f"p{i}", "text": "fine", "score": "4"}]}
+        for i in range(n)
+    ]
     (folder / "dev_questions.json").write_text(json.dumps(qs), encoding="utf-8")
     if golds:
-        (folder / "dev_outputs.json").write_text(json.dumps(
-            {"task": "LaMP_3", "golds": [{"id": str(i), "output": "4"} for i in range(n)]}), encoding="utf-8")
+        (folder / "dev_outputs.json").write_text(
+            json.dumps({"task": "LaMP_3", "golds": [{"id": str(i), "output": "4"} for i in range(n)]}), encoding="utf-8"
+        )
     return folder
 
 
@@ -60,27 +65,47 @@ def test_eval_with_empty_golds_is_refused(tmp_path, capsys):
 
 
 # -- fedhydra baseline -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("flag, value, needle", [
-    ("--users", -1, "argument --users: must be an integer in 1..1000000, got '-1'"),
-    ("--users", 0, "argument --users: must be an integer in 1..1000000, got '0'"),
-    ("--offset", -2, "argument --offset: must be an integer in 0..1000000, got '-2'"),
-    ("--offset", 100, "--offset must be an integer in 0..3 (the data has 4 users), got 100"),
-    ("--offset", 4, "--offset must be an integer in 0..3 (the data has 4 users), got 4"),
-    ("--k", 0, "argument --k: must be an integer in 1..100, got '0'"),
-    ("--k", -1, "argument --k: must be an integer in 1..100, got '-1'"),
-    ("--users", "1e3", "argument --users: must be an integer"),
-    ("--timeline-questions", 0, "argument --timeline-questions: must be an integer in 1..10000"),
-    ("--llm-timeout", "nan", "argument --llm-timeout: must be a number in 0.001..3600, got 'nan'"),
-    ("--llm-timeout", "inf", "argument --llm-timeout: must be a number"),
-    ("--llm-timeout", 0, "argument --llm-timeout: must be a number"),
-    ("--llm-concurrency", 0, "argument --llm-concurrency: must be an integer in 1..256"),
-    ("--split", "../dev", "argument --split: must be a plain name"),
-])
+@pytest.mark.parametrize(
+    "flag, value, needle",
+    [
+        ("--users", -1, "argument --users: must be an integer in 1..1000000, got '-1'"),
+        ("--users", 0, "argument --users: must be an integer in 1..1000000, got '0'"),
+        ("--offset", -2, "argument --offset: must be an integer in 0..1000000, got '-2'"),
+        ("--offset", 100, "--offset must be an integer in 0..3 (the data has 4 users), got 100"),
+        ("--offset", 4, "--offset must be an integer in 0..3 (the data has 4 users), got 4"),
+        ("--k", 0, "argument --k: must be an integer in 1..100, got '0'"),
+        ("--k", -1, "argument --k: must be an integer in 1..100, got '-1'"),
+        ("--users", "1e3", "argument --users: must be an integer"),
+        ("--timeline-questions", 0, "argument --timeline-questions: must be an integer in 1..10000"),
+        ("--llm-timeout", "nan", "argument --llm-timeout: must be a number in 0.001..3600, got 'nan'"),
+        ("--llm-timeout", "inf", "argument --llm-timeout: must be a number"),
+        ("--llm-timeout", 0, "argument --llm-timeout: must be a number"),
+        ("--llm-concurrency", 0, "argument --llm-concurrency: must be an integer in 1..256"),
+        ("--split", "../dev", "argument --split: must be a plain name"),
+    ],
+)
 def test_baseline_refuses_an_out_of_range_flag_and_writes_nothing(tmp_path, capsys, flag, value, needle):
     data = lamp3(tmp_path / "data")
     out = tmp_path / "out"
-    line = refused(capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "majority",
-                                        "--llm-url", NOWHERE, "--out", out, flag, value])
+    line = refused(
+        capsys,
+        "baseline",
+        [
+            "baseline",
+            "--data",
+            data,
+            "--task",
+            "LaMP-3",
+            "--method",
+            "majority",
+            "--llm-url",
+            NOWHERE,
+            "--out",
+            out,
+            flag,
+            value,
+        ],
+    )
     assert needle in line
     assert not out.exists()
 
@@ -88,8 +113,9 @@ def test_baseline_refuses_an_out_of_range_flag_and_writes_nothing(tmp_path, caps
 def test_baseline_without_an_outputs_file_is_refused(tmp_path, capsys):
     data = lamp3(tmp_path / "data", golds=False)
     out = tmp_path / "out"
-    line = refused(capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "majority",
-                                        "--out", out])
+    line = refused(
+        capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "majority", "--out", out]
+    )
     assert "no *_outputs.json with the golds" in line
     assert not out.exists()
 
@@ -98,25 +124,46 @@ def test_baseline_with_out_naming_an_existing_file_is_refused_and_the_file_kept(
     data = lamp3(tmp_path / "data")
     out = tmp_path / "taken.txt"
     out.write_text("mine")
-    line = refused(capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "majority",
-                                        "--out", out])
+    line = refused(
+        capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "majority", "--out", out]
+    )
     assert "argument --out: must be a folder" in line
     assert out.read_text() == "mine"
     below = out / "sub"
-    refused(capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "majority",
-                                 "--out", below])
+    refused(
+        capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "majority", "--out", below]
+    )
 
 
-@pytest.mark.parametrize("content", [b"this is not a database at all\n" * 40,
-                                     SQLITE_HEADER + b"\x07" * 8000],  # a right header over damaged pages
-                         ids=["garbage", "damaged-pages"])
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a database at all\n" * 40, SQLITE_HEADER + b"\x07" * 8000],  # a right header over damaged pages
+    ids=["garbage", "damaged-pages"],
+)
 def test_baseline_with_a_garbage_llm_cache_is_refused(tmp_path, capsys, content):
     data = lamp3(tmp_path / "data")
     cache = tmp_path / "cache.sqlite"
     cache.write_bytes(content)
     out = tmp_path / "out"
-    line = refused(capsys, "baseline", ["baseline", "--data", data, "--task", "LaMP-3", "--method", "rag",
-                                        "--llm-url", NOWHERE, "--llm-cache", cache, "--out", out])
+    line = refused(
+        capsys,
+        "baseline",
+        [
+            "baseline",
+            "--data",
+            data,
+            "--task",
+            "LaMP-3",
+            "--method",
+            "rag",
+            "--llm-url",
+            NOWHERE,
+            "--llm-cache",
+            cache,
+            "--out",
+            out,
+        ],
+    )
     assert "llm-cache" in line
     assert not out.exists() and cache.read_bytes() == content
 
@@ -128,9 +175,25 @@ def test_a_run_refused_for_its_users_leaves_nothing_behind(tmp_path, capsys, mon
     ``out/data`` was written."""
     monkeypatch.setenv("FEDHYDRA_LLM_BASE_URL", NOWHERE)
     out = tmp_path / "out"
-    line = refused(capsys, command, [command, "--out", out, "--task", "LaMP-7", "--train-users", "4",
-                                     "--test-users", "4", "--run-config", "data.synthetic-users=3",
-                                     "--llm-url", NOWHERE])
+    line = refused(
+        capsys,
+        command,
+        [
+            command,
+            "--out",
+            out,
+            "--task",
+            "LaMP-7",
+            "--train-users",
+            "4",
+            "--test-users",
+            "4",
+            "--run-config",
+            "data.synthetic-users=3",
+            "--llm-url",
+            NOWHERE,
+        ],
+    )
     assert "asked for 4 training and 4 test users, the data has 3" in line
     assert tree(out) == []
 
@@ -141,21 +204,52 @@ def test_a_run_refused_for_a_garbage_llm_cache_leaves_nothing_behind(tmp_path, c
     cache = tmp_path / "cache.sqlite"
     cache.write_bytes(SQLITE_HEADER + b"\x07" * 8000)
     out = tmp_path / "out"
-    line = refused(capsys, command, [command, "--out", out, "--data", data, "--task", "LaMP-7", "--train-users", "2",
-                                     "--test-users", "2", "--llm-url", NOWHERE, "--llm-cache", cache])
+    line = refused(
+        capsys,
+        command,
+        [
+            command,
+            "--out",
+            out,
+            "--data",
+            data,
+            "--task",
+            "LaMP-7",
+            "--train-users",
+            "2",
+            "--test-users",
+            "2",
+            "--llm-url",
+            NOWHERE,
+            "--llm-cache",
+            cache,
+        ],
+    )
     assert "llm-cache" in line
     assert tree(out) == []
 
 
 # -- every subcommand ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [
-    ["synth", "--users", "0"], ["synth", "--users", "-5"], ["synth", "--items", "0"], ["synth", "--questions", "0"],
-    ["synth", "--seed", "-1"], ["synth", "--users", "100001"],
-    ["llm", "serve", "--port", "70000"], ["llm", "serve", "--threads", "0"], ["llm", "serve", "--slots", "0"],
-    ["llm", "serve", "--ctx", "1"],
-    ["simulate", "--client-cpus", "0"], ["simulate", "--client-cpus", "-1"],
-    ["run", "--llm-model", "bad\x00name"], ["run", "--run-config", "x" * 5000], ["run", "--split", "a/b"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["synth", "--users", "0"],
+        ["synth", "--users", "-5"],
+        ["synth", "--items", "0"],
+        ["synth", "--questions", "0"],
+        ["synth", "--seed", "-1"],
+        ["synth", "--users", "100001"],
+        ["llm", "serve", "--port", "70000"],
+        ["llm", "serve", "--threads", "0"],
+        ["llm", "serve", "--slots", "0"],
+        ["llm", "serve", "--ctx", "1"],
+        ["simulate", "--client-cpus", "0"],
+        ["simulate", "--client-cpus", "-1"],
+        ["run", "--llm-model", "bad\x00name"],
+        ["run", "--run-config", "x" * 5000],
+        ["run", "--split", "a/b"],
+    ],
+)
 def test_every_subcommand_refuses_out_of_range_values_when_parsing(tmp_path, capsys, argv):
     """Refused by the parser, before anything runs (no server started, no file written), naming the flag and
     what it must be."""
@@ -192,8 +286,10 @@ def test_no_flag_takes_an_unbounded_number():
     except the run-config keys, which the run config bounds."""
     for command, action in _actions():
         if action.type in (int, float):
-            assert set(action.option_strings) & RUN_CONFIG_FLAGS and command in ("run", "simulate"), \
-                (command, action.option_strings)
+            assert set(action.option_strings) & RUN_CONFIG_FLAGS and command in ("run", "simulate"), (
+                command,
+                action.option_strings,
+            )
 
 
 def test_each_bound_refuses_both_sides_and_non_numbers():
@@ -203,8 +299,18 @@ def test_each_bound_refuses_both_sides_and_non_numbers():
         parse = bounded(flag)
         step = 1 if bound.integer else 1e-3
         assert parse(repr(bound.lo)) == bound.lo and parse(repr(bound.hi)) == bound.hi
-        for text in (repr(bound.lo - step), repr(bound.hi + step), "nan", "inf", "-inf", "", "1" * 400, "1_0",
-                     "0x10", "12abc"):
+        for text in (
+            repr(bound.lo - step),
+            repr(bound.hi + step),
+            "nan",
+            "inf",
+            "-inf",
+            "",
+            "1" * 400,
+            "1_0",
+            "0x10",
+            "12abc",
+        ):
             with pytest.raises(argparse.ArgumentTypeError):
                 parse(text)
         if bound.integer:

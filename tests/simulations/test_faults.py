@@ -33,19 +33,48 @@ from simulations.federated import clear_results, production_app, simulate
 from simulations.superlink import kill_tree
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = {"data.task": "LaMP-3", "data.synthetic-users": 4, "data.synthetic-items": 10, "data.train-users": 3, "data.test-users": 1,
-         "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1, "pool.label-records": 2,
-         "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20, "eval.methods": "all"}
+SMALL = {
+    "data.task": "LaMP-3",
+    "data.synthetic-users": 4,
+    "data.synthetic-items": 10,
+    "data.train-users": 3,
+    "data.test-users": 1,
+    "federation.num-rounds": 1,
+    "pool.pseudo-questions": 2,
+    "pool.free-questions": 4,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "train.head-epochs": 5,
+    "federation.local-epochs": 1,
+    "federation.min-train-nodes": 2,
+    "train.fit-steps": 20,
+    "eval.methods": "all",
+}
 # every HYDRA variant that asks the LLM (all but hydra-calls-0) falls back without it
 HYDRA_METHODS = sum(1 for v in VARIANTS.values() if v.llm_calls != 0)
 LLM_BASELINES = 2  # zero-shot, rag-k4
-MIX = {"500": 0.08, "503": 0.04, "429": 0.08, "drop": 0.04, "slow": 0.04, "badjson": 0.04, "nochoices": 0.02,
-       "empty": 0.04, "offlabel": 0.1}
+MIX = {
+    "500": 0.08,
+    "503": 0.04,
+    "429": 0.08,
+    "drop": 0.04,
+    "slow": 0.04,
+    "badjson": 0.04,
+    "nochoices": 0.02,
+    "empty": 0.04,
+    "offlabel": 0.1,
+}
 
 
 def run(tmp: Path, url: str, app=production_app, **overrides) -> dict:
-    return simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
-                    llm_config=LLMConfig(base_url=url, model="stub"), progress=lambda s: None, app=app)
+    return simulate(
+        RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}),
+        tmp / "out",
+        llm_config=LLMConfig(base_url=url, model="stub"),
+        progress=lambda s: None,
+        app=app,
+    )
 
 
 def stores_intact(out: Path, task: str = "LaMP-3") -> int:
@@ -72,10 +101,25 @@ def test_a_refused_rerun_leaves_the_earlier_run_as_it_was(tmp_path, capsys):
     out = tmp_path / "out"
     (out / "server" / "checkpoints").mkdir(parents=True)
     (out / "clients" / "u1").mkdir(parents=True)
-    results = ["summary.json", "metrics.md", "metrics.json", "metrics.png", "rounds.md", "rounds.png",
-               "fed-hydra_outputs.json", "rag-k4_outputs.json", "majority_outputs.json", "server/server_summary.json"]
-    kept = ["notes_outputs.json", "server/rounds.jsonl", "server/checkpoints/round-0001.safetensors",
-            "clients/u1/history.json", "run_config.toml"]
+    results = [
+        "summary.json",
+        "metrics.md",
+        "metrics.json",
+        "metrics.png",
+        "rounds.md",
+        "rounds.png",
+        "fed-hydra_outputs.json",
+        "rag-k4_outputs.json",
+        "majority_outputs.json",
+        "server/server_summary.json",
+    ]
+    kept = [
+        "notes_outputs.json",
+        "server/rounds.jsonl",
+        "server/checkpoints/round-0001.safetensors",
+        "clients/u1/history.json",
+        "run_config.toml",
+    ]
     for name in results + kept:
         (out / name).write_text(f'{{"file": "{name}"}}')
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
@@ -83,8 +127,9 @@ def test_a_refused_rerun_leaves_the_earlier_run_as_it_was(tmp_path, capsys):
     bad.mkdir()
     (bad / "dev_questions.json").write_text('[{"id": "0", "inp')
     (bad / "dev_outputs.json").write_text('{"task": "LaMP_3", "golds": []}')
-    status = main(["simulate", "--data", str(bad), "--task", "LaMP-3", "--out", str(out),
-                   "--llm-url", "http://127.0.0.1:9/v1"])
+    status = main(
+        ["simulate", "--data", str(bad), "--task", "LaMP-3", "--out", str(out), "--llm-url", "http://127.0.0.1:9/v1"]
+    )
     assert status == 2 and f"{bad / 'dev_questions.json'}: invalid JSON" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not (out / "data").exists()
@@ -113,8 +158,12 @@ def test_only_a_run_given_the_fault_app_submits_the_fault_injection_client_app(t
     assert staged["config"] == production["config"]  # the same settings
     fab = zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app)))
     names = set(fab.namelist())
-    code = {p.relative_to(REPO).as_posix() for pattern in production["fab-include"] for p in REPO.glob(pattern)
-            if "__pycache__" not in p.parts}
+    code = {
+        p.relative_to(REPO).as_posix()
+        for pattern in production["fab-include"]
+        for p in REPO.glob(pattern)
+        if "__pycache__" not in p.parts
+    }
     assert code <= names and "lab/faults/client_app.py" in names
     assert json.loads(fab.read(f"lab/faults/{SPEC_FILE}")) == {"0": "raise"}  # the faults travel inside the app
 
@@ -170,11 +219,30 @@ def test_a_third_of_the_clients_drop_out_every_round(tmp_path):
 
 
 def simulate_process(out: Path, url: str, *, rounds: int, resume: bool, home: Path) -> subprocess.Popen:
-    config = " ".join(f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": rounds, "run.resume": resume}.items())
-    return subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", "--out", str(out), "--llm-url", url,
-                             "--llm-model", "stub", "--run-config", config], cwd=REPO,
-                            env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    config = " ".join(
+        f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": rounds, "run.resume": resume}.items()
+    )
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulations.cli",
+            "simulate",
+            "--out",
+            str(out),
+            "--llm-url",
+            url,
+            "--llm-model",
+            "stub",
+            "--run-config",
+            config,
+        ],
+        cwd=REPO,
+        env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow

@@ -19,10 +19,22 @@ from simulations.federated import production_app, simulate
 
 pytestmark = [pytest.mark.slow]  # the tests on the real embedded LLM are marked `llm` one by one
 
-SMALL = {"data.task": "LaMP-7", "data.synthetic-users": 5, "data.synthetic-items": 10, "data.train-users": 4, "data.test-users": 1,
-         "federation.num-rounds": 1, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2, "train.epochs": 1,
-         "federation.local-epochs": 1,
-         "federation.min-train-nodes": 2, "eval.methods": "all"}
+SMALL = {
+    "data.task": "LaMP-7",
+    "data.synthetic-users": 5,
+    "data.synthetic-items": 10,
+    "data.train-users": 4,
+    "data.test-users": 1,
+    "federation.num-rounds": 1,
+    "pool.pseudo-questions": 1,
+    "pool.free-questions": 2,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "federation.local-epochs": 1,
+    "federation.min-train-nodes": 2,
+    "eval.methods": "all",
+}
 TRAIN_METRICS = {"num-examples", "train-loss", "llm-calls", "seconds", *FAULT_COUNTERS}
 
 
@@ -35,8 +47,13 @@ def decisions(overrides: dict) -> tuple[str, ...]:
 def run(tmp: Path, monkeypatch, llm_config, app=production_app, **overrides) -> tuple[dict, list[dict]]:
     audit = tmp / "audit"
     monkeypatch.setenv("FEDHYDRA_AUDIT_DIR", str(audit))
-    summary = simulate(RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}), tmp / "out",
-                       llm_config=llm_config, progress=lambda s: None, app=app)
+    summary = simulate(
+        RunConfig.from_mapping({**default_mapping(), **SMALL, **overrides}),
+        tmp / "out",
+        llm_config=llm_config,
+        progress=lambda s: None,
+        app=app,
+    )
     records = [json.loads(line) for f in sorted(audit.glob("*.jsonl")) for line in f.read_text().splitlines()]
     return summary, records
 
@@ -90,8 +107,9 @@ def test_privacy_audit_only_shared_tensors_and_numbers_leave_clients(faulty_run)
                 elif r["type"] == "query":  # the margin reply: the grid's counts and sums, nothing else
                     assert name == "margin" and set(rec["items"]) == MarginSums.record_keys(anchors=decisions(SMALL))
                 else:
-                    assert all(k in ("num-examples", "llm-calls", "seconds", *FAULT_COUNTERS) or "/" in k
-                               for k in rec["items"])
+                    assert all(
+                        k in ("num-examples", "llm-calls", "seconds", *FAULT_COUNTERS) or "/" in k for k in rec["items"]
+                    )
             else:
                 assert r["type"] == "query" and rec["items"] == {"role": rec["items"]["role"]}
                 assert rec["items"]["role"] in ("train", "test")
@@ -110,8 +128,9 @@ def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
     from shared.llm.embedded import embedded_config
 
     monkeypatch.setenv("FEDHYDRA_HOME", str(tmp_path / "home"))
-    summary, records = run(tmp_path, monkeypatch, embedded_config(llm_server.url), **{"eval.report-metrics": False,
-                                                                                        "data.train-users": 2})
+    summary, records = run(
+        tmp_path, monkeypatch, embedded_config(llm_server.url), **{"eval.report-metrics": False, "data.train-users": 2}
+    )
     evaluations = [r for r in records if r["type"] == "evaluate"]
     assert evaluations
     for r in evaluations:
@@ -119,10 +138,27 @@ def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
     assert "fed-hydra" in summary["table"]  # scored from the predictions kept on the device
 
 
-STUB_RUN = {"data.task": "LaMP-3", "data.synthetic-users": 5, "data.synthetic-items": 10, "data.train-users": 2, "data.free-train-users": 1,
-            "data.test-users": 2, "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1,
-            "pool.label-records": 2, "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2,
-            "train.fit-steps": 20, "pool.margin-folds": 2, "federation.max-in-flight": 2, "federation.local-episodes": 3}
+STUB_RUN = {
+    "data.task": "LaMP-3",
+    "data.synthetic-users": 5,
+    "data.synthetic-items": 10,
+    "data.train-users": 2,
+    "data.free-train-users": 1,
+    "data.test-users": 2,
+    "federation.num-rounds": 1,
+    "pool.pseudo-questions": 2,
+    "pool.free-questions": 4,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "train.head-epochs": 5,
+    "federation.local-epochs": 1,
+    "federation.min-train-nodes": 2,
+    "train.fit-steps": 20,
+    "pool.margin-folds": 2,
+    "federation.max-in-flight": 2,
+    "federation.local-episodes": 3,
+}
 # (federation.max-in-flight 2: the rounds' training, margin and evaluation messages go out two at a time,
 # server/window.py)
 
@@ -152,7 +188,9 @@ def test_the_training_clients_choose_the_margin_and_the_test_clients_answer_with
     assert margin["points"] > 0 and set(margin) >= {"margin", "points", "left", "helped", "hurt", "gain", "grid"}
     rounds = [json.loads(line) for line in (out / "server" / "rounds.jsonl").read_text().splitlines()]
     assert rounds[-1]["margin"] == margin
-    assert rounds[-1]["sampled"] == rounds[-1]["accepted"] == 3 and rounds[-1]["failed"] == 0  # sent two at a time, all back
+    assert (
+        rounds[-1]["sampled"] == rounds[-1]["accepted"] == 3 and rounds[-1]["failed"] == 0
+    )  # sent two at a time, all back
     value = float("inf") if margin["margin"] is None else margin["margin"]  # as_dict writes inf as None
     # every test client answered with a device bundle that carries the chosen margin, and no other bundle
     manifests = [json.loads(p.read_text()) for p in (out / "clients" / "bundles").glob("*/bundle.json")]
@@ -192,8 +230,11 @@ def test_a_free_training_client_trains_without_any_llm_call(margin_run):
     assert "(+1 free)" in summary["table"].splitlines()[0]
     train_replies = [r for r in records if r["type"] == "train"]
     assert len(train_replies) == 3
-    metas = {p.name: UserStore(out / "clients", p.name, task="LaMP-3").read_meta()
-             for p in (out / "clients").iterdir() if (p / "meta.json").exists()}
+    metas = {
+        p.name: UserStore(out / "clients", p.name, task="LaMP-3").read_meta()
+        for p in (out / "clients").iterdir()
+        if (p / "meta.json").exists()
+    }
     free = [m for m in metas.values() if m.get("role") == "train" and m["episode_llm_asked"] == 0]
     paid = [m for m in metas.values() if m.get("role") == "train" and m["episode_llm_asked"] > 0]
     assert len(free) == 1 and len(paid) == 2

@@ -20,8 +20,12 @@ def test_finish_run_reports_paired_intervals(tmp_path):
         "hydra-shared-head": {q: "3" for q in ids},
         "hydra": {q: (golds[q] if i % 3 else "5") for i, q in enumerate(ids)},
     }
-    preds = Predictions(by_method=by_method, seconds={m: 0.0 for m in by_method}, calls={m: 0 for m in by_method},
-                        failures={m: 0 for m in by_method})
+    preds = Predictions(
+        by_method=by_method,
+        seconds={m: 0.0 for m in by_method},
+        calls={m: 0 for m in by_method},
+        failures={m: 0 for m in by_method},
+    )
     summary = finish_run(task, preds, golds, tmp_path, title="t", summary={})
     paired = summary["paired_bootstrap"]
     assert set(paired) == {"hydra vs user-mean", "hydra-shared-head vs user-mean", "hydra vs hydra-shared-head"}
@@ -39,9 +43,16 @@ def test_finish_run_adds_the_user_level_interval_where_users_ask_several_questio
     task = get_task("LaMP-3")
     ids = [f"q{i}" for i in range(30)]
     golds = {q: str(1 + i % 5) for i, q in enumerate(ids)}
-    by_method = {"user-mean": {q: "4" for q in ids}, "hydra": {q: (golds[q] if i < 10 else "4") for i, q in enumerate(ids)}}
-    preds = Predictions(by_method=by_method, seconds={m: 0.0 for m in by_method}, calls={m: 0 for m in by_method},
-                        failures={m: 0 for m in by_method})
+    by_method = {
+        "user-mean": {q: "4" for q in ids},
+        "hydra": {q: (golds[q] if i < 10 else "4") for i, q in enumerate(ids)},
+    }
+    preds = Predictions(
+        by_method=by_method,
+        seconds={m: 0.0 for m in by_method},
+        calls={m: 0 for m in by_method},
+        failures={m: 0 for m in by_method},
+    )
     users = {q: f"u{i // 10}" for i, q in enumerate(ids)}
     summary = finish_run(task, preds, golds, tmp_path / "a", title="t", summary={}, users=users)
     row = summary["paired_bootstrap"]["hydra vs user-mean"]
@@ -57,14 +68,28 @@ def test_a_rewrite_tasks_table_gives_each_methods_broken_share_and_the_readable_
     """LaMP-7: the broken column counts answers that delete words grammar needs; the "(readable)" comparison scores
     HYDRA with its broken answers replaced by the input."""
     task = get_task("LaMP-7")
-    inputs = {"q0": "My printer is fixed and now we can print.", "q1": "I am so tired today.",
-              "q2": "I really love you.", "q3": "See you at the game tonight."}
+    inputs = {
+        "q0": "My printer is fixed and now we can print.",
+        "q1": "I am so tired today.",
+        "q2": "I really love you.",
+        "q3": "See you at the game tonight.",
+    }
     golds = {"q0": "My is and now we print", "q1": "so tired today", "q2": "love u", "q3": "see u at the game"}
-    by_method = {"input": dict(inputs),
-                 "hydra": {"q0": "My is and now we print.", "q1": "so tired today", "q2": "I love u.",
-                           "q3": "see u at the game tonight"}}
-    preds = Predictions(by_method=by_method, seconds={m: 0.0 for m in by_method}, calls={m: 0 for m in by_method},
-                        failures={m: 0 for m in by_method})
+    by_method = {
+        "input": dict(inputs),
+        "hydra": {
+            "q0": "My is and now we print.",
+            "q1": "so tired today",
+            "q2": "I love u.",
+            "q3": "see u at the game tonight",
+        },
+    }
+    preds = Predictions(
+        by_method=by_method,
+        seconds={m: 0.0 for m in by_method},
+        calls={m: 0 for m in by_method},
+        failures={m: 0 for m in by_method},
+    )
     summary = finish_run(task, preds, golds, tmp_path, title="t", summary={}, inputs=inputs)
     rows = {r["method"]: r for r in json.loads((tmp_path / "metrics.json").read_text())["rows"]}
     assert rows["input"]["broken"] == 0 and rows["hydra"]["broken"] == 0.25

@@ -18,8 +18,17 @@ from simulations.hydra_run import run_central
 
 pytestmark = [pytest.mark.slow]
 
-SMALL = {"data.task": "LaMP-3", "data.train-users": 2, "data.test-users": 2, "pool.pseudo-questions": 2, "pool.n-samples": 1,
-         "pool.label-records": 2, "train.epochs": 1, "train.fit-steps": 50, "eval.methods": "all"}
+SMALL = {
+    "data.task": "LaMP-3",
+    "data.train-users": 2,
+    "data.test-users": 2,
+    "pool.pseudo-questions": 2,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "train.fit-steps": 50,
+    "eval.methods": "all",
+}
 
 
 def central(data_dir, out, llm_config):
@@ -48,17 +57,27 @@ def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path,
         assert meta_a == meta_b and set(a) == set(b)
         assert all(np.array_equal(a[k], b[k]) for k in a)  # bit-identical fitted heads, on the same base
     for method in HYDRA_METHODS + COST_METHODS:
-        assert load_outputs(tmp_path / "a" / f"{method}_outputs.json") == load_outputs(tmp_path / "b" / f"{method}_outputs.json")
+        assert load_outputs(tmp_path / "a" / f"{method}_outputs.json") == load_outputs(
+            tmp_path / "b" / f"{method}_outputs.json"
+        )
     assert first["llm_calls"] > 0 and second["llm_calls"] == 0  # the rerun was served by the cache
     # the decision margin is chosen on training users only: the same margin from the same calibration points
     assert first["margin"] is not None and first["margin"]["points"] > 0
     assert first["margin"] == second["margin"]
     # the same decisions to leave the baseline (whether leaving helped is scored by the golds, which differ)
-    assert {m: r["left"] for m, r in first["left_baseline"].items()} == \
-        {m: r["left"] for m, r in second["left_baseline"].items()}
+    assert {m: r["left"] for m, r in first["left_baseline"].items()} == {
+        m: r["left"] for m, r in second["left_baseline"].items()
+    }
     table = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert [r["method"] for r in table["rows"]] == ["majority", "user-mean", "user-ridge", "zero-shot", "rag-k4", *HYDRA_METHODS,
-                                                    *COST_METHODS]
+    assert [r["method"] for r in table["rows"]] == [
+        "majority",
+        "user-mean",
+        "user-ridge",
+        "zero-shot",
+        "rag-k4",
+        *HYDRA_METHODS,
+        *COST_METHODS,
+    ]
     ledger = table["ledger"]
     assert list(ledger["stages"]) == ["episodes", "train", "margin", "export", "answer"]
     assert ledger["per_unit"]["training user"]["n"] == 2 and ledger["per_unit"]["training user"]["asked"] > 0
@@ -83,11 +102,28 @@ def test_a_cold_run_answers_the_same_at_every_llm_concurrency(tmp_path):
     outputs, served = {}, {}
     for concurrency in (1, 4):
         with StubEndpoint(delay_s=0.02) as stub:
-            cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 3,
-                                          "data.test-users": 2, "train.epochs": 1, "train.head-epochs": 2, "train.fit-steps": 20,
-                                          "train.lora": False, "llm.concurrency": concurrency})
-            llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", concurrency=concurrency,
-                                      cache_path=str(tmp_path / f"cache-{concurrency}.sqlite")))
+            cfg = RunConfig.from_mapping(
+                {
+                    **default_mapping(),
+                    "data.task": "LaMP-7",
+                    "data.dir": str(data),
+                    "data.train-users": 3,
+                    "data.test-users": 2,
+                    "train.epochs": 1,
+                    "train.head-epochs": 2,
+                    "train.fit-steps": 20,
+                    "train.lora": False,
+                    "llm.concurrency": concurrency,
+                }
+            )
+            llm = LLMClient(
+                LLMConfig(
+                    base_url=stub.url,
+                    model="stub",
+                    concurrency=concurrency,
+                    cache_path=str(tmp_path / f"cache-{concurrency}.sqlite"),
+                )
+            )
             out = tmp_path / f"c{concurrency}"
             summary = run_central(dataset, cfg, llm, out, progress=None, bars=False)
             served[concurrency] = (stub.served, stub.max_in_flight)
@@ -104,9 +140,22 @@ def test_free_training_users_train_the_base_without_an_llm_call(tmp_path):
     data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=6, items_per_user=8, seed=3)
     dataset = load_split(data, "LaMP-7")
     with StubEndpoint(delay_s=0.0) as stub:
-        cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 2,
-                                      "data.free-train-users": 2, "data.test-users": 2, "train.epochs": 1, "train.head-epochs": 2,
-                                      "train.fit-steps": 20, "train.lora": False, "pool.free-questions": 2, "pool.margin-folds": 2})
+        cfg = RunConfig.from_mapping(
+            {
+                **default_mapping(),
+                "data.task": "LaMP-7",
+                "data.dir": str(data),
+                "data.train-users": 2,
+                "data.free-train-users": 2,
+                "data.test-users": 2,
+                "train.epochs": 1,
+                "train.head-epochs": 2,
+                "train.fit-steps": 20,
+                "train.lora": False,
+                "pool.free-questions": 2,
+                "pool.margin-folds": 2,
+            }
+        )
         llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=str(tmp_path / "cache.sqlite")))
         summary = run_central(dataset, cfg, llm, tmp_path / "out", progress=None, bars=False)
     units = summary["ledger"]["per_unit"]
@@ -126,9 +175,21 @@ def test_a_rerun_with_resume_takes_the_trained_base_and_margin_and_answers_the_s
     the margin's cross-validation (``resume = true``) and answers exactly as the first; other settings retrain."""
     data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=5, items_per_user=8, seed=6)
     dataset = load_split(data, "LaMP-7")
-    mapping = {**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 3, "data.test-users": 2,
-               "train.epochs": 1, "train.head-epochs": 2, "train.fit-steps": 20, "train.lora": False, "pool.free-questions": 2,
-               "pool.pseudo-questions": 1, "pool.margin-folds": 2, "run.resume": True}
+    mapping = {
+        **default_mapping(),
+        "data.task": "LaMP-7",
+        "data.dir": str(data),
+        "data.train-users": 3,
+        "data.test-users": 2,
+        "train.epochs": 1,
+        "train.head-epochs": 2,
+        "train.fit-steps": 20,
+        "train.lora": False,
+        "pool.free-questions": 2,
+        "pool.pseudo-questions": 1,
+        "pool.margin-folds": 2,
+        "run.resume": True,
+    }
     out = tmp_path / "out"
     with StubEndpoint(delay_s=0.0) as stub:
         llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=str(tmp_path / "cache.sqlite")))
@@ -139,6 +200,7 @@ def test_a_rerun_with_resume_takes_the_trained_base_and_margin_and_answers_the_s
         assert second["margin"] == first["margin"] and second["losses"] == first["losses"]
         assert "margin" not in second["stage_seconds"]  # no cross-validation the second time
         assert {m: load_outputs(out / f"{m}_outputs.json") for m in outputs} == outputs
-        other = run_central(dataset, RunConfig.from_mapping({**mapping, "train.head-epochs": 3}), llm, out, progress=None,
-                            bars=False)
+        other = run_central(
+            dataset, RunConfig.from_mapping({**mapping, "train.head-epochs": 3}), llm, out, progress=None, bars=False
+        )
         assert not other["trained_by_earlier_run"]

@@ -18,26 +18,68 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-SMALL = {"data.task": "LaMP-7", "data.synthetic-users": 3, "data.synthetic-items": 8, "data.train-users": 2, "data.test-users": 1,
-         "federation.num-rounds": 1, "pool.pseudo-questions": 1, "pool.free-questions": 2, "pool.n-samples": 1, "pool.label-records": 2,
-         "train.epochs": 1, "train.head-epochs": 2, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 10, "pool.margin-folds": 0}
-DEFAULT_METHODS = ["input", "style-rules", "rag-k4", "fed-hydra", "fed-hydra-shared-head"]  # the default eval.methods on LaMP-7
+SMALL = {
+    "data.task": "LaMP-7",
+    "data.synthetic-users": 3,
+    "data.synthetic-items": 8,
+    "data.train-users": 2,
+    "data.test-users": 1,
+    "federation.num-rounds": 1,
+    "pool.pseudo-questions": 1,
+    "pool.free-questions": 2,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "train.head-epochs": 2,
+    "federation.local-epochs": 1,
+    "federation.min-train-nodes": 2,
+    "train.fit-steps": 10,
+    "pool.margin-folds": 0,
+}
+DEFAULT_METHODS = [
+    "input",
+    "style-rules",
+    "rag-k4",
+    "fed-hydra",
+    "fed-hydra-shared-head",
+]  # the default eval.methods on LaMP-7
 
 
 def test_the_main_job_prints_one_plain_screen_with_the_four_methods(tmp_path):
     out = tmp_path / "out"
     config = " ".join(f"{k}={json.dumps(v)}" for k, v in SMALL.items())
     with StubEndpoint(delay_s=0.0) as stub:
-        done = subprocess.run([sys.executable, "-m", "simulations.cli", "simulate", "--out", str(out), "--llm-url",
-                               stub.url, "--llm-cache", str(tmp_path / "cache.sqlite"), "--run-config", config],
-                              cwd=REPO, capture_output=True, text=True, timeout=1200, env=dict(os.environ))
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "simulations.cli",
+                "simulate",
+                "--out",
+                str(out),
+                "--llm-url",
+                stub.url,
+                "--llm-cache",
+                str(tmp_path / "cache.sqlite"),
+                "--run-config",
+                config,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            env=dict(os.environ),
+        )
     printed = done.stdout + done.stderr
     assert done.returncode == 0, printed[-3000:]
     assert "\x1b" not in printed and "\r" not in printed, "escape codes or progress-bar debris in a pipe"
     assert "\x1b" not in (out / "flwr.log").read_text(encoding="utf-8")
     assert len(printed.splitlines()) <= 40, printed
-    rows = [line.split("|")[1].strip() for line in done.stdout.splitlines()
-            if line.startswith("| ") and not line.startswith("| method")]
+    rows = [
+        line.split("|")[1].strip()
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| method")
+    ]
     assert rows == DEFAULT_METHODS, done.stdout
     assert [r["method"] for r in json.loads((out / "metrics.json").read_text())["rows"]] == DEFAULT_METHODS
     comparisons = [line for line in done.stdout.splitlines() if " vs " in line]

@@ -43,15 +43,19 @@ def planted(tmp_path, n=80):
 def test_planted_linear_users(tmp_path, monkeypatch):
     monkeypatch.setattr(text_embedder, "TextEmbedder", FakeEmbedder)
     ds = planted(tmp_path)
-    results = {r.name: r for r in run_baselines(ds, ds.questions, ["user-mean", "user-ridge", "global-ridge"],
-                                                llm=None, progress=False)}
+    results = {
+        r.name: r
+        for r in run_baselines(ds, ds.questions, ["user-mean", "user-ridge", "global-ridge"], llm=None, progress=False)
+    }
     golds = ds.golds
     assert all(p in {"1", "2", "3", "4", "5"} for r in results.values() for p in r.predictions.values())
     assert results["user-ridge"].metrics["MAE"] < 0.5 * results["user-mean"].metrics["MAE"]
     reverse = [q.id for q in ds.questions if q.user_id == "u2"]
 
     def mae(name):
-        return evaluate(ds.task, {i: results[name].predictions[i] for i in reverse}, {i: golds[i] for i in reverse})["MAE"]
+        return evaluate(ds.task, {i: results[name].predictions[i] for i in reverse}, {i: golds[i] for i in reverse})[
+            "MAE"
+        ]
 
     # global-ridge learns from the other two users, whose relation is the reverse of u2's: it fails u2
     assert mae("user-ridge") < 0.5 and mae("global-ridge") > mae("user-mean") > mae("user-ridge")
@@ -68,8 +72,10 @@ def test_user_ridge_uses_only_the_earlier_reviews(tmp_path, monkeypatch):
             item["score"] = "1" if item["score"] != "1" else "5"
     (tmp_path / "user_histories.json").write_text(json.dumps(raw))
     changed = load_split(tmp_path, "LaMP-3", "timeline", timeline_questions=20)
-    first = {u: min(qs, key=lambda q: len(q.profile)).id for u, qs in
-             [(u, [q for q in changed.questions if q.user_id == u]) for u in changed.users()]}
+    first = {
+        u: min(qs, key=lambda q: len(q.profile)).id
+        for u, qs in [(u, [q for q in changed.questions if q.user_id == u]) for u in changed.users()]
+    }
     (after,) = run_baselines(changed, changed.questions, ["user-ridge"], llm=None, progress=False)
     assert all(after.predictions[i] == before.predictions[i] for i in first.values())
     assert after.predictions != before.predictions  # later questions do see the earlier (changed) reviews

@@ -21,10 +21,26 @@ from simulations.federated import simulate
 
 pytestmark = [pytest.mark.slow]
 
-SECURE_RUN = {"data.task": "LaMP-3", "data.synthetic-users": 5, "data.synthetic-items": 10, "data.train-users": 4, "data.test-users": 1,
-              "federation.num-rounds": 1, "pool.pseudo-questions": 2, "pool.free-questions": 4, "pool.n-samples": 1, "pool.label-records": 2,
-              "train.epochs": 1, "train.head-epochs": 5, "federation.local-epochs": 1, "federation.min-train-nodes": 2, "train.fit-steps": 20,
-              "pool.margin-folds": 2, "secagg.enabled": True, "federation.outlier-norm-factor": 0.0}
+SECURE_RUN = {
+    "data.task": "LaMP-3",
+    "data.synthetic-users": 5,
+    "data.synthetic-items": 10,
+    "data.train-users": 4,
+    "data.test-users": 1,
+    "federation.num-rounds": 1,
+    "pool.pseudo-questions": 2,
+    "pool.free-questions": 4,
+    "pool.n-samples": 1,
+    "pool.label-records": 2,
+    "train.epochs": 1,
+    "train.head-epochs": 5,
+    "federation.local-epochs": 1,
+    "federation.min-train-nodes": 2,
+    "train.fit-steps": 20,
+    "pool.margin-folds": 2,
+    "secagg.enabled": True,
+    "federation.outlier-norm-factor": 0.0,
+}
 DROPPED = "1"
 """The partition that fails when asked to train: after SecAgg+'s setup and key sharing."""
 
@@ -42,9 +58,13 @@ def secure_run(tmp_path_factory):
     faults = fault_app({DROPPED: "raise", "capture": str(tmp / "capture")})
     try:
         with StubEndpoint(delay_s=0.0) as stub:
-            summary = simulate(RunConfig.from_mapping({**default_mapping(), **SECURE_RUN}), tmp / "out",
-                               llm_config=LLMConfig(base_url=stub.url, model="stub"), progress=lambda s: None,
-                               app=faults)
+            summary = simulate(
+                RunConfig.from_mapping({**default_mapping(), **SECURE_RUN}),
+                tmp / "out",
+                llm_config=LLMConfig(base_url=stub.url, model="stub"),
+                progress=lambda s: None,
+                app=faults,
+            )
     finally:
         mp.undo()
     audit = [json.loads(line) for f in sorted((tmp / "audit").glob("*.jsonl")) for line in f.read_text().splitlines()]
@@ -66,8 +86,11 @@ def test_a_client_that_drops_out_after_sharing_its_keys_does_not_stop_the_round(
     assert "collect_masked_vectors" in failure and ERROR_REPLIES[ERROR_FAILED][1] in failure
     assert "partition" not in failure and "injected" not in failure
     dropped = int(failure.split(":")[0].removeprefix("node "))
-    stages = [set(r["records"]["secaggplus_configs"]["items"]) for r in audit
-              if r["type"] == "train" and r["node"] == dropped and "error" not in r]
+    stages = [
+        set(r["records"]["secaggplus_configs"]["items"])
+        for r in audit
+        if r["type"] == "train" and r["node"] == dropped and "error" not in r
+    ]
     errors = [(r["code"], r["error"]) for r in audit if r["node"] == dropped and "error" in r]
     assert errors == [(ERROR_FAILED, ERROR_REPLIES[ERROR_FAILED][1])]  # what it sent instead of its masked vector
     assert stages == [{"pk1", "pk2"}, {"dsts", "ctxts"}]  # its public keys and its encrypted shares, then it failed
@@ -99,8 +122,10 @@ def test_what_the_server_receives_from_a_client_carries_no_update_in_clear(secur
     assert sorted(r["node"] for r in masked) == sorted(captured)
     for r in masked:
         payload = np.load(tmp / "audit" / r["payload"])
-        vectors = [bytes_to_ndarray(payload[f"secaggplus_configs::masked_params::{i}"].tobytes())
-                   for i in range(len(payload.files))]
+        vectors = [
+            bytes_to_ndarray(payload[f"secaggplus_configs::masked_params::{i}"].tobytes())
+            for i in range(len(payload.files))
+        ]
         sent = np.concatenate([v.ravel() for v in vectors[1:]]).astype(np.float64)  # the weight factor first
         weight, update = captured[r["node"]]
         update = np.concatenate([v.ravel() for v in update.values()]).astype(np.float64)

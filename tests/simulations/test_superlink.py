@@ -15,10 +15,11 @@ from simulations.superlink import LocalSuperLink, descendants, kill_tree
 
 def _orphaned_group_member() -> tuple[subprocess.Popen, int]:
     """(the group leader, exited; pid of a process of its group that outlives it and is re-parented to init)."""
-    script = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
-              "print(p.pid, flush=True)")
-    leader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    script = (
+        "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+        "print(p.pid, flush=True)"
+    )
+    leader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
     orphan = int(leader.stdout.readline())
     leader.wait(timeout=30)
     return leader, orphan
@@ -35,8 +36,10 @@ def test_stragglers_of_the_group_are_stopped_after_the_leader_exited():
 
 
 def test_stop_ends_the_whole_tree_of_a_started_process(tmp_path):
-    script = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']);"
-              " time.sleep(300)")
+    script = (
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']);"
+        " time.sleep(300)"
+    )
     link = LocalSuperLink(tmp_path / "home", num_supernodes=1)
     link.home.mkdir(parents=True)
     link.process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)

@@ -49,10 +49,29 @@ def test_fedhydra_run_survives_one_users_damaged_store(tmp_path, capsys):
     out = tmp_path / "out"
     damage_store(out / "clients", victim, "LaMP-7")
     with StubEndpoint(delay_s=0.0) as stub:
-        status = main(["run", "--out", str(out), "--data", str(data), "--task", "LaMP-7", "--train-users", "2",
-                       "--test-users", "3", "--llm-url", stub.url, "--llm-model", "stub",
-                       "--llm-cache", str(tmp_path / "cache.sqlite"),
-                       "--run-config", "train.epochs=1 train.head-epochs=2 train.fit-steps=20 train.lora=false"])
+        status = main(
+            [
+                "run",
+                "--out",
+                str(out),
+                "--data",
+                str(data),
+                "--task",
+                "LaMP-7",
+                "--train-users",
+                "2",
+                "--test-users",
+                "3",
+                "--llm-url",
+                stub.url,
+                "--llm-model",
+                "stub",
+                "--llm-cache",
+                str(tmp_path / "cache.sqlite"),
+                "--run-config",
+                "train.epochs=1 train.head-epochs=2 train.fit-steps=20 train.lora=false",
+            ]
+        )
     captured = capsys.readouterr()
     assert status == EXIT_USERS_FAILED, captured.err[-2000:]
     last = captured.err.strip().splitlines()[-1]
@@ -91,19 +110,29 @@ def test_a_simulation_gathers_the_others_when_one_test_clients_store_is_damaged(
     predictions: a client whose store cannot be read is counted and named, the others are scored."""
     data = write_synthetic(tmp_path / "data", "LaMP-7", n_users=5, items_per_user=6, seed=3)
     dataset, _, test = split(data, 2, 3)
-    cfg = RunConfig.from_mapping({**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 2,
-                                  "data.test-users": 3})
+    cfg = RunConfig.from_mapping(
+        {**default_mapping(), "data.task": "LaMP-7", "data.dir": str(data), "data.train-users": 2, "data.test-users": 3}
+    )
     store_dir, out = tmp_path / "clients", tmp_path / "out"
     out.mkdir()
     victim = test[0].user_id
     for user in test:
         answers = {q.id: dataset.golds[q.id] for q in user.questions}
         UserStore(store_dir, user.user_id, task="LaMP-7").write_predictions(
-            {"by_method": {"input": {k: "x" for k in answers}, "hydra": answers},
-             "seconds": {"input": 0.1, "hydra": 0.2}, "calls": {"input": 0, "hydra": 1}})
+            {
+                "by_method": {"input": {k: "x" for k in answers}, "hydra": answers},
+                "seconds": {"input": 0.1, "hydra": 0.2},
+                "calls": {"input": 0, "hydra": 1},
+            }
+        )
     damage_store(store_dir, victim, "LaMP-7")
-    summary = collect(cfg, dataset, out, store_dir,
-                      summary={"task": "LaMP-7", "train_users": 2, "free_train_users": 0, "test_users": 3})
+    summary = collect(
+        cfg,
+        dataset,
+        out,
+        store_dir,
+        summary={"task": "LaMP-7", "train_users": 2, "free_train_users": 0, "test_users": 3},
+    )
     assert summary["failed_users"]["count"] == 1
     assert [f["user"] for f in summary["failed_users"]["users"]] == [victim]
     assert summary["scored_test_users"] == 2

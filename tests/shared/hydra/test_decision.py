@@ -34,7 +34,9 @@ def test_a_rating_advantage_is_the_expected_error_saved_and_zero_when_the_choice
     choice = decide(LAMP3, LABELS, scores)
     assert choice == "4"  # the weighted median
     p = np.exp(scores) / np.exp(scores).sum()
-    expected = sum(w * abs(float(t) - 5) for t, w in zip(LABELS, p)) - sum(w * abs(float(t) - 4) for t, w in zip(LABELS, p))
+    expected = sum(w * abs(float(t) - 5) for t, w in zip(LABELS, p)) - sum(
+        w * abs(float(t) - 4) for t, w in zip(LABELS, p)
+    )
     assert advantage(LAMP3, LABELS, scores, "4", "5") == pytest.approx(expected)
     assert advantage(LAMP3, LABELS, scores, "4", "4") == 0.0
     # the margin decides between the adapter's choice and the user's typical score
@@ -50,8 +52,12 @@ def test_without_a_baseline_or_a_margin_the_plain_choice_stands():
 
 
 def test_the_chosen_margin_maximizes_the_held_out_gain_and_prefers_keeping_the_baseline_on_ties():
-    points = [CalibrationPoint(0.9, +0.3), CalibrationPoint(0.4, -0.2), CalibrationPoint(0.2, +0.1),
-              CalibrationPoint(0.05, -0.5)]
+    points = [
+        CalibrationPoint(0.9, +0.3),
+        CalibrationPoint(0.4, -0.2),
+        CalibrationPoint(0.2, +0.1),
+        CalibrationPoint(0.05, -0.5),
+    ]
     choice = choose_margin(points, grid=(0.0, 0.1, 0.3, 0.5, math.inf))
     assert choice.margin == 0.5 and (choice.left, choice.helped, choice.hurt) == (1, 1, 0)
     assert choice.gain == pytest.approx(0.3)
@@ -63,8 +69,13 @@ def test_the_chosen_margin_maximizes_the_held_out_gain_and_prefers_keeping_the_b
 
 
 def test_calibration_points_score_the_adapters_choice_against_each_anchor_by_the_gold():
-    ex = RoleExample(user="u", query="q", items=["input", "edit", "llm"], extras=np.zeros((3, len(ADAPTER_FEATURES)), np.float32),
-                     utilities=np.array([0.4, 0.6, 0.1], np.float32))
+    ex = RoleExample(
+        user="u",
+        query="q",
+        items=["input", "edit", "llm"],
+        extras=np.zeros((3, len(ADAPTER_FEATURES)), np.float32),
+        utilities=np.array([0.4, 0.6, 0.1], np.float32),
+    )
     anchors = {"baseline": "input", "style": "input", "edit-0.6": "edit", "edit-0.8": "edit", "edit-1": "input"}
     points = calibration_points(LAMP7, [ex], [anchors], [np.array([0.0, 1.0, -1.0])])
     assert list(points) == ["baseline", "style", "edit-0.6", "edit-0.8", "edit-1"]
@@ -79,15 +90,24 @@ def test_calibration_points_score_the_adapters_choice_against_each_anchor_by_the
 
 def test_the_anchor_is_chosen_with_the_margin_only_when_it_gains_over_the_baseline():
     # keeping the edit gains 0.1 per question over the input; the adapter's choices lose against both
-    points = {"baseline": [CalibrationPoint(0.5, -0.05)] * 4,
-              "edit-1": [CalibrationPoint(0.5, -0.15, anchor_gain=0.1)] * 4}
+    points = {
+        "baseline": [CalibrationPoint(0.5, -0.05)] * 4,
+        "edit-1": [CalibrationPoint(0.5, -0.15, anchor_gain=0.1)] * 4,
+    }
     choice = choose_margin(points, grid=(0.0, 1.0))
     assert (choice.anchor, choice.margin, choice.gain) == ("edit-1", 1.0, pytest.approx(0.4))
     assert choice.anchors_tried() == ("baseline", "edit-1")
     # a margin saved before anchors existed (its grid rows name none) was chosen over no anchor: a resumed run
     # (simulations/hydra_run.py) must choose again rather than reuse it
-    old = {"margin": 0.05, "points": 1, "left": 1, "helped": 1, "hurt": 0, "gain": 0.1,
-           "grid": [{"margin": 0.05, "left": 1, "helped": 1, "hurt": 0, "gain": 0.1}]}
+    old = {
+        "margin": 0.05,
+        "points": 1,
+        "left": 1,
+        "helped": 1,
+        "hurt": 0,
+        "gain": 0.1,
+        "grid": [{"margin": 0.05, "left": 1, "helped": 1, "hurt": 0, "gain": 0.1}],
+    }
     assert MarginChoice.from_dict(old).anchors_tried() == () and MarginChoice.from_dict(old).anchor == "baseline"
     assert MarginChoice.from_dict(choice.as_dict()) == choice
     # an edit that loses to the input is never the anchor, and a tie keeps the baseline
@@ -142,11 +162,16 @@ def test_margin_sums_of_clients_added_up_choose_what_the_union_of_their_points_c
     union = choose_margin(points)
     chosen = total.choose()
     assert chosen.margin == union.margin
-    assert (chosen.points, chosen.left, chosen.helped, chosen.hurt) == (union.points, union.left, union.helped,
-                                                                         union.hurt)
+    assert (chosen.points, chosen.left, chosen.helped, chosen.hurt) == (
+        union.points,
+        union.left,
+        union.helped,
+        union.hurt,
+    )
     assert chosen.gain == pytest.approx(union.gain, abs=1e-9)
-    assert [(r["margin"], r["left"], r["helped"], r["hurt"]) for r in chosen.grid] == \
-        [(r["margin"], r["left"], r["helped"], r["hurt"]) for r in union.grid]
+    assert [(r["margin"], r["left"], r["helped"], r["hurt"]) for r in chosen.grid] == [
+        (r["margin"], r["left"], r["helped"], r["hurt"]) for r in union.grid
+    ]
     assert [r["gain"] for r in chosen.grid] == pytest.approx([r["gain"] for r in union.grid], abs=1e-9)
 
 
@@ -158,19 +183,22 @@ def test_choose_margin_is_the_choice_from_its_own_sums():
         margin_sums(points, grid=(0.0, 1.0)) + margin_sums(points)
 
 
-@pytest.mark.parametrize("change, reason", [
-    (lambda r: r.pop("gain/3"), "missing"),
-    (lambda r: r.update({"user": 1}), "extra"),
-    (lambda r: r.update({"gain/0": float("nan")}), "not finite"),
-    (lambda r: r.update({"gain/1": float("inf")}), "not finite"),
-    (lambda r: r.update({"points": -1}), "count"),
-    (lambda r: r.update({"left/0": 2.5}), "count"),
-    (lambda r: r.update({"hurt/0": True}), "not a number"),
-    (lambda r: r.update({"helped/0": "3"}), "not a number"),
-    (lambda r: r.update({"left/0": 999}), "<= points"),
-    (lambda r: r.update({"helped/2": r["left/2"] + 1}), "<= left"),
-    (lambda r: r.update({"left/4": r["left/3"] + 1, "points": 999}), "grows"),
-])
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda r: r.pop("gain/3"), "missing"),
+        (lambda r: r.update({"user": 1}), "extra"),
+        (lambda r: r.update({"gain/0": float("nan")}), "not finite"),
+        (lambda r: r.update({"gain/1": float("inf")}), "not finite"),
+        (lambda r: r.update({"points": -1}), "count"),
+        (lambda r: r.update({"left/0": 2.5}), "count"),
+        (lambda r: r.update({"hurt/0": True}), "not a number"),
+        (lambda r: r.update({"helped/0": "3"}), "not a number"),
+        (lambda r: r.update({"left/0": 999}), "<= points"),
+        (lambda r: r.update({"helped/2": r["left/2"] + 1}), "<= left"),
+        (lambda r: r.update({"left/4": r["left/3"] + 1, "points": 999}), "grows"),
+    ],
+)
 def test_a_margin_record_is_checked_before_it_is_added(change, reason):
     points = [CalibrationPoint(a, g) for a, g in [(0.9, 0.3), (0.4, -0.2), (0.2, 0.1), (0.05, -0.5), (0.6, 0.0)]]
     record = margin_sums(points).to_record()
@@ -205,14 +233,31 @@ def test_held_out_points_score_each_llm_answer_count_with_the_same_questions():
     from shared.training.train import Trainer
 
     task = LAMP7
-    history = [{"id": str(i), "text": t} for i, t in enumerate(["u r gr8", "see u tmrw lol", "thx so much", "omg yes"] * 3)]
+    history = [
+        {"id": str(i), "text": t} for i, t in enumerate(["u r gr8", "see u tmrw lol", "thx so much", "omg yes"] * 3)
+    ]
     ctx = UserContext.build(task, history)
-    episodes = [Episode(qid=f"q{i}", input=task.instruction + q, query=q, gold=g, corpus=tuple(history), top=[0, 1],
-                        bm25=[1.0, 0.5], greedy=f"{g} for real", samples=[f"{q} ok"])
-                for i, (q, g) in enumerate([("Thank you so much, see you tomorrow", "thx so much see u tmrw"),
-                                            ("You are really great", "u r gr8"),
-                                            ("Oh my god yes, I really agree", "omg yes"),
-                                            ("See you tomorrow at the game", "see u tmrw lol")])]
+    episodes = [
+        Episode(
+            qid=f"q{i}",
+            input=task.instruction + q,
+            query=q,
+            gold=g,
+            corpus=tuple(history),
+            top=[0, 1],
+            bm25=[1.0, 0.5],
+            greedy=f"{g} for real",
+            samples=[f"{q} ok"],
+        )
+        for i, (q, g) in enumerate(
+            [
+                ("Thank you so much, see you tomorrow", "thx so much see u tmrw"),
+                ("You are really great", "u r gr8"),
+                ("Oh my god yes, I really agree", "omg yes"),
+                ("See you tomorrow at the game", "see u tmrw lol"),
+            ]
+        )
+    ]
     trainer = Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1))
     plain = held_out_points(task, trainer, "u", ctx, episodes)
     by_calls = held_out_points(task, trainer, "u", ctx, episodes, calls=(0, 1, 2))

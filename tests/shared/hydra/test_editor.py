@@ -28,8 +28,9 @@ def test_editor_learns_which_words_survive_and_improves_rouge():
     p = editor.keep_probabilities(["currently", "cat", "moreover", "dog"], {})
     assert p[1] > 0.8 and p[3] > 0.8 and p[0] < 0.2 and p[2] < 0.2
     before = np.mean([rouge_pair(" ".join(w), g)[1] for w, g in pairs[:50]])
-    after = np.mean([rouge_pair(f1_optimal_keep(w, editor.keep_probabilities(w, {}), len(w) * 0.8), g)[1]
-                     for w, g in pairs[:50]])
+    after = np.mean(
+        [rouge_pair(f1_optimal_keep(w, editor.keep_probabilities(w, {}), len(w) * 0.8), g)[1] for w, g in pairs[:50]]
+    )
     assert after > before + 0.1
     clone = InputEditor.from_state(editor.state())
     np.testing.assert_allclose(clone.keep_probabilities(["cat"], {}), editor.keep_probabilities(["cat"], {}))

@@ -14,8 +14,9 @@ TWEETS = [{"id": f"t{i}", "text": f"tweet {i} about my cat and the rain today"} 
 
 
 def test_a_rewrite_tasks_free_questions_cost_one_paraphrase_each_and_no_labels():
-    config = EpisodeConfig(pseudo_questions=2, free_questions=10, label_records=2, pool=PoolConfig(n_samples=1),
-                           calls_per_user=200)
+    config = EpisodeConfig(
+        pseudo_questions=2, free_questions=10, label_records=2, pool=PoolConfig(n_samples=1), calls_per_user=200
+    )
     with StubEndpoint(delay_s=0.0) as stub:
         llm = LLMClient(LLMConfig(base_url=stub.url, model="stub", cache_path=""))
         episodes, report = build_user_episodes(LAMP7, "u", TWEETS, [], llm, config)
@@ -30,8 +31,9 @@ def test_a_rewrite_tasks_free_questions_cost_one_paraphrase_each_and_no_labels()
 
 
 def test_a_free_training_users_questions_cost_no_call_and_keep_their_golds():
-    config = EpisodeConfig(pseudo_questions=0, free_questions=10, label_records=2, pool=PoolConfig(n_samples=1),
-                           label_questions=False)
+    config = EpisodeConfig(
+        pseudo_questions=0, free_questions=10, label_records=2, pool=PoolConfig(n_samples=1), label_questions=False
+    )
     questions = [("q1", "Paraphrase the following tweet without any explanation before or after it: my cat", "cat!")]
     episodes, report = build_user_episodes(LAMP7, "u", TWEETS, questions, None, config)
     # no LLM: the real question is kept as a no-call episode; a rewrite task's free questions would need paraphrases

@@ -21,8 +21,14 @@ def dead_url() -> str:
 def build(url: str, calls: int):
     questions, _, _ = generate("LaMP-7", n_users=1, items_per_user=10, seed=3)
     llm = LLMClient(LLMConfig(base_url=url, cache_path="", max_retries=0, breaker_cooldown_s=0.01))
-    return build_user_episodes(get_task("LaMP-7"), "u", questions[0]["profile"], [], llm,
-                               EpisodeConfig(pseudo_questions=2, calls_per_user=calls))
+    return build_user_episodes(
+        get_task("LaMP-7"),
+        "u",
+        questions[0]["profile"],
+        [],
+        llm,
+        EpisodeConfig(pseudo_questions=2, calls_per_user=calls),
+    )
 
 
 def test_an_endpoint_down_counts_as_failed_and_a_spent_budget_does_not():

@@ -41,8 +41,10 @@ def test_own_head_beats_the_shared_head_on_its_user_and_not_on_others():
     ids = list(users)
     train_ids, test_ids = ids[:10], ids[10:]
     torch.manual_seed(0)
-    trainer = Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1, head_epochs=100, batch_size=16, lr=5e-3,
-                                                             train_lora=False, fit_steps=300, head_l2=0.05))
+    trainer = Trainer(
+        HydraBase(ModelConfig()),
+        TrainConfig(epochs=1, head_epochs=100, batch_size=16, lr=5e-3, train_lora=False, fit_steps=300, head_l2=0.05),
+    )
     heads = {u: PersonalHeads.from_shared(trainer.base) for u in train_ids}
     trainer.train_role("adapter", [e for u in train_ids for e in user_examples(users[u][:80], u, 60, 0)], heads)
 
@@ -53,12 +55,22 @@ def test_own_head_beats_the_shared_head_on_its_user_and_not_on_others():
         held_out[u] = user_examples(users[u][80:], u, 40, 2)  # questions from items the fit never saw
     shared = trainer.base.roles["adapter"].shared_head
     base_mae = np.array([mae(trainer, shared, held_out[v]) for v in test_ids])
-    gain = np.array([[base_mae[j] - mae(trainer, fitted[u].heads["adapter"], held_out[v])
-                      for j, v in enumerate(test_ids)] for u in test_ids])  # gain[i, j]: head of i on user j
+    gain = np.array(
+        [
+            [base_mae[j] - mae(trainer, fitted[u].heads["adapter"], held_out[v]) for j, v in enumerate(test_ids)]
+            for u in test_ids
+        ]
+    )  # gain[i, j]: head of i on user j
     own, foreign = np.diag(gain), gain[~np.eye(len(test_ids), dtype=bool)]
-    print("shared-head MAE per user:", base_mae.round(3), "own-head gain:", own.round(3),
-          "mean foreign-head gain:", round(float(foreign.mean()), 3),
-          [truth["users"][u] for u in test_ids])
+    print(
+        "shared-head MAE per user:",
+        base_mae.round(3),
+        "own-head gain:",
+        own.round(3),
+        "mean foreign-head gain:",
+        round(float(foreign.mean()), 3),
+        [truth["users"][u] for u in test_ids],
+    )
     assert own.mean() > 0.02  # a user's own head beats the shared head on that user
     assert foreign.mean() <= 0.01  # another user's head does not (0.01 MAE: noise of 40 questions per user)
     assert own.mean() - foreign.mean() > 0.03

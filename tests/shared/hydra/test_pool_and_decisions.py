@@ -14,8 +14,9 @@ from shared.tasks import get_task
 def test_label_pool_with_votes_and_record_evidence():
     t = get_task("LaMP-3")
     ctx = UserContext.build(t, [{"text": "a", "score": "5"}, {"text": "b", "score": "5"}, {"text": "c", "score": "4"}])
-    pool = build_pool(t, ctx, "query", greedy="4", samples=["4", "5", "oops"], editor=None,
-                      record_answers=["5", "5", "3"])
+    pool = build_pool(
+        t, ctx, "query", greedy="4", samples=["4", "5", "oops"], editor=None, record_answers=["5", "5", "3"]
+    )
     assert pool.texts == ["1", "2", "3", "4", "5"] and set(pool.sources) == {"label"}
     f = {name: pool.extras[:, i] for i, name in enumerate(ADAPTER_FEATURES)}
     assert np.allclose(f["llm_vote"], [0, 0, 0, 0.5, 0.25])
@@ -25,8 +26,9 @@ def test_label_pool_with_votes_and_record_evidence():
     assert np.isclose(f["num_a"][4], (5 - 13 / 3) / 4) and np.isclose(f["num_b"][4], f["num_a"][4] ** 2)
     # nothing summarizes the user (their label prior, their mean score): that is the personal head's job
     other = UserContext.build(t, [{"text": "a", "score": "1"}, {"text": "b", "score": "1"}])
-    again = build_pool(t, other, "query", greedy="4", samples=["4", "5", "oops"], editor=None,
-                       record_answers=["5", "5", "3"])
+    again = build_pool(
+        t, other, "query", greedy="4", samples=["4", "5", "oops"], editor=None, record_answers=["5", "5", "3"]
+    )
     assert np.array_equal(again.extras, pool.extras)
 
 
@@ -96,5 +98,12 @@ def test_the_anchor_of_a_rewrite_pool_is_the_input_its_styled_form_or_the_chosen
     with pytest.raises(ConfigError, match="edit-0.5"):
         build_pool(t, ctx, query, anchor="edit-0.5", **kwargs)
     with pytest.raises(ConfigError, match="edit-1"):
-        build_pool(get_task("LaMP-3"), UserContext.build(get_task("LaMP-3"), []), "nice", greedy=None, samples=[],
-                   editor=None, anchor="edit-1")
+        build_pool(
+            get_task("LaMP-3"),
+            UserContext.build(get_task("LaMP-3"), []),
+            "nice",
+            greedy=None,
+            samples=[],
+            editor=None,
+            anchor="edit-1",
+        )

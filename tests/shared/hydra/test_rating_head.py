@@ -30,8 +30,10 @@ def embed(texts):
 
 def profile(n: int, reverse: bool = False):
     """Reviews whose score follows the sentiment word, or (``reverse``) runs against it."""
-    return [{"id": str(i), "text": f"a {WORDS[i % 5]} product", "score": str(5 - i % 5 if reverse else i % 5 + 1)}
-            for i in range(n)]
+    return [
+        {"id": str(i), "text": f"a {WORDS[i % 5]} product", "score": str(5 - i % 5 if reverse else i % 5 + 1)}
+        for i in range(n)
+    ]
 
 
 class ZeroScorer:
@@ -42,8 +44,18 @@ class ZeroScorer:
 
 
 def ask(ctx: UserContext, variant: str, rating: SharedRatingHead) -> str:
-    return answer(TASK, "a great blender", ctx, None, ZeroScorer(), None, heads=None, variant=variant,
-                  margin=float("inf"), rating=rating).output
+    return answer(
+        TASK,
+        "a great blender",
+        ctx,
+        None,
+        ZeroScorer(),
+        None,
+        heads=None,
+        variant=variant,
+        margin=float("inf"),
+        rating=rating,
+    ).output
 
 
 def test_the_shared_head_variant_rates_with_the_shared_head_and_hydra_with_the_users_own_model():
@@ -66,8 +78,10 @@ def test_a_rating_heads_state_round_trips_and_zeros_mean_unfitted():
 def test_train_stage_fits_the_shared_rating_head_on_every_training_users_rated_items_and_only_for_ratings():
     torch.manual_seed(0)
     trainer = Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1, batch_size=8))
-    users = {u: (UserContext.build(TASK, profile(15 + 5 * i), embed=trainer.history_embed), [])
-             for i, u in enumerate(("a", "b"))}
+    users = {
+        u: (UserContext.build(TASK, profile(15 + 5 * i), embed=trainer.history_embed), [])
+        for i, u in enumerate(("a", "b"))
+    }
     assert trainer.base.rating.model() is None
     report = train_stage(trainer, TASK, users, {}, epochs=0)
     assert report.rated_items == 15 + 20
@@ -83,8 +97,12 @@ def test_train_stage_fits_the_shared_rating_head_on_every_training_users_rated_i
     lamp7 = get_task("LaMP-7")
     fresh = Trainer(HydraBase(ModelConfig()), TrainConfig(epochs=1))
     texts = [{"id": str(i), "text": "hello there"} for i in range(12)]
-    assert train_stage(fresh, lamp7, {"a": (UserContext.build(lamp7, texts, embed=fresh.history_embed), [])}, {},
-                       epochs=0).rated_items == 0
+    assert (
+        train_stage(
+            fresh, lamp7, {"a": (UserContext.build(lamp7, texts, embed=fresh.history_embed), [])}, {}, epochs=0
+        ).rated_items
+        == 0
+    )
     assert fresh.base.rating.model() is None
 
 

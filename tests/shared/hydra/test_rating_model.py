@@ -31,7 +31,7 @@ def test_the_rating_model_learns_the_users_scores_and_becomes_the_own_gap_featur
     gap = pool.extras[:, ADAPTER_FEATURES.index("own_gap")]
     expected = (np.array([1, 2, 3, 4, 5]) - ctx.predicted_score("a great blender")) / 4
     assert pool.texts == ["1", "2", "3", "4", "5"] and np.allclose(gap, expected, atol=1e-6)
-    assert np.allclose(pool.extras[:, ADAPTER_FEATURES.index("own_gap_sq")], gap ** 2, atol=1e-6)
+    assert np.allclose(pool.extras[:, ADAPTER_FEATURES.index("own_gap_sq")], gap**2, atol=1e-6)
 
 
 def test_no_model_without_an_encoder_or_with_too_few_rated_items_and_none_for_text_tasks():
