@@ -114,6 +114,7 @@ def test_a_cold_run_answers_the_same_at_every_llm_concurrency(tmp_path):
                     "train.fit-steps": 20,
                     "train.lora": False,
                     "llm.concurrency": concurrency,
+                    "eval.methods": "all",
                 }
             )
             llm = LLMClient(
