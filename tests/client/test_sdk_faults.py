@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -35,13 +36,17 @@ def user():
     return questions[0]
 
 
+BREAKER_COOLDOWN_S = 0.01
+"""How long the test clients' LLM breaker refuses calls after an outage opened it."""
+
+
 def llm_for(url: str, tmp_path) -> LLMClient:
     return LLMClient(
         LLMConfig(
             base_url=url,
             cache_path=str(tmp_path / "cache.sqlite"),
             max_retries=0,
-            breaker_cooldown_s=0.01,
+            breaker_cooldown_s=BREAKER_COOLDOWN_S,
             concurrency=4,
         )
     )
@@ -57,7 +62,10 @@ def test_an_llm_outage_at_onboarding_is_counted_and_the_next_fit_retries_it(tmp_
     assert down.failed > 0 and sum(down.examples.values()) == 0
     assert client.store.read_meta()["onboarding_failed"] == down.failed
     with StubEndpoint(delay_s=0.0, port=port) as stub:
-        up = client.fit()  # the endpoint is back: the failed labels are asked again
+        # the endpoint is back, and the client's breaker (opened by the outage) has cooled down: without the wait a
+        # fast fit() came back within the 0.01 s cooldown and was refused by the breaker
+        time.sleep(BREAKER_COOLDOWN_S * 5)
+        up = client.fit()  # the failed labels are asked again
         assert up.failed == 0 and up.llm_calls > 0 and stub.served == up.llm_calls
         assert sum(up.examples.values()) > 0
         again = client.fit()  # complete now: no more onboarding
