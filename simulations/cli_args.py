@@ -69,7 +69,7 @@ BOUNDS: dict[str, Bound] = {
     "k": Bound(1, 100),  # records in the RAG prompt
     # flags of run config keys (baseline's BASELINE_FLAGS): the key's declared range
     "timeline-questions": Bound(*SETTING_BOUNDS["data.timeline-questions"]),
-    "llm-timeout": Bound(*SETTING_BOUNDS["llm.timeout"], integer=False),  # seconds per request
+    "llm-timeout": Bound(SETTING_BOUNDS["llm.timeout"][0], SETTING_BOUNDS["llm.timeout"][1], integer=False),
     "llm-concurrency": Bound(*SETTING_BOUNDS["llm.concurrency"]),  # requests in flight
     # fedhydra simulate
     "client-cpus": Bound(1, 1024),
