@@ -19,25 +19,10 @@ from lab.llm_stub import StubEndpoint
 from lab.scale.bench import analyze, busy_seconds, store_disk
 from lab.scale.memory import TreeMemory
 from lab.scale.probe import read_probes, serialized_size
-from shared.config import default_mapping
+from lab.small_runs import device_run_config
 from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic
 from shared.training.model import ModelConfig, initial_shared_state
-
-SMALL = {
-    "data.task": "LaMP-3",
-    "data.train-users": 2,
-    "data.test-users": 0,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 2,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "federation.local-epochs": 1,
-    "federation.local-head-epochs": 2,
-    "run.seed": 0,
-    "data.split": "synthetic",
-    "llm.model": "stub",
-}
 
 
 def _send(run_config: dict, partition: int, arrays: dict, server_round: int, probe_dir: Path) -> Message:
@@ -94,13 +79,10 @@ def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp
     monkeypatch.setenv("FEDHYDRA_RAY_NODE_NAME", "head")
     initial = initial_shared_state(ModelConfig(), 0)
     with StubEndpoint(delay_s=0.0) as stub:
-        run_config = {
-            **default_mapping(),
-            **SMALL,
-            "data.dir": str(data),
-            "device.store-dir": str(tmp_path / "store"),
-            "llm.url": stub.url,
-        }
+        # two training users, no test user
+        run_config = device_run_config(
+            data, tmp_path / "store", stub.url, {"data.train-users": 2, "data.test-users": 0}
+        )
         first = _send(run_config, 0, initial, 1, tmp_path / "probe")
         second = _send(run_config, 0, initial, 2, tmp_path / "probe")
     assert not first.has_error() and not second.has_error()
