@@ -22,24 +22,30 @@ from dataclasses import dataclass, fields
 from shared.errors import ConfigError
 from shared.hydra.episodes import EpisodeConfig
 from shared.hydra.infer import InferenceConfig
+from shared.settings import BOUNDS, setting
 
 __all__ = ["DeviceConfig", "ONBOARDING_CALLS"]
 
 ONBOARDING_CALLS = 20
 """Most LLM calls a new user's onboarding (the episodes that fit their heads) may cost by default."""
 
+_KEYS: dict[str, str] = {
+    "quantized": "device.quantized",
+    "fit_steps": "train.fit-steps",
+    "fit_lr": "train.fit-lr",
+    "head_l2": "train.head-l2",
+    "llm_timeout": "llm.timeout",
+    "llm_concurrency": "llm.concurrency",
+}
+"""The fields that are a run config key's device side: each takes that key's declared default and range
+(:mod:`shared.settings`, which the device imports; not :mod:`shared.config`, which names the training methods), so a
+run's settings always make a valid device config."""
+
 _RANGES: dict[str, tuple[int, int] | tuple[float, float]] = {
     "threads": (1, 1024),
-    "fit_steps": (0, 10_000),
-    "fit_lr": (0.0, 10.0),
-    "head_l2": (0.0, 1000.0),
-    "llm_timeout": (0.001, 3600.0),
-    "llm_concurrency": (1, 256),
+    **{name: BOUNDS[key] for name, key in _KEYS.items() if key in BOUNDS},
 }
-"""The range of every numeric field, both ends inclusive (int ends: an integer field). Each one with a run config
-setting of the same name is that setting's declared range (``train.fit-steps``, ``llm.concurrency``, ...; a test
-checks they agree), so a run's settings always make a valid device config. They are spelled here, not read from
-:mod:`shared.config`, because the device imports nothing of the run config (it names the training methods)."""
+"""The range of every numeric field, both ends inclusive (int ends: an integer field)."""
 
 
 @dataclass(frozen=True)
@@ -49,22 +55,22 @@ class DeviceConfig:
 
     threads: int = 2
     """onnxruntime threads per model."""
-    quantized: bool = True
+    quantized: bool = setting(_KEYS["quantized"]).default
     """Use the bundle's int8 encoders where it has them (float32 otherwise)."""
     inference: InferenceConfig = InferenceConfig()
     """Retrieval and candidate-pool sizes when answering."""
     episodes: EpisodeConfig | None = None
     """What onboarding (the LLM-labelled data that fits the user's heads) may cost; None: :attr:`onboarding`'s
     default, sized from ``inference``."""
-    fit_steps: int = 200
+    fit_steps: int = setting(_KEYS["fit_steps"]).default
     """Gradient steps of the on-device head fit (numpy, base frozen)."""
-    fit_lr: float = 0.05
+    fit_lr: float = setting(_KEYS["fit_lr"]).default
     """Its learning rate."""
-    head_l2: float = 0.05
+    head_l2: float = setting(_KEYS["head_l2"]).default
     """Its pull towards the shared heads."""
-    llm_timeout: float = 60.0
+    llm_timeout: float = setting(_KEYS["llm_timeout"]).default
     """Seconds per LLM request (the whole request: connecting, headers and body)."""
-    llm_concurrency: int = 4
+    llm_concurrency: int = setting(_KEYS["llm_concurrency"]).default
     """Most LLM requests in flight (the embedded server serves 4 at once; raise it for a remote endpoint)."""
     keep_llm_server: bool = False
     """Leave an embedded LLM server this client started running when it closes (``fedhydra llm stop`` stops it)."""
@@ -85,12 +91,16 @@ class DeviceConfig:
 
     @property
     def onboarding(self) -> EpisodeConfig:
-        """``episodes``, else the default onboarding: two pseudo-questions per history, the inference's pool and
-        reranking size, at most :data:`ONBOARDING_CALLS` LLM calls."""
+        """``episodes``, else the default onboarding: two pseudo-questions per history and no free question, the
+        inference's pool and reranking size, at most :data:`ONBOARDING_CALLS` LLM calls."""
         if self.episodes is not None:
             return self.episodes
         return EpisodeConfig(
-            pool=self.inference.pool, rerank_m=self.inference.m, pseudo_questions=2, calls_per_user=ONBOARDING_CALLS
+            pool=self.inference.pool,
+            rerank_m=self.inference.m,
+            pseudo_questions=2,
+            free_questions=0,
+            calls_per_user=ONBOARDING_CALLS,
         )
 
 

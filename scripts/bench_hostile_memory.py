@@ -30,21 +30,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 LAYOUTS = ("same-as-500", "huge-shapes", "many-tensors", "long-dims", "oversized-flat", "nan-float64-base")
-TASK = "LaMP-3"
-SMALL = {
-    "data.task": TASK,
-    "data.train-users": 1,
-    "data.test-users": 1,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 2,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "federation.local-epochs": 1,
-    "federation.local-head-epochs": 2,
-    "run.seed": 0,
-    "data.split": "synthetic",
-    "llm.model": "stub",
-}
 
 
 def _status(field: str) -> int:
@@ -216,24 +201,14 @@ def main() -> int:
         return 0
 
     from lab.llm_stub import StubEndpoint
-    from shared.config import default_mapping
+    from lab.small_runs import SMALL_DEVICE, device_run_config
     from shared.synthetic import write_synthetic
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="fh-bench-hostile-") as tmp, StubEndpoint(delay_s=0.0) as stub:
-        data = write_synthetic(Path(tmp) / "data", TASK, n_users=2, items_per_user=10, seed=0)
+        data = write_synthetic(Path(tmp) / "data", SMALL_DEVICE["data.task"], n_users=2, items_per_user=10, seed=0)
         config = Path(tmp) / "run_config.json"
-        config.write_text(
-            json.dumps(
-                {
-                    **default_mapping(),
-                    **SMALL,
-                    "data.dir": str(data),
-                    "device.store-dir": str(Path(tmp) / "store"),
-                    "llm.url": stub.url,
-                }
-            )
-        )
+        config.write_text(json.dumps(device_run_config(data, Path(tmp) / "store", stub.url)))
         for layout in args.layouts:
             done = subprocess.run(
                 [sys.executable, __file__, "--one", layout, "--run-config", str(config)],

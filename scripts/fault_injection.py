@@ -28,7 +28,6 @@ import json
 import os
 import random
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,25 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from shared.io import read_jsonl  # noqa: E402 - after the repository is on sys.path
+from lab.small_runs import SMALL_FEDERATION, simulate_process  # noqa: E402 - after the repository is on sys.path
+from shared.io import read_jsonl  # noqa: E402
 
-SMALL = {
-    "data.task": "LaMP-3",
-    "data.synthetic-users": 4,
-    "data.synthetic-items": 10,
-    "data.train-users": 3,
-    "data.test-users": 1,
-    "federation.num-rounds": 1,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 4,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "train.epochs": 1,
-    "train.head-epochs": 5,
-    "federation.local-epochs": 1,
-    "federation.min-train-nodes": 2,
-    "train.fit-steps": 20,
-}
+SMALL = SMALL_FEDERATION
 
 
 @dataclass
@@ -239,33 +223,6 @@ def federated_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None
     return figures
 
 
-def simulate_process(out: Path, url: str, *, home: Path, resume: bool) -> subprocess.Popen:
-    config = " ".join(
-        f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": 2, "run.resume": resume}.items()
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulations.cli",
-            "simulate",
-            "--out",
-            str(out),
-            "--llm-url",
-            url,
-            "--llm-model",
-            "stub",
-            "--run-config",
-            config,
-        ],
-        cwd=REPO,
-        env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
 def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) -> dict:
     """Kill the whole simulation (driver, SuperLink, ServerApp, clients) in round 2, then run it again with resume."""
     from lab.faulty_llm_stub import StubLLM
@@ -276,7 +233,7 @@ def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
     log = out / "server" / "rounds.jsonl"
     mapping = {**SMALL, "federation.num-rounds": 2}
     with StubLLM(seed=seed) as stub:
-        first = simulate_process(out, stub.url, home=home, resume=False)
+        first = simulate_process(out, stub.url, {**mapping, "run.resume": False}, home=home)
         deadline = time.monotonic() + 900
         while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.2)
@@ -285,7 +242,7 @@ def resume_run(sc: Scenario, work: Path, seed: int, say: Callable[[str], None]) 
         first.wait(30)
         survivors = [p for p in killed if pid_alive(p)]
         say(f"killed {len(killed)} processes after the checkpoint of round {killed_in}; {len(survivors)} survived")
-        again = simulate_process(out, stub.url, home=home, resume=True)
+        again = simulate_process(out, stub.url, {**mapping, "run.resume": True}, home=home)
         _, err = again.communicate(timeout=1800)
     error = None if again.returncode == 0 else err.decode(errors="replace")[-300:]
     summary_file = out / "summary.json"

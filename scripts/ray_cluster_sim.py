@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"llm": STUB_NOTE}
     started = time.time()
     # a Ray worker inherits the environment of its node's `ray start`, not the simulation's: what the ClientApps read
-    # from the environment (the probe's folder, the LLM cache, FEDHYDRA_HOME) is set where each node starts
-    node_env = {**env, "FEDHYDRA_PROBE_DIR": str(out / "federation" / "probe")}
-    cluster = LocalRayCluster(out / "ray", nodes=[("head", args.head_cpus), ("worker", args.worker_cpus)], env=node_env)
+    # from the environment (the LLM cache, FEDHYDRA_HOME) is set where each node starts; the probe's folder comes with
+    # the staged app (lab.scale.app.scale_app)
+    cluster = LocalRayCluster(out / "ray", nodes=[("head", args.head_cpus), ("worker", args.worker_cpus)], env=env)
     try:
         cluster.start()
         nodes = cluster.alive_nodes()

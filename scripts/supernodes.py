@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     users = f"the first {n} real LaMP-7 users of {data.name}" if args.data else f"{n} synthetic LaMP-7 users"
     settings = BASE if args.full else SMALL
-    app = scale_app(out)
     probe_dir = out / "probe"
+    app = scale_app(out, probe_dir)
     procs = Processes(out / "logs")
     relays: list[Relay] = []
     marks: dict[str, float] = {}
@@ -190,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
                 "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", ""),
                 "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
                 "FLWR_DISABLE_UPDATE_CHECK": "1",
-                "FEDHYDRA_PROBE_DIR": str(probe_dir),
             }
         )
         return env

@@ -121,6 +121,7 @@ def evaluate_users(
     for name in wanted:
         if name in VARIANTS:
             runs.append((name, lambda u, q, c, name=name: hydra(u, q, c, variant=name)))
+    oracles = {name for name in wanted if name in VARIANTS and VARIANTS[name].oracle}  # labelled by their names
     for label, _ in runs:
         preds.by_method[label] = {}
         preds.seconds[label] = 0.0
@@ -146,7 +147,7 @@ def evaluate_users(
                 preds.by_method[label][q.id] = output
                 if isinstance(result, Answer) and result.baseline is not None:
                     preds.baselines.setdefault(label, {})[q.id] = result.baseline
-                if label == "hydra" and isinstance(result, Answer) and q.id in golds and result.candidates:
+                if label in oracles and isinstance(result, Answer) and q.id in golds and result.candidates:
                     preds.oracle[q.id] = max(
                         (c["text"] for c in result.candidates), key=lambda t: example_score(task, str(t), golds[q.id])
                     )

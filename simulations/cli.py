@@ -41,7 +41,7 @@ from shared.errors import ConfigError, DataFormatError, FedHydraError, UnknownTa
 from simulations.cli_args import Parser, bounded, llm_cache_file, out_path, plain_name, text
 from simulations.failures import EXIT_USERS_FAILED
 
-__all__ = ["main", "build_parser", "SYNTH_MAX_ITEMS", "LLM_ACTIONS", "RUN_FLAGS", "DEFAULT_K"]
+__all__ = ["main", "build_parser", "SYNTH_MAX_ITEMS", "LLM_ACTIONS", "RUN_FLAGS", "BASELINE_FLAGS", "DEFAULT_K"]
 
 SYNTH_MAX_ITEMS = 5_000_000
 """The most items (history items plus questions, over all users) ``fedhydra synth`` writes at once."""
@@ -71,7 +71,12 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--llm-cache", type=llm_cache_file, help="response cache file (default: $FEDHYDRA_HOME/llm-cache.sqlite)"
     )
-    g.add_argument("--llm-timeout", type=bounded("llm-timeout"), default=60.0, help="seconds per request (default 60)")
+    g.add_argument(
+        "--llm-timeout",
+        type=bounded("llm-timeout"),
+        default=None,
+        help="seconds per request (default: llm.timeout of pyproject's [tool.flwr.app.config])",
+    )
     g.add_argument(
         "--llm-concurrency",
         type=bounded("llm-concurrency"),
@@ -80,14 +85,25 @@ def _add_llm_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _concurrency(args: argparse.Namespace) -> int:
-    """``--llm-concurrency``, else the configured ``llm.concurrency``."""
-    from shared.config import default_mapping
+BASELINE_FLAGS = (
+    ("timeline_questions", "data.timeline-questions"),
+    ("llm_timeout", "llm.timeout"),
+    ("llm_concurrency", "llm.concurrency"),
+)
+"""The flags of ``baseline`` that set a run config key: ``(argparse attribute, config key)``."""
 
-    value = args.llm_concurrency if args.llm_concurrency is not None else default_mapping()["llm.concurrency"]
-    if not isinstance(value, int) or value < 1:
-        raise FedHydraError(f"--llm-concurrency must be an integer >= 1, got {value!r}")
-    return value
+
+def _baseline_config(args: argparse.Namespace):
+    """The validated run config ``baseline`` reads its settings from: pyproject's [tool.flwr.app.config] with
+    :data:`BASELINE_FLAGS` on top."""
+    from shared.config import RunConfig, default_mapping
+
+    mapping = default_mapping()
+    for flag, key in BASELINE_FLAGS:
+        value = getattr(args, flag, None)
+        if value is not None:
+            mapping[key] = value
+    return RunConfig.from_mapping(mapping)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -138,10 +154,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from simulations.report import write_table
 
     task = get_task(args.task)
-    from shared.config import default_mapping
-
-    q = args.timeline_questions if args.timeline_questions is not None else default_mapping()["data.timeline-questions"]
-    dataset = load_split(args.data, task, args.split, timeline_questions=q)
+    cfg = _baseline_config(args)
+    dataset = load_split(args.data, task, args.split, timeline_questions=cfg.timeline_questions)
     if dataset.questions and not dataset.golds:
         raise DataFormatError(
             args.data, "no *_outputs.json with the golds beside the questions (baseline scores against them)"
@@ -151,7 +165,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     methods = methods_for(task) if "all" in args.method else list(dict.fromkeys(args.method))
     check_methods(task, methods)
     needs_llm = any(METHODS[m].uses_llm for m in methods)
-    concurrency = _concurrency(args) if needs_llm else 1
+    concurrency = cfg.llm_concurrency if needs_llm else 1
     if needs_llm:
         _check_llm_cache(args.llm_cache)
     out = Path(args.out)
@@ -162,7 +176,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             url=args.llm_url or None,
             model=args.llm_model,
             cache_path=args.llm_cache,
-            timeout_s=args.llm_timeout,
+            timeout_s=cfg.llm_timeout,
             concurrency=concurrency,
         ) as endpoint:
             llm = LLMClient(endpoint.config)

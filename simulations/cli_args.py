@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from shared.settings import BOUNDS as SETTING_BOUNDS
+
 __all__ = [
     "Parser",
     "Bound",
@@ -65,9 +67,10 @@ BOUNDS: dict[str, Bound] = {
     "users": Bound(1, 1_000_000),  # users to run (baseline) or to write (synth: at most 100,000, see synth-users)
     "offset": Bound(0, 1_000_000),  # users to skip; also below the number of users the data has (checked on load)
     "k": Bound(1, 100),  # records in the RAG prompt
-    "timeline-questions": Bound(1, 10_000),
-    "llm-timeout": Bound(0.001, 3600, integer=False),  # seconds per request
-    "llm-concurrency": Bound(1, 256),  # requests in flight
+    # flags of run config keys (baseline's BASELINE_FLAGS): the key's declared range
+    "timeline-questions": Bound(*SETTING_BOUNDS["data.timeline-questions"]),
+    "llm-timeout": Bound(SETTING_BOUNDS["llm.timeout"][0], SETTING_BOUNDS["llm.timeout"][1], integer=False),
+    "llm-concurrency": Bound(*SETTING_BOUNDS["llm.concurrency"]),  # requests in flight
     # fedhydra simulate
     "client-cpus": Bound(1, 1024),
     # fedhydra synth

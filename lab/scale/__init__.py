@@ -3,7 +3,7 @@ one machine, on a multi-node Ray cluster, and in a deployment of many SuperNodes
 
 | module | what |
 |---|---|
-| :mod:`lab.scale.probe` | a ClientApp mod that records, per message, where it ran (host, pid, Ray node), its seconds (episodes and LLM apart), its tensor and serialized bytes in and out, and the process's memory (``FEDHYDRA_PROBE_DIR``) |
+| :mod:`lab.scale.probe` | a ClientApp mod that records, per message, where it ran (host, pid, Ray node), its seconds (episodes and LLM apart), its tensor and serialized bytes in and out, and the process's memory, in the folder a run names (``scale_app(out, probe_dir)``) |
 | :mod:`lab.scale.client_app` | the production ClientApp with that mod added: what the scale runs submit |
 | :mod:`lab.scale.memory` | a sampler of the memory of every process of a run (a process tree, Ray workers included) |
 | :mod:`lab.scale.app` | the Flower app folder a scale run submits (the repository's code, naming that ClientApp) |

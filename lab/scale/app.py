@@ -16,6 +16,16 @@ from simulations.federated import REPO, app_copy
 __all__ = ["scale_app", "REPO"]
 
 
-def scale_app(out: Path, client_app: str = CLIENT_APP) -> Path:
-    """A copy of the app's code in ``out/flwr-app`` with ``client_app`` (the probed one) as its ClientApp."""
-    return app_copy(out, client_app, include=LAB_CODE)
+def scale_app(out: Path, probe_dir: Path | None = None, client_app: str = CLIENT_APP) -> Path:
+    """A copy of the app's code in ``out/flwr-app`` with ``client_app`` (the probed one) as its ClientApp, whose
+    probe writes its lines under ``probe_dir`` (None: records nothing; :mod:`lab.scale.probe_target`)."""
+    app = app_copy(out, client_app, include=LAB_CODE)
+    if probe_dir is not None:
+        target = app / "lab" / "scale" / "probe_target.py"
+        text = target.read_text(encoding="utf-8")
+        unset = "PROBE_DIR: str | None = None\n"
+        if unset not in text:
+            raise ValueError(f"{target}: no {unset.strip()!r} line to name the probe folder in")
+        folder = str(Path(probe_dir).resolve())
+        target.write_text(text.replace(unset, f"PROBE_DIR: str | None = {folder!r}\n"), encoding="utf-8")
+    return app

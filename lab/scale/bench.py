@@ -223,10 +223,10 @@ def run_federation(
         test_users=int(values["data.test-users"]),
         free_train_users=int(values.get("data.free-train-users", 0)),
     )
-    link_env = {"FEDHYDRA_PROBE_DIR": str(out / "probe"), **(env or {})}
+    link_env = dict(env or {})
     if ray_address:
         link_env["RAY_ADDRESS"] = ray_address
-    app = scale_app(out)
+    app = scale_app(out, out / "probe")
     marks: dict[str, float] = {}
     log_path = out / "flwr.log"
     started = time.time()

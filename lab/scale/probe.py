@@ -1,7 +1,8 @@
 """A ClientApp mod that records, per message, what a client's work cost and where it ran (scale runs only).
 
-When ``FEDHYDRA_PROBE_DIR`` is set, every message the client handles appends one JSON line to
-``$FEDHYDRA_PROBE_DIR/<host>-<pid>.jsonl``:
+The mod of :func:`probe_mod_for` a folder appends, for every message the client handles, one JSON line to
+``<folder>/<host>-<pid>.jsonl`` (a scale run's folder reaches the ClientApp through its staged app:
+:mod:`lab.scale.probe_target`):
 
 | key | what |
 |---|---|
@@ -14,7 +15,7 @@ When ``FEDHYDRA_PROBE_DIR`` is set, every message the client handles appends one
 | ``wire_bytes_in``, ``wire_bytes_out``, ``objects_in``, ``objects_out`` | the serialized size of the message as Flower ships it, packed (:mod:`shared.packing`; the sum of its deflated objects: message, records, arrays, chunks) and their number; a deployment adds each request's framing |
 | ``rss_mb``, ``hwm_mb`` | the process's resident memory after the message, and its peak so far (``VmHWM``) |
 
-With the variable unset it only calls the next handler. :func:`install` (called by the mod on each message)
+Without a folder the mod only calls the next handler. :func:`install` (called by the mod on each message)
 wraps ``ClientNode.episodes`` and the ClientApp's ``make_llm`` in this process so that episode and LLM figures
 can be attributed to the message; nothing else changes.
 
@@ -33,6 +34,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,7 @@ from flwr.app import Context, Message
 from shared.io import read_jsonl
 from shared.packing import array_tensors, pack_content
 
-__all__ = ["probe_mod", "install", "serialized_size", "tensor_bytes", "read_probes", "memory_mb"]
+__all__ = ["probe_mod_for", "install", "serialized_size", "tensor_bytes", "read_probes", "memory_mb"]
 
 _CALL: dict[str, Any] = {"llms": [], "episodes_seconds": 0.0, "episodes_built": False}
 
@@ -49,7 +51,7 @@ _CALL: dict[str, Any] = {"llms": [], "episodes_seconds": 0.0, "episodes_built": 
 def install() -> None:
     """Wrap ``ClientNode.episodes`` and ``client.client_app.make_llm`` of this process (once) to attribute their cost.
 
-    :func:`probe_mod` calls it on every message: in a Ray simulation the ClientApp object is built in the simulation
+    :func:`probe_mod_for`'s mod calls it on every message: in a Ray simulation the ClientApp object is built in the simulation
     process and shipped to the workers by reference to its functions, so a worker never runs the module that built it.
     """
     import client.client_app as client_app
@@ -132,54 +134,62 @@ def _wire(message: Message, reference: dict | None = None) -> tuple[int, int]:
         return 0, 0
 
 
-def probe_mod(msg: Message, ctx: Context, call_next) -> Message:
-    folder = os.environ.get("FEDHYDRA_PROBE_DIR")
-    if not folder:
-        return call_next(msg, ctx)
-    install()
-    _CALL.update(llms=[], episodes_seconds=0.0, episodes_built=False)
-    received = array_tensors(msg.content) if msg.has_content() else None
-    wall = time.time()
-    started = time.perf_counter()
-    reply = call_next(msg, ctx)
-    seconds = time.perf_counter() - started
-    config = msg.content.config_records.get("config") if msg.has_content() else None
-    stats = [llm.stats for llm in _CALL["llms"] if getattr(llm, "stats", None) is not None]
-    wire_in, objects_in = _wire(msg)
-    wire_out, objects_out = _wire(reply, received)
-    rss, hwm = memory_mb()
-    row = {
-        "type": msg.metadata.message_type,
-        "round": config.get("server-round") if config is not None else None,
-        "partition": ctx.node_config.get("partition-id"),
-        "node": msg.metadata.dst_node_id,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "ray_node": _ray_node(),
-        "ray_node_name": os.environ.get("FEDHYDRA_RAY_NODE_NAME"),
-        "start": wall,
-        "seconds": round(seconds, 4),
-        "episodes_seconds": round(_CALL["episodes_seconds"], 4),
-        "episodes_built": _CALL["episodes_built"],
-        "llm_calls": sum(s.calls for s in stats),
-        "llm_hits": sum(s.cache_hits for s in stats),
-        "llm_seconds": round(sum(s.seconds for s in stats), 4),
-        "tensor_bytes_in": tensor_bytes(msg),
-        "tensor_bytes_out": tensor_bytes(reply),
-        "wire_bytes_in": wire_in,
-        "wire_bytes_out": wire_out,
-        "objects_in": objects_in,
-        "objects_out": objects_out,
-        "error": reply.error.reason[:200] if reply.has_error() else None,
-        "rss_mb": round(rss, 1),
-        "hwm_mb": round(hwm, 1),
-    }
-    _CALL["llms"] = []
-    path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, default=str) + "\n")
-    return reply
+def probe_mod_for(folder: str | Path | None) -> Callable[[Message, Context, Any], Message]:
+    """The probe mod that appends its lines under ``folder``; None: a mod that only calls the next handler.
+
+    >>> probe_mod_for(None)("message", "context", lambda m, c: (m, c))
+    ('message', 'context')
+    """
+    if folder is None:
+        return lambda msg, ctx, call_next: call_next(msg, ctx)
+
+    def probe_mod(msg: Message, ctx: Context, call_next) -> Message:
+        install()
+        _CALL.update(llms=[], episodes_seconds=0.0, episodes_built=False)
+        received = array_tensors(msg.content) if msg.has_content() else None
+        wall = time.time()
+        started = time.perf_counter()
+        reply = call_next(msg, ctx)
+        seconds = time.perf_counter() - started
+        config = msg.content.config_records.get("config") if msg.has_content() else None
+        stats = [llm.stats for llm in _CALL["llms"] if getattr(llm, "stats", None) is not None]
+        wire_in, objects_in = _wire(msg)
+        wire_out, objects_out = _wire(reply, received)
+        rss, hwm = memory_mb()
+        row = {
+            "type": msg.metadata.message_type,
+            "round": config.get("server-round") if config is not None else None,
+            "partition": ctx.node_config.get("partition-id"),
+            "node": msg.metadata.dst_node_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "ray_node": _ray_node(),
+            "ray_node_name": os.environ.get("FEDHYDRA_RAY_NODE_NAME"),
+            "start": wall,
+            "seconds": round(seconds, 4),
+            "episodes_seconds": round(_CALL["episodes_seconds"], 4),
+            "episodes_built": _CALL["episodes_built"],
+            "llm_calls": sum(s.calls for s in stats),
+            "llm_hits": sum(s.cache_hits for s in stats),
+            "llm_seconds": round(sum(s.seconds for s in stats), 4),
+            "tensor_bytes_in": tensor_bytes(msg),
+            "tensor_bytes_out": tensor_bytes(reply),
+            "wire_bytes_in": wire_in,
+            "wire_bytes_out": wire_out,
+            "objects_in": objects_in,
+            "objects_out": objects_out,
+            "error": reply.error.reason[:200] if reply.has_error() else None,
+            "rss_mb": round(rss, 1),
+            "hwm_mb": round(hwm, 1),
+        }
+        _CALL["llms"] = []
+        path = Path(folder)
+        path.mkdir(parents=True, exist_ok=True)
+        with open(path / f"{socket.gethostname()}-{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, default=str) + "\n")
+        return reply
+
+    return probe_mod
 
 
 def read_probes(folder: str | Path) -> list[dict]:

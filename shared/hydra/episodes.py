@@ -38,6 +38,7 @@ from shared.hydra.candidates import PoolConfig, parse_pool_answers, pool_calls
 from shared.llm.client import BudgetExhausted, CallBudget, LLMCall, LLMClient, LLMMeter
 from shared.prompts import PromptBudget, build_messages
 from shared.retrieval import bm25_scores
+from shared.settings import default_for
 from shared.tasks import TaskSpec
 
 __all__ = [
@@ -61,15 +62,16 @@ PARAPHRASE_PROMPT = (
 
 @dataclass(frozen=True)
 class EpisodeConfig:
-    """How much LLM work one user's training data may take."""
+    """How much LLM work one user's training data may take; each default is its key's declared one
+    (:mod:`shared.settings`)."""
 
-    pseudo_questions: int = 4
-    free_questions: int = 0
-    rerank_m: int = 5
-    label_records: int = 4
+    pseudo_questions: int = default_for("episodes.pseudo_questions")
+    free_questions: int = default_for("episodes.free_questions")
+    rerank_m: int = default_for("episodes.rerank_m")
+    label_records: int = default_for("episodes.label_records")
     pool: PoolConfig = PoolConfig()
-    calls_per_user: int = 60
-    seed: int = 0
+    calls_per_user: int = default_for("episodes.calls_per_user")
+    seed: int = default_for("episodes.seed")
     label_questions: bool = True
     """Whether real questions get record labels and LLM candidates; ``False``: they cost no call, like free
     questions (a free training user's, see ``data.free-train-users``)."""

@@ -36,6 +36,7 @@ from shared.hydra.rating_head import SharedRatingHead
 from shared.hydra.variants import Variant, get_variant
 from shared.llm.client import CallBudget, LLMClient
 from shared.prompts import PromptBudget
+from shared.settings import default_for
 from shared.tasks import TaskSpec
 
 __all__ = ["Scorer", "Answer", "InferenceConfig", "rerank", "answer"]
@@ -51,8 +52,8 @@ class Scorer(Protocol):
 class InferenceConfig:
     """Retrieval and pool sizes at inference."""
 
-    m: int = 5
-    k: int = 4
+    m: int = default_for("inference.m")
+    k: int = default_for("inference.k")
     pool: PoolConfig = PoolConfig()
 
     def __post_init__(self) -> None:

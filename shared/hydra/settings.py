@@ -2,8 +2,8 @@
 (:mod:`shared.config`) builds them without torch, which a device lacks; :mod:`shared.training.train` uses them.
 
 Example:
-    >>> TrainConfig(epochs=2).head_epochs
-    40
+    >>> TrainConfig().epochs, TrainConfig(epochs=3).head_epochs
+    (2, 40)
     >>> TrainConfig(lr=0.0)
     Traceback (most recent call last):
     ...
@@ -15,24 +15,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.errors import ConfigError
+from shared.settings import default_for
 
 __all__ = ["TrainConfig"]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimization settings of base training and head fitting."""
+    """Optimization settings of base training and head fitting; each default is its key's declared one
+    (:mod:`shared.settings`)."""
 
-    epochs: int = 3
-    head_epochs: int = 40
-    batch_size: int = 16
-    lr: float = 2e-3
-    lora_lr: float = 1e-3
-    train_lora: bool = True
-    fit_steps: int = 200
-    fit_lr: float = 0.05
-    head_l2: float = 0.05
-    seed: int = 0
+    epochs: int = default_for("train.epochs")
+    head_epochs: int = default_for("train.head_epochs")
+    batch_size: int = default_for("train.batch_size")
+    lr: float = default_for("train.lr")
+    lora_lr: float = default_for("train.lora_lr")
+    train_lora: bool = default_for("train.train_lora")
+    fit_steps: int = default_for("train.fit_steps")
+    fit_lr: float = default_for("train.fit_lr")
+    head_l2: float = default_for("train.head_l2")
+    seed: int = default_for("train.seed")
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.head_epochs < 0 or self.batch_size < 1 or self.fit_steps < 0:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 from shared.errors import ConfigError, check_minimums
 from shared.hydra.naming import SHARED_PREFIX
+from shared.settings import default_for
 
 __all__ = ["ROLES", "EMBED_DIM", "N_EXTRA", "EDITOR_PREFIX", "RATING_PREFIX", "HISTORY_ROLE", "ModelConfig"]
 
@@ -29,12 +30,12 @@ HISTORY_ROLE = "reranker"
 class ModelConfig:
     """Architecture of the shared base (must match between server and clients)."""
 
-    lora_rank: int = 4
-    lora_alpha: int = 8
+    lora_rank: int = default_for("model.lora_rank")
+    lora_alpha: int = default_for("model.lora_alpha")
     lora_targets: tuple[str, ...] = ("query", "value")
-    trunk_dim: int = 24
-    max_query_tokens: int = 128
-    max_item_tokens: int = 96
+    trunk_dim: int = default_for("model.trunk_dim")
+    max_query_tokens: int = default_for("model.max_query_tokens")
+    max_item_tokens: int = default_for("model.max_item_tokens")
 
     def __post_init__(self) -> None:
         if self.lora_rank < 1 or self.trunk_dim < 1:

@@ -55,6 +55,9 @@ class Variant:
     """The margin rule applies (the adapter leaves the strongest non-LLM answer only past the bundle's margin)."""
     cost_only: bool = False
     """A variant of ``hydra`` that differs only in the LLM answers it asks (the quality/cost trade-off)."""
+    oracle: bool = False
+    """The candidate pool's oracle (its best candidate by the gold, read after answering) is taken from this variant's
+    pools: the full method's (:func:`shared.evaluation.evaluate_users`)."""
 
 
 VARIANTS: dict[str, Variant] = {
@@ -63,7 +66,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("hydra-reranker", adapter=False),
         Variant("hydra-adapter", reranker=False),
         Variant("hydra-shared-head", personal=False),
-        Variant("hydra"),
+        Variant("hydra", oracle=True),
         Variant("hydra-no-margin", margin=False),
         Variant("hydra-calls-0", llm_calls=0, cost_only=True),
         Variant("hydra-calls-1", llm_calls=1, cost_only=True),

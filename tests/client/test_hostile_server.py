@@ -22,7 +22,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from client.guard import LIMITS
 from client.store import UserStore
 from lab.llm_stub import StubEndpoint
-from shared.config import default_mapping
+from lab.small_runs import SMALL_DEVICE, device_run_config
 from shared.protocol import ASK_KEY, ASK_MARGIN, ERROR_REPLIES
 from shared.synthetic import write_synthetic
 from shared.training.model import ModelConfig, initial_shared_state
@@ -31,21 +31,7 @@ UNSAFE_BASE, DIVERGED, CONFIG = 101, 102, 106
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
-TASK = "LaMP-3"
-SMALL = {
-    "data.task": TASK,
-    "data.train-users": 1,
-    "data.test-users": 1,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 2,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "federation.local-epochs": 1,
-    "federation.local-head-epochs": 2,
-    "run.seed": 0,
-    "data.split": "synthetic",
-    "llm.model": "stub",
-}
+TASK = SMALL_DEVICE["data.task"]
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +45,7 @@ def device(tmp_path):
     ``tmp_path/store``."""
     data = write_synthetic(tmp_path / "data", TASK, n_users=2, items_per_user=10, seed=0)
     with StubEndpoint(delay_s=0.0) as stub:
-        yield {
-            **default_mapping(),
-            **SMALL,
-            "data.dir": str(data),
-            "device.store-dir": str(tmp_path / "store"),
-            "llm.url": stub.url,
-        }
+        yield device_run_config(data, tmp_path / "store", stub.url)
 
 
 def send(run_config: dict, partition: int, message_type: str, arrays: dict, **config) -> Message:

@@ -11,11 +11,11 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from lab.llm_stub import StubEndpoint
-from shared.config import default_mapping
+from lab.small_runs import device_run_config
 from shared.hydra.spec import EDITOR_PREFIX
 from shared.synthetic import write_synthetic
 from shared.training.model import ModelConfig, initial_shared_state
-from tests.client.test_hostile_server import SMALL, TASK, send
+from tests.client.test_hostile_server import TASK, send
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
@@ -58,13 +58,7 @@ def test_with_dp_a_client_clips_its_update_to_dp_clip_before_it_leaves():
 def run_config(tmp_path):
     data = write_synthetic(tmp_path / "data", TASK, n_users=2, items_per_user=10, seed=0)
     with StubEndpoint(delay_s=0.0) as stub:
-        yield {
-            **default_mapping(),
-            **SMALL,
-            "data.dir": str(data),
-            "device.store-dir": str(tmp_path / "store"),
-            "llm.url": stub.url,
-        }
+        yield device_run_config(data, tmp_path / "store", stub.url)
 
 
 def test_the_tensors_a_client_did_not_train_come_back_byte_for_byte(run_config):

@@ -78,9 +78,9 @@ def test_a_store_of_another_task_is_refused(tmp_path):
         PersonalClient(UserStore(tmp_path, "bob", task="LaMP-7"), llm=NOWHERE, task="LaMP-3")
 
 
-def test_the_device_configs_ranges_are_the_run_configs_ranges_of_the_same_settings():
+def test_the_device_configs_ranges_and_defaults_are_the_run_configs_of_the_same_settings():
     from client.device_config import _RANGES
-    from shared.config import BOUNDS
+    from shared.config import BOUNDS, default_mapping
 
     same = {
         "fit_steps": "train.fit-steps",
@@ -90,3 +90,6 @@ def test_the_device_configs_ranges_are_the_run_configs_ranges_of_the_same_settin
         "llm_concurrency": "llm.concurrency",
     }
     assert {field: _RANGES[field] for field in same} == {field: BOUNDS[key] for field, key in same.items()}
+    table, device = default_mapping(), DeviceConfig()
+    same["quantized"] = "device.quantized"
+    assert {field: getattr(device, field) for field in same} == {field: table[key] for field, key in same.items()}

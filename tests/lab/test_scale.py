@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,29 +19,17 @@ from lab.llm_stub import StubEndpoint
 from lab.scale.bench import analyze, busy_seconds, store_disk
 from lab.scale.memory import TreeMemory
 from lab.scale.probe import read_probes, serialized_size
-from shared.config import default_mapping
+from lab.small_runs import device_run_config
 from shared.packing import is_packed, pack_content
 from shared.synthetic import write_synthetic
 from shared.training.model import ModelConfig, initial_shared_state
 
-SMALL = {
-    "data.task": "LaMP-3",
-    "data.train-users": 2,
-    "data.test-users": 0,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 2,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "federation.local-epochs": 1,
-    "federation.local-head-epochs": 2,
-    "run.seed": 0,
-    "data.split": "synthetic",
-    "llm.model": "stub",
-}
 
+def _send(run_config: dict, partition: int, arrays: dict, server_round: int, probe_dir: Path) -> Message:
+    from client.client_app import build_app
+    from lab.scale.probe import probe_mod_for
 
-def _send(run_config: dict, partition: int, arrays: dict, server_round: int) -> Message:
-    from lab.scale.client_app import app
+    app = build_app(probe_mod_for(probe_dir))  # lab.scale.client_app's, with the folder a staged app names
 
     content = RecordDict(
         {
@@ -66,31 +55,36 @@ def test_the_scale_app_is_a_copy_naming_the_probed_client_app_with_the_lab_in_it
     from lab.scale import CLIENT_APP
     from lab.scale.app import REPO, scale_app
 
-    app = scale_app(tmp_path)
+    app = scale_app(tmp_path, tmp_path / "probe")
     assert app == tmp_path / "flwr-app" and app != REPO
     staged = tomllib.loads((app / "pyproject.toml").read_text())["tool"]["flwr"]["app"]
     assert staged["components"]["clientapp"] == CLIENT_APP == "lab.scale.client_app:app"
     names = set(zipfile.ZipFile(io.BytesIO(build_fab_from_disk(app))).namelist())
-    assert {"lab/scale/client_app.py", "lab/scale/probe.py", "client/client_app.py"} <= names
+    assert {
+        "lab/scale/client_app.py",
+        "lab/scale/probe.py",
+        "lab/scale/probe_target.py",
+        "client/client_app.py",
+    } <= names
+    # the run's probe folder travels in the staged app's code, not in the environment
+    staged_target = (app / "lab" / "scale" / "probe_target.py").read_text()
+    assert f"PROBE_DIR: str | None = {str((tmp_path / 'probe').resolve())!r}" in staged_target
+    assert "PROBE_DIR: str | None = None" in (REPO / "lab" / "scale" / "probe_target.py").read_text()
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("flower_task_identity")
 def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp_path, monkeypatch):
     data = write_synthetic(tmp_path / "data", "LaMP-3", n_users=2, items_per_user=10, seed=0)
-    monkeypatch.setenv("FEDHYDRA_PROBE_DIR", str(tmp_path / "probe"))
     monkeypatch.setenv("FEDHYDRA_RAY_NODE_NAME", "head")
     initial = initial_shared_state(ModelConfig(), 0)
     with StubEndpoint(delay_s=0.0) as stub:
-        run_config = {
-            **default_mapping(),
-            **SMALL,
-            "data.dir": str(data),
-            "device.store-dir": str(tmp_path / "store"),
-            "llm.url": stub.url,
-        }
-        first = _send(run_config, 0, initial, 1)
-        second = _send(run_config, 0, initial, 2)
+        # two training users, no test user
+        run_config = device_run_config(
+            data, tmp_path / "store", stub.url, {"data.train-users": 2, "data.test-users": 0}
+        )
+        first = _send(run_config, 0, initial, 1, tmp_path / "probe")
+        second = _send(run_config, 0, initial, 2, tmp_path / "probe")
     assert not first.has_error() and not second.has_error()
     rows = read_probes(tmp_path / "probe")
     assert [r["round"] for r in rows] == [1, 2] and {r["type"] for r in rows} == {"train"}
@@ -110,11 +104,13 @@ def test_the_probe_records_first_contact_llm_bytes_and_place_of_each_message(tmp
     assert built["seconds"] >= built["episodes_seconds"] and built["hwm_mb"] >= built["rss_mb"] > 0
 
 
-def test_a_client_without_the_probe_directory_records_nothing(tmp_path, monkeypatch):
-    from lab.scale.probe import probe_mod
+def test_a_client_without_the_probe_directory_records_nothing(tmp_path):
+    from lab.scale.probe import probe_mod_for
+    from lab.scale.probe_target import PROBE_DIR
 
-    monkeypatch.delenv("FEDHYDRA_PROBE_DIR", raising=False)
-    assert probe_mod("message", "context", lambda m, c: (m, c)) == ("message", "context")
+    assert PROBE_DIR is None  # the repository's probed ClientApp records nowhere; a staged app names its folder
+    assert probe_mod_for(None)("message", "context", lambda m, c: (m, c)) == ("message", "context")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_busy_seconds_is_the_union_of_the_clients_intervals():

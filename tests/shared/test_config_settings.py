@@ -1,4 +1,4 @@
-"""Each setting is declared once (shared/config.py, :data:`SETTINGS`: dotted key, default, range, comment, where it
+"""Each setting is declared once (shared/settings.py, :data:`SETTINGS`: dotted key, default, range, comment, where it
 lands) and the pyproject table is exactly what the declarations give: same keys, same order, same defaults, each key's
 comment followed by its ``Range:``. Every field of the run's config is set by exactly one key (or derived from one),
 and the config's dataclasses import no torch."""
@@ -78,6 +78,21 @@ def test_every_field_of_the_run_config_comes_from_one_key():
     nested = {"federation.secagg", "episodes.pool", "inference.pool"}
     fixed = {"model.lora_targets", "episodes.label_questions"}
     assert set(targets) == fields_ - nested - fixed
+
+
+def test_every_default_of_a_config_dataclass_is_its_keys_declared_default():
+    """The dataclasses declare no default of their own: a field a key lands in defaults to that key's default, so a
+    config built in code (a test, the SDK) is the one the pyproject table gives."""
+    from dataclasses import MISSING
+
+    declared = {t: s.default for s in SETTINGS for t in s.to}
+    checked = 0
+    for part, kind in _PARTS.items():
+        for f in fields(kind):
+            if f"{part}.{f.name}" in declared and f.default is not MISSING:
+                assert f.default == declared[f"{part}.{f.name}"], f"{part}.{f.name}"
+                checked += 1
+    assert checked >= 25  # every field of train, episodes, inference, pool and model that a key sets
 
 
 def test_the_config_imports_no_torch():

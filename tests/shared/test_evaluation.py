@@ -87,3 +87,21 @@ def test_merged_parts_add_up():
     assert merged.calls == {"hydra": 3, "input": 0} and merged.asked == {"hydra": 3, "input": 0}
     assert merged.seconds == {"hydra": 1.5, "input": 0.0} and merged.failures == {"hydra": 1, "input": 0}
     assert merged.oracle == {"q1": "x"} and merged.baselines == {"hydra": {"q1": "b"}}
+
+
+def test_the_oracle_comes_from_the_variant_the_registry_marks_and_from_no_other(users):
+    from shared.hydra.variants import VARIANTS
+
+    assert [name for name, v in VARIANTS.items() if v.oracle] == ["hydra"]
+    dataset, test = users
+    cfg = RunConfig.from_mapping(default_mapping())
+
+    def hydra(user, question, ctx, *, variant):
+        return Answer(output=question.query, candidates=[{"text": question.query}])
+
+    def oracle_of(methods):
+        llm = LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="none", cache_path=""))  # never asked
+        return evaluate_users(dataset.task, test, hydra, llm, cfg, dataset.golds, methods=methods, progress=False)
+
+    assert oracle_of(["hydra-reranker", "hydra-shared-head"]).oracle == {}
+    assert set(oracle_of(["hydra-reranker", "hydra"]).oracle) == {q.id for u in test for q in u.questions}

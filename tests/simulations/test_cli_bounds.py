@@ -76,7 +76,7 @@ def test_eval_with_empty_golds_is_refused(tmp_path, capsys):
         ("--k", 0, "argument --k: must be an integer in 1..100, got '0'"),
         ("--k", -1, "argument --k: must be an integer in 1..100, got '-1'"),
         ("--users", "1e3", "argument --users: must be an integer"),
-        ("--timeline-questions", 0, "argument --timeline-questions: must be an integer in 1..10000"),
+        ("--timeline-questions", 0, "argument --timeline-questions: must be an integer in 1..1000"),
         ("--llm-timeout", "nan", "argument --llm-timeout: must be a number in 0.001..3600, got 'nan'"),
         ("--llm-timeout", "inf", "argument --llm-timeout: must be a number"),
         ("--llm-timeout", 0, "argument --llm-timeout: must be a number"),
@@ -318,3 +318,22 @@ def test_each_bound_refuses_both_sides_and_non_numbers():
                 parse(f"{bound.lo}.5")
         else:
             assert math.isclose(parse(str((bound.lo + bound.hi) / 2)), (bound.lo + bound.hi) / 2)
+
+
+def test_baseline_reads_its_settings_from_the_validated_run_config():
+    """``baseline``'s flags land on the run config's keys (BASELINE_FLAGS), checked there like ``--run-config``; a flag
+    not given takes the table's value."""
+    from shared.config import default_mapping
+    from simulations.cli import _baseline_config
+
+    base = ["baseline", "--data", "d", "--task", "LaMP-3", "--method", "rag", "--out", "o"]
+    cfg = _baseline_config(build_parser().parse_args(base))
+    table = default_mapping()
+    assert (cfg.llm_concurrency, cfg.llm_timeout, cfg.timeline_questions) == (
+        table["llm.concurrency"],
+        table["llm.timeout"],
+        table["data.timeline-questions"],
+    )
+    flags = ["--llm-concurrency", "7", "--llm-timeout", "2.5", "--timeline-questions", "12"]
+    cfg = _baseline_config(build_parser().parse_args(base + flags))
+    assert (cfg.llm_concurrency, cfg.llm_timeout, cfg.timeline_questions) == (7, 2.5, 12)

@@ -8,10 +8,7 @@ clients train the real models. LaMP-3 (ratings) is used because its answers have
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from client.store import UserStore
 from lab.faults.app import fault_app
 from lab.faults.mod import dropped_partitions
 from lab.faulty_llm_stub import StubLLM
+from lab.small_runs import SMALL_FEDERATION, simulate_process
 from server.checkpoint import latest_checkpoint
 from shared.config import RunConfig, default_mapping
 from shared.hydra.spec import ModelConfig
@@ -33,24 +31,7 @@ from simulations.federated import clear_results, production_app, simulate
 from simulations.superlink import kill_tree
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = {
-    "data.task": "LaMP-3",
-    "data.synthetic-users": 4,
-    "data.synthetic-items": 10,
-    "data.train-users": 3,
-    "data.test-users": 1,
-    "federation.num-rounds": 1,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 4,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "train.epochs": 1,
-    "train.head-epochs": 5,
-    "federation.local-epochs": 1,
-    "federation.min-train-nodes": 2,
-    "train.fit-steps": 20,
-    "eval.methods": "all",
-}
+SMALL = {**SMALL_FEDERATION, "eval.methods": "all"}
 # every HYDRA variant that asks the LLM (all but hydra-calls-0) falls back without it
 HYDRA_METHODS = sum(1 for v in VARIANTS.values() if v.llm_calls != 0)
 LLM_BASELINES = 2  # zero-shot, rag-k4
@@ -218,39 +199,12 @@ def test_a_third_of_the_clients_drop_out_every_round(tmp_path):
     assert stores_intact(tmp_path / "out") == len(trained) + 1  # (a client dropped in every round has no store)
 
 
-def simulate_process(out: Path, url: str, *, rounds: int, resume: bool, home: Path) -> subprocess.Popen:
-    config = " ".join(
-        f"{k}={json.dumps(v)}" for k, v in {**SMALL, "federation.num-rounds": rounds, "run.resume": resume}.items()
-    )
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulations.cli",
-            "simulate",
-            "--out",
-            str(out),
-            "--llm-url",
-            url,
-            "--llm-model",
-            "stub",
-            "--run-config",
-            config,
-        ],
-        cwd=REPO,
-        env={**os.environ, "FEDHYDRA_HOME": str(home), "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-
-
 @pytest.mark.slow
 def test_the_server_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     out, home = tmp_path / "out", tmp_path / "home"
     log = out / "server" / "rounds.jsonl"
     with StubLLM() as stub:
-        proc = simulate_process(out, stub.url, rounds=2, resume=False, home=home)
+        proc = simulate_process(out, stub.url, {**SMALL, "federation.num-rounds": 2, "run.resume": False}, home=home)
         try:
             deadline = time.monotonic() + 600
             while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
@@ -266,7 +220,7 @@ def test_the_server_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
         found = latest_checkpoint(out / "server" / "checkpoints", model=ModelConfig())
         assert found is not None and found[0] == 1
 
-        again = simulate_process(out, stub.url, rounds=2, resume=True, home=home)
+        again = simulate_process(out, stub.url, {**SMALL, "federation.num-rounds": 2, "run.resume": True}, home=home)
         _, err = again.communicate(timeout=900)
         assert again.returncode == 0, err.decode()[-3000:]
     server = json.loads((out / "server" / "server_summary.json").read_text())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lab.faults.app import fault_app
+from lab.small_runs import SMALL_FEDERATION
 from shared.config import RunConfig, default_mapping
 from shared.hydra.candidates import decision_keys
 from shared.hydra.decision import MarginSums
@@ -139,22 +140,11 @@ def test_metrics_can_stay_on_the_device(tmp_path, monkeypatch, llm_server):
 
 
 STUB_RUN = {
-    "data.task": "LaMP-3",
+    **SMALL_FEDERATION,
     "data.synthetic-users": 5,
-    "data.synthetic-items": 10,
     "data.train-users": 2,
     "data.free-train-users": 1,
     "data.test-users": 2,
-    "federation.num-rounds": 1,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 4,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "train.epochs": 1,
-    "train.head-epochs": 5,
-    "federation.local-epochs": 1,
-    "federation.min-train-nodes": 2,
-    "train.fit-steps": 20,
     "pool.margin-folds": 2,
     "federation.max-in-flight": 2,
     "federation.local-episodes": 3,

@@ -10,29 +10,13 @@ import sqlite3
 import pytest
 
 from lab.llm_stub import StubEndpoint
+from lab.small_runs import TINY_FEDERATION, run_config_text
 from shared.paths import llm_cache_path
 from simulations.cli import main
 
 pytestmark = pytest.mark.slow
 
-SMALL = {
-    "data.task": "LaMP-3",
-    "data.synthetic-users": 3,
-    "data.synthetic-items": 8,
-    "data.train-users": 2,
-    "data.test-users": 1,
-    "federation.num-rounds": 1,
-    "pool.pseudo-questions": 1,
-    "pool.free-questions": 2,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "train.epochs": 1,
-    "train.head-epochs": 2,
-    "federation.local-epochs": 1,
-    "federation.min-train-nodes": 2,
-    "train.fit-steps": 10,
-    "pool.margin-folds": 0,
-}
+SMALL = TINY_FEDERATION
 
 
 def rows(path) -> int:
@@ -42,7 +26,7 @@ def rows(path) -> int:
 
 def test_simulate_caches_every_clients_answers_in_the_named_file(tmp_path):
     cache = tmp_path / "named-cache.sqlite"
-    config = " ".join(f"{k}={json.dumps(v)}" for k, v in SMALL.items())
+    config = run_config_text(SMALL)
     with StubEndpoint(delay_s=0.0) as stub:
         status = main(
             [

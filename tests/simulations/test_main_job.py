@@ -9,33 +9,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from lab.llm_stub import StubEndpoint
+from lab.small_runs import TINY_FEDERATION, simulate_command
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-SMALL = {
-    "data.task": "LaMP-7",
-    "data.synthetic-users": 3,
-    "data.synthetic-items": 8,
-    "data.train-users": 2,
-    "data.test-users": 1,
-    "federation.num-rounds": 1,
-    "pool.pseudo-questions": 1,
-    "pool.free-questions": 2,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "train.epochs": 1,
-    "train.head-epochs": 2,
-    "federation.local-epochs": 1,
-    "federation.min-train-nodes": 2,
-    "train.fit-steps": 10,
-    "pool.margin-folds": 0,
-}
+SMALL = {**TINY_FEDERATION, "data.task": "LaMP-7"}
 DEFAULT_METHODS = [
     "input",
     "style-rules",
@@ -47,23 +30,9 @@ DEFAULT_METHODS = [
 
 def test_the_main_job_prints_one_plain_screen_with_the_four_methods(tmp_path):
     out = tmp_path / "out"
-    config = " ".join(f"{k}={json.dumps(v)}" for k, v in SMALL.items())
     with StubEndpoint(delay_s=0.0) as stub:
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "simulations.cli",
-                "simulate",
-                "--out",
-                str(out),
-                "--llm-url",
-                stub.url,
-                "--llm-cache",
-                str(tmp_path / "cache.sqlite"),
-                "--run-config",
-                config,
-            ],
+            simulate_command(out, stub.url, SMALL, ("--llm-cache", str(tmp_path / "cache.sqlite"))),
             cwd=REPO,
             capture_output=True,
             text=True,

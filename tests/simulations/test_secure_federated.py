@@ -14,6 +14,7 @@ import pytest
 from flwr.common import bytes_to_ndarray
 
 from lab.faults.app import fault_app
+from lab.small_runs import SMALL_FEDERATION
 from server.secure import quantization_error_bound
 from shared.config import RunConfig, default_mapping
 from shared.protocol import ERROR_FAILED, ERROR_REPLIES
@@ -22,21 +23,9 @@ from simulations.federated import simulate
 pytestmark = [pytest.mark.slow]
 
 SECURE_RUN = {
-    "data.task": "LaMP-3",
+    **SMALL_FEDERATION,
     "data.synthetic-users": 5,
-    "data.synthetic-items": 10,
     "data.train-users": 4,
-    "data.test-users": 1,
-    "federation.num-rounds": 1,
-    "pool.pseudo-questions": 2,
-    "pool.free-questions": 4,
-    "pool.n-samples": 1,
-    "pool.label-records": 2,
-    "train.epochs": 1,
-    "train.head-epochs": 5,
-    "federation.local-epochs": 1,
-    "federation.min-train-nodes": 2,
-    "train.fit-steps": 20,
     "pool.margin-folds": 2,
     "secagg.enabled": True,
     "federation.outlier-norm-factor": 0.0,

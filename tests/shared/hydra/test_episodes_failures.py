@@ -27,7 +27,7 @@ def build(url: str, calls: int):
         questions[0]["profile"],
         [],
         llm,
-        EpisodeConfig(pseudo_questions=2, calls_per_user=calls),
+        EpisodeConfig(pseudo_questions=2, free_questions=0, calls_per_user=calls),
     )
 
 
