@@ -99,17 +99,17 @@ def main() -> None:
     print(f"style model: {len(examples)} examples from {len(train)} training users, log loss {loss:.4f}")
     if args.folds > 1:  # the decision rule, checked on the training users only: held-out folds, ROUGE-L per threshold
         print(f"\n{args.folds}-fold cross-validation over the training users (ROUGE-L of the held-out folds' style):")
-        gains = {t: [] for t in THRESHOLDS}
+        gains: dict[float, list[float]] = {t: [] for t in THRESHOLDS}
         for fold in range(args.folds):
             model = StyleModel()
             model.fit([x for i, xs in enumerate(per_q) if i % args.folds != fold for x in xs])
             for i, (q, c) in enumerate(zip(train_q, train_ctx)):
                 if i % args.folds != fold:
                     continue
-                p = model.probabilities(c.rule_counts)
+                probs = model.probabilities(c.rule_counts)
                 base = rouge_pair(q.query, dataset.golds[q.id])[1]
                 for t in THRESHOLDS:
-                    rules = tuple(n for n, pi in zip(RULE_NAMES, p) if pi > t)
+                    rules = tuple(n for n, pi in zip(RULE_NAMES, probs) if pi > t)
                     answer = replace(c.habits, rules=rules).apply(q.query)
                     gains[t].append(rouge_pair(answer, dataset.golds[q.id])[1] - base)
         print("  " + ", ".join(f"P > {t}: {np.mean(g):+.4f}" for t, g in gains.items()) + " (vs the input)")
