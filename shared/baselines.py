@@ -5,9 +5,11 @@ kinds only:
 
 - ``input``: the input returned unchanged (rewrite tasks such as LaMP-7, whose input is a draft).
 - ``style-rules`` (rewrite tasks): the input written the way the user's own history favours, by fixed rules and no
-  model (:class:`shared.style.StyleHabits`): informal spellings ("you" -> "u", "I'm" -> "im") where the user
-  writes them more often than the formal ones, a lowercase first letter and no final period where the user
-  mostly writes so. No word is deleted.
+  model (:class:`shared.style.StyleHabits`): informal spellings of the whole catalogue
+  (:data:`shared.style.STYLE_RULES`; "you" -> "u", "I'm" -> "im") where the user writes them more often than the
+  formal ones, a lowercase first letter and no final period where the user mostly writes so. No word is deleted.
+  It needs no trained base: HYDRA applies the same catalogue where the shared base's learned style model says a
+  rule pays (:mod:`shared.hydra.style_model`), so the two differ only in that decision.
 - ``majority``: the most frequent label over every selected user's profile (label tasks; :func:`majority_label`).
 - ``user-mean``: the user's mean profile score, rounded (LaMP-3; "the user's typical score"); for
   classification the user's most frequent label.

@@ -551,6 +551,7 @@ def run_central(
         "examples": report.examples,
         "losses": report.losses,
         "editor_loss": report.editor_loss,
+        "style_loss": report.style_loss,
         "margin": choice.as_dict() if choice is not None else None,
         "trained_by_earlier_run": saved is not None,
         "stage_seconds": {k: round(v.wall_seconds, 1) for k, v in ledger.stages.items()},

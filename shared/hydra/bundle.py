@@ -42,8 +42,10 @@ BUNDLE_FORMAT = "fedhydra-bundle"
 BUNDLE_VERSION = "2"
 """The ``version`` of that manifest the device reads (:func:`client.device.read_manifest`)."""
 
-FORMAT_VERSION = "3"
-"""3: the base holds the shared rating head (``base.adapter.rating.*``); 2: the adapter has 14 features."""
+FORMAT_VERSION = "4"
+"""4: the base holds the learned style model (``base.adapter.editor.style_shared``, ``style_rule``:
+:mod:`shared.hydra.style_model`; older bases are refused, never read with a fixed rule table); 3: the base holds the
+shared rating head (``base.adapter.rating.*``); 2: the adapter has 14 features."""
 SERVER_STATE_SLOTS = ("m_t.", "v_t.")
 """Prefixes of a server optimizer's per-tensor state (FedAdam's moments) before a shared key."""
 

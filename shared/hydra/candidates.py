@@ -3,8 +3,9 @@
 For label tasks (LaMP-1/2/2N/3) the pool is the label set itself; the LLM's greedy answer and samples,
 asked with the retrieved records in the prompt, become votes (a feature of each label). For generation
 tasks the pool is the LLM's greedy answer and samples; for rewrite tasks (LaMP-7) also the input itself,
-the input written the way the user's history favours (:class:`shared.style.StyleHabits`: their informal
-spellings, first-letter case, final period; also followed by their sign-off, if any), and edits of it by the
+the input written the user's way (:class:`shared.style.StyleHabits`: the informal spellings the shared style model
+chooses from the user's own rule counts, :class:`shared.hydra.style_model.StyleModel`; their first-letter case and
+final period; also followed by their sign-off, if any), and edits of it by the
 :class:`~shared.hydra.editor.InputEditor` (a few levels), each also written the user's way. The editor may drop
 fillers only (:func:`shared.readability.droppable_words`), and no candidate that
 :func:`shared.readability.is_broken` judges broken enters the pool, the LLM's included: whatever the adapter
@@ -28,7 +29,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from shared.hydra.features import adapter_extras
 from shared.llm.client import CallBudget, LLMCall, LLMClient
 from shared.prompts import PROMPT_STYLES, PromptBudget, build_messages
 from shared.readability import droppable_words, is_broken
+from shared.style import StyleHabits
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "anchors_for",
     "STYLE_ANCHOR",
     "filler_edit",
+    "personal_habits",
     "call_choices",
     "decision_keys",
 ]
@@ -105,6 +108,20 @@ def filler_edit(editor: InputEditor, words: Sequence[str], counts: Mapping[str, 
     """
     p = np.where(droppable_words(words), editor.keep_probabilities(words, counts), 1.0)
     return f1_optimal_keep(words, p, level * len(words))
+
+
+def personal_habits(ctx: UserContext, editor: InputEditor | None) -> StyleHabits:
+    """How HYDRA writes for this user: their case, period and sign-off habits (``ctx.habits``) with the informal
+    rewrites that the shared style model (``editor.style``, :class:`shared.hydra.style_model.StyleModel`) says pay
+    for their own rule counts; without an editor (a task with no rewrite), no rewrite.
+
+    >>> from shared.tasks import get_task
+    >>> personal_habits(UserContext.build(get_task("LaMP-7"), [{"text": "u r great"}]), InputEditor()).rules
+    ()
+    """
+    if editor is None or not ctx.rule_counts:
+        return replace(ctx.habits, rules=())
+    return replace(ctx.habits, rules=editor.style.rules(ctx.rule_counts))
 
 
 def _edit_anchor(level: float) -> str:
@@ -250,7 +267,7 @@ def build_pool(
     else:
         if task.rewrite:
             add(query, "input")
-            habits = ctx.habits
+            habits = personal_habits(ctx, editor)
             styled_input = habits.apply(query)
             add(styled_input, "input", 0.0, True)
             anchor_texts[STYLE_ANCHOR] = styled_input

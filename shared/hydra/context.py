@@ -23,7 +23,7 @@ from typing import cast
 import numpy as np
 
 from shared.hydra.editor import history_counts
-from shared.style import StyleHabits
+from shared.style import StyleHabits, rule_counts
 from shared.tasks import TaskKind, TaskSpec
 
 __all__ = ["UserContext", "Embed", "MIN_RATED"]
@@ -44,7 +44,11 @@ class UserContext:
     answers: tuple[str, ...]
     counts: Mapping[str, int] = field(repr=False)
     habits: StyleHabits = StyleHabits()
-    """How the user writes (generation tasks): the rules, case, final period and sign-off their history favours."""
+    """How the user writes (generation tasks): the case, final period and sign-off their history favours. Its
+    ``rules`` are empty: which informal rewrites apply is the shared style model's choice from :attr:`rule_counts`
+    (:class:`shared.hydra.style_model.StyleModel`, applied by :func:`shared.hydra.candidates.build_pool`)."""
+    rule_counts: tuple[tuple[int, int], ...] = ()
+    """Per rule of :data:`shared.style.STYLE_RULES`, the user's (formal, informal) uses (generation tasks)."""
     label_prior: Mapping[str, float] = field(default_factory=dict)
     mean_score: float | None = None
     embed: Embed | None = field(default=None, repr=False, compare=False)
@@ -73,7 +77,8 @@ class UserContext:
             texts=texts,
             answers=answers,
             counts=history_counts(writing),
-            habits=StyleHabits.of(writing) if generation else StyleHabits(),
+            habits=replace(StyleHabits.of(writing), rules=()) if generation else StyleHabits(),
+            rule_counts=rule_counts(writing) if generation else (),
             label_prior=prior,
             mean_score=mean,
             embed=embed,

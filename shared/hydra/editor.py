@@ -5,6 +5,9 @@ wording: a hashed-vocabulary weight of the word, plus dense features (its positi
 @mention or ends a clause, how often this user wrote it in their history). The weights are part of the
 shared base (``base.adapter.editor.*``): learned from training users' (input, gold) pairs, federated like
 every other shared tensor; the history counts make each prediction personal without any personal weight.
+The editor also holds the learned style model (:class:`~shared.hydra.style_model.StyleModel`,
+``base.adapter.editor.style_*``): which of the informal rewrites of :data:`shared.style.STYLE_RULES` a user's
+wording takes, learned from the same pairs and made personal by the user's own rule counts.
 
 Given the keep probabilities ``p``, :func:`f1_optimal_keep` picks the subset that maximizes the expected
 ROUGE-style F1 ``2 * sum(p_kept) / (n_kept + G)`` for an expected gold length ``G``: the top words by ``p``,
@@ -32,6 +35,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from shared.hydra.adam import Adam
+from shared.hydra.style_model import StyleModel
 
 __all__ = ["InputEditor", "f1_optimal_keep", "word_key", "word_tokens", "history_counts", "EDITOR_BUCKETS", "N_DENSE"]
 
@@ -63,10 +67,18 @@ def _bucket(key: str) -> int:
 class InputEditor:
     """Logistic keep model over the words of an input (weights: ``vocab``, ``dense``, ``bias``)."""
 
-    def __init__(self, vocab: np.ndarray | None = None, dense: np.ndarray | None = None, bias: float = 0.0):
+    def __init__(
+        self,
+        vocab: np.ndarray | None = None,
+        dense: np.ndarray | None = None,
+        bias: float = 0.0,
+        style: StyleModel | None = None,
+    ):
         self.vocab = np.zeros(EDITOR_BUCKETS, dtype=np.float32) if vocab is None else np.asarray(vocab, np.float32)
         self.dense = np.zeros(N_DENSE, dtype=np.float32) if dense is None else np.asarray(dense, np.float32)
         self.bias = np.asarray([bias], dtype=np.float32).reshape(1)
+        self.style = StyleModel() if style is None else style
+        """The learned style model (which informal rewrites a user's wording takes); shared like the rest."""
 
     # -- features -----------------------------------------------------------------------------------
     @staticmethod
@@ -144,12 +156,17 @@ class InputEditor:
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        return {"vocab": self.vocab.copy(), "dense": self.dense.copy(), "bias": self.bias.copy()}
+        return {"vocab": self.vocab.copy(), "dense": self.dense.copy(), "bias": self.bias.copy(), **self.style.state()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, np.ndarray]) -> InputEditor:
+        """The editor of a state with every one of :meth:`state`'s keys (a bundle or checkpoint of the current
+        format; older formats are refused when they are read, :data:`shared.hydra.bundle.FORMAT_VERSION`)."""
         return cls(
-            np.asarray(state["vocab"]), np.asarray(state["dense"]), float(np.asarray(state["bias"]).reshape(-1)[0])
+            np.asarray(state["vocab"]),
+            np.asarray(state["dense"]),
+            float(np.asarray(state["bias"]).reshape(-1)[0]),
+            StyleModel.from_state(state),
         )
 
 

@@ -25,6 +25,7 @@ from shared.hydra.editor import InputEditor
 from shared.hydra.episodes import Episode
 from shared.hydra.features import reranker_extras
 from shared.hydra.spec import ROLES
+from shared.hydra.style_model import StyleExample, style_examples
 from shared.metrics import example_score
 from shared.tasks import TaskSpec
 
@@ -38,6 +39,7 @@ __all__ = [
     "user_rerank_baseline",
     "role_examples",
     "editor_examples",
+    "style_training_examples",
 ]
 
 TARGET_TEMPERATURE = {"rouge": 0.05, "rating": 0.5, "classification": 0.2}
@@ -156,6 +158,20 @@ def role_examples(
         ex, _ = adapter_example(task, user, ep, ep_ctx, editor)
         if ex.target is not None and len(ex.items) > 1:
             out["adapter"].append(ex)
+    return out
+
+
+def style_training_examples(task: TaskSpec, episodes: Sequence[Episode], ctx: UserContext) -> list[StyleExample]:
+    """The style model's examples (:func:`shared.hydra.style_model.style_examples`) of the episodes with a gold, the
+    same episodes as :func:`editor_examples`; a pseudo-question's counts leave out the record it was made from."""
+    if not task.rewrite:
+        return []
+    labelled = [ep for ep in episodes if ep.gold is not None and ep.query]
+    chosen = [ep for ep in labelled if not ep.pseudo] or labelled
+    out: list[StyleExample] = []
+    for ep in chosen:
+        ep_ctx = ctx.without_items(ep.corpus) if ep.pseudo else ctx
+        out.extend(style_examples(ep.query, ep.gold or "", ep_ctx.rule_counts))
     return out
 
 

@@ -1,6 +1,6 @@
 """HYDRA's training stage as a plain function, shared by the centralized reference and the federated clients.
 
-:func:`train_stage` trains the shared base (the editor, then each role, then for ratings the shared rating head:
+:func:`train_stage` trains the shared base (the editor and its style model, then each role, then for ratings the shared rating head:
 :mod:`shared.hydra.rating_head`, in closed form on the base's final history embeddings) together with the
 training users' personal heads.
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from shared.hydra.context import MIN_RATED, UserContext
 from shared.hydra.episodes import Episode
-from shared.hydra.examples import RoleExample, editor_examples, role_examples
+from shared.hydra.examples import RoleExample, editor_examples, role_examples, style_training_examples
 from shared.hydra.rating_head import SharedRatingHead
 from shared.tasks import TaskKind, TaskSpec
 from shared.training.model import ROLES, PersonalHeads
@@ -37,6 +37,8 @@ class StageReport:
     examples: dict[str, int] = field(default_factory=dict)
     losses: dict[str, list[float]] = field(default_factory=dict)
     editor_loss: float | None = None
+    style_loss: float | None = None
+    """The style model's final log loss (:mod:`shared.hydra.style_model`), None where it was not trained."""
     rated_items: int = 0
     """Rated history items the shared rating head was fitted on (0: not fitted)."""
 
@@ -67,6 +69,9 @@ def train_stage(
         data = [x for ctx, eps in users.values() for x in editor_examples(task, eps, ctx)]
         if data:
             report.editor_loss = base.editor.fit(data)
+        style = [x for ctx, eps in users.values() for x in style_training_examples(task, eps, ctx)]
+        if style:
+            report.style_loss = base.editor.style.fit(style)
     examples: dict[str, list[RoleExample]] = {r: [] for r in ROLES}
     for user, (ctx, eps) in users.items():
         for role, exs in role_examples(task, user, eps, ctx, base.editor).items():

@@ -14,7 +14,7 @@ def trained_state():
     return {
         k: (
             v + rng.normal(scale=0.02, size=v.shape).astype(np.float32)
-            if ("lora_B" in k or "head" in k or ".rating." in k)
+            if ("lora_B" in k or "head" in k or ".rating." in k or ".editor.style" in k)
             else v
         )
         for k, v in state.items()

@@ -156,6 +156,15 @@ def test_the_device_reads_the_shared_rating_head_from_the_bundle(bundle, trained
     assert np.array_equal(rating.bias, trained_state[f"{RATING_PREFIX}bias"])
 
 
+def test_the_device_reads_the_style_model_from_the_bundle(bundle, trained_state):
+    from shared.hydra.spec import EDITOR_PREFIX
+
+    style = DeviceModels(bundle, threads=1, quantized=False).editor.style
+    assert np.array_equal(style.rule, trained_state[f"{EDITOR_PREFIX}style_rule"])
+    assert np.array_equal(style.shared, trained_state[f"{EDITOR_PREFIX}style_shared"])
+    assert np.abs(style.rule).max() > 0  # the fixture's base is not all zeros here
+
+
 def test_bundle_is_verified(bundle, tmp_path):
     import shutil
 

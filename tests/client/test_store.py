@@ -55,7 +55,7 @@ from client.store import UserStore
 from shared.hydra.spec import ModelConfig
 
 store = UserStore(sys.argv[1], "alice", task="LaMP-7")
-meta = {"format": "fedhydra-heads", "version": "3", "model": ModelConfig().to_json()}
+meta = {"format": "fedhydra-heads", "version": "4", "model": ModelConfig().to_json()}
 print("ready", flush=True)
 version = 0
 while True:  # what the store must not do: write in place

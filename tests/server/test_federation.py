@@ -463,3 +463,38 @@ def test_the_outlier_filter_drops_updates_over_10x_the_median_norm_and_only_thos
     assert len(strategy._drop_outliers(3, replies)) == 7
     strategy.norm_factor = 10.0
     assert len(strategy._drop_outliers(4, replies[-2:])) == 2
+
+
+def test_the_style_model_of_the_base_is_averaged_like_every_shared_tensor():
+    """Two clients fit the style model on different pairs; the server's FedAvg returns the mean of their tensors."""
+    from shared.hydra.spec import EDITOR_PREFIX
+    from shared.hydra.style_model import StyleModel
+    from shared.style import RULE_NAMES
+
+    initial = {f"{EDITOR_PREFIX}{k}": v for k, v in StyleModel().state().items()}
+    strategy = ValidatingStrategy(FedAvg(), expected_from(ArrayRecord({k: Array(v) for k, v in initial.items()})))
+    strategy.current = record = RoundLog(server_round=1)
+    updates = []
+    for label in (0, 1):
+        model = StyleModel()
+        model.fit([(RULE_NAMES.index("u"), 0, 3, label)] * 5)
+        updates.append({f"{EDITOR_PREFIX}{k}": v for k, v in model.state().items()})
+    replies = [
+        Message(
+            content=RecordDict(
+                {
+                    "arrays": ArrayRecord({k: Array(v) for k, v in u.items()}),
+                    "metrics": MetricRecord({"num-examples": 4, **COUNTERS}),
+                }
+            ),
+            dst_node_id=0,
+            message_type="train",
+        )
+        for u in updates
+    ]
+    arrays, _ = strategy.aggregate_train(1, replies)
+    assert arrays is not None and record.accepted == 2
+    for key in initial:
+        mean = (updates[0][key] + updates[1][key]) / 2
+        assert not np.array_equal(updates[0][key], updates[1][key]) or key.endswith("style_shared")
+        assert np.allclose(arrays[key].numpy(), mean, atol=1e-6)

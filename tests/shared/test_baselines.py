@@ -69,5 +69,5 @@ def test_a_users_habits_come_from_their_own_majority():
     assert formal.rules == () and not formal.lower_first and not formal.drop_period
     casual = StyleHabits.of(["im home", "u r late", "thx so much"])
     assert {"u", "r"} <= set(casual.rules) and casual.lower_first and casual.drop_period
-    assert casual.apply("I am home. You are late.") == "im home. you're late"  # contractions come first
+    assert casual.apply("I am home. You are late.") == "im home. You're late"  # contractions first; a capital kept
     assert StyleHabits.of([]) == StyleHabits()

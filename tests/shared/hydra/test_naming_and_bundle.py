@@ -26,7 +26,7 @@ def test_bundle_round_trip_and_checks(tmp_path):
     path = save_tensors(tmp_path / "b.safetensors", tensors, kind="base", model=cfg, round=3)
     loaded, meta = load_tensors(path, kind="base", model=cfg)
     np.testing.assert_array_equal(loaded["base.adapter.trunk.weight"], tensors["base.adapter.trunk.weight"])
-    assert meta["round"] == "3" and meta["version"] == FORMAT_VERSION == "3"
+    assert meta["round"] == "3" and meta["version"] == FORMAT_VERSION == "4"
     with pytest.raises(BundleError, match="format 'fedhydra-base', expected 'fedhydra-heads'"):
         load_tensors(path, kind="heads")
     with pytest.raises(BundleError, match="architecture"):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.hydra.candidates import build_pool
+from shared.hydra.candidates import build_pool, personal_habits
 from shared.hydra.context import UserContext
 from shared.hydra.decision import decide, weighted_median
 from shared.hydra.editor import InputEditor
@@ -35,8 +35,10 @@ def test_label_pool_with_votes_and_record_evidence():
 def test_rewrite_pool_has_input_edits_styles_and_llm_without_duplicates():
     t = get_task("LaMP-7")
     ctx = UserContext.build(t, [{"text": "u r great, thx"}, {"text": "see u tmrw"}, {"text": "u know"}])
-    assert "u" in ctx.habits.rules
+    assert ctx.habits.rules == ()  # the spellings are the shared style model's choice, not the history's majority
     editor = InputEditor()
+    editor.style.shared[:] = [0.0, 1.0, 0.0]  # a style model that applies a rule where the user's share is > 1/2
+    assert "u" in personal_habits(ctx, editor).rules
     editor.dense[5] = 3.0  # keep words the user wrote
     editor.bias[0] = -3.0
     query = "Thank you, I really will see you tomorrow"
@@ -78,6 +80,7 @@ def test_the_anchor_of_a_rewrite_pool_is_the_input_its_styled_form_or_the_chosen
     t = get_task("LaMP-7")
     ctx = UserContext.build(t, [{"text": "see u tmrw"}, {"text": "u know"}])
     editor = InputEditor()
+    editor.style.shared[:] = [0.0, 1.0, 0.0]  # a style model that applies a rule where the user's share is > 1/2
     editor.dense[5] = 3.0  # keep words the user wrote
     editor.bias[0] = -3.0
     query = "Thank you so much, see you tomorrow at the usual place"

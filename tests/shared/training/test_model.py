@@ -20,6 +20,11 @@ def test_shared_state_is_only_lora_trunks_shared_heads_editor_and_rating_head(ba
     assert personal == {} and len(shared) == len(state)
     kinds = {k.split(".")[2] for k in state}
     assert kinds == {"lora", "trunk", "shared_head", "editor", "rating"}
+    from shared.hydra.style_model import N_RULES, N_STYLE_FEATURES
+
+    # the learned style model travels with the editor (shapes fixed by the rule table, not by any user's data)
+    assert tuple(state["base.adapter.editor.style_rule"].shape) == (N_RULES, N_STYLE_FEATURES)
+    assert tuple(state["base.adapter.editor.style_shared"].shape) == (N_STYLE_FEATURES,)
     assert all("lora_A" in k or "lora_B" in k for k in state if ".lora." in k)
     assert sum(v.numel() * 4 for v in state.values()) < 500_000  # the upload budget at the default rank
 
