@@ -9,6 +9,8 @@ Haha, cool!". This check says *broken* when a rewrite of an input
   as deletions: both texts are compared in one canonical spelling ("u" -> "you", "im" -> "i am", "gonna" ->
   "going to", :data:`CANONICAL`), without case or punctuation;
 - ends on a word a sentence cannot end on ("the", "and", "my", ...), where the input does not (``dangling``);
+- contracts a subject and its verb where a clause ends ("Here you're.", "how widespread it's."), where the input
+  does not (``contracted``);
 - is empty (``empty``);
 - talks about the task instead of being the message: an LLM's "The original tweet is:", "Here's a rephrased
   version:", "A: ..." (``meta``).
@@ -29,6 +31,8 @@ Example:
     True
     >>> broken_reason("I'm going to the", "I'm going to the concert tonight")
     'dangling'
+    >>> broken_reason("Here you're, it's a bit untidy", "Here you are, it is a bit untidy.")
+    'contracted'
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ __all__ = [
     "REASONS",
 ]
 
-REASONS = ("empty", "meta", "deleted", "dangling")
+REASONS = ("empty", "meta", "deleted", "dangling", "contracted")
 """What :func:`broken_reason` names."""
 
 DROPPABLE = frozenset(
@@ -231,6 +235,16 @@ _META = re.compile(
 )
 _WORD = re.compile(r"[@#]?[a-z0-9&]+(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
+_CLAUSE_END_CONTRACTION = re.compile(
+    r"\b(?:i'm|you're|we're|they're|it's|that's|i'll|you'll|we'll|they'll|i've|you've|we've|they've|he's|she's)"
+    r"(?=\s*(?:[.,!?;:]|$))",
+    re.I,
+)
+"""A subject and its verb contracted where a clause ends: English contracts them only before more of the clause."""
+
+
+def _clause_end_contractions(text: str) -> int:
+    return len(_CLAUSE_END_CONTRACTION.findall(text.replace("\u2019", "'")))
 
 
 def canonical_tokens(text: str) -> tuple[list[str], list[int]]:
@@ -340,6 +354,8 @@ def broken_reason(text: str, source: str | None = None) -> str | None:
         return "empty" if not text.strip() else None
     if _META.search(text.strip()) and (source is None or not _META.search(source.strip())):
         return "meta"
+    if _clause_end_contractions(text) > _clause_end_contractions(source or ""):
+        return "contracted"
     if source is None:
         return "dangling" if words[-1] in _DANGLING else None
     src, sentences = canonical_tokens(source)

@@ -51,6 +51,12 @@ _HAVE_TO = _Pattern(r"(?<!nna )(?<!to )(?<!ll )(?<!uld )(?<!ght )(?<!may )(?<!mu
 """'have to' where no modal or 'going to' comes before it: "gonna have to" does not become "gonna gotta"."""
 
 
+def _before_word(phrase: str) -> _Pattern:
+    """``phrase`` where a word follows it: a subject and its verb contract only then ("Here you are." does not
+    become "Here you're.", nor "how widespread it is." "how widespread it's.")."""
+    return _Pattern(rf"{re.escape(phrase)}(?=\s+[\w@#])")
+
+
 def _regex(phrase: str) -> str:
     return phrase if isinstance(phrase, _Pattern) else re.escape(phrase)
 
@@ -91,7 +97,7 @@ STYLE_RULES: tuple[StyleRule, ...] = (
     StyleRule(
         "contractions",
         (
-            ("I am", "I'm"),
+            (_before_word("I am"), "I'm"),
             ("do not", "don't"),
             ("does not", "doesn't"),
             ("did not", "didn't"),
@@ -100,13 +106,13 @@ STYLE_RULES: tuple[StyleRule, ...] = (
             ("will not", "won't"),
             ("is not", "isn't"),
             ("are not", "aren't"),
-            ("it is", "it's"),
-            ("that is", "that's"),
-            ("I will", "I'll"),
+            (_before_word("it is"), "it's"),
+            (_before_word("that is"), "that's"),
+            (_before_word("I will"), "I'll"),
             (_I_HAVE, "I've"),
-            ("you are", "you're"),
-            ("we are", "we're"),
-            ("they are", "they're"),
+            (_before_word("you are"), "you're"),
+            (_before_word("we are"), "we're"),
+            (_before_word("they are"), "they're"),
             (_GOING_TO, "gonna"),
             ("want to", "wanna"),
             (_HAVE_TO, "gotta"),

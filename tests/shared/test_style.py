@@ -9,7 +9,12 @@ import pytest
 from shared.readability import is_broken
 from shared.style import EMOTICON, RULE_NAMES, STYLE_RULES, StyleHabits, apply_rules, signature
 
-_LITERAL = {"going to(?!": ("going to", "see "), "I have(?=": ("I have", "been "), "(?<!nna )": ("have to", "")}
+_LITERAL = {
+    "going to(?!": ("going to", "see "),
+    "I have(?=": ("I have", "been "),
+    "(?<!nna )": ("have to", ""),
+    **{re.escape(p) + "(?=": (p, "here ") for p in ["I am", "it is", "that is", "I will", "you are", "we are", "they are"]},
+}
 """The pattern rules ("going to" before a verb, ...): a literal form and what must follow it."""
 
 
@@ -87,3 +92,13 @@ def test_emoticon_sign_offs():
     texts = ["Fun :)", "Ok :D", "Bye :)", "Yay <3", "Hi :D", "No", "Rain", "Sun", "Cold", "Snow"]
     assert signature(texts, min_count=3) == ":D"  # no face 3 times, but faces end half the texts: the usual one
     assert StyleHabits.of(texts).apply("See you tomorrow", sign=True) == "See you tomorrow :D"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Here you are, it is a bit untidy.", "It is crazy how widespread it is.", "I know who they are", "Yes I am!"],
+)
+def test_a_subject_and_its_verb_contract_only_before_a_word(text):
+    out = apply_rules(text, ["contractions", "no-apostrophe", "ur"])
+    assert not re.search(r"\b(?:you're|ur|it's|its|they're|im|I'm)\s*(?:[.,!?]|$)", out), out
+    assert apply_rules("you are here and it is late", ["contractions"]) == "you're here and it's late"
