@@ -13,7 +13,10 @@ _LITERAL = {
     "going to(?!": ("going to", "see "),
     "I have(?=": ("I have", "been "),
     "(?<!nna )": ("have to", ""),
-    **{re.escape(p) + "(?=": (p, "here ") for p in ["I am", "it is", "that is", "I will", "you are", "we are", "they are"]},
+    **{
+        re.escape(p) + "(?=": (p, "here ")
+        for p in ["I am", "it is", "that is", "I will", "you are", "we are", "they are"]
+    },
 }
 """The pattern rules ("going to" before a verb, ...): a literal form and what must follow it."""
 
