@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from shared.errors import DataFormatError
 from shared.hydra.adam import Adam
 from shared.style import RULE_NAMES, STYLE_RULES, rule_counts
 
@@ -83,6 +84,15 @@ class StyleModel:
     def __init__(self, shared: np.ndarray | None = None, rule: np.ndarray | None = None):
         self.shared = np.zeros(N_STYLE_FEATURES, np.float32) if shared is None else np.asarray(shared, np.float32)
         self.rule = np.zeros((N_RULES, N_STYLE_FEATURES), np.float32) if rule is None else np.asarray(rule, np.float32)
+        if self.shared.shape != (N_STYLE_FEATURES,) or self.rule.shape != (N_RULES, N_STYLE_FEATURES):
+            raise DataFormatError(
+                "shared base",
+                f"style_shared must have shape ({N_STYLE_FEATURES},) and style_rule ({N_RULES}, {N_STYLE_FEATURES}); "
+                f"got {self.shared.shape} and {self.rule.shape}",
+                field="style model",
+            )
+        if not (np.isfinite(self.shared).all() and np.isfinite(self.rule).all()):
+            raise DataFormatError("shared base", "style_shared and style_rule must be finite", field="style model")
 
     def probabilities(self, history: Sequence[tuple[int, int]]) -> np.ndarray:
         """P(the user writes the informal side) per rule, from their :func:`shared.style.rule_counts`."""

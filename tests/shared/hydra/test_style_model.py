@@ -96,3 +96,14 @@ def test_the_style_tensors_are_in_the_shared_base_and_the_bundle_format(tmp_path
     tensors, meta = load_tensors(path, kind="base", model=ModelConfig())
     device = InputEditor.from_state({k[len(EDITOR_PREFIX) :]: v for k, v in tensors.items()})  # as the device reads it
     assert np.array_equal(device.style.rule, editor.style.rule) and meta["version"] == "4"
+
+
+@pytest.mark.parametrize(
+    "shared, rule",
+    [(np.zeros(2), None), (None, np.zeros((3, 3))), (np.array([np.nan, 0, 0]), None)],
+)
+def test_a_style_model_of_the_wrong_shape_or_not_finite_is_refused(shared, rule):
+    from shared.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match="style"):
+        StyleModel(shared, rule)
