@@ -9,11 +9,13 @@ final period; also followed by their sign-off, if any), and edits of it by the
 :class:`~shared.hydra.editor.InputEditor` (a few levels), each also written the user's way. The editor may drop
 fillers only (:func:`shared.readability.droppable_words`), and no candidate that
 :func:`shared.readability.is_broken` judges broken enters the pool, the LLM's included: whatever the adapter
-chooses is a whole sentence. Duplicates (same ROUGE tokens) keep their first source.
+chooses is a whole sentence. Duplicates (the same words, spaces aside) keep their first source; two candidates that
+differ only in case or punctuation are both kept, so a user's lowercase or no-period habit reaches the answer.
 
 The pool's *anchor* is the answer the adapter must beat by the margin to leave (:mod:`shared.hydra.decision`): the
-strongest non-LLM answer (``baseline``: :func:`baseline_output`), or for rewrite tasks one of the editor's fixed
-edits of the input (:func:`anchors_for`), as chosen on training users.
+strongest non-LLM answer (``baseline``: :func:`baseline_output`), or for rewrite tasks the input written the user's
+way, one of the editor's fixed edits of the input, or such an edit written the user's way (:func:`anchors_for`), as
+chosen on training users.
 
 Example:
     >>> from shared.tasks import get_task
@@ -22,8 +24,10 @@ Example:
     >>> pool = build_pool(t, UserContext.build(t, []), "nice", greedy="5", samples=["4", "x"], editor=None)
     >>> pool.texts, pool.sources[0]
     (['1', '2', '3', '4', '5'], 'label')
-    >>> anchors_for(t), anchors_for(get_task("LaMP-7"))
-    (('baseline',), ('baseline', 'style', 'edit-0.6', 'edit-0.8', 'edit-1'))
+    >>> anchors_for(t)
+    ('baseline',)
+    >>> anchors_for(get_task("LaMP-7"))  # doctest: +NORMALIZE_WHITESPACE
+    ('baseline', 'style', 'edit-0.6', 'edit-0.8', 'edit-1', 'style-edit-0.6', 'style-edit-0.8', 'style-edit-1')
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy as np
 from shared.errors import ConfigError, LLMError, check_minimums
 from shared.hydra.context import UserContext
 from shared.hydra.decision import BASELINE_ANCHOR, decision_key
-from shared.hydra.editor import InputEditor, f1_optimal_keep, word_tokens
+from shared.hydra.editor import InputEditor, f1_optimal_keep
 from shared.hydra.features import adapter_extras
 from shared.llm.client import CallBudget, LLMCall, LLMClient
 from shared.prompts import PROMPT_STYLES, PromptBudget, build_messages
@@ -71,10 +75,12 @@ STYLE_ANCHOR = "style"
 
 def anchors_for(task: TaskSpec) -> tuple[str, ...]:
     """The answers the margin rule may keep, in order of preference on ties: the baseline, then for rewrite tasks the
-    input written the user's way (``style``) and the editor's edit at each of :data:`EDIT_LEVELS` (``edit-<level>``);
-    all cost no LLM call."""
-    edits = (STYLE_ANCHOR, *(_edit_anchor(level) for level in EDIT_LEVELS)) if task.rewrite else ()
-    return (BASELINE_ANCHOR, *edits)
+    input written the user's way (``style``), the editor's edit at each of :data:`EDIT_LEVELS` (``edit-<level>``) and
+    that edit written the user's way (``style-edit-<level>``); all cost no LLM call."""
+    if not task.rewrite:
+        return (BASELINE_ANCHOR,)
+    edits = tuple(_edit_anchor(level) for level in EDIT_LEVELS)
+    return (BASELINE_ANCHOR, STYLE_ANCHOR, *edits, *(_styled(name) for name in edits))
 
 
 def call_choices(config: PoolConfig) -> tuple[int, ...]:
@@ -126,6 +132,10 @@ def personal_habits(ctx: UserContext, editor: InputEditor | None) -> StyleHabits
 
 def _edit_anchor(level: float) -> str:
     return f"edit-{level:g}"
+
+
+def _styled(anchor: str) -> str:
+    return f"{STYLE_ANCHOR}-{anchor}"
 
 
 @dataclass(frozen=True)
@@ -225,7 +235,8 @@ def llm_answers(
 
 
 def _key(text: str) -> tuple[str, ...]:
-    return tuple(word_tokens(text)) or (text.strip(),)
+    """Candidates with the same words (case and punctuation included) are one: "Home." and "home" are two."""
+    return tuple(text.split())
 
 
 def build_pool(
@@ -276,9 +287,11 @@ def build_pool(
                 for level in EDIT_LEVELS:
                     edited = filler_edit(editor, words, ctx.counts, level)
                     removed = 1.0 - len(edited.split()) / len(words)
+                    styled_edit = habits.apply(edited)
                     add(edited, "edit", removed)
-                    add(habits.apply(edited), "edit", removed, True)
+                    add(styled_edit, "edit", removed, True)
                     anchor_texts[_edit_anchor(level)] = edited
+                    anchor_texts[_styled(_edit_anchor(level))] = styled_edit
             if habits.signature:
                 add(habits.apply(query, sign=True), "input", 0.0, True)
         if greedy is not None:

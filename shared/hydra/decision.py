@@ -18,8 +18,9 @@ held-out :class:`CalibrationPoint` s; :func:`choose_margin` picks the margin of 
 total gain, the larger margin on ties). Test users never choose anything.
 
 **The anchor.** For rewrite tasks the answer kept below the margin need not be the input itself: it may be one of
-the editor's fixed edits of it (:func:`shared.hydra.candidates.anchors_for` names them: ``baseline``, the input,
-then ``edit-0.6`` ...), which need no LLM call either. The same cross-validation chooses the anchor together with
+the input written the user's way, the editor's fixed edits of it, or such an edit written the user's way
+(:func:`shared.hydra.candidates.anchors_for` names them: ``baseline``, the input, then ``style``, ``edit-0.6`` ...,
+``style-edit-0.6`` ...), which need no LLM call either. The same cross-validation chooses the anchor together with
 the margin: each anchor's points carry its own gain over the baseline (``anchor_gain``), so that every (anchor,
 margin) pair's total gain is counted against the same reference, and the pair with the largest wins (ties: the
 earlier anchor, then the larger margin). An anchor other than ``baseline`` is chosen only when it gains on

@@ -112,7 +112,8 @@ def answer(
     """Answer one question from the user's profile (``ctx.items``) as ``variant`` does (:mod:`shared.hydra.variants`);
     ``heads`` None means shared heads (so does a variant without personal heads). ``margin`` (the bundle's, chosen
     on training users; None: none) is the predicted advantage the adapter needs to leave the ``anchor`` (the bundle's:
-    the baseline, or for rewrite tasks one of the editor's edits; :func:`shared.hydra.candidates.anchors_for`). A variant
+    the baseline, or for rewrite tasks the input or an edit of it written the user's way, or an edit;
+    :func:`shared.hydra.candidates.anchors_for`). A variant
     without personal heads also scores ratings with the base's shared ``rating`` head, when it is fitted, instead of
     the user's own rating model (:mod:`shared.hydra.rating_head`). ``llm_calls`` (the bundle's, chosen with the
     margin; None: all) caps the LLM answers a variant with the margin rule asks for, unless the variant names its

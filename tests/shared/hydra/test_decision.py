@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shared.errors import ConfigError
+from shared.hydra.candidates import anchors_for
 from shared.hydra.decision import (
     CalibrationPoint,
     MarginChoice,
@@ -76,9 +77,10 @@ def test_calibration_points_score_the_adapters_choice_against_each_anchor_by_the
         extras=np.zeros((3, len(ADAPTER_FEATURES)), np.float32),
         utilities=np.array([0.4, 0.6, 0.1], np.float32),
     )
-    anchors = {"baseline": "input", "style": "input", "edit-0.6": "edit", "edit-0.8": "edit", "edit-1": "input"}
+    edits = {"edit-0.6": "edit", "edit-0.8": "edit", "edit-1": "input"}
+    anchors = {"baseline": "input", "style": "input", **edits, **{f"style-{a}": t for a, t in edits.items()}}
     points = calibration_points(LAMP7, [ex], [anchors], [np.array([0.0, 1.0, -1.0])])
-    assert list(points) == ["baseline", "style", "edit-0.6", "edit-0.8", "edit-1"]
+    assert list(points) == list(anchors_for(LAMP7)) == list(anchors)
     [base], [edit] = points["baseline"], points["edit-0.6"]
     assert base.gain == pytest.approx(0.2) and base.advantage > 0 and base.anchor_gain == 0
     # against the edit the adapter's choice (the edit itself) gains nothing; the edit gains 0.2 over the input

@@ -49,9 +49,20 @@ def test_rewrite_pool_has_input_edits_styles_and_llm_without_duplicates():
     assert "Thank you, I will see you tomorrow" in pool.texts and "Thank you, I will you tomorrow" not in pool.texts
     assert not any(is_broken(text, query) for text in pool.texts)
     assert any("u" in text.split() for text in pool.texts)  # the user's quirk applied
-    keys = [tuple(x.lower().replace(",", "").split()) for x in pool.texts]
-    assert len(keys) == len(set(keys))  # the greedy answer equal to the input was not added twice
+    assert len(pool.texts) == len(set(pool.texts))  # the greedy answer equal to the input was not added twice
     assert pool.extras.shape == (len(pool.texts), len(ADAPTER_FEATURES))
+
+
+def test_a_candidate_that_differs_only_in_case_and_final_period_is_kept_so_the_users_habit_reaches_the_answer():
+    t = get_task("LaMP-7")
+    ctx = UserContext.build(t, [{"text": "going home now"}, {"text": "so tired"}, {"text": "love it"}])
+    assert ctx.habits.lower_first and ctx.habits.drop_period and ctx.habits.rules == ()
+    query = "Going to bed early tonight."
+    pool = build_pool(t, ctx, query, greedy=None, samples=[], editor=InputEditor(), anchor="style")
+    assert pool.texts[:2] == [query, "going to bed early tonight"]  # the same ROUGE tokens, two answers
+    assert pool.texts[pool.baseline] == "going to bed early tonight"
+    again = build_pool(t, ctx, query, greedy=query, samples=[query + " "], editor=InputEditor())
+    assert again.texts.count(query) == 1 and "llm" not in again.sources  # the same words are one candidate
 
 
 def test_weighted_median_minimizes_expected_absolute_error():
@@ -96,6 +107,9 @@ def test_the_anchor_of_a_rewrite_pool_is_the_input_its_styled_form_or_the_chosen
         pool = build_pool(t, ctx, query, anchor=f"edit-{level:g}", **kwargs)
         assert pool.texts == plain.texts  # the anchor moves nothing but the kept answer
         assert pool.texts[pool.baseline] == f1_optimal_keep(words, p, level * len(words))
+        both = build_pool(t, ctx, query, anchor=f"style-edit-{level:g}", **kwargs)  # the edit written their way
+        assert both.texts[both.baseline] == personal_habits(ctx, editor).apply(pool.texts[pool.baseline])
+        assert "u" in both.texts[both.baseline].split() and both.texts == plain.texts
     # no editor, no edits: an edit anchor falls back to the input
     assert build_pool(t, ctx, query, greedy=None, samples=[], editor=None, anchor="edit-1").baseline == 0
     with pytest.raises(ConfigError, match="edit-0.5"):
