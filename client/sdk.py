@@ -106,6 +106,9 @@ class FitReport:
     failed: int = 0
     """LLM labels this fit's onboarding lost to endpoint failures (not budget): the next :meth:`PersonalClient.fit`
     asks for them again. 0 when the onboarding is complete (or was not run)."""
+    heads_needed: bool = True
+    """False when the bundle's margin is ``inf`` (its cross-validation found that leaving the anchor never pays): no
+    head can change an answer then, so the fit asked the LLM nothing and fitted nothing."""
 
 
 class PersonalClient:
@@ -389,11 +392,18 @@ class PersonalClient:
 
     # -- fitting ------------------------------------------------------------------------------------------
     def fit(self) -> FitReport:
-        """Fit this user's heads on data derived from their history only, with the base frozen (no torch)."""
+        """Fit this user's heads on data derived from their history only, with the base frozen (no torch).
+
+        Under a bundle whose margin is ``inf`` (the cross-validation's choice where leaving the anchor never pays)
+        the heads change no answer: the fit then costs nothing, asks the LLM nothing and says so
+        (``FitReport.heads_needed`` False)."""
         report = FitReport()
         history = self.history
         if len(history) < 2:
             raise ConfigError("fit needs at least two history items")
+        if self.models.margin == math.inf:  # the bundle never leaves its anchor: heads change no answer, skip the LLM
+            report.heads_needed = False
+            return report
         episodes = self.store.read_episodes()
         failed_before = self.store.onboarding_failed()
         if episodes is None or failed_before:  # onboarding (again after an outage): the LLM labels the history's data

@@ -235,3 +235,23 @@ def test_the_bundles_llm_calls_is_how_many_llm_answers_an_answer_asks_for(tmp_pa
         (folder / "bundle.json").write_text(json.dumps({**manifest, "llm_calls": bad}))
         with pytest.raises(BundleInvalid, match="llm_calls"):
             PersonalClient(tmp_path / f"store-{bad}", task="LaMP-7", llm=None, bundle=folder)
+
+
+@pytest.mark.slow
+def test_under_a_bundle_that_never_leaves_its_anchor_fit_asks_the_llm_nothing(tmp_path, trained_state):
+    """Issue 27, item 4: where the cross-validation chose margin ``inf`` (no head can change an answer), a new user's
+    fit costs no LLM call (the endpoint here is a closed port: any request would fail) and writes no heads; the
+    answers are the anchor's."""
+    from shared.training.export import export_bundle, template_encoder
+    from shared.training.model import ModelConfig
+
+    template = template_encoder(tmp_path / "onnx-cache")
+    never = export_bundle(trained_state, ModelConfig(), tmp_path / "b", template=template, margin=float("inf"))
+    questions, _, _ = generate("LaMP-7", n_users=1, items_per_user=12, seed=5)
+    client = PersonalClient(tmp_path / "store", task="LaMP-7", llm="http://127.0.0.1:9/v1", bundle=never)
+    client.add_history(questions[0]["profile"])
+    report = client.fit()
+    assert not report.heads_needed and report.llm_calls == 0 and report.failed == 0 and report.examples == {}
+    assert not client.store.heads_path.exists() and client.store.read_episodes() is None
+    result = client.answer(questions[0]["input"])
+    assert result.cost["asked"] == 0 and questions[0]["input"].endswith(": " + result.output)  # the input tweet
