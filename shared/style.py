@@ -312,6 +312,8 @@ _NOT_SIGN_OFFS = frozenset(
 
 
 _FIRST_LETTER = re.compile(r"\s*(?:[@#]\S+\s+)*[^A-Za-z@#]*([A-Za-z])")
+_NAME_START = re.compile(r"[A-Z][\w'-]*,?\s+(?!I\b)[A-Z]")
+"""A first word followed by another capitalized one: a name ("Jordan Knight"), whose case a lowercase habit keeps."""
 
 
 def _starts_lower(text: str) -> bool | None:
@@ -333,6 +335,8 @@ class StyleHabits:
     (('u', 'r', '2', 'ok'), True, True)
     >>> habits.apply("I will see you at 2. You are great.")
     'I will see u at 2. u r great'
+    >>> habits.apply("Great game tonight."), habits.apply("Jordan Knight sang tonight.")  # a name keeps its case
+    ('great game tonight', 'Jordan Knight sang tonight')
     """
 
     rules: tuple[str, ...] = ()
@@ -361,7 +365,11 @@ class StyleHabits:
         out = apply_rules(text, self.rules)
         if self.lower_first:
             m = _FIRST_LETTER.match(out)
-            if m is not None and not out[m.start(1) :].startswith(("I ", "I'")):
+            if (
+                m is not None
+                and not out[m.start(1) :].startswith(("I ", "I'"))
+                and not _NAME_START.match(out, m.start(1))
+            ):
                 i = m.start(1)
                 out = out[:i] + out[i].lower() + out[i + 1 :]
         if self.drop_period and out.rstrip().endswith(".") and not out.rstrip().endswith(".."):
