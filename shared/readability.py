@@ -305,9 +305,70 @@ def is_filler(token: str) -> bool:
     )
 
 
+STANDALONE = frozenset(
+    [
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "no",
+        "nope",
+        "nah",
+        "ok",
+        "okay",
+        "sure",
+        "indeed",
+        "right",
+        "thanks",
+        "thx",
+        "wow",
+        "yay",
+        "hi",
+        "hello",
+        "hey",
+        "bye",
+        "please",
+        "sorry",
+        "congrats",
+        "cool",
+        "great",
+        "nice",
+        "awesome",
+        "lol",
+        "haha",
+        "hahaha",
+        "hehe",
+        "omg",
+        "damn",
+    ]
+)
+"""Words that make a sentence by themselves: a deletion may leave one of them alone ("Oh no!" -> "no!")."""
+
+
+def _stands_alone(word: str) -> bool:
+    tokens, _ = canonical_tokens(word)
+    return len(tokens) == 1 and tokens[0] in STANDALONE
+
+
 def _droppable_span(tokens: Sequence[str], sentences: Sequence[int], i: int, j: int) -> bool:
-    """Whether deleting ``tokens[i:j]`` of the input keeps its sentences whole."""
+    """Whether deleting ``tokens[i:j]`` of the input keeps its sentences whole; a sentence is never cut to one word
+    (@mentions and #tags aside) by deleting more than @mentions and #tags, unless that word stands alone
+    (:data:`STANDALONE`): "Oh, well." -> "well." is broken, "Oh no!" -> "no!" and "@bob haha! I see" -> "@bob I see"
+    are whole.
+
+    >>> tokens, sentences = canonical_tokens("I really love it. Oh, well.")
+    >>> _droppable_span(tokens, sentences, 4, 5), _droppable_span(tokens, sentences, 1, 2)  # "oh", "really"
+    (False, True)
+    """
     span = tokens[i:j]
+    rest = [t for k, t in enumerate(tokens) if sentences[k] == sentences[i] and not i <= k < j and t[0] not in "@#"]
+    if (
+        len(rest) == 1
+        and rest[0] not in STANDALONE
+        and sentences[j - 1] == sentences[i]
+        and any(t[0] not in "@#" for t in span)
+    ):
+        return False
     if all(is_filler(t) for t in span):
         return True
     whole_start = i == 0 or sentences[i - 1] != sentences[i]
@@ -330,11 +391,25 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
     [True, False, True, False, False]
     >>> droppable_words("Currently watching Lonely Hearts".split())
     [True, False, False, False]
+    >>> droppable_words("So I'm gonna wash the dishes instead. Oh, well.".split())[-2:]  # "well." would be left
+    [False, False]
     """
     out = []
+    sentence = [0] * len(words)
+    for i in range(1, len(words)):
+        sentence[i] = sentence[i - 1] + any(c in words[i - 1] for c in ".!?")
+    plain = [s for s, w in zip(sentence, words) if not w.startswith(("@", "#"))]  # a sentence's words, tags aside
     for i, word in enumerate(words):
         tokens, _ = canonical_tokens(word)
         starts = i == 0 or any(c in words[i - 1] for c in ".!?")  # "Arnold!<3 Unfortunately, ..." starts one
+        short = (  # "Oh, well." -> "well.": no one-word rest that cannot stand alone
+            plain.count(sentence[i]) == 2
+            and not word.startswith(("@", "#"))
+            and not any(
+                s == sentence[i] and k != i and not w.startswith(("@", "#")) and _stands_alone(w)
+                for k, (s, w) in enumerate(zip(sentence, words))
+            )
+        )
         # a name is no filler: "DonnaJonesMcfly", or a capital inside a sentence ("the movie Lonely Hearts")
         name = any(c.isupper() for c in word[1:]) or (word[:1].isupper() and not starts)
         out.append(
@@ -342,6 +417,7 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
             and all(is_filler(t) for t in tokens)
             and not any(c in word for c in _PAIRED)
             and not (name and not word.startswith(("@", "#")))
+            and not short
         )
     return out
 
