@@ -312,6 +312,19 @@ _NOT_SIGN_OFFS = frozenset(
 
 
 _FIRST_LETTER = re.compile(r"\s*(?:[@#]\S+\s+)*[^A-Za-z@#]*([A-Za-z])")
+
+
+def _signed(text: str, signature: str) -> bool:
+    """Whether ``text`` already ends on ``signature`` among its last three words, quotes and punctuation aside
+    ('"a whole day offline! #fb"' is signed "#fb": no second one).
+
+    >>> _signed('"a day offline! #fb"', "#fb"), _signed("so fun lol!", "lol"), _signed("lol what", "xx")
+    (True, True, False)
+    """
+    want = signature.lower().strip("\"'.,!?")
+    return want in [w.lower().strip("\"'.,!?") for w in text.split()[-3:]]
+
+
 _NAME_START = re.compile(r"[A-Z][\w'-]*,?\s+(?!I\b)[A-Z]")
 """A first word followed by another capitalized one: a name ("Jordan Knight"), whose case a lowercase habit keeps."""
 
@@ -374,6 +387,6 @@ class StyleHabits:
                 out = out[:i] + out[i].lower() + out[i + 1 :]
         if self.drop_period and out.rstrip().endswith(".") and not out.rstrip().endswith(".."):
             out = out.rstrip()[:-1]
-        if sign and self.signature and not out.rstrip().lower().endswith(self.signature.lower()):
+        if sign and self.signature and not _signed(out, self.signature):
             out = f"{out.rstrip()} {self.signature}"
         return out
