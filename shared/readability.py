@@ -287,6 +287,23 @@ _NOT_ADVERBS = frozenset(
         "silly",
         "lovely",
         "ugly",
+        "friendly",
+        "early",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "likely",
+        "unlikely",
+        "lonely",
+        "lively",
+        "elderly",
+        "costly",
+        "chilly",
+        "curly",
+        "smelly",
+        "bully",
+        "jolly",
     ]
 )
 

@@ -109,11 +109,18 @@ def filler_edit(editor: InputEditor, words: Sequence[str], counts: Mapping[str, 
     (:func:`shared.readability.droppable_words`): the words the editor would drop, among those whose loss keeps a
     sentence whole (every other word is kept as if certain).
 
+    An edit that the readability check still calls broken (a drop that leaves a preposition dangling: "slides for
+    #barcamp." -> "slides for") is no edit: the words come back whole, so an anchor written from it is the input's.
+
     >>> filler_edit(InputEditor(bias=-2.0), "I really love it".split(), {}, 0.6)
     'I love it'
+    >>> filler_edit(InputEditor(bias=-2.0), "time to make slides for #barcamp.".split(), {}, 0.6)
+    'time to make slides for #barcamp.'
     """
     p = np.where(droppable_words(words), editor.keep_probabilities(words, counts), 1.0)
-    return f1_optimal_keep(words, p, level * len(words))
+    edited = f1_optimal_keep(words, p, level * len(words))
+    source = " ".join(words)
+    return source if edited != source and is_broken(edited, source) else edited
 
 
 def personal_habits(ctx: UserContext, editor: InputEditor | None) -> StyleHabits:
