@@ -322,6 +322,12 @@ def is_filler(token: str) -> bool:
     )
 
 
+PHRASES = frozenset(
+    [("right", "now"), ("just", "now"), ("for", "now"), ("by", "now"), ("until", "now"), ("oh", "well")]
+)
+"""Two words whose second, a filler, does not go alone: dropping it leaves half a phrase ("money right now." ->
+"money right")."""
+
 STANDALONE = frozenset(
     [
         "yes",
@@ -378,6 +384,8 @@ def _droppable_span(tokens: Sequence[str], sentences: Sequence[int], i: int, j: 
     (False, True)
     """
     span = tokens[i:j]
+    if i > 0 and (tokens[i - 1], span[0]) in PHRASES:  # "right now." -> "right": half a phrase is left
+        return False
     rest = [t for k, t in enumerate(tokens) if sentences[k] == sentences[i] and not i <= k < j and t[0] not in "@#"]
     if (
         len(rest) == 1
@@ -410,6 +418,8 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
     [True, False, False, False]
     >>> droppable_words("So I'm gonna wash the dishes instead. Oh, well.".split())[-2:]  # "well." would be left
     [False, False]
+    >>> droppable_words("no money right now. I need a job".split())[2:4]  # half of "right now" would be left
+    [False, False]
     """
     out = []
     sentence = [0] * len(words)
@@ -418,6 +428,8 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
     plain = [s for s, w in zip(sentence, words) if not w.startswith(("@", "#"))]  # a sentence's words, tags aside
     for i, word in enumerate(words):
         tokens, _ = canonical_tokens(word)
+        before, _ = canonical_tokens(words[i - 1]) if i else ([], [])
+        paired = bool(tokens and before) and (before[-1], tokens[0]) in PHRASES  # "right now": "now" stays
         starts = i == 0 or any(c in words[i - 1] for c in ".!?")  # "Arnold!<3 Unfortunately, ..." starts one
         short = (  # "Oh, well." -> "well.": no one-word rest that cannot stand alone
             plain.count(sentence[i]) == 2
@@ -435,6 +447,7 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
             and not any(c in word for c in _PAIRED)
             and not (name and not word.startswith(("@", "#")))
             and not short
+            and not paired
         )
     return out
 
