@@ -430,7 +430,7 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
         tokens, _ = canonical_tokens(word)
         before, _ = canonical_tokens(words[i - 1]) if i else ([], [])
         paired = bool(tokens and before) and (before[-1], tokens[0]) in PHRASES  # "right now": "now" stays
-        starts = i == 0 or any(c in words[i - 1] for c in ".!?")  # "Arnold!<3 Unfortunately, ..." starts one
+        starts = i == 0 or sentence[i] != sentence[i - 1]  # "Arnold!<3 Unfortunately, ..." starts one
         short = (  # "Oh, well." -> "well.": no one-word rest that cannot stand alone
             plain.count(sentence[i]) == 2
             and not word.startswith(("@", "#"))
