@@ -374,9 +374,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _llm_serve(args: argparse.Namespace) -> int:
-    from shared.llm.embedded import EMBEDDED_SLOTS, start_server
+    from shared.llm.embedded import EMBEDDED_SLOTS, server_lock, set_auto_stop, start_server
 
-    info = start_server(port=args.port, threads=args.threads, slots=args.slots or EMBEDDED_SLOTS, n_ctx=args.ctx)
+    with server_lock():
+        info = start_server(port=args.port, threads=args.threads, slots=args.slots or EMBEDDED_SLOTS, n_ctx=args.ctx)
+        set_auto_stop(info, False)  # served on request: it stays, even if a run started it to stop when unused
     print(info.url)
     print(
         f"pid {info.pid}; {info.slots} slots (keep up to {info.slots} requests in flight); log {info.log}; "
@@ -387,9 +389,10 @@ def _llm_serve(args: argparse.Namespace) -> int:
 
 
 def _llm_stop(args: argparse.Namespace) -> int:
-    from shared.llm.embedded import stop_server
+    from shared.llm.embedded import server_lock, stop_server
 
-    info = stop_server()
+    with server_lock():
+        info = stop_server()
     print(f"stopped pid {info.pid} ({info.url})" if info else "no embedded LLM server was running")
     return 0
 

@@ -9,6 +9,11 @@ records the pid, port, slots and log in ``$FEDHYDRA_HOME/llm-server/server.json`
 its process group. Code that needs an LLM does not start the server itself: it resolves an endpoint with
 :func:`shared.llm.resolver.resolve_llm`, which reuses a running embedded server or starts one and owns it.
 
+Processes share one server per state folder. :func:`server_lock` makes starting, adopting and stopping one process's
+step at a time (two runs started together no longer both start a server, one of them then never stopped); each
+process that uses the server records itself (:func:`hold_server`, :func:`release_server`), and a server started to
+stop when unused (:func:`set_auto_stop`) is stopped by the last process to release it.
+
 The server decodes the requests of all busy slots in one batch, so clients should keep
 :func:`recommended_concurrency` requests in flight. On 2 cores the small model is compute-bound and the
 gain is modest (1.2-1.8x the former single-stream server; docs/lab-notebook.md, "LLM serving and concurrency").
@@ -22,6 +27,7 @@ Example (starts the server, so not a doctest)::
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -30,10 +36,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: one process at a time is the user's to keep
+    fcntl = None  # type: ignore[assignment]
 
 from shared.errors import LLMServerError
 from shared.io import atomic_write_text
@@ -54,6 +66,11 @@ __all__ = [
     "embedded_config",
     "llama_server_binary",
     "recommended_concurrency",
+    "server_lock",
+    "hold_server",
+    "release_server",
+    "set_auto_stop",
+    "auto_stops",
 ]
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
@@ -151,6 +168,78 @@ def embedded_config(url: str, **overrides) -> LLMConfig:
 
 def _state_file(state_dir: Path | None) -> Path:
     return (state_dir or llm_state_dir()) / "server.json"
+
+
+def _folder(state_dir: Path | None) -> Path:
+    folder = state_dir or llm_state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def server_lock(state_dir: Path | None = None) -> Iterator[None]:
+    """Hold the state folder's lock (``lock``): while one process holds it, no other starts, adopts or stops the
+    embedded server. The kernel releases it when its holder dies."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(_folder(state_dir) / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holders(state_dir: Path | None) -> Path:
+    return _folder(state_dir) / "holders"
+
+
+def hold_server(info: ServerInfo, state_dir: Path | None = None) -> None:
+    """Record that this process uses the server ``info`` (``holders/<pid>``, naming the server's pid)."""
+    folder = _holders(state_dir)
+    folder.mkdir(exist_ok=True)
+    atomic_write_text(folder / str(os.getpid()), str(info.pid))
+
+
+def release_server(info: ServerInfo, state_dir: Path | None = None) -> int:
+    """Forget that this process uses the server ``info``; returns how many other live processes still do.
+
+    Records of dead processes, or naming another server, are removed on the way. Call under :func:`server_lock`.
+    """
+    folder = _holders(state_dir)
+    (folder / str(os.getpid())).unlink(missing_ok=True)
+    others = 0
+    for record in folder.iterdir() if folder.is_dir() else ():
+        try:
+            pid, server = int(record.name), int(record.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid, server = 0, 0
+        if pid > 0 and server == info.pid and pid_alive(pid):
+            others += 1
+        else:
+            record.unlink(missing_ok=True)
+    return others
+
+
+def _auto_stop_file(state_dir: Path | None) -> Path:
+    return _folder(state_dir) / "auto-stop"
+
+
+def set_auto_stop(info: ServerInfo, on: bool, state_dir: Path | None = None) -> None:
+    """Mark the server ``info`` to be stopped when its last process releases it (``on``), or to stay (not ``on``)."""
+    if on:
+        atomic_write_text(_auto_stop_file(state_dir), str(info.pid))
+    else:
+        _auto_stop_file(state_dir).unlink(missing_ok=True)
+
+
+def auto_stops(info: ServerInfo, state_dir: Path | None = None) -> bool:
+    """Whether the server ``info`` is marked to stop when its last process releases it."""
+    try:
+        return int(_auto_stop_file(state_dir).read_text().strip()) == info.pid
+    except (OSError, ValueError):
+        return False
 
 
 def _healthy(root: str, timeout: float = 2.0) -> bool:
@@ -325,4 +414,8 @@ def stop_server(state_dir: Path | None = None) -> ServerInfo | None:
     if stopped is not None:
         _terminate(info.pid)
     _state_file(state_dir).unlink(missing_ok=True)
+    _auto_stop_file(state_dir).unlink(missing_ok=True)
+    holders = _holders(state_dir)
+    for record in holders.iterdir() if holders.is_dir() else ():
+        record.unlink(missing_ok=True)
     return stopped

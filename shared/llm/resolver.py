@@ -9,11 +9,15 @@ The endpoint, first that applies:
    (:func:`~shared.llm.embedded.embedded_config`); with any other model ``LLMConfig.from_env(base_url=url, ...)``
    (the API key and, without a model, the model name come from the environment);
 3. ``FEDHYDRA_LLM_BASE_URL`` (and the other ``FEDHYDRA_LLM_*`` variables: :meth:`LLMConfig.from_env`);
-4. the embedded server already running (recorded under ``$FEDHYDRA_HOME/llm-server``): used, left running;
-5. a new embedded server, started here. The endpoint owns it: :meth:`LLMEndpoint.close` (leaving its ``with``
-   block, or the process's exit) stops it, unless ``keep=True``, in which case it is logged, plainly and at once,
-   that the server stays and that ``fedhydra llm stop`` stops it. Endpoints of one process that resolve to the
-   server this process started share it: it stops when the last of them closes.
+4. the embedded server already running (recorded under ``$FEDHYDRA_HOME/llm-server``): used, and left running
+   unless the process that started it asked for it to stop when unused;
+5. a new embedded server, started here. Unless ``keep=True`` it stops when the last process using it releases it:
+   :meth:`LLMEndpoint.close` (leaving its ``with`` block, or the process's exit) releases this process's hold once no
+   other endpoint of the process holds it. With ``keep=True`` it is logged, plainly and at once, that the server stays
+   and that ``fedhydra llm stop`` stops it.
+
+Processes resolve one at a time per state folder (:func:`~shared.llm.embedded.server_lock`), so two runs started
+together share one server, and the first to finish does not stop it under the other.
 
 ``fedhydra run``, ``simulate`` and ``baseline`` (:mod:`simulations.cli`), the SDK (:class:`client.sdk.PersonalClient`)
 and a federated node (:func:`client.node.make_llm`) all resolve here; ``overrides`` are LLMConfig fields
@@ -41,8 +45,13 @@ from shared.llm.embedded import (
     EMBEDDED_SLOTS,
     EMBEDDED_THREADS,
     ServerInfo,
+    auto_stops,
     embedded_config,
+    hold_server,
+    release_server,
     running_server,
+    server_lock,
+    set_auto_stop,
     start_server,
     stop_server,
 )
@@ -57,22 +66,24 @@ STOP_HINT = "stop it with `fedhydra llm stop`"
 
 
 @dataclass
-class _Started:
-    """An embedded server this process started: how many endpoints hold it, and whether one asked to keep it."""
+class _Held:
+    """The embedded server this process uses: how many of its endpoints hold it, and whether one asked to keep it."""
 
     info: ServerInfo
+    started: bool = False
     holders: int = 0
     keep: bool = False
 
 
-_STARTED: dict[Path, _Started] = {}
-"""The embedded servers this process started, by state folder."""
+_HELD: dict[Path, _Held] = {}
+"""The embedded servers this process uses, by state folder."""
 _LOCK = threading.Lock()
 
 
 class LLMEndpoint:
     """A resolved LLM endpoint: its ``config``, where it came from (``source``) and, when it started the embedded
-    server, that server (``server``), which :meth:`close` stops unless ``keep``. A context manager."""
+    server, that server (``server``, or ``kept`` when asked to keep it). A context manager: :meth:`close` releases
+    the embedded server it holds."""
 
     def __init__(
         self,
@@ -81,16 +92,18 @@ class LLMEndpoint:
         *,
         server: ServerInfo | None = None,
         kept: ServerInfo | None = None,
+        held: ServerInfo | None = None,
         state_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.source = source
         self.server = server
-        """The embedded server this endpoint started and holds (stopped by :meth:`close`)."""
+        """The embedded server this process started and holds through this endpoint (stops when unused)."""
         self.kept = kept
         """The embedded server this endpoint started and was asked to keep (:meth:`close` says it stays)."""
         self.state_dir = state_dir
-        if server is not None or kept is not None:
+        self._held = held
+        if held is not None:
             atexit.register(self.close)
 
     def __repr__(self) -> str:
@@ -103,38 +116,39 @@ class LLMEndpoint:
         self.close()
 
     def close(self) -> ServerInfo | None:
-        """Release the embedded server this endpoint started: it stops once no other endpoint of this process holds
-        it, unless one asked to keep it (then it is logged that it stays). Idempotent; returns the server stopped."""
-        server, self.server = self.server, None
+        """Release the embedded server this endpoint holds. Once no endpoint of this process and no other live
+        process holds it, it stops if it was started to stop when unused (not kept). Idempotent; returns the server
+        stopped."""
+        held, self._held = self._held, None
+        self.server = None
         kept, self.kept = self.kept, None
-        if server is None and kept is None:
+        if held is None:
             return None
         atexit.unregister(self.close)
         if kept is not None:
             log.warning(
                 "the embedded LLM server (pid %d, %s) is left running, as asked; %s", kept.pid, kept.url, STOP_HINT
             )
-            return None
-        assert server is not None
         key = _state_key(self.state_dir)
-        with _LOCK:
-            entry = _STARTED.get(key)
-            if entry is None or entry.info.pid != server.pid:
+        with _LOCK, server_lock(self.state_dir):
+            entry = _HELD.get(key)
+            if entry is None or entry.info.pid != held.pid:
                 return None  # stopped or replaced meanwhile
             entry.holders -= 1
             if entry.holders > 0:
                 return None
-            del _STARTED[key]
-        if entry.keep:
-            log.warning(
-                "the embedded LLM server (pid %d, %s) is left running, as asked; %s", server.pid, server.url, STOP_HINT
-            )
-            return None
-        current = running_server(self.state_dir)
-        if current is None or current.pid != server.pid:
-            return None
-        stopped = stop_server(self.state_dir)
-        log.info("stopped the embedded LLM server (pid %d, %s) that this process started", server.pid, server.url)
+            del _HELD[key]
+            others = release_server(held, self.state_dir)
+            if others:
+                log.info("the embedded LLM server (pid %d) stays: %d other process(es) use it", held.pid, others)
+                return None
+            if not auto_stops(held, self.state_dir):
+                return None
+            current = running_server(self.state_dir)
+            if current is None or current.pid != held.pid:
+                return None
+            stopped = stop_server(self.state_dir)
+        log.info("stopped the embedded LLM server (pid %d, %s): no process uses it any more", held.pid, held.url)
         return stopped
 
 
@@ -176,29 +190,41 @@ def resolve_llm(
     if os.environ.get("FEDHYDRA_LLM_BASE_URL"):
         return LLMEndpoint(LLMConfig.from_env(**overrides), "environment")
     key = _state_key(state_dir)
-    with _LOCK:
-        entry = _STARTED.get(key)
+    with _LOCK, server_lock(state_dir):
         existing = running_server(state_dir)
-        if existing is not None and (entry is None or entry.info.pid != existing.pid):
-            return LLMEndpoint(embedded_config(existing.url, **overrides), "embedded server (running)")
+        entry = _HELD.get(key)
+        if entry is not None and (existing is None or existing.pid != entry.info.pid):
+            del _HELD[key]  # stopped meanwhile (``fedhydra llm stop``): this process no longer holds it
+            entry = None
         started = existing is None
         if started:
-            entry = _STARTED[key] = _Started(start_server(threads=threads, slots=slots, state_dir=state_dir))
-            _announce(entry.info, keep)
-        assert entry is not None
+            info = start_server(threads=threads, slots=slots, state_dir=state_dir)
+            _announce(info, keep)
+            set_auto_stop(info, not keep, state_dir)
+        else:
+            assert existing is not None
+            info = existing
+        if entry is None:
+            entry = _HELD[key] = _Held(info, started=started)
+            hold_server(info, state_dir)
+        ours = entry.started
         if keep:
             entry.keep = True
-            return LLMEndpoint(
-                embedded_config(entry.info.url, **overrides),
-                "embedded server (kept)",
-                kept=entry.info if started else None,
-                state_dir=state_dir,
-            )
+            set_auto_stop(info, False, state_dir)
         entry.holders += 1
+    if keep:
+        return LLMEndpoint(
+            embedded_config(info.url, **overrides),
+            "embedded server (kept)",
+            kept=info if started else None,
+            held=info,
+            state_dir=state_dir,
+        )
     return LLMEndpoint(
-        embedded_config(entry.info.url, **overrides),
-        "embedded server (started)",
-        server=entry.info,
+        embedded_config(info.url, **overrides),
+        "embedded server (started)" if ours else "embedded server (running)",
+        server=info if ours else None,
+        held=info,
         state_dir=state_dir,
     )
 
@@ -213,7 +239,7 @@ def _announce(info: ServerInfo, keep: bool) -> None:
         )
     else:
         log.info(
-            "started the embedded LLM server (pid %d, %s); it stops when its last user closes or this process exits",
+            "started the embedded LLM server (pid %d, %s); it stops when no process uses it any more",
             info.pid,
             info.url,
         )

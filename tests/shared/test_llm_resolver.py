@@ -119,3 +119,83 @@ def test_the_process_exit_stops_what_was_not_kept(tmp_path, fake_llama_server, k
         assert (STOP_HINT in done.stderr) is keep
     finally:
         stop_server(tmp_path)
+
+
+_HOLDER = (
+    "import sys; from pathlib import Path; from shared.llm.resolver import resolve_llm; "
+    "e = resolve_llm(state_dir=Path(sys.argv[1])); print(e.config.base_url, flush=True); "
+    "sys.stdin.readline(); e.close(); print('closed', flush=True)"
+)
+
+
+def _holders(state_dir, n):
+    """``n`` processes that resolve the embedded server at once, each holding it until told to close."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(state_dir)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(n)
+    ]
+
+
+def _close(proc) -> None:
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "closed"
+    assert proc.wait(timeout=60) == 0
+
+
+def test_processes_started_together_share_one_server_and_the_last_to_close_stops_it(tmp_path, fake_llama_server):
+    procs = _holders(tmp_path, 3)
+    try:
+        urls = {p.stdout.readline().strip() for p in procs}
+        info = running_server(tmp_path)
+        assert info is not None and urls == {info.url}  # one server, not one each
+        assert len(list(tmp_path.glob("server-*.log"))) == 1  # only one was ever started
+        for proc in procs[:-1]:
+            _close(proc)
+            assert running_server(tmp_path) == info  # not stopped under the one still using it
+        _close(procs[-1])
+        assert running_server(tmp_path) is None and not pid_alive(info.pid)
+        assert not list((tmp_path / "holders").iterdir())
+    finally:
+        for proc in procs:
+            proc.kill()
+        stop_server(tmp_path)
+
+
+def test_a_process_that_dies_without_closing_does_not_keep_the_server_forever(tmp_path, fake_llama_server):
+    killed, survivor = _holders(tmp_path, 2)
+    try:
+        assert killed.stdout.readline().strip() == survivor.stdout.readline().strip()
+        info = running_server(tmp_path)
+        killed.kill()  # no atexit: its hold stays on disk, naming a dead pid
+        killed.wait(timeout=30)
+        assert running_server(tmp_path) == info
+        _close(survivor)
+        assert running_server(tmp_path) is None and not pid_alive(info.pid)
+    finally:
+        killed.kill()
+        survivor.kill()
+        stop_server(tmp_path)
+
+
+def test_a_server_started_by_fedhydra_llm_start_is_never_stopped_by_its_users(tmp_path, fake_llama_server):
+    info = start_server(state_dir=tmp_path)  # what ``fedhydra llm start`` does: no one asked it to stop
+    try:
+        (proc,) = _holders(tmp_path, 1)
+        assert proc.stdout.readline().strip() == info.url
+        _close(proc)
+        assert running_server(tmp_path) == info
+    finally:
+        stop_server(tmp_path)
