@@ -373,6 +373,21 @@ def _stands_alone(word: str) -> bool:
     return len(tokens) == 1 and tokens[0] in STANDALONE
 
 
+def _inside_sentence(tokens: Sequence[str], sentences: Sequence[int], i: int, j: int) -> bool:
+    """Whether words (no @mention or #tag) of the sentence of ``tokens[i]`` come both before ``i`` and from ``j`` on.
+
+    >>> tokens, sentences = canonical_tokens("@amy thanked the #FF guys #fb")
+    >>> _inside_sentence(tokens, sentences, 3, 4), _inside_sentence(tokens, sentences, 0, 1)
+    (True, False)
+    >>> _inside_sentence(tokens, sentences, 5, 6)  # a trailing tag
+    False
+    """
+    here = sentences[i]
+    before = any(sentences[k] == here and tokens[k][0] not in "@#" for k in range(i))
+    after = any(sentences[k] == here and tokens[k][0] not in "@#" for k in range(j, len(tokens)))
+    return before and after
+
+
 def _droppable_span(tokens: Sequence[str], sentences: Sequence[int], i: int, j: int) -> bool:
     """Whether deleting ``tokens[i:j]`` of the input keeps its sentences whole; a sentence is never cut to one word
     (@mentions and #tags aside) by deleting more than @mentions and #tags, unless that word stands alone
@@ -386,6 +401,8 @@ def _droppable_span(tokens: Sequence[str], sentences: Sequence[int], i: int, j: 
     span = tokens[i:j]
     if i > 0 and (tokens[i - 1], span[0]) in PHRASES:  # "right now." -> "right": half a phrase is left
         return False
+    if any(t[0] in "@#" for t in span) and _inside_sentence(tokens, sentences, i, j):
+        return False  # "I love #Lakers so much" -> "I love so much": a tag inside a sentence is one of its words
     rest = [t for k, t in enumerate(tokens) if sentences[k] == sentences[i] and not i <= k < j and t[0] not in "@#"]
     if (
         len(rest) == 1
@@ -420,12 +437,15 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
     [False, False]
     >>> droppable_words("no money right now. I need a job".split())[2:4]  # half of "right now" would be left
     [False, False]
+    >>> droppable_words("@amy thanked the #FF guys #fb".split())  # a tag inside a sentence is one of its words
+    [True, False, False, False, False, True]
     """
     out = []
     sentence = [0] * len(words)
     for i in range(1, len(words)):
         sentence[i] = sentence[i - 1] + any(c in words[i - 1] for c in ".!?")
     plain = [s for s, w in zip(sentence, words) if not w.startswith(("@", "#"))]  # a sentence's words, tags aside
+    content = {k for k, w in enumerate(words) if not w.startswith(("@", "#")) and canonical_tokens(w)[0]}
     for i, word in enumerate(words):
         tokens, _ = canonical_tokens(word)
         before, _ = canonical_tokens(words[i - 1]) if i else ([], [])
@@ -441,6 +461,10 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
         )
         # a name is no filler: "DonnaJonesMcfly", or a capital inside a sentence ("the movie Lonely Hearts")
         name = any(c.isupper() for c in word[1:]) or (word[:1].isupper() and not starts)
+        # a tag between words of its sentence is one of them: "thanked the #FF guys" keeps "#FF"
+        inside = word.startswith(("@", "#")) and all(
+            any(sentence[k] == sentence[i] and k in content for k in side) for side in (range(i), range(i + 1, len(words)))
+        )
         out.append(
             bool(tokens)
             and all(is_filler(t) for t in tokens)
@@ -448,8 +472,10 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
             and not (name and not word.startswith(("@", "#")))
             and not short
             and not paired
+            and not inside
         )
     return out
+
 
 
 def broken_reason(text: str, source: str | None = None) -> str | None:

@@ -27,6 +27,7 @@ BROKEN = [
         "I'm so excited to finally to the concert tomorrow night with my best",
         "I'm so excited to finally go to the concert tomorrow night with my best friends.",
     ),
+    ("I love so much, what a game", "I love #Lakers so much, what a game"),  # a tag that is one of the words
 ]
 
 READABLE = [
@@ -36,6 +37,7 @@ READABLE = [
     ("so tired today lol", "I am so tired today lol"),
     ("Great game!", "Great game! I will see you all tomorrow at the usual place."),
     ("thanks for the tip", "@bob thanks for the tip"),
+    ("great game tonight", "great game tonight #Lakers #fb"),  # trailing tags
     ("hugs n kisses to all of u x", "Sending everyone my love and hugs."),  # no edit of the input: its end decides
 ]
 
@@ -73,6 +75,9 @@ def test_every_style_rule_and_habit_keeps_a_sentence_whole():
 def test_droppable_words_are_fillers_mentions_and_adverbs_only():
     words = ["@bob", "I", "really", "love", '"@ann', 'the"', "show,", "unfortunately", "it", "ends"]
     assert droppable_words(words) == [True, False, True, False, False, False, False, True, False, False]
+    # a tag between words of its sentence is one of them; at either end of it, it goes
+    words = "@amy I thanked the #FF guys today. #fb".split()
+    assert droppable_words(words) == [True, False, False, False, False, False, False, True]
 
 
 def test_the_editor_dropping_fillers_only_never_breaks_real_inputs(lamp_data):
