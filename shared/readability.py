@@ -463,7 +463,8 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
         name = any(c.isupper() for c in word[1:]) or (word[:1].isupper() and not starts)
         # a tag between words of its sentence is one of them: "thanked the #FF guys" keeps "#FF"
         inside = word.startswith(("@", "#")) and all(
-            any(sentence[k] == sentence[i] and k in content for k in side) for side in (range(i), range(i + 1, len(words)))
+            any(sentence[k] == sentence[i] and k in content for k in side)
+            for side in (range(i), range(i + 1, len(words)))
         )
         out.append(
             bool(tokens)
@@ -475,7 +476,6 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
             and not inside
         )
     return out
-
 
 
 def broken_reason(text: str, source: str | None = None) -> str | None:

@@ -76,7 +76,7 @@ def test_droppable_words_are_fillers_mentions_and_adverbs_only():
     words = ["@bob", "I", "really", "love", '"@ann', 'the"', "show,", "unfortunately", "it", "ends"]
     assert droppable_words(words) == [True, False, True, False, False, False, False, True, False, False]
     # a tag between words of its sentence is one of them; at either end of it, it goes
-    words = "@amy I thanked the #FF guys today. #fb".split()
+    words = ["@amy", "I", "thanked", "the", "#FF", "guys", "today.", "#fb"]
     assert droppable_words(words) == [True, False, False, False, False, False, False, True]
 
 
