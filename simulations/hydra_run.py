@@ -22,6 +22,7 @@ Writes ``<method>_outputs.json`` (official layout), ``metrics.{md,json}``, ``met
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -403,22 +404,6 @@ def run_central(
             )
             train_eps.update(free_eps)
             train_stats = {k: train_stats[k] + free_stats[k] for k in train_stats}
-        test_eps: dict[str, list[Episode]] = {}
-        test_stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
-        if not history:
-            _say(progress, f"      and of {len(test_users)} new users (history only: their onboarding)")
-            test_eps, test_stats = build_episodes(
-                task,
-                test_users,
-                llm,
-                cfg,
-                with_golds=False,
-                progress=bars,
-                ledger=ledger,
-                unit="new user onboarding",
-                failures=failures,
-            )
-
     train_users, test_users = _survivors(train_users, failures), _survivors(test_users, failures)
     failures.check_some_left([u.user_id for u in all_train_users], "training users")
     llm_users, free_users = _survivors(llm_users, failures), _survivors(free_users, failures)
@@ -494,6 +479,32 @@ def run_central(
             )
             save_margin(out, fingerprint, choice.as_dict())
 
+    # the new users' onboarding (the LLM labels their history) only where their heads can change an answer: under
+    # margin inf no head does, and the SDK skips it (client.sdk.PersonalClient.fit); so does the run
+    test_eps: dict[str, list[Episode]] = {}
+    test_stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
+    if not history and margin == math.inf:
+        _say(
+            progress,
+            f"      the {len(test_users)} new users need no onboarding: under margin inf no head changes an answer",
+        )
+        ledger.record("new user onboarding", Cost(asked=0, sent=0, llm_seconds=0.0), n=len(test_users))
+    elif not history:
+        with ledger.stage("onboarding"):
+            _say(progress, f"      episodes of {len(test_users)} new users (history only: their onboarding)")
+            test_eps, test_stats = build_episodes(
+                task,
+                test_users,
+                llm,
+                cfg,
+                with_golds=False,
+                progress=bars,
+                ledger=ledger,
+                unit="new user onboarding",
+                failures=failures,
+            )
+        test_users = _survivors(test_users, failures)
+
     from client.evaluation import evaluate_user
     from client.node import device_bundle
     from client.store import UserStore
@@ -520,7 +531,9 @@ def run_central(
         def evaluate(u: User) -> Predictions:
             store = UserStore(out / "clients", u.user_id, task=task.name)
             store.write_history(u.history)
-            store.write_episodes((train_eps if history else test_eps)[u.user_id])
+            episodes = (train_eps if history else test_eps).get(u.user_id)
+            if episodes is not None:
+                store.write_episodes(episodes)
             return evaluate_user(
                 task, u, bundle, device_cfg, llm, out / "clients", dataset.golds, methods=list(cfg.eval_methods) or None
             )

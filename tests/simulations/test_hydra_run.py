@@ -79,7 +79,13 @@ def test_changing_a_test_gold_changes_no_fitted_head_and_no_prediction(tmp_path,
         *COST_METHODS,
     ]
     ledger = table["ledger"]
-    assert list(ledger["stages"]) == ["episodes", "train", "margin", "export", "answer"]
+    # the new users are onboarded (the LLM labels their history) after the margin is chosen, and only where a head
+    # can change an answer: not under margin inf (summary: None), as on the device
+    onboarded = first["margin"]["margin"] is not None
+    stages = ["episodes", "train", "margin", *(["onboarding"] if onboarded else []), "export", "answer"]
+    assert list(ledger["stages"]) == stages
+    assert ledger["per_unit"]["new user onboarding"]["n"] == 2
+    assert (ledger["per_unit"]["new user onboarding"]["asked"] > 0) is onboarded
     assert ledger["per_unit"]["training user"]["n"] == 2 and ledger["per_unit"]["training user"]["asked"] > 0
     assert ledger["per_unit"]["answer (hydra-calls-0)"]["asked"] == 0
     rows = {r["method"]: r for r in table["rows"]}
@@ -167,6 +173,11 @@ def test_free_training_users_train_the_base_without_an_llm_call(tmp_path):
     assert summary["episodes"]["train"]["episodes"] >= 2 * (1 + 2) + 2
     # they were held out in the margin's folds: every training user contributed a calibration point
     assert summary["margin"]["points"] >= 4
+    # the new users are onboarded through the LLM only where a head can change an answer (not under margin inf)
+    onboarded = summary["margin"]["margin"] is not None
+    assert units["new user onboarding"]["n"] == 2 and (units["new user onboarding"]["asked"] > 0) is onboarded
+    assert ("onboarding" in summary["ledger"]["stages"]) is onboarded
+    assert (summary["episodes"]["test"]["episodes"] > 0) is onboarded
     _, answered = load_outputs(tmp_path / "out" / "hydra_outputs.json")
     assert summary["test_users"] == 2 and len(answered) == summary["test_questions"] > 0
 
