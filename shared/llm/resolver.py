@@ -67,12 +67,11 @@ STOP_HINT = "stop it with `fedhydra llm stop`"
 
 @dataclass
 class _Held:
-    """The embedded server this process uses: how many of its endpoints hold it, and whether one asked to keep it."""
+    """The embedded server this process uses: whether this process started it, and how many of its endpoints hold it."""
 
     info: ServerInfo
     started: bool = False
     holders: int = 0
-    keep: bool = False
 
 
 _HELD: dict[Path, _Held] = {}
@@ -103,7 +102,7 @@ class LLMEndpoint:
         """The embedded server this endpoint started and was asked to keep (:meth:`close` says it stays)."""
         self.state_dir = state_dir
         self._held = held
-        if held is not None:
+        if held is not None or kept is not None:
             atexit.register(self.close)
 
     def __repr__(self) -> str:
@@ -122,13 +121,15 @@ class LLMEndpoint:
         held, self._held = self._held, None
         self.server = None
         kept, self.kept = self.kept, None
-        if held is None:
+        if held is None and kept is None:
             return None
         atexit.unregister(self.close)
         if kept is not None:
             log.warning(
                 "the embedded LLM server (pid %d, %s) is left running, as asked; %s", kept.pid, kept.url, STOP_HINT
             )
+        if held is None:
+            return None
         key = _state_key(self.state_dir)
         with _LOCK, server_lock(self.state_dir):
             entry = _HELD.get(key)
@@ -204,26 +205,22 @@ def resolve_llm(
         else:
             assert existing is not None
             info = existing
+        if keep:  # it stays whoever holds it: nothing to hold (a node resolves once per message)
+            set_auto_stop(info, False, state_dir)
+            return LLMEndpoint(
+                embedded_config(info.url, **overrides),
+                "embedded server (kept)",
+                kept=info if started else None,
+                state_dir=state_dir,
+            )
         if entry is None:
             entry = _HELD[key] = _Held(info, started=started)
             hold_server(info, state_dir)
-        ours = entry.started
-        if keep:
-            entry.keep = True
-            set_auto_stop(info, False, state_dir)
         entry.holders += 1
-    if keep:
-        return LLMEndpoint(
-            embedded_config(info.url, **overrides),
-            "embedded server (kept)",
-            kept=info if started else None,
-            held=info,
-            state_dir=state_dir,
-        )
     return LLMEndpoint(
         embedded_config(info.url, **overrides),
-        "embedded server (started)" if ours else "embedded server (running)",
-        server=info if ours else None,
+        "embedded server (started)" if entry.started else "embedded server (running)",
+        server=info if entry.started else None,
         held=info,
         state_dir=state_dir,
     )

@@ -82,6 +82,10 @@ def test_a_kept_server_stays_and_the_log_says_how_to_stop_it(tmp_path, fake_llam
         assert endpoint.close() is None and pid_alive(info.pid)
         assert any("left running" in r.message and STOP_HINT in r.message for r in caplog.records)
         assert running_server(tmp_path) == info
+        # a node resolves a kept server once per message: nothing is held for it, nothing grows
+        again = [resolve_llm(state_dir=tmp_path, keep=True) for _ in range(3)]
+        assert all(e.kept is None and e.config.base_url == info.url for e in again)
+        assert not any((tmp_path / "holders").glob("*"))
     finally:
         stop_server(tmp_path)
     assert not pid_alive(info.pid)
