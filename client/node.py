@@ -6,7 +6,8 @@ returns the shared tensors and its example count (a *free* training client, ``da
 episodes without any LLM call, as the centralized run's free users do). After the last round it returns its
 per-margin counts and sums under the global base (:meth:`ClientNode.margin_sums`). A *test* client (a new user)
 fits fresh heads on its history with the received base frozen, answers its questions (with the decision margin the
-server sends, if any), keeps its predictions locally and returns only scalar metrics (or nothing but a count when
+server sends, if any; under a margin of ``inf`` no head can change an answer, so it builds no onboarding and asks the
+LLM nothing for it), keeps its predictions locally and returns only scalar metrics (or nothing but a count when
 metric reporting is off).
 
 The node's role (:class:`shared.protocol.NodeRole`) comes from the run's user split or the node's config.
@@ -211,6 +212,16 @@ class ClientNode:
         )
         return episodes, {"llm_calls": report.llm_calls, "skipped": report.skipped, "offlabel": offlabel}
 
+    def skip_onboarding(self) -> dict[str, int]:
+        """A new user under a margin of ``inf``: their heads change no answer, so no episode is built and the LLM is
+        asked nothing (as :meth:`client.sdk.PersonalClient.fit`); the store gets the history and an onboarding that
+        cost 0."""
+        self.store.write_history(self.user.history)
+        self.store.update_meta(
+            episodes=0, episode_llm_calls=0, episode_llm_asked=0, episode_llm_seconds=0.0, role=self.role.value
+        )
+        return {"llm_calls": 0, "skipped": 0, "offlabel": 0}
+
     def _trainer(self, arrays: Mapping[str, np.ndarray]):
         from shared.training.train import Trainer
 
@@ -325,7 +336,10 @@ class ClientNode:
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
-        _, built = self.episodes()
+        if margin == float("inf") and self.role is NodeRole.TEST and self.store.read_episodes() is None:
+            built = self.skip_onboarding()  # no head can change an answer: as the SDK, ask the LLM nothing
+        else:
+            _, built = self.episodes()
         bundle = device_bundle(arrays, self.cfg, margin=margin, anchor=anchor, llm_calls=llm_calls)
         preds = evaluate_user(
             self.task, self.user, bundle, self.cfg, self.llm, store_root(self.cfg), golds, methods=methods

@@ -202,3 +202,25 @@ def test_a_servers_llm_call_count_is_a_whole_number_up_to_the_pools_requests():
     for bad in (-1, 3, 1.0, "1", True, None, float("nan")):
         with pytest.raises(ConfigError, match="'llm-calls' must be a whole number in \\[0, 2\\]"):
             check_llm_calls(bad, pool)
+
+
+def test_a_new_user_under_margin_inf_is_not_onboarded_and_asks_the_llm_nothing(cfg, tmp_path):
+    """Under a margin of ``inf`` no head can change an answer: the test node answers without building an onboarding
+    (the LLM is a closed port, so any request would fail and count), as the SDK's ``fit()`` does."""
+    from shared.llm import LLMClient, LLMConfig
+    from shared.training.model import initial_shared_state
+
+    user, role = resolve_user(cfg, {"partition-id": 3})
+    assert role is NodeRole.TEST
+    llm = LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m", cache_path="", max_retries=0))
+    node = ClientNode(cfg=replace(cfg, store_dir=str(tmp_path)), user=user, role=role, llm=llm)
+    golds = {q.id: "3" for q in user.questions}
+    metrics = node.evaluate(
+        initial_shared_state(cfg.model, 0), methods=["user-mean", "hydra"], golds=golds, margin=float("inf")
+    )
+    assert metrics["llm-calls"] == 0 and metrics["llm-failures"] == 0
+    assert node.store.read_episodes() is None and node.store.read_heads(cfg.model) is None
+    meta = node.store.read_meta()
+    assert meta["episodes"] == 0 and meta["episode_llm_asked"] == 0
+    answered = node.store.read_predictions()["by_method"]["hydra"]
+    assert set(answered) == set(golds) and all(a in {"1", "2", "3", "4", "5"} for a in answered.values())
