@@ -198,12 +198,11 @@ def resolve_llm(
             del _HELD[key]  # stopped meanwhile (``fedhydra llm stop``): this process no longer holds it
             entry = None
         started = existing is None
-        if started:
+        if existing is None:
             info = start_server(threads=threads, slots=slots, state_dir=state_dir)
             _announce(info, keep)
             set_auto_stop(info, not keep, state_dir)
         else:
-            assert existing is not None
             info = existing
         if keep:  # it stays whoever holds it: nothing to hold (a node resolves once per message)
             set_auto_stop(info, False, state_dir)
