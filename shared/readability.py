@@ -445,10 +445,11 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
     for i in range(1, len(words)):
         sentence[i] = sentence[i - 1] + any(c in words[i - 1] for c in ".!?")
     plain = [s for s, w in zip(sentence, words) if not w.startswith(("@", "#"))]  # a sentence's words, tags aside
-    content = {k for k, w in enumerate(words) if not w.startswith(("@", "#")) and canonical_tokens(w)[0]}
+    canonical = [canonical_tokens(w)[0] for w in words]
+    content = {k for k, w in enumerate(words) if not w.startswith(("@", "#")) and canonical[k]}
     for i, word in enumerate(words):
-        tokens, _ = canonical_tokens(word)
-        before, _ = canonical_tokens(words[i - 1]) if i else ([], [])
+        tokens = canonical[i]
+        before = canonical[i - 1] if i else []
         paired = bool(tokens and before) and (before[-1], tokens[0]) in PHRASES  # "right now": "now" stays
         starts = i == 0 or sentence[i] != sentence[i - 1]  # "Arnold!<3 Unfortunately, ..." starts one
         short = (  # "Oh, well." -> "well.": no one-word rest that cannot stand alone
