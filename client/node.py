@@ -326,6 +326,7 @@ class ClientNode:
         and ``llm_calls`` how many LLM answers an answer asks for (None: the whole pool's).
         """
         from client.evaluation import evaluate_user
+        from shared.hydra.decision import heads_needed
         from shared.metrics import evaluate
 
         margin = None if margin is None else check_margin(margin)  # before any use: the bundle's name and manifest
@@ -336,7 +337,7 @@ class ClientNode:
         started = time.perf_counter()
         calls0 = self.llm.stats.calls
         faults0 = llm_faults(self.llm)
-        if margin == float("inf") and self.role is NodeRole.TEST and self.store.read_episodes() is None:
+        if self.role is NodeRole.TEST and not heads_needed(margin) and self.store.read_episodes() is None:
             built = self.skip_onboarding()  # no head can change an answer: as the SDK, ask the LLM nothing
         else:
             _, built = self.episodes()

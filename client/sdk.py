@@ -79,6 +79,7 @@ from client.store import StoreError, UserStore, text_digest
 from shared.errors import ConfigError, DataFormatError
 from shared.hydra.candidates import anchors_for
 from shared.hydra.context import UserContext
+from shared.hydra.decision import heads_needed
 from shared.hydra.episodes import build_user_episodes
 from shared.hydra.examples import role_examples
 from shared.hydra.infer import Answer, answer
@@ -401,7 +402,7 @@ class PersonalClient:
         history = self.history
         if len(history) < 2:
             raise ConfigError("fit needs at least two history items")
-        if self.models.margin == math.inf:  # the bundle never leaves its anchor: heads change no answer, skip the LLM
+        if not heads_needed(self.models.margin):  # the bundle never leaves its anchor: skip the LLM
             report.heads_needed = False
             return report
         episodes = self.store.read_episodes()

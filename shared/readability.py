@@ -373,18 +373,20 @@ def _stands_alone(word: str) -> bool:
     return len(tokens) == 1 and tokens[0] in STANDALONE
 
 
-def _inside_sentence(tokens: Sequence[str], sentences: Sequence[int], i: int, j: int) -> bool:
-    """Whether words (no @mention or #tag) of the sentence of ``tokens[i]`` come both before ``i`` and from ``j`` on.
+def _inside_sentence(is_word: Sequence[bool], sentences: Sequence[int], i: int, j: int) -> bool:
+    """Whether words (``is_word``: no @mention, #tag or bare punctuation) of the sentence of position ``i`` come both
+    before ``i`` and from ``j`` on: what lies between is inside the sentence, not at its edge.
 
     >>> tokens, sentences = canonical_tokens("@amy thanked the #FF guys #fb")
-    >>> _inside_sentence(tokens, sentences, 3, 4), _inside_sentence(tokens, sentences, 0, 1)
+    >>> words = [t[0] not in "@#" for t in tokens]
+    >>> _inside_sentence(words, sentences, 3, 4), _inside_sentence(words, sentences, 0, 1)
     (True, False)
-    >>> _inside_sentence(tokens, sentences, 5, 6)  # a trailing tag
+    >>> _inside_sentence(words, sentences, 5, 6)  # a trailing tag
     False
     """
     here = sentences[i]
-    before = any(sentences[k] == here and tokens[k][0] not in "@#" for k in range(i))
-    after = any(sentences[k] == here and tokens[k][0] not in "@#" for k in range(j, len(tokens)))
+    before = any(sentences[k] == here and is_word[k] for k in range(i))
+    after = any(sentences[k] == here and is_word[k] for k in range(j, len(is_word)))
     return before and after
 
 
@@ -401,7 +403,7 @@ def _droppable_span(tokens: Sequence[str], sentences: Sequence[int], i: int, j: 
     span = tokens[i:j]
     if i > 0 and (tokens[i - 1], span[0]) in PHRASES:  # "right now." -> "right": half a phrase is left
         return False
-    if any(t[0] in "@#" for t in span) and _inside_sentence(tokens, sentences, i, j):
+    if any(t[0] in "@#" for t in span) and _inside_sentence([t[0] not in "@#" for t in tokens], sentences, i, j):
         return False  # "I love #Lakers so much" -> "I love so much": a tag inside a sentence is one of its words
     rest = [t for k, t in enumerate(tokens) if sentences[k] == sentences[i] and not i <= k < j and t[0] not in "@#"]
     if (
@@ -446,7 +448,7 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
         sentence[i] = sentence[i - 1] + any(c in words[i - 1] for c in ".!?")
     plain = [s for s, w in zip(sentence, words) if not w.startswith(("@", "#"))]  # a sentence's words, tags aside
     canonical = [canonical_tokens(w)[0] for w in words]
-    content = {k for k, w in enumerate(words) if not w.startswith(("@", "#")) and canonical[k]}
+    content = [not w.startswith(("@", "#")) and bool(canonical[k]) for k, w in enumerate(words)]
     for i, word in enumerate(words):
         tokens = canonical[i]
         before = canonical[i - 1] if i else []
@@ -463,10 +465,7 @@ def droppable_words(words: Sequence[str]) -> list[bool]:
         # a name is no filler: "DonnaJonesMcfly", or a capital inside a sentence ("the movie Lonely Hearts")
         name = any(c.isupper() for c in word[1:]) or (word[:1].isupper() and not starts)
         # a tag between words of its sentence is one of them: "thanked the #FF guys" keeps "#FF"
-        inside = word.startswith(("@", "#")) and all(
-            any(sentence[k] == sentence[i] and k in content for k in side)
-            for side in (range(i), range(i + 1, len(words)))
-        )
+        inside = word.startswith(("@", "#")) and _inside_sentence(content, sentence, i, i + 1)
         out.append(
             bool(tokens)
             and all(is_filler(t) for t in tokens)

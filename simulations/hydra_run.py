@@ -22,7 +22,6 @@ Writes ``<method>_outputs.json`` (official layout), ``metrics.{md,json}``, ``met
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -34,7 +33,7 @@ from shared.data import Dataset, write_outputs
 from shared.evaluation import Predictions, merge_predictions
 from shared.hydra.candidates import call_choices, decision_keys
 from shared.hydra.context import UserContext
-from shared.hydra.decision import MarginChoice
+from shared.hydra.decision import MarginChoice, heads_needed
 from shared.hydra.episodes import Episode, build_user_episodes, free_user_config
 from shared.hydra.variants import COST_METHODS, FEDERATED_PREFIX, HYDRA_METHODS, is_hydra_method
 from shared.io import atomic_write_text
@@ -483,7 +482,7 @@ def run_central(
     # margin inf no head does, and the SDK skips it (client.sdk.PersonalClient.fit); so does the run
     test_eps: dict[str, list[Episode]] = {}
     test_stats = {"episodes": 0, "skipped": 0, "llm_calls": 0}
-    if not history and margin == math.inf:
+    if not history and not heads_needed(margin):
         _say(
             progress,
             f"      the {len(test_users)} new users need no onboarding: under margin inf no head changes an answer",

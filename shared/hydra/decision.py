@@ -88,10 +88,23 @@ __all__ = [
     "BASELINE_ANCHOR",
     "decision_key",
     "split_decision",
+    "heads_needed",
 ]
 
 MARGIN_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, math.inf)
 """Margins tried by cross-validation; ``inf`` never leaves the baseline."""
+
+
+def heads_needed(margin: float | None) -> bool:
+    """Whether a user's personal heads can change an answer under ``margin`` (None: no margin rule). Under ``inf`` the
+    answer never leaves its anchor, so no head matters and a new user needs no onboarding (the SDK's ``fit()``, the
+    centralized run and a federated test node all skip it).
+
+    >>> heads_needed(0.05), heads_needed(None), heads_needed(math.inf)
+    (True, True, False)
+    """
+    return margin is None or margin != math.inf
+
 
 BASELINE_ANCHOR = "baseline"
 """The anchor that is the strongest non-LLM answer itself (:func:`shared.hydra.candidates.baseline_output`)."""

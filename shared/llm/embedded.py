@@ -191,6 +191,13 @@ def server_lock(state_dir: Path | None = None) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def _read_small(path: Path, limit: int = 32) -> str:
+    """The first ``limit`` bytes of a record of the state folder (a pid), stripped: another process may have written
+    anything there, and a pid needs no more."""
+    with open(path, "rb") as fh:
+        return fh.read(limit).decode("ascii", errors="replace").strip()
+
+
 def _holders(state_dir: Path | None) -> Path:
     return _folder(state_dir) / "holders"
 
@@ -212,7 +219,7 @@ def release_server(info: ServerInfo, state_dir: Path | None = None) -> int:
     others = 0
     for record in folder.iterdir() if folder.is_dir() else ():
         try:
-            pid, server = int(record.name), int(record.read_text().strip() or 0)
+            pid, server = int(record.name), int(_read_small(record) or 0)
         except (OSError, ValueError):
             pid, server = 0, 0
         if pid > 0 and server == info.pid and pid_alive(pid):
@@ -237,7 +244,7 @@ def set_auto_stop(info: ServerInfo, on: bool, state_dir: Path | None = None) -> 
 def auto_stops(info: ServerInfo, state_dir: Path | None = None) -> bool:
     """Whether the server ``info`` is marked to stop when its last process releases it."""
     try:
-        return int(_auto_stop_file(state_dir).read_text().strip()) == info.pid
+        return int(_read_small(_auto_stop_file(state_dir))) == info.pid
     except (OSError, ValueError):
         return False
 
